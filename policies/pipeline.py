@@ -1,0 +1,251 @@
+"""The policy pipeline: configured policies run per stage, transforms first in list order, then
+read-only checks concurrently; the most severe *enforced* verdict wins.
+
+Each configured policy has an id, a mode (enforce / shadow), a timeout and an ``on_error``
+(block / flag). A policy that raises or times out yields a decision with ``error`` set and the
+``on_error`` verdict: it never silently allows. Shadow-mode decisions are recorded but change
+nothing (their redactions are not applied either).
+
+Telemetry: one span per policy through the OpenTelemetry *API* (a no-op unless the gateway installs
+an SDK), with ``rollguard.policy.*`` attributes and never any content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from policies.base import CheckContext, Execution, Policy, PolicyResult
+from rollguard.types import Decision, Message, Mode, OnError, Stage, Verdict
+
+_tracer = trace.get_tracer("rollguard.policies")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfiguredPolicy:
+    """A policy instance with its configuration: what the pipeline runs."""
+
+    id: str
+    policy: Policy
+    stages: frozenset[Stage]
+    mode: Mode = Mode.ENFORCE
+    on_error: OnError = OnError.BLOCK
+    timeout_ms: float = 100.0
+    flag: str | None = None
+
+    @property
+    def type_name(self) -> str:
+        return self.policy.type_name
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type_name,
+            "stages": sorted(s.value for s in self.stages),
+            "mode": self.mode.value,
+            "on_error": self.on_error.value,
+            "timeout_ms": self.timeout_ms,
+            "flag": self.flag,
+            "params": dict(self.policy.describe()),
+        }
+
+
+@dataclass(slots=True)
+class StageResult:
+    """The outcome of one stage: every decision (in configured order), the winning enforced
+    verdict, the policy that blocked (if any), and the content after enforced redactions."""
+
+    stage: Stage
+    decisions: list[Decision] = field(default_factory=list)
+    verdict: Verdict = Verdict.ALLOW
+    blocked_by: Decision | None = None
+    messages: list[Message] | None = None
+    completion: str | None = None
+    completion_tool_calls: list[dict[str, Any]] | None = None
+    elapsed_ms: float = 0.0
+
+    @property
+    def blocked(self) -> bool:
+        return self.verdict is Verdict.BLOCK
+
+    @property
+    def failed(self) -> bool:
+        """True when the block comes from a policy failure (-> HTTP 503 guardrail_unavailable)."""
+        return self.blocked_by is not None and self.blocked_by.error is not None
+
+
+class PolicyFailure(Exception):
+    """Internal: a policy raised or exceeded its timeout."""
+
+
+Enabled = Callable[[ConfiguredPolicy], bool]
+
+
+def _always(_: ConfiguredPolicy) -> bool:
+    return True
+
+
+class Pipeline:
+    """Runs ``policies`` (in configured order) for a stage. Immutable after construction; cheap to
+    share across requests."""
+
+    def __init__(self, policies: Sequence[ConfiguredPolicy]) -> None:
+        self.policies: tuple[ConfiguredPolicy, ...] = tuple(policies)
+        self._by_stage: dict[Stage, tuple[ConfiguredPolicy, ...]] = {
+            s: tuple(p for p in self.policies if s in p.stages) for s in Stage
+        }
+
+    def for_stage(self, stage: Stage) -> tuple[ConfiguredPolicy, ...]:
+        return self._by_stage[stage]
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [p.describe() for p in self.policies]
+
+    async def run(self, ctx: CheckContext, enabled: Enabled = _always) -> StageResult:
+        """Run every enabled policy of ``ctx.stage``. ``ctx`` is updated in place with enforced
+        redactions (transforms see the output of the previous transform)."""
+        t0 = time.perf_counter()
+        result = StageResult(stage=ctx.stage)
+        active = [p for p in self._by_stage[ctx.stage] if enabled(p)]
+        if not active:
+            return result
+        slots: dict[str, Decision] = {}
+        checks: list[ConfiguredPolicy] = []
+        for cp in active:
+            if not cp.policy.transforms:
+                checks.append(cp)
+                continue
+            decision, out = await self._run_one(cp, ctx)
+            slots[cp.id] = decision
+            if out is not None and decision.enforced and out.verdict is Verdict.REDACT:
+                if out.messages is not None:
+                    ctx.messages = out.messages
+                    result.messages = out.messages
+                if out.completion is not None:
+                    ctx.completion = out.completion
+                    result.completion = out.completion
+                if out.completion_tool_calls is not None:
+                    ctx.completion_tool_calls = out.completion_tool_calls
+                    result.completion_tool_calls = out.completion_tool_calls
+        inline = [cp for cp in checks if cp.policy.execution is Execution.INLINE]
+        threaded = [cp for cp in checks if cp.policy.execution is not Execution.INLINE]
+        if threaded:
+            pending = [asyncio.ensure_future(self._run_one(cp, ctx)) for cp in threaded]
+        for cp in inline:
+            slots[cp.id] = (await self._run_one(cp, ctx))[0]
+        if threaded:
+            for cp, (decision, _) in zip(threaded, await asyncio.gather(*pending), strict=True):
+                slots[cp.id] = decision
+        for cp in active:
+            d = slots[cp.id]
+            result.decisions.append(d)
+            if d.enforced and d.verdict.severity > result.verdict.severity:
+                result.verdict = d.verdict
+                if d.verdict is Verdict.BLOCK:
+                    result.blocked_by = d
+        result.elapsed_ms = (time.perf_counter() - t0) * 1000.0
+        return result
+
+    async def _run_one(self, cp: ConfiguredPolicy, ctx: CheckContext) -> tuple[Decision, PolicyResult | None]:
+        enforce = cp.mode is Mode.ENFORCE
+        with _tracer.start_as_current_span(f"policy {cp.id}") as span:
+            t0 = time.perf_counter()
+            error: str | None = None
+            out: PolicyResult | None = None
+            try:
+                if cp.policy.execution is Execution.INLINE:
+                    out = cp.policy.check(ctx)
+                    elapsed = (time.perf_counter() - t0) * 1000.0
+                    if elapsed > cp.timeout_ms:
+                        out = None
+                        error = "timeout"
+                else:
+                    out = await asyncio.wait_for(
+                        asyncio.to_thread(cp.policy.check, ctx), timeout=cp.timeout_ms / 1000.0
+                    )
+            except TimeoutError:
+                error = "timeout"
+            except Exception as exc:  # a broken policy must fail closed, whatever it raised
+                error = type(exc).__name__
+                span.record_exception(exc)
+            elapsed = (time.perf_counter() - t0) * 1000.0
+            if error is not None or out is None:
+                verdict = Verdict.BLOCK if cp.on_error is OnError.BLOCK else Verdict.FLAG
+                decision = Decision(
+                    policy=cp.id,
+                    policy_type=cp.type_name,
+                    stage=ctx.stage,
+                    verdict=verdict,
+                    score=1.0,
+                    reason=f"policy failed ({error}); on_error={cp.on_error.value}",
+                    elapsed_ms=elapsed,
+                    enforced=enforce,
+                    error=error or "no result",
+                )
+                span.set_status(Status(StatusCode.ERROR, decision.reason))
+                out = None
+            else:
+                decision = Decision(
+                    policy=cp.id,
+                    policy_type=cp.type_name,
+                    stage=ctx.stage,
+                    verdict=out.verdict,
+                    score=min(1.0, max(0.0, float(out.score))),
+                    reason=out.reason,
+                    evidence=out.evidence,
+                    elapsed_ms=elapsed,
+                    enforced=enforce,
+                )
+            if span.is_recording():
+                span.set_attribute("rollguard.policy.id", cp.id)
+                span.set_attribute("rollguard.policy.type", cp.type_name)
+                span.set_attribute("rollguard.policy.stage", ctx.stage.value)
+                span.set_attribute("rollguard.policy.verdict", decision.verdict.value)
+                span.set_attribute("rollguard.policy.score", decision.score)
+                span.set_attribute("rollguard.policy.enforced", decision.enforced)
+                span.set_attribute("rollguard.policy.elapsed_ms", elapsed)
+                if decision.error:
+                    span.set_attribute("rollguard.policy.error", decision.error)
+            return decision, out
+
+
+def build_pipeline(specs: Sequence[Any]) -> Pipeline:
+    """Build a pipeline from ``rollguard.settings.PolicySpec`` objects.
+
+    Raises ``ValueError`` naming the policy id for an unknown type, bad params, or a stage the
+    type does not support.
+    """
+    from policies import registry
+
+    built: list[ConfiguredPolicy] = []
+    for spec in specs:
+        try:
+            policy = registry.build(spec.type, dict(spec.params))
+        except (KeyError, ValueError) as exc:
+            msg = exc.args[0] if exc.args else str(exc)
+            raise ValueError(f"policy {spec.id!r}: {msg}") from exc
+        stages = frozenset(spec.stages) if spec.stages else frozenset(policy.stages)
+        unsupported = stages - policy.stages
+        if unsupported:
+            raise ValueError(
+                f"policy {spec.id!r}: type {spec.type!r} does not support stage(s) "
+                f"{sorted(s.value for s in unsupported)}"
+            )
+        built.append(
+            ConfiguredPolicy(
+                id=spec.id,
+                policy=policy,
+                stages=stages,
+                mode=spec.mode,
+                on_error=spec.on_error,
+                timeout_ms=spec.timeout_ms,
+                flag=spec.flag,
+            )
+        )
+    return Pipeline(built)

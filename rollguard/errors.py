@@ -1,0 +1,157 @@
+"""The rollguard exception tree. Foreign exceptions (litellm, aiohttp, redis, Unleash) are translated
+into these at the boundary that meets them (``raise ... from exc``); nothing foreign leaks past
+``gateway/``. Every class knows the HTTP status and the OpenAI error ``type``/``code`` it becomes,
+so the single error boundary in ``gateway/errors.py`` needs no lookup table.
+
+::
+
+    RollguardError
+    ├── ConfigError                  bad configuration (names the file and the field); startup only
+    ├── ClientError                  the caller's mistake: 4xx, never a 500
+    │   ├── InvalidRequest           400 invalid_request_error (malformed JSON, wrong types, bad UTF-8)
+    │   ├── AuthenticationFailed     401 authentication_error (missing or wrong API key)
+    │   ├── PermissionDenied         403 permission_denied (key or reviewer lacks the grant)
+    │   ├── NotFound                 404 not_found (unknown model -> code model_not_found)
+    │   ├── PayloadTooLarge          413 request_too_large
+    │   ├── UnprocessableEntity      422 invalid_request_error (valid JSON, impossible values)
+    │   └── RateLimited              429 rate_limit_exceeded (our own limits)
+    ├── UpstreamError                anything from the model endpoint
+    │   ├── UpstreamBadRequest       400 the upstream rejected the request (message passed on)
+    │   ├── UpstreamRateLimited      429 the upstream throttled us
+    │   ├── UpstreamUnavailable      502 connection refused / 5xx / broken stream / bad credentials
+    │   └── UpstreamTimeout          504 no answer in time
+    ├── GuardrailUnavailable         503 a policy with on_error=block raised or timed out
+    └── StoreError                   the Redis store failed (the request is still answered; the
+                                     interaction is kept in memory and retried)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RollguardError(Exception):
+    """Base of every rollguard error. ``status`` is the HTTP status it maps to; ``type`` and
+    ``code`` are the OpenAI error body fields."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_body(self, **extra: Any) -> dict[str, Any]:
+        """OpenAI's error shape: ``{"error": {"message", "type", "param", "code", **extra}}``."""
+        err: dict[str, Any] = {
+            "message": self.message,
+            "type": self.type,
+            "param": self.param,
+            "code": self.code,
+        }
+        err.update(extra)
+        return {"error": err}
+
+
+class ConfigError(RollguardError):
+    """Invalid configuration. ``source`` is the file (or ``environment``), ``field`` the dotted
+    path of the offending field."""
+
+    type = "configuration_error"
+    code = "invalid_config"
+
+    def __init__(self, message: str, *, source: str = "", field: str = "") -> None:
+        where = ": ".join(p for p in (source, field) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.source = source
+        self.field = field
+
+
+class ClientError(RollguardError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class InvalidRequest(ClientError):
+    pass
+
+
+class AuthenticationFailed(ClientError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ClientError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class NotFound(ClientError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UnprocessableEntity(ClientError):
+    status = 422
+    type = "invalid_request_error"
+    code = "invalid_value"
+
+
+class RateLimited(ClientError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(RollguardError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamBadRequest(UpstreamError):
+    status = 400
+    type = "invalid_request_error"
+    code = "upstream_rejected_request"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status = 429
+    type = "rate_limit_error"
+    code = "upstream_rate_limited"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 502
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class GuardrailUnavailable(RollguardError):
+    status = 503
+    type = "server_error"
+    code = "guardrail_unavailable"
+
+
+class StoreError(RollguardError):
+    status = 503
+    type = "server_error"
+    code = "store_unavailable"

@@ -1,0 +1,296 @@
+"""Configuration: one YAML file, validated at startup, with environment overrides.
+
+Precedence (highest first), declared once in ``RollguardSettings.settings_customise_sources``:
+``ROLLGUARD_*`` environment variables (nested with ``__``, e.g. ``ROLLGUARD_GATEWAY__PORT=9000``),
+then the YAML file, then the defaults here. ``ROLLGUARD_REDIS_URL`` is the documented short form of
+``ROLLGUARD_STORE__REDIS_URL``.
+
+The model list uses LiteLLM's ``model_list`` schema unchanged (``model_name`` + ``litellm_params``,
+``os.environ/NAME`` for secrets), so an existing LiteLLM proxy config's model list works as is.
+A config holding only ``model_list`` gets the default policy set (``default_policies()``).
+
+Errors: ``load_settings`` raises ``rollguard.errors.ConfigError`` naming the file and the dotted
+field path of every problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from rollguard.errors import ConfigError
+from rollguard.types import Mode, OnError, Stage
+
+ENV_PREFIX = "os.environ/"
+
+
+def resolve_secret(value: str | None) -> str | None:
+    """LiteLLM's secret reference: ``os.environ/NAME`` -> the value of ``$NAME`` (None if unset)."""
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        return os.environ.get(value[len(ENV_PREFIX) :])
+    return value
+
+
+def hash_api_key(key: str) -> str:
+    """The stored form of an app API key: ``sha256:<hex>``. Keys are never stored in clear."""
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelEntry(BaseModel):
+    """One LiteLLM ``model_list`` entry. Unknown keys are kept (LiteLLM has many)."""
+
+    model_config = ConfigDict(extra="allow")
+    model_name: str = Field(min_length=1)
+    litellm_params: dict[str, Any]
+    model_info: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("litellm_params")
+    @classmethod
+    def _needs_model(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(v.get("model"), str) or not v["model"]:
+            raise ValueError("litellm_params.model is required (e.g. 'openai/gpt-4o')")
+        return v
+
+
+class RouterSettings(BaseModel):
+    """Retries, timeouts and fallbacks (LiteLLM ``router_settings`` names)."""
+
+    model_config = ConfigDict(extra="allow")
+    num_retries: int = Field(default=1, ge=0, le=10)
+    timeout: float = Field(default=60.0, gt=0, description="seconds per upstream attempt")
+    stream_timeout: float | None = Field(default=None, gt=0)
+    fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
+    retry_after: float = Field(default=0.0, ge=0, description="seconds between retries")
+
+
+class ApiKey(_Strict):
+    """An app key bound to a tenant. Give ``key_hash`` (``sha256:<hex>``, see ``rollguard keys
+    hash``) or ``key`` (hashed at load; ``os.environ/NAME`` allowed)."""
+
+    key_hash: str | None = None
+    key: str | None = None
+    tenant: str = Field(min_length=1)
+    name: str = ""
+
+    @model_validator(mode="after")
+    def _hash(self) -> ApiKey:
+        if self.key is not None:
+            raw = resolve_secret(self.key)
+            if not raw:
+                raise ValueError("key is empty or its environment variable is unset")
+            self.key_hash = hash_api_key(raw)
+            self.key = None
+        if not self.key_hash or not self.key_hash.startswith("sha256:") or len(self.key_hash) != 71:
+            raise ValueError("key_hash must be 'sha256:' followed by 64 hex digits")
+        return self
+
+
+class GatewaySettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="bytes; larger -> 413")
+    stream_holdback_chars: int = Field(
+        default=128, ge=0, description="characters held back before release in streams"
+    )
+    restore_redactions: bool = Field(
+        default=False, description="put redacted values back into the response from the vault"
+    )
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    log_level: str = "info"
+
+
+class PolicySpec(_Strict):
+    """One configured policy. ``id`` is what decisions, metrics and flags name; ``type`` picks the
+    implementation from the registry; ``stages`` defaults to every stage the type supports."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    type: str = Field(min_length=1)
+    mode: Mode = Mode.ENFORCE
+    on_error: OnError = OnError.BLOCK
+    timeout_ms: float = Field(default=100.0, gt=0)
+    stages: list[Stage] | None = None
+    flag: str | None = Field(default=None, description="Unleash flag gating this policy")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def default_policies() -> list[PolicySpec]:
+    """The policy set used when the config has no ``policies`` key."""
+    return [
+        PolicySpec(id="limits", type="limits"),
+        PolicySpec(id="pii", type="pii"),
+        PolicySpec(id="secrets", type="secrets"),
+        PolicySpec(id="prompt_injection", type="prompt_injection"),
+        PolicySpec(id="system_prompt_leak", type="system_prompt_leak"),
+    ]
+
+
+class ModelRollout(_Strict):
+    """A model alias rolled out as variants of one flag: the variant's name (or its payload) picks
+    the upstream alias to call, e.g. ``{"control": "demo-a", "canary": "demo-b"}``."""
+
+    flag: str
+    variants: dict[str, str] = Field(default_factory=dict)
+
+
+class FlagSettings(_Strict):
+    """Unleash flags. With no ``unleash_url`` the bootstrap file is the only source (embedded
+    default); with one, the client polls the server and falls back to last-known-good, then the
+    bootstrap file."""
+
+    unleash_url: str | None = None
+    api_token: str | None = None
+    app_name: str = "rollguard"
+    environment: str = "default"
+    refresh_interval_s: int = Field(default=15, ge=1)
+    bootstrap_file: Path | None = None
+    cache_dir: Path | None = None
+    capabilities: dict[str, str] = Field(
+        default_factory=dict, description="capability (streaming, tools) -> flag name"
+    )
+    models: dict[str, str] = Field(default_factory=dict, description="model alias -> flag name")
+    rollouts: dict[str, ModelRollout] = Field(
+        default_factory=dict, description="public model alias -> variant rollout"
+    )
+
+
+class StoreSettings(_Strict):
+    redis_url: str | None = Field(default=None, description="unset -> embedded Valkey under data_dir")
+    data_dir: Path = Path("var")
+    interactions_stream: str = "rollguard:interactions"
+    retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=0, description="0 = keep forever")
+    flush_interval_ms: float = Field(default=5.0, gt=0)
+    max_buffer: int = Field(default=100_000, ge=100)
+
+
+class TenantSettings(_Strict):
+    max_messages: int | None = Field(default=None, ge=1)
+    max_chars: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    raw_content_opt_in: bool = False
+
+
+class RollguardSettings(BaseSettings):
+    """The whole configuration (one YAML file + ``ROLLGUARD_*`` environment)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROLLGUARD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        nested_model_default_partial_update=True,
+    )
+
+    model_list: list[ModelEntry] = Field(default_factory=list)
+    router_settings: RouterSettings = Field(default_factory=RouterSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    policies: list[PolicySpec] = Field(default_factory=default_policies)
+    flags: FlagSettings = Field(default_factory=FlagSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    tenants: dict[str, TenantSettings] = Field(default_factory=dict)
+    review: dict[str, Any] = Field(default_factory=dict)
+    detectors: dict[str, Any] = Field(default_factory=dict)
+    redis_url: str | None = Field(default=None, description="short form of store.redis_url (env)")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the YAML file (passed as init values), which beats the defaults.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _post(self) -> RollguardSettings:
+        if self.redis_url and not self.store.redis_url:
+            self.store.redis_url = self.redis_url
+        names = [m.model_name for m in self.model_list]
+        ids = [p.id for p in self.policies]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate policy id(s): {sorted(dup)}")
+        for fb in self.router_settings.fallbacks:
+            for src, targets in fb.items():
+                for t in [src, *targets]:
+                    if t not in names:
+                        raise ValueError(f"router_settings.fallbacks names unknown model {t!r}")
+        for alias, ro in self.flags.rollouts.items():
+            for variant, target in ro.variants.items():
+                if target not in names:
+                    raise ValueError(f"flags.rollouts.{alias}.variants.{variant}: unknown model {target!r}")
+        return self
+
+    def tenant(self, name: str) -> TenantSettings:
+        return self.tenants.get(name) or self.tenants.get("default") or TenantSettings()
+
+    def model_names(self) -> list[str]:
+        """Public model aliases, in config order, without duplicates (several deployments of one
+        alias are load-balanced by the router)."""
+        seen: dict[str, None] = {}
+        for m in self.model_list:
+            seen.setdefault(m.model_name, None)
+        for alias in self.flags.rollouts:
+            seen.setdefault(alias, None)
+        return list(seen)
+
+
+Source = Literal["environment"] | str
+
+
+def _format_errors(exc: ValidationError, source: str) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
+        lines.append(f"{source}: {loc}: {err.get('msg')}")
+    first = exc.errors()[0] if exc.errors() else {}
+    field = ".".join(str(p) for p in first.get("loc", ()))
+    return ConfigError(
+        "\n".join(lines) if len(lines) > 1 else lines[0].split(": ", 2)[-1], source=source, field=field
+    )
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> RollguardSettings:
+    """Read and validate the config. ``path=None`` uses ``$ROLLGUARD_CONFIG`` or, when unset, the
+    built-in embedded defaults (demo model on loopback).
+
+    Raises ``ConfigError`` (file + field) on unreadable YAML, a non-mapping document, unknown or
+    invalid fields.
+    """
+    if path is None:
+        path = os.environ.get("ROLLGUARD_CONFIG") or None
+    data: dict[str, Any] = {}
+    source = "environment"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file: {exc}", source=source) from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError("the top level must be a mapping", source=source)
+        data = loaded
+        if data.get("policies") is None:
+            data.pop("policies", None)
+    try:
+        return RollguardSettings(**data)
+    except ValidationError as exc:
+        raise _format_errors(exc, source) from exc
