@@ -1,0 +1,570 @@
+"""Review queues on Redis Streams: enqueue with dedup, claim = lease, heartbeat, release, verdict
+with k-overlap from distinct reviewers, expired-lease sweep, counts and SLA state.
+
+Every state change is one Lua script (``gateway/review/scripts.py``), so 50 reviewers claiming at
+once cannot give an item a third verdict or two verdicts from one reviewer. Keys and the slot
+model are described in that module's docstring.
+
+Errors: every redis failure is raised as ``rollguard.errors.StoreError`` (``raise ... from exc``);
+a verdict or heartbeat on a lease the caller no longer holds raises ``LeaseLost`` (409).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from gateway.review.config import Priority
+from gateway.review.errors import LeaseLost
+from gateway.review.scripts import CLAIM, ENQUEUE, HEARTBEAT, PARKED, RELEASE, SWEEP, VERDICT
+from rollguard.errors import InvalidRequest, StoreError
+
+log = logging.getLogger("rollguard.review")
+
+PREFIX = "rollguard:review"
+GROUP = "reviewers"
+PRIORITIES = (Priority.P1, Priority.P2, Priority.P3)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def now_ms() -> int:
+    """Wall-clock UTC epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+def _store(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Translate redis exceptions into ``StoreError`` at this boundary."""
+
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except RedisError as exc:
+            raise StoreError(f"review store failed: {type(exc).__name__}") from exc
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+class Keys:
+    """Key names for one queue (all share the hash tag ``{queue}``)."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        base = f"{PREFIX}:{{{queue}}}"
+        self.base = base
+        self.item_prefix = f"{base}:item:"
+        self.open = f"{base}:open"
+        self.claim_by = f"{base}:claim_by"
+        self.decide_by = f"{base}:decide_by"
+        self.decided = f"{base}:decided"
+        self.audit = f"{base}:audit"
+        self.paged = f"{base}:paged"
+
+    def stream(self, priority: Priority) -> str:
+        return f"{self.base}:p{priority.rank}"
+
+    def streams(self) -> list[str]:
+        return [self.stream(p) for p in PRIORITIES]
+
+    def item(self, item_id: str) -> str:
+        return self.item_prefix + item_id
+
+    def verdicts(self, item_id: str) -> str:
+        return self.item_prefix + item_id + ":verdicts"
+
+    def leases(self, item_id: str) -> str:
+        return self.item_prefix + item_id + ":leases"
+
+
+def item_id_for(queue: str, source_key: str) -> str:
+    """Deterministic item id of ``source_key`` (``interaction:<id>`` or ``anomaly:<id>``) in
+    ``queue``: the dedup key. 24 hex characters of SHA-256."""
+    return hashlib.sha256(f"{queue}\x00{source_key}".encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """What the router hands the queue. ``payload`` is the JSON-ready item body (redacted
+    content, decisions, findings); ``detectors`` the policy ids / detector names that raised it."""
+
+    source: str
+    source_id: str
+    tenant: str
+    priority: Priority
+    claim_by_ms: int
+    decide_by_ms: int
+    payload: dict[str, Any]
+    detectors: tuple[str, ...] = ()
+    variant: str | None = None
+    model: str | None = None
+
+    @property
+    def source_key(self) -> str:
+        return f"{self.source}:{self.source_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A claimed slot. ``id`` (``queue:P<n>:entry``) is what the API and console pass around;
+    ``expires_ms`` = claim or last heartbeat + lease length."""
+
+    queue: str
+    priority: Priority
+    entry: str
+    item_id: str
+    expires_ms: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.queue}:{self.priority.value}:{self.entry}"
+
+    @staticmethod
+    def parse(lease_id: str) -> tuple[str, Priority, str]:
+        """``(queue, priority, entry)``; raises ``InvalidRequest`` for a malformed id."""
+        try:
+            queue, prio, entry = lease_id.split(":")
+            return queue, Priority(prio), entry
+        except ValueError as exc:
+            raise InvalidRequest("malformed lease id", param="lease") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictResult:
+    """``count`` verdicts of ``k`` recorded; ``decided`` when ``count == k``."""
+
+    item_id: str
+    count: int
+    k: int
+
+    @property
+    def decided(self) -> bool:
+        return self.count >= self.k
+
+
+@dataclass(slots=True)
+class SweepResult:
+    """Outcome of an expired-lease sweep over every priority stream of a queue: ``returned``
+    leases went back to the queue, ``deleted`` slot entries had been deleted meanwhile,
+    ``pages`` ``XAUTOCLAIM`` calls were made (full cursor iteration)."""
+
+    returned: int = 0
+    deleted: int = 0
+    pages: int = 0
+
+
+@dataclass(slots=True)
+class QueueStats:
+    """Counts and SLA state of one queue at ``at_ms``. Ages in milliseconds."""
+
+    queue: str
+    open: int = 0
+    claimed: int = 0
+    waiting_slots: int = 0
+    decided: int = 0
+    claim_breaches: int = 0
+    decide_breaches: int = 0
+    oldest_age_ms: int = 0
+    by_priority: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def sla_state(self) -> str:
+        """``ok`` | ``at_risk`` (nothing breached, items waiting) | ``breached``."""
+        if self.claim_breaches or self.decide_breaches:
+            return "breached"
+        return "at_risk" if self.open else "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "open": self.open,
+            "claimed": self.claimed,
+            "waiting_slots": self.waiting_slots,
+            "decided": self.decided,
+            "claim_breaches": self.claim_breaches,
+            "decide_breaches": self.decide_breaches,
+            "oldest_age_ms": self.oldest_age_ms,
+            "sla_state": self.sla_state,
+            "by_priority": dict(self.by_priority),
+        }
+
+
+@dataclass(slots=True)
+class ReviewItem:
+    """A stored item with its verdicts (reviewer -> verdict dict) and live leases."""
+
+    id: str
+    queue: str
+    status: str
+    tenant: str
+    source: str
+    source_id: str
+    priority: Priority
+    k: int
+    created_ms: int
+    claim_by_ms: int
+    decide_by_ms: int
+    payload: dict[str, Any]
+    detectors: list[str]
+    variant: str | None
+    model: str | None
+    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    leases: dict[str, str] = field(default_factory=dict)
+    decided_ms: int | None = None
+    final_label: str | None = None
+
+    @staticmethod
+    def from_hash(queue: str, h: dict[str, str], verdicts: dict[str, str], leases: dict[str, str]) -> ReviewItem:
+        return ReviewItem(
+            id=h["id"],
+            queue=queue,
+            status=h.get("status", "open"),
+            tenant=h.get("tenant", ""),
+            source=h.get("source", ""),
+            source_id=h.get("source_id", ""),
+            priority=Priority(h.get("priority", "P2")),
+            k=int(h.get("k", "1")),
+            created_ms=int(h.get("created_ms", "0")),
+            claim_by_ms=int(h.get("claim_by_ms", "0")),
+            decide_by_ms=int(h.get("decide_by_ms", "0")),
+            payload=orjson.loads(h.get("payload", "{}")),
+            detectors=[d for d in h.get("detectors", "").split(",") if d],
+            variant=h.get("variant") or None,
+            model=h.get("model") or None,
+            verdicts={r: orjson.loads(v) for r, v in verdicts.items()},
+            leases=dict(leases),
+            decided_ms=int(h["decided_ms"]) if h.get("decided_ms") else None,
+            final_label=h.get("final_label") or None,
+        )
+
+    def to_dict(self, *, show_verdicts: bool = True) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "queue": self.queue,
+            "status": self.status,
+            "tenant": self.tenant,
+            "source": self.source,
+            "source_id": self.source_id,
+            "priority": self.priority.value,
+            "k": self.k,
+            "created_ms": self.created_ms,
+            "claim_by_ms": self.claim_by_ms,
+            "decide_by_ms": self.decide_by_ms,
+            "decided_ms": self.decided_ms,
+            "detectors": list(self.detectors),
+            "variant": self.variant,
+            "model": self.model,
+            "payload": self.payload,
+            "verdict_count": len(self.verdicts),
+            "verdicts": self.verdicts if show_verdicts else None,
+            "final_label": self.final_label,
+        }
+
+
+class ReviewQueues:
+    """The queue store. One instance per process; cheap to call concurrently.
+
+    ``lease_ms`` is the lease length in milliseconds; ``retention_s`` the TTL of decided items in
+    seconds; ``scan_limit`` bounds how many slots one claim may look at per priority.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        lease_ms: int = 300_000,
+        retention_s: int = 7 * 24 * 3600,
+        scan_limit: int = 200,
+        sweep_page: int = 100,
+    ) -> None:
+        self.redis = redis
+        self.lease_ms = lease_ms
+        self.retention_s = retention_s
+        self.scan_limit = scan_limit
+        self.sweep_page = sweep_page
+        self._enqueue = redis.register_script(ENQUEUE)
+        self._claim = redis.register_script(CLAIM)
+        self._heartbeat = redis.register_script(HEARTBEAT)
+        self._release = redis.register_script(RELEASE)
+        self._verdict = redis.register_script(VERDICT)
+        self._sweep = redis.register_script(SWEEP)
+        self._ready: set[str] = set()
+
+    @_store
+    async def ensure(self, queue: str) -> None:
+        """Create the priority streams and their consumer group (idempotent)."""
+        if queue in self._ready:
+            return
+        keys = Keys(queue)
+        for stream in keys.streams():
+            try:
+                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self._ready.add(queue)
+
+    @_store
+    async def enqueue(self, queue: str, item: NewItem, k: int) -> tuple[str, bool]:
+        """Queue ``item`` needing ``k`` verdicts. Returns ``(item_id, created)``; ``created`` is
+        False when the same source was already queued here (dedup per (source, queue))."""
+        res = await self.enqueue_many(queue, [item], k)
+        return res[0]
+
+    @_store
+    async def enqueue_many(self, queue: str, items: Sequence[NewItem], k: int) -> list[tuple[str, bool]]:
+        """``enqueue`` for many items in one pipeline round trip."""
+        await self.ensure(queue)
+        keys = Keys(queue)
+        ts = now_ms()
+        ids: list[str] = []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for it in items:
+                iid = item_id_for(queue, it.source_key)
+                ids.append(iid)
+                fields = {
+                    "queue": queue,
+                    "priority": it.priority.value,
+                    "tenant": it.tenant,
+                    "source": it.source,
+                    "source_id": it.source_id,
+                    "payload": orjson.dumps(it.payload).decode(),
+                    "detectors": ",".join(it.detectors),
+                    "variant": it.variant or "",
+                    "model": it.model or "",
+                }
+                args: list[Any] = [iid, ts, k, it.claim_by_ms, it.decide_by_ms]
+                for name, value in fields.items():
+                    args += [name, value]
+                ks = [keys.item(iid), keys.open, keys.claim_by, keys.decide_by, keys.audit]
+                await self._enqueue(keys=[*ks, keys.stream(it.priority)], args=args, client=pipe)
+            created = await pipe.execute()
+        return [(iid, bool(c)) for iid, c in zip(ids, created, strict=True)]
+
+    @_store
+    async def claim(
+        self,
+        queue: str,
+        reviewer: str,
+        *,
+        tenants: Iterable[str] = ("*",),
+        count: int = 1,
+    ) -> list[Lease]:
+        """Lease up to ``count`` slots for ``reviewer`` (P1 first, parked slots before new ones),
+        never two slots of one item and never an item the reviewer already judged or whose
+        tenant is not in ``tenants`` (``"*"`` = any). Empty when nothing is available to them."""
+        await self.ensure(queue)
+        keys = Keys(queue)
+        ts = now_ms()
+        args: list[Any] = [GROUP, reviewer, ts, count, self.scan_limit, keys.item_prefix, PARKED, 0]
+        args += list(tenants) or ["\x00none"]
+        raw = await self._claim(keys=[*keys.streams(), keys.audit, keys.claim_by], args=args)
+        taken, gone = raw
+        if gone:
+            log.warning("review claim: %d slot(s) in queue %s pointed at deleted items", gone, queue)
+        return [
+            Lease(queue, PRIORITIES[int(p) - 1], _s(entry), _s(iid), ts + self.lease_ms)
+            for p, entry, iid in taken
+        ]
+
+    @_store
+    async def heartbeat(self, lease_id: str, reviewer: str) -> int:
+        """Extend the lease; returns the new expiry (epoch ms). Raises ``LeaseLost``."""
+        queue, prio, entry = Lease.parse(lease_id)
+        ok = await self._heartbeat(keys=[Keys(queue).stream(prio)], args=[GROUP, reviewer, entry])
+        if not ok:
+            raise LeaseLost("the lease expired or belongs to someone else")
+        return now_ms() + self.lease_ms
+
+    @_store
+    async def release(self, lease_id: str, reviewer: str, item_id: str) -> None:
+        """Give the slot back to the queue (audited). Raises ``LeaseLost``."""
+        queue, prio, entry = Lease.parse(lease_id)
+        keys = Keys(queue)
+        ok = await self._release(
+            keys=[keys.stream(prio), keys.leases(item_id), keys.audit],
+            args=[GROUP, reviewer, entry, PARKED, item_id, now_ms()],
+        )
+        if not ok:
+            raise LeaseLost("the lease expired or belongs to someone else")
+
+    @_store
+    async def verdict(self, lease_id: str, reviewer: str, item_id: str, verdict: dict[str, Any]) -> VerdictResult:
+        """Record ``reviewer``'s verdict (``{"label", "note", "preference", "corrected", ...}``)
+        for the leased slot, atomically: the lease must still be theirs, the item open, and the
+        reviewer not already counted. The k-th verdict decides the item (TTL set, audited).
+
+        Raises ``LeaseLost`` (lease gone), ``rollguard.errors.InvalidRequest`` (item decided or
+        already judged by this reviewer)."""
+        queue, prio, entry = Lease.parse(lease_id)
+        keys = Keys(queue)
+        ts = now_ms()
+        body = dict(verdict, reviewer=reviewer, ms=ts)
+        code, n, k = await self._verdict(
+            keys=[
+                keys.stream(prio),
+                keys.item(item_id),
+                keys.verdicts(item_id),
+                keys.leases(item_id),
+                keys.open,
+                keys.claim_by,
+                keys.decide_by,
+                keys.decided,
+                keys.audit,
+            ],
+            args=[GROUP, reviewer, entry, item_id, orjson.dumps(body).decode(), ts, self.retention_s,
+                  str(verdict.get("label", ""))],
+        )
+        if code == -1:
+            raise LeaseLost("the lease expired or belongs to someone else")
+        if code == -2:
+            raise InvalidRequest("the item is no longer open", code="item_closed")
+        if code == -3:
+            raise InvalidRequest("this reviewer already gave a verdict on the item", code="duplicate_verdict")
+        return VerdictResult(item_id, int(n), int(k))
+
+    @_store
+    async def reclaim_expired(self, queue: str) -> SweepResult:
+        """Return every lease idle longer than ``lease_ms`` to the queue: ``XAUTOCLAIM`` pages
+        until the cursor comes back to ``0-0`` on each priority stream. Slots deleted meanwhile
+        are counted, audited and logged."""
+        await self.ensure(queue)
+        keys = Keys(queue)
+        result = SweepResult()
+        for stream in keys.streams():
+            cursor = "0-0"
+            while True:
+                nxt, returned, deleted, _scanned = await self._sweep(
+                    keys=[stream, keys.audit],
+                    args=[GROUP, self.lease_ms, cursor, self.sweep_page, keys.item_prefix, PARKED, now_ms()],
+                )
+                result.pages += 1
+                result.returned += int(returned)
+                result.deleted += int(deleted)
+                cursor = _s(nxt)
+                if cursor == "0-0":
+                    break
+        if result.deleted:
+            log.warning("review sweep: %d slot(s) of queue %s were deleted while leased", result.deleted, queue)
+        if result.returned:
+            log.info("review sweep: %d expired lease(s) of queue %s returned", result.returned, queue)
+        return result
+
+    @_store
+    async def stats(self, queue: str, at_ms: int | None = None) -> QueueStats:
+        """Counts and SLA state: open items, claimed slots, waiting slots, breaches of claim-by
+        (never claimed in time) and decide-by, and the age of the oldest open item."""
+        await self.ensure(queue)
+        keys = Keys(queue)
+        ts = at_ms if at_ms is not None else now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.open)
+            pipe.zrange(keys.open, 0, 0, withscores=True)
+            pipe.zcount(keys.claim_by, "-inf", ts)
+            pipe.zcount(keys.decide_by, "-inf", ts)
+            pipe.zcard(keys.decided)
+            for stream in keys.streams():
+                pipe.xlen(stream)
+                pipe.xpending(stream, GROUP)
+            res = await pipe.execute()
+        st = QueueStats(queue=queue, open=int(res[0]), claim_breaches=int(res[2]), decide_breaches=int(res[3]))
+        st.decided = int(res[4])
+        if res[1]:
+            st.oldest_age_ms = max(0, ts - int(res[1][0][1]))
+        for i, prio in enumerate(PRIORITIES):
+            length = int(res[5 + 2 * i])
+            pending = res[6 + 2 * i]
+            claimed = sum(
+                int(c["pending"]) for c in pending.get("consumers", []) if _s(c["name"]) != PARKED
+            )
+            st.claimed += claimed
+            st.waiting_slots += length - claimed
+            st.by_priority[prio.value] = length
+        return st
+
+    @_store
+    async def get_item(self, queue: str, item_id: str) -> ReviewItem | None:
+        """The item with its verdicts and live leases, or None (unknown or expired)."""
+        items = await self.get_items(queue, [item_id])
+        return items[0] if items else None
+
+    @_store
+    async def get_items(self, queue: str, item_ids: Sequence[str]) -> list[ReviewItem]:
+        """Several items in one round trip; missing ones are left out."""
+        keys = Keys(queue)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for iid in item_ids:
+                pipe.hgetall(keys.item(iid))
+                pipe.hgetall(keys.verdicts(iid))
+                pipe.hgetall(keys.leases(iid))
+            res = await pipe.execute()
+        out: list[ReviewItem] = []
+        for i in range(0, len(res), 3):
+            h, v, le = (_decode(x) for x in res[i : i + 3])
+            if h.get("id"):
+                out.append(ReviewItem.from_hash(queue, h, v, le))
+        return out
+
+    @_store
+    async def open_items(self, queue: str, limit: int = 100) -> list[ReviewItem]:
+        """Open items, oldest first."""
+        ids = [_s(x) for x in await self.redis.zrange(Keys(queue).open, 0, limit - 1)]
+        return await self.get_items(queue, ids)
+
+    @_store
+    async def decided_items(self, queue: str, since_ms: int = 0, limit: int = 100_000) -> list[ReviewItem]:
+        """Items decided at or after ``since_ms`` (those past their TTL are skipped and their
+        index entries dropped)."""
+        keys = Keys(queue)
+        ids = [_s(x) for x in await self.redis.zrangebyscore(keys.decided, since_ms, "+inf", 0, limit)]
+        items = await self.get_items(queue, ids)
+        if len(items) < len(ids):
+            alive = {it.id for it in items}
+            dead = [i for i in ids if i not in alive]
+            await self.redis.zrem(keys.decided, *dead)
+        return items
+
+    @_store
+    async def set_final_label(self, queue: str, item_id: str, label: str) -> None:
+        """Record an adjudicated (or aggregated) label on a decided item."""
+        key = Keys(queue).item(item_id)
+        if await self.redis.exists(key):
+            await self.redis.hset(key, "final_label", label)
+
+    @_store
+    async def audit(self, queue: str, count: int = 100) -> list[dict[str, str]]:
+        """The newest ``count`` audit events (newest first)."""
+        rows = await self.redis.xrevrange(Keys(queue).audit, count=count)
+        return [dict(_decode(fields), id=_s(eid)) for eid, fields in rows]
+
+    @_store
+    async def breached_items(self, queue: str, at_ms: int | None = None) -> list[str]:
+        """Ids of open items past their claim-by or decide-by time."""
+        keys = Keys(queue)
+        ts = at_ms if at_ms is not None else now_ms()
+        a = await self.redis.zrangebyscore(keys.claim_by, "-inf", ts)
+        b = await self.redis.zrangebyscore(keys.decide_by, "-inf", ts)
+        return sorted({_s(x) for x in [*a, *b]})
+
+    @_store
+    async def mark_paged(self, queue: str, item_id: str) -> bool:
+        """True the first time ``item_id`` is paged for an SLA breach (then never again)."""
+        return bool(await self.redis.sadd(Keys(queue).paged, item_id))
+
+
+def _s(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def _decode(h: Any) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in (h or {}).items()}
