@@ -204,9 +204,7 @@ class ReviewSettings(_Strict):
         names = [q.name for q in self.queues]
         for extra in (self.default_queue, self.escalation_queue, self.adjudication_queue):
             if extra not in names:
-                self.queues.append(
-                    QueueSpec(name=extra, k=1, leads_only=extra == self.adjudication_queue)
-                )
+                self.queues.append(QueueSpec(name=extra, k=1, leads_only=extra == self.adjudication_queue))
                 names.append(extra)
         for q in self.queues:
             if q.name == self.adjudication_queue:

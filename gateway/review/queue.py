@@ -224,7 +224,9 @@ class ReviewItem:
     final_label: str | None = None
 
     @staticmethod
-    def from_hash(queue: str, h: dict[str, str], verdicts: dict[str, str], leases: dict[str, str]) -> ReviewItem:
+    def from_hash(
+        queue: str, h: dict[str, str], verdicts: dict[str, str], leases: dict[str, str]
+    ) -> ReviewItem:
         return ReviewItem(
             id=h["id"],
             queue=queue,
@@ -399,7 +401,9 @@ class ReviewQueues:
             raise LeaseLost("the lease expired or belongs to someone else")
 
     @_store
-    async def verdict(self, lease_id: str, reviewer: str, item_id: str, verdict: dict[str, Any]) -> VerdictResult:
+    async def verdict(
+        self, lease_id: str, reviewer: str, item_id: str, verdict: dict[str, Any]
+    ) -> VerdictResult:
         """Record ``reviewer``'s verdict (``{"label", "note", "preference", "corrected", ...}``)
         for the leased slot, atomically: the lease must still be theirs, the item open, and the
         reviewer not already counted. The k-th verdict decides the item (TTL set, audited).
@@ -422,8 +426,16 @@ class ReviewQueues:
                 keys.decided,
                 keys.audit,
             ],
-            args=[GROUP, reviewer, entry, item_id, orjson.dumps(body).decode(), ts, self.retention_s,
-                  str(verdict.get("label", ""))],
+            args=[
+                GROUP,
+                reviewer,
+                entry,
+                item_id,
+                orjson.dumps(body).decode(),
+                ts,
+                self.retention_s,
+                str(verdict.get("label", "")),
+            ],
         )
         if code == -1:
             raise LeaseLost("the lease expired or belongs to someone else")
@@ -455,7 +467,9 @@ class ReviewQueues:
                 if cursor == "0-0":
                     break
         if result.deleted:
-            log.warning("review sweep: %d slot(s) of queue %s were deleted while leased", result.deleted, queue)
+            log.warning(
+                "review sweep: %d slot(s) of queue %s were deleted while leased", result.deleted, queue
+            )
         if result.returned:
             log.info("review sweep: %d expired lease(s) of queue %s returned", result.returned, queue)
         return result
@@ -477,16 +491,16 @@ class ReviewQueues:
                 pipe.xlen(stream)
                 pipe.xpending(stream, GROUP)
             res = await pipe.execute()
-        st = QueueStats(queue=queue, open=int(res[0]), claim_breaches=int(res[2]), decide_breaches=int(res[3]))
+        st = QueueStats(
+            queue=queue, open=int(res[0]), claim_breaches=int(res[2]), decide_breaches=int(res[3])
+        )
         st.decided = int(res[4])
         if res[1]:
             st.oldest_age_ms = max(0, ts - int(res[1][0][1]))
         for i, prio in enumerate(PRIORITIES):
             length = int(res[5 + 2 * i])
             pending = res[6 + 2 * i]
-            claimed = sum(
-                int(c["pending"]) for c in pending.get("consumers", []) if _s(c["name"]) != PARKED
-            )
+            claimed = sum(int(c["pending"]) for c in pending.get("consumers", []) if _s(c["name"]) != PARKED)
             st.claimed += claimed
             st.waiting_slots += length - claimed
             st.by_priority[prio.value] = length
@@ -545,7 +559,7 @@ class ReviewQueues:
     async def audit(self, queue: str, count: int = 100) -> list[dict[str, str]]:
         """The newest ``count`` audit events (newest first)."""
         rows = await self.redis.xrevrange(Keys(queue).audit, count=count)
-        return [dict(_decode(fields), id=_s(eid)) for eid, fields in rows]
+        return [dict(_decode(fields), id=_s(eid)) for eid, fields in rows or []]
 
     @_store
     async def breached_items(self, queue: str, at_ms: int | None = None) -> list[str]:
