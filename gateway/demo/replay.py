@@ -1,0 +1,433 @@
+"""The traffic replayer behind ``rollguard demo``: sends the demo corpus through a base URL with the
+official ``openai`` client and sorts every reply into an outcome.
+
+Outcomes (``Outcome``), read from what the gateway promises on the wire (docs/architecture.md,
+"Contracts"):
+
+* ``blocked`` — HTTP 400 with ``error.code == "content_filter"`` (input block; the policy id is in
+  ``error.policy`` and in the ``x-rollguard-policy`` header), or a completion / stream ending with
+  ``finish_reason == "content_filter"`` (output block);
+* ``redacted`` / ``flagged`` / ``allowed`` — a 200 whose ``x-rollguard-verdict`` header says
+  ``redact`` / ``flag`` / ``allow`` (no header, e.g. straight to the upstream: ``allowed``);
+* ``error`` — anything else (connection failure, timeout, other 4xx/5xx).
+
+Latency is wall time per request in milliseconds, measured by the client from the call until the
+last byte (the whole stream for streaming requests), including the client's own overhead.
+
+``replay_corpus`` also sends a sample of the same prompts straight to the upstream (``direct``) at
+the same concurrency and reports the *added latency* of the gateway: the difference of the p50
+(and p99) latencies of the sampled prompts that reached the upstream through the gateway and of the
+same prompts sent direct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+from openai import AsyncOpenAI
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gateway.demo.corpus import DEMO_MODEL, DemoItem
+
+VERDICT_HEADER = "x-rollguard-verdict"
+POLICY_HEADER = "x-rollguard-policy"
+INTERACTION_HEADER = "x-rollguard-interaction-id"
+CONTENT_FILTER = "content_filter"
+
+DEFAULT_CONCURRENCY = 8
+DEFAULT_DIRECT_SAMPLE = 200
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class Outcome(enum.StrEnum):
+    ALLOWED = "allowed"
+    REDACTED = "redacted"
+    FLAGGED = "flagged"
+    BLOCKED = "blocked"
+    ERROR = "error"
+
+
+_VERDICT_OUTCOME = {
+    "allow": Outcome.ALLOWED,
+    "redact": Outcome.REDACTED,
+    "flag": Outcome.FLAGGED,
+    "block": Outcome.BLOCKED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestResult:
+    """One replayed request. ``status`` is the HTTP status (0 when no response arrived);
+    ``policy`` the blocking policy id (``"output"`` when an output block named none);
+    ``error`` a short class name + message for ``Outcome.ERROR``, else ``None``."""
+
+    item_id: str
+    kind: str
+    stream: bool
+    status: int
+    outcome: Outcome
+    latency_ms: float
+    policy: str | None = None
+    verdict: str | None = None
+    interaction_id: str | None = None
+    error: str | None = None
+
+    @property
+    def reached_upstream(self) -> bool:
+        """True when the request went on to the model (everything but input blocks and errors)."""
+        return self.outcome is not Outcome.ERROR and not (
+            self.outcome is Outcome.BLOCKED and self.status == 400
+        )
+
+
+def _from_headers(
+    item: DemoItem, headers: httpx.Headers, status: int, finish: str | None, latency_ms: float
+) -> RequestResult:
+    verdict = headers.get(VERDICT_HEADER)
+    policy = headers.get(POLICY_HEADER)
+    outcome = _VERDICT_OUTCOME.get(verdict or "allow", Outcome.ALLOWED)
+    if finish == CONTENT_FILTER:
+        outcome = Outcome.BLOCKED
+        policy = policy or "output"
+    return RequestResult(
+        item_id=item.id,
+        kind=item.kind,
+        stream=item.stream,
+        status=status,
+        outcome=outcome,
+        latency_ms=latency_ms,
+        policy=policy if outcome is Outcome.BLOCKED else None,
+        verdict=verdict,
+        interaction_id=headers.get(INTERACTION_HEADER),
+    )
+
+
+def _stream_policy(chunk: Any) -> str | None:
+    """A policy id the gateway may attach to the chunk that ends a blocked stream (any of the
+    extra fields ``rollguard.policy`` / ``x_rollguard_policy``), else ``None``."""
+    extra = getattr(chunk, "model_extra", None) or {}
+    info = extra.get("rollguard")
+    if isinstance(info, dict) and isinstance(info.get("policy"), str):
+        return str(info["policy"])
+    value = extra.get("x_rollguard_policy")
+    return value if isinstance(value, str) else None
+
+
+async def send_one(client: AsyncOpenAI, item: DemoItem, model: str = DEMO_MODEL) -> RequestResult:
+    """Send one item (streaming or not, as the item says) and classify the reply. Never raises for
+    HTTP or connection failures: they become ``Outcome.ERROR`` (or ``BLOCKED`` for content_filter)."""
+    body = item.request(model)
+    start = time.perf_counter()
+    try:
+        if item.stream:
+            async with client.chat.completions.with_streaming_response.create(**body, stream=True) as resp:
+                finish: str | None = None
+                policy: str | None = None
+                async for chunk in await resp.parse():
+                    for choice in chunk.choices:
+                        if choice.finish_reason:
+                            finish = choice.finish_reason
+                    policy = policy or _stream_policy(chunk)
+                latency = (time.perf_counter() - start) * 1000
+                result = _from_headers(item, resp.headers, resp.status_code, finish, latency)
+                if policy and result.outcome is Outcome.BLOCKED:
+                    result = _replace_policy(result, policy)
+                return result
+        raw = await client.chat.completions.with_raw_response.create(**body)
+        completion = raw.parse()
+        latency = (time.perf_counter() - start) * 1000
+        finish = completion.choices[0].finish_reason if completion.choices else None
+        return _from_headers(item, raw.headers, raw.status_code, finish, latency)
+    except openai.APIStatusError as exc:
+        latency = (time.perf_counter() - start) * 1000
+        return _from_status_error(item, exc, latency)
+    except (openai.APIError, httpx.HTTPError) as exc:
+        latency = (time.perf_counter() - start) * 1000
+        return RequestResult(item.id, item.kind, item.stream, 0, Outcome.ERROR, latency, error=_describe(exc))
+
+
+def _replace_policy(result: RequestResult, policy: str) -> RequestResult:
+    return RequestResult(
+        result.item_id,
+        result.kind,
+        result.stream,
+        result.status,
+        result.outcome,
+        result.latency_ms,
+        policy,
+        result.verdict,
+        result.interaction_id,
+        result.error,
+    )
+
+
+def _from_status_error(item: DemoItem, exc: openai.APIStatusError, latency_ms: float) -> RequestResult:
+    headers = exc.response.headers
+    body = exc.body if isinstance(exc.body, dict) else {}
+    if exc.status_code == 400 and (exc.code == CONTENT_FILTER or body.get("code") == CONTENT_FILTER):
+        policy = body.get("policy") or headers.get(POLICY_HEADER) or "unknown"
+        return RequestResult(
+            item.id,
+            item.kind,
+            item.stream,
+            400,
+            Outcome.BLOCKED,
+            latency_ms,
+            policy=str(policy),
+            verdict=headers.get(VERDICT_HEADER, "block"),
+            interaction_id=body.get("interaction_id") or headers.get(INTERACTION_HEADER),
+        )
+    return RequestResult(
+        item.id,
+        item.kind,
+        item.stream,
+        exc.status_code,
+        Outcome.ERROR,
+        latency_ms,
+        interaction_id=headers.get(INTERACTION_HEADER),
+        error=_describe(exc),
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def make_client(
+    base_url: str, api_key: str = "rollguard-demo", timeout_s: float = DEFAULT_TIMEOUT_S
+) -> AsyncOpenAI:
+    """An ``AsyncOpenAI`` client for ``<base_url>/v1`` with retries off (a retry would hide errors
+    and double-count latency). ``base_url`` is the server root, e.g. ``http://127.0.0.1:8080``."""
+    return AsyncOpenAI(
+        base_url=base_url.rstrip("/") + "/v1",
+        api_key=api_key,
+        max_retries=0,
+        timeout=timeout_s,
+    )
+
+
+async def replay(
+    items: Sequence[DemoItem],
+    base_url: str,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    api_key: str = "rollguard-demo",
+    model: str = DEMO_MODEL,
+    progress: Progress | None = None,
+    label: str = "replay",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> list[RequestResult]:
+    """Send ``items`` to ``base_url`` with ``concurrency`` requests in flight; results come back in
+    the order of ``items``. A rich ``progress`` (optional) gets one task named ``label``.
+
+    Raises ``ValueError`` when ``concurrency < 1``."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    results: list[RequestResult | None] = [None] * len(items)
+    task = progress.add_task(label, total=len(items)) if progress is not None else None
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(items)):
+        queue.put_nowait(i)
+
+    async with make_client(base_url, api_key, timeout_s) as client:
+
+        async def worker() -> None:
+            while True:
+                try:
+                    i = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                results[i] = await send_one(client, items[i], model)
+                if progress is not None and task is not None:
+                    progress.advance(task)
+
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, len(items))))))
+    return [r for r in results if r is not None]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) with linear interpolation between closest ranks (numpy's
+    default method); ``nan`` for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def summarize(
+    results: Sequence[RequestResult],
+    direct: Sequence[RequestResult] = (),
+    wall_s: float | None = None,
+) -> dict[str, Any]:
+    """The demo summary as a JSON-ready dict.
+
+    Keys: ``requests``, ``allowed``, ``redacted``, ``flagged``, ``blocked`` (total),
+    ``blocked_by_policy`` ``{policy: count}``, ``errors``, ``error_samples`` (up to 5 strings),
+    ``by_kind`` ``{kind: {outcome: count}}``, ``latency_ms`` ``{p50, p99}`` over all requests,
+    ``direct`` ``{requests, errors, p50, p99}`` (ms) and ``added_ms`` ``{p50, p99}``: the gateway's
+    p50/p99 minus the direct p50/p99 on the prompts of the direct sample that reached the upstream
+    through the gateway (``None`` without a direct sample), ``wall_s`` and ``requests_per_s``.
+    """
+    counts = {o: 0 for o in Outcome}
+    by_policy: dict[str, int] = {}
+    by_kind: dict[str, dict[str, int]] = {}
+    for r in results:
+        counts[r.outcome] += 1
+        if r.outcome is Outcome.BLOCKED:
+            key = r.policy or "unknown"
+            by_policy[key] = by_policy.get(key, 0) + 1
+        row = by_kind.setdefault(r.kind, {o.value: 0 for o in Outcome})
+        row[r.outcome.value] += 1
+    summary: dict[str, Any] = {
+        "requests": len(results),
+        "allowed": counts[Outcome.ALLOWED],
+        "redacted": counts[Outcome.REDACTED],
+        "flagged": counts[Outcome.FLAGGED],
+        "blocked": counts[Outcome.BLOCKED],
+        "blocked_by_policy": dict(sorted(by_policy.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "errors": counts[Outcome.ERROR],
+        "error_samples": [r.error or f"HTTP {r.status}" for r in results if r.outcome is Outcome.ERROR][:5],
+        "by_kind": dict(sorted(by_kind.items())),
+        "latency_ms": {
+            "p50": _round(percentile([r.latency_ms for r in results], 50)),
+            "p99": _round(percentile([r.latency_ms for r in results], 99)),
+        },
+        "direct": None,
+        "added_ms": None,
+        "wall_s": _round(wall_s) if wall_s is not None else None,
+        "requests_per_s": _round(len(results) / wall_s) if wall_s else None,
+    }
+    ok_direct = {d.item_id: d for d in direct if d.outcome is not Outcome.ERROR}
+    if ok_direct:
+        through = [r for r in results if r.item_id in ok_direct and r.reached_upstream]
+        via = [r.latency_ms for r in through]
+        dir_lat = [ok_direct[r.item_id].latency_ms for r in through]
+        summary["direct"] = {
+            "requests": len(direct),
+            "errors": sum(1 for d in direct if d.outcome is Outcome.ERROR),
+            "compared": len(through),
+            "p50": _round(percentile(dir_lat, 50)),
+            "p99": _round(percentile(dir_lat, 99)),
+        }
+        if through:
+            summary["added_ms"] = {
+                "p50": _round(percentile(via, 50) - percentile(dir_lat, 50)),
+                "p99": _round(percentile(via, 99) - percentile(dir_lat, 99)),
+            }
+    return summary
+
+
+def _round(x: float | None) -> float | None:
+    if x is None or x != x:  # NaN
+        return None
+    return round(x, 3)
+
+
+def _fmt_ms(x: Any) -> str:
+    return "-" if x is None else f"{x:.1f} ms"
+
+
+def render_summary(summary: dict[str, Any]) -> Table:
+    """A rich table of ``summarize``'s output (one row per figure)."""
+    table = Table(title="rollguard demo", show_header=True, header_style="bold")
+    table.add_column("outcome")
+    table.add_column("count", justify="right")
+    table.add_row("requests", str(summary["requests"]))
+    table.add_row("allowed", str(summary["allowed"]))
+    table.add_row("redacted", str(summary["redacted"]))
+    table.add_row("flagged", str(summary["flagged"]))
+    table.add_row("blocked", str(summary["blocked"]))
+    for policy, n in summary["blocked_by_policy"].items():
+        table.add_row(f"  blocked by {policy}", str(n))
+    table.add_row("errors", str(summary["errors"]), style="red" if summary["errors"] else None)
+    lat = summary["latency_ms"]
+    table.add_row("latency p50 / p99", f"{_fmt_ms(lat['p50'])} / {_fmt_ms(lat['p99'])}")
+    if summary.get("direct"):
+        d = summary["direct"]
+        table.add_row("direct p50 / p99", f"{_fmt_ms(d['p50'])} / {_fmt_ms(d['p99'])} (n={d['compared']})")
+    added = summary.get("added_ms")
+    table.add_row(
+        "added latency p50 / p99 over direct",
+        "-" if not added else f"{_fmt_ms(added['p50'])} / {_fmt_ms(added['p99'])}",
+    )
+    if summary.get("requests_per_s"):
+        table.add_row("throughput", f"{summary['requests_per_s']:.1f} req/s in {summary['wall_s']:.1f} s")
+    return table
+
+
+def render_by_kind(summary: dict[str, Any]) -> Table:
+    """A rich table: one row per corpus kind, one column per outcome."""
+    table = Table(title="outcome by kind of prompt", header_style="bold")
+    table.add_column("kind")
+    for o in Outcome:
+        table.add_column(o.value, justify="right")
+    for kind, row in summary["by_kind"].items():
+        table.add_row(kind, *(str(row.get(o.value, 0)) for o in Outcome))
+    return table
+
+
+def new_progress(console: Console | None = None) -> Progress:
+    """The progress bar used by the demo (label, bar, n/total, elapsed)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+async def replay_corpus(
+    items: Sequence[DemoItem],
+    gateway_url: str,
+    upstream_url: str | None = None,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    direct_sample: int = DEFAULT_DIRECT_SAMPLE,
+    api_key: str = "rollguard-demo",
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Replay ``items`` through the gateway at ``gateway_url``, then the first ``direct_sample`` of
+    them straight to ``upstream_url`` (skipped when ``None`` or 0), print the summary tables on
+    ``console`` and return ``summarize``'s dict."""
+    console = console or Console()
+    progress = new_progress(console) if show_progress else None
+    sample = list(items[: max(0, direct_sample)]) if upstream_url else []
+    if progress is not None:
+        progress.start()
+    try:
+        start = time.perf_counter()
+        results = await replay(
+            items, gateway_url, concurrency=concurrency, api_key=api_key, progress=progress, label="gateway"
+        )
+        wall = time.perf_counter() - start
+        direct: list[RequestResult] = []
+        if sample and upstream_url:
+            direct = await replay(
+                sample, upstream_url, concurrency=concurrency, progress=progress, label="direct"
+            )
+    finally:
+        if progress is not None:
+            progress.stop()
+    summary = summarize(results, direct, wall_s=wall)
+    console.print(render_by_kind(summary))
+    console.print(render_summary(summary))
+    if summary["error_samples"]:
+        console.print("[red]first errors:[/red]")
+        for line in summary["error_samples"]:
+            console.print(f"  {line}", markup=False)
+    return summary
