@@ -1,0 +1,356 @@
+"""PII recognisers: e-mail addresses, phone numbers, payment cards, IBANs, US SSNs, IP addresses.
+
+Each recogniser is a cheap regular-expression candidate scan followed by a validator (checksum,
+numbering rules, ``ipaddress``, ``phonenumbers``), so text without digits or ``@`` costs a few
+microseconds. Entity names follow Presidio (``EMAIL_ADDRESS``, ``PHONE_NUMBER``, ``CREDIT_CARD``,
+``IBAN_CODE``, ``US_SSN``, ``IP_ADDRESS``).
+
+Look-alike rules (what is deliberately *not* PII):
+
+- A number glued to letters, ``-`` or ``_`` on either side is part of an identifier (git hashes,
+  UUIDs, order ids like ``ORD-2024-000123``) and is never a card, SSN or phone number.
+- Payment card: 12..19 digits (single spaces or dashes allowed between digits), a known issuer
+  prefix for that length, and the Luhn checksum. Not a card when the 32 characters before it name
+  an order/invoice/tracking/ticket/reference number or an id (``eventId=``, ``user_id:``) and no
+  card word (card, cc, visa, credit, ...).
+- Phone number: 7..15 digits. Never a phone: a number right after a word naming another kind of
+  number (licence, passport, account, order, invoice, tracking, serial, ISBN, ZIP/postal code,
+  SSN);
+  anything containing a date or touching a time (``2024-05-01``, ``12:30``); decimals
+  (``0.2207335``); runs of one or two distinct digits (``1000 1000 1000``); numbers inside paths;
+  the SSN shape ``AAA-GG-SSSS`` (unless a phone word is next to it).
+  Otherwise: a number with a phone word just before or after it (phone, tel, mobile, fax, desk,
+  call me at, ... / ``-Office``, ``-Fax``) is accepted on its digit count; a number written with
+  ``+`` / ``00`` / ``011`` must be a *possible* number for its country code (``phonenumbers``); any
+  other number needs an area code in parentheses or at least three digit groups (``07700 063
+  966``, ``415-555-2671``; no one-digit group after the first) and must be a *valid* number in
+  one of ``PHONE_REGIONS``. So bare digit runs (epoch milliseconds ``1714567890123``, order ids),
+  street numbers (``17151 2450 Crown St``) and ZIP+4 (``90010-170``) are not phone numbers.
+- US SSN: ``AAA-GG-SSSS`` or ``AAA GG SSSS`` with area not 000/666/900-999, group not 00, serial
+  not 0000; nine bare digits only right after "SSN" / "social security".
+- IBAN: country code with its registered length, then the ISO 13616 mod-97 checksum.
+- IPv4: a dotted quad accepted by ``ipaddress`` (no leading zeros) that is not a version string:
+  not preceded by ``v`` / ``version`` / ``ver`` / ``release`` / ``build`` / ``firmware`` /
+  ``rev`` / ``patch`` and not part of a longer dotted run (``1.2.3.4.5``). So ``192.168.1.20`` is an
+  IP address and ``v1.2.3.4`` / ``version 10.0.0.1`` are not.
+- IPv6: accepted by ``ipaddress``, containing a digit and at least two non-empty groups (so C++
+  ``a::b`` and times ``12:30:00`` are not addresses).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+
+import phonenumbers
+
+from policies.builtin.redaction import Span
+
+EMAIL = "EMAIL_ADDRESS"
+PHONE = "PHONE_NUMBER"
+CARD = "CREDIT_CARD"
+IBAN = "IBAN_CODE"
+SSN = "US_SSN"
+IP = "IP_ADDRESS"
+
+ENTITIES: tuple[str, ...] = (EMAIL, PHONE, CARD, IBAN, SSN, IP)
+"""Supported entity types, in overlap priority order (earlier wins)."""
+
+_PRIORITY = {kind: n for n, kind in enumerate((CARD, IBAN, SSN, EMAIL, IP, PHONE))}
+
+PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "IN", "AU", "NL", "IT", "ES", "BR")
+"""Regions a phone number written without a country code may belong to (tried in order)."""
+
+# --- e-mail ---------------------------------------------------------------------------------
+_EMAIL_RE = re.compile(
+    r"(?<![\w.+%-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
+)
+
+# --- payment cards --------------------------------------------------------------------------
+# Patterns start with a plain character class (then a look-behind on it) so that the regex engine
+# can skip ahead quickly through text without digits.
+_CARD_RE = re.compile(r"\d(?<![\w\-.]\d)(?:[ \-]?\d){11,18}(?![\w\-]|\.\d)")
+_CARD_NEGATIVE = re.compile(r"(?i)(?:\b(?:order|invoice|tracking|ticket|ref|reference|shipment|parcel)|id)\b")
+_CARD_POSITIVE = re.compile(r"(?i)\b(?:card|cc|visa|master ?card|amex|credit|debit|payment|pan)\b")
+
+# (prefix, lengths); sources: ISO/IEC 7812 issuer ranges as published by the networks
+# (Visa, Mastercard incl. 2-series, Amex, Discover, Diners, JCB incl. legacy 1800/2131, UnionPay,
+# Maestro, Mir, RuPay, Verve, Troy, UATP, InterPayment, Dankort).
+_ISSUERS: tuple[tuple[tuple[int, int], range], ...] = (
+    ((4, 4), range(13, 20)),  # Visa
+    ((51, 55), range(16, 17)),  # Mastercard
+    ((2221, 2720), range(16, 17)),  # Mastercard 2-series
+    ((34, 34), range(15, 16)),  # Amex
+    ((37, 37), range(15, 16)),
+    ((6011, 6011), range(16, 20)),  # Discover
+    ((644, 649), range(16, 20)),
+    ((65, 65), range(16, 20)),
+    ((622126, 622925), range(16, 20)),
+    ((300, 305), range(14, 20)),  # Diners
+    ((3095, 3095), range(14, 20)),
+    ((36, 36), range(14, 20)),
+    ((38, 39), range(14, 20)),
+    ((35, 35), range(16, 20)),  # JCB (3528-3589) and neighbours
+    ((1800, 1800), range(15, 16)),  # JCB legacy
+    ((2131, 2131), range(15, 16)),
+    ((62, 62), range(16, 20)),  # UnionPay
+    ((81, 82), range(16, 20)),  # UnionPay / RuPay
+    ((50, 50), range(12, 20)),  # Maestro, Verve, Dankort
+    ((56, 69), range(12, 20)),  # Maestro / RuPay / InterPayment / InstaPayment
+    ((604, 604), range(12, 20)),  # Maestro UK (legacy, written with a leading 0: 0604)
+    ((2200, 2204), range(16, 20)),  # Mir
+    ((9792, 9792), range(16, 17)),  # Troy
+    ((1, 1), range(15, 16)),  # UATP
+)
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn (mod 10) checksum of a digit string (ISO/IEC 7812-1)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = ord(ch) - 48
+        if i % 2:
+            n *= 2
+            if n > 9:
+                n -= 9
+        total += n
+    return total % 10 == 0
+
+
+def _issuer_ok(digits: str) -> bool:
+    d = digits[1:] if digits.startswith("0604") else digits
+    n = len(digits)
+    for (lo, hi), lengths in _ISSUERS:
+        width = len(str(lo))
+        if n in lengths and lo <= int(d[:width]) <= hi:
+            return True
+    return False
+
+
+def _find_cards(text: str) -> Iterable[Span]:
+    for m in _CARD_RE.finditer(text):
+        raw = m.group()
+        digits = raw.replace(" ", "").replace("-", "")
+        if len(digits) < 12 or len(set(digits)) < 2 or not _issuer_ok(digits) or not luhn_ok(digits):
+            continue
+        before = text[max(0, m.start() - 32) : m.start()]
+        if _CARD_NEGATIVE.search(before) and not _CARD_POSITIVE.search(before):
+            continue
+        yield Span(CARD, m.start(), m.end(), _PRIORITY[CARD])
+
+
+# --- IBAN -----------------------------------------------------------------------------------
+# Registered IBAN lengths per country (SWIFT IBAN registry).
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
+    "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27,
+    "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27,
+    "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
+    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32,
+    "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24,
+    "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31,
+    "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28, "TL": 23,
+    "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}  # fmt: skip
+# Starts at the check digits (a fast character-class scan), then looks back for the country code.
+_IBAN_RE = re.compile(r"\d(?<=(?<!\w)[A-Za-z]{2}\d)\d(?:[ ]?[A-Za-z0-9]){11,30}")
+
+
+def iban_ok(compact: str) -> bool:
+    """ISO 13616 check: registered length for the country and ``mod 97 == 1``."""
+    iban = compact.upper()
+    if _IBAN_LENGTHS.get(iban[:2]) != len(iban):
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def _find_ibans(text: str) -> Iterable[Span]:
+    for m in _IBAN_RE.finditer(text):
+        start = m.start() - 2
+        length = _IBAN_LENGTHS.get(text[start : m.start()].upper())
+        if length is None:
+            continue
+        # Take exactly `length` alphanumerics (spaces allowed between) from the country code.
+        need, end = length, start
+        while end < m.end() and need:
+            if text[end] != " ":
+                need -= 1
+            end += 1
+        if need or (end < len(text) and text[end].isalnum()):
+            continue
+        if iban_ok(text[start:end].replace(" ", "")):
+            yield Span(IBAN, start, end, _PRIORITY[IBAN])
+
+
+# --- US SSN ---------------------------------------------------------------------------------
+_SSN_RE = re.compile(r"(\d(?<![\w\-.]\d)\d{2})([- ])(\d{2})\2(\d{4})(?![\w\-]|\.\d)")
+_SSN_BARE_RE = re.compile(r"\d(?<!\w\d)\d{8}(?!\w)")
+_SSN_WORD_BEFORE = re.compile(r"(?i)\b(?:ssn|social security(?: number| no\.?)?)\W{0,4}$")
+_SSN_EXAMPLES = frozenset({"078051120", "219099999", "123456789"})
+
+
+def ssn_ok(area: str, group: str, serial: str) -> bool:
+    """SSA numbering rules: area not 000, 666 or 900-999; group not 00; serial not 0000; not a
+    well-known advertising/example number."""
+    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
+        return False
+    return area + group + serial not in _SSN_EXAMPLES
+
+
+def _find_ssns(text: str) -> Iterable[Span]:
+    for m in _SSN_RE.finditer(text):
+        if ssn_ok(m.group(1), m.group(3), m.group(4)):
+            yield Span(SSN, m.start(), m.end(), _PRIORITY[SSN])
+    for m in _SSN_BARE_RE.finditer(text):
+        d = m.group()
+        if _SSN_WORD_BEFORE.search(text, max(0, m.start() - 30), m.start()) and ssn_ok(d[:3], d[3:5], d[5:]):
+            yield Span(SSN, m.start(), m.end(), _PRIORITY[SSN])
+
+
+# --- IP addresses ---------------------------------------------------------------------------
+_IPV4_RE = re.compile(r"\d(?<![\w.\-]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w\-]|\.\d)")
+_VERSION_BEFORE = re.compile(
+    r"(?i)(?:\bv|\bversion|\bver\.?|\brelease|\bbuild|\bfirmware|\bfw|\brev(?:ision)?|\bpatch)\s*[:=#]?\s*$"
+)
+_IPV6_RE = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4})(?![\w:]|\.\d)"
+)
+
+
+def _find_ips(text: str) -> Iterable[Span]:
+    if "." in text:
+        for m in _IPV4_RE.finditer(text):
+            if _VERSION_BEFORE.search(text, max(0, m.start() - 16), m.start()):
+                continue
+            try:
+                ipaddress.IPv4Address(m.group())
+            except ValueError:
+                continue
+            yield Span(IP, m.start(), m.end(), _PRIORITY[IP])
+    if "::" in text or text.count(":") >= 7:
+        for m in _IPV6_RE.finditer(text):
+            cand = m.group()
+            groups = [g for g in cand.split(":") if g]
+            if len(groups) < 2 or not any(c.isdigit() for c in cand):
+                continue
+            try:
+                ipaddress.IPv6Address(cand)
+            except ValueError:
+                continue
+            yield Span(IP, m.start(), m.end(), _PRIORITY[IP])
+
+
+# --- phone numbers --------------------------------------------------------------------------
+_PHONE_RE = re.compile(
+    r"(?<![\w+\-./:\\])"
+    r"(?:(?:\+|\b00|\b011)[ \-.]?)?"
+    r"(?:\(\d{1,4}\)|\d{1,5})"
+    r"(?:[ \-.]?(?:\(\d{1,4}\)|\d{1,5})){0,6}"
+    r"(?:[ ]?(?:x|ext\.?|#)[ ]?\d{1,5})?"
+    r"(?![\w:/\\]|[.\-]\d)"
+)
+_PHONE_CONTEXT_BEFORE = re.compile(
+    r"(?i)\b(?:phone|tel(?:ephone)?|mobile|cell(?:phone)?|fax|desk|landline|whats ?app|sms|hotline|"
+    r"call(?:ed)?(?: me| us| him| her| them)?(?: at| on)?|text (?:me|us)(?: at| on)?|dial|reach (?:me|us)"
+    r"(?: at| on)?|contact number|ph|mob)\W{0,6}$"
+)
+_PHONE_CONTEXT_AFTER = re.compile(r"(?i)^\W{0,3}(?:office|fax|mobile|home|work|cell|phone|tel)\b")
+_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
+_MONTH = r"(?:0?[1-9]|1[0-2])"
+_DATE_RE = re.compile(
+    rf"(?<!\d)(?:\d{{4}}[-/.]{_MONTH}[-/.]{_DAY}|{_DAY}[-/]{_DAY}[-/](?:\d{{4}}|\d{{2}}))(?!\d)"
+)
+_PHONE_GROUP_RE = re.compile(r"\d+")
+_SSN_SHAPE_RE = re.compile(r"\d{3}-\d{2}-\d{4}")
+_DECIMAL_RE = re.compile(r"\d\.\d{5,}|\d{6,}\.\d")
+
+
+_PHONE_NEGATIVE = re.compile(
+    r"(?i)\b(?:licen[cs]e|passport|account|acct|order|invoice|tracking|ticket|serial|isbn|zip|postal|"
+    r"postcode|ssn|social security)\b[^\n]{0,24}$"
+)
+
+
+def _phone_ok(cand: str, text: str, start: int, end: int) -> bool:
+    digits = sum(c.isdigit() for c in cand)
+    if not 7 <= digits <= 15 or _DATE_RE.search(cand) or _DECIMAL_RE.search(cand):
+        return False
+    if len({c for c in cand if c.isdigit()}) <= 2:
+        return False  # 1000 1000 1000, 0000 000
+    if _PHONE_NEGATIVE.search(text, max(0, start - 40), start):
+        return False  # another kind of number named right before it
+    if _PHONE_CONTEXT_BEFORE.search(text, max(0, start - 40), start) or _PHONE_CONTEXT_AFTER.search(
+        text[end : end + 12]
+    ):
+        return True
+    if _SSN_SHAPE_RE.fullmatch(cand):
+        return False  # SSN-shaped (valid ones are US_SSN; invalid ones are not phones either)
+    try:
+        if cand.startswith(("+", "00", "011")):
+            intl = "+" + cand.lstrip("+")[2:] if cand.startswith("00") else cand
+            if cand.startswith("011"):
+                intl = "+" + cand[3:]
+            return phonenumbers.is_possible_number(phonenumbers.parse(intl, None))
+        main = re.split(r"[ ]?(?:x|ext|#)", cand, maxsplit=1)[0]
+        groups = _PHONE_GROUP_RE.findall(main)
+        if "(" not in main and len(groups) < 3:
+            return False  # bare runs and two-group numbers (street numbers, ZIP+4): need a phone word
+        if any(len(g) < 2 for g in groups[1:]):
+            return False  # lists of small numbers (1 5 9 12 15 21)
+        for region in PHONE_REGIONS:
+            if phonenumbers.is_valid_number(phonenumbers.parse(cand, region)):
+                return True
+    except phonenumbers.NumberParseException:
+        return False
+    return False
+
+
+def _find_phones(text: str) -> Iterable[Span]:
+    for m in _PHONE_RE.finditer(text):
+        cand = m.group()
+        if _phone_ok(cand, text, m.start(), m.end()):
+            yield Span(PHONE, m.start(), m.end(), _PRIORITY[PHONE])
+
+
+_DIGIT_RE = re.compile(r"\d")
+
+_FINDERS: dict[str, Callable[[str], Iterable[Span]]] = {
+    EMAIL: lambda t: (Span(EMAIL, m.start(), m.end(), _PRIORITY[EMAIL]) for m in _EMAIL_RE.finditer(t)),
+    PHONE: _find_phones,
+    CARD: _find_cards,
+    IBAN: _find_ibans,
+    SSN: _find_ssns,
+    IP: _find_ips,
+}
+
+
+class PiiFinder:
+    """Finds the configured PII ``entities`` in a text: ``finder(text) -> list[Span]`` (may
+    overlap; resolve with ``redaction.resolve_overlaps``). Raises ``ValueError`` for an unknown
+    entity name."""
+
+    def __init__(self, entities: Iterable[str] = ENTITIES) -> None:
+        chosen = tuple(entities)
+        unknown = sorted(set(chosen) - set(ENTITIES))
+        if unknown:
+            raise ValueError(f"unknown PII entities {unknown}; supported: {list(ENTITIES)}")
+        self.entities = tuple(e for e in ENTITIES if e in chosen)
+        self._digit_finders = [_FINDERS[e] for e in self.entities if e not in (EMAIL, IBAN)]
+        self._email = EMAIL in self.entities
+        self._iban = IBAN in self.entities
+
+    def __call__(self, text: str) -> list[Span]:
+        spans: list[Span] = []
+        if self._email and "@" in text:
+            spans.extend(_FINDERS[EMAIL](text))
+        if _DIGIT_RE.search(text) is None:
+            return spans
+        if self._iban:
+            spans.extend(_find_ibans(text))
+        for find in self._digit_finders:
+            spans.extend(find(text))
+        return spans
