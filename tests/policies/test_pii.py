@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from policies.base import CheckContext, RedactionVault
+from policies.base import CheckContext
 from policies.builtin.pii import PiiPolicy
 from policies.builtin.pii_entities import PiiFinder, iban_ok, luhn_ok
 from policies.builtin.redaction import resolve_overlaps
