@@ -565,7 +565,7 @@ class Flags:
             instance_id=f"{s.app_name}-{os.getpid()}-{next(_INSTANCE_SEQ)}",
             refresh_interval=s.refresh_interval_s,
             request_timeout=max(1, min(5, s.refresh_interval_s)),
-            request_retries=1,
+            request_retries=0,  # a failed poll waits for the next one (no retry log line)
             disable_metrics=not server,
             disable_registration=not server,
             custom_headers={"Authorization": self._token} if self._token else {},
