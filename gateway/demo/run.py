@@ -1,0 +1,248 @@
+"""``rollguard demo``: start a local upstream and a gateway, replay real traffic through it, summarise.
+
+``run_demo(n, concurrency)``:
+
+1. builds ``n`` demo requests from the shipped data (``gateway.demo.corpus``);
+2. starts the demo upstream stub (``python -m gateway.demo.upstream``) on a free loopback port;
+3. writes a gateway config (models ``demo`` and ``echo`` at the stub, the default policy set, the
+   audit store's embedded Valkey under a temporary directory) and starts the gateway as a subprocess
+   (``python -m uvicorn gateway.app:create_app --factory``, ``ROLLGUARD_CONFIG`` = that file) on a
+   free loopback port, then waits for ``/readyz``;
+4. replays the corpus through the gateway and a sample straight to the stub (``gateway.demo.replay``)
+   and prints the summary tables;
+5. stops both processes (SIGTERM, then SIGKILL after a grace period) and removes the temporary
+   directory (unless ``keep_dir`` is given).
+
+Exit code: 0 when requests ran and errors are at most ``MAX_ERROR_SHARE`` of them; 1 otherwise;
+2 when the servers did not start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from gateway.demo.corpus import build_corpus
+from gateway.demo.replay import DEFAULT_CONCURRENCY, DEFAULT_DIRECT_SAMPLE, replay_corpus
+
+MAX_ERROR_SHARE = 0.02
+"""Largest share of errored requests for a passing demo (2 %)."""
+
+READY_TIMEOUT_S = 90.0
+"""Seconds to wait for the stub and the gateway to answer (policy models load at startup)."""
+
+STOP_GRACE_S = 10.0
+"""Seconds between SIGTERM and SIGKILL when stopping a server."""
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+"""The directory holding the ``gateway`` package (put on the subprocesses' ``PYTHONPATH``)."""
+
+
+class StartupError(RuntimeError):
+    """A demo server exited or did not become ready in time; the message carries its log tail."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` at the time of the call (the kernel's pick for port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def managed_process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``args`` in its own process group with output to ``log``; on exit stop it (SIGTERM, then
+    SIGKILL after ``STOP_GRACE_S``). Only the process started here is signalled."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(  # noqa: S603 (our own interpreter and fixed arguments)
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield proc
+        finally:
+            stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM ``proc``, wait ``STOP_GRACE_S``, then SIGKILL it."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wait_ready(
+    url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = READY_TIMEOUT_S
+) -> None:
+    """Poll ``url`` (GET) until it answers 200. Raises ``StartupError`` with the log tail when the
+    process exits first or ``timeout_s`` seconds pass."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StartupError(f"{url}: process exited with code {proc.returncode}\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback URL built here)
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise StartupError(f"{url}: not ready after {timeout_s:.0f} s\n{_tail(log)}")
+
+
+def _tail(log: Path, chars: int = 3000) -> str:
+    try:
+        return log.read_text(encoding="utf-8", errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+def demo_config(upstream_url: str, data_dir: Path) -> dict[str, Any]:
+    """The gateway config for the demo: aliases ``demo`` and ``echo`` served by the stub at
+    ``upstream_url`` (server root), no retries (errors must show), the default policy set (no
+    ``policies`` key), the embedded store under ``data_dir``."""
+    return {
+        "model_list": [
+            {
+                "model_name": name,
+                "litellm_params": {
+                    "model": f"openai/{name}",
+                    "api_base": upstream_url + "/v1",
+                    "api_key": "demo",
+                },
+            }
+            for name in ("demo", "echo")
+        ],
+        "router_settings": {"num_retries": 0, "timeout": 30},
+        "gateway": {"log_level": "warning"},
+        "store": {"data_dir": str(data_dir / "var")},
+    }
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
+def run_demo(
+    n: int = 1000,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    *,
+    direct_sample: int = DEFAULT_DIRECT_SAMPLE,
+    console: Console | None = None,
+    show_progress: bool = True,
+    keep_dir: Path | None = None,
+    summary_out: dict[str, Any] | None = None,
+) -> int:
+    """Run the whole demo (see the module docstring) and return the process exit code.
+
+    ``n`` requests at ``concurrency`` in flight; ``direct_sample`` of them also sent straight to
+    the stub for the added-latency figures. ``keep_dir``: use this directory for configs, logs and
+    the store instead of a temporary one (kept afterwards). ``summary_out``: filled with the
+    replay summary (``gateway.demo.replay.summarize``'s keys).
+    """
+    console = console or Console()
+    items = build_corpus(n)
+    with contextlib.ExitStack() as stack:
+        if keep_dir is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rollguard-demo-")))
+        else:
+            work = keep_dir
+            work.mkdir(parents=True, exist_ok=True)
+        stub_port, gw_port = free_port(), free_port()
+        stub_url = f"http://127.0.0.1:{stub_port}"
+        gw_url = f"http://127.0.0.1:{gw_port}"
+        config = work / "rollguard-demo.yaml"
+        config.write_text(json.dumps(demo_config(stub_url, work), indent=2), encoding="utf-8")
+        console.print(f"[bold]rollguard demo[/bold]: {len(items)} requests, concurrency {concurrency}")
+        try:
+            stub = stack.enter_context(
+                managed_process(
+                    [sys.executable, "-m", "gateway.demo.upstream", "--port", str(stub_port)],
+                    _env(),
+                    work / "upstream.log",
+                )
+            )
+            gateway = stack.enter_context(
+                managed_process(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "gateway.app:create_app",
+                        "--factory",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(gw_port),
+                        "--no-access-log",
+                        "--log-level",
+                        "warning",
+                    ],
+                    _env(ROLLGUARD_CONFIG=str(config)),
+                    work / "gateway.log",
+                )
+            )
+            wait_ready(f"{stub_url}/v1/models", stub, work / "upstream.log")
+            console.print(f"upstream stub ready at {stub_url}")
+            wait_ready(f"{gw_url}/readyz", gateway, work / "gateway.log")
+            console.print(f"gateway ready at {gw_url}")
+        except StartupError as exc:
+            console.print("[red]demo servers did not start:[/red]")
+            console.print(str(exc), markup=False, highlight=False)
+            return 2
+        summary = asyncio.run(
+            replay_corpus(
+                items,
+                gw_url,
+                stub_url,
+                concurrency=concurrency,
+                direct_sample=direct_sample,
+                console=console,
+                show_progress=show_progress,
+            )
+        )
+    if summary_out is not None:
+        summary_out.update(summary)
+    return exit_code(summary)
+
+
+def exit_code(summary: dict[str, Any]) -> int:
+    """0 when requests ran and errors <= ``MAX_ERROR_SHARE`` of them, else 1."""
+    requests = int(summary.get("requests", 0))
+    if requests == 0:
+        return 1
+    return 0 if int(summary.get("errors", 0)) <= MAX_ERROR_SHARE * requests else 1
+
+
+def main() -> None:
+    """``python -m gateway.demo.run [N] [CONCURRENCY]``."""
+    args = sys.argv[1:]
+    n = int(args[0]) if args else 1000
+    concurrency = int(args[1]) if len(args) > 1 else DEFAULT_CONCURRENCY
+    sys.exit(run_demo(n, concurrency))
+
+
+if __name__ == "__main__":
+    main()
