@@ -1,0 +1,205 @@
+"""Credential recognisers for the ``secrets`` policy: ``SecretFinder(text) -> list[Span]``.
+
+Kinds (placeholder ``<KIND_n>``): ``AWS_ACCESS_KEY``, ``AWS_SECRET_KEY``, ``GCP_API_KEY``,
+``GCP_OAUTH_SECRET``, ``AZURE_STORAGE_KEY``, ``AZURE_SAS_TOKEN``, ``AZURE_CLIENT_SECRET``,
+``AZURE_API_KEY``, ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GITHUB_TOKEN``, ``GITLAB_TOKEN``,
+``SLACK_TOKEN``, ``SLACK_WEBHOOK``, ``STRIPE_KEY``, ``HUGGINGFACE_TOKEN``, ``PRIVATE_KEY``, ``JWT``,
+``URL_CREDENTIALS``.
+
+Token formats are the vendors' documented prefixes (AWS key id prefixes ``AKIA``/``ASIA``/...,
+Google ``AIza``, GitHub ``ghp_``/``github_pat_``, GitLab ``glpat-``, Slack ``xox?-``, Stripe
+``sk_live_``, OpenAI ``sk-proj-``, Anthropic ``sk-ant-``, Hugging Face ``hf_``). Values with no
+prefix are only taken in context: an AWS secret key is a 40-character base64 string next to
+``aws_secret_access_key`` / ``secret`` or within 200 characters after an AWS access key id; an Azure
+key is 32 hex characters (or an 84..88 character base64 ``AccountKey``) after an Azure key name.
+
+Look-alike rules: a JWT must have three base64url parts and a header that decodes to a JSON object
+with ``"alg"``; a PEM block needs a ``PRIVATE KEY`` header (public keys and certificates are not
+secrets) and is taken up to its END line or the end of the text (a key cut by a stream window is
+still redacted); in ``scheme://user:pass@host`` only the password is a secret, and placeholders
+(``password``, ``pass``, ``secret``, ``changeme``, ``<...>``, ``${...}``, ``{...}``, ``$VAR``,
+``***``, ``xxx``, ``your_...``, ``...``) are not.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Iterable
+
+from policies.builtin.redaction import Span
+
+_Rule = tuple[str, re.Pattern[str], int]
+"""(kind, pattern, group holding the secret)."""
+
+_RULES: tuple[_Rule, ...] = (
+    (
+        "AWS_ACCESS_KEY",
+        re.compile(r"(?<![A-Z0-9])((?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16})(?![A-Z0-9])"),
+        1,
+    ),
+    (
+        "AWS_SECRET_KEY",
+        re.compile(
+            r"(?i)(?:aws_?secret_?(?:access_?)?key|secret_?access_?key|aws.{0,20}secret)['\"]?\s*[:=>]+\s*"
+            r"['\"]?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+        ),
+        1,
+    ),
+    ("GCP_API_KEY", re.compile(r"(?<![\w-])(AIza[0-9A-Za-z_\-]{35})(?![\w-])"), 1),
+    ("GCP_OAUTH_SECRET", re.compile(r"(?<![\w-])(GOCSPX-[A-Za-z0-9_\-]{28})(?![\w-])"), 1),
+    ("AZURE_STORAGE_KEY", re.compile(r"(?i)(?:AccountKey|SharedAccessKey)=([A-Za-z0-9+/]{40,}={0,2})"), 1),
+    ("AZURE_SAS_TOKEN", re.compile(r"(?i)[?&]sig=([A-Za-z0-9%+/]{30,}={0,2}(?:%3D){0,2})"), 1),
+    (
+        "AZURE_CLIENT_SECRET",
+        re.compile(r"(?<![\w~.-])([A-Za-z0-9_~.\-]{3}\dQ~[A-Za-z0-9_~.\-]{31,34})(?![\w~.-])"),
+        1,
+    ),
+    (
+        "AZURE_API_KEY",
+        re.compile(
+            r"(?i)(?:azure[\w.\-]{0,30}|ocp-apim-subscription-key)['\"]?\s*[:=]\s*['\"]?"
+            r"([0-9a-f]{32})(?![0-9a-z])"
+        ),
+        1,
+    ),
+    ("ANTHROPIC_API_KEY", re.compile(r"(?<![\w-])(sk-ant-[a-z]{3,8}\d{2}-[A-Za-z0-9_\-]{32,})"), 1),
+    (
+        "OPENAI_API_KEY",
+        re.compile(
+            r"(?<![\w-])(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{20,}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}"
+            r"|sk-[A-Za-z0-9]{48})(?![\w-])"
+        ),
+        1,
+    ),
+    (
+        "GITHUB_TOKEN",
+        re.compile(r"(?<![\w-])(gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
+        1,
+    ),
+    (
+        "GITLAB_TOKEN",
+        re.compile(r"(?<![\w-])(gl(?:pat|ptt|dt|rt|cbt|soat|ffct|imt|agent)-[A-Za-z0-9_\-]{20,})"),
+        1,
+    ),
+    ("SLACK_TOKEN", re.compile(r"(?<![\w-])(xox[abposre]-[A-Za-z0-9\-]{10,}|xapp-\d-[A-Za-z0-9\-]{10,})"), 1),
+    (
+        "SLACK_WEBHOOK",
+        re.compile(r"(https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{20,})"),
+        1,
+    ),
+    (
+        "STRIPE_KEY",
+        re.compile(r"(?<![\w-])((?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9]{24,})"),
+        1,
+    ),
+    ("HUGGINGFACE_TOKEN", re.compile(r"(?<![\w-])(hf_[A-Za-z0-9]{34,})(?![\w-])"), 1),
+    (
+        "PRIVATE_KEY",
+        re.compile(
+            r"(-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+            r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z))"
+        ),
+        1,
+    ),
+)
+
+KINDS: tuple[str, ...] = (*(r[0] for r in _RULES), "JWT", "URL_CREDENTIALS")
+"""Every kind the finder can report."""
+
+_AWS_KEY_ID = re.compile(r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}")
+_BASE64_40 = re.compile(r"(?<![A-Za-z0-9/+=])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")
+
+_JWT_RE = re.compile(r"(?<![\w-])(eyJ[A-Za-z0-9_\-]{8,})\.([A-Za-z0-9_\-]{2,})\.([A-Za-z0-9_\-]*)(?![\w-])")
+
+_URL_CRED_RE = re.compile(
+    r"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://([^\s:/@?#]{1,128}):([^\s/@?#]{1,256})@[\w\-.\[\]]"
+)
+_PLACEHOLDER_PASSWORDS = frozenset(
+    {"password", "pass", "passwd", "pwd", "secret", "changeme", "pw", "token", "redacted", "example"}
+)
+_PLACEHOLDER_RE = re.compile(r"(?i)^(?:[<{\[%$].*|.*[>}\]]|\*+|x+|\.+|your[_\-]?.*|.*password.*|<\w+_\d+>)$")
+
+# Cheap gate: a text that contains none of these cannot hold any secret we look for.
+_GATE = re.compile(
+    r"AKIA|ASIA|ABIA|ACCA|A3T|(?i:secret|key)|AIza|GOCSPX|sig=|Q~|sk-|gh[pousr]_|github_pat_|gl[a-z]{1,5}-"
+    r"|xox|xapp-|hooks\.slack|_live_|_test_|whsec_|hf_|PRIVATE KEY|eyJ|://"
+)
+
+
+def _jwt_ok(header_b64: str) -> bool:
+    """The JWT header decodes (base64url) to a JSON object with an ``alg`` member."""
+    try:
+        raw = base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4))
+        header = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(header, dict) and "alg" in header
+
+
+def _is_placeholder(password: str) -> bool:
+    return password.lower() in _PLACEHOLDER_PASSWORDS or _PLACEHOLDER_RE.match(password) is not None
+
+
+class SecretFinder:
+    """Finds credentials of the configured ``kinds`` (default: all of ``KINDS``). Raises
+    ``ValueError`` for an unknown kind."""
+
+    def __init__(self, kinds: Iterable[str] = KINDS) -> None:
+        chosen = tuple(kinds)
+        unknown = sorted(set(chosen) - set(KINDS))
+        if unknown:
+            raise ValueError(f"unknown secret kinds {unknown}; supported: {list(KINDS)}")
+        self.kinds = tuple(k for k in KINDS if k in chosen)
+        self._rules = [r for r in _RULES if r[0] in self.kinds]
+        self._extra: list[Callable[[str], Iterable[Span]]] = []
+        if "AWS_SECRET_KEY" in self.kinds:
+            self._extra.append(_aws_secret_after_key_id)
+        if "JWT" in self.kinds:
+            self._extra.append(_find_jwts)
+        if "URL_CREDENTIALS" in self.kinds:
+            self._extra.append(_find_url_credentials)
+
+    def __call__(self, text: str) -> list[Span]:
+        if _GATE.search(text) is None:
+            return []
+        spans: list[Span] = []
+        for kind, pattern, group in self._rules:
+            for m in pattern.finditer(text):
+                spans.append(Span(kind, m.start(group), m.end(group), 10))
+        for find in self._extra:
+            spans.extend(find(text))
+        return spans
+
+
+def _aws_secret_after_key_id(text: str) -> Iterable[Span]:
+    for key in _AWS_KEY_ID.finditer(text):
+        window_end = min(len(text), key.end() + 200)
+        for m in _BASE64_40.finditer(text, key.end(), window_end):
+            value = m.group(1)
+            # Real secret keys mix cases and digits; a 40-letter word run is not one.
+            if (
+                any(c.isdigit() for c in value)
+                and any(c.isupper() for c in value)
+                and any(c.islower() for c in value)
+            ):
+                yield Span("AWS_SECRET_KEY", m.start(1), m.end(1), 10)
+                break
+
+
+def _find_jwts(text: str) -> Iterable[Span]:
+    if "eyJ" not in text:
+        return
+    for m in _JWT_RE.finditer(text):
+        if _jwt_ok(m.group(1)):
+            yield Span("JWT", m.start(), m.end(), 10)
+
+
+def _find_url_credentials(text: str) -> Iterable[Span]:
+    if "://" not in text:
+        return
+    for m in _URL_CRED_RE.finditer(text):
+        if not _is_placeholder(m.group(2)):
+            yield Span("URL_CREDENTIALS", m.start(2), m.end(2), 20)
