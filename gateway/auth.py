@@ -1,0 +1,60 @@
+"""App API keys -> tenant. Keys are configured hashed (``sha256:<hex>``); the presented key is
+hashed and looked up. With no keys configured the gateway runs without auth on loopback only
+(``check_bind`` refuses anything else at startup).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from starlette.requests import Request
+
+from rollguard.errors import AuthenticationFailed, ConfigError
+from rollguard.settings import ApiKey, hash_api_key
+
+log = logging.getLogger("rollguard.auth")
+
+ANONYMOUS_TENANT = "default"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, keys: list[ApiKey]) -> None:
+    """Refuse to serve a non-loopback address without API keys. Raises ``ConfigError``."""
+    if not keys and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to bind {host} without API keys: add gateway.api_keys or bind 127.0.0.1",
+            field="gateway.api_keys",
+        )
+
+
+class Authenticator:
+    """Maps ``Authorization: Bearer <key>`` to a tenant."""
+
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self._tenants = {k.key_hash: k.tenant for k in keys if k.key_hash}
+        self.enabled = bool(self._tenants)
+        if not self.enabled:
+            log.warning("no API keys configured: serving without authentication (loopback only)")
+
+    def tenant_for(self, request: Request) -> str:
+        """The caller's tenant. Raises ``AuthenticationFailed`` (401) for a missing or wrong key."""
+        if not self.enabled:
+            return ANONYMOUS_TENANT
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
+        tenant = self._tenants.get(hash_api_key(token.strip()))
+        if tenant is None:
+            raise AuthenticationFailed("invalid API key")
+        return tenant

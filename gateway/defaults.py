@@ -1,0 +1,32 @@
+"""The embedded defaults: what ``rollguard serve`` uses with no configuration — an embedded Valkey
+under ``./var/`` (see ``gateway.store``), the bootstrap flags file shipped in
+``gateway/defaults/flags.json``, and a local demo model served in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rollguard.settings import ModelEntry, RollguardSettings
+
+DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
+BOOTSTRAP_FLAGS = DEFAULTS_DIR / "flags.json"
+DEMO_MODEL = "demo"
+
+
+def with_embedded_defaults(settings: RollguardSettings) -> RollguardSettings:
+    """``settings`` with the bootstrap flags file filled in when none is configured."""
+    if settings.flags.bootstrap_file is None and BOOTSTRAP_FLAGS.exists():
+        settings.flags.bootstrap_file = BOOTSTRAP_FLAGS
+    return settings
+
+
+def demo_model_entries(base_url: str) -> list[ModelEntry]:
+    """Model-list entries pointing the ``demo`` and ``echo`` aliases at the local demo upstream at
+    ``base_url`` (e.g. ``http://127.0.0.1:40123/v1``)."""
+    return [
+        ModelEntry(
+            model_name=name,
+            litellm_params={"model": f"openai/{name}", "api_base": base_url, "api_key": "demo"},
+        )
+        for name in (DEMO_MODEL, "echo")
+    ]

@@ -1,0 +1,98 @@
+"""The one error boundary: every exception that reaches the HTTP layer becomes an OpenAI-shaped
+error body ``{"error": {"message", "type", "param", "code"}}`` with the right status. Never a stack
+trace in a response; never a 500 for the client's mistake.
+
+Mapping: ``rollguard.errors.RollguardError`` subclasses carry their own status/type/code;
+Starlette's ``HTTPException`` (404 route, 405 method) keeps its status; FastAPI's
+``RequestValidationError`` becomes 422 naming the field; anything else is a 500 ``internal_error``
+whose details go to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from rollguard.errors import ClientError, RollguardError
+
+log = logging.getLogger("rollguard.gateway")
+
+_HTTP_CODES = {
+    400: ("invalid_request_error", "invalid_request"),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "permission_denied"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "request_too_large"),
+    422: ("invalid_request_error", "invalid_value"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response serialised with orjson (the hot path's serialiser)."""
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def error_response(exc: RollguardError, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    """``exc`` as an OpenAI-shaped error response; ``extra`` fields go into the ``error`` object."""
+    return json_response(exc.to_body(**extra), status=exc.status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the boundary's handlers on ``app``."""
+
+    @app.exception_handler(RollguardError)
+    async def _rollguard(request: Request, exc: RollguardError) -> Response:
+        if not isinstance(exc, ClientError):
+            log.warning("request failed: %s %s (%s)", type(exc).__name__, exc.code, exc.message)
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        etype, code = _HTTP_CODES.get(exc.status_code, ("server_error", "http_error"))
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"unknown endpoint: {request.method} {request.url.path}"
+        if exc.status_code == 405:
+            message = f"method {request.method} not allowed on {request.url.path}"
+        body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
+        return json_response(body, status=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        param = ".".join(loc) or None
+        msg = f"{param}: {first.get('msg')}" if param else str(first.get("msg", "invalid request"))
+        body = {
+            "error": {
+                "message": msg,
+                "type": "invalid_request_error",
+                "param": param,
+                "code": "invalid_value",
+            }
+        }
+        return json_response(body, status=422)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> Response:
+        log.error(
+            "internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
+        )
+        body = {
+            "error": {
+                "message": "internal error in the gateway; it has been logged",
+                "type": "server_error",
+                "param": None,
+                "code": "internal_error",
+            }
+        }
+        return json_response(body, status=500)

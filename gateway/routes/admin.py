@@ -1,0 +1,25 @@
+"""Operator endpoints: the configured policies and the flags as this process sees them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway.errors import json_response
+from gateway.runtime import runtime
+
+router = APIRouter(tags=["operators"])
+
+
+@router.get("/v1/policies", summary="The configured policy pipeline, in execution order")
+async def list_policies(request: Request) -> Response:
+    rt = runtime(request)
+    rt.auth.tenant_for(request)
+    return json_response({"object": "list", "data": rt.service.pipeline.describe()})
+
+
+@router.get("/v1/flags", summary="Flag source and state in this worker")
+async def flags_state(request: Request) -> Response:
+    rt = runtime(request)
+    rt.auth.tenant_for(request)
+    return json_response(rt.flags.describe())

@@ -1,0 +1,85 @@
+"""``POST /v1/guard/check``: run the policy pipeline without calling a model. How an operator tests
+a policy alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway.chat_request import read_json_body, validate_chat_request
+from gateway.errors import json_response
+from gateway.runtime import runtime
+from policies.base import CheckContext
+from rollguard.errors import InvalidRequest
+from rollguard.types import Decision, Stage, Verdict
+
+router = APIRouter(tags=["guardrails"])
+
+
+def _public(d: Decision) -> dict[str, Any]:
+    return {
+        "policy": d.policy,
+        "stage": d.stage.value,
+        "verdict": d.verdict.value,
+        "score": round(d.score, 4),
+        "reason": d.reason,
+        "enforced": d.enforced,
+        "evidence": [e.to_dict() for e in d.evidence],
+        "elapsed_ms": round(d.elapsed_ms, 3),
+    }
+
+
+@router.post("/v1/guard/check", summary="Run the guardrail pipeline on messages (and a completion)")
+async def guard_check(request: Request) -> Response:
+    """Body ``{"messages": [...], "completion": optional str, "policies": optional [ids]}``.
+    Returns ``{"verdict", "decisions": [{"policy","verdict","score","reason","enforced",...}],
+    "messages": <after redaction>, "completion": <after redaction or null>}``."""
+    rt = runtime(request)
+    tenant = rt.auth.tenant_for(request)
+    body = await read_json_body(request, rt.settings.gateway.max_body_bytes)
+    completion = body.get("completion")
+    if completion is not None and not isinstance(completion, str):
+        raise InvalidRequest("completion must be a string", param="completion")
+    only = body.get("policies")
+    if only is not None and (not isinstance(only, list) or not all(isinstance(p, str) for p in only)):
+        raise InvalidRequest("policies must be an array of policy ids", param="policies")
+    known = {p.id for p in rt.service.pipeline.policies}
+    if only is not None and (unknown := sorted(set(only) - known)):
+        raise InvalidRequest(f"unknown policy id(s) {unknown}; configured: {sorted(known)}", param="policies")
+    validate_chat_request({"model": "guard-check", **body, "stream": False})
+    selected = set(only) if only is not None else known
+
+    def enabled(cp: Any) -> bool:
+        return cp.id in selected
+
+    decisions: list[Decision] = []
+    ctx = CheckContext(stage=Stage.PRE_CALL, messages=body["messages"], tenant=tenant)
+    pre = await rt.service.pipeline.run(ctx, enabled)
+    decisions.extend(pre.decisions)
+    verdict = pre.verdict
+    out_completion = None
+    if completion is not None:
+        post_ctx = CheckContext(
+            stage=Stage.POST_CALL,
+            messages=ctx.messages,
+            tenant=tenant,
+            completion=completion,
+            vault=ctx.vault,
+        )
+        post = await rt.service.pipeline.run(post_ctx, enabled)
+        decisions.extend(post.decisions)
+        if post.verdict.severity > verdict.severity:
+            verdict = post.verdict
+        out_completion = post_ctx.completion
+    if verdict is Verdict.BLOCK:
+        out_completion = None
+    return json_response(
+        {
+            "verdict": verdict.value,
+            "decisions": [_public(d) for d in decisions],
+            "messages": ctx.messages,
+            "completion": out_completion,
+        }
+    )

@@ -1,0 +1,41 @@
+"""OpenAI-compatible endpoints: ``POST /v1/chat/completions`` and ``GET /v1/models``."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway.chat_request import read_json_body, validate_chat_request
+from gateway.errors import json_response
+from gateway.flags import FlagContext
+from gateway.runtime import runtime
+from gateway.service import RequestMeta
+
+router = APIRouter(tags=["openai"])
+
+
+@router.post("/v1/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
+async def chat_completions(request: Request) -> Response:
+    """OpenAI chat completions, guarded. Streaming with ``stream: true`` (SSE). Blocks: HTTP 400
+    ``code: content_filter`` (input) or ``finish_reason: content_filter`` (output)."""
+    rt = runtime(request)
+    tenant = rt.auth.tenant_for(request)
+    body = await read_json_body(request, rt.settings.gateway.max_body_bytes)
+    validate_chat_request(body)
+    ids = FlagContext.from_request(user=body.get("user"), headers=request.headers, tenant=tenant)
+    meta = RequestMeta(tenant=tenant, user=ids.user_id, session=ids.session_id)
+    return await rt.service.chat_completion(body, meta)
+
+
+@router.get("/v1/models", summary="List the model aliases this gateway serves")
+async def list_models(request: Request) -> Response:
+    rt = runtime(request)
+    rt.auth.tenant_for(request)
+    now = int(time.time())
+    data = [
+        {"id": name, "object": "model", "created": now, "owned_by": "rollguard"}
+        for name in rt.settings.model_names()
+    ]
+    return json_response({"object": "list", "data": data})
