@@ -1,0 +1,215 @@
+"""The reviewer console under ``/review``: server-rendered Jinja2 pages with a little of our own
+JavaScript (``static/console.js``: keyboard shortcuts, heartbeat, verdict submission through the
+JSON API). Not in the OpenAPI schema; everything it does is also in ``/v1/review``.
+
+Pages: ``/review/login``, ``/review`` (queues), ``/review/queues/{q}`` (queue, claim next),
+``/review/queues/{q}/items/{id}`` (item view with highlighted evidence and verdicts),
+``/review/insights`` (agreement and detector precision).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from gateway.review.auth import COOKIE, ReviewAuth
+from gateway.review.config import ReviewerSpec, Role
+from gateway.review.highlight import highlight_conversation
+from gateway.review.queue import now_ms
+from gateway.review.service import ReviewService
+from rollguard.errors import AuthenticationFailed, RollguardError
+
+HERE = Path(__file__).resolve().parent
+STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+
+_env = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _age(ms: int) -> str:
+    """``1h 02m`` / ``3m 10s`` / ``2d 4h`` from milliseconds."""
+    s = max(0, int(ms // 1000))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m:02d}m"
+    return f"{m}m {s:02d}s"
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+_env.filters["age"] = _age
+_env.filters["when"] = _when
+
+
+class HtmlErrorRoute(APIRoute):
+    """401 -> redirect to the login page; other rollguard errors -> an error page."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except AuthenticationFailed:
+                return RedirectResponse(f"/review/login?next={quote(request.url.path)}", status_code=303)
+            except RollguardError as exc:
+                html = _env.get_template("error.html").render(status=exc.status, message=exc.message, me=None)
+                return HTMLResponse(html, status_code=exc.status)
+
+        return route
+
+
+def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
+    """The console routes (prefix ``/review``)."""
+    ui = APIRouter(prefix="/review", include_in_schema=False, route_class=HtmlErrorRoute)
+
+    def page(name: str, me: ReviewerSpec | None, status: int = 200, **ctx: Any) -> HTMLResponse:
+        html = _env.get_template(name).render(me=me, now_ms=now_ms(), **ctx)
+        return HTMLResponse(html, status_code=status)
+
+    async def who(request: Request) -> ReviewerSpec:
+        service.start()
+        return await auth.reviewer(request)
+
+    @ui.get("/static/{name}")
+    async def static(name: str) -> Response:
+        if name not in STATIC:
+            return Response(status_code=404)
+        return FileResponse(HERE / "static" / name, media_type=STATIC[name])
+
+    @ui.get("/login")
+    async def login_form(next: str = "/review") -> HTMLResponse:
+        return page("login.html", None, next=next if next.startswith("/review") else "/review")
+
+    @ui.post("/login")
+    async def login(request: Request) -> Response:
+        form = parse_qs((await request.body())[:8192].decode("utf-8", "replace"))
+        token = (form.get("token") or [""])[0]
+        next = (form.get("next") or ["/review"])[0]
+        try:
+            _reviewer, sid = await auth.login(token)
+        except AuthenticationFailed:
+            return page("login.html", None, status=401, next=next, error="Unknown reviewer token.")
+        dest = next if next.startswith("/review") and not next.startswith("//") else "/review"
+        resp = RedirectResponse(dest, status_code=303)
+        resp.set_cookie(
+            COOKIE,
+            sid,
+            max_age=service.settings.session_ttl_s,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+        return resp
+
+    @ui.post("/logout")
+    async def logout(request: Request) -> Response:
+        sid = request.cookies.get(COOKIE)
+        if sid:
+            await auth.logout(sid)
+        resp = RedirectResponse("/review/login", status_code=303)
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+    @ui.get("")
+    async def home(request: Request) -> HTMLResponse:
+        me = await who(request)
+        rows = []
+        for name in service.queue_names(me):
+            st = await service.queues.stats(name)
+            ag = await service.agreement(name)
+            spec = service.settings.queue(name)
+            rows.append({"stats": st, "spec": spec, "k": service.settings.k_for(name), "agreement": ag})
+        return page("queues.html", me, rows=rows)
+
+    @ui.get("/queues/{queue}")
+    async def queue_page(request: Request, queue: str, empty: int = 0, done: str = "") -> HTMLResponse:
+        me = await who(request)
+        service.check_queue(me, queue)
+        st = await service.queues.stats(queue)
+        items = await service.queues.open_items(queue, limit=200)
+        visible = [it for it in items if me.role is Role.OPERATOR or me.can_tenant(it.tenant)]
+        mine = {it.id: lease for it in visible for lease, who_ in it.leases.items() if who_ == me.name}
+        return page(
+            "queue.html",
+            me,
+            queue=queue,
+            stats=st,
+            items=visible,
+            mine=mine,
+            empty=bool(empty),
+            done=done,
+            can_decide=me.role is not Role.OPERATOR,
+        )
+
+    @ui.post("/queues/{queue}/claim")
+    async def claim(request: Request, queue: str) -> Response:
+        me = await who(request)
+        leases = await service.claim(me, queue, count=1)
+        if not leases:
+            return RedirectResponse(f"/review/queues/{quote(queue)}?empty=1", status_code=303)
+        le = leases[0]
+        url = f"/review/queues/{quote(queue)}/items/{le.item_id}?lease={quote(le.id)}"
+        return RedirectResponse(url, status_code=303)
+
+    @ui.get("/queues/{queue}/items/{item_id}")
+    async def item_page(request: Request, queue: str, item_id: str, lease: str = "") -> HTMLResponse:
+        me = await who(request)
+        it = await service.item(me, queue, item_id)
+        held = lease if lease and it.leases.get(lease.rsplit(":", 1)[-1]) == me.name else ""
+        if not held:
+            held_entries = [e for e, who_ in it.leases.items() if who_ == me.name]
+            if held_entries:
+                held = f"{queue}:{it.priority.value}:{held_entries[0]}"
+        p = it.payload
+        conv = highlight_conversation(p)
+        comparison = p.get("comparison")
+        sides = {}
+        if comparison:
+            for side in ("canary", "control"):
+                sides[side] = highlight_conversation(comparison[side])
+        adj = p.get("adjudicates")
+        return page(
+            "item.html",
+            me,
+            item=it,
+            p=p,
+            conv=conv,
+            comparison=comparison,
+            sides=sides,
+            adjudicates=adj,
+            lease=held,
+            taxonomy=service.settings.taxonomy,
+            show_verdicts=service.shows_verdicts(me, it),
+            lease_ms=service.queues.lease_ms,
+            can_decide=me.role is not Role.OPERATOR and bool(held) and it.status == "open",
+        )
+
+    @ui.get("/insights")
+    async def insights(request: Request) -> HTMLResponse:
+        me = await who(request)
+        rows = [await service.agreement(name) for name in service.queue_names(me)]
+        return page("insights.html", me, rows=rows, precision=await service.precision())
+
+    return ui

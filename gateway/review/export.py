@@ -1,0 +1,207 @@
+"""Preference-data export from decided review items, in the shapes TRL's trainers load.
+
+- ``dpo``: ``{"prompt", "chosen", "rejected"}`` (TRL ``DPOTrainer`` preference format) from
+  (a) pairwise verdicts on a canary/control comparison with the *same* prompt (similarity 1.0;
+  a nearest-but-different prompt is not a valid pair) and a majority preference, and (b) a
+  reviewer's corrected reply (chosen) against the original completion (rejected).
+- ``kto``: ``{"prompt", "completion", "label"}`` (TRL ``KTOTrainer`` unpaired format): every decided
+  item's completion with ``label`` = the final verdict label is ``acceptable`` in the taxonomy;
+  corrected replies as ``True`` rows; the two sides of a preferred pair as True / False rows.
+- ``jsonl``: ``{"messages": [...]}`` supervised fine-tuning rows (TRL ``SFTTrainer``
+  conversational format) from corrected replies.
+
+Form: *conversational* (lists of ``{"role", "content"}``) when any exported prompt has a history
+(more than one message), otherwise *standard* (plain strings); one form per file so that the
+columns have one type. Every row has ``provenance``: item, queue, source, variant, model,
+detectors, reviewer count, agreement (share of verdicts equal to the final label), posterior.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import redis.asyncio as aioredis
+
+from gateway.review.agreement import dawid_skene
+from gateway.review.config import ReviewSettings, default_taxonomy
+from gateway.review.queue import PREFIX, ReviewItem, ReviewQueues
+from gateway.review.service import votes_of
+from rollguard.errors import InvalidRequest
+from rollguard.types import text_of
+
+Format = Literal["dpo", "kto", "jsonl"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """``rows`` written to ``path`` in ``format``; ``conversational`` tells the form."""
+
+    path: Path
+    format: str
+    rows: int
+    conversational: bool
+
+
+def _messages(raw: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    return [{"role": str(m.get("role", "user")), "content": text_of(m.get("content"))} for m in raw]
+
+
+@dataclass(slots=True)
+class _Row:
+    prompt: list[dict[str, str]]
+    fields: dict[str, Any]
+    provenance: dict[str, Any]
+
+
+def _provenance(it: ReviewItem, label: str | None, posterior: float | None, kind: str) -> dict[str, Any]:
+    labels = [str(v.get("label")) for v in it.verdicts.values()]
+    agree = sum(1 for lab in labels if lab == label) / len(labels) if labels else 0.0
+    return {
+        "kind": kind,
+        "item_id": it.id,
+        "queue": it.queue,
+        "source": it.source,
+        "source_id": it.source_id,
+        "variant": it.variant,
+        "model": it.model,
+        "detectors": list(it.detectors),
+        "reviewer_count": len(labels),
+        "label": label,
+        "agreement": round(agree, 4),
+        "posterior": round(posterior if posterior is not None else agree, 4),
+    }
+
+
+def _final(it: ReviewItem, agg: Mapping[str, Any]) -> tuple[str | None, float | None]:
+    if it.final_label:
+        return it.final_label, 1.0
+    if it.id in agg:
+        return str(agg[it.id].label), float(agg[it.id].posterior)
+    labels = [str(v.get("label")) for v in it.verdicts.values()]
+    if labels and len(set(labels)) == 1:
+        return labels[0], None
+    return None, None
+
+
+def _preference(it: ReviewItem) -> str | None:
+    prefs = Counter(str(v["preference"]) for v in it.verdicts.values() if v.get("preference"))
+    prefs.pop("tie", None)
+    if not prefs:
+        return None
+    top = prefs.most_common(2)
+    if len(top) == 2 and top[0][1] == top[1][1]:
+        return None
+    return top[0][0]
+
+
+def rows_for(fmt: Format, items: Sequence[ReviewItem], settings: ReviewSettings) -> list[_Row]:
+    """The export rows (before the conversational/standard form is chosen)."""
+    agg_by_queue: dict[str, Any] = {}
+    for q in {it.queue for it in items}:
+        agg_by_queue[q] = dawid_skene(votes_of([it for it in items if it.queue == q]))
+    acceptable = {lab.id for lab in settings.taxonomy if lab.acceptable}
+    rows: list[_Row] = []
+    for it in items:
+        label, post = _final(it, agg_by_queue.get(it.queue, {}))
+        p = it.payload
+        prompt = _messages(p.get("messages") or [])
+        completion = p.get("completion")
+        corrections = [str(v["corrected"]) for v in it.verdicts.values() if v.get("corrected")]
+        cmp = p.get("comparison") or None
+        pref = _preference(it) if cmp else None
+        if cmp and pref and float(cmp.get("similarity", 0.0)) >= 1.0:
+            chosen = cmp[pref]
+            rejected = cmp["control" if pref == "canary" else "canary"]
+            cp = _messages(chosen.get("messages") or [])
+            prov = _provenance(it, label, post, "pairwise")
+            prov["variant"] = chosen.get("variant")
+            c_text, r_text = str(chosen.get("completion") or ""), str(rejected.get("completion") or "")
+            if fmt == "dpo":
+                rows.append(_Row(cp, {"chosen": c_text, "rejected": r_text}, prov))
+            elif fmt == "kto":
+                rows.append(_Row(cp, {"completion": c_text, "label": True}, prov))
+                rows.append(
+                    _Row(
+                        cp,
+                        {"completion": r_text, "label": False},
+                        dict(prov, variant=rejected.get("variant")),
+                    )
+                )
+        if not prompt:
+            continue
+        for corrected in corrections:
+            prov = _provenance(it, label, post, "correction")
+            if fmt == "dpo" and isinstance(completion, str):
+                rows.append(_Row(prompt, {"chosen": corrected, "rejected": completion}, prov))
+            elif fmt == "kto":
+                rows.append(_Row(prompt, {"completion": corrected, "label": True}, prov))
+            elif fmt == "jsonl":
+                rows.append(_Row(prompt, {"completion": corrected}, prov))
+        if fmt == "kto" and isinstance(completion, str) and label is not None:
+            prov = _provenance(it, label, post, "verdict")
+            rows.append(_Row(prompt, {"completion": completion, "label": label in acceptable}, prov))
+    return rows
+
+
+def render(fmt: Format, rows: Sequence[_Row]) -> tuple[list[dict[str, Any]], bool]:
+    """Rows in TRL shape; conversational when any prompt has a history (> 1 message)."""
+    conversational = fmt == "jsonl" or any(len(r.prompt) > 1 for r in rows)
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        if fmt == "jsonl":
+            msgs = [*r.prompt, {"role": "assistant", "content": r.fields["completion"]}]
+            out.append({"messages": msgs, "provenance": r.provenance})
+            continue
+        prompt: Any = r.prompt if conversational else (r.prompt[-1]["content"] if r.prompt else "")
+        row: dict[str, Any] = {"prompt": prompt}
+        for key in ("chosen", "rejected", "completion"):
+            if key in r.fields:
+                text = r.fields[key]
+                row[key] = [{"role": "assistant", "content": text}] if conversational else text
+        if "label" in r.fields:
+            row["label"] = bool(r.fields["label"])
+        row["provenance"] = r.provenance
+        out.append(row)
+    return out, conversational
+
+
+async def _queue_names(redis: aioredis.Redis) -> list[str]:
+    names: set[str] = set()
+    async for key in redis.scan_iter(match=f"{PREFIX}:{{*}}:decided", count=500):
+        k = key.decode() if isinstance(key, bytes) else str(key)
+        names.add(k[len(PREFIX) + 2 : k.index("}")])
+    return sorted(names)
+
+
+async def export_preferences(
+    redis: aioredis.Redis,
+    fmt: Format,
+    out: Path,
+    settings: ReviewSettings | None = None,
+    queues: Sequence[str] | None = None,
+) -> ExportResult:
+    """Write decided items of ``queues`` (default: every queue with decided items) to ``out`` as
+    JSON lines in ``fmt`` (``dpo`` | ``kto`` | ``jsonl``). Items past their retention TTL are
+    gone and not exported. Raises ``InvalidRequest`` for an unknown format, ``StoreError`` when
+    Redis fails, ``OSError`` when ``out`` cannot be written."""
+    if fmt not in ("dpo", "kto", "jsonl"):
+        raise InvalidRequest(f"unknown export format {fmt!r} (dpo, kto, jsonl)", param="format")
+    settings = settings or ReviewSettings(taxonomy=default_taxonomy())
+    store = ReviewQueues(redis)
+    names = list(queues) if queues is not None else await _queue_names(redis)
+    items: list[ReviewItem] = []
+    for q in names:
+        if q == settings.adjudication_queue:
+            continue
+        items += await store.decided_items(q)
+    rendered, conversational = render(fmt, rows_for(fmt, items, settings))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("wb") as fh:
+        for row in rendered:
+            fh.write(orjson.dumps(row) + b"\n")
+    return ExportResult(out, fmt, len(rendered), conversational)

@@ -1,0 +1,487 @@
+"""The review loop: escalation in (flagged interactions, anomaly bundles), claims and verdicts with
+grants, aggregation to adjudication, SLA paging, and the background maintenance.
+
+``ReviewService`` is what the gateway holds: ``await service.escalate_interaction(record)`` from
+the audit trail, ``service.start()`` / ``await service.aclose()`` around the app's lifespan
+(started lazily by the first console or API request otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from gateway.review.agreement import (
+    Aggregate,
+    alpha_per_label,
+    dawid_skene,
+    detector_precision,
+    krippendorff_alpha,
+    pair_kappas,
+)
+from gateway.review.config import Priority, ReviewerSpec, ReviewSettings, Role
+from gateway.review.highlight import nearest_pair
+from gateway.review.queue import Lease, NewItem, ReviewItem, ReviewQueues, VerdictResult, now_ms
+from gateway.review.routing import interaction_payload, route_anomaly, route_interaction
+from rollguard.errors import InvalidRequest, NotFound, PermissionDenied, StoreError
+
+log = logging.getLogger("rollguard.review")
+
+ANOMALIES_STREAM = "rollguard:anomalies"
+ANOMALY_GROUP = "review-router"
+
+
+@dataclass(frozen=True, slots=True)
+class Escalated:
+    """One routed item: ``created`` False when it was a duplicate of an item already queued."""
+
+    queue: str
+    item_id: str
+    created: bool
+
+
+def votes_of(items: list[ReviewItem]) -> dict[str, dict[str, str]]:
+    """item id -> reviewer -> label, from decided items."""
+    return {it.id: {r: str(v.get("label", "")) for r, v in it.verdicts.items()} for it in items}
+
+
+class ReviewService:
+    """Everything the console, the API and the gateway ask of the review subsystem.
+
+    ``interactions_stream`` is where exemplar interactions of anomaly bundles are looked up (the
+    newest ``exemplar_scan`` entries); ``maintenance_s`` the period of the background sweep/SLA/
+    aggregation loop in seconds.
+    """
+
+    def __init__(
+        self,
+        settings: ReviewSettings,
+        redis: aioredis.Redis,
+        *,
+        interactions_stream: str = "rollguard:interactions",
+        anomalies_stream: str = ANOMALIES_STREAM,
+        maintenance_s: float = 15.0,
+        exemplar_scan: int = 5000,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.queues = ReviewQueues(
+            redis, lease_ms=int(settings.lease_s * 1000), retention_s=settings.retention_s
+        )
+        self.interactions_stream = interactions_stream
+        self.anomalies_stream = anomalies_stream
+        self.maintenance_s = maintenance_s
+        self.exemplar_scan = exemplar_scan
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- escalation in ---------------------------------------------------------------------------
+
+    async def escalate_interaction(self, record: dict[str, Any]) -> list[Escalated]:
+        """Route a flagged interaction record (``Interaction.to_record()``) into review queues.
+        Deduplicated per (interaction, queue). Raises ``StoreError`` when Redis fails."""
+        routed = route_interaction(self.settings, record, now_ms())
+        return await self._enqueue(routed)
+
+    async def escalate_anomaly(self, bundle: Mapping[str, Any]) -> list[Escalated]:
+        """Route an anomaly bundle (detector, statistic, threshold, effect size, p-value/ARL,
+        window, variant/model/tenant, exemplar ids, severity). Exemplar interactions are looked up
+        and the nearest canary/control pair is attached for a side-by-side view."""
+        exemplars = await self._resolve_exemplars(bundle)
+        canary = [r for r in exemplars if _variant(r) == "canary"]
+        control = [r for r in exemplars if _variant(r) == "control"]
+        pair = nearest_pair(canary, control)
+        comparison = None
+        if pair is not None:
+            comparison = {
+                "similarity": pair["similarity"],
+                "canary": interaction_payload(pair["canary"]),
+                "control": interaction_payload(pair["control"]),
+            }
+        routed = route_anomaly(self.settings, bundle, now_ms(), exemplars[:10], comparison)
+        return await self._enqueue(routed)
+
+    async def _enqueue(self, routed: list[Any]) -> list[Escalated]:
+        out: list[Escalated] = []
+        for r in routed:
+            iid, created = await self.queues.enqueue(r.queue, r.item, self.settings.k_for(r.queue))
+            out.append(Escalated(r.queue, iid, created))
+        return out
+
+    async def _resolve_exemplars(self, bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
+        inline = [x for x in bundle.get("exemplars") or [] if isinstance(x, Mapping) and x.get("messages")]
+        if inline:
+            return [dict(x) for x in inline]
+        named = bundle.get("exemplars") or bundle.get("exemplar_ids") or []
+        wanted = {str(x) for x in named if isinstance(x, str)}
+        if not wanted:
+            return []
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            rows = await self.redis.xrevrange(self.interactions_stream, count=self.exemplar_scan)
+        except RedisError as exc:
+            raise StoreError("cannot read the interactions stream") from exc
+        for entry_id, fields in rows or []:
+            rec = _record_of(fields or {})
+            if rec is None:
+                continue
+            rid = str(rec.get("id"))
+            if rid in wanted or _s(entry_id) in wanted:
+                found[rid] = rec
+        return list(found.values())
+
+    async def consume_anomalies(self, consumer: str = "review-1", block_ms: int = 1000) -> int:
+        """Read new anomaly bundles once (consumer group ``review-router`` on
+        ``rollguard:anomalies``), escalate each, then acknowledge it. Returns the number handled.
+        A bundle that cannot be parsed is logged (by entry id) and acknowledged."""
+        try:
+            with contextlib.suppress(ResponseError):
+                await self.redis.xgroup_create(self.anomalies_stream, ANOMALY_GROUP, id="0", mkstream=True)
+            res: Any = await self.redis.xreadgroup(
+                ANOMALY_GROUP, consumer, {self.anomalies_stream: ">"}, count=100, block=block_ms
+            )
+        except RedisError as exc:
+            raise StoreError("cannot read the anomalies stream") from exc
+        handled = 0
+        for _stream, entries in res or []:
+            for entry_id, fields in entries:
+                bundle = parse_bundle(fields)
+                if bundle is None:
+                    log.warning("anomaly %s: unreadable bundle, skipped", _s(entry_id))
+                else:
+                    await self.escalate_anomaly(bundle)
+                    handled += 1
+                await self.redis.xack(self.anomalies_stream, ANOMALY_GROUP, entry_id)
+        return handled
+
+    # -- claims and verdicts ---------------------------------------------------------------------
+
+    def queue_names(self, reviewer: ReviewerSpec) -> list[str]:
+        """Queues ``reviewer`` may see (leads-only queues only for leads and operators)."""
+        out = []
+        for q in self.settings.queues:
+            if q.leads_only and reviewer.role is Role.REVIEWER:
+                continue
+            if reviewer.can_queue(q.name) or reviewer.role is Role.OPERATOR:
+                out.append(q.name)
+        return out
+
+    def check_queue(self, reviewer: ReviewerSpec, queue: str, *, decide: bool = False) -> None:
+        """Raises ``NotFound`` (unknown queue) or ``PermissionDenied`` (no grant; operators
+        cannot decide)."""
+        try:
+            self.settings.queue(queue)
+        except KeyError as exc:
+            raise NotFound(f"unknown queue {queue!r}") from exc
+        if queue not in self.queue_names(reviewer):
+            raise PermissionDenied(f"no grant for queue {queue!r}")
+        if decide and reviewer.role is Role.OPERATOR:
+            raise PermissionDenied("operators do not give verdicts")
+
+    def check_item(self, reviewer: ReviewerSpec, item: ReviewItem) -> None:
+        """Raises ``PermissionDenied`` for an item of a tenant (or queue) not granted."""
+        if reviewer.role is not Role.OPERATOR and not reviewer.can_tenant(item.tenant):
+            raise PermissionDenied("no grant for this item's tenant")
+        self.check_queue(reviewer, item.queue)
+
+    async def claim(self, reviewer: ReviewerSpec, queue: str, count: int = 1) -> list[Lease]:
+        """Lease up to ``count`` items of ``queue`` (expired leases are swept first)."""
+        self.check_queue(reviewer, queue, decide=True)
+        await self.queues.reclaim_expired(queue)
+        tenants = ["*"] if "*" in reviewer.tenants else list(reviewer.tenants)
+        return await self.queues.claim(queue, reviewer.name, tenants=tenants, count=count)
+
+    async def item(self, reviewer: ReviewerSpec, queue: str, item_id: str) -> ReviewItem:
+        """The item, if ``reviewer`` may see it. Raises ``NotFound``, ``PermissionDenied``."""
+        self.check_queue(reviewer, queue)
+        it = await self.queues.get_item(queue, item_id)
+        if it is None:
+            raise NotFound("no such review item (unknown or past retention)")
+        self.check_item(reviewer, it)
+        return it
+
+    def shows_verdicts(self, reviewer: ReviewerSpec, item: ReviewItem) -> bool:
+        """Blind review: other verdicts are hidden from reviewers until the item is decided."""
+        spec = self.settings.queue(item.queue)
+        return reviewer.role is not Role.REVIEWER or not spec.blind or item.status == "decided"
+
+    async def verdict(
+        self, reviewer: ReviewerSpec, lease_id: str, item_id: str, body: Mapping[str, Any]
+    ) -> VerdictResult:
+        """Record a verdict ``{"label", "note"?, "preference"? (canary|control|tie),
+        "corrected"?}``. Raises ``InvalidRequest`` (unknown label), ``PermissionDenied``,
+        ``LeaseLost``."""
+        queue, _prio, _entry = Lease.parse(lease_id)
+        self.check_queue(reviewer, queue, decide=True)
+        label = str(body.get("label", ""))
+        if self.settings.label(label) is None:
+            raise InvalidRequest(f"unknown verdict label {label!r}", param="label")
+        pref = body.get("preference")
+        if pref not in (None, "", "canary", "control", "tie"):
+            raise InvalidRequest("preference must be canary, control or tie", param="preference")
+        verdict = {
+            "label": label,
+            "note": str(body.get("note") or "")[:4000],
+            "preference": pref or None,
+            "corrected": str(body["corrected"])[:20000] if body.get("corrected") else None,
+        }
+        result = await self.queues.verdict(lease_id, reviewer.name, item_id, verdict)
+        if result.decided and queue == self.settings.adjudication_queue:
+            await self._apply_adjudication(item_id, label)
+        return result
+
+    async def heartbeat(self, reviewer: ReviewerSpec, lease_id: str) -> int:
+        return await self.queues.heartbeat(lease_id, reviewer.name)
+
+    async def release(self, reviewer: ReviewerSpec, lease_id: str, item_id: str) -> None:
+        await self.queues.release(lease_id, reviewer.name, item_id)
+
+    async def _apply_adjudication(self, item_id: str, label: str) -> None:
+        it = await self.queues.get_item(self.settings.adjudication_queue, item_id)
+        if it is None:
+            return
+        target = it.payload.get("adjudicates") or {}
+        if target.get("queue") and target.get("item_id"):
+            await self.queues.set_final_label(str(target["queue"]), str(target["item_id"]), label)
+
+    # -- knowledge -------------------------------------------------------------------------------
+
+    async def window_items(self, queue: str) -> list[ReviewItem]:
+        """Decided items of ``queue`` in the rolling window (``review.window_s``)."""
+        return await self.queues.decided_items(queue, now_ms() - self.settings.window_s * 1000)
+
+    async def agreement(self, queue: str) -> dict[str, Any]:
+        """``{"queue", "items", "alpha", "alpha_per_label", "kappas": [...], "below_threshold"}``
+        on the rolling window (items with at least two verdicts count)."""
+        votes = votes_of(await self.window_items(queue))
+        alpha = krippendorff_alpha(votes)
+        multi = {i: v for i, v in votes.items() if len(v) >= 2}
+        return {
+            "queue": queue,
+            "items": len(multi),
+            "alpha": alpha,
+            "alpha_per_label": alpha_per_label(multi) if multi else {},
+            "kappas": [{"a": k.a, "b": k.b, "n": k.n, "kappa": k.kappa} for k in pair_kappas(votes)],
+            "threshold": self.settings.alpha_threshold,
+            "below_threshold": alpha is not None and alpha < self.settings.alpha_threshold,
+        }
+
+    async def aggregate(self, queue: str) -> dict[str, Aggregate]:
+        """Dawid-Skene posteriors for the window's decided items of ``queue``; each item's
+        ``final_label`` is set when its posterior reaches ``review.posterior_threshold``, else the
+        item goes to the adjudication queue (once, deduplicated) for a lead."""
+        if queue == self.settings.adjudication_queue:
+            return {}
+        items = await self.window_items(queue)
+        agg = dawid_skene(votes_of(items))
+        ts = now_ms()
+        by_id = {it.id: it for it in items}
+        for iid, a in agg.items():
+            it = by_id[iid]
+            if it.final_label is not None and it.final_label != "":
+                continue
+            if a.posterior >= self.settings.posterior_threshold:
+                await self.queues.set_final_label(queue, iid, a.label)
+                continue
+            adj = self.settings.adjudication_queue
+            sla = self.settings.sla[Priority.P2]
+            payload = dict(it.payload)
+            payload["adjudicates"] = {
+                "queue": queue,
+                "item_id": iid,
+                "posterior": round(a.posterior, 4),
+                "distribution": a.distribution,
+                "verdicts": it.verdicts,
+            }
+            new = NewItem(
+                source="adjudication",
+                source_id=f"{queue}/{iid}",
+                tenant=it.tenant,
+                priority=Priority.P2,
+                claim_by_ms=ts + sla.claim_s * 1000,
+                decide_by_ms=ts + sla.decide_s * 1000,
+                payload=payload,
+                detectors=tuple(it.detectors),
+                variant=it.variant,
+                model=it.model,
+            )
+            await self.queues.enqueue(adj, new, self.settings.k_for(adj))
+        return agg
+
+    def final_label(self, item: ReviewItem, agg: Mapping[str, Aggregate]) -> str | None:
+        """Adjudicated label, else the posterior label, else the single verdict's label."""
+        if item.final_label:
+            return item.final_label
+        if item.id in agg:
+            return agg[item.id].label
+        labels = [str(v.get("label")) for v in item.verdicts.values()]
+        return labels[0] if len(set(labels)) == 1 and labels else None
+
+    async def precision(self) -> dict[str, dict[str, Any]]:
+        """Reviewer-confirmed precision per detector / policy id over every queue's window."""
+        rows: list[tuple[list[str], bool]] = []
+        for q in self.settings.queues:
+            if q.name in (self.settings.adjudication_queue, self.settings.escalation_queue):
+                continue
+            items = await self.window_items(q.name)
+            agg = dawid_skene(votes_of(items))
+            for it in items:
+                lab = self.final_label(it, agg)
+                spec = self.settings.label(lab) if lab else None
+                if spec is not None:
+                    rows.append((it.detectors, spec.confirms_alert))
+        return {
+            d: {"judged": p.judged, "confirmed": p.confirmed, "precision": p.precision}
+            for d, p in detector_precision(rows).items()
+        }
+
+    # -- SLA and maintenance ---------------------------------------------------------------------
+
+    async def check_sla(self) -> int:
+        """Page every newly breached item once: POST to ``review.webhook_url`` when set, and a P1
+        item in the escalation queue. Returns the number of items paged."""
+        paged = 0
+        esc = self.settings.escalation_queue
+        for q in self.settings.queues:
+            if q.name == esc:
+                continue
+            for iid in await self.queues.breached_items(q.name):
+                if not await self.queues.mark_paged(q.name, iid):
+                    continue
+                paged += 1
+                await self._page(q.name, iid)
+        return paged
+
+    async def _page(self, queue: str, item_id: str) -> None:
+        it = await self.queues.get_item(queue, item_id)
+        if it is None:
+            return
+        ts = now_ms()
+        body = {
+            "event": "review_sla_breach",
+            "queue": queue,
+            "item_id": item_id,
+            "priority": it.priority.value,
+            "age_ms": ts - it.created_ms,
+            "claim_by_ms": it.claim_by_ms,
+            "decide_by_ms": it.decide_by_ms,
+        }
+        sla = self.settings.sla[Priority.P1]
+        page = NewItem(
+            source="sla",
+            source_id=f"{queue}/{item_id}",
+            tenant=it.tenant,
+            priority=Priority.P1,
+            claim_by_ms=ts + sla.claim_s * 1000,
+            decide_by_ms=ts + sla.decide_s * 1000,
+            payload=dict(it.payload, sla_breach=body),
+            detectors=tuple(it.detectors),
+            variant=it.variant,
+            model=it.model,
+        )
+        esc = self.settings.escalation_queue
+        await self.queues.enqueue(esc, page, self.settings.k_for(esc))
+        if self.settings.webhook_url:
+            try:
+                timeout = aiohttp.ClientTimeout(total=5)
+                async with (
+                    aiohttp.ClientSession(timeout=timeout) as s,
+                    s.post(self.settings.webhook_url, json=body) as resp,
+                ):
+                    if resp.status >= 400:
+                        log.warning("review SLA webhook answered HTTP %d", resp.status)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("review SLA webhook failed: %s", type(exc).__name__)
+
+    async def maintain(self) -> None:
+        """One maintenance round: sweep expired leases, page SLA breaches, aggregate."""
+        for q in self.settings.queues:
+            await self.queues.reclaim_expired(q.name)
+        await self.check_sla()
+        for q in self.settings.queues:
+            if self.settings.k_for(q.name) >= 2:
+                await self.aggregate(q.name)
+
+    def start(self) -> None:
+        """Start the background loops (maintenance, anomaly consumer). Idempotent; needs a
+        running event loop."""
+        if self._tasks:
+            return
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._loop_maintenance()), loop.create_task(self._loop_anomalies())]
+
+    async def aclose(self) -> None:
+        """Stop the background loops."""
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks = []
+
+    async def _loop_maintenance(self) -> None:
+        while True:
+            try:
+                await self.maintain()
+            except StoreError as exc:
+                log.warning("review maintenance failed: %s", exc)
+            await asyncio.sleep(self.maintenance_s)
+
+    async def _loop_anomalies(self) -> None:
+        while True:
+            try:
+                await self.consume_anomalies()
+            except StoreError as exc:
+                log.warning("review anomaly consumer failed: %s", exc)
+                await asyncio.sleep(1.0)
+
+
+def parse_bundle(fields: Mapping[Any, Any]) -> dict[str, Any] | None:
+    """An anomaly bundle from a stream entry: a JSON object in one of the fields ``bundle``,
+    ``data``, ``json``, ``anomaly``, else the flat fields (JSON-decoded where they parse)."""
+    flat = {_s(k): _s(v) for k, v in fields.items()}
+    for name in ("bundle", "data", "json", "anomaly"):
+        if name in flat:
+            try:
+                obj = orjson.loads(flat[name])
+            except orjson.JSONDecodeError:
+                return None
+            return obj if isinstance(obj, dict) else None
+    out: dict[str, Any] = {}
+    for k, v in flat.items():
+        try:
+            out[k] = orjson.loads(v)
+        except orjson.JSONDecodeError:
+            out[k] = v
+    if "detector" in out and not isinstance(out["detector"], str):
+        out["detector"] = str(out["detector"])
+    return out or None
+
+
+def _record_of(fields: Mapping[Any, Any]) -> dict[str, Any] | None:
+    for v in fields.values():
+        try:
+            obj = orjson.loads(v)
+        except (orjson.JSONDecodeError, TypeError):
+            continue
+        if isinstance(obj, dict) and obj.get("id") and "messages" in obj:
+            return obj
+    return None
+
+
+def _variant(record: Mapping[str, Any]) -> str | None:
+    meta = record.get("metadata") or {}
+    v = meta.get("variant") if isinstance(meta, Mapping) else None
+    return str(v) if v else None
+
+
+def _s(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
