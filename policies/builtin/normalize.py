@@ -1,0 +1,228 @@
+"""Text normalisation for content classifiers: one canonical form plus decoded *views*.
+
+Pure and fast (runs inline on every request). ``normalize(text)`` gives the canonical form:
+
+1. NFKC (fullwidth and mathematical letters become ASCII);
+2. zero-width, bidi-control and other invisible format characters removed (U+200B..U+200F,
+   U+202A..U+202E, U+2060..U+2064, U+2066..U+2069, U+FEFF, U+00AD, U+180E); Unicode *tag*
+   characters (U+E0020..U+E007E, "ASCII smuggling") are mapped back to the ASCII they shadow;
+3. confusable / homoglyph folding: in every word that mixes scripts (has an ASCII letter) or is
+   made only of look-alikes, each non-ASCII character that Unicode's confusables table (via the
+   ``confusable-homoglyphs`` package, read at import time) lists as a look-alike of an ASCII letter
+   or digit becomes that ASCII character (Cyrillic ``о`` -> ``o``), case kept where the
+   character's name says CAPITAL/SMALL; invisible characters inside words are dropped too. Words
+   of a real non-Latin script are kept (TR39's "mixed-script confusable" idea);
+4. whitespace runs collapsed to one space, stripped.
+
+``views(text)`` returns the canonical form as view ``plain`` and, only when the text calls for it,
+more views to be scored as well (a classifier takes the max over views):
+
+- ``spaced``: runs of at least four single letters separated by one space/dot/dash/underscore
+  ("I g n o r e") collapsed into words;
+- ``base64`` / ``hex``: payloads that decode to printable UTF-8 text are replaced by their decoding;
+- ``rot13``: the ROT13 of the text when that reads more like English than the text itself
+  (measured by common-word counts) or when the text names ROT13.
+
+Cost: an ASCII prompt of 500 characters takes roughly 10-30 microseconds (no decodable payloads).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import unicodedata
+
+from confusable_homoglyphs import confusables as _confusables
+
+__all__ = ["INVISIBLE", "decoded_views", "fold_map", "normalize", "views"]
+
+INVISIBLE: frozenset[int] = frozenset(
+    [0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF, 0xFFA0]
+    + list(range(0x200B, 0x2010))
+    + list(range(0x202A, 0x202F))
+    + list(range(0x2060, 0x2065))
+    + list(range(0x2066, 0x206A))
+    + list(range(0xFE00, 0xFE10))  # variation selectors
+)
+"""Code points deleted before anything else: zero-width, bidi controls, invisible fillers."""
+
+
+def _build_fold_map() -> dict[int, str]:
+    """``str.translate`` table: invisible -> deleted, tag characters -> ASCII, non-ASCII homoglyphs
+    of ASCII letters/digits -> that ASCII character.
+
+    Source: Unicode's confusables.txt as packaged by ``confusable-homoglyphs`` (its
+    ``confusables_data``: character -> list of look-alikes). Built once at import (~10 ms).
+    """
+    table: dict[int, str] = {cp: "" for cp in INVISIBLE}
+    for cp in range(0xE0020, 0xE007F):
+        table[cp] = chr(cp - 0xE0000)
+    table[0xE0001] = ""
+    table[0xE007F] = ""
+    data: dict[str, list[dict[str, str]]] = _confusables.confusables_data
+    for char, glyphs in data.items():
+        if len(char) != 1 or char.isascii():
+            continue
+        cands = [g["c"] for g in glyphs if len(g["c"]) == 1 and g["c"].isascii() and g["c"].isalnum()]
+        if not cands:
+            continue
+        name = unicodedata.name(char, "")
+        if "CAPITAL" in name:
+            # capital look-alikes of the skeleton "l" are I-shaped (Cyrillic I, Greek IOTA)
+            preferred = [c for c in cands if c.isupper()] or ["I" if c == "l" else c for c in cands]
+        elif "SMALL" in name:
+            preferred = [c for c in cands if c.islower()] or cands
+        else:
+            preferred = cands
+        named = name.rsplit(" ", 1)[-1]
+        if len(named) == 1 and named.isalpha() and named.lower() in {c.lower() for c in cands}:
+            # "CYRILLIC CAPITAL LETTER BYELORUSSIAN-UKRAINIAN I" -> "I", not the skeleton "l"
+            table[ord(char)] = named.lower() if "SMALL" in name else named
+            continue
+        letters = [c for c in preferred if c.isalpha()]
+        table[ord(char)] = (letters or preferred)[0]
+    return table
+
+
+_FOLD: dict[int, str] = _build_fold_map()
+
+
+def fold_map() -> dict[int, str]:
+    """A copy of the translate table used by ``normalize`` (for inspection and tests)."""
+    return dict(_FOLD)
+
+
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+_NON_ASCII_WORD = re.compile(r"[^\W\d_]*[^\x00-\x7f][^\W\d_]*|[^\x00-\x7f]")
+
+
+def _fold_word(m: re.Match[str]) -> str:
+    """Fold one word that has a non-ASCII character: when it mixes scripts (has an ASCII letter)
+    or consists only of look-alikes of ASCII letters. A word of a real non-Latin script (Russian
+    "привет") has letters without ASCII look-alikes and is kept as it is."""
+    word = m.group(0)
+    folded = word.translate(_FOLD)
+    if folded.isascii() or any("a" <= c.lower() <= "z" for c in word):
+        return folded
+    return word
+
+
+def normalize(text: str) -> str:
+    """The canonical form of ``text`` (see the module docstring). Never raises for a ``str``."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+        if not text.isascii():
+            text = _NON_ASCII_WORD.sub(_fold_word, text)
+    return " ".join(text.split())
+
+
+# --- views ------------------------------------------------------------------------------------
+
+_SPACED = re.compile(r"(?<![A-Za-z])(?:[A-Za-z][ ._\-*/|]){3,}[A-Za-z](?![A-Za-z])")
+_B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+_HEX = re.compile(r"(?<![0-9A-Fa-fx])(?:(?:\\x|0x)?[0-9A-Fa-f]{2}[ :,]?){8,}")
+_HEXCHARS = re.compile(r"\\x|0x|[ :,]")
+_SPACE_SEP = re.compile(r"[ ._\-*/|]")
+_WORD = re.compile(r"[a-z]+")
+_ROT13 = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+    "NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm",
+)
+_ROT13_NAMED = re.compile(r"rot[\s\-_]?13|caesar", re.IGNORECASE)
+_COMMON = frozenset(
+    "the and you to of a is in that it for your all are with this be on as or not i me my what "
+    "do can will from have an by if any now no was how tell print say give show".split()
+)
+
+
+def _printable_text(raw: bytes) -> str | None:
+    """``raw`` as UTF-8 text when it is mostly printable and has letters, else None."""
+    try:
+        out = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if len(out) < 4:
+        return None
+    printable = sum(1 for c in out if c.isprintable() or c in "\n\t\r")
+    letters = sum(1 for c in out if c.isalpha())
+    if printable < 0.95 * len(out) or letters < 0.5 * len(out.replace(" ", "")):
+        return None
+    return out
+
+
+def _decode_b64(m: re.Match[str]) -> str:
+    token = m.group(0)
+    body = token.rstrip("=")
+    if not any(c.isdigit() or c in "+/_-" for c in body) and body.isalpha() and (body.islower() or body.isupper()):
+        return token  # a long plain word, not a payload
+    padded = body + "=" * (-len(body) % 4)
+    try:
+        raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return token
+    out = _printable_text(raw)
+    return token if out is None else f" {out} "
+
+
+def _decode_hex(m: re.Match[str]) -> str:
+    token = m.group(0)
+    digits = _HEXCHARS.sub("", token)
+    if len(digits) % 2:
+        digits = digits[:-1]
+    try:
+        raw = bytes.fromhex(digits)
+    except ValueError:
+        return token
+    out = _printable_text(raw)
+    return token if out is None else f" {out} "
+
+
+def _common_words(words: list[str]) -> int:
+    return sum(1 for w in words if w in _COMMON)
+
+
+def views(text: str) -> list[tuple[str, str]]:
+    """``[(view_name, text), ...]``: ``("plain", normalize(text))`` first, then every decoded view
+    that differs from it (names: ``spaced``, ``base64``, ``hex``, ``rot13``). Never raises."""
+    plain = normalize(text)
+    return [("plain", plain), *decoded_views(plain)]
+
+
+def decoded_views(plain: str) -> list[tuple[str, str]]:
+    """The decoded views of an already normalised text (see ``views``). Cheap token-level
+    pre-checks keep the regular expressions off ordinary prose."""
+    out: list[tuple[str, str]] = []
+    tokens = plain.split()
+    if not tokens:
+        return out
+    singles = 0
+    hex_pairs = 0
+    long_tokens = False
+    for tok in tokens:
+        n = len(tok)
+        if n == 1:
+            singles += 1
+        elif n == 2 and tok[0] in _HEXDIGITS and tok[1] in _HEXDIGITS:
+            hex_pairs += 1
+        elif n >= 16:
+            long_tokens = True
+    if (singles >= 3 or long_tokens) and _SPACED.search(plain):
+        spaced = _SPACED.sub(lambda m: _SPACE_SEP.sub("", m.group(0)), plain)
+        out.append(("spaced", " ".join(spaced.split())))
+    if long_tokens and _B64.search(plain):
+        decoded = _B64.sub(_decode_b64, plain)
+        if decoded != plain:
+            out.append(("base64", " ".join(decoded.split())))
+    if (long_tokens or hex_pairs >= 8 or "\\x" in plain or "0x" in plain) and _HEX.search(plain):
+        decoded = _HEX.sub(_decode_hex, plain)
+        if decoded != plain:
+            out.append(("hex", " ".join(decoded.split())))
+    low = plain.lower()
+    rot = plain.translate(_ROT13)
+    named = "rot" in low and _ROT13_NAMED.search(plain) is not None
+    if named or _common_words(rot.lower().split()) > max(2, _common_words(low.split())):
+        out.append(("rot13", rot))
+    return out
