@@ -246,6 +246,7 @@ def _find_ips(text: str) -> Iterable[Span]:
 
 # --- phone numbers --------------------------------------------------------------------------
 _PHONE_RE = re.compile(
+    r"(?=[+(\d])"  # lets the regex engine skip quickly to candidate characters
     r"(?<![\w+\-./:\\])"
     r"(?:(?:\+|\b00|\b011)[ \-.]?)?"
     r"(?:\(\d{1,4}\)|\d{1,5})"
