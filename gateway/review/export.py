@@ -1,8 +1,8 @@
 """Preference-data export from decided review items, in the shapes TRL's trainers load.
 
 - ``dpo``: ``{"prompt", "chosen", "rejected"}`` (TRL ``DPOTrainer`` preference format) from
-  (a) pairwise verdicts on a canary/control comparison with the *same* prompt (similarity 1.0;
-  a nearest-but-different prompt is not a valid pair) and a majority preference, and (b) a
+  (a) pairwise verdicts on a canary/control comparison with the *same* conversation (a
+  nearest-but-different prompt is not a valid pair) and a majority preference, and (b) a
   reviewer's corrected reply (chosen) against the original completion (rejected).
 - ``kto``: ``{"prompt", "completion", "label"}`` (TRL ``KTOTrainer`` unpaired format): every decided
   item's completion with ``label`` = the final verdict label is ``acceptable`` in the taxonomy;
@@ -114,7 +114,8 @@ def rows_for(fmt: Format, items: Sequence[ReviewItem], settings: ReviewSettings)
         corrections = [str(v["corrected"]) for v in it.verdicts.values() if v.get("corrected")]
         cmp = p.get("comparison") or None
         pref = _preference(it) if cmp else None
-        if cmp and pref and float(cmp.get("similarity", 0.0)) >= 1.0:
+        same_prompt = bool(cmp) and cmp["canary"].get("messages") == cmp["control"].get("messages")
+        if cmp and pref and same_prompt:
             chosen = cmp[pref]
             rejected = cmp["control" if pref == "canary" else "canary"]
             cp = _messages(chosen.get("messages") or [])

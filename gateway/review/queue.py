@@ -179,10 +179,10 @@ class QueueStats:
 
     @property
     def sla_state(self) -> str:
-        """``ok`` | ``at_risk`` (nothing breached, items waiting) | ``breached``."""
+        """``idle`` (nothing open) | ``within`` (items open, none past its SLA) | ``breached``."""
         if self.claim_breaches or self.decide_breaches:
             return "breached"
-        return "at_risk" if self.open else "ok"
+        return "within" if self.open else "idle"
 
     def to_dict(self) -> dict[str, Any]:
         return {
