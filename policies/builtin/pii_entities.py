@@ -7,6 +7,8 @@ microseconds. Entity names follow Presidio (``EMAIL_ADDRESS``, ``PHONE_NUMBER``,
 
 Look-alike rules (what is deliberately *not* PII):
 
+- E-mail: ``local@domain.tld`` with an alphabetic TLD; not when the "TLD" is a file extension
+  (``icon@2x.png``, ``bundle@1x.js``) or there is no dot (``@decorator``, ``foo@bar``).
 - A number glued to letters, ``-`` or ``_`` on either side is part of an identifier (git hashes,
   UUIDs, order ids like ``ORD-2024-000123``) and is never a card, SSN or phone number.
 - Payment card: 12..19 digits (single spaces or dashes allowed between digits), a known issuer
@@ -18,7 +20,8 @@ Look-alike rules (what is deliberately *not* PII):
   SSN);
   anything containing a date or touching a time (``2024-05-01``, ``12:30``); decimals
   (``0.2207335``); runs of one or two distinct digits (``1000 1000 1000``); numbers inside paths;
-  the SSN shape ``AAA-GG-SSSS`` (unless a phone word is next to it).
+  the SSN shape ``AAA-GG-SSSS`` (unless a phone word is next to it); a parenthesis glued to a
+  preceding digit (``542(7639)``, a citation).
   Otherwise: a number with a phone word just before or after it (phone, tel, mobile, fax, desk,
   call me at, ... / ``-Office``, ``-Fax``) is accepted on its digit count; a number written with
   ``+`` / ``00`` / ``011`` must be a *possible* number for its country code (``phonenumbers``); any
@@ -67,6 +70,35 @@ _EMAIL_RE = re.compile(
     r"(?<![\w.+%-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
 )
+
+# File extensions that look like TLDs in asset names (icon@2x.png); none is a delegated TLD.
+_FILE_TLDS = frozenset(
+    {
+        "png",
+        "jpg",
+        "jpeg",
+        "gif",
+        "svg",
+        "webp",
+        "ico",
+        "bmp",
+        "css",
+        "js",
+        "jsx",
+        "tsx",
+        "json",
+        "yaml",
+        "yml",
+    }
+    | {"txt", "html", "htm", "pdf", "lock", "tgz", "gz", "csv", "xml", "wasm"}
+)
+
+
+def _find_emails(text: str) -> Iterable[Span]:
+    for m in _EMAIL_RE.finditer(text):
+        if m.group().rsplit(".", 1)[1].lower() not in _FILE_TLDS:
+            yield Span(EMAIL, m.start(), m.end(), _PRIORITY[EMAIL])
+
 
 # --- payment cards --------------------------------------------------------------------------
 # Patterns start with a plain character class (then a look-behind on it) so that the regex engine
@@ -266,6 +298,7 @@ _DATE_RE = re.compile(
     rf"(?<!\d)(?:\d{{4}}[-/.]{_MONTH}[-/.]{_DAY}|{_DAY}[-/]{_DAY}[-/](?:\d{{4}}|\d{{2}}))(?!\d)"
 )
 _PHONE_GROUP_RE = re.compile(r"\d+")
+_DIGIT_PAREN_RE = re.compile(r"\d\(")
 _SSN_SHAPE_RE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _DECIMAL_RE = re.compile(r"\d\.\d{5,}|\d{6,}\.\d")
 
@@ -288,6 +321,8 @@ def _phone_ok(cand: str, text: str, start: int, end: int) -> bool:
         text[end : end + 12]
     ):
         return True
+    if "(" in cand and _DIGIT_PAREN_RE.search(cand):
+        return False  # 542(7639): a citation's volume(issue), not an area code
     if _SSN_SHAPE_RE.fullmatch(cand):
         return False  # SSN-shaped (valid ones are US_SSN; invalid ones are not phones either)
     try:
@@ -320,7 +355,7 @@ def _find_phones(text: str) -> Iterable[Span]:
 _DIGIT_RE = re.compile(r"\d")
 
 _FINDERS: dict[str, Callable[[str], Iterable[Span]]] = {
-    EMAIL: lambda t: (Span(EMAIL, m.start(), m.end(), _PRIORITY[EMAIL]) for m in _EMAIL_RE.finditer(t)),
+    EMAIL: _find_emails,
     PHONE: _find_phones,
     CARD: _find_cards,
     IBAN: _find_ibans,

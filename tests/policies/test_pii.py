@@ -236,6 +236,8 @@ def test_entities_found(text: str, kind: str, value: str) -> None:
         "meet at 10:30:00 and use std::vector; 17151 2450 Crown St; zip 90010-170",
         "std::map<a::b> 12:30 1000 1000 1000 1000",
         "999.1.1.1 and 1.2.3.4.5",
+        "Nature, 542(7639), 115-118; 10/19/1972; pi 3.1415926535",
+        "@registry.register on icon@2x.png and user@localhost",
     ],
 )
 def test_look_alikes_are_left_alone(text: str) -> None:
