@@ -191,12 +191,12 @@ def _rewrite_arguments(site: TextSite, raw: str, rewrite: Rewrite) -> str | None
     """JSON-aware rewrite of a tool call's ``arguments``; raw-string rewrite when not JSON."""
     try:
         parsed = json.loads(raw)
-    except ValueError:
+        changed, new = _rewrite_value(site, "$", parsed, rewrite)
+        if not changed:
+            return None
+        return json.dumps(new, ensure_ascii=False)
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to walk: treat as raw text
         return rewrite_text(site, raw, rewrite)
-    changed, new = _rewrite_value(site, "$", parsed, rewrite)
-    if not changed:
-        return None
-    return json.dumps(new, ensure_ascii=False)
 
 
 def _rewrite_value(site: TextSite, path: str, value: Any, rewrite: Rewrite) -> tuple[bool, Any]:

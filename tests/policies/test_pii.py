@@ -278,3 +278,28 @@ def test_recall_and_precision_floors_on_presidio_synthetic_set() -> None:
         assert s.gold > 0
         assert s.recall >= min_recall, (kind, s)
         assert s.precision >= min_precision, (kind, s)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"role": "user", "content": 42},
+        {"role": "user", "content": [None, "text", {"type": "text", "text": None}, {"type": "text"}]},
+        {"role": "assistant", "tool_calls": "nope"},
+        {"role": "assistant", "tool_calls": [None, {"function": None}, {"function": {"arguments": None}}]},
+        {"role": "assistant", "tool_calls": [{"function": {"arguments": "[" * 5000 + "]" * 5000}}]},
+        {"content": "no role, ana.gomez@example.com"},
+    ],
+)
+def test_odd_message_shapes_never_raise(message: dict[str, Any]) -> None:
+    PiiPolicy(roles=["user", "assistant", "tool"]).check(
+        CheckContext(stage=Stage.PRE_CALL, messages=[message])
+    )
+
+
+def test_deeply_nested_arguments_fall_back_to_raw_text() -> None:
+    raw = "[" * 3000 + json.dumps(EMAIL) + "]" * 3000
+    messages = [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": raw}}]}]
+    _, result = pre(messages)
+    assert result.messages is not None
+    assert EMAIL not in result.messages[0]["tool_calls"][0]["function"]["arguments"]
