@@ -1,0 +1,72 @@
+"""The shared text-location walker (``policies.builtin.locations``), used by pii, secrets, limits
+and read-only checks."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from policies.builtin.locations import TextSite, iter_message_texts, rewrite_messages, rewrite_tool_calls
+
+MESSAGES: list[dict[str, Any]] = [
+    {"role": "system", "content": "sys"},
+    {"role": "user", "name": "ana", "content": [{"type": "text", "text": "u1"}, {"type": "image_url"}]},
+    {
+        "role": "assistant",
+        "content": "a",
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": "y"}'}}
+        ],
+        "function_call": {"name": "g", "arguments": "raw"},
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "result"},
+]
+
+
+def test_iter_message_texts_names_every_location() -> None:
+    got = [(s.location, s.role, s.message_index, t) for s, t in iter_message_texts(MESSAGES)]
+    assert got == [
+        ("messages[0].content", "system", 0, "sys"),
+        ("messages[1].content[0].text", "user", 1, "u1"),
+        ("messages[2].content", "assistant", 2, "a"),
+        ("messages[2].tool_calls[0].function.arguments", "assistant", 2, '{"x": "y"}'),
+        ("messages[2].function_call.arguments", "assistant", 2, "raw"),
+        ("messages[3].content", "tool", 3, "result"),
+    ]
+    assert [s.location for s, _ in iter_message_texts(MESSAGES, roles={"tool"}, start=1)] == [
+        "messages[3].content"
+    ]
+
+
+def test_rewrite_messages_copies_only_what_changed() -> None:
+    before = copy.deepcopy(MESSAGES)
+    seen: list[TextSite] = []
+
+    def upper(site: TextSite, text: str) -> str | None:
+        seen.append(site)
+        return text.upper() if text in ("y", "result", "raw") else None
+
+    out = rewrite_messages(MESSAGES, upper)
+    assert before == MESSAGES
+    assert out is not None
+    assert out[0] is MESSAGES[0] and out[1] is MESSAGES[1]
+    assert json.loads(out[2]["tool_calls"][0]["function"]["arguments"]) == {"x": "Y"}
+    assert out[2]["function_call"] == {"name": "g", "arguments": "RAW"}
+    assert out[3]["content"] == "RESULT" and out[3]["tool_call_id"] == "c1"
+    assert TextSite("messages[2].tool_calls[0].function.arguments", "assistant", 2, "$.x") in seen
+    assert rewrite_messages(MESSAGES, lambda s, t: None) is None
+    assert rewrite_messages(MESSAGES, lambda s, t: t) is None  # identical output = unchanged
+
+
+def test_rewrite_tool_calls_paths_and_non_string_values() -> None:
+    args = json.dumps({"items": [{"n": 1, "tag": "a"}, True, None, 2.5]})
+    calls = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": args}}]
+    paths: list[str | None] = []
+
+    def record(site: TextSite, text: str) -> str | None:
+        paths.append(site.json_path)
+        return None
+
+    assert rewrite_tool_calls(calls, record) is None
+    assert paths == ["$.items[0].n", "$.items[0].tag"]
