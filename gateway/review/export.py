@@ -112,10 +112,10 @@ def rows_for(fmt: Format, items: Sequence[ReviewItem], settings: ReviewSettings)
         prompt = _messages(p.get("messages") or [])
         completion = p.get("completion")
         corrections = [str(v["corrected"]) for v in it.verdicts.values() if v.get("corrected")]
-        cmp = p.get("comparison") or None
+        cmp: dict[str, Any] = p.get("comparison") or {}
         pref = _preference(it) if cmp else None
         same_prompt = bool(cmp) and cmp["canary"].get("messages") == cmp["control"].get("messages")
-        if cmp and pref and same_prompt:
+        if pref and same_prompt:
             chosen = cmp[pref]
             rejected = cmp["control" if pref == "canary" else "canary"]
             cp = _messages(chosen.get("messages") or [])

@@ -44,7 +44,7 @@ def _h(who: str) -> dict[str, str]:
 def server(redis_url: str) -> Iterator[tuple[str, list[str]]]:
     cfg = review_config(lease_s=0.3)
     ids = _seed(redis_url, cfg, [flagged_record("a1"), flagged_record("g1", tenant="globex")])
-    app, service = build_app(redis_url, cfg)
+    app, _service = build_app(redis_url, cfg)
     with serve_app(app) as srv:
         yield srv.url, ids
 
