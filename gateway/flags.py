@@ -16,7 +16,8 @@ The client never touches ``~/.cache``: feature state lives in memory (``_StateCa
 shared cache directory (the "stale cache" pitfall of the default ``FileCache``).
 
 Fork safety: the client's poll thread (APScheduler) does not survive ``fork()``, so ``Flags.start()`` must
-run in the worker, after any fork (the app lifespan), never at import time.
+run in the worker, after any fork (the app lifespan), never at import time. As a safety net, a server-mode
+client started before a fork is replaced in the child at its first ``evaluate`` (with a warning).
 
 Gating is opt-in: a flag named in the config that Unleash does not know evaluates to ``default`` (True), so
 a flag must exist (and be off) to switch something off. A local kill switch (``Flags.kill``) overrides any
@@ -34,6 +35,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import count
@@ -64,6 +66,15 @@ _MAX_ID_CHARS = 256
 _MISSING_LITERALS = frozenset({"", "none", "null", "undefined", "nil"})
 _OFFLINE_URL = "http://127.0.0.1:9/rollguard-offline/api"  # never contacted: no initialize_client()
 _INSTANCE_SEQ = count(1)
+_STARTED: weakref.WeakSet[Flags] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for flags in list(_STARTED):
+        flags._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # --------------------------------------------------------------------------------------- context
@@ -321,6 +332,7 @@ class Flags:
         self._fetches = 0
         self._state_saved_ms: int | None = None
         self._init_thread: threading.Thread | None = None
+        self._restart_after_fork = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -342,21 +354,53 @@ class Flags:
         self._known = names
         self._source = source
         self._client = client
+        _STARTED.add(self)
         if self._url is None:
             log.info("flags: bootstrap file only (%s), %d flags", self._bootstrap_origin(), len(names))
             return
-        thread = threading.Thread(
-            target=self._initialize, args=(client,), name="rollguard-unleash-init", daemon=True
-        )
-        self._init_thread = thread
-        thread.start()
-        thread.join(max(0.0, wait_s))
+        self._spawn_init(client, wait_s)
         if self._last_fetch_ms is None:
             log.warning(
                 "flags: Unleash at %s has not answered yet; serving %s flags until it does",
                 self._url,
                 "last-known-good" if source == "cache" else "bootstrap",
             )
+
+    async def astart(self, wait_s: float = 2.0) -> None:
+        """``start()`` without blocking the event loop (runs it in a thread)."""
+        import asyncio
+
+        await asyncio.to_thread(self.start, wait_s)
+
+    def _spawn_init(self, client: UnleashClient, wait_s: float) -> None:
+        thread = threading.Thread(
+            target=self._initialize, args=(client,), name="rollguard-unleash-init", daemon=True
+        )
+        self._init_thread = thread
+        thread.start()
+        thread.join(max(0.0, wait_s))
+
+    def _forked(self) -> None:
+        """In a child after ``fork()``: the poll thread did not survive. Mark the client for a restart
+        on the next ``evaluate`` (server mode; bootstrap mode has no thread)."""
+        self._lock = threading.Lock()  # may have been held by another thread at fork time
+        if self._url is not None and self._client is not None:
+            self._restart_after_fork = True
+
+    def _restart_in_child(self) -> None:
+        with self._lock:
+            if not self._restart_after_fork:
+                return
+            self._restart_after_fork = False
+            log.warning(
+                "flags: started before fork(); starting a new Unleash client in pid %d "
+                "(create Flags in the worker, after the fork)",
+                os.getpid(),
+            )
+            state = self._cache.get(FEATURES_URL) if self._cache is not None else None
+            client, cache = self._new_client(state if isinstance(state, str) else self._bootstrap[0])
+            self._cache, self._client = cache, client
+            self._spawn_init(client, 0.0)
 
     def close(self) -> None:
         """Stop polling and drop the client (bounded: waits at most 5 s for an in-flight poll)."""
@@ -397,6 +441,8 @@ class Flags:
         flag (the Unleash engine's FFI call with JSON both ways), about 1 microsecond per unknown flag.
         Raises ``RuntimeError`` before ``start()``.
         """
+        if self._restart_after_fork:
+            self._restart_in_child()
         client = self._client
         if client is None:
             raise RuntimeError("Flags.start() has not been called (call it in the app lifespan)")

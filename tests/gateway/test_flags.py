@@ -446,3 +446,33 @@ def test_unreachable_server_serves_bootstrap_then_cached_last_known_good(
         assert h.evaluate(["from-server"], ANON).enabled["from-server"] is False
     finally:
         h.close()
+
+
+def _child_sees_off(flags: Flags, conn: Any) -> None:
+    deadline = time.monotonic() + 10
+    seen_off = False
+    while time.monotonic() < deadline and not seen_off:
+        seen_off = flags.evaluate(["pii-on"], ANON).enabled["pii-on"] is False
+        time.sleep(0.05)
+    conn.send(seen_off)
+    conn.close()
+
+
+def test_a_client_started_before_fork_is_restarted_in_the_child(feature_server: _FeatureServer) -> None:
+    import multiprocessing
+
+    f = Flags(FlagSettings(unleash_url=feature_server.url, api_token="tok", refresh_interval_s=1))
+    f.start(wait_s=5)
+    try:
+        assert f.evaluate(["pii-on"], ANON).enabled["pii-on"] is True
+        ctx = multiprocessing.get_context("fork")
+        parent_end, child_end = ctx.Pipe()
+        child = ctx.Process(target=_child_sees_off, args=(f, child_end))
+        child.start()
+        feature_server.state = {"version": 2, "features": [rollout("pii-on", 100, enabled=False)]}
+        assert parent_end.poll(15), "the child did not answer"
+        assert parent_end.recv() is True  # the child polls again: it saw the change
+        child.join(5)
+        assert child.exitcode == 0
+    finally:
+        f.close()
