@@ -14,10 +14,12 @@ Outcomes (``Outcome``), read from what the gateway promises on the wire (docs/ar
 Latency is wall time per request in milliseconds, measured by the client from the call until the
 last byte (the whole stream for streaming requests), including the client's own overhead.
 
-``replay_corpus`` also sends a sample of the same prompts straight to the upstream (``direct``) at
-the same concurrency and reports the *added latency* of the gateway: the difference of the p50
-(and p99) latencies of the sampled prompts that reached the upstream through the gateway and of the
-same prompts sent direct.
+``replay_corpus`` then measures the *added latency* of the gateway on a sample of the same prompts
+(``measure_pairs``): one prompt at a time, each sent straight to the upstream (``direct``) and
+through the gateway back to back (the order alternating), so that both calls see the same prompt,
+the same upstream work and the same machine load. The added latency of a prompt is the gateway's
+time minus the direct time; the summary gives its p50 and p99 over the prompts that reached the
+upstream through the gateway (input blocks and errors are left out).
 """
 
 from __future__ import annotations
@@ -87,6 +89,19 @@ class RequestResult:
         return self.outcome is not Outcome.ERROR and not (
             self.outcome is Outcome.BLOCKED and self.status == 400
         )
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyPair:
+    """One prompt sent direct and through the gateway back to back (milliseconds)."""
+
+    item_id: str
+    direct_ms: float
+    gateway_ms: float
+
+    @property
+    def added_ms(self) -> float:
+        return self.gateway_ms - self.direct_ms
 
 
 def _from_headers(
@@ -268,7 +283,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def summarize(
     results: Sequence[RequestResult],
-    direct: Sequence[RequestResult] = (),
+    pairs: Sequence[LatencyPair] = (),
     wall_s: float | None = None,
 ) -> dict[str, Any]:
     """The demo summary as a JSON-ready dict.
@@ -276,9 +291,9 @@ def summarize(
     Keys: ``requests``, ``allowed``, ``redacted``, ``flagged``, ``blocked`` (total),
     ``blocked_by_policy`` ``{policy: count}``, ``errors``, ``error_samples`` (up to 5 strings),
     ``by_kind`` ``{kind: {outcome: count}}``, ``latency_ms`` ``{p50, p99}`` over all requests,
-    ``direct`` ``{requests, errors, p50, p99}`` (ms) and ``added_ms`` ``{p50, p99}``: the gateway's
-    p50/p99 minus the direct p50/p99 on the prompts of the direct sample that reached the upstream
-    through the gateway (``None`` without a direct sample), ``wall_s`` and ``requests_per_s``.
+    ``direct`` ``{pairs, p50, p99, gateway_p50, gateway_p99}`` (ms, over the paired sample) and
+    ``added_ms`` ``{p50, p99}``: percentiles of the per-prompt added latency (``None`` without
+    pairs), ``wall_s`` and ``requests_per_s`` of the replay.
     """
     counts = {o: 0 for o in Outcome}
     by_policy: dict[str, int] = {}
@@ -309,23 +324,18 @@ def summarize(
         "wall_s": _round(wall_s) if wall_s is not None else None,
         "requests_per_s": _round(len(results) / wall_s) if wall_s else None,
     }
-    ok_direct = {d.item_id: d for d in direct if d.outcome is not Outcome.ERROR}
-    if ok_direct:
-        through = [r for r in results if r.item_id in ok_direct and r.reached_upstream]
-        via = [r.latency_ms for r in through]
-        dir_lat = [ok_direct[r.item_id].latency_ms for r in through]
+    if pairs:
+        direct = [p.direct_ms for p in pairs]
+        via = [p.gateway_ms for p in pairs]
+        added = [p.added_ms for p in pairs]
         summary["direct"] = {
-            "requests": len(direct),
-            "errors": sum(1 for d in direct if d.outcome is Outcome.ERROR),
-            "compared": len(through),
-            "p50": _round(percentile(dir_lat, 50)),
-            "p99": _round(percentile(dir_lat, 99)),
+            "pairs": len(pairs),
+            "p50": _round(percentile(direct, 50)),
+            "p99": _round(percentile(direct, 99)),
+            "gateway_p50": _round(percentile(via, 50)),
+            "gateway_p99": _round(percentile(via, 99)),
         }
-        if through:
-            summary["added_ms"] = {
-                "p50": _round(percentile(via, 50) - percentile(dir_lat, 50)),
-                "p99": _round(percentile(via, 99) - percentile(dir_lat, 99)),
-            }
+        summary["added_ms"] = {"p50": _round(percentile(added, 50)), "p99": _round(percentile(added, 99))}
     return summary
 
 
@@ -356,7 +366,14 @@ def render_summary(summary: dict[str, Any]) -> Table:
     table.add_row("latency p50 / p99", f"{_fmt_ms(lat['p50'])} / {_fmt_ms(lat['p99'])}")
     if summary.get("direct"):
         d = summary["direct"]
-        table.add_row("direct p50 / p99", f"{_fmt_ms(d['p50'])} / {_fmt_ms(d['p99'])} (n={d['compared']})")
+        table.add_row(
+            f"direct p50 / p99 (paired sample, n={d['pairs']})",
+            f"{_fmt_ms(d['p50'])} / {_fmt_ms(d['p99'])}",
+        )
+        table.add_row(
+            "via gateway p50 / p99 (paired sample)",
+            f"{_fmt_ms(d['gateway_p50'])} / {_fmt_ms(d['gateway_p99'])}",
+        )
     added = summary.get("added_ms")
     table.add_row(
         "added latency p50 / p99 over direct",
@@ -390,6 +407,39 @@ def new_progress(console: Console | None = None) -> Progress:
     )
 
 
+async def measure_pairs(
+    items: Sequence[DemoItem],
+    gateway_url: str,
+    upstream_url: str,
+    *,
+    api_key: str = "rollguard-demo",
+    model: str = DEMO_MODEL,
+    progress: Progress | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> list[LatencyPair]:
+    """Send each item direct and through the gateway, back to back, one item at a time (even
+    items direct first, odd items gateway first). Returns the pairs where both calls succeeded and
+    the gateway passed the request to the upstream; ``len(items)`` gateway requests are made."""
+    pairs: list[LatencyPair] = []
+    task = progress.add_task("direct vs gateway", total=len(items)) if progress is not None else None
+    async with (
+        make_client(gateway_url, api_key, timeout_s) as via,
+        make_client(upstream_url, api_key, timeout_s) as direct,
+    ):
+        for i, item in enumerate(items):
+            if i % 2 == 0:
+                d = await send_one(direct, item, model)
+                g = await send_one(via, item, model)
+            else:
+                g = await send_one(via, item, model)
+                d = await send_one(direct, item, model)
+            if d.outcome is not Outcome.ERROR and g.reached_upstream:
+                pairs.append(LatencyPair(item.id, d.latency_ms, g.latency_ms))
+            if progress is not None and task is not None:
+                progress.advance(task)
+    return pairs
+
+
 async def replay_corpus(
     items: Sequence[DemoItem],
     gateway_url: str,
@@ -401,9 +451,10 @@ async def replay_corpus(
     console: Console | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Replay ``items`` through the gateway at ``gateway_url``, then the first ``direct_sample`` of
-    them straight to ``upstream_url`` (skipped when ``None`` or 0), print the summary tables on
-    ``console`` and return ``summarize``'s dict."""
+    """Replay ``items`` through the gateway at ``gateway_url`` with ``concurrency`` in flight, then
+    measure the added latency on the first ``direct_sample`` of them against ``upstream_url``
+    (``measure_pairs``; skipped when ``None`` or 0), print the summary tables on ``console`` and
+    return ``summarize``'s dict plus ``probe_requests`` (gateway requests made by the pairing)."""
     console = console or Console()
     progress = new_progress(console) if show_progress else None
     sample = list(items[: max(0, direct_sample)]) if upstream_url else []
@@ -415,15 +466,14 @@ async def replay_corpus(
             items, gateway_url, concurrency=concurrency, api_key=api_key, progress=progress, label="gateway"
         )
         wall = time.perf_counter() - start
-        direct: list[RequestResult] = []
+        pairs: list[LatencyPair] = []
         if sample and upstream_url:
-            direct = await replay(
-                sample, upstream_url, concurrency=concurrency, progress=progress, label="direct"
-            )
+            pairs = await measure_pairs(sample, gateway_url, upstream_url, api_key=api_key, progress=progress)
     finally:
         if progress is not None:
             progress.stop()
-    summary = summarize(results, direct, wall_s=wall)
+    summary = summarize(results, pairs, wall_s=wall)
+    summary["probe_requests"] = len(sample)
     console.print(render_by_kind(summary))
     console.print(render_summary(summary))
     if summary["error_samples"]:

@@ -4,14 +4,15 @@
 
 1. builds ``n`` demo requests from the shipped data (``gateway.demo.corpus``);
 2. starts the demo upstream stub (``python -m gateway.demo.upstream``) on a free loopback port;
-3. writes a gateway config (models ``demo`` and ``echo`` at the stub, the default policy set, the
-   audit store's embedded Valkey under a temporary directory) and starts the gateway as a subprocess
-   (``python -m uvicorn gateway.app:create_app --factory``, ``ROLLGUARD_CONFIG`` = that file) on a
-   free loopback port, then waits for ``/readyz``;
-4. replays the corpus through the gateway and a sample straight to the stub (``gateway.demo.replay``)
+3. starts the embedded store (``gateway.store.EmbeddedValkey``) under a temporary directory;
+4. writes a gateway config (models ``demo`` and ``echo`` at the stub, the default policy set, the
+   store's URL) and starts the gateway as a subprocess (``python -m uvicorn gateway.app:create_app
+   --factory``, ``ROLLGUARD_CONFIG`` = that file) on a free loopback port, then waits for ``/readyz``;
+5. replays the corpus through the gateway and a sample straight to the stub (``gateway.demo.replay``)
    and prints the summary tables;
-5. stops both processes (SIGTERM, then SIGKILL after a grace period) and removes the temporary
-   directory (unless ``keep_dir`` is given).
+6. stops the gateway (SIGTERM: it flushes its audit queue), counts the audit records in the
+   interactions stream, stops the stub and the store, and removes the temporary directory (unless
+   ``keep_dir`` is given).
 
 Exit code: 0 when requests ran and errors are at most ``MAX_ERROR_SHARE`` of them; 1 otherwise;
 2 when the servers did not start.
@@ -35,10 +36,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import redis
+from redis.exceptions import RedisError
 from rich.console import Console
 
 from gateway.demo.corpus import build_corpus
 from gateway.demo.replay import DEFAULT_CONCURRENCY, DEFAULT_DIRECT_SAMPLE, replay_corpus
+from gateway.store import EmbeddedValkey
+from rollguard.errors import StoreError
+from rollguard.settings import StoreSettings
 
 MAX_ERROR_SHARE = 0.02
 """Largest share of errored requests for a passing demo (2 %)."""
@@ -116,10 +122,10 @@ def _tail(log: Path, chars: int = 3000) -> str:
         return ""
 
 
-def demo_config(upstream_url: str, data_dir: Path) -> dict[str, Any]:
+def demo_config(upstream_url: str, data_dir: Path, redis_url: str | None = None) -> dict[str, Any]:
     """The gateway config for the demo: aliases ``demo`` and ``echo`` served by the stub at
     ``upstream_url`` (server root), no retries (errors must show), the default policy set (no
-    ``policies`` key), the embedded store under ``data_dir``."""
+    ``policies`` key), the store at ``redis_url`` (``None``: embedded under ``data_dir/var``)."""
     return {
         "model_list": [
             {
@@ -134,7 +140,7 @@ def demo_config(upstream_url: str, data_dir: Path) -> dict[str, Any]:
         ],
         "router_settings": {"num_retries": 0, "timeout": 30},
         "gateway": {"log_level": "warning"},
-        "store": {"data_dir": str(data_dir / "var")},
+        "store": {"data_dir": str(data_dir / "var"), "redis_url": redis_url},
     }
 
 
@@ -154,13 +160,16 @@ def run_demo(
     show_progress: bool = True,
     keep_dir: Path | None = None,
     summary_out: dict[str, Any] | None = None,
+    config_overrides: dict[str, Any] | None = None,
 ) -> int:
     """Run the whole demo (see the module docstring) and return the process exit code.
 
     ``n`` requests at ``concurrency`` in flight; ``direct_sample`` of them also sent straight to
     the stub for the added-latency figures. ``keep_dir``: use this directory for configs, logs and
     the store instead of a temporary one (kept afterwards). ``summary_out``: filled with the
-    replay summary (``gateway.demo.replay.summarize``'s keys).
+    replay summary (``gateway.demo.replay.summarize``'s keys) plus ``audit_records`` (entries in
+    the interactions stream after the gateway stopped, ``None`` if the store did not answer).
+    ``config_overrides``: top-level config keys replacing the demo's (e.g. ``{"policies": [...]}``).
     """
     console = console or Console()
     items = build_corpus(n)
@@ -170,12 +179,21 @@ def run_demo(
         else:
             work = keep_dir
             work.mkdir(parents=True, exist_ok=True)
+        console.print(f"[bold]rollguard demo[/bold]: {len(items)} requests, concurrency {concurrency}")
+        store = EmbeddedValkey(work / "var")
+        try:
+            redis_url = store.acquire()
+        except StoreError as exc:
+            console.print(f"[red]the embedded store did not start:[/red] {exc.message}", highlight=False)
+            return 2
+        stack.callback(store.release)
         stub_port, gw_port = free_port(), free_port()
         stub_url = f"http://127.0.0.1:{stub_port}"
         gw_url = f"http://127.0.0.1:{gw_port}"
         config = work / "rollguard-demo.yaml"
-        config.write_text(json.dumps(demo_config(stub_url, work), indent=2), encoding="utf-8")
-        console.print(f"[bold]rollguard demo[/bold]: {len(items)} requests, concurrency {concurrency}")
+        cfg = {**demo_config(stub_url, work, redis_url), **(config_overrides or {})}
+        config.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+        gw_log = work / "gateway.log"
         try:
             stub = stack.enter_context(
                 managed_process(
@@ -184,48 +202,71 @@ def run_demo(
                     work / "upstream.log",
                 )
             )
-            gateway = stack.enter_context(
-                managed_process(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "gateway.app:create_app",
-                        "--factory",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(gw_port),
-                        "--no-access-log",
-                        "--log-level",
-                        "warning",
-                    ],
-                    _env(ROLLGUARD_CONFIG=str(config)),
-                    work / "gateway.log",
+            with managed_process(_gateway_command(gw_port), _env(ROLLGUARD_CONFIG=str(config)), gw_log) as gw:
+                wait_ready(f"{stub_url}/v1/models", stub, work / "upstream.log")
+                console.print(f"upstream stub ready at {stub_url}")
+                wait_ready(f"{gw_url}/readyz", gw, gw_log)
+                console.print(f"gateway ready at {gw_url} (store {redis_url})")
+                summary = asyncio.run(
+                    replay_corpus(
+                        items,
+                        gw_url,
+                        stub_url,
+                        concurrency=concurrency,
+                        direct_sample=direct_sample,
+                        console=console,
+                        show_progress=show_progress,
+                    )
                 )
-            )
-            wait_ready(f"{stub_url}/v1/models", stub, work / "upstream.log")
-            console.print(f"upstream stub ready at {stub_url}")
-            wait_ready(f"{gw_url}/readyz", gateway, work / "gateway.log")
-            console.print(f"gateway ready at {gw_url}")
         except StartupError as exc:
             console.print("[red]demo servers did not start:[/red]")
             console.print(str(exc), markup=False, highlight=False)
             return 2
-        summary = asyncio.run(
-            replay_corpus(
-                items,
-                gw_url,
-                stub_url,
-                concurrency=concurrency,
-                direct_sample=direct_sample,
-                console=console,
-                show_progress=show_progress,
+        # The gateway has stopped, so its audit queue is flushed: count what reached the store.
+        summary["audit_records"] = count_audit_records(redis_url)
+        if summary["audit_records"] is not None:
+            console.print(
+                f"audit records in the interactions stream: {summary['audit_records']} "
+                f"({summary['requests']} replayed + {summary.get('probe_requests', 0)} latency probes)"
             )
-        )
+        code = exit_code(summary)
+        if code != 0:
+            console.print("[red]demo failed; gateway log tail:[/red]")
+            console.print(_tail(gw_log), markup=False, highlight=False)
     if summary_out is not None:
         summary_out.update(summary)
-    return exit_code(summary)
+    return code
+
+
+def _gateway_command(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "gateway.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def count_audit_records(redis_url: str, stream: str | None = None) -> int | None:
+    """Entries in the interactions stream (``XLEN``), or ``None`` when the store does not answer."""
+    name = stream or StoreSettings().interactions_stream
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.xlen(name))
+    except RedisError:
+        return None
+    finally:
+        client.close()
 
 
 def exit_code(summary: dict[str, Any]) -> int:

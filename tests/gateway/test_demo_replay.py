@@ -13,6 +13,7 @@ from gateway.demo.corpus import DemoItem, build_corpus
 from gateway.demo.replay import (
     Outcome,
     make_client,
+    measure_pairs,
     percentile,
     replay,
     replay_corpus,
@@ -57,7 +58,7 @@ async def test_corpus_replays_cleanly_through_the_stub(stub: tuple[Any, str]) ->
     assert summary["errors"] == 0 and summary["blocked_by_policy"] == {}
     assert sum(sum(row.values()) for row in summary["by_kind"].values()) == 24
     assert summary["latency_ms"]["p50"] > 0
-    assert summary["added_ms"] is None
+    assert summary["added_ms"] is None and summary["direct"] is None
     assert exit_code(summary) == 0
 
 
@@ -69,8 +70,8 @@ async def test_replay_corpus_prints_tables_and_compares_with_direct(stub: tuple[
     summary = await replay_corpus(
         items, url, url, concurrency=3, direct_sample=5, console=Console(file=out), show_progress=False
     )
-    assert stub_state(runner).calls["demo"] == 17
-    assert summary["direct"]["requests"] == 5 and summary["direct"]["compared"] == 5
+    assert stub_state(runner).calls["demo"] == 12 + 2 * 5
+    assert summary["direct"]["pairs"] == 5 and summary["probe_requests"] == 5
     assert summary["added_ms"] is not None
     text = out.getvalue()
     assert "added latency p50 / p99 over direct" in text and "outcome by kind of prompt" in text
@@ -131,6 +132,23 @@ async def test_connection_refused_is_an_error_not_an_exception() -> None:
     results = await replay([_item(0, False), _item(1, True)], url, concurrency=2)
     assert [(r.outcome, r.status) for r in results] == [(Outcome.ERROR, 0), (Outcome.ERROR, 0)]
     assert all(r.error and "Connection" in r.error for r in results)
+
+
+async def test_pairs_leave_out_input_blocks(stub: tuple[Any, str]) -> None:
+    runner, url = stub
+    blocked = {
+        "status": 400,
+        "error": {"message": "no", "type": "invalid_request_error", "code": "content_filter"},
+    }
+    stub_state(runner).scripts["echo"] = [blocked, 2]  # both calls of the first pair: an input block
+    pairs = await measure_pairs([_item(0, False), _item(1, True), _item(2, False)], url, url, model="echo")
+    assert [p.item_id for p in pairs] == ["t:1", "t:2"]
+    assert all(p.direct_ms > 0 and p.gateway_ms > 0 for p in pairs)
+    summary = summarize([], pairs)
+    assert summary["direct"]["pairs"] == 2
+    assert summary["added_ms"]["p50"] == pytest.approx(
+        percentile([p.gateway_ms - p.direct_ms for p in pairs], 50), abs=1e-3
+    )
 
 
 def test_percentile_matches_linear_interpolation() -> None:
