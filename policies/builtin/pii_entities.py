@@ -31,7 +31,10 @@ Look-alike rules (what is deliberately *not* PII):
   street numbers (``17151 2450 Crown St``) and ZIP+4 (``90010-170``) are not phone numbers.
 - US SSN: ``AAA-GG-SSSS`` or ``AAA GG SSSS`` with area not 000/666/900-999, group not 00, serial
   not 0000; nine bare digits only right after "SSN" / "social security".
-- IBAN: country code with its registered length, then the ISO 13616 mod-97 checksum.
+- IBAN: country code with its registered length, then the ISO 13616 mod-97 checksum. Only IBANs
+  whose account part holds a run of 7+ digits/separators are looked for (every registered format
+  has a numeric bank, branch or account code that long, except possibly Saint Lucia's all-
+  alphanumeric BBAN).
 - IPv4: a dotted quad accepted by ``ipaddress`` (no leading zeros) that is not a version string:
   not preceded by ``v`` / ``version`` / ``ver`` / ``release`` / ``build`` / ``firmware`` /
   ``rev`` / ``patch`` and not part of a longer dotted run (``1.2.3.4.5``). So ``192.168.1.20`` is an
@@ -44,7 +47,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import phonenumbers
 
@@ -64,6 +67,26 @@ _PRIORITY = {kind: n for n, kind in enumerate((CARD, IBAN, SSN, EMAIL, IP, PHONE
 
 PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "IN", "AU", "NL", "IT", "ES", "BR")
 """Regions a phone number written without a country code may belong to (tried in order)."""
+
+# --- number clusters -----------------------------------------------------------------------
+# Every card, SSN, IPv4 address and phone number lies inside a run of at least 7 characters drawn
+# from digits, separators and extension markers. Those runs are found with one fast scan and the
+# detailed patterns run only inside them, so long texts full of short numbers (code, tables) stay
+# cheap. Windows end 2 characters after the run so that end-of-match look-aheads see real text.
+_CLUSTER_RE = re.compile(r"[+(\d][\d \-.()x#+et]{6,}")
+_Windows = list[tuple[int, int]]
+
+
+def _clusters(text: str) -> _Windows:
+    n = len(text)
+    return [(m.start(), min(n, m.end() + 2)) for m in _CLUSTER_RE.finditer(text)]
+
+
+def _scan(pattern: re.Pattern[str], text: str, windows: _Windows) -> Iterator[re.Match[str]]:
+    """``pattern.finditer`` restricted to ``windows`` (look-behinds still see the text before)."""
+    for start, end in windows:
+        yield from pattern.finditer(text, start, end)
+
 
 # --- e-mail ---------------------------------------------------------------------------------
 _EMAIL_RE = re.compile(
@@ -95,9 +118,17 @@ _FILE_TLDS = frozenset(
 
 
 def _find_emails(text: str) -> Iterable[Span]:
-    for m in _EMAIL_RE.finditer(text):
-        if m.group().rsplit(".", 1)[1].lower() not in _FILE_TLDS:
-            yield Span(EMAIL, m.start(), m.end(), _PRIORITY[EMAIL])
+    # Search only around each "@" (local part <= 64, domain <= 255 characters): long texts with a
+    # few addresses cost little.
+    at = text.find("@")
+    pos = 0
+    while at >= 0:
+        m = _EMAIL_RE.search(text, max(pos, at - 65), min(len(text), at + 256))
+        if m is not None and m.start() <= at < m.end():
+            if m.group().rsplit(".", 1)[1].lower() not in _FILE_TLDS:
+                yield Span(EMAIL, m.start(), m.end(), _PRIORITY[EMAIL])
+            pos = m.end()
+        at = text.find("@", max(at + 1, pos))
 
 
 # --- payment cards --------------------------------------------------------------------------
@@ -161,8 +192,8 @@ def _issuer_ok(digits: str) -> bool:
     return False
 
 
-def _find_cards(text: str) -> Iterable[Span]:
-    for m in _CARD_RE.finditer(text):
+def _find_cards(text: str, windows: _Windows) -> Iterable[Span]:
+    for m in _scan(_CARD_RE, text, windows):
         raw = m.group()
         digits = raw.replace(" ", "").replace("-", "")
         if len(digits) < 12 or len(set(digits)) < 2 or not _issuer_ok(digits) or not luhn_ok(digits):
@@ -200,8 +231,21 @@ def iban_ok(compact: str) -> bool:
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
 
 
-def _find_ibans(text: str) -> Iterable[Span]:
-    for m in _IBAN_RE.finditer(text):
+def _iban_windows(clusters: _Windows) -> _Windows:
+    """Number clusters widened to the left by 36 characters (country code, check digits and a bank
+    code in letters before the account digits)."""
+    out: _Windows = []
+    for start, end in clusters:
+        start = max(0, start - 36)
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+def _find_ibans(text: str, windows: _Windows) -> Iterable[Span]:
+    for m in _scan(_IBAN_RE, text, windows):
         start = m.start() - 2
         length = _IBAN_LENGTHS.get(text[start : m.start()].upper())
         if length is None:
@@ -233,11 +277,11 @@ def ssn_ok(area: str, group: str, serial: str) -> bool:
     return area + group + serial not in _SSN_EXAMPLES
 
 
-def _find_ssns(text: str) -> Iterable[Span]:
-    for m in _SSN_RE.finditer(text):
+def _find_ssns(text: str, windows: _Windows) -> Iterable[Span]:
+    for m in _scan(_SSN_RE, text, windows):
         if ssn_ok(m.group(1), m.group(3), m.group(4)):
             yield Span(SSN, m.start(), m.end(), _PRIORITY[SSN])
-    for m in _SSN_BARE_RE.finditer(text):
+    for m in _scan(_SSN_BARE_RE, text, windows):
         d = m.group()
         if _SSN_WORD_BEFORE.search(text, max(0, m.start() - 30), m.start()) and ssn_ok(d[:3], d[3:5], d[5:]):
             yield Span(SSN, m.start(), m.end(), _PRIORITY[SSN])
@@ -249,40 +293,67 @@ _VERSION_BEFORE = re.compile(
     r"(?i)(?:\bv|\bversion|\bver\.?|\brelease|\bbuild|\bfirmware|\bfw|\brev(?:ision)?|\bpatch)\s*[:=#]?\s*$"
 )
 _IPV6_RE = re.compile(
-    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4})(?![\w:]|\.\d)"
+    r"(?=[0-9A-Fa-f:])(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4})(?![\w:]|\.\d)"
 )
 
 
-def _find_ips(text: str) -> Iterable[Span]:
-    if "." in text:
-        for m in _IPV4_RE.finditer(text):
-            if _VERSION_BEFORE.search(text, max(0, m.start() - 16), m.start()):
-                continue
-            try:
-                ipaddress.IPv4Address(m.group())
-            except ValueError:
-                continue
-            yield Span(IP, m.start(), m.end(), _PRIORITY[IP])
-    if "::" in text or text.count(":") >= 7:
-        for m in _IPV6_RE.finditer(text):
-            cand = m.group()
-            groups = [g for g in cand.split(":") if g]
-            if len(groups) < 2 or not any(c.isdigit() for c in cand):
-                continue
-            try:
-                ipaddress.IPv6Address(cand)
-            except ValueError:
-                continue
-            yield Span(IP, m.start(), m.end(), _PRIORITY[IP])
+def _find_ipv4(text: str, windows: _Windows) -> Iterable[Span]:
+    for m in _scan(_IPV4_RE, text, windows):
+        if _VERSION_BEFORE.search(text, max(0, m.start() - 16), m.start()):
+            continue
+        try:
+            ipaddress.IPv4Address(m.group())
+        except ValueError:
+            continue
+        yield Span(IP, m.start(), m.end(), _PRIORITY[IP])
+
+
+_HEX_OR_COLON = frozenset("0123456789abcdefABCDEF:")
+
+
+def _ipv6_windows(text: str) -> _Windows:
+    """Windows around colons that have a hex digit or colon on both sides (an address is at most
+    45 characters and its first colon at most 4 characters in)."""
+    n = len(text)
+    out: _Windows = []
+    i = text.find(":")
+    while i >= 0:
+        if 0 < i < n - 1 and text[i - 1] in _HEX_OR_COLON and text[i + 1] in _HEX_OR_COLON:
+            start, end = max(0, i - 5), min(n, i + 48)
+            if out and start <= out[-1][1]:
+                out[-1] = (out[-1][0], end)
+            else:
+                out.append((start, end))
+            i = text.find(":", i + 1)
+        else:
+            i = text.find(":", i + 1)
+    return out
+
+
+def _find_ipv6(text: str) -> Iterable[Span]:
+    if "::" not in text and text.count(":") < 7:
+        return
+    for m in _scan(_IPV6_RE, text, _ipv6_windows(text)):
+        cand = m.group()
+        groups = [g for g in cand.split(":") if g]
+        if len(groups) < 2 or not any(c.isdigit() for c in cand):
+            continue
+        try:
+            ipaddress.IPv6Address(cand)
+        except ValueError:
+            continue
+        yield Span(IP, m.start(), m.end(), _PRIORITY[IP])
 
 
 # --- phone numbers --------------------------------------------------------------------------
 _PHONE_RE = re.compile(
     r"(?=[+(\d])"  # lets the regex engine skip quickly to candidate characters
     r"(?<![\w+\-./:\\])"
+    r"(?>"  # atomic: a long digit run is rejected once, not re-split thousands of ways
     r"(?:(?:\+|\b00|\b011)[ \-.]?)?"
     r"(?:\(\d{1,4}\)|\d{1,5})"
     r"(?:[ \-.]?(?:\(\d{1,4}\)|\d{1,5})){0,6}"
+    r")"
     r"(?:[ ]?(?:x|ext\.?|#)[ ]?\d{1,5})?"
     r"(?![\w:/\\]|[.\-]\d)"
 )
@@ -345,8 +416,8 @@ def _phone_ok(cand: str, text: str, start: int, end: int) -> bool:
     return False
 
 
-def _find_phones(text: str) -> Iterable[Span]:
-    for m in _PHONE_RE.finditer(text):
+def _find_phones(text: str, windows: _Windows) -> Iterable[Span]:
+    for m in _scan(_PHONE_RE, text, windows):
         cand = m.group()
         if _phone_ok(cand, text, m.start(), m.end()):
             yield Span(PHONE, m.start(), m.end(), _PRIORITY[PHONE])
@@ -354,13 +425,11 @@ def _find_phones(text: str) -> Iterable[Span]:
 
 _DIGIT_RE = re.compile(r"\d")
 
-_FINDERS: dict[str, Callable[[str], Iterable[Span]]] = {
-    EMAIL: _find_emails,
+_DIGIT_FINDERS: dict[str, Callable[[str, _Windows], Iterable[Span]]] = {
     PHONE: _find_phones,
     CARD: _find_cards,
-    IBAN: _find_ibans,
     SSN: _find_ssns,
-    IP: _find_ips,
+    IP: _find_ipv4,
 }
 
 
@@ -375,18 +444,24 @@ class PiiFinder:
         if unknown:
             raise ValueError(f"unknown PII entities {unknown}; supported: {list(ENTITIES)}")
         self.entities = tuple(e for e in ENTITIES if e in chosen)
-        self._digit_finders = [_FINDERS[e] for e in self.entities if e not in (EMAIL, IBAN)]
+        self._digit_finders = [_DIGIT_FINDERS[e] for e in self.entities if e in _DIGIT_FINDERS]
         self._email = EMAIL in self.entities
         self._iban = IBAN in self.entities
+        self._ipv6 = IP in self.entities
 
     def __call__(self, text: str) -> list[Span]:
         spans: list[Span] = []
         if self._email and "@" in text:
-            spans.extend(_FINDERS[EMAIL](text))
+            spans.extend(_find_emails(text))
         if _DIGIT_RE.search(text) is None:
             return spans
+        if self._ipv6:
+            spans.extend(_find_ipv6(text))
+        windows = _clusters(text)
+        if not windows:
+            return spans
         if self._iban:
-            spans.extend(_find_ibans(text))
+            spans.extend(_find_ibans(text, _iban_windows(windows)))
         for find in self._digit_finders:
-            spans.extend(find(text))
+            spans.extend(find(text, windows))
         return spans

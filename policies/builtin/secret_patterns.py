@@ -27,7 +27,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from policies.builtin.redaction import Span
 
@@ -149,6 +149,55 @@ _TRIGGERS: dict[str, tuple[tuple[str, ...], bool]] = {
 }
 
 
+BEFORE = 64
+"""Characters a match may start before its trigger literal (``aws_`` before ``secret``, the scheme
+before ``://``, ``-----BEGIN RSA `` before ``PRIVATE KEY``)."""
+AFTER = 1024
+"""Characters searched after a trigger; a match that reaches the end of its window is searched
+again without the limit (long PEM blocks, long tokens)."""
+
+
+def trigger_windows(
+    haystack: str, literals: Iterable[str], n: int | None = None, slack: int = 0
+) -> list[tuple[int, int]]:
+    """Merged ``[start, end)`` windows of ``BEFORE``/``AFTER`` characters around every occurrence
+    of any of ``literals`` in ``haystack``; empty when none occurs. ``n``: length of the text the
+    windows are for (default ``len(haystack)``); ``slack``: how far an offset in ``haystack`` may
+    lie past the same place in that text (windows start that much earlier)."""
+    hits: list[int] = []
+    for lit in literals:
+        i = haystack.find(lit)
+        while i >= 0:
+            hits.append(i)
+            i = haystack.find(lit, i + 1)
+    if not hits:
+        return []
+    hits.sort()
+    if n is None:
+        n = len(haystack)
+    out: list[tuple[int, int]] = []
+    for i in hits:
+        start, end = max(0, i - BEFORE - slack), min(n, i + AFTER)
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def scan(pattern: re.Pattern[str], text: str, windows: list[tuple[int, int]]) -> Iterator[re.Match[str]]:
+    """``pattern.finditer`` inside each window. A match touching a window's end (where the window
+    cut may have shortened it, or ``\\Z`` matched early) is matched again on the whole text."""
+    n = len(text)
+    for start, end in windows:
+        for m in pattern.finditer(text, start, end):
+            if m.end() >= end and end < n:
+                full = pattern.match(text, m.start())
+                if full is not None:
+                    m = full
+            yield m
+
+
 def _jwt_ok(header_b64: str) -> bool:
     """The JWT header decodes (base64url) to a JSON object with an ``alg`` member."""
     try:
@@ -184,16 +233,17 @@ class SecretFinder:
 
     def __call__(self, text: str) -> list[Span]:
         lower = text.lower()
+        # Lower-casing may lengthen the text (U+0130 -> "i" + combining dot); offsets found in
+        # ``lower`` are then up to ``slack`` characters past the same place in ``text``.
+        slack = abs(len(lower) - len(text))
         spans: list[Span] = []
         for kind, pattern, group in self._rules:
             literals, in_lower = _TRIGGERS[kind]
-            haystack = lower if in_lower else text
-            for lit in literals:
-                if lit in haystack:
-                    break
+            if in_lower:
+                windows = trigger_windows(lower, literals, len(text), slack)
             else:
-                continue
-            for m in pattern.finditer(text):
+                windows = trigger_windows(text, literals)
+            for m in scan(pattern, text, windows):
                 spans.append(Span(kind, m.start(group), m.end(group), 10))
         for find in self._extra:
             spans.extend(find(text))
@@ -201,9 +251,7 @@ class SecretFinder:
 
 
 def _aws_secret_after_key_id(text: str) -> Iterable[Span]:
-    if not any(lit in text for lit in _TRIGGERS["AWS_ACCESS_KEY"][0]):
-        return
-    for key in _AWS_KEY_ID.finditer(text):
+    for key in scan(_AWS_KEY_ID, text, trigger_windows(text, _TRIGGERS["AWS_ACCESS_KEY"][0])):
         window_end = min(len(text), key.end() + 200)
         for m in _BASE64_40.finditer(text, key.end(), window_end):
             value = m.group(1)
@@ -218,16 +266,12 @@ def _aws_secret_after_key_id(text: str) -> Iterable[Span]:
 
 
 def _find_jwts(text: str) -> Iterable[Span]:
-    if "eyJ" not in text:
-        return
-    for m in _JWT_RE.finditer(text):
+    for m in scan(_JWT_RE, text, trigger_windows(text, ("eyJ",))):
         if _jwt_ok(m.group(1)):
             yield Span("JWT", m.start(), m.end(), 10)
 
 
 def _find_url_credentials(text: str) -> Iterable[Span]:
-    if "://" not in text:
-        return
-    for m in _URL_CRED_RE.finditer(text):
+    for m in scan(_URL_CRED_RE, text, trigger_windows(text, ("://",))):
         if not _is_placeholder(m.group(2)):
             yield Span("URL_CREDENTIALS", m.start(2), m.end(2), 20)
