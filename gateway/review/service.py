@@ -259,14 +259,14 @@ class ReviewService:
         return await self.queues.decided_items(queue, now_ms() - self.settings.window_s * 1000)
 
     async def agreement(self, queue: str) -> dict[str, Any]:
-        """``{"queue", "items", "alpha", "alpha_per_label", "kappas": [...], "below_threshold"}``
+        """``{"queue", "n_items", "alpha", "alpha_per_label", "kappas": [...], "below_threshold"}``
         on the rolling window (items with at least two verdicts count)."""
         votes = votes_of(await self.window_items(queue))
         alpha = krippendorff_alpha(votes)
         multi = {i: v for i, v in votes.items() if len(v) >= 2}
         return {
             "queue": queue,
-            "items": len(multi),
+            "n_items": len(multi),
             "alpha": alpha,
             "alpha_per_label": alpha_per_label(multi) if multi else {},
             "kappas": [{"a": k.a, "b": k.b, "n": k.n, "kappa": k.kappa} for k in pair_kappas(votes)],

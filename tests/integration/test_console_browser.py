@@ -78,11 +78,33 @@ def _seed(redis_url: str) -> dict[str, Any]:
                 "exemplars": [canary, control],
             }
             anomaly = await svc.escalate_anomaly(bundle)
+            await _decided_history(svc)
             return {"acme": acme[0].item_id, "globex": globex[0].item_id, "anomaly": anomaly[0].item_id}
         finally:
             await client.aclose()
 
     return asyncio.run(run())
+
+
+async def _decided_history(svc: ReviewService) -> None:
+    """Twelve drift alerts judged by two reviewers who often disagree: alpha below 0.667."""
+    for n in range(12):
+        await svc.escalate_anomaly(
+            {"id": f"drift-{n}", "detector": "psi_drift", "severity": "medium", "tenant": "acme"}
+        )
+    ana_labels = ["acceptable", "policy_violation", "detector_false_positive"] * 4
+    ben_labels = ["acceptable", "detector_false_positive", "policy_violation", "acceptable"] * 3
+    for name, labels in (("ana", ana_labels), ("ben", ben_labels)):
+        spec = svc.settings.reviewer(name)
+        assert spec is not None
+        for le in await svc.claim(spec, "rollout", count=50):
+            item = await svc.queues.get_item("rollout", le.item_id)
+            assert item is not None
+            if item.source_id.startswith("drift-"):
+                label = labels[int(item.source_id.split("-")[1])]
+                await svc.verdict(spec, le.id, le.item_id, {"label": label})
+            else:  # the canary/control item stays open for the browser
+                await svc.release(spec, le.id, le.item_id)
 
 
 @pytest.fixture()
@@ -173,5 +195,16 @@ def test_console_claim_highlight_keyboard_verdict_and_403(
             anomaly = page.request.get(f"{base}/v1/review/queues/rollout/items/{ids['anomaly']}").json()
             assert anomaly["verdict_count"] == 1 and anomaly["status"] == "open"  # k = 2
             assert anomaly["verdicts"] is None  # blind review
+
+            # A lead sees agreement per queue; the rollout queue is below alpha 0.667 and marked.
+            page.click("header form.who button")
+            page.fill("#token", TOKENS["lea"])
+            page.click("#login-form button[type=submit]")
+            expect(page.locator("#queues tr[data-queue=rollout] .alpha.low")).to_be_visible()
+            page.screenshot(path=str(shots / "review-queues-lead.png"), full_page=True)
+            page.goto(f"{base}/review/insights")
+            expect(page.locator("section[data-queue=rollout] .alpha.low")).to_be_visible()
+            expect(page.locator("#precision")).to_contain_text("psi_drift")
+            page.screenshot(path=str(shots / "review-insights.png"), full_page=True)
         finally:
             browser.close()

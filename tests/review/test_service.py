@@ -123,7 +123,7 @@ async def test_low_posterior_goes_to_lead_adjudication(aredis: aioredis.Redis) -
             await svc.verdict(spec, le.id, le.item_id, {"label": verdicts[spec.name][order[le.item_id]]})
     assert (await svc.queues.stats("rollout")).decided == 12
     agree = await svc.agreement("rollout")
-    assert agree["items"] == 12 and agree["alpha"] is not None and 0.7 < agree["alpha"] < 0.9
+    assert agree["n_items"] == 12 and agree["alpha"] is not None and 0.7 < agree["alpha"] < 0.9
     assert [(k["a"], k["b"], k["n"]) for k in agree["kappas"]] == [("ana", "ben", 12)]
     agg = await svc.aggregate("rollout")
     low = [i for i, a in agg.items() if a.posterior < 0.8]
