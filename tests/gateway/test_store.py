@@ -329,3 +329,19 @@ async def test_embedded_server_is_shared_persists_and_restarts(tmp_path: Path) -
         assert (data_dir / "valkey" / "appendonlydir").is_dir()
     finally:
         await third.aclose()
+
+
+async def test_a_record_after_aclose_is_spilled_and_restored(redis_url: str, tmp_path: Path) -> None:
+    settings = StoreSettings(redis_url=redis_url, data_dir=tmp_path)
+    s = Store(settings, retention_check_s=0)
+    await s.start()
+    await s.aclose()
+    s.append_interaction(record(7))
+    assert s.spilled == 1 and s.buffered == 0
+    t = Store(settings, retention_check_s=0)
+    await t.start()
+    try:
+        assert t.restored == 1
+        assert [r[1]["id"] for r in await t.redis.xrange(STREAM)] == ["int-7"]
+    finally:
+        await t.aclose()
