@@ -492,7 +492,7 @@ class Store:
         path = self._spill_dir() / f"interactions-{int(time.time() * 1000)}-{os.getpid()}.jsonl"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "wb") as fh:
+            with open(path, "ab") as fh:
                 for fields in self._buffer:
                     fh.write(orjson.dumps(fields) + b"\n")
                 fh.flush()
@@ -512,6 +512,11 @@ class Store:
         directory = self._spill_dir()
         if not directory.is_dir():
             return
+        for stale in directory.glob("interactions-*.restoring"):  # a restorer died mid-way
+            pid = stale.suffixes[-2].lstrip(".") if len(stale.suffixes) >= 2 else ""
+            if not (pid.isdigit() and _pid_alive(int(pid))):
+                with contextlib.suppress(OSError):
+                    stale.rename(directory / (stale.name.split(".")[0] + ".jsonl"))
         for path in sorted(directory.glob("interactions-*.jsonl")):
             claimed = path.with_suffix(f".{os.getpid()}.restoring")
             try:

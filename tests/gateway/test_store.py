@@ -345,3 +345,25 @@ async def test_a_record_after_aclose_is_spilled_and_restored(redis_url: str, tmp
         assert [r[1]["id"] for r in await t.redis.xrange(STREAM)] == ["int-7"]
     finally:
         await t.aclose()
+
+
+async def test_a_spill_file_left_by_a_dead_restorer_is_restored(redis_url: str, tmp_path: Path) -> None:
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    fields = {
+        "record": orjson.dumps(record(3)).decode(),
+        "id": "int-3",
+        "tenant": "acme",
+        "model": "demo",
+        "variant": "",
+        "verdict": "flag",
+    }
+    (spill / "interactions-1-2.99999999.restoring").write_bytes(orjson.dumps(fields) + b"\n")
+    s = Store(StoreSettings(redis_url=redis_url, data_dir=tmp_path), retention_check_s=0)
+    await s.start()
+    try:
+        assert s.restored == 1
+        assert [r[1]["id"] for r in await s.redis.xrange(STREAM)] == ["int-3"]
+        assert list(spill.iterdir()) == []
+    finally:
+        await s.aclose()
