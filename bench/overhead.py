@@ -79,12 +79,24 @@ class Cell:
     rps: float
     p50_ms: float
     p99_ms: float
+    server_cpu_ms: float | None = None
+    upstream_cpu_ms: float | None = None
     added_p50_ms: float | None = None
     added_p99_ms: float | None = None
     rps_ratio: float | None = None
 
 
 # --- processes ---------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc/<pid>/stat`` fields 14
+    and 15, in clock ticks); ``None`` where ``/proc`` is not available."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def free_port() -> int:
@@ -305,8 +317,19 @@ def gateway_config(path: Path, stub_url: str, policies_on: bool, data_dir: Path)
 
 
 def measure(
-    mode: str, url: str, model: str, args: argparse.Namespace, workdir: Path, cells: list[Cell]
+    mode: str,
+    url: str,
+    model: str,
+    args: argparse.Namespace,
+    workdir: Path,
+    cells: list[Cell],
+    server_pid: int,
+    upstream_pid: int,
 ) -> None:
+    """Run the four cells of one mode. CPU per request (ms) is the CPU time the server process
+    (the gateway, or the stub for ``direct``) and the stub used during the measured seconds divided
+    by the requests served: unlike wall-clock figures it hardly moves when other work shares the
+    machine."""
     for stream in (False, True):
         headers = probe(url, stream, model)
         if mode != "direct" and headers.get("x-rollguard-verdict", "allow") != "allow":
@@ -315,8 +338,16 @@ def measure(
             payload = body(stream, model)
             if args.warmup > 0:
                 args.loadgen_fn(url, payload, concurrency, args.warmup, workdir)
+            cpu0 = cpu_seconds(server_pid), cpu_seconds(upstream_pid)
             r = args.loadgen_fn(url, payload, concurrency, args.duration, workdir)
+            cpu1 = cpu_seconds(server_pid), cpu_seconds(upstream_pid)
             ok = max(0, int(r["requests"]) - int(r["errors"]))
+
+            def per_request(a: float | None, b: float | None, served: int = ok) -> float | None:
+                return (
+                    round((b - a) * 1000 / served, 3) if a is not None and b is not None and served else None
+                )
+
             cell = Cell(
                 mode=mode,
                 stream=stream,
@@ -327,11 +358,14 @@ def measure(
                 rps=round(ok / r["duration_s"], 1),
                 p50_ms=round(r["p50_ms"], 3),
                 p99_ms=round(r["p99_ms"], 3),
+                server_cpu_ms=per_request(cpu0[0], cpu1[0]),
+                upstream_cpu_ms=per_request(cpu0[1], cpu1[1]) if mode != "direct" else None,
             )
             cells.append(cell)
             print(
                 f"  {mode:13s} stream={stream!s:5s} c={concurrency:<2d} {cell.rps:8.1f} req/s "
-                f"p50 {cell.p50_ms:7.2f} ms p99 {cell.p99_ms:7.2f} ms errors {cell.errors}",
+                f"p50 {cell.p50_ms:7.2f} ms p99 {cell.p99_ms:7.2f} ms "
+                f"server CPU {cell.server_cpu_ms} ms/req errors {cell.errors}",
                 flush=True,
             )
 
@@ -354,8 +388,8 @@ def markdown(cells: list[Cell], meta: dict[str, Any]) -> str:
         f"{meta['duration_s']:g} s per cell (`bench/overhead.py`, {meta['date']}).",
         "",
         "| mode | stream | concurrency | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
-        "| req/s vs direct |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| req/s vs direct | server CPU ms/request |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def f(x: float | None) -> str:
@@ -364,9 +398,14 @@ def markdown(cells: list[Cell], meta: dict[str, Any]) -> str:
     for c in cells:
         lines.append(
             f"| {c.mode} | {'yes' if c.stream else 'no'} | {c.concurrency} | {c.rps:.0f} | {c.p50_ms:.2f} | "
-            f"{c.p99_ms:.2f} | {f(c.added_p50_ms)} | {f(c.added_p99_ms)} | {f(c.rps_ratio)} |"
+            f"{c.p99_ms:.2f} | {f(c.added_p50_ms)} | {f(c.added_p99_ms)} | {f(c.rps_ratio)} | "
+            f"{f(c.server_cpu_ms)} |"
         )
     lines += [
+        "",
+        "Server CPU ms/request: CPU time of the gateway process (of the stub for `direct`) per request "
+        "served; it hardly depends on other load, unlike the wall-clock columns. "
+        f"Load average before / after: {meta['loadavg_before']} / {meta['loadavg_after']}.",
         "",
         "Targets (policies on, one worker): "
         + ", ".join(f"{t['name']} {t['value']} ({'met' if t['met'] else 'not met'})" for t in meta["targets"])
@@ -397,7 +436,7 @@ def targets(cells: list[Cell]) -> list[dict[str, Any]]:
 def print_table(cells: list[Cell]) -> None:
     head = (
         f"{'mode':13s} {'stream':6s} {'conc':>4s} {'req/s':>8s} {'p50':>8s} {'p99':>8s} "
-        f"{'+p50':>7s} {'+p99':>7s} {'ratio':>6s}"
+        f"{'+p50':>7s} {'+p99':>7s} {'ratio':>6s} {'cpu/req':>8s}"
     )
     print(head)
     print("-" * len(head))
@@ -408,7 +447,8 @@ def print_table(cells: list[Cell]) -> None:
 
         print(
             f"{c.mode:13s} {'yes' if c.stream else 'no':6s} {c.concurrency:4d} {c.rps:8.1f} {c.p50_ms:8.2f} "
-            f"{c.p99_ms:8.2f} {f(c.added_p50_ms, 7)} {f(c.added_p99_ms, 7)} {f(c.rps_ratio, 6)}"
+            f"{c.p99_ms:8.2f} {f(c.added_p50_ms, 7)} {f(c.added_p99_ms, 7)} {f(c.rps_ratio, 6)} "
+            f"{f(c.server_cpu_ms, 8)}"
         )
 
 
@@ -420,42 +460,37 @@ def run(args: argparse.Namespace) -> int:
     args.loadgen_fn = run_wrk if use_wrk else run_aiohttp
     loadgen = "wrk 1 thread" if use_wrk else "aiohttp (separate process)"
     cells: list[Cell] = []
+    failures: list[str] = []
+    load_before = [round(x, 2) for x in os.getloadavg()]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with tempfile.TemporaryDirectory(prefix="rollguard-bench-") as tmp:
         work = Path(tmp)
         stub_port = free_port()
         stub_url = f"http://127.0.0.1:{stub_port}"
         stub_log = work / "stub.log"
-        print(f"load generator: {loadgen}; {args.duration:g} s per cell", flush=True)
-        with process(
-            [PYTHON, "-m", "gateway.demo.upstream", "--port", str(stub_port)], env, stub_log
-        ) as stub:
+        print(
+            f"load generator: {loadgen}; {args.duration:g} s per cell; load average {load_before}", flush=True
+        )
+        stub_cmd = [PYTHON, "-m", "gateway.demo.upstream", "--port", str(stub_port), "--no-preload"]
+        with process(stub_cmd, env, stub_log) as stub:
             wait_http(f"{stub_url}/v1/models", stub, log=stub_log)
-            measure("direct", f"{stub_url}/v1/chat/completions", STUB_MODEL, args, work, cells)
+            measure(
+                "direct", f"{stub_url}/v1/chat/completions", STUB_MODEL, args, work, cells, stub.pid, stub.pid
+            )
             for mode, on in (("policies_off", False), ("policies_on", True)):
                 cfg = gateway_config(work / f"{mode}.yaml", stub_url, on, work / f"var-{mode}")
                 port = free_port()
                 log = work / f"{mode}.log"
                 genv = {**env, "ROLLGUARD_CONFIG": str(cfg)}
-                cmd = [
-                    PYTHON,
-                    "-m",
-                    "uvicorn",
-                    "gateway.app:create_app",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    "1",
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ]
-                with process(cmd, genv, log) as gw:
-                    wait_http(f"http://127.0.0.1:{port}/readyz", gw, log=log)
-                    measure(mode, f"http://127.0.0.1:{port}/v1/chat/completions", MODEL, args, work, cells)
+                with process(gateway_command(port), genv, log) as gw:
+                    try:
+                        wait_http(f"http://127.0.0.1:{port}/readyz", gw, log=log)
+                        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                        measure(mode, url, MODEL, args, work, cells, gw.pid, stub.pid)
+                    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                        last = str(exc).strip().splitlines()
+                        failures.append(f"{mode}: {last[0]} ... {last[-1]}" if last else mode)
+                        print(f"  {mode}: FAILED: {failures[-1]}", flush=True)
     compare(cells)
     meta = {
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
@@ -468,8 +503,13 @@ def run(args: argparse.Namespace) -> int:
         "prompt_chars": len(PROMPT),
         "stream_chunks": 16,
         "workers": 1,
+        "loadavg_before": load_before,
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "failures": failures,
     }
     meta["targets"] = targets(cells)
+    for line in failures:
+        print(f"FAILED {line}")
     print()
     print_table(cells)
     for t in meta["targets"]:
@@ -481,7 +521,15 @@ def run(args: argparse.Namespace) -> int:
     )
     (out / "overhead.md").write_text(markdown(cells, meta))
     print(f"wrote {out / 'overhead.json'} and {out / 'overhead.md'}")
-    return 0 if all(c.errors == 0 for c in cells) else 1
+    return 0 if not failures and all(c.errors == 0 for c in cells) else 1
+
+
+def gateway_command(port: int) -> list[str]:
+    """One uvicorn worker serving the gateway app factory on 127.0.0.1:``port``."""
+    return [
+        PYTHON, "-m", "uvicorn", "gateway.app:create_app", "--factory", "--host", "127.0.0.1",
+        "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
