@@ -45,17 +45,13 @@ def error_response(exc: RollguardError, headers: dict[str, str] | None = None, *
     return json_response(exc.to_body(**extra), status=exc.status, headers=headers)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the boundary's handlers on ``app``."""
-
-    @app.exception_handler(RollguardError)
-    async def _rollguard(request: Request, exc: RollguardError) -> Response:
+def response_for(request: Request, exc: Exception) -> Response:
+    """The boundary itself: any exception -> an OpenAI-shaped error response."""
+    if isinstance(exc, RollguardError):
         if not isinstance(exc, ClientError):
             log.warning("request failed: %s %s (%s)", type(exc).__name__, exc.code, exc.message)
         return error_response(exc)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+    if isinstance(exc, StarletteHTTPException):
         etype, code = _HTTP_CODES.get(exc.status_code, ("server_error", "http_error"))
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
@@ -64,9 +60,7 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"method {request.method} not allowed on {request.url.path}"
         body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
         return json_response(body, status=exc.status_code, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+    if isinstance(exc, RequestValidationError):
         errors = exc.errors()
         first = errors[0] if errors else {}
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
@@ -81,18 +75,25 @@ def install_error_handlers(app: FastAPI) -> None:
             }
         }
         return json_response(body, status=422)
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> Response:
-        log.error(
-            "internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
-        )
-        body = {
-            "error": {
-                "message": "internal error in the gateway; it has been logged",
-                "type": "server_error",
-                "param": None,
-                "code": "internal_error",
-            }
+    log.error(
+        "internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
+    )
+    body = {
+        "error": {
+            "message": "internal error in the gateway; it has been logged",
+            "type": "server_error",
+            "param": None,
+            "code": "internal_error",
         }
-        return json_response(body, status=500)
+    }
+    return json_response(body, status=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the boundary on ``app`` for every exception class it maps."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        return response_for(request, exc)
+
+    for cls in (RollguardError, StarletteHTTPException, RequestValidationError, Exception):
+        app.add_exception_handler(cls, handler)

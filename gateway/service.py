@@ -23,7 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 from starlette.responses import Response, StreamingResponse
 
-from gateway.audit import AuditTrail
+from gateway.audit import AuditTrail, Coverage
 from gateway.errors import error_response, json_response
 from gateway.flags import FlagContext, Flags
 from gateway.streaming import DONE, StreamGuard
@@ -33,7 +33,7 @@ from policies.base import CheckContext
 from policies.pipeline import ConfiguredPolicy, Pipeline, StageResult
 from rollguard.errors import GuardrailUnavailable, InvalidRequest, NotFound, RollguardError
 from rollguard.settings import RollguardSettings
-from rollguard.types import Decision, FlagSnapshot, Interaction, Stage, Verdict, text_of
+from rollguard.types import Decision, FlagSnapshot, Interaction, Mode, Stage, Verdict, text_of
 
 log = logging.getLogger("rollguard.gateway")
 _tracer = trace.get_tracer("rollguard.gateway")
@@ -96,6 +96,12 @@ class ChatService:
             names[f] = None
         self._variant_flags = tuple(dict.fromkeys(ro.flag for ro in fs.rollouts.values()))
         self._flag_names = tuple(names)
+        self._privacy: dict[str, tuple[str, frozenset[str]]] = {}
+        for p in pipeline.policies:
+            if p.mode is Mode.ENFORCE:
+                roles = audit.redactor.eligible_roles(p.policy)
+                if roles is not None:
+                    self._privacy[p.id] = (p.type_name, roles)
         self._holdback = settings.gateway.stream_holdback_chars
         self._restore = settings.gateway.restore_redactions
 
@@ -214,7 +220,27 @@ class ChatService:
                 span.set_attribute(
                     "gen_ai.usage.output_tokens", interaction.usage.get("completion_tokens", 0)
                 )
-        self.audit.record(interaction)
+        self.audit.record(interaction, self._coverage(interaction))
+
+    def _coverage(self, interaction: Interaction) -> Coverage:
+        """Which privacy redactions the request's own enforced policies already applied."""
+        cov = Coverage()
+        failed: set[str] = set()
+        for d in interaction.decisions:
+            entry = self._privacy.get(d.policy)
+            if entry is None:
+                continue
+            if d.error is not None or not d.enforced:
+                failed.add(d.policy)
+                continue
+            type_name, roles = entry
+            if d.stage is Stage.PRE_CALL:
+                cov.pre[type_name] = cov.pre.get(type_name, frozenset()) | roles
+            else:
+                cov.post.add(type_name)
+        if failed:
+            return Coverage()
+        return cov
 
     # -- the request ---------------------------------------------------------------------------
 

@@ -1,0 +1,38 @@
+"""OpenTelemetry: a span per request, per policy and per upstream call, with GenAI semantic
+convention attributes and the decision; nothing sensitive in any span."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.integration.conftest import SPANS, GatewayFactory
+
+pytestmark = pytest.mark.integration
+
+SECRET_TEXT = "reach me at carol.secret@example.com"
+
+
+def test_spans_for_request_policies_and_upstream(gateway: GatewayFactory) -> None:
+    with gateway() as url:
+        for stream in (False, True):
+            r = httpx.post(f"{url}/v1/chat/completions", timeout=30, json={
+                "model": "echo", "stream": stream, "user": "u-1",
+                "messages": [{"role": "user", "content": SECRET_TEXT}]})
+            assert r.status_code == 200
+    spans = SPANS.get_finished_spans()
+    requests = [s for s in spans if s.name == "chat echo" and "rollguard.interaction.id" in (s.attributes or {})]
+    assert len(requests) == 2
+    for s in requests:
+        assert s.attributes["gen_ai.request.model"] == "echo"
+        assert s.attributes["gen_ai.operation.name"] == "chat"
+        assert s.attributes["rollguard.verdict"] == "redact"
+        assert s.attributes["gen_ai.usage.input_tokens"] > 0
+    upstream = [s for s in spans if s.name.startswith("chat ") and "server.address" in (s.attributes or {})]
+    assert len(upstream) >= 2
+    assert all(s.attributes["gen_ai.request.model"] for s in upstream)
+    policy_spans = {s.name for s in spans if s.name.startswith("policy ")}
+    assert {"policy pii", "policy prompt_injection", "policy secrets"} <= policy_spans
+    for s in spans:
+        blob = repr(dict(s.attributes or {})) + repr([e.attributes for e in s.events])
+        assert "carol.secret" not in blob and "u-1" not in blob

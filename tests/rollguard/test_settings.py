@@ -1,0 +1,102 @@
+"""Config loading: one YAML file, validated with errors naming the file and the field; environment
+overrides; a config holding only model_list gets the default policy set."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rollguard.errors import ConfigError
+from rollguard.settings import default_policies, hash_api_key, load_settings
+
+MODEL_ONLY = """
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {model: openai/gpt-4o, api_key: os.environ/OPENAI_API_KEY}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "rollguard.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_model_list_only_gets_default_policies(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, MODEL_ONLY))
+    assert [p.id for p in s.policies] == [p.id for p in default_policies()]
+    assert s.model_names() == ["gpt-4o"]
+
+
+def test_existing_litellm_config_with_extra_keys_loads(tmp_path: Path) -> None:
+    text = MODEL_ONLY + "    model_info: {id: abc}\n    tpm: 1000\n"
+    s = load_settings(write(tmp_path, text))
+    assert s.model_list[0].model_info == {"id": "abc"}
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("model_list:\n  - model_name: x\n    litellm_params: {api_key: k}\n", "model_list.0.litellm_params"),
+        (MODEL_ONLY + "gateway: {port: 99999}\n", "gateway.port"),
+        (MODEL_ONLY + "policies: [{id: a, type: pii, mode: loud}]\n", "policies.0.mode"),
+        (MODEL_ONLY + "gateway: {prot: 80}\n", "gateway.prot"),
+        (MODEL_ONLY + "gateway: {api_keys: [{key_hash: nope, tenant: t}]}\n", "gateway.api_keys.0"),
+    ],
+)
+def test_errors_name_file_and_field(tmp_path: Path, text: str, field: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path)
+    assert str(path) in str(exc.value)
+    assert field in str(exc.value)
+
+
+def test_invalid_yaml_and_non_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_settings(write(tmp_path, "model_list: [\n"))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml")
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, MODEL_ONLY + "gateway: {port: 7000, host: 127.0.0.1}\n")
+    monkeypatch.setenv("ROLLGUARD_GATEWAY__PORT", "9001")
+    monkeypatch.setenv("ROLLGUARD_REDIS_URL", "redis://example:6379/0")
+    s = load_settings(path)
+    assert s.gateway.port == 9001
+    assert s.gateway.host == "127.0.0.1"
+    assert s.store.redis_url == "redis://example:6379/0"
+
+
+def test_api_keys_are_stored_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_KEY", "sk-live-1")
+    s = load_settings(write(tmp_path, MODEL_ONLY + "gateway: {api_keys: [{key: os.environ/APP_KEY, tenant: t}]}\n"))
+    k = s.gateway.api_keys[0]
+    assert k.key is None and k.key_hash == hash_api_key("sk-live-1")
+
+
+def test_fallbacks_must_name_known_models(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        load_settings(write(tmp_path, MODEL_ONLY + "router_settings: {fallbacks: [{gpt-4o: [nope]}]}\n"))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_config_check_cli(tmp_path: Path) -> None:
+    ok = _cli("config", "check", str(write(tmp_path, MODEL_ONLY)))
+    assert ok.returncode == 0, ok.stderr
+    assert "ok" in ok.stdout and "prompt_injection" in ok.stdout
+    bad_path = tmp_path / "bad.yaml"
+    bad_path.write_text(MODEL_ONLY + "policies: [{id: x, type: no_such_policy}]\n")
+    bad = _cli("config", "check", str(bad_path))
+    assert bad.returncode == 2
+    assert str(bad_path) in bad.stderr and "no_such_policy" in bad.stderr
+    assert "Traceback" not in bad.stderr
