@@ -204,6 +204,7 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
             show_verdicts=service.shows_verdicts(me, it),
             lease_ms=service.queues.lease_ms,
             can_decide=me.role is not Role.OPERATOR and bool(held) and it.status == "open",
+            precision=await service.precision_cached(),
         )
 
     @ui.get("/insights")

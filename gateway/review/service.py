@@ -82,6 +82,7 @@ class ReviewService:
         self.maintenance_s = maintenance_s
         self.exemplar_scan = exemplar_scan
         self._tasks: list[asyncio.Task[None]] = []
+        self._precision: tuple[int, dict[str, dict[str, Any]]] | None = None
 
     # -- escalation in ---------------------------------------------------------------------------
 
@@ -325,8 +326,17 @@ class ReviewService:
         labels = [str(v.get("label")) for v in item.verdicts.values()]
         return labels[0] if len(set(labels)) == 1 and labels else None
 
+    async def precision_cached(self, max_age_s: float = 30.0) -> dict[str, dict[str, Any]]:
+        """``precision()``, recomputed at most every ``max_age_s`` seconds (for item pages)."""
+        ts = now_ms()
+        if self._precision is None or ts - self._precision[0] > max_age_s * 1000:
+            self._precision = (ts, await self.precision())
+        return self._precision[1]
+
     async def precision(self) -> dict[str, dict[str, Any]]:
-        """Reviewer-confirmed precision per detector / policy id over every queue's window."""
+        """Reviewer-confirmed precision per detector / policy id over every queue's window:
+        ``{detector: {"judged", "confirmed", "precision"}}``; an item's label is its adjudicated
+        label, else its Dawid-Skene posterior label, else its unanimous verdict."""
         rows: list[tuple[list[str], bool]] = []
         for q in self.settings.queues:
             if q.name in (self.settings.adjudication_queue, self.settings.escalation_queue):
