@@ -95,26 +95,10 @@ _EMAIL_RE = re.compile(
 )
 
 # File extensions that look like TLDs in asset names (icon@2x.png); none is a delegated TLD.
-_FILE_TLDS = frozenset(
-    {
-        "png",
-        "jpg",
-        "jpeg",
-        "gif",
-        "svg",
-        "webp",
-        "ico",
-        "bmp",
-        "css",
-        "js",
-        "jsx",
-        "tsx",
-        "json",
-        "yaml",
-        "yml",
-    }
-    | {"txt", "html", "htm", "pdf", "lock", "tgz", "gz", "csv", "xml", "wasm"}
-)
+_FILE_TLDS = frozenset({
+    "png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "css", "js", "jsx", "tsx", "json",
+    "yaml", "yml", "txt", "html", "htm", "pdf", "lock", "tgz", "gz", "csv", "xml", "wasm",
+})  # fmt: skip
 
 
 def _find_emails(text: str) -> Iterable[Span]:
@@ -123,11 +107,14 @@ def _find_emails(text: str) -> Iterable[Span]:
     at = text.find("@")
     pos = 0
     while at >= 0:
-        m = _EMAIL_RE.search(text, max(pos, at - 65), min(len(text), at + 256))
-        if m is not None and m.start() <= at < m.end():
-            if m.group().rsplit(".", 1)[1].lower() not in _FILE_TLDS:
-                yield Span(EMAIL, m.start(), m.end(), _PRIORITY[EMAIL])
-            pos = m.end()
+        for m in _EMAIL_RE.finditer(text, max(pos, at - 65), min(len(text), at + 256)):
+            if m.start() > at:
+                break
+            if at < m.end():
+                if m.group().rsplit(".", 1)[1].lower() not in _FILE_TLDS:
+                    yield Span(EMAIL, m.start(), m.end(), _PRIORITY[EMAIL])
+                pos = m.end()
+                break
         at = text.find("@", max(at + 1, pos))
 
 
