@@ -27,7 +27,8 @@ Look-alike rules (what is deliberately *not* PII):
   ``+`` / ``00`` / ``011`` must be a *possible* number for its country code (``phonenumbers``); any
   other number needs an area code in parentheses or at least three digit groups (``07700 063
   966``, ``415-555-2671``; no one-digit group after the first) and must be a *valid* number in
-  one of ``PHONE_REGIONS``. So bare digit runs (epoch milliseconds ``1714567890123``, order ids),
+  one of ``PHONE_REGIONS``, or have the North American shape ``(NXX) NXX-XXXX`` / ``NXX-NXX-XXXX``
+  (N = 2-9, one separator style). So bare digit runs (epoch milliseconds ``1714567890123``, order ids),
   street numbers (``17151 2450 Crown St``) and ZIP+4 (``90010-170``) are not phone numbers.
 - US SSN: ``AAA-GG-SSSS`` or ``AAA GG SSSS`` with area not 000/666/900-999, group not 00, serial
   not 0000; nine bare digits only right after "SSN" / "social security".
@@ -356,6 +357,7 @@ _DATE_RE = re.compile(
     rf"(?<!\d)(?:\d{{4}}[-/.]{_MONTH}[-/.]{_DAY}|{_DAY}[-/]{_DAY}[-/](?:\d{{4}}|\d{{2}}))(?!\d)"
 )
 _PHONE_GROUP_RE = re.compile(r"\d+")
+_NANP_RE = re.compile(r"(?:1[-. ]?)?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}([-. ]))[2-9]\d{2}(?(1)\1|[-. ])\d{4}")
 _DIGIT_PAREN_RE = re.compile(r"\d\(")
 _SSN_SHAPE_RE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _DECIMAL_RE = re.compile(r"\d\.\d{5,}|\d{6,}\.\d")
@@ -395,6 +397,8 @@ def _phone_ok(cand: str, text: str, start: int, end: int) -> bool:
             return False  # bare runs and two-group numbers (street numbers, ZIP+4): need a phone word
         if any(len(g) < 2 for g in groups[1:]):
             return False  # lists of small numbers (1 5 9 12 15 21)
+        if _NANP_RE.fullmatch(main.strip()):
+            return True  # (NXX) NXX-XXXX: the North American shape, whether or not assigned
         for region in PHONE_REGIONS:
             if phonenumbers.is_valid_number(phonenumbers.parse(cand, region)):
                 return True
