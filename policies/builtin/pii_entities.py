@@ -26,7 +26,8 @@ Look-alike rules (what is deliberately *not* PII):
   call me at, ... / ``-Office``, ``-Fax``) is accepted on its digit count; a number written with
   ``+`` / ``00`` / ``011`` must be a *possible* number for its country code (``phonenumbers``); any
   other number needs an area code in parentheses or at least three digit groups (``07700 063
-  966``, ``415-555-2671``; no one-digit group after the first) and must be a *valid* number in
+  966``, ``415-555-2671``; no one-digit group after the first; or a trunk ``0`` area code and a
+  subscriber number, ``0341 8387176``, 9+ digits, not 5-4) and must be a *valid* number in
   one of ``PHONE_REGIONS``, or have the North American shape ``(NXX) NXX-XXXX`` / ``NXX-NXX-XXXX``
   (N = 2-9, one separator style). So bare digit runs (epoch milliseconds ``1714567890123``, order ids),
   street numbers (``17151 2450 Crown St``) and ZIP+4 (``90010-170``) are not phone numbers.
@@ -369,6 +370,18 @@ _PHONE_NEGATIVE = re.compile(
 )
 
 
+def _trunk_two_groups(groups: list[str]) -> bool:
+    """``0341 8387176``, ``030-12345678``: a trunk-prefixed area code and a subscriber number (9+
+    digits, not the 5-4 ZIP+4 shape)."""
+    return (
+        len(groups) == 2
+        and groups[0].startswith("0")
+        and 2 <= len(groups[0]) <= 5
+        and len(groups[0]) + len(groups[1]) >= 9
+        and not (len(groups[0]) == 5 and len(groups[1]) == 4)
+    )
+
+
 def _phone_ok(cand: str, text: str, start: int, end: int) -> bool:
     digits = sum(c.isdigit() for c in cand)
     if not 7 <= digits <= 15 or _DATE_RE.search(cand) or _DECIMAL_RE.search(cand):
@@ -393,7 +406,7 @@ def _phone_ok(cand: str, text: str, start: int, end: int) -> bool:
             return phonenumbers.is_possible_number(phonenumbers.parse(intl, None))
         main = re.split(r"[ ]?(?:x|ext|#)", cand, maxsplit=1)[0]
         groups = _PHONE_GROUP_RE.findall(main)
-        if "(" not in main and len(groups) < 3:
+        if "(" not in main and len(groups) < 3 and not _trunk_two_groups(groups):
             return False  # bare runs and two-group numbers (street numbers, ZIP+4): need a phone word
         if any(len(g) < 2 for g in groups[1:]):
             return False  # lists of small numbers (1 5 9 12 15 21)
