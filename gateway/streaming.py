@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from rollguard.errors import UpstreamUnavailable
+from rollguard.errors import RollguardError, UpstreamUnavailable
 from rollguard.types import Verdict
 
 __all__ = [
@@ -44,7 +44,10 @@ __all__ = [
     "content_chunk",
     "decode_chunk",
     "encode_sse",
+    "error_event",
     "finish_chunk",
+    "guard_stream",
+    "tool_call_deltas",
     "usage_chunk",
 ]
 
@@ -180,6 +183,12 @@ def _base(template: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in template.items() if k not in ("choices", "usage")}
     out.setdefault("object", "chat.completion.chunk")
     return out
+
+
+def error_event(exc: RollguardError) -> bytes:
+    """An upstream failure after the stream started (HTTP 200 already sent): OpenAI's mid-stream
+    error event ``data: {"error": {...}}``. Send it, then close the response (no ``[DONE]``)."""
+    return b"data: " + orjson.dumps(exc.to_body()) + b"\n\n"
 
 
 def content_chunk(template: Mapping[str, Any], index: int, delta: dict[str, Any]) -> dict[str, Any]:
@@ -392,8 +401,8 @@ class ToolCallAssembler:
     ``add(deltas)`` takes one chunk's ``delta["tool_calls"]`` list; ``calls()`` returns the whole
     calls in index order as OpenAI ``tool_calls`` entries
     ``{"id", "type": "function", "function": {"name", "arguments"}}`` (arguments are the
-    concatenated JSON text, not parsed). ``complete_before(index)``: a call is complete once a
-    fragment for a higher index arrived, or at the end of the choice.
+    concatenated JSON text, not parsed). A call is complete at the end of its choice
+    (``finish_reason``); ``StreamGuard`` releases calls only then.
     """
 
     __slots__ = ("_calls",)

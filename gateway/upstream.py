@@ -102,6 +102,7 @@ _CONNECTION_KEYS = frozenset(
     }
 )
 _MAX_MESSAGE = 500
+_NOT_RETRIED = frozenset({"upstream_auth_failed", "upstream_model_not_found"})
 _TRACER = trace.get_tracer("rollguard.gateway.upstream")
 
 T = TypeVar("T")
@@ -232,7 +233,10 @@ def map_http_error(status: int, raw: bytes = b"") -> UpstreamError:
             f"the upstream rejected the gateway's credentials (HTTP {status})", code="upstream_auth_failed"
         )
     if status == 404:
-        return UpstreamUnavailable("the upstream does not know the configured model or path (HTTP 404)")
+        return UpstreamUnavailable(
+            "the upstream does not know the configured model or path (HTTP 404)",
+            code="upstream_model_not_found",
+        )
     if status == 408:
         return UpstreamTimeout("the upstream timed out (HTTP 408)")
     if status == 429:
@@ -245,10 +249,15 @@ def map_http_error(status: int, raw: bytes = b"") -> UpstreamError:
 
 
 def _failed(err: UpstreamError, cause: BaseException | None) -> _Failed:
+    """Wrap a mapped error with its retry/fallback policy: a bad request is final (no retry, no
+    fallback); rejected credentials and an unknown upstream model are not retried on the same
+    alias but may fall back; everything else (5xx, connection, timeout, 429) is retried."""
     err.__cause__ = cause
-    bad_request = isinstance(err, UpstreamBadRequest)
-    auth = err.code in ("upstream_auth_failed",) or "HTTP 404" in err.message
-    return _Failed(err, retryable=not bad_request and not auth, fallback=not bad_request)
+    if isinstance(err, UpstreamBadRequest):
+        return _Failed(err, retryable=False, fallback=False)
+    if err.code in _NOT_RETRIED:
+        return _Failed(err, retryable=False, fallback=True)
+    return _Failed(err, retryable=True, fallback=True)
 
 
 def _map_transport(exc: BaseException, what: str) -> _Failed:

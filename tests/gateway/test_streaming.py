@@ -17,6 +17,7 @@ from gateway.streaming import (
     ToolCallAssembler,
     decode_chunk,
     encode_sse,
+    error_event,
 )
 from rollguard.errors import UpstreamUnavailable
 from rollguard.types import Verdict
@@ -318,3 +319,16 @@ async def test_guard_blocks_tool_calls() -> None:
     assert b"rm" not in orjson.dumps(events)
     assert events[-2] is not None and events[-2]["choices"][0]["finish_reason"] == "content_filter"
     assert guard.blocked_by == "tool_calls"
+
+
+def test_error_event_is_openai_shaped() -> None:
+    (event,) = parse_all([error_event(UpstreamUnavailable("the upstream broke the connection"))])
+    body = decode_chunk(event)
+    assert body == {
+        "error": {
+            "message": "the upstream broke the connection",
+            "type": "upstream_error",
+            "param": None,
+            "code": "upstream_unavailable",
+        }
+    }

@@ -415,6 +415,11 @@ async def test_retries_exhausted_and_no_retry_on_bad_request(stub: Stub, stream:
         with pytest.raises(UpstreamUnavailable):
             await call()
         assert stub.calls("echo") == 1  # bad credentials are not retried
+        stub.state.reset()
+        stub.script("echo", {"status": 404})
+        with pytest.raises(UpstreamUnavailable) as caught:
+            await call()
+        assert caught.value.code == "upstream_model_not_found" and stub.calls("echo") == 1
     finally:
         await up.aclose()
 
