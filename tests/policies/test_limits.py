@@ -29,7 +29,7 @@ def test_too_many_messages() -> None:
 
 
 def test_characters_count_every_text_location() -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": [{"type": "text", "text": "a" * 6}]},
         {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": '{"q": "bb"}'}}]},
         {"role": "tool", "content": "c" * 3},

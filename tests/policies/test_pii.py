@@ -147,7 +147,7 @@ def test_streaming_window_is_redacted() -> None:
 
 
 def test_post_call_completion_and_tool_calls() -> None:
-    calls = [
+    calls: list[dict[str, Any]] = [
         {
             "id": "c1",
             "type": "function",
