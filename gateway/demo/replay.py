@@ -25,6 +25,7 @@ upstream through the gateway (input blocks and errors are left out).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import time
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from gateway.demo.corpus import DEMO_MODEL, DemoItem
 VERDICT_HEADER = "x-rollguard-verdict"
 POLICY_HEADER = "x-rollguard-policy"
 INTERACTION_HEADER = "x-rollguard-interaction-id"
+VARIANT_HEADER = "x-rollguard-variant"
 CONTENT_FILTER = "content_filter"
 
 DEFAULT_CONCURRENCY = 8
@@ -82,6 +84,7 @@ class RequestResult:
     verdict: str | None = None
     interaction_id: str | None = None
     error: str | None = None
+    variant: str | None = None
 
     @property
     def reached_upstream(self) -> bool:
@@ -123,6 +126,7 @@ def _from_headers(
         policy=policy if outcome is Outcome.BLOCKED else None,
         verdict=verdict,
         interaction_id=headers.get(INTERACTION_HEADER),
+        variant=headers.get(VARIANT_HEADER),
     )
 
 
@@ -171,18 +175,7 @@ async def send_one(client: AsyncOpenAI, item: DemoItem, model: str = DEMO_MODEL)
 
 
 def _replace_policy(result: RequestResult, policy: str) -> RequestResult:
-    return RequestResult(
-        result.item_id,
-        result.kind,
-        result.stream,
-        result.status,
-        result.outcome,
-        result.latency_ms,
-        policy,
-        result.verdict,
-        result.interaction_id,
-        result.error,
-    )
+    return dataclasses.replace(result, policy=policy)
 
 
 def _from_status_error(item: DemoItem, exc: openai.APIStatusError, latency_ms: float) -> RequestResult:
@@ -290,7 +283,9 @@ def summarize(
 
     Keys: ``requests``, ``allowed``, ``redacted``, ``flagged``, ``blocked`` (total),
     ``blocked_by_policy`` ``{policy: count}``, ``errors``, ``error_samples`` (up to 5 strings),
-    ``by_kind`` ``{kind: {outcome: count}}``, ``latency_ms`` ``{p50, p99}`` over all requests,
+    ``by_kind`` ``{kind: {outcome: count}}``, ``variants`` ``{model-rollout variant: count}`` (from
+    the ``x-rollguard-variant`` header; empty when no rollout is configured), ``latency_ms``
+    ``{p50, p99}`` over all requests,
     ``direct`` ``{pairs, p50, p99, gateway_p50, gateway_p99}`` (ms, over the paired sample) and
     ``added_ms`` ``{p50, p99}``: percentiles of the per-prompt added latency (``None`` without
     pairs), ``wall_s`` and ``requests_per_s`` of the replay.
@@ -298,8 +293,11 @@ def summarize(
     counts = {o: 0 for o in Outcome}
     by_policy: dict[str, int] = {}
     by_kind: dict[str, dict[str, int]] = {}
+    variants: dict[str, int] = {}
     for r in results:
         counts[r.outcome] += 1
+        if r.variant:
+            variants[r.variant] = variants.get(r.variant, 0) + 1
         if r.outcome is Outcome.BLOCKED:
             key = r.policy or "unknown"
             by_policy[key] = by_policy.get(key, 0) + 1
@@ -315,6 +313,7 @@ def summarize(
         "errors": counts[Outcome.ERROR],
         "error_samples": [r.error or f"HTTP {r.status}" for r in results if r.outcome is Outcome.ERROR][:5],
         "by_kind": dict(sorted(by_kind.items())),
+        "variants": dict(sorted(variants.items())),
         "latency_ms": {
             "p50": _round(percentile([r.latency_ms for r in results], 50)),
             "p99": _round(percentile([r.latency_ms for r in results], 99)),
@@ -362,6 +361,8 @@ def render_summary(summary: dict[str, Any]) -> Table:
     for policy, n in summary["blocked_by_policy"].items():
         table.add_row(f"  blocked by {policy}", str(n))
     table.add_row("errors", str(summary["errors"]), style="red" if summary["errors"] else None)
+    for variant, n in summary.get("variants", {}).items():
+        table.add_row(f"  served by variant {variant}", str(n))
     lat = summary["latency_ms"]
     table.add_row("latency p50 / p99", f"{_fmt_ms(lat['p50'])} / {_fmt_ms(lat['p99'])}")
     if summary.get("direct"):
