@@ -1,0 +1,216 @@
+"""Variant comparison (control vs canary), pure and serialisable: the first-class output the rollout
+judge consumes.
+
+For each metric (a shortcut signal's flag rate, block/error rate: ``rate``; log reply length:
+``log_length``) running sums per arm are kept. Every ``check_every`` canary observations a two-sample
+test compares canary with control: a two-proportion z-test (pooled variance) for rates, Welch's
+z on means for log lengths. Repeated looks are corrected by alpha spending: the j-th look uses
+``comparison_alpha * 6 / (pi^2 j^2)`` (the looks' alphas sum to ``comparison_alpha``, so the
+chance of any false alarm
+over an unbounded sequence of looks is at most ``comparison_alpha`` by the union bound). An alert needs both
+arms at ``Floors.min_sample``, the spent-alpha significance, and the effect (canary - control)
+at or above the practical floor (rate points, or length ratio).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from scipy import stats
+
+from detectors.drift import Alert, Floors
+
+
+class _Arm:
+    __slots__ = ("n", "recent", "s", "ss")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.s = 0.0
+        self.ss = 0.0
+        self.recent: deque[tuple[str, float, int]] = deque(maxlen=200)
+
+    def add(self, item_id: str, value: float, ts_ms: int) -> None:
+        self.n += 1
+        self.s += value
+        self.ss += value * value
+        self.recent.append((item_id, value, ts_ms))
+
+    @property
+    def mean(self) -> float:
+        return self.s / self.n if self.n else 0.0
+
+    @property
+    def var(self) -> float:
+        if self.n < 2:
+            return 0.0
+        return max((self.ss - self.s * self.s / self.n) / (self.n - 1), 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "s": self.s, "ss": self.ss, "recent": [list(r) for r in self.recent]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> _Arm:
+        a = cls()
+        a.n, a.s, a.ss = int(d["n"]), float(d["s"]), float(d["ss"])
+        a.recent = deque(((str(i), float(v), int(t)) for i, v, t in d["recent"]), maxlen=200)
+        return a
+
+
+class VariantComparison:
+    """Canary-vs-control comparison of one metric in one (model, tenant) group.
+
+    ``kind``: ``rate`` (0/1 values) or ``log_length``. ``control`` names the control variant; every
+    other variant is compared with it (use one instance per canary variant). Alerts are raised at
+    most once per direction until ``reset()``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        floors: Floors,
+        canary: str,
+        control: str = "control",
+        check_every: int = 100,
+    ) -> None:
+        if kind not in ("rate", "log_length"):
+            raise ValueError(f"comparison {name}: unknown kind {kind!r}")
+        self.name = name
+        self.kind = kind
+        self.floors = floors
+        self.canary = canary
+        self.control = control
+        self.check_every = check_every
+        self.arms = {control: _Arm(), canary: _Arm()}
+        self.looks = 0
+        self.since_check = 0
+        self.alerted: list[str] = []
+        self.first_ms = 0
+        self.first_id = ""
+
+    @property
+    def floor(self) -> float:
+        return self.floors.rate_delta if self.kind == "rate" else math.log(self.floors.length_ratio)
+
+    def update(
+        self, variant: str, value: float, item_id: str, ts_ms: int, group: dict[str, str]
+    ) -> Alert | None:
+        """Add one observation of ``variant`` (others are ignored); on a check, returns an alert."""
+        arm = self.arms.get(variant)
+        if arm is None:
+            return None
+        if not self.first_id:
+            self.first_id, self.first_ms = item_id, ts_ms
+        arm.add(item_id, value, ts_ms)
+        if variant != self.canary:
+            return None
+        self.since_check += 1
+        if self.since_check < self.check_every:
+            return None
+        self.since_check = 0
+        return self.check(item_id, ts_ms, group)
+
+    def statistic(self) -> tuple[float, float, float]:
+        """``(effect, z, two-sided p)`` of canary minus control on the data so far."""
+        c, k = self.arms[self.control], self.arms[self.canary]
+        if c.n < 2 or k.n < 2:
+            return 0.0, 0.0, 1.0
+        effect = k.mean - c.mean
+        if self.kind == "rate":
+            p = (c.s + k.s) / (c.n + k.n)
+            se = math.sqrt(max(p * (1 - p), 1e-12) * (1 / c.n + 1 / k.n))
+        else:
+            se = math.sqrt(max(c.var / c.n + k.var / k.n, 1e-12))
+        z = effect / se
+        return effect, z, float(2 * stats.norm.sf(abs(z)))
+
+    def check(self, end_id: str, end_ms: int, group: dict[str, str]) -> Alert | None:
+        c, k = self.arms[self.control], self.arms[self.canary]
+        if min(c.n, k.n) < self.floors.min_sample:
+            return None
+        self.looks += 1
+        alpha_j = self.floors.comparison_alpha * 6.0 / (math.pi**2 * self.looks**2)
+        effect, z, p = self.statistic()
+        direction = "up" if effect > 0 else "down"
+        if p >= alpha_j or abs(effect) < self.floor or direction in self.alerted:
+            return None
+        self.alerted.append(direction)
+        shown = math.exp(effect) if self.kind == "log_length" else effect
+        shown_floor = math.exp(self.floor) if self.kind == "log_length" else self.floor
+        up = effect > 0
+
+        def pick(arm: _Arm, high: bool) -> list[str]:
+            m = arm.mean
+            items = [i for i, v, _ in reversed(arm.recent) if (v > m if high else v < m)]
+            return items[:10]
+
+        return Alert(
+            detector=self.name,
+            statistic="two_proportion_z" if self.kind == "rate" else "welch_z",
+            value=round(z, 4),
+            threshold=round(float(stats.norm.isf(alpha_j / 2)), 4),
+            effect=round(shown, 4),
+            effect_floor=round(shown_floor, 4),
+            group={**group, "variant": self.canary, "control": self.control},
+            window_start_id=self.first_id,
+            window_end_id=end_id,
+            window_start_ms=self.first_ms,
+            window_end_ms=end_ms,
+            n_window=k.n,
+            n_reference=c.n,
+            p_value=p,
+            exemplars_current=pick(k, up),
+            exemplars_reference=pick(c, not up),
+            severity="high" if abs(effect) >= 2 * self.floor else "medium",
+            direction=direction,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The comparison as the rollout judge reads it: per-arm n and mean, effect, z, p."""
+        effect, z, p = self.statistic()
+        c, k = self.arms[self.control], self.arms[self.canary]
+        return {
+            "metric": self.name,
+            "kind": self.kind,
+            "control": {"variant": self.control, "n": c.n, "mean": round(c.mean, 6)},
+            "canary": {"variant": self.canary, "n": k.n, "mean": round(k.mean, 6)},
+            "effect": round(math.exp(effect) if self.kind == "log_length" else effect, 6),
+            "z": round(z, 4),
+            "p_value": p,
+            "looks": self.looks,
+            "alerted": list(self.alerted),
+        }
+
+    def reset(self) -> None:
+        """Forget the data (a new rollout step starts)."""
+        self.arms = {self.control: _Arm(), self.canary: _Arm()}
+        self.looks = self.since_check = 0
+        self.alerted = []
+        self.first_id, self.first_ms = "", 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "canary": self.canary,
+            "control": self.control,
+            "check_every": self.check_every,
+            "arms": {v: a.to_dict() for v, a in self.arms.items()},
+            "looks": self.looks,
+            "since_check": self.since_check,
+            "alerted": list(self.alerted),
+            "first_id": self.first_id,
+            "first_ms": self.first_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], floors: Floors) -> VariantComparison:
+        m = cls(d["name"], d["kind"], floors, d["canary"], d["control"], d["check_every"])
+        m.arms = {v: _Arm.from_dict(a) for v, a in d["arms"].items()}
+        m.looks, m.since_check = int(d["looks"]), int(d["since_check"])
+        m.alerted = list(d["alerted"])
+        m.first_id, m.first_ms = str(d["first_id"]), int(d["first_ms"])
+        return m
