@@ -124,7 +124,10 @@ def _find_emails(text: str) -> Iterable[Span]:
 # Patterns start with a plain character class (then a look-behind on it) so that the regex engine
 # can skip ahead quickly through text without digits.
 _CARD_RE = re.compile(r"\d(?<![\w\-.]\d)(?:[ \-]?\d){11,18}(?![\w\-]|\.\d)")
-_CARD_NEGATIVE = re.compile(r"(?i)(?:\b(?:order|invoice|tracking|ticket|ref|reference|shipment|parcel)|id)\b")
+_CARD_NEGATIVE = re.compile(
+    r"(?i:\b(?:order|invoice|tracking|ticket|ref|reference|shipment|parcel)\b)"
+    r"|\b[iI][dD]\b|_[iI][dD]\b|[a-z](?:Id|ID)\b"  # id, ID, user_id, eventId (not "paid", "valid")
+)
 _CARD_POSITIVE = re.compile(r"(?i)\b(?:card|cc|visa|master ?card|amex|credit|debit|payment|pan)\b")
 
 # (prefix, lengths); sources: ISO/IEC 7812 issuer ranges as published by the networks

@@ -49,7 +49,7 @@ def test_card_and_email_in_tool_call_arguments_and_tool_message_are_masked() -> 
         {
             "role": "tool",
             "tool_call_id": "call_1",
-            "content": f"charged card {CARD}; receipt sent to {EMAIL}",
+            "content": f"paid with {CARD}; receipt sent to {EMAIL}",
         },
         {"role": "user", "content": "Thanks!"},
     ]
@@ -68,7 +68,7 @@ def test_card_and_email_in_tool_call_arguments_and_tool_message_are_masked() -> 
     assert parsed["contact"] == {"email": "<EMAIL_ADDRESS_1>", "note": "ship fast"}
     assert parsed["qty"] == 2
     assert out[2]["tool_calls"][0]["function"]["name"] == "charge"
-    assert out[3]["content"] == "charged card <CREDIT_CARD_1>; receipt sent to <EMAIL_ADDRESS_1>"
+    assert out[3]["content"] == "paid with <CREDIT_CARD_1>; receipt sent to <EMAIL_ADDRESS_1>"
     # Unchanged messages are the same objects; changed ones are new.
     assert out[1] is messages[1] and out[4] is messages[4]
     assert out[2] is not messages[2]
@@ -228,6 +228,7 @@ def test_entities_found(text: str, kind: str, value: str) -> None:
     [
         "deployed at 2024-05-01T12:30:00Z, epoch ms 1714567890123",
         "order #4539148803436467 shipped; invoice 4111111111111111",
+        'UpdateEvent(eventId="4539148803436467"), user_id: 4539148803436467',
         "commit 3f2a9c1b7d8e4f60a1b2c3d4e5f6a7b81234567890123 merged",
         "request id 550e8400-e29b-41d4-a716-446655440000",
         "upgrade to v1.2.3.4 or version 10.0.0.1 of the firmware",
