@@ -258,6 +258,7 @@ class Store:
         self._buffer: deque[Fields] = deque()
         self._nonempty = asyncio.Event()
         self._full = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._failing = False
         self._closed = False
@@ -299,8 +300,9 @@ class Store:
         started. Idempotent."""
         if self._redis is None:
             return
-        for task in self._tasks:
-            task.cancel()
+        async with self._flush_lock:  # never cancel the flusher in the middle of a pipeline
+            for task in self._tasks:
+                task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -419,18 +421,22 @@ class Store:
         return total
 
     async def _flush_batch(self) -> int:
-        batch = list(islice(self._buffer, self.batch_size))
-        if not batch:
-            return 0
-        r = self.redis
-        async with r.pipeline(transaction=False) as pipe:
-            for fields in batch:
-                pipe.xadd(self.stream, fields)  # type: ignore[arg-type]
-            await pipe.execute()
-        for _ in batch:
-            self._buffer.popleft()
-        self.written += len(batch)
-        return len(batch)
+        """Write the oldest ``batch_size`` queued records with one pipeline, then dequeue them. One
+        flush at a time (``flush()``, the flusher and ``aclose`` share a lock): a batch is never sent
+        twice by two concurrent flushes."""
+        async with self._flush_lock:
+            batch = list(islice(self._buffer, self.batch_size))
+            if not batch:
+                return 0
+            r = self.redis
+            async with r.pipeline(transaction=False) as pipe:
+                for fields in batch:
+                    pipe.xadd(self.stream, fields)  # type: ignore[arg-type]
+                await pipe.execute()
+            for _ in batch:
+                self._buffer.popleft()
+            self.written += len(batch)
+            return len(batch)
 
     async def _flush_loop(self) -> None:
         """Idle (no wakeups) while the queue is empty; once a record arrives, linger up to

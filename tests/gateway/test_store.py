@@ -109,10 +109,20 @@ async def test_background_flusher_writes_without_being_asked(store: Store) -> No
         store.append_interaction(record(i))
 
     async def all_written() -> bool:
-        return bool(await store.redis.xlen(STREAM) == 1234)
+        return store.written == 1234
 
-    assert await eventually(all_written)
-    assert store.buffered == 0 and store.written == 1234
+    assert await eventually(all_written), store.stats()
+    assert store.buffered == 0 and store.flush_errors == 0
+    assert await store.redis.xlen(STREAM) == 1234
+
+
+async def test_concurrent_flushes_never_write_a_record_twice(store: Store) -> None:
+    for i in range(1000):
+        store.append_interaction(record(i))
+    await asyncio.gather(store.flush(), store.flush(), store.flush())
+    ids = [r[1]["id"] for r in await store.redis.xrange(STREAM)]
+    assert ids == [f"int-{i}" for i in range(1000)]
+    assert store.written == 1000 and store.buffered == 0
 
 
 async def test_aclose_flushes_everything(redis_url: str, tmp_path: Path) -> None:
