@@ -15,10 +15,10 @@ Look-alike rules (what is deliberately *not* PII):
   prefix for that length, and the Luhn checksum. Not a card when the 32 characters before it name
   an order/invoice/tracking/ticket/reference number or an id (``eventId=``, ``user_id:``) and no
   card word (card, cc, visa, credit, ...).
-- Phone number: 7..15 digits. Never a phone: a number right after a word naming another kind of
+- Phone number: 7..15 digits. Never a phone: a number shortly after a word naming another kind of
   number (licence, passport, account, order, invoice, tracking, serial, ISBN, ZIP/postal code,
-  SSN);
-  anything containing a date or touching a time (``2024-05-01``, ``12:30``); decimals
+  SSN) unless a phone word is right before it ("To order, call ..."); anything containing a date
+  or touching a time (``2024-05-01``, ``12:30``); decimals
   (``0.2207335``); runs of one or two distinct digits (``1000 1000 1000``); numbers inside paths;
   the SSN shape ``AAA-GG-SSSS`` (unless a phone word is next to it); a parenthesis glued to a
   preceding digit (``542(7639)``, a citation).
@@ -391,12 +391,12 @@ def _phone_ok(cand: str, text: str, start: int, end: int) -> bool:
         return False
     if len({c for c in cand if c.isdigit()}) <= 2:
         return False  # 1000 1000 1000, 0000 000
-    if _PHONE_NEGATIVE.search(text, max(0, start - 40), start):
-        return False  # another kind of number named right before it
     if _PHONE_CONTEXT_BEFORE.search(text, max(0, start - 40), start) or _PHONE_CONTEXT_AFTER.search(
         text[end : end + 12]
     ):
-        return True
+        return True  # a phone word right next to it ("To order, call 415 555 2671")
+    if _PHONE_NEGATIVE.search(text, max(0, start - 40), start):
+        return False  # another kind of number named shortly before it
     if "(" in cand and _DIGIT_PAREN_RE.search(cand):
         return False  # 542(7639): a citation's volume(issue), not an area code
     if _SSN_SHAPE_RE.fullmatch(cand):

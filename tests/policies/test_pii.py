@@ -209,6 +209,7 @@ def test_entities_param_limits_what_is_found() -> None:
         ("ring +44 20 7946 0958", "PHONE_NUMBER", "+44 20 7946 0958"),
         ("reach 259.735.7502 after 5", "PHONE_NUMBER", "259.735.7502"),
         ("ring 0341 8387176 tonight", "PHONE_NUMBER", "0341 8387176"),
+        ("To order, call 0341 8387176", "PHONE_NUMBER", "0341 8387176"),
         ("Phone: 0490 75 40 81", "PHONE_NUMBER", "0490 75 40 81"),
         ("card 3782-822463-10005 expires", "CREDIT_CARD", "3782-822463-10005"),
         ("Maestro 6304 0000 0000 0000 018?", "CREDIT_CARD", "6304 0000 0000 0000 018"),
