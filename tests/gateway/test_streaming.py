@@ -332,3 +332,24 @@ def test_error_event_is_openai_shaped() -> None:
             "code": "upstream_unavailable",
         }
     }
+
+
+def test_public_api_is_pinned() -> None:
+    import gateway.streaming as streaming
+    import gateway.upstream as upstream
+
+    assert set(streaming.__all__) == {
+        "DONE", "HoldbackWindow", "SSEEvent", "SSEParser", "StreamGuard", "TextCheck", "ToolCallAssembler",
+        "ToolCheck", "content_chunk", "decode_chunk", "encode_sse", "error_event", "finish_chunk",
+        "guard_stream", "tool_call_deltas", "usage_chunk",
+    }  # fmt: skip
+    assert set(upstream.__all__) == {
+        "LEAN_PROVIDERS",
+        "Deployment",
+        "Upstream",
+        "UpstreamStream",
+        "map_http_error",
+    }
+    for mod in (streaming, upstream):
+        for name in mod.__all__:
+            assert hasattr(mod, name), name

@@ -363,6 +363,18 @@ async def test_invalid_json_and_broken_stream_are_unavailable(stub: Stub) -> Non
     assert stub.calls("echo") == 3
 
 
+async def test_stalled_stream_times_out_and_is_not_retried(stub: Stub) -> None:
+    up = make([entry("alias", "echo", stub.base)], timeout=0.3, num_retries=2)
+    stub.script("echo", {"chunks": [{"content": "start"}, {"delay_ms": 1500}, {"content": "late"}]})
+    try:
+        s = await up.open_stream("alias", ask(stream=True))
+        with pytest.raises(UpstreamTimeout):
+            await collect(s)
+    finally:
+        await up.aclose()
+    assert stub.calls("echo") == 1
+
+
 async def test_unknown_alias_and_bad_config() -> None:
     up = make([])
     with pytest.raises(NotFound) as caught:
