@@ -45,6 +45,8 @@ def test_run_demo_end_to_end(tmp_path: Path) -> None:
     assert summary["allowed"] + summary["redacted"] + summary["flagged"] + summary["blocked"] == 40
     # The corpus holds attacks and PII: the default policies must act on some of them.
     assert summary["blocked"] + summary["redacted"] + summary["flagged"] > 0
-    assert summary["direct"]["requests"] == 10
+    assert summary["probe_requests"] == 10 and 0 < summary["direct"]["pairs"] <= 10
+    # Every replayed request and every latency probe left one audit record in the store.
+    assert summary["audit_records"] == 40 + 10
     assert "added latency p50 / p99 over direct" in text
     assert (tmp_path / "rollguard-demo.yaml").exists()
