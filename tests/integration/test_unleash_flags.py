@@ -210,9 +210,9 @@ class _TcpProxy:
     """A real TCP forwarder in front of the Unleash server, so a test can take "the server" away from
     one client without stopping the shared server."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], port: int = 0) -> None:
         self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server(("127.0.0.1", port))
         self.port = self.listener.getsockname()[1]
         self.conns: list[socket.socket] = []
         self.running = True
@@ -256,7 +256,7 @@ class _TcpProxy:
                 c.close()
 
 
-def test_server_gone_keeps_the_last_known_good_flags(admin: Admin, flag_name: str) -> None:
+def test_server_gone_keeps_the_last_known_good_flags_and_recovers(admin: Admin, flag_name: str) -> None:
     from urllib.parse import urlsplit
 
     parts = urlsplit(URL)
@@ -276,6 +276,10 @@ def test_server_gone_keeps_the_last_known_good_flags(admin: Admin, flag_name: st
         d = f.describe()
         assert d["source"] == "server" and flag_name in d["flags"]
         assert eventually(lambda: f.describe()["stale"], timeout=10)
+        # the server comes back: the client catches up on its own
+        proxy = _TcpProxy(proxy.target, port=proxy.port)
+        assert eventually(lambda: share_on(f, flag_name, 50) == 0.0)
+        assert not f.describe()["stale"]
     finally:
         f.close()
         proxy.stop()
