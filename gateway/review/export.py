@@ -32,6 +32,7 @@ from gateway.review.config import ReviewSettings, default_taxonomy
 from gateway.review.queue import PREFIX, ReviewItem, ReviewQueues
 from gateway.review.service import votes_of
 from rollguard.errors import InvalidRequest
+from rollguard.settings import RollguardSettings
 from rollguard.types import text_of
 
 Format = Literal["dpo", "kto", "jsonl"]
@@ -206,3 +207,23 @@ async def export_preferences(
         for row in rendered:
             fh.write(orjson.dumps(row) + b"\n")
     return ExportResult(out, fmt, len(rendered), conversational)
+
+
+async def export_from_settings(settings: RollguardSettings, fmt: str, out: Path) -> int:
+    """``rollguard review export``: connect to the configured store (the embedded Valkey under
+    ``store.data_dir`` when no URL is set), export every queue named in ``review`` config with
+    decided items, and return the number of rows written. Raises ``InvalidRequest`` for an unknown
+    format, ``ConfigError`` for a bad ``review`` section, ``StoreError`` when Redis fails."""
+    from gateway.review.config import parse_review_settings
+    from gateway.store import Store
+
+    if fmt not in ("dpo", "kto", "jsonl"):
+        raise InvalidRequest(f"unknown export format {fmt!r} (dpo, kto, jsonl)", param="format")
+    review = parse_review_settings(settings.review)
+    store = Store(settings.store, retention_check_s=0)
+    await store.start()
+    try:
+        res = await export_preferences(store.redis, fmt, out, settings=review)  # type: ignore[arg-type]
+    finally:
+        await store.aclose()
+    return res.rows

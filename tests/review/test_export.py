@@ -135,3 +135,15 @@ async def test_standard_form_without_history_and_bad_format(aredis: aioredis.Red
     assert isinstance(row["prompt"], str) and row["chosen"] == "Use Settings."
     with pytest.raises(InvalidRequest):
         await export_preferences(aredis, "csv", tmp_path / "x")  # type: ignore[arg-type]
+
+
+async def test_export_from_settings_for_the_cli(
+    aredis: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    from gateway.review.export import export_from_settings
+    from rollguard.settings import RollguardSettings
+
+    await _seed(aredis)
+    settings = RollguardSettings(review=review_config(), store={"redis_url": redis_url, "data_dir": tmp_path})
+    n = await export_from_settings(settings, "kto", tmp_path / "cli.jsonl")
+    assert n == 9 and len((tmp_path / "cli.jsonl").read_bytes().splitlines()) == 9
