@@ -35,6 +35,9 @@ Error mapping (``UpstreamError`` subclasses, ``raise ... from`` the foreign exce
 quote the upstream's text, which may echo the key), 404 unknown upstream model, invalid JSON,
 a broken stream, an ``{"error": ...}`` event in the stream).
 
+Modules: this one routes (``Upstream``, ``UpstreamStream``, spans); ``gateway.upstream_transport``
+holds ``Deployment`` and the two transports; ``gateway.upstream_errors`` the error mapping.
+
 Telemetry: one span per attempt, ``chat {model}``, kind CLIENT, with the OpenTelemetry GenAI
 semantic-convention attributes (``gen_ai.*``, ``server.address``/``server.port``, ``error.type``);
 never message content.
@@ -45,267 +48,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
-import re
 import time
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
-import aiohttp
-import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from gateway.streaming import SSEParser, decode_chunk
+from gateway.upstream_errors import AttemptFailed, failed, map_http_error, map_transport_error
+from gateway.upstream_transport import LEAN_PROVIDERS, Deployment, LeanTransport, LiteLLMTransport
 from rollguard.errors import (
-    ConfigError,
     NotFound,
-    UpstreamBadRequest,
     UpstreamError,
-    UpstreamRateLimited,
-    UpstreamTimeout,
     UpstreamUnavailable,
 )
-from rollguard.settings import ModelEntry, RollguardSettings, resolve_secret
+from rollguard.settings import RollguardSettings
 
 __all__ = ["LEAN_PROVIDERS", "Deployment", "Upstream", "UpstreamStream", "map_http_error"]
 
-LEAN_PROVIDERS = frozenset({"openai", "hosted_vllm", "lm_studio", "llamafile"})
-"""Providers whose endpoint is OpenAI's chat-completions API: served by the lean path."""
-
-_DEFAULT_BASES = {"openai": "https://api.openai.com/v1"}
-_ROLLGUARD_KEYS = frozenset({"rollguard_path"})
-# litellm_params that configure the connection, not the request body (lean path).
-_CONNECTION_KEYS = frozenset(
-    {
-        "model",
-        "api_base",
-        "base_url",
-        "api_key",
-        "api_version",
-        "organization",
-        "timeout",
-        "stream_timeout",
-        "max_retries",
-        "num_retries",
-        "extra_headers",
-        "headers",
-        "rpm",
-        "tpm",
-        "weight",
-        "order",
-        "custom_llm_provider",
-        "rollguard_path",
-    }
-)
-_MAX_MESSAGE = 500
-_NOT_RETRIED = frozenset({"upstream_auth_failed", "upstream_model_not_found"})
 _TRACER = trace.get_tracer("rollguard.gateway.upstream")
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    """One ``model_list`` entry, resolved. ``model`` is the name sent upstream (provider prefix
-    stripped); ``timeout``/``stream_timeout`` in seconds (None: the router's)."""
-
-    alias: str
-    model: str
-    litellm_model: str
-    provider: str
-    path: Literal["lean", "litellm"]
-    api_base: str | None
-    api_key: str | None
-    headers: Mapping[str, str]
-    timeout: float | None
-    stream_timeout: float | None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    """litellm path: every litellm_param (secrets resolved) except ``model`` and ours."""
-
-    @property
-    def url(self) -> str:
-        return (self.api_base or "").rstrip("/") + "/chat/completions"
-
-    @property
-    def server(self) -> tuple[str, int | None]:
-        if not self.api_base:
-            return "", None
-        parts = urlsplit(self.api_base)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return parts.hostname or "", port
-
-    @classmethod
-    def from_entry(cls, entry: ModelEntry, index: int) -> Deployment:
-        """Raises ``ConfigError`` for a lean deployment without ``api_base`` (except ``openai/``)."""
-        p = dict(entry.litellm_params)
-        full = str(p["model"])
-        provider, sep, name = full.partition("/")
-        if not sep:
-            provider, name = str(p.get("custom_llm_provider") or "openai"), full
-        forced = p.get("rollguard_path")
-        if forced not in (None, "lean", "litellm"):
-            raise ConfigError(
-                "rollguard_path must be 'lean' or 'litellm'",
-                field=f"model_list[{index}].litellm_params.rollguard_path",
-            )
-        path: Literal["lean", "litellm"] = forced or ("lean" if provider in LEAN_PROVIDERS else "litellm")
-        api_base = resolve_secret(p.get("api_base") or p.get("base_url"))
-        if path == "lean":
-            api_base = api_base or _DEFAULT_BASES.get(provider)
-            if not api_base:
-                raise ConfigError(
-                    f"provider {provider!r} needs an api_base",
-                    field=f"model_list[{index}].litellm_params.api_base",
-                )
-        api_key = resolve_secret(p.get("api_key"))
-        if api_key is None and provider == "openai" and "api_key" not in p:
-            api_key = os.environ.get("OPENAI_API_KEY")
-        headers = {str(k): str(resolve_secret(str(v))) for k, v in (p.get("extra_headers") or {}).items()}
-        org = resolve_secret(p.get("organization"))
-        if org:
-            headers["OpenAI-Organization"] = org
-        params = {
-            k: resolve_secret(v) if isinstance(v, str) else v
-            for k, v in p.items()
-            if k not in _ROLLGUARD_KEYS
-            and k not in ("model", "timeout", "stream_timeout", "max_retries", "num_retries")
-        }
-        return cls(
-            alias=entry.model_name,
-            model=name if path == "lean" else full,
-            litellm_model=full,
-            provider=provider,
-            path=path,
-            api_base=api_base,
-            api_key=api_key,
-            headers=headers,
-            timeout=_seconds(p.get("timeout")),
-            stream_timeout=_seconds(p.get("stream_timeout")),
-            params=params,
-        )
-
-
-def _seconds(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and v > 0 else None
-
-
-# ---------------------------------------------------------------------------------------------- errors
-
-
-@dataclass(slots=True)
-class _Failed(Exception):
-    """One failed attempt: the mapped error, whether another attempt may help, whether a
-    fallback alias may help."""
-
-    error: UpstreamError
-    retryable: bool
-    fallback: bool
-
-
-def _upstream_message(raw: bytes) -> str:
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw[:_MAX_MESSAGE].decode("utf-8", errors="replace").strip()
-    msg: Any = obj
-    if isinstance(obj, dict):
-        err = obj.get("error", obj)
-        msg = err.get("message") or err.get("detail") if isinstance(err, dict) else err
-        if msg is None and isinstance(obj.get("detail"), str):
-            msg = obj["detail"]
-    return str(msg)[:_MAX_MESSAGE] if msg else ""
-
-
-def map_http_error(status: int, raw: bytes = b"") -> UpstreamError:
-    """The rollguard error for an upstream HTTP error ``status`` with body ``raw``.
-
-    400/409/413/422 and other 4xx -> ``UpstreamBadRequest`` with the upstream's message (truncated
-    to 500 characters); 401/403 -> ``UpstreamUnavailable`` (the gateway's upstream credentials are
-    wrong, the client cannot fix that; the upstream's text is not passed on); 404 ->
-    ``UpstreamUnavailable`` (the configured model or api_base is wrong); 408 -> ``UpstreamTimeout``;
-    429 -> ``UpstreamRateLimited``; 5xx and anything else -> ``UpstreamUnavailable``."""
-    if status in (401, 403):
-        return UpstreamUnavailable(
-            f"the upstream rejected the gateway's credentials (HTTP {status})", code="upstream_auth_failed"
-        )
-    if status == 404:
-        return UpstreamUnavailable(
-            "the upstream does not know the configured model or path (HTTP 404)",
-            code="upstream_model_not_found",
-        )
-    if status == 408:
-        return UpstreamTimeout("the upstream timed out (HTTP 408)")
-    if status == 429:
-        return UpstreamRateLimited(_upstream_message(raw) or "the upstream is rate limiting (HTTP 429)")
-    if 400 <= status < 500:
-        return UpstreamBadRequest(
-            _upstream_message(raw) or f"the upstream rejected the request (HTTP {status})"
-        )
-    return UpstreamUnavailable(f"the upstream failed (HTTP {status})")
-
-
-def _failed(err: UpstreamError, cause: BaseException | None) -> _Failed:
-    """Wrap a mapped error with its retry/fallback policy: a bad request is final (no retry, no
-    fallback); rejected credentials and an unknown upstream model are not retried on the same
-    alias but may fall back; everything else (5xx, connection, timeout, 429) is retried."""
-    err.__cause__ = cause
-    if isinstance(err, UpstreamBadRequest):
-        return _Failed(err, retryable=False, fallback=False)
-    if err.code in _NOT_RETRIED:
-        return _Failed(err, retryable=False, fallback=True)
-    return _Failed(err, retryable=True, fallback=True)
-
-
-def _map_transport(exc: BaseException, what: str) -> _Failed:
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):  # aiohttp.ServerTimeoutError included
-        return _failed(UpstreamTimeout(f"the upstream did not answer in time ({what})"), exc)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return _failed(UpstreamUnavailable(f"cannot connect to the upstream ({what})"), exc)
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
-        return _failed(UpstreamUnavailable(f"the upstream broke the connection ({what})"), exc)
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return _failed(UpstreamUnavailable(f"upstream connection error ({what}): {type(exc).__name__}"), exc)
-    return _failed(UpstreamUnavailable(f"upstream call failed ({what}): {type(exc).__name__}"), exc)
-
-
-_LITELLM_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*)?(?:\w+Exception\s*-\s*)?")
-
-
-def _map_litellm(exc: BaseException) -> _Failed:
-    """litellm's exception classes -> ours (litellm is imported by the caller already)."""
-    import litellm
-
-    ex = litellm.exceptions
-    msg = _LITELLM_PREFIX.sub("", str(getattr(exc, "message", "") or exc))[:_MAX_MESSAGE]
-    if isinstance(exc, ex.Timeout):
-        return _failed(UpstreamTimeout("the upstream did not answer in time"), exc)
-    if isinstance(exc, ex.RateLimitError):
-        return _failed(UpstreamRateLimited(msg or "the upstream is rate limiting"), exc)
-    if isinstance(exc, ex.AuthenticationError | ex.PermissionDeniedError):
-        status = getattr(exc, "status_code", 401)
-        return _failed(map_http_error(status if status in (401, 403) else 401), exc)
-    if isinstance(exc, ex.NotFoundError):
-        return _failed(map_http_error(404), exc)
-    if isinstance(exc, ex.BadRequestError | ex.UnprocessableEntityError):
-        return _failed(UpstreamBadRequest(msg or "the upstream rejected the request"), exc)
-    if isinstance(exc, ex.APIConnectionError):
-        return _failed(UpstreamUnavailable("cannot connect to the upstream"), exc)
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and 400 <= status < 600:
-        return _failed(map_http_error(status, msg.encode()), exc)
-    return _failed(UpstreamUnavailable(f"upstream call failed: {type(exc).__name__}"), exc)
-
-
-def _stream_error_event(chunk: Mapping[str, Any]) -> _Failed:
-    err = chunk.get("error")
-    code = err.get("code") if isinstance(err, dict) else None
-    if code in (429, "429", "rate_limit_exceeded"):
-        return _failed(UpstreamRateLimited("the upstream reported a rate limit in the stream"), None)
-    return _failed(UpstreamUnavailable("the upstream reported an error in the stream"), None)
 
 
 # ---------------------------------------------------------------------------------------------- spans
@@ -420,7 +183,7 @@ class UpstreamStream:
         except StopAsyncIteration:
             await self.aclose()
             raise
-        except _Failed as f:
+        except AttemptFailed as f:
             await self._end(f.error)
             raise f.error from f.error.__cause__ or None
         self._observe(chunk)
@@ -445,251 +208,6 @@ class UpstreamStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-# ---------------------------------------------------------------------------------------------- transports
-
-
-class _Lean:
-    """OpenAI-compatible endpoints over one pooled aiohttp session."""
-
-    def __init__(self, connector_limit: int) -> None:
-        self._limit = connector_limit
-        self._session: aiohttp.ClientSession | None = None
-
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=30, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @staticmethod
-    def _headers(dep: Deployment) -> dict[str, str]:
-        h = {"Content-Type": "application/json", **dep.headers}
-        if dep.api_key:
-            h["Authorization"] = f"Bearer {dep.api_key}"
-        return h
-
-    @staticmethod
-    def _payload(dep: Deployment, body: Mapping[str, Any], stream: bool) -> bytes:
-        payload = dict(body)
-        payload["model"] = dep.model
-        if stream:
-            payload["stream"] = True
-            opts = payload.get("stream_options")
-            payload["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
-        else:
-            payload.pop("stream", None)
-            payload.pop("stream_options", None)
-        return orjson.dumps(payload)
-
-    async def complete(self, dep: Deployment, body: Mapping[str, Any], seconds: float) -> dict[str, Any]:
-        data = self._payload(dep, body, stream=False)
-        try:
-            async with self.session().post(
-                dep.url, data=data, headers=self._headers(dep), timeout=aiohttp.ClientTimeout(total=seconds)
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except _Failed:
-            raise
-        except Exception as exc:
-            raise _map_transport(exc, "completion") from exc
-        if status >= 400:
-            raise _failed(map_http_error(status, raw), None)
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise _failed(
-                UpstreamUnavailable("the upstream sent invalid JSON", code="upstream_invalid_json"), exc
-            ) from exc
-        if not isinstance(obj, dict) or "choices" not in obj:
-            raise _failed(
-                UpstreamUnavailable("the upstream sent no completion", code="upstream_invalid_json"), None
-            )
-        return obj
-
-    async def open_stream(
-        self, dep: Deployment, body: Mapping[str, Any], read_timeout: float
-    ) -> AsyncIterator[dict[str, Any]]:
-        data = self._payload(dep, body, stream=True)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=read_timeout, sock_read=read_timeout)
-        try:
-            resp = await self.session().post(dep.url, data=data, headers=self._headers(dep), timeout=timeout)
-        except Exception as exc:
-            raise _map_transport(exc, "stream") from exc
-        if resp.status >= 400:
-            try:
-                raw = await resp.read()
-            except Exception:
-                raw = b""
-            resp.release()
-            raise _failed(map_http_error(resp.status, raw), None)
-        return self._events(resp)
-
-    @staticmethod
-    async def _events(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
-        parser = SSEParser()
-        done = False
-        try:
-            try:
-                async for data in resp.content.iter_any():
-                    for ev in parser.feed(data):
-                        chunk = _decode(ev)
-                        if chunk is None:
-                            done = True
-                            return
-                        if chunk:
-                            yield chunk
-                for ev in parser.close():
-                    chunk = _decode(ev)
-                    if chunk is None:
-                        done = True
-                        return
-                    if chunk:
-                        yield chunk
-                done = True
-            except _Failed:
-                raise
-            except Exception as exc:
-                raise _map_transport(exc, "stream") from exc
-        finally:
-            if done:
-                resp.release()
-            else:
-                resp.close()
-
-
-def _decode(ev: Any) -> dict[str, Any] | None:
-    try:
-        chunk = decode_chunk(ev)
-    except UpstreamUnavailable as exc:
-        raise _failed(exc, exc.__cause__) from exc
-    if chunk is not None and "error" in chunk and "choices" not in chunk:
-        raise _stream_error_event(chunk)
-    return chunk
-
-
-_RESPONSE_KEYS = (
-    "id",
-    "object",
-    "created",
-    "model",
-    "system_fingerprint",
-    "service_tier",
-    "choices",
-    "usage",
-)
-_MESSAGE_KEYS = ("role", "content", "tool_calls", "function_call", "refusal")
-
-
-def _clean(d: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {k: d[k] for k in keys if k in d and d[k] is not None}
-
-
-def _plain(obj: Any, stream: bool) -> dict[str, Any]:
-    """A litellm ``ModelResponse``/``ModelResponseStream`` as a plain OpenAI-shaped dict."""
-    raw = obj.model_dump() if hasattr(obj, "model_dump") else dict(obj)
-    out = _clean(raw, _RESPONSE_KEYS)
-    out["object"] = "chat.completion.chunk" if stream else "chat.completion"
-    choices = []
-    for c in raw.get("choices") or ():
-        inner_key = "delta" if stream else "message"
-        inner = _clean(c.get(inner_key) or {}, _MESSAGE_KEYS)
-        if not stream:
-            inner.setdefault("content", None)
-        choice = {"index": c.get("index", 0), inner_key: inner, "finish_reason": c.get("finish_reason")}
-        choices.append(choice)
-    out["choices"] = choices
-    usage = raw.get("usage")
-    if isinstance(usage, Mapping):
-        out["usage"] = {
-            k: usage[k]
-            for k in ("prompt_tokens", "completion_tokens", "total_tokens")
-            if usage.get(k) is not None
-        }
-    return out
-
-
-class _LiteLLM:
-    """Everything else, through ``litellm.acompletion`` (imported on first use)."""
-
-    def __init__(self) -> None:
-        self._mod: Any = None
-
-    def litellm(self) -> Any:
-        if self._mod is None:
-            # Never fetch the model price map from the network at import.
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            import litellm
-
-            litellm.suppress_debug_info = True
-            litellm.telemetry = False
-            # Build litellm's lazily-built pydantic schemas now, not inside the first request's
-            # timeout; pydantic warns about a ReadOnly TypedDict item there (theirs, harmless).
-            from litellm.types.utils import Delta, ModelResponse, ModelResponseStream, StreamingChoices
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ModelResponseStream(choices=[StreamingChoices(delta=Delta(content="x"))])
-                ModelResponse()
-            self._mod = litellm
-        return self._mod
-
-    def _kwargs(self, dep: Deployment, body: Mapping[str, Any], seconds: float) -> dict[str, Any]:
-        kw: dict[str, Any] = {k: v for k, v in dep.params.items() if k not in ("extra_headers",)}
-        kw.update({k: v for k, v in body.items() if k != "model"})
-        kw["model"] = dep.litellm_model
-        if dep.api_key is not None:
-            kw["api_key"] = dep.api_key
-        if dep.api_base is not None:
-            kw["api_base"] = dep.api_base
-        if dep.headers:
-            kw["extra_headers"] = dict(dep.headers)
-        kw["timeout"] = seconds
-        kw["num_retries"] = 0
-        kw["max_retries"] = 0
-        return kw
-
-    async def complete(self, dep: Deployment, body: Mapping[str, Any], seconds: float) -> dict[str, Any]:
-        lit = self.litellm()
-        kw = self._kwargs(dep, body, seconds)
-        kw.pop("stream", None)
-        kw.pop("stream_options", None)
-        try:
-            resp = await lit.acompletion(**kw)
-        except Exception as exc:
-            raise _map_litellm(exc) from exc
-        return _plain(resp, stream=False)
-
-    async def open_stream(
-        self, dep: Deployment, body: Mapping[str, Any], read_timeout: float
-    ) -> AsyncIterator[dict[str, Any]]:
-        lit = self.litellm()
-        kw = self._kwargs(dep, body, read_timeout)
-        kw["stream"] = True
-        opts = kw.get("stream_options")
-        kw["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
-        try:
-            resp = await lit.acompletion(**kw)
-        except Exception as exc:
-            raise _map_litellm(exc) from exc
-        return self._chunks(resp)
-
-    @staticmethod
-    async def _chunks(resp: Any) -> AsyncIterator[dict[str, Any]]:
-        try:
-            async for chunk in resp:
-                yield _plain(chunk, stream=True)
-        except _Failed:
-            raise
-        except Exception as exc:
-            raise _map_litellm(exc) from exc
 
 
 # ---------------------------------------------------------------------------------------------- Upstream
@@ -720,8 +238,8 @@ class Upstream:
             for src, targets in fb.items():
                 self._fallbacks.setdefault(src, []).extend(targets)
         self._rr = {alias: itertools.count() for alias in self._deployments}
-        self._lean = _Lean(connector_limit)
-        self._litellm = _LiteLLM()
+        self._lean = LeanTransport(connector_limit)
+        self._litellm = LiteLLMTransport()
         if any(d.path == "litellm" for deps in self._deployments.values() for d in deps):
             self._litellm.litellm()  # import (seconds) at startup, never inside a request's timeout
 
@@ -740,21 +258,21 @@ class Upstream:
         deps = self._deployments[alias]
         return deps[next(self._rr[alias]) % len(deps)]
 
-    def _transport(self, dep: Deployment) -> _Lean | _LiteLLM:
+    def _transport(self, dep: Deployment) -> LeanTransport | LiteLLMTransport:
         return self._lean if dep.path == "lean" else self._litellm
 
     # -- the retry / fallback loop
     async def _route(self, alias: str, attempt_fn: Callable[[Deployment, int], Awaitable[T]]) -> T:
         if alias not in self._deployments:
             raise NotFound(f"The model `{alias}` does not exist.", code="model_not_found", param="model")
-        last: _Failed | None = None
+        last: AttemptFailed | None = None
         for name in [alias, *self._fallbacks.get(alias, [])]:
             if name not in self._deployments:
                 continue
             for attempt in range(self.num_retries + 1):
                 try:
                     return await attempt_fn(self._pick(name), attempt)
-                except _Failed as f:
+                except AttemptFailed as f:
                     last = f
                     if not f.retryable:
                         break
@@ -774,7 +292,7 @@ class Upstream:
             span = _start_span(dep, body, n, stream=False)
             try:
                 resp = await self._transport(dep).complete(dep, body, dep.timeout or self.timeout)
-            except _Failed as f:
+            except AttemptFailed as f:
                 _end_span(span, f.error)
                 raise
             except BaseException:
@@ -804,17 +322,17 @@ class Upstream:
                     rest = await transport.open_stream(dep, body, read_timeout)
                     first = await rest.__anext__()
             except StopAsyncIteration as exc:
-                err = _failed(UpstreamUnavailable("the upstream stream ended before any chunk"), exc)
+                err = failed(UpstreamUnavailable("the upstream stream ended before any chunk"), exc)
                 await _aclose(rest)
                 _end_span(span, err.error)
                 raise err from exc
-            except _Failed as f:
+            except AttemptFailed as f:
                 await _aclose(rest)
                 _end_span(span, f.error)
                 raise
             except TimeoutError as exc:
                 await _aclose(rest)
-                err = _map_transport(exc, f"first chunk after {time.perf_counter() - started:.1f} s")
+                err = map_transport_error(exc, f"first chunk after {time.perf_counter() - started:.1f} s")
                 _end_span(span, err.error)
                 raise err from exc
             except BaseException:
