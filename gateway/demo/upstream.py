@@ -478,11 +478,18 @@ async def start_stub(
 
 
 def serve_stub(host: str = "127.0.0.1", port: int = 9000, *, preload: bool = True, **options: Any) -> None:
-    """Run the stub in the foreground until interrupted."""
+    """Run the stub in the foreground until interrupted (on uvloop when installed)."""
     app = build_app(**options)
     if preload:
         app.on_startup.append(_preload)
-    web.run_app(app, host=host, port=port, access_log=None, print=None, backlog=1024)
+    loop: asyncio.AbstractEventLoop | None = None
+    try:  # uvloop comes with uvicorn[standard]; about twice the requests/s of the default loop
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        pass
+    web.run_app(app, host=host, port=port, access_log=None, print=None, backlog=1024, loop=loop)
 
 
 async def _preload(app: web.Application) -> None:

@@ -113,6 +113,26 @@ async def test_every_chunking_of_a_text_releases_the_redacted_text_only() -> Non
                         assert part not in piece, (holdback, size, piece)
 
 
+PHONE = re.compile(r"\b\d{3} \d{3} \d{4}\b")
+
+
+async def redact_phones(text: str) -> tuple[Verdict, str]:
+    new = PHONE.sub("<PHONE_NUMBER_1>", text)
+    return (Verdict.REDACT if new != text else Verdict.ALLOW), new
+
+
+async def test_entity_with_spaces_is_protected_by_the_holdback() -> None:
+    text = "Call me at 555 123 4567 tomorrow, or at 555 987 6543 after six in the evening."
+    expected = PHONE.sub("<PHONE_NUMBER_1>", text)
+    for size in (1, 3, 4, 9):
+        window = HoldbackWindow(redact_phones, 16)
+        pieces = [await window.feed(text[i : i + size]) for i in range(0, len(text), size)]
+        pieces.append(await window.finish())
+        assert "".join(pieces) == expected
+        assert not any(g in p for p in pieces for g in ("555", "123", "4567", "987", "6543"))
+        assert window.boundary_rewrites == 0
+
+
 async def test_prefix_that_already_looks_complete_is_judged_whole() -> None:
     window = HoldbackWindow(redact_emails, 0)
     out = [await window.feed("write ana@example.com"), await window.feed(".br now")]
