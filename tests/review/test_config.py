@@ -54,3 +54,12 @@ def test_bad_config_names_the_field(cfg: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_review_settings(cfg)
     assert exc.value.field == field
+
+
+def test_demo_config_parses_and_logs_in() -> None:
+    from gateway.review.demo import DEMO_TOKENS, console_banner, demo_review_config
+
+    s = parse_review_settings(demo_review_config())
+    assert s.reviewer_by_hash(hash_api_key(DEMO_TOKENS["lead"])).role is Role.LEAD  # type: ignore[union-attr]
+    assert s.k_for("rollout") == 2
+    assert "http://127.0.0.1:8080/review" in console_banner("http://127.0.0.1:8080/")
