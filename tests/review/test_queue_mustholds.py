@@ -131,3 +131,23 @@ async def test_burst_of_10000_keeps_the_5_claimed(aredis: aioredis.Redis) -> Non
         res = await queues.verdict(lease.id, "carol", lease.item_id, {"label": "acceptable"})
         assert res.decided
     assert (await queues.stats("q")).open == 10_000
+
+
+async def test_heartbeat_keeps_a_lease_and_k_is_enforced_per_reviewer(aredis: aioredis.Redis) -> None:
+    queues = ReviewQueues(aredis, lease_ms=400)
+    await _fill(queues, "q", 1, k=2)
+    (lease,) = await queues.claim("q", "dan")
+    assert await queues.claim("q", "dan") == []  # never two slots of one item for one reviewer
+    for _ in range(4):
+        await asyncio.sleep(0.2)
+        await queues.heartbeat(lease.id, "dan")
+        assert (await queues.reclaim_expired("q")).returned == 0
+    with pytest.raises(LeaseLost):
+        await queues.heartbeat(lease.id, "eve")
+    await queues.verdict(lease.id, "dan", lease.item_id, {"label": "acceptable"})
+    assert await queues.claim("q", "dan") == []  # already judged it
+    (other,) = await queues.claim("q", "eve")
+    res = await queues.verdict(other.id, "eve", other.item_id, {"label": "acceptable"})
+    assert res.decided and (res.count, res.k) == (2, 2)
+    ttl = await aredis.ttl(Keys("q").item(lease.item_id))
+    assert 0 < ttl <= queues.retention_s

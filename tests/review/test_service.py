@@ -152,3 +152,14 @@ async def test_release_returns_the_item_to_others(aredis: aioredis.Redis) -> Non
     assert le2.item_id == le.item_id
     events = [e["event"] for e in await svc.queues.audit("safety")]
     assert events[:3] == ["claim", "release", "claim"]
+
+
+def test_parse_bundle_shapes() -> None:
+    from gateway.review.service import parse_bundle
+
+    assert parse_bundle({b"bundle": b'{"detector": "psi"}'}) == {"detector": "psi"}
+    assert parse_bundle({"data": "[1, 2]"}) is None
+    flat = parse_bundle(
+        {"detector": "psi", "p_value": "0.01", "exemplars": '["a", "b"]', "variant": "canary"}
+    )
+    assert flat == {"detector": "psi", "p_value": 0.01, "exemplars": ["a", "b"], "variant": "canary"}
