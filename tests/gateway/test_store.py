@@ -5,6 +5,7 @@ and the embedded default's start / reuse / restart persistence."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -305,6 +306,8 @@ async def test_embedded_server_is_shared_persists_and_restarts(tmp_path: Path) -
         assert first.embedded is not None and first.embedded.owner
         info = orjson.loads((data_dir / "redis.json").read_bytes())
         assert info["port"] == first.embedded.port and info["pid"] > 0
+        assert os.getsid(info["pid"]) != os.getsid(0)  # its own session: a terminal Ctrl-C spares it
+        assert "appendonly yes" in (data_dir / "valkey" / "valkey.conf").read_text()
         for i in range(20):
             first.append_interaction(record(i))
         await first.flush()
