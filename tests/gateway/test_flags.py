@@ -476,3 +476,20 @@ def test_a_client_started_before_fork_is_restarted_in_the_child(feature_server: 
         assert child.exitcode == 0
     finally:
         f.close()
+
+
+def test_nothing_is_written_to_the_user_cache_directory(
+    tmp_path: Path, feature_server: _FeatureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    f = Flags(FlagSettings(unleash_url=feature_server.url, api_token="tok", refresh_interval_s=1))
+    f.start(wait_s=5)
+    try:
+        assert f.describe()["source"] == "server"
+        assert f.evaluate(["from-server"], ANON).enabled["from-server"] is True
+    finally:
+        f.close()
+    assert list(home.rglob("*")) == []
