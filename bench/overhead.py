@@ -292,9 +292,10 @@ def run_aiohttp(
 # --- the benchmark -----------------------------------------------------------------------------
 
 
-def gateway_config(path: Path, stub_url: str, policies_on: bool, data_dir: Path) -> Path:
-    """Write a gateway config: one alias ``bench`` -> the stub; ``policies: []`` when off, the
-    default policy set when on; the audit store's embedded Valkey under ``data_dir``."""
+def gateway_config(path: Path, stub_url: str, policies: list[dict[str, Any]] | None, data_dir: Path) -> Path:
+    """Write a gateway config: one alias ``bench`` -> the stub; ``policies`` as given (``None``:
+    no ``policies`` key, i.e. the default policy set); the audit store's embedded Valkey under
+    ``data_dir``."""
     config: dict[str, Any] = {
         "model_list": [
             {
@@ -310,8 +311,8 @@ def gateway_config(path: Path, stub_url: str, policies_on: bool, data_dir: Path)
         "gateway": {"log_level": "warning"},
         "store": {"data_dir": str(data_dir)},
     }
-    if not policies_on:
-        config["policies"] = []
+    if policies is not None:
+        config["policies"] = policies
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is valid YAML
     return path
 
@@ -325,6 +326,7 @@ def measure(
     cells: list[Cell],
     server_pid: int,
     upstream_pid: int,
+    concurrencies: tuple[int, ...] = (1, 16),
 ) -> None:
     """Run the four cells of one mode. CPU per request (ms) is the CPU time the server process
     (the gateway, or the stub for ``direct``) and the stub used during the measured seconds divided
@@ -334,7 +336,7 @@ def measure(
         headers = probe(url, stream, model)
         if mode != "direct" and headers.get("x-rollguard-verdict", "allow") != "allow":
             raise RuntimeError(f"the bench prompt is not allowed by the gateway ({mode}): {headers}")
-        for concurrency in (1, 16):
+        for concurrency in concurrencies:
             payload = body(stream, model)
             if args.warmup > 0:
                 args.loadgen_fn(url, payload, concurrency, args.warmup, workdir)
@@ -363,7 +365,7 @@ def measure(
             )
             cells.append(cell)
             print(
-                f"  {mode:13s} stream={stream!s:5s} c={concurrency:<2d} {cell.rps:8.1f} req/s "
+                f"  {mode:22s} stream={stream!s:5s} c={concurrency:<2d} {cell.rps:8.1f} req/s "
                 f"p50 {cell.p50_ms:7.2f} ms p99 {cell.p99_ms:7.2f} ms "
                 f"server CPU {cell.server_cpu_ms} ms/req errors {cell.errors}",
                 flush=True,
@@ -435,7 +437,7 @@ def targets(cells: list[Cell]) -> list[dict[str, Any]]:
 
 def print_table(cells: list[Cell]) -> None:
     head = (
-        f"{'mode':13s} {'stream':6s} {'conc':>4s} {'req/s':>8s} {'p50':>8s} {'p99':>8s} "
+        f"{'mode':22s} {'stream':6s} {'conc':>4s} {'req/s':>8s} {'p50':>8s} {'p99':>8s} "
         f"{'+p50':>7s} {'+p99':>7s} {'ratio':>6s} {'cpu/req':>8s}"
     )
     print(head)
@@ -446,7 +448,7 @@ def print_table(cells: list[Cell]) -> None:
             return f"{'-':>{w}s}" if x is None else f"{x:{w}.2f}"
 
         print(
-            f"{c.mode:13s} {'yes' if c.stream else 'no':6s} {c.concurrency:4d} {c.rps:8.1f} {c.p50_ms:8.2f} "
+            f"{c.mode:22s} {'yes' if c.stream else 'no':6s} {c.concurrency:4d} {c.rps:8.1f} {c.p50_ms:8.2f} "
             f"{c.p99_ms:8.2f} {f(c.added_p50_ms, 7)} {f(c.added_p99_ms, 7)} {f(c.rps_ratio, 6)} "
             f"{f(c.server_cpu_ms, 8)}"
         )
@@ -477,8 +479,14 @@ def run(args: argparse.Namespace) -> int:
             measure(
                 "direct", f"{stub_url}/v1/chat/completions", STUB_MODEL, args, work, cells, stub.pid, stub.pid
             )
-            for mode, on in (("policies_off", False), ("policies_on", True)):
-                cfg = gateway_config(work / f"{mode}.yaml", stub_url, on, work / f"var-{mode}")
+            modes: list[tuple[str, list[dict[str, Any]] | None, tuple[int, ...]]] = [
+                ("policies_off", [], (1, 16)),
+                ("policies_on", None, (1, 16)),
+            ]
+            if args.per_policy:
+                modes += [(f"only_{p['id']}", [p], (1,)) for p in default_policy_specs()]
+            for mode, policies, concurrencies in modes:
+                cfg = gateway_config(work / f"{mode}.yaml", stub_url, policies, work / f"var-{mode}")
                 port = free_port()
                 log = work / f"{mode}.log"
                 genv = {**env, "ROLLGUARD_CONFIG": str(cfg)}
@@ -486,7 +494,7 @@ def run(args: argparse.Namespace) -> int:
                     try:
                         wait_http(f"http://127.0.0.1:{port}/readyz", gw, log=log)
                         url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                        measure(mode, url, MODEL, args, work, cells, gw.pid, stub.pid)
+                        measure(mode, url, MODEL, args, work, cells, gw.pid, stub.pid, concurrencies)
                     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                         last = str(exc).strip().splitlines()
                         failures.append(f"{mode}: {last[0]} ... {last[-1]}" if last else mode)
@@ -524,6 +532,15 @@ def run(args: argparse.Namespace) -> int:
     return 0 if not failures and all(c.errors == 0 for c in cells) else 1
 
 
+def default_policy_specs() -> list[dict[str, Any]]:
+    """The default policy set (``rollguard.settings.default_policies``) as config dicts."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from rollguard.settings import default_policies
+
+    return [p.model_dump(mode="json", exclude_defaults=True) | {"type": p.type} for p in default_policies()]
+
+
 def gateway_command(port: int) -> list[str]:
     """One uvicorn worker serving the gateway app factory on 127.0.0.1:``port``."""
     return [
@@ -539,6 +556,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of unrecorded load before a cell")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "aiohttp"), default="auto")
     parser.add_argument("--out", default=str(RESULTS), help="directory for overhead.json / overhead.md")
+    parser.add_argument(
+        "--per-policy",
+        action="store_true",
+        help="also run each default policy alone (concurrency 1): attributes the cost per policy",
+    )
     lg = sub.add_parser("loadgen", help="(internal) the aiohttp load generator; prints one JSON line")
     lg.add_argument("--url", required=True)
     lg.add_argument("--body", required=True)
