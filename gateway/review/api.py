@@ -105,11 +105,7 @@ def build_api(service: ReviewService, auth: ReviewAuth) -> APIRouter:
     @api.get("/queues", summary="Queues visible to the reviewer: counts, SLA state, oldest age")
     async def queues(request: Request) -> list[dict[str, Any]]:
         r = await who(request)
-        out = []
-        for name in service.queue_names(r):
-            st = await service.queues.stats(name)
-            out.append(dict(st.to_dict(), k=service.settings.k_for(name)))
-        return out
+        return [await service.stats(r, name) for name in service.queue_names(r)]
 
     @api.get("/queues/{queue}/items", summary="Open items of a queue (granted tenants only)")
     async def items(request: Request, queue: str, limit: int = 100) -> list[dict[str, Any]]:

@@ -137,7 +137,7 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
         me = await who(request)
         rows = []
         for name in service.queue_names(me):
-            st = await service.queues.stats(name)
+            st = await service.queues.stats(name, tenants=service.tenant_scope(me))
             ag = await service.agreement(name)
             spec = service.settings.queue(name)
             rows.append({"stats": st, "spec": spec, "k": service.settings.k_for(name), "agreement": ag})
@@ -147,7 +147,7 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
     async def queue_page(request: Request, queue: str, empty: int = 0, done: str = "") -> HTMLResponse:
         me = await who(request)
         service.check_queue(me, queue)
-        st = await service.queues.stats(queue)
+        st = await service.queues.stats(queue, tenants=service.tenant_scope(me))
         items = await service.queues.open_items(queue, limit=200)
         visible = [it for it in items if me.role is Role.OPERATOR or me.can_tenant(it.tenant)]
         mine = {it.id: lease for it in visible for lease, who_ in it.leases.items() if who_ == me.name}

@@ -71,6 +71,9 @@ class Keys:
         self.audit = f"{base}:audit"
         self.paged = f"{base}:paged"
 
+    def tenant_open(self, tenant: str) -> str:
+        return f"{self.base}:open:t:{tenant}"
+
     def stream(self, priority: Priority) -> str:
         return f"{self.base}:p{priority.rank}"
 
@@ -176,6 +179,8 @@ class QueueStats:
     decide_breaches: int = 0
     oldest_age_ms: int = 0
     by_priority: dict[str, int] = field(default_factory=dict)
+    scoped: bool = False
+    """True when counted for a reviewer's tenants only (slot-level and decided counts left at 0)."""
 
     @property
     def sla_state(self) -> str:
@@ -196,6 +201,7 @@ class QueueStats:
             "oldest_age_ms": self.oldest_age_ms,
             "sla_state": self.sla_state,
             "by_priority": dict(self.by_priority),
+            "scoped": self.scoped,
         }
 
 
@@ -349,7 +355,8 @@ class ReviewQueues:
                 for name, value in fields.items():
                     args += [name, value]
                 ks = [keys.item(iid), keys.open, keys.claim_by, keys.decide_by, keys.audit]
-                await self._enqueue(keys=[*ks, keys.stream(it.priority)], args=args, client=pipe)
+                ks += [keys.stream(it.priority), keys.tenant_open(it.tenant)]
+                await self._enqueue(keys=ks, args=args, client=pipe)
             created = await pipe.execute()
         return [(iid, bool(c)) for iid, c in zip(ids, created, strict=True)]
 
@@ -412,6 +419,7 @@ class ReviewQueues:
         already judged by this reviewer)."""
         queue, prio, entry = Lease.parse(lease_id)
         keys = Keys(queue)
+        tenant = _s(await self.redis.hget(keys.item(item_id), "tenant") or "")
         ts = now_ms()
         body = dict(verdict, reviewer=reviewer, ms=ts)
         code, n, k = await self._verdict(
@@ -425,6 +433,7 @@ class ReviewQueues:
                 keys.decide_by,
                 keys.decided,
                 keys.audit,
+                keys.tenant_open(tenant),
             ],
             args=[
                 GROUP,
@@ -475,9 +484,17 @@ class ReviewQueues:
         return result
 
     @_store
-    async def stats(self, queue: str, at_ms: int | None = None) -> QueueStats:
+    async def stats(
+        self, queue: str, at_ms: int | None = None, tenants: Sequence[str] | None = None
+    ) -> QueueStats:
         """Counts and SLA state: open items, claimed slots, waiting slots, breaches of claim-by
-        (never claimed in time) and decide-by, and the age of the oldest open item."""
+        (never claimed in time) and decide-by, and the age of the oldest open item.
+
+        With ``tenants`` (not ``"*"``) only those tenants' items are counted (``scoped``): open
+        items, breaches and oldest age; slot-level counts (claimed, waiting, per priority) are
+        queue-wide and left out."""
+        if tenants is not None and "*" not in tenants:
+            return await self._scoped_stats(queue, list(tenants), at_ms)
         await self.ensure(queue)
         keys = Keys(queue)
         ts = at_ms if at_ms is not None else now_ms()
@@ -504,6 +521,37 @@ class ReviewQueues:
             st.claimed += claimed
             st.waiting_slots += length - claimed
             st.by_priority[prio.value] = length
+        return st
+
+    async def _scoped_stats(self, queue: str, tenants: list[str], at_ms: int | None) -> QueueStats:
+        keys = Keys(queue)
+        ts = at_ms if at_ms is not None else now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for t in tenants:
+                pipe.zcard(keys.tenant_open(t))
+                pipe.zrange(keys.tenant_open(t), 0, 0, withscores=True)
+            res = await pipe.execute()
+        st = QueueStats(queue=queue, scoped=True)
+        oldest: list[float] = []
+        for i in range(len(tenants)):
+            st.open += int(res[2 * i])
+            if res[2 * i + 1]:
+                oldest.append(float(res[2 * i + 1][0][1]))
+        if oldest:
+            st.oldest_age_ms = max(0, ts - int(min(oldest)))
+        late_claim = {_s(x) for x in await self.redis.zrangebyscore(keys.claim_by, "-inf", ts)}
+        late_decide = {_s(x) for x in await self.redis.zrangebyscore(keys.decide_by, "-inf", ts)}
+        late = sorted(late_claim | late_decide)
+        if late:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for iid in late:
+                    pipe.hget(keys.item(iid), "tenant")
+                owners = await pipe.execute()
+            allowed = set(tenants)
+            for iid, tenant in zip(late, owners, strict=True):
+                if tenant is not None and _s(tenant) in allowed:
+                    st.claim_breaches += int(iid in late_claim)
+                    st.decide_breaches += int(iid in late_decide)
         return st
 
     @_store

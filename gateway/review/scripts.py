@@ -8,6 +8,7 @@ Cluster slot; item keys are derived inside the scripts from the ``prefix`` argum
     rollguard:review:{q}:item:<id>:verdicts   hash reviewer -> verdict JSON (k-overlap)
     rollguard:review:{q}:item:<id>:leases     hash slot entry id -> reviewer (live leases)
     rollguard:review:{q}:open | :claim_by | :decide_by | :decided   sorted sets (SLA, counts)
+    rollguard:review:{q}:open:t:<tenant>   open items of one tenant (counts a reviewer may see)
     rollguard:review:{q}:audit        stream of every enqueue, claim, release, expiry, verdict
 
 An item needing ``k`` verdicts is ``k`` slot entries. A claim hands a reviewer one slot, never
@@ -24,7 +25,7 @@ PARKED = "__parked__"
 """The consumer holding slots that are waiting for a (different) reviewer."""
 
 ENQUEUE = r"""
--- KEYS: item, open, claim_by, decide_by, audit, stream
+-- KEYS: item, open, claim_by, decide_by, audit, stream, tenant_open
 -- ARGV: item_id, now_ms, k, claim_by_ms, decide_by_ms, then field/value pairs for the item hash
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
@@ -39,6 +40,7 @@ for s = 1, k do
   redis.call('XADD', KEYS[6], '*', 'item', ARGV[1], 'slot', s)
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[7], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 redis.call('XADD', KEYS[5], '*', 'event', 'enqueue', 'item', ARGV[1], 'ms', ARGV[2])
@@ -157,7 +159,7 @@ return 1
 """
 
 VERDICT = r"""
--- KEYS: stream, item, verdicts, leases, open, claim_by, decide_by, decided, audit
+-- KEYS: stream, item, verdicts, leases, open, claim_by, decide_by, decided, audit, tenant_open
 -- ARGV: group, reviewer, entry, item_id, verdict_json, now_ms, ttl_s, label
 -- returns {code, n, k}: code 1 recorded, -1 lease lost, -2 item not open, -3 already judged
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
@@ -181,6 +183,7 @@ if n == k then
   local ttl = tonumber(ARGV[7])
   redis.call('HSET', KEYS[2], 'status', 'decided', 'decided_ms', ARGV[6])
   redis.call('ZREM', KEYS[5], ARGV[4])
+  redis.call('ZREM', KEYS[10], ARGV[4])
   redis.call('ZREM', KEYS[6], ARGV[4])
   redis.call('ZREM', KEYS[7], ARGV[4])
   redis.call('ZADD', KEYS[8], ARGV[6], ARGV[4])

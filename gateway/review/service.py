@@ -175,6 +175,18 @@ class ReviewService:
                 out.append(q.name)
         return out
 
+    def tenant_scope(self, reviewer: ReviewerSpec) -> list[str] | None:
+        """The tenants whose items ``reviewer`` may count and see; None = all."""
+        if reviewer.role is Role.OPERATOR or "*" in reviewer.tenants:
+            return None
+        return list(reviewer.tenants)
+
+    async def stats(self, reviewer: ReviewerSpec, queue: str) -> dict[str, Any]:
+        """Queue counts and SLA state as ``reviewer`` may see them (their tenants only), plus k."""
+        self.check_queue(reviewer, queue)
+        st = await self.queues.stats(queue, tenants=self.tenant_scope(reviewer))
+        return dict(st.to_dict(), k=self.settings.k_for(queue))
+
     def check_queue(self, reviewer: ReviewerSpec, queue: str, *, decide: bool = False) -> None:
         """Raises ``NotFound`` (unknown queue) or ``PermissionDenied`` (no grant; operators
         cannot decide)."""

@@ -65,7 +65,12 @@ def test_auth_grants_and_tenants(server: tuple[str, list[str]]) -> None:
         assert c.get(f"/v1/review/queues/safety/items/{globex}", headers=_h("eve")).status_code == 200
         listed = c.get("/v1/review/queues/safety/items", headers=_h("ana")).json()
         assert [i["id"] for i in listed] == [acme]
-        ops_queues = [q["queue"] for q in c.get("/v1/review/queues", headers=_h("ops")).json()]
+        ana_safety = c.get("/v1/review/queues", headers=_h("ana")).json()[0]
+        assert (ana_safety["queue"], ana_safety["open"], ana_safety["scoped"]) == ("safety", 1, True)
+        assert ana_safety["claim_breaches"] == 0 and ana_safety["oldest_age_ms"] >= 0
+        ops_all = c.get("/v1/review/queues", headers=_h("ops")).json()
+        assert (ops_all[0]["open"], ops_all[0]["scoped"], ops_all[0]["by_priority"]["P1"]) == (2, False, 2)
+        ops_queues = [q["queue"] for q in ops_all]
         assert ops_queues == ["safety", "rollout", "triage", "escalation", "adjudication"]
         assert c.post("/v1/review/queues/safety/claim", headers=_h("ops")).status_code == 403
         assert c.post("/v1/review/queues/adjudication/claim", headers=_h("ana")).status_code == 403

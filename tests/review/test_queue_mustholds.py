@@ -151,3 +151,29 @@ async def test_heartbeat_keeps_a_lease_and_k_is_enforced_per_reviewer(aredis: ai
     assert res.decided and (res.count, res.k) == (2, 2)
     ttl = await aredis.ttl(Keys("q").item(lease.item_id))
     assert 0 < ttl <= queues.retention_s
+
+
+async def test_scoped_stats_count_only_granted_tenants(aredis: aioredis.Redis) -> None:
+    queues = ReviewQueues(aredis)
+    ts = now_ms()
+    items = [
+        NewItem(
+            "interaction",
+            f"i{n}",
+            tenant,
+            Priority.P2,
+            ts - 1000 if late else ts + 60_000,
+            ts + 60_000,
+            {"messages": []},
+        )
+        for n, (tenant, late) in enumerate([("acme", True), ("acme", False), ("globex", True)])
+    ]
+    await queues.enqueue_many("q", items, 1)
+    acme = await queues.stats("q", tenants=["acme"])
+    assert (acme.open, acme.claim_breaches, acme.decide_breaches, acme.scoped) == (2, 1, 0, True)
+    both = await queues.stats("q")
+    assert (both.open, both.claim_breaches, both.scoped) == (3, 2, False)
+    (lease,) = await queues.claim("q", "ana", tenants=["globex"])
+    await queues.verdict(lease.id, "ana", lease.item_id, {"label": "acceptable"})
+    assert (await queues.stats("q", tenants=["globex"])).open == 0
+    assert (await queues.stats("q", tenants=["acme", "globex"])).open == 2
