@@ -23,13 +23,15 @@ chat route (guard).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from rollguard.errors import RollguardError, UpstreamUnavailable
+from rollguard.errors import RollguardError, UpstreamError, UpstreamUnavailable
 from rollguard.types import Verdict
 
 __all__ = [
@@ -530,6 +532,11 @@ class StreamGuard:
         return [c.finish_reason for _, c in sorted(self._choices.items()) if c.finish_reason]
 
     @property
+    def all_finished(self) -> bool:
+        """Every choice seen so far has finished (its finish chunk was sent)."""
+        return bool(self._choices) and all(c.finished for c in self._choices.values())
+
+    @property
     def verdict(self) -> Verdict:
         """Most severe verdict of any text check (tools blocks show as ``blocked``)."""
         worst = Verdict.ALLOW
@@ -632,13 +639,31 @@ class StreamGuard:
         return out
 
 
-async def guard_stream(chunks: AsyncIterator[Mapping[str, Any]], guard: StreamGuard) -> AsyncIterator[bytes]:
+async def guard_stream(
+    chunks: AsyncIterator[Mapping[str, Any]], guard: StreamGuard, *, drain_after_block_s: float = 2.0
+) -> AsyncIterator[bytes]:
     """Drive ``guard`` over upstream ``chunks``: yields the client's SSE bytes, ending with
-    ``[DONE]``. After a block the upstream is still read to its end (for the usage numbers) but
-    nothing more of the blocked choice is sent. Upstream errors raised by ``chunks`` propagate (the
-    caller decides how to end a stream that already started)."""
-    async for chunk in chunks:
+    ``[DONE]``. Upstream errors raised by ``chunks`` propagate (the caller ends a stream that already
+    started with ``error_event``).
+
+    Once every choice has finished and one was blocked, the ``content_filter`` finish is already
+    out; the upstream is then read on for at most ``drain_after_block_s`` seconds, sending nothing,
+    only to get its usage numbers (for the record and the client's usage chunk); after that, or on
+    an upstream error, it is abandoned (the caller's ``aclose`` closes the connection) and the
+    stream ends, with a usage chunk only if the numbers arrived."""
+    it = chunks.__aiter__()
+    async for chunk in it:
         for piece in await guard.feed(chunk):
             yield piece
+        if guard.blocked and guard.all_finished:
+            break
+    else:
+        for piece in await guard.finish():
+            yield piece
+        return
+    with contextlib.suppress(TimeoutError, UpstreamError):
+        async with asyncio.timeout(drain_after_block_s):
+            async for chunk in it:
+                await guard.feed(chunk)  # every choice is finished: only ``usage`` is taken
     for piece in await guard.finish():
         yield piece

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -18,6 +20,7 @@ from gateway.streaming import (
     decode_chunk,
     encode_sse,
     error_event,
+    guard_stream,
 )
 from rollguard.errors import UpstreamUnavailable
 from rollguard.types import Verdict
@@ -373,3 +376,35 @@ def test_public_api_is_pinned() -> None:
     for mod in (streaming, upstream):
         for name in mod.__all__:
             assert hasattr(mod, name), name
+
+
+async def test_guard_stream_stops_early_after_a_block_and_keeps_usage() -> None:
+    async def block(text: str) -> tuple[Verdict, str]:
+        return (Verdict.BLOCK if "forbidden" in text else Verdict.ALLOW), text
+
+    read: list[int] = []
+
+    async def upstream(stall: bool) -> AsyncIterator[dict[str, Any]]:
+        items = [chunk("ok words "), chunk("forbidden words here "), *[chunk("more ") for _ in range(5)]]
+        items += [chunk(finish="stop"), USAGE]
+        for i, c in enumerate(items):
+            read.append(i)
+            if stall and i == 3:
+                await asyncio.sleep(30)
+            yield c
+
+    guard = StreamGuard(block, holdback=4, include_usage=True, min_release=1)
+    out = [p async for p in guard_stream(upstream(False), guard)]
+    assert sum(1 for e in _events(out) if e and "usage" in e) == 1  # drained for the usage numbers
+    assert b"forbidden" not in b"".join(out)
+
+    read.clear()
+    guard = StreamGuard(block, holdback=4, include_usage=True, min_release=1)
+    out = [p async for p in guard_stream(upstream(True), guard, drain_after_block_s=0.05)]
+    assert out[-1] == DONE and max(read) == 3  # the stalled upstream was abandoned
+    assert guard.blocked and guard.usage is None
+    assert not any(e and "usage" in e for e in _events(out))
+
+
+def _events(out: list[bytes]) -> list[dict[str, Any] | None]:
+    return [decode_chunk(e) for e in parse_all(out)]
