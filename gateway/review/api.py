@@ -180,6 +180,13 @@ def build_api(service: ReviewService, auth: ReviewAuth) -> APIRouter:
         await who(request)
         return {"at_ms": now_ms(), "detectors": await service.precision()}
 
+    @api.get("/variants", summary="Decided items per flag variant: acceptable / confirmed counts")
+    async def variants(request: Request) -> dict[str, Any]:
+        r = await who(request)
+        if r.role is Role.REVIEWER:
+            raise PermissionDenied("leads and operators only")
+        return {"at_ms": now_ms(), "variants": await service.variant_summary()}
+
     @api.get("/queues/{queue}/audit", summary="Newest audit events (leads and operators)")
     async def audit(request: Request, queue: str, count: int = 100) -> list[dict[str, str]]:
         r = await who(request)

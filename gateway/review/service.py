@@ -365,6 +365,27 @@ class ReviewService:
             for d, p in detector_precision(rows).items()
         }
 
+    async def variant_summary(self) -> dict[str, dict[str, int]]:
+        """Evidence for the rollout judge: per flag variant (``canary``/``control``/``-``), decided
+        items in the window over every queue except adjudication/escalation, how many were
+        judged ``acceptable`` (taxonomy) and how many confirmed the alert. Final labels as in
+        ``precision()``."""
+        out: dict[str, dict[str, int]] = {}
+        for q in self.settings.queues:
+            if q.name in (self.settings.adjudication_queue, self.settings.escalation_queue):
+                continue
+            items = await self.window_items(q.name)
+            agg = dawid_skene(votes_of(items))
+            for it in items:
+                lab = self.final_label(it, agg)
+                spec = self.settings.label(lab) if lab else None
+                row = out.setdefault(it.variant or "-", {"decided": 0, "acceptable": 0, "confirmed": 0})
+                row["decided"] += 1
+                if spec is not None:
+                    row["acceptable"] += int(spec.acceptable)
+                    row["confirmed"] += int(spec.confirms_alert)
+        return out
+
     # -- SLA and maintenance ---------------------------------------------------------------------
 
     async def check_sla(self) -> int:

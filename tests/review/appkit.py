@@ -3,6 +3,8 @@ served by a real uvicorn server; reviewer tokens and sample records for the revi
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -51,7 +53,17 @@ def build_app(redis_url: str, review: dict[str, Any] | None = None) -> tuple[Fas
     client = aioredis.Redis.from_url(redis_url)
     router = create_review_router(settings, client)
     service: ReviewService = router.review_service  # type: ignore[attr-defined]
-    app = FastAPI(title="review test app")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            await service.aclose()
+            await client.aclose()
+
+    app = FastAPI(title="review test app", lifespan=lifespan)
     app.include_router(router)
     return app, service
 

@@ -139,6 +139,7 @@ async def test_low_posterior_goes_to_lead_adjudication(aredis: aioredis.Redis) -
     prec = await svc.precision()
     # drift alerts: 6 acceptable (not confirmed), 6 policy violations (confirmed, incl. adjudicated)
     assert prec["drift"] == {"judged": 12, "confirmed": 6, "precision": 0.5}
+    assert await svc.variant_summary() == {"-": {"decided": 12, "acceptable": 6, "confirmed": 6}}
 
 
 async def test_release_returns_the_item_to_others(aredis: aioredis.Redis) -> None:
