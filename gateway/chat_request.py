@@ -144,7 +144,8 @@ def validate_chat_request(body: dict[str, Any]) -> None:
     _expect(isinstance(model, str) and model != "", "model", "model must be a non-empty string")
     messages = body.get("messages")
     _expect(messages is not None, "messages", "you must provide a messages parameter")
-    _expect(isinstance(messages, list), "messages", f"messages must be an array, got {_type_name(messages)}")
+    if not isinstance(messages, list):
+        raise InvalidRequest(f"messages must be an array, got {_type_name(messages)}", param="messages")
     _expect(len(messages) > 0, "messages", "messages must contain at least one message")
     for i, m in enumerate(messages):
         p = f"messages[{i}]"

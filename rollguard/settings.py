@@ -251,15 +251,13 @@ Source = Literal["environment"] | str
 
 
 def _format_errors(exc: ValidationError, source: str) -> ConfigError:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
-        lines.append(f"{source}: {loc}: {err.get('msg')}")
-    first = exc.errors()[0] if exc.errors() else {}
-    field = ".".join(str(p) for p in first.get("loc", ()))
-    return ConfigError(
-        "\n".join(lines) if len(lines) > 1 else lines[0].split(": ", 2)[-1], source=source, field=field
-    )
+    """One ``ConfigError`` naming the file and the first bad field; further problems follow on
+    their own lines as ``file: field: message``."""
+    errors = exc.errors()
+    locs = [".".join(str(p) for p in err["loc"]) or "(top level)" for err in errors]
+    message = errors[0]["msg"] if errors else "invalid configuration"
+    more = [f"{source}: {loc}: {err['msg']}" for loc, err in zip(locs[1:], errors[1:], strict=True)]
+    return ConfigError("\n".join([message, *more]), source=source, field=locs[0] if locs else "")
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> RollguardSettings:

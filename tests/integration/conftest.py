@@ -52,7 +52,7 @@ class Stub:
         return int(httpx.get(f"{self.root}/stub/calls").json()["total"])
 
     def requests(self) -> list[dict[str, Any]]:
-        return list(httpx.get(f"{self.root}/stub/requests").json()["requests"])
+        return list(httpx.get(f"{self.root}/stub/requests").json())
 
     def script(self, model: str, script: dict[str, Any], times: int | None = 1) -> None:
         httpx.post(
