@@ -70,9 +70,10 @@ class Keys:
         self.decided = f"{base}:decided"
         self.audit = f"{base}:audit"
         self.paged = f"{base}:paged"
+        self.tenant_open_prefix = f"{base}:open:t:"
 
     def tenant_open(self, tenant: str) -> str:
-        return f"{self.base}:open:t:{tenant}"
+        return self.tenant_open_prefix + tenant
 
     def stream(self, priority: Priority) -> str:
         return f"{self.base}:p{priority.rank}"
@@ -419,7 +420,6 @@ class ReviewQueues:
         already judged by this reviewer)."""
         queue, prio, entry = Lease.parse(lease_id)
         keys = Keys(queue)
-        tenant = _s(await self.redis.hget(keys.item(item_id), "tenant") or "")
         ts = now_ms()
         body = dict(verdict, reviewer=reviewer, ms=ts)
         code, n, k = await self._verdict(
@@ -433,7 +433,6 @@ class ReviewQueues:
                 keys.decide_by,
                 keys.decided,
                 keys.audit,
-                keys.tenant_open(tenant),
             ],
             args=[
                 GROUP,
@@ -444,6 +443,7 @@ class ReviewQueues:
                 ts,
                 self.retention_s,
                 str(verdict.get("label", "")),
+                keys.tenant_open_prefix,
             ],
         )
         if code == -1:

@@ -159,12 +159,12 @@ return 1
 """
 
 VERDICT = r"""
--- KEYS: stream, item, verdicts, leases, open, claim_by, decide_by, decided, audit, tenant_open
--- ARGV: group, reviewer, entry, item_id, verdict_json, now_ms, ttl_s, label
+-- KEYS: stream, item, verdicts, leases, open, claim_by, decide_by, decided, audit
+-- ARGV: group, reviewer, entry, item_id, verdict_json, now_ms, ttl_s, label, tenant_open_prefix
 -- returns {code, n, k}: code 1 recorded, -1 lease lost, -2 item not open, -3 already judged
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #p == 0 or p[1][2] ~= ARGV[2] then return {-1, 0, 0} end
-local st = redis.call('HMGET', KEYS[2], 'status', 'k')
+local st = redis.call('HMGET', KEYS[2], 'status', 'k', 'tenant')
 if not st[1] or st[1] ~= 'open' then return {-2, 0, 0} end
 local k = tonumber(st[2])
 if redis.call('HSETNX', KEYS[3], ARGV[2], ARGV[5]) == 0 then return {-3, 0, k} end
@@ -183,7 +183,7 @@ if n == k then
   local ttl = tonumber(ARGV[7])
   redis.call('HSET', KEYS[2], 'status', 'decided', 'decided_ms', ARGV[6])
   redis.call('ZREM', KEYS[5], ARGV[4])
-  redis.call('ZREM', KEYS[10], ARGV[4])
+  redis.call('ZREM', ARGV[9] .. (st[3] or ''), ARGV[4])
   redis.call('ZREM', KEYS[6], ARGV[4])
   redis.call('ZREM', KEYS[7], ARGV[4])
   redis.call('ZADD', KEYS[8], ARGV[6], ARGV[4])
