@@ -92,7 +92,8 @@ def create_app(settings: RollguardSettings | None = None, **overrides: Any) -> F
         store = Store(settings.store)
         await store.start()
         flags = Flags(settings.flags)
-        flags.start()
+        await flags.astart()
+        flags.install_sighup_handler()
         upstream = Upstream(settings)
         raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
         extras: dict[str, Any] = {}
@@ -121,7 +122,7 @@ def create_app(settings: RollguardSettings | None = None, **overrides: Any) -> F
         finally:
             await audit.drain()
             await upstream.aclose()
-            flags.close()
+            await flags.aclose()
             await store.aclose()
             if stub_runner is not None:
                 await stub_runner.cleanup()

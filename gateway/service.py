@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Span
 from starlette.responses import Response, StreamingResponse
@@ -26,7 +25,7 @@ from starlette.responses import Response, StreamingResponse
 from gateway.audit import AuditTrail, Coverage
 from gateway.errors import error_response, json_response
 from gateway.flags import FlagContext, Flags
-from gateway.streaming import DONE, StreamGuard
+from gateway.streaming import StreamGuard, error_event, guard_stream
 from gateway.telemetry import GatewayMetrics
 from gateway.upstream import Upstream
 from policies.base import CheckContext
@@ -103,6 +102,7 @@ class ChatService:
                 if roles is not None:
                     self._privacy[p.id] = (p.type_name, roles)
         self._holdback = settings.gateway.stream_holdback_chars
+        self._min_release = settings.gateway.stream_check_chars
         self._restore = settings.gateway.restore_redactions
 
     # -- request preparation -------------------------------------------------------------
@@ -459,20 +459,21 @@ class ChatService:
             return res.verdict, pctx.completion_tool_calls
 
         guard = StreamGuard(
-            check_text, holdback=self._holdback, include_usage=want_usage, check_tools=check_tools
+            check_text,
+            holdback=self._holdback,
+            include_usage=want_usage,
+            check_tools=check_tools,
+            min_release=self._min_release,
         )
         try:
-            async for ev in upstream_stream:
-                for piece in await guard.feed(ev):
-                    yield piece
-            for piece in await guard.finish():
+            async for piece in guard_stream(upstream_stream, guard):
                 yield piece
         except RollguardError as exc:
+            # HTTP 200 is already out: OpenAI's mid-stream error event, then the stream closes.
             outcome = "upstream_error"
             interaction.status = exc.status
             interaction.error_code = exc.code
-            yield b"data: " + orjson.dumps(exc.to_body(interaction_id=interaction.id)) + b"\n\n"
-            yield DONE
+            yield error_event(exc)
         finally:
             await upstream_stream.aclose()
             if guard.blocked and outcome == "ok":

@@ -7,7 +7,7 @@ Each configured policy has an id, a mode (enforce / shadow), a timeout and an ``
 nothing (their redactions are not applied either).
 
 Telemetry: one span per policy through the OpenTelemetry *API* (a no-op unless the gateway installs
-an SDK), with ``rollguard.policy.*`` attributes and never any content.
+an SDK and the request is traced), with ``rollguard.policy.*`` attributes and never any content.
 """
 
 from __future__ import annotations
@@ -153,66 +153,82 @@ class Pipeline:
         return result
 
     async def _run_one(self, cp: ConfiguredPolicy, ctx: CheckContext) -> tuple[Decision, PolicyResult | None]:
+        # A span per policy only when the request is traced: a no-op span still costs a context
+        # attach/detach per policy on the hot path.
+        if trace.get_current_span().is_recording():
+            with _tracer.start_as_current_span(f"policy {cp.id}") as span:
+                decision, out = await self._evaluate(cp, ctx, span)
+                _annotate(span, decision)
+                return decision, out
+        return await self._evaluate(cp, ctx, None)
+
+    async def _evaluate(
+        self, cp: ConfiguredPolicy, ctx: CheckContext, span: trace.Span | None
+    ) -> tuple[Decision, PolicyResult | None]:
         enforce = cp.mode is Mode.ENFORCE
-        with _tracer.start_as_current_span(f"policy {cp.id}") as span:
-            t0 = time.perf_counter()
-            error: str | None = None
-            out: PolicyResult | None = None
-            try:
-                if cp.policy.execution is Execution.INLINE:
-                    out = cp.policy.check(ctx)
-                    elapsed = (time.perf_counter() - t0) * 1000.0
-                    if elapsed > cp.timeout_ms:
-                        out = None
-                        error = "timeout"
-                else:
-                    out = await asyncio.wait_for(
-                        asyncio.to_thread(cp.policy.check, ctx), timeout=cp.timeout_ms / 1000.0
-                    )
-            except TimeoutError:
-                error = "timeout"
-            except Exception as exc:  # a broken policy must fail closed, whatever it raised
-                error = type(exc).__name__
-                span.record_exception(exc)
-            elapsed = (time.perf_counter() - t0) * 1000.0
-            if error is not None or out is None:
-                verdict = Verdict.BLOCK if cp.on_error is OnError.BLOCK else Verdict.FLAG
-                decision = Decision(
-                    policy=cp.id,
-                    policy_type=cp.type_name,
-                    stage=ctx.stage,
-                    verdict=verdict,
-                    score=1.0,
-                    reason=f"policy failed ({error}); on_error={cp.on_error.value}",
-                    elapsed_ms=elapsed,
-                    enforced=enforce,
-                    error=error or "no result",
-                )
-                span.set_status(Status(StatusCode.ERROR, decision.reason))
-                out = None
+        t0 = time.perf_counter()
+        error: str | None = None
+        out: PolicyResult | None = None
+        try:
+            if cp.policy.execution is Execution.INLINE:
+                # Inline checks are CPU-bound and never wait: their timeout is enforced on the CPU
+                # time they used (thread time), so a loaded machine does not turn scheduling
+                # delays into guardrail failures. A late result is discarded.
+                c0 = time.thread_time()
+                out = cp.policy.check(ctx)
+                if (time.thread_time() - c0) * 1000.0 > cp.timeout_ms:
+                    out = None
+                    error = "timeout"
             else:
-                decision = Decision(
-                    policy=cp.id,
-                    policy_type=cp.type_name,
-                    stage=ctx.stage,
-                    verdict=out.verdict,
-                    score=min(1.0, max(0.0, float(out.score))),
-                    reason=out.reason,
-                    evidence=out.evidence,
-                    elapsed_ms=elapsed,
-                    enforced=enforce,
+                out = await asyncio.wait_for(
+                    asyncio.to_thread(cp.policy.check, ctx), timeout=cp.timeout_ms / 1000.0
                 )
-            if span.is_recording():
-                span.set_attribute("rollguard.policy.id", cp.id)
-                span.set_attribute("rollguard.policy.type", cp.type_name)
-                span.set_attribute("rollguard.policy.stage", ctx.stage.value)
-                span.set_attribute("rollguard.policy.verdict", decision.verdict.value)
-                span.set_attribute("rollguard.policy.score", decision.score)
-                span.set_attribute("rollguard.policy.enforced", decision.enforced)
-                span.set_attribute("rollguard.policy.elapsed_ms", elapsed)
-                if decision.error:
-                    span.set_attribute("rollguard.policy.error", decision.error)
-            return decision, out
+        except TimeoutError:
+            error = "timeout"
+        except Exception as exc:  # a broken policy must fail closed, whatever it raised
+            error = type(exc).__name__
+            if span is not None:
+                span.record_exception(exc)
+        elapsed = (time.perf_counter() - t0) * 1000.0
+        if error is not None or out is None:
+            verdict = Verdict.BLOCK if cp.on_error is OnError.BLOCK else Verdict.FLAG
+            decision = Decision(
+                policy=cp.id,
+                policy_type=cp.type_name,
+                stage=ctx.stage,
+                verdict=verdict,
+                score=1.0,
+                reason=f"policy failed ({error}); on_error={cp.on_error.value}",
+                elapsed_ms=elapsed,
+                enforced=enforce,
+                error=error or "no result",
+            )
+            return decision, None
+        decision = Decision(
+            policy=cp.id,
+            policy_type=cp.type_name,
+            stage=ctx.stage,
+            verdict=out.verdict,
+            score=min(1.0, max(0.0, float(out.score))),
+            reason=out.reason,
+            evidence=out.evidence,
+            elapsed_ms=elapsed,
+            enforced=enforce,
+        )
+        return decision, out
+
+
+def _annotate(span: trace.Span, decision: Decision) -> None:
+    span.set_attribute("rollguard.policy.id", decision.policy)
+    span.set_attribute("rollguard.policy.type", decision.policy_type)
+    span.set_attribute("rollguard.policy.stage", decision.stage.value)
+    span.set_attribute("rollguard.policy.verdict", decision.verdict.value)
+    span.set_attribute("rollguard.policy.score", decision.score)
+    span.set_attribute("rollguard.policy.enforced", decision.enforced)
+    span.set_attribute("rollguard.policy.elapsed_ms", decision.elapsed_ms)
+    if decision.error:
+        span.set_attribute("rollguard.policy.error", decision.error)
+        span.set_status(Status(StatusCode.ERROR, decision.reason))
 
 
 def build_pipeline(specs: Sequence[Any]) -> Pipeline:

@@ -103,6 +103,11 @@ class GatewaySettings(_Strict):
     stream_holdback_chars: int = Field(
         default=128, ge=0, description="characters held back before release in streams"
     )
+    stream_check_chars: int = Field(
+        default=32,
+        ge=1,
+        description="characters that must be releasable before the stream policies run again",
+    )
     restore_redactions: bool = Field(
         default=False, description="put redacted values back into the response from the vault"
     )

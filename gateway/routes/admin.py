@@ -23,3 +23,10 @@ async def flags_state(request: Request) -> Response:
     rt = runtime(request)
     rt.auth.tenant_for(request)
     return json_response(rt.flags.describe())
+
+
+@router.get("/v1/store", summary="Audit store counters in this worker")
+async def store_state(request: Request) -> Response:
+    rt = runtime(request)
+    rt.auth.tenant_for(request)
+    return json_response(rt.store.stats())

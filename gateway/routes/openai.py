@@ -12,6 +12,7 @@ from gateway.errors import json_response
 from gateway.flags import FlagContext
 from gateway.runtime import runtime
 from gateway.service import RequestMeta
+from rollguard.errors import StoreError
 
 router = APIRouter(tags=["openai"])
 
@@ -24,6 +25,9 @@ async def chat_completions(request: Request) -> Response:
     tenant = rt.auth.tenant_for(request)
     body = await read_json_body(request, rt.settings.gateway.max_body_bytes)
     validate_chat_request(body)
+    if not rt.store.has_capacity():
+        # Refuse before accepting: an accepted interaction is never dropped from the audit trail.
+        raise StoreError("the audit store is unavailable and its buffer is full; retry shortly")
     ids = FlagContext.from_request(user=body.get("user"), headers=request.headers, tenant=tenant)
     meta = RequestMeta(tenant=tenant, user=ids.user_id, session=ids.session_id)
     return await rt.service.chat_completion(body, meta)
