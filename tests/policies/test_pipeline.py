@@ -1,0 +1,167 @@
+"""The pipeline: order, concurrency, shadow mode, timeouts and on_error, decisions keyed by the
+configured id."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from policies.base import CheckContext, Execution, PolicyResult
+from policies.pipeline import ConfiguredPolicy, Pipeline, build_pipeline
+from rollguard.settings import PolicySpec
+from rollguard.types import Mode, OnError, Stage, Verdict
+
+
+class FnPolicy:
+    """A test policy whose check is a given function."""
+
+    type_name = "fn"
+
+    def __init__(
+        self,
+        fn: Callable[[CheckContext], PolicyResult],
+        *,
+        transforms: bool = False,
+        execution: Execution = Execution.INLINE,
+    ) -> None:
+        self.fn = fn
+        self.transforms = transforms
+        self.execution = execution
+        self.stages = frozenset(Stage)
+
+    def check(self, ctx: CheckContext) -> PolicyResult:
+        return self.fn(ctx)
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+def cp(pid: str, fn: Callable[[CheckContext], PolicyResult], **kw: Any) -> ConfiguredPolicy:
+    policy_kw = {k: kw.pop(k) for k in ("transforms", "execution") if k in kw}
+    return ConfiguredPolicy(id=pid, policy=FnPolicy(fn, **policy_kw), stages=frozenset(Stage), **kw)
+
+
+def ctx(text: str = "hello") -> CheckContext:
+    return CheckContext(stage=Stage.PRE_CALL, messages=[{"role": "user", "content": text}])
+
+
+def upper(c: CheckContext) -> PolicyResult:
+    msgs = [{**m, "content": str(m["content"]).upper()} for m in c.messages]
+    return PolicyResult(Verdict.REDACT, 1.0, "uppercased", messages=msgs)
+
+
+def sees_upper(c: CheckContext) -> PolicyResult:
+    ok = c.messages[0]["content"] == "HELLO"
+    return PolicyResult(Verdict.ALLOW if ok else Verdict.BLOCK, 0.0, "saw " + ("upper" if ok else "raw"))
+
+
+async def test_transforms_run_first_and_checks_see_their_output() -> None:
+    p = Pipeline([cp("check", sees_upper), cp("up", upper, transforms=True)])
+    c = ctx()
+    res = await p.run(c)
+    assert [d.policy for d in res.decisions] == ["check", "up"]
+    assert res.verdict is Verdict.REDACT
+    assert c.messages[0]["content"] == "HELLO"
+
+
+async def test_shadow_mode_records_but_does_not_enforce() -> None:
+    block = lambda c: PolicyResult(Verdict.BLOCK, 0.9, "bad")  # noqa: E731
+    p = Pipeline([cp("up", upper, transforms=True, mode=Mode.SHADOW), cp("b", block, mode=Mode.SHADOW)])
+    c = ctx()
+    res = await p.run(c)
+    assert res.verdict is Verdict.ALLOW and not res.blocked
+    assert [d.enforced for d in res.decisions] == [False, False]
+    assert res.decisions[1].verdict is Verdict.BLOCK
+    assert c.messages[0]["content"] == "hello"
+
+
+def boom(c: CheckContext) -> PolicyResult:
+    raise ValueError("nope")
+
+
+@pytest.mark.parametrize(
+    ("on_error", "verdict"), [(OnError.BLOCK, Verdict.BLOCK), (OnError.FLAG, Verdict.FLAG)]
+)
+async def test_a_raising_policy_applies_on_error(on_error: OnError, verdict: Verdict) -> None:
+    res = await Pipeline([cp("x", boom, on_error=on_error)]).run(ctx())
+    d = res.decisions[0]
+    assert d.verdict is verdict and d.error == "ValueError" and d.score == 1.0
+    assert res.verdict is verdict
+    assert res.failed is (verdict is Verdict.BLOCK)
+
+
+async def test_inline_timeout_is_on_cpu_time() -> None:
+    def burn(c: CheckContext) -> PolicyResult:
+        n = 0
+        for i in range(3_000_000):
+            n += i
+        return PolicyResult.allow()
+
+    res = await Pipeline([cp("burn", burn, timeout_ms=1.0)]).run(ctx())
+    assert res.decisions[0].error == "timeout" and res.blocked
+
+
+async def test_thread_policies_time_out_on_wall_time() -> None:
+    gate = threading.Event()
+
+    def wait(c: CheckContext) -> PolicyResult:
+        gate.wait(5)
+        return PolicyResult.allow()
+
+    res = await Pipeline([cp("w", wait, execution=Execution.THREAD, timeout_ms=50)]).run(ctx())
+    gate.set()
+    assert res.decisions[0].error == "timeout"
+
+
+async def test_thread_checks_run_concurrently() -> None:
+    barrier = threading.Barrier(2, timeout=5)
+
+    def meet(c: CheckContext) -> PolicyResult:
+        barrier.wait()  # raises BrokenBarrierError unless both checks run at the same time
+        return PolicyResult.allow("met")
+
+    p = Pipeline(
+        [
+            cp("a", meet, execution=Execution.THREAD, timeout_ms=10_000),
+            cp("b", meet, execution=Execution.THREAD, timeout_ms=10_000),
+        ]
+    )
+    res = await p.run(ctx())
+    assert [d.reason for d in res.decisions] == ["met", "met"]
+
+
+async def test_enabled_filter_and_most_severe_wins() -> None:
+    flag = lambda c: PolicyResult(Verdict.FLAG, 0.5, "hm")  # noqa: E731
+    block = lambda c: PolicyResult(Verdict.BLOCK, 0.9, "no")  # noqa: E731
+    p = Pipeline([cp("f", flag), cp("b", block)])
+    res = await p.run(ctx())
+    assert res.verdict is Verdict.BLOCK and res.blocked_by is not None and res.blocked_by.policy == "b"
+    res = await p.run(ctx(), enabled=lambda c: c.id != "b")
+    assert res.verdict is Verdict.FLAG
+
+
+async def test_scores_are_clamped_to_unit_interval() -> None:
+    res = await Pipeline([cp("s", lambda c: PolicyResult(Verdict.ALLOW, 7.0, "x"))]).run(ctx())
+    assert res.decisions[0].score == 1.0
+
+
+def test_build_pipeline_names_the_policy_on_bad_config() -> None:
+    with pytest.raises(ValueError, match="policy 'p1'.*unknown policy type"):
+        build_pipeline([PolicySpec(id="p1", type="no_such")])
+    with pytest.raises(ValueError, match="policy 'lim'.*does not support stage"):
+        build_pipeline([PolicySpec(id="lim", type="limits", stages=[Stage.STREAM])])
+    with pytest.raises(ValueError, match="policy 'pii2'"):
+        build_pipeline([PolicySpec(id="pii2", type="pii", params={"nonsense": 1})])
+
+
+def test_two_instances_of_one_type_are_keyed_by_id() -> None:
+    p = build_pipeline(
+        [
+            PolicySpec(id="pii_users", type="pii"),
+            PolicySpec(id="pii_all", type="pii", params={"roles": ["system"]}),
+        ]
+    )
+    assert [c.id for c in p.policies] == ["pii_users", "pii_all"]
