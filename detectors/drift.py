@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -64,7 +64,7 @@ class Floors:
     min_sample: int = 200
     alpha: float = 1e-4
     comparison_alpha: float = 0.001
-    arl0: float = 200_000.0
+    arl0: float = 10_000_000.0
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> Floors:
@@ -108,26 +108,37 @@ def _seed(*parts: str) -> int:
     return int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:4], "big")
 
 
+_H_CACHE: dict[tuple[Any, ...], float] = {}
+
+
 def calibrate_cusum_h(
     reference: np.ndarray,
     binary: bool,
     k: float,
     arl0: float,
     seed: int,
-    horizon: int = 20_000,
-    sims: int = 200,
+    horizon: int = 4000,
+    sims: int = 400,
 ) -> float:
-    """Decision threshold ``h`` (in standard deviations) of a two-sided CUSUM with allowance ``k``
-    so that the in-control average run length is about ``arl0`` observations, by bootstrap from
-    ``reference``: simulate ``sims`` in-control streams of ``horizon`` observations, take the
-    quantile ``exp(-horizon / arl0)`` of their maximum statistic."""
-    rng = np.random.default_rng(seed)
+    """Decision threshold ``h`` (in reference standard deviations) of a two-sided CUSUM with
+    allowance ``k`` such that the in-control average run length is ``arl0`` observations.
+
+    Bootstrap from ``reference`` (resampled; Bernoulli with the Laplace-smoothed rate when
+    ``binary``): ``sims`` in-control streams of ``horizon`` observations give the distribution of the
+    maximum statistic M. For thresholds h where P(M > h) is between 0.05 and 0.9 the run length is
+    about geometric, ARL(h) = -horizon / ln(1 - P(M > h)); log ARL is close to linear in h for a
+    CUSUM (Siegmund 1985), so a least-squares line through those points is extrapolated to
+    ``arl0``. Results for binary references are cached by (rate, k, arl0)."""
     n = len(reference)
     if binary:
         p = (float(reference.sum()) + 1.0) / (n + 2.0)
+        key: tuple[Any, ...] = (round(p, 4), round(k, 4), arl0, horizon, sims)
+        if key in _H_CACHE:
+            return _H_CACHE[key]
         mu, sd = p, math.sqrt(p * (1 - p))
     else:
         mu, sd = float(reference.mean()), max(float(reference.std()), 1e-9)
+    rng = np.random.default_rng(seed)
     hi = np.zeros(sims)
     lo = np.zeros(sims)
     peak = np.zeros(sims)
@@ -143,8 +154,22 @@ def calibrate_cusum_h(
             hi = np.maximum(0.0, hi + row - k)
             lo = np.maximum(0.0, lo - row - k)
             np.maximum(peak, np.maximum(hi, lo), out=peak)
-    q = math.exp(-horizon / arl0)
-    return float(np.quantile(peak, q))
+    grid = np.quantile(peak, np.linspace(0.1, 0.95, 18))
+    hs, logs = [], []
+    for h in np.unique(grid):
+        tail = float((peak > h).mean())
+        if 0.05 <= tail <= 0.9:
+            hs.append(float(h))
+            logs.append(math.log(-horizon / math.log(1.0 - tail)))
+    if len(hs) >= 3 and np.ptp(hs) > 0:
+        slope, intercept = np.polyfit(hs, logs, 1)
+        h_star = (math.log(arl0) - intercept) / slope if slope > 0 else float(peak.max())
+    else:
+        h_star = float(peak.max())
+    h_star = max(h_star, float(np.quantile(peak, 0.95)))
+    if binary:
+        _H_CACHE[key] = h_star
+    return h_star
 
 
 class CusumMonitor:
@@ -193,8 +218,11 @@ class CusumMonitor:
         self.win_lo: list[float] = [0.0, 0.0]
         self.start_hi: tuple[str, int] = ("", 0)
         self.start_lo: tuple[str, int] = ("", 0)
-        self.recent: deque[tuple[str, float]] = deque(maxlen=400)
+        self.recent: deque[tuple[str, float]] = deque(maxlen=100)
         self.alerts = 0
+        self.min_window = 100
+        self.n_ref = 0
+        self.ref_exemplars: dict[str, list[str]] = {"up": [], "down": []}
 
     @property
     def binary(self) -> bool:
@@ -210,6 +238,13 @@ class CusumMonitor:
         self.k = self.floor / (2.0 * self.sd)
         self.h = calibrate_cusum_h(ref, self.binary, self.k, self.floors.arl0, _seed(group_key, self.name))
         self.calibrated = True
+        self.n_ref = len(ref)
+        self.ref_exemplars = {
+            "up": [i for i, v in zip(self.ref_ids, self.ref, strict=False) if v > self.mu][-10:],
+            "down": [i for i, v in zip(self.ref_ids, self.ref, strict=False) if v < self.mu][-10:],
+        }
+        if not self.rolling:
+            self.ref, self.ref_ids = [], []
         self.n = 0
         self.s_hi = self.s_lo = 0.0
         self.win_hi = [0.0, 0.0]
@@ -219,7 +254,8 @@ class CusumMonitor:
         """Add one observation; returns an ``Alert`` when the CUSUM crosses ``h`` with at least
         ``Floors.min_sample`` observations since calibration and the mean of the change window
         (observations since the statistic last left zero) is at least ``floor`` from the reference
-        mean. The statistic restarts from zero after an alert."""
+        mean, and a two-sample z-test of the change window against the reference sample has
+        p < ``Floors.alpha``. The statistic restarts from zero after an alert."""
         if not self.calibrated:
             self.ref.append(float(value))
             self.ref_ids.append(item_id)
@@ -245,18 +281,26 @@ class CusumMonitor:
                 ("up", self.s_hi, self.win_hi, self.start_hi),
                 ("down", self.s_lo, self.win_lo, self.start_lo),
             ):
-                if s <= self.h or win[1] < 20:
+                if s <= self.h or win[1] < self.min_window:
                     continue
                 effect = win[0] / win[1] - self.mu
                 if abs(effect) < self.floor:
                     continue
+                # The reference mean is itself an estimate: the change window must also differ from
+                # the reference sample by a two-sample z-test at ``alpha``.
+                se = self.sd * math.sqrt(1.0 / win[1] + 1.0 / max(self.n_ref, 1))
+                p_two = float(2 * stats.norm.sf(abs(effect) / se))
+                if p_two >= self.floors.alpha:
+                    continue
                 alert = self._alert(direction, s, effect, int(win[1]), start, item_id, ts_ms, group)
+                alert.p_value = p_two
                 self.s_hi = self.s_lo = 0.0
                 self.alerts += 1
                 break
-        if self.rolling and alert is None and self.n >= self.reference_size and self.s_hi == self.s_lo == 0.0:
-            self.ref = [v for _, v in list(self.recent)[-self.reference_size :]]
-            if len(self.ref) >= min(self.reference_size, self.recent.maxlen or 0):
+        if self.rolling:
+            self.ref = [*self.ref[-(self.reference_size - 1) :], float(value)]
+            self.ref_ids = [*self.ref_ids[-(self.reference_size - 1) :], item_id]
+            if alert is None and self.n >= self.reference_size and self.s_hi == self.s_lo == 0.0:
                 self._calibrate(_group_key(group))
         return alert
 
@@ -276,10 +320,7 @@ class CusumMonitor:
             cur = [i for i, v in reversed(recent) if v > self.mu][:10]
         else:
             cur = [i for i, v in reversed(recent) if v < self.mu][:10]
-        ref = [
-            i for i, v in zip(self.ref_ids, self.ref, strict=False) if (v > self.mu) == (direction == "up")
-        ]
-        ref = (ref[:10] + [i for i in self.ref_ids if i not in ref])[:10]
+        ref = self.ref_exemplars.get(direction, [])[:10]
         shown_effect = math.exp(effect) if self.kind == "log_length" else effect
         shown_floor = math.exp(self.floor) if self.kind == "log_length" else self.floor
         big = abs(effect) >= 2 * self.floor
@@ -296,7 +337,7 @@ class CusumMonitor:
             window_start_ms=start[1],
             window_end_ms=end_ms,
             n_window=n_win,
-            n_reference=len(self.ref),
+            n_reference=self.n_ref,
             arl=self.floors.arl0,
             exemplars_current=cur,
             exemplars_reference=ref,
@@ -312,13 +353,14 @@ class CusumMonitor:
             "reference_size": self.reference_size,
             "rolling": self.rolling,
             "ref": self.ref if not self.calibrated or self.rolling else [],
-            "ref_ids": self.ref_ids[:50],
-            "ref_exemplars": [i for i, v in zip(self.ref_ids, self.ref, strict=False) if v > self.mu][:10],
+            "ref_ids": self.ref_ids if not self.calibrated or self.rolling else [],
+            "ref_exemplars": self.ref_exemplars,
             "mu": self.mu,
             "sd": self.sd,
             "k": self.k,
             "h": self.h if math.isfinite(self.h) else None,
             "calibrated": self.calibrated,
+            "n_ref": self.n_ref,
             "n": self.n,
             "s_hi": self.s_hi,
             "s_lo": self.s_lo,
@@ -335,17 +377,17 @@ class CusumMonitor:
         m = cls(d["name"], d["kind"], floors, d["reference_size"], d["floor"], d["rolling"])
         m.ref = [float(v) for v in d["ref"]]
         m.ref_ids = list(d["ref_ids"])
-        if m.calibrated and not m.ref:
-            m.ref_ids = list(d.get("ref_exemplars", [])) + m.ref_ids
+        m.ref_exemplars = {k: list(v) for k, v in d["ref_exemplars"].items()}
         m.mu, m.sd, m.k = float(d["mu"]), float(d["sd"]), float(d["k"])
         m.h = math.inf if d["h"] is None else float(d["h"])
         m.calibrated = bool(d["calibrated"])
+        m.n_ref = int(d["n_ref"])
         m.n = int(d["n"])
         m.s_hi, m.s_lo = float(d["s_hi"]), float(d["s_lo"])
         m.win_hi, m.win_lo = [float(x) for x in d["win_hi"]], [float(x) for x in d["win_lo"]]
         m.start_hi = (str(d["start_hi"][0]), int(d["start_hi"][1]))
         m.start_lo = (str(d["start_lo"][0]), int(d["start_lo"][1]))
-        m.recent = deque(((str(i), float(v)) for i, v in d["recent"]), maxlen=400)
+        m.recent = deque(((str(i), float(v)) for i, v in d["recent"]), maxlen=100)
         m.alerts = int(d["alerts"])
         return m
 
@@ -394,7 +436,7 @@ class InputDrift:
         floors: Floors,
         reference_size: int = 1000,
         window: int = 300,
-        check_every: int = 50,
+        check_every: int = 100,
         null_splits: int = 12,
         max_chars: int = 400,
     ) -> None:
@@ -414,15 +456,13 @@ class InputDrift:
         self.alerts = 0
         self.cooldown = 0
         self._ref_counts: sparse.csr_matrix | None = None
-        self._cur_counts: deque[sparse.csr_matrix] = deque(maxlen=window)
+        self.last_auc = 0.5
 
     def _counts(self) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
         """Hashed counts of the reference and the window, cached in memory (not in the state)."""
         if self._ref_counts is None:
             self._ref_counts = hashed_counts([r.text for r in self.ref])
-        if len(self._cur_counts) != len(self.cur):
-            self._cur_counts = deque((hashed_counts([c.text])[0] for c in self.cur), maxlen=self.window)
-        return self._ref_counts, sparse.vstack(list(self._cur_counts)).tocsr()
+        return self._ref_counts, hashed_counts([c.text for c in self.cur])
 
     def update(self, item: InputItem, group: dict[str, str]) -> list[Alert]:
         """Add one item; returns the alerts of a check (empty most of the time). After an alert
@@ -434,7 +474,6 @@ class InputDrift:
                 self._calibrate(group)
             return []
         self.cur.append(item)
-        self._cur_counts.append(hashed_counts([item.text]))
         self.n += 1
         self.since_check += 1
         self.cooldown = max(0, self.cooldown - 1)
@@ -473,6 +512,7 @@ class InputDrift:
         alerts: list[Alert] = []
         ref_counts, cur_counts = self._counts()
         auc, scores = domain_auc(ref_counts, cur_counts, seed=_seed(_group_key(group)))
+        self.last_auc = auc
         if auc >= self.auc_threshold:
             z = (auc - self.null_mu) / self.null_sd
             a = self._alert(
@@ -492,11 +532,11 @@ class InputDrift:
             a.top_features = top_ngrams([r.text for r in self.ref], [c.text for c in cur])
             alerts.append(a)
         for feat in sorted({k for r in self.ref for k in r.categorical}):
-            cats = sorted(
-                {r.categorical.get(feat, "") for r in self.ref} | {c.categorical.get(feat, "") for c in cur}
-            )
-            rc = np.array([sum(1 for r in self.ref if r.categorical.get(feat, "") == v) for v in cats], float)
-            cc = np.array([sum(1 for c in cur if c.categorical.get(feat, "") == v) for v in cats], float)
+            ref_count = Counter(r.categorical.get(feat, "") for r in self.ref)
+            cur_count = Counter(c.categorical.get(feat, "") for c in cur)
+            cats = sorted(set(ref_count) | set(cur_count))
+            rc = np.array([ref_count[v] for v in cats], float)
+            cc = np.array([cur_count[v] for v in cats], float)
             if len(cats) < 2:
                 continue
             value = psi(rc, cc)

@@ -102,7 +102,7 @@ class EngineConfig:
     reference_size: int = 2000
     input_reference_size: int = 1000
     input_window: int = 300
-    input_check_every: int = 50
+    input_check_every: int = 100
     compare_every: int = 100
     control_variant: str = "control"
     group_by: tuple[str, ...] = ("all", "variant", "model", "tenant")

@@ -294,9 +294,16 @@ class ShortcutDetectors:
         clusters = m.reference.clusters(prompts)
         rel = m.reference.relevance(prompts, completions)
         rel_pct = m.reference.relevance_percentile(rel)
+        openings = [rm.opening_sentences(t) for t in completions]
+        flat = [s[2] for sents in openings for s in sents]
+        flat_p = m.refusal.sentence_proba(flat) if flat else np.zeros(0)
         out = []
+        pos = 0
         for i, (msgs, text) in enumerate(zip(conversations, completions, strict=True)):
-            ref = self._refusal(text, float(p_ref[i]), float(p_part[i]))
+            sents = openings[i]
+            ps = flat_p[pos : pos + len(sents)]
+            pos += len(sents)
+            ref = self._refusal(text, float(p_ref[i]), float(p_part[i]), sents, ps)
             sig: dict[str, Signal] = {"refusal": ref}
             sig["over_refusal"] = self._over_refusal(ref, float(p_safe[i]))
             sig["hedging"] = hedging(text)
@@ -308,15 +315,15 @@ class ShortcutDetectors:
             out.append(sig)
         return out
 
-    def _refusal(self, text: str, p: float, p_partial: float) -> Signal:
+    def _refusal(
+        self, text: str, p: float, p_partial: float, sents: list[tuple[int, int, str]], ps: np.ndarray
+    ) -> Signal:
         """Whole-reply head ``p`` and the opening-sentence head: flagged when ``p`` >= the model
         threshold or an opening sentence (outside quotes) scores >= the sentence threshold (a reply
         that opens by declining and then goes on is a partial refusal by XSTest's definition)."""
         if not text.strip():
             return Signal("refusal", 0.0, False, ())
         m = self._m.refusal
-        sents = rm.opening_sentences(text)
-        ps = m.sentence_proba([s[2] for s in sents]) if sents else np.zeros(0)
         p_sent = float(ps.max()) if len(ps) else 0.0
         flagged = p >= m.threshold or p_sent >= m.sentence_threshold
         ev: list[Evidence] = []

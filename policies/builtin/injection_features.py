@@ -14,7 +14,9 @@ Input is a *normalised* text (``policies.builtin.normalize.normalize``). Feature
   output-forcing phrases, plus the text length (``ln(1 + characters) / 8``), the share of ASCII
   symbol characters and of upper-case ASCII letters, and the share of "noise" tokens (a letter plus
   two or more ASCII symbols: adversarial suffixes such as GCG's) overall and in the last quarter
-  of the tokens.
+  of the tokens; whether the text has several lines, and for one-line texts the share of the last
+  20 tokens with a symbol inside them and the share of symbol characters in those tokens (GCG
+  suffixes are one line of word salad; code and data pasted by benign users come in lines).
 
 The model file is JSON (loaded with ``json``; nothing executable): ``vocabulary`` (feature strings
 in column order), ``idf``, ``coef`` (sparse columns then hand features), ``intercept``,
@@ -26,10 +28,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import Counter
 from collections.abc import Sequence
+from itertools import pairwise, repeat
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from policies.builtin.normalize import views
 
@@ -73,7 +77,6 @@ _FORCING = re.compile(
     r"|respond only|answer only|always (?:respond|answer|reply)|never refuse|must not refuse|do not refuse"
     r"|don't refuse|never (?:say|mention)|without (?:any )?(?:warnings?|disclaimers?)|sure, here is)\b"
 )
-_NOISE = re.compile(r"[!-/:-@\[-`{-~]")  # ASCII punctuation and symbols
 
 HAND_FEATURES: tuple[str, ...] = (
     "override_phrases",
@@ -85,6 +88,9 @@ HAND_FEATURES: tuple[str, ...] = (
     "upper_share",
     "noise_tokens",
     "tail_noise_tokens",
+    "multi_line",
+    "one_line_tail_inner_symbols",
+    "one_line_tail_symbol_share",
 )
 """Names of the dense features, in column order after the sparse block."""
 
@@ -97,7 +103,7 @@ def analyze(text: str) -> list[str]:
     low = text.lower()
     words = _WORD.findall(low)
     feats = ["w:" + w for w in words]
-    feats.extend([f"b:{a} {b}" for a, b in zip(words, words[1:], strict=False)])
+    feats.extend([f"b:{a} {b}" for a, b in pairwise(words)])
     padded = f" {low} "
     m = len(padded)
     for n in CHAR_NGRAMS:
@@ -105,20 +111,36 @@ def analyze(text: str) -> list[str]:
     return feats
 
 
-def _noisy(token: str) -> bool:
-    return len(token) > 2 and len(_NOISE.findall(token)) >= 2 and any(c.isalpha() for c in token)
+_PUNCT = b"!\"#$%&'()*+,-/:;<=>?@[\\]^_`{|}~."
+_LETTERS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_MINOR_PUNCT = b".,'"
+
+
+def _punct(b: bytes) -> int:
+    """Number of ASCII punctuation/symbol bytes in ``b``."""
+    return len(b) - len(b.translate(None, _PUNCT))
 
 
 def hand_features(text: str) -> list[float]:
-    """Dense features of a normalised ``text``, in ``HAND_FEATURES`` order (all >= 0, mostly < 3)."""
+    """Dense features of a normalised ``text``, in ``HAND_FEATURES`` order (all >= 0, mostly < 3).
+
+    Character statistics count ASCII only (``text`` encoded with non-ASCII dropped)."""
     low = text.lower()
     n = len(text)
-    tokens = text.split()
-    letters = sum(1 for c in text if c.isascii() and c.isalpha())
-    upper = sum(1 for c in text if c.isascii() and c.isupper())
-    symbols = len(_NOISE.findall(text)) - text.count(".") - text.count(",") - text.count("'")
-    noisy = [_noisy(t) for t in tokens]
+    b = text.encode("ascii", "ignore")
+    letters = len(b) - len(b.translate(None, _LETTERS))
+    upper = len(b) - len(b.translate(None, _UPPER))
+    symbols = _punct(b) - (len(b) - len(b.translate(None, _MINOR_PUNCT)))
+    tokens = b.split()
+    # noisy token: longer than 2, two or more symbols, and something that is not a symbol
+    noisy = [len(t) > 2 and 2 <= _punct(t) < len(t) for t in tokens]
     tail = noisy[len(noisy) - len(noisy) // 4 :] if len(noisy) >= 4 else []
+    one_line = 0.0 if "\n" in text else 1.0
+    last = tokens[-20:]
+    inner = sum(1 for t in last if len(t) > 2 and _punct(t[1:-1]) > 0) / len(last) if last else 0.0
+    last_len = sum(len(t) for t in last) + len(last) - 1
+    last_symbols = sum(_punct(t) for t in last) / last_len if last_len > 0 else 0.0
     return [
         math.log1p(len(_OVERRIDE.findall(low))),
         math.log1p(len(_ROLEPLAY.findall(low))),
@@ -129,6 +151,9 @@ def hand_features(text: str) -> list[float]:
         upper / letters if letters else 0.0,
         sum(noisy) / len(noisy) if noisy else 0.0,
         sum(tail) / len(tail) if tail else 0.0,
+        1.0 - one_line,
+        one_line * inner,
+        one_line * last_symbols,
     ]
 
 
@@ -143,7 +168,7 @@ class LinearTextModel:
     the training pipeline's ``predict_proba(...)[:, 1]`` (up to float rounding).
     """
 
-    __slots__ = ("_coef_idf", "_hand_coef", "intercept", "meta", "threshold", "vocab_size")
+    __slots__ = ("_coef_idf", "_hand_coef", "_idf", "_index", "intercept", "meta", "threshold", "vocab_size")
 
     def __init__(
         self,
@@ -160,11 +185,15 @@ class LinearTextModel:
                 f"inconsistent model: {n} terms, {len(idf)} idf values, {len(coef)} coefficients "
                 f"(expected {n + len(HAND_FEATURES)})"
             )
-        # Per term: (idf, coef * idf) so the score needs one multiply per present term.
-        self._coef_idf: dict[str, tuple[float, float]] = {
-            t: (float(i), float(c) * float(i)) for t, i, c in zip(vocabulary, idf, coef, strict=False)
-        }
-        self._hand_coef = [float(c) for c in coef[n:]]
+        self._index: dict[str, int] = {t: i for i, t in enumerate(vocabulary)}
+        if len(self._index) != n:
+            raise ModelFileError("inconsistent model: repeated terms in the vocabulary")
+        # One extra slot (index n, weight 0) for terms outside the vocabulary.
+        self._idf = np.zeros(n + 1, dtype=np.float64)
+        self._idf[:n] = np.asarray(idf, dtype=np.float64)
+        self._coef_idf = np.zeros(n + 1, dtype=np.float64)
+        self._coef_idf[:n] = np.asarray(coef[:n], dtype=np.float64) * self._idf[:n]
+        self._hand_coef = np.asarray(coef[n:], dtype=np.float64)
         self.intercept = float(intercept)
         self.threshold = float(threshold)
         self.vocab_size = n
@@ -194,20 +223,19 @@ class LinearTextModel:
 
     def decision(self, text: str) -> float:
         """The logit (log-odds of attack) of a normalised ``text``."""
-        table = self._coef_idf
-        num = 0.0
-        sq = 0.0
-        for feat, tf in Counter(analyze(text)).items():
-            entry = table.get(feat)
-            if entry is None:
-                continue
-            w = 1.0 + math.log(tf) if tf > 1 else 1.0
-            idf, cidf = entry
-            num += w * cidf
-            sq += (w * idf) ** 2
-        z = self.intercept + (num / math.sqrt(sq) if sq > 0.0 else 0.0)
-        for c, x in zip(self._hand_coef, hand_features(text), strict=True):
-            z += c * x
+        feats = analyze(text)
+        n = self.vocab_size
+        idx = np.fromiter(map(self._index.get, feats, repeat(n)), dtype=np.intp, count=len(feats))
+        idx = idx[idx < n]
+        z = self.intercept
+        if idx.size:
+            terms, tf = np.unique(idx, return_counts=True)
+            w = 1.0 + np.log(tf)  # sublinear tf, as TfidfTransformer(sublinear_tf=True)
+            wi = w * self._idf[terms]
+            norm = math.sqrt(float(wi @ wi))
+            if norm > 0.0:
+                z += float(w @ self._coef_idf[terms]) / norm
+        z += float(self._hand_coef @ np.asarray(hand_features(text), dtype=np.float64))
         return z
 
     def score(self, text: str) -> float:
@@ -219,15 +247,29 @@ class LinearTextModel:
         return e / (1.0 + e)
 
 
+CHUNK_CHARS = 16_000
+"""Texts longer than this are scored in overlapping chunks (max over chunks), so an injection in
+a long tool result is not diluted by the L2 normalisation over the whole document."""
+MAX_CHARS = 64_000
+"""At most this many characters of one text are scored (bounds the inline cost: ~40 ms)."""
+
+
 def score_text(model: LinearTextModel, text: str) -> tuple[float, str]:
     """``(score, view)``: the model's highest P(attack) over the normalised views of a raw
     ``text`` (``policies.builtin.normalize.views``: plain, spaced, base64, hex, rot13) and the
-    name of the view that gave it. An empty text scores ``(0.0, "plain")``."""
+    name of the view that gave it. Texts over ``CHUNK_CHARS`` are scored in chunks (overlap 1,000
+    characters) up to ``MAX_CHARS``. An empty text scores ``(0.0, "plain")``."""
     best, best_view = 0.0, "plain"
-    for name, view in views(text):
-        if not view:
-            continue
-        s = model.score(view)
-        if s > best:
-            best, best_view = s, name
+    if len(text) > CHUNK_CHARS:
+        step = CHUNK_CHARS - 1_000
+        chunks = [text[i : i + CHUNK_CHARS] for i in range(0, min(len(text), MAX_CHARS), step)]
+    else:
+        chunks = [text]
+    for chunk in chunks:
+        for name, view in views(chunk):
+            if not view:
+                continue
+            s = model.score(view)
+            if s > best:
+                best, best_view = s, name
     return best, best_view

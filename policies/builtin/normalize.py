@@ -12,13 +12,15 @@ Pure and fast (runs inline on every request). ``normalize(text)`` gives the cano
    or digit becomes that ASCII character (Cyrillic ``о`` -> ``o``), case kept where the
    character's name says CAPITAL/SMALL; invisible characters inside words are dropped too. Words
    of a real non-Latin script are kept (TR39's "mixed-script confusable" idea);
-4. whitespace runs collapsed to one space, stripped.
+4. whitespace collapsed: runs of spaces/tabs to one space, line breaks kept (one ``\n`` between
+   non-empty lines), leading and trailing whitespace stripped.
 
 ``views(text)`` returns the canonical form as view ``plain`` and, only when the text calls for it,
 more views to be scored as well (a classifier takes the max over views):
 
-- ``spaced``: runs of at least four single letters separated by one space/dot/dash/underscore
-  ("I g n o r e") collapsed into words;
+- ``spaced``: when a run of at least four single letters separated by one space/dot/dash/
+  underscore appears ("I g n o r e", "I.g.n.o.r.e"), every such run of two or more letters is
+  collapsed into a word (two spaces separate words: "I g n o r e  a l l" -> "Ignore all");
 - ``base64`` / ``hex``: payloads that decode to printable UTF-8 text are replaced by their decoding;
 - ``rot13``: the ROT13 of the text when that reads more like English than the text itself
   (measured by common-word counts) or when the text names ROT13.
@@ -38,12 +40,14 @@ from confusable_homoglyphs import confusables as _confusables
 __all__ = ["INVISIBLE", "decoded_views", "fold_map", "normalize", "views"]
 
 INVISIBLE: frozenset[int] = frozenset(
-    [0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF, 0xFFA0]
-    + list(range(0x200B, 0x2010))
-    + list(range(0x202A, 0x202F))
-    + list(range(0x2060, 0x2065))
-    + list(range(0x2066, 0x206A))
-    + list(range(0xFE00, 0xFE10))  # variation selectors
+    [
+        *(0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF, 0xFFA0),
+        *range(0x200B, 0x2010),
+        *range(0x202A, 0x202F),
+        *range(0x2060, 0x2065),
+        *range(0x2066, 0x206A),
+        *range(0xFE00, 0xFE10),  # variation selectors
+    ]
 )
 """Code points deleted before anything else: zero-width, bidi controls, invisible fillers."""
 
@@ -94,6 +98,7 @@ def fold_map() -> dict[int, str]:
 
 
 _HEXDIGITS = frozenset("0123456789abcdefABCDEF")
+_SEPARATORS = frozenset("._-*/|")
 
 
 _NON_ASCII_WORD = re.compile(r"[^\W\d_]*[^\x00-\x7f][^\W\d_]*|[^\x00-\x7f]")
@@ -110,18 +115,32 @@ def _fold_word(m: re.Match[str]) -> str:
     return word
 
 
-def normalize(text: str) -> str:
-    """The canonical form of ``text`` (see the module docstring). Never raises for a ``str``."""
+def _fold(text: str) -> str:
+    """NFKC + invisible removal + homoglyph folding; whitespace untouched."""
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
         if not text.isascii():
             text = _NON_ASCII_WORD.sub(_fold_word, text)
-    return " ".join(text.split())
+    return text
+
+
+def _collapse(text: str) -> str:
+    """Runs of spaces/tabs -> one space; line breaks kept between non-empty lines; stripped."""
+    if "\n" not in text and "\r" not in text:
+        return " ".join(text.split())
+    lines = (" ".join(line.split()) for line in text.replace("\r", "\n").split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def normalize(text: str) -> str:
+    """The canonical form of ``text`` (see the module docstring). Never raises for a ``str``."""
+    return _collapse(_fold(text))
 
 
 # --- views ------------------------------------------------------------------------------------
 
 _SPACED = re.compile(r"(?<![A-Za-z])(?:[A-Za-z][ ._\-*/|]){3,}[A-Za-z](?![A-Za-z])")
+_SPACED_SHORT = re.compile(r"(?<![A-Za-z])(?:[A-Za-z][ ._\-*/|]){1,}[A-Za-z](?![A-Za-z])")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?<![0-9A-Fa-fx])(?:(?:\\x|0x)?[0-9A-Fa-f]{2}[ :,]?){8,}")
 _HEXCHARS = re.compile(r"\\x|0x|[ :,]")
@@ -132,10 +151,11 @@ _ROT13 = str.maketrans(
     "NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm",
 )
 _ROT13_NAMED = re.compile(r"rot[\s\-_]?13|caesar", re.IGNORECASE)
-_COMMON = frozenset(
+_COMMON_WORDS = (
     "the and you to of a is in that it for your all are with this be on as or not i me my what "
-    "do can will from have an by if any now no was how tell print say give show".split()
+    "do can will from have an by if any now no was how tell print say give show"
 )
+_COMMON = frozenset(_COMMON_WORDS.split(" "))
 
 
 def _printable_text(raw: bytes) -> str | None:
@@ -156,7 +176,11 @@ def _printable_text(raw: bytes) -> str | None:
 def _decode_b64(m: re.Match[str]) -> str:
     token = m.group(0)
     body = token.rstrip("=")
-    if not any(c.isdigit() or c in "+/_-" for c in body) and body.isalpha() and (body.islower() or body.isupper()):
+    if (
+        not any(c.isdigit() or c in "+/_-" for c in body)
+        and body.isalpha()
+        and (body.islower() or body.isupper())
+    ):
         return token  # a long plain word, not a payload
     padded = body + "=" * (-len(body) % 4)
     try:
@@ -187,13 +211,15 @@ def _common_words(words: list[str]) -> int:
 def views(text: str) -> list[tuple[str, str]]:
     """``[(view_name, text), ...]``: ``("plain", normalize(text))`` first, then every decoded view
     that differs from it (names: ``spaced``, ``base64``, ``hex``, ``rot13``). Never raises."""
-    plain = normalize(text)
-    return [("plain", plain), *decoded_views(plain)]
+    folded = _fold(text)
+    plain = _collapse(folded)
+    return [("plain", plain), *decoded_views(plain, folded)]
 
 
-def decoded_views(plain: str) -> list[tuple[str, str]]:
-    """The decoded views of an already normalised text (see ``views``). Cheap token-level
-    pre-checks keep the regular expressions off ordinary prose."""
+def decoded_views(plain: str, folded: str | None = None) -> list[tuple[str, str]]:
+    """The decoded views of an already normalised text (see ``views``); ``folded`` is the text
+    before whitespace was collapsed (double spaces separate spaced-out words), default ``plain``.
+    Cheap token-level pre-checks keep the regular expressions off ordinary prose."""
     out: list[tuple[str, str]] = []
     tokens = plain.split()
     if not tokens:
@@ -209,9 +235,13 @@ def decoded_views(plain: str) -> list[tuple[str, str]]:
             hex_pairs += 1
         elif n >= 16:
             long_tokens = True
-    if (singles >= 3 or long_tokens) and _SPACED.search(plain):
-        spaced = _SPACED.sub(lambda m: _SPACE_SEP.sub("", m.group(0)), plain)
-        out.append(("spaced", " ".join(spaced.split())))
+        if n >= 7 and tok[1] in _SEPARATORS and tok[3] == tok[1] and tok[5] == tok[1]:
+            singles += 3  # "I.g.n.o.r.e": letters joined by one separator
+    source = plain if folded is None else folded
+    if (singles >= 3 or long_tokens) and _SPACED.search(source):
+        # a run of 4+ spaced letters is the trigger; then shorter runs ("a l l") are words too
+        spaced = _SPACED_SHORT.sub(lambda m: _SPACE_SEP.sub("", m.group(0)), source)
+        out.append(("spaced", _collapse(spaced)))
     if long_tokens and _B64.search(plain):
         decoded = _B64.sub(_decode_b64, plain)
         if decoded != plain:

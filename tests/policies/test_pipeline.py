@@ -149,9 +149,9 @@ async def test_scores_are_clamped_to_unit_interval() -> None:
 
 
 def test_build_pipeline_names_the_policy_on_bad_config() -> None:
-    with pytest.raises(ValueError, match="policy 'p1'.*unknown policy type"):
+    with pytest.raises(ValueError, match=r"policy .p1.*unknown policy type"):
         build_pipeline([PolicySpec(id="p1", type="no_such")])
-    with pytest.raises(ValueError, match="policy 'lim'.*does not support stage"):
+    with pytest.raises(ValueError, match=r"policy .lim.*does not support stage"):
         build_pipeline([PolicySpec(id="lim", type="limits", stages=[Stage.STREAM])])
     with pytest.raises(ValueError, match="policy 'pii2'"):
         build_pipeline([PolicySpec(id="pii2", type="pii", params={"nonsense": 1})])
