@@ -101,7 +101,8 @@ def create_app(settings: RollguardSettings | None = None, **overrides: Any) -> F
         review_router = _review(settings, store, extras)
         if review_router is not None:
             app.include_router(review_router)
-            escalate = extras["review"].escalate_interaction
+            extras["review"].start()
+            escalate = _escalator(extras["review"])
         audit = AuditTrail(store.append_interaction, escalate=escalate, raw_tenants=raw)
         service = ChatService(settings, pipeline, upstream, flags, audit, metrics)
         app.state.runtime = Runtime(
@@ -121,6 +122,8 @@ def create_app(settings: RollguardSettings | None = None, **overrides: Any) -> F
             yield
         finally:
             await audit.drain()
+            if "review" in extras:
+                await extras["review"].aclose()
             await upstream.aclose()
             await flags.aclose()
             await store.aclose()
@@ -139,6 +142,13 @@ def create_app(settings: RollguardSettings | None = None, **overrides: Any) -> F
     app.include_router(admin.router)
     app.include_router(health.router)
     return FastPath(app)
+
+
+def _escalator(service: Any) -> Any:
+    async def escalate(record: dict[str, Any]) -> None:
+        await service.escalate_interaction(record)
+
+    return escalate
 
 
 def _review(settings: RollguardSettings, store: Store, extras: dict[str, Any]) -> Any:
