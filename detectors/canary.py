@@ -2,14 +2,18 @@
 judge consumes.
 
 For each metric (a shortcut signal's flag rate, block/error rate: ``rate``; log reply length:
-``log_length``) running sums per arm are kept. Every ``check_every`` canary observations a two-sample
-test compares canary with control: a two-proportion z-test (pooled variance) for rates, Welch's
-z on means for log lengths. Repeated looks are corrected by alpha spending: the j-th look uses
-``comparison_alpha * 6 / (pi^2 j^2)`` (the looks' alphas sum to ``comparison_alpha``, so the
-chance of any false alarm
-over an unbounded sequence of looks is at most ``comparison_alpha`` by the union bound). An alert needs both
-arms at ``Floors.min_sample``, the spent-alpha significance, and the effect (canary - control)
-at or above the practical floor (rate points, or length ratio).
+``log_length``) running sums per arm are kept. The difference of means canary - control, with its
+variance ``V`` (pooled two-proportion variance for rates, Welch for log lengths), is tested by a
+mixture sequential probability ratio test (mSPRT; Johari, Pekelis & Walsh, "Always valid
+inference", 2017): with a normal mixing distribution N(0, tau^2) on the difference,
+
+    Lambda = sqrt(V / (V + tau^2)) * exp(d^2 tau^2 / (2 V (V + tau^2)))
+
+and an alert when Lambda >= 1 / ``Floors.comparison_alpha``. The test may be looked at after every
+observation and still keeps the false-alarm probability of one comparison at most
+``comparison_alpha`` over an unbounded stream (the always-valid p-value is min(1, 1/Lambda)).
+``tau`` is twice the practical floor. An alert also needs both arms at ``Floors.min_sample`` and
+the observed effect at or above the practical floor (rate points, or length ratio).
 """
 
 from __future__ import annotations
@@ -127,15 +131,35 @@ class VariantComparison:
         z = effect / se
         return effect, z, float(2 * stats.norm.sf(abs(z)))
 
+    def variance(self) -> float:
+        """Variance of the difference of means (pooled for rates, Welch for log lengths)."""
+        c, k = self.arms[self.control], self.arms[self.canary]
+        if c.n < 2 or k.n < 2:
+            return math.inf
+        if self.kind == "rate":
+            p = (c.s + k.s) / (c.n + k.n)
+            return max(p * (1 - p), 1e-12) * (1 / c.n + 1 / k.n)
+        return max(c.var / c.n + k.var / k.n, 1e-12)
+
+    def log_mixture_lr(self) -> float:
+        """log Lambda of the mSPRT (see the module docstring); 0 with too little data."""
+        v = self.variance()
+        if not math.isfinite(v):
+            return 0.0
+        effect = self.arms[self.canary].mean - self.arms[self.control].mean
+        tau2 = (2.0 * self.floor) ** 2
+        return 0.5 * math.log(v / (v + tau2)) + effect * effect * tau2 / (2.0 * v * (v + tau2))
+
     def check(self, end_id: str, end_ms: int, group: dict[str, str]) -> Alert | None:
         c, k = self.arms[self.control], self.arms[self.canary]
         if min(c.n, k.n) < self.floors.min_sample:
             return None
         self.looks += 1
-        alpha_j = self.floors.comparison_alpha * 6.0 / (math.pi**2 * self.looks**2)
-        effect, z, p = self.statistic()
+        effect, _z, _ = self.statistic()
+        log_lambda = self.log_mixture_lr()
+        p = min(1.0, math.exp(-log_lambda))
         direction = "up" if effect > 0 else "down"
-        if p >= alpha_j or abs(effect) < self.floor or direction in self.alerted:
+        if p > self.floors.comparison_alpha or abs(effect) < self.floor or direction in self.alerted:
             return None
         self.alerted.append(direction)
         shown = math.exp(effect) if self.kind == "log_length" else effect
@@ -149,9 +173,9 @@ class VariantComparison:
 
         return Alert(
             detector=self.name,
-            statistic="two_proportion_z" if self.kind == "rate" else "welch_z",
-            value=round(z, 4),
-            threshold=round(float(stats.norm.isf(alpha_j / 2)), 4),
+            statistic="msprt_log_lr",
+            value=round(log_lambda, 4),
+            threshold=round(math.log(1.0 / self.floors.comparison_alpha), 4),
             effect=round(shown, 4),
             effect_floor=round(shown_floor, 4),
             group={**group, "variant": self.canary, "control": self.control},
@@ -180,6 +204,7 @@ class VariantComparison:
             "effect": round(math.exp(effect) if self.kind == "log_length" else effect, 6),
             "z": round(z, 4),
             "p_value": p,
+            "always_valid_p": min(1.0, math.exp(-self.log_mixture_lr())),
             "looks": self.looks,
             "alerted": list(self.alerted),
         }

@@ -51,8 +51,8 @@ class Floors:
     ``auc``: domain-classifier ROC AUC; ``wasserstein_sd``: Wasserstein distance of a numeric input
     feature in reference standard deviations; ``min_sample``: observations needed after the
     reference before any alert; ``alpha``: per-check significance of the window tests;
-    ``comparison_alpha``: total false-alarm
-    probability of one canary-vs-control comparison over all its looks (alpha spending);
+    ``comparison_alpha``: false-alarm
+    probability of one canary-vs-control comparison over an unbounded stream (mSPRT);
     ``arl0``: target in-control average run length of each CUSUM, in observations.
     """
 

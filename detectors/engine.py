@@ -103,7 +103,7 @@ class EngineConfig:
     input_reference_size: int = 1000
     input_window: int = 300
     input_check_every: int = 100
-    compare_every: int = 100
+    compare_every: int = 10
     control_variant: str = "control"
     group_by: tuple[str, ...] = ("all", "variant", "model", "tenant")
     input_group_by: tuple[str, ...] = ("all", "variant")
