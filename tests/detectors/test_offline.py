@@ -37,8 +37,9 @@ def test_run_detect_in_order_with_error_records(tmp_path: Path, detectors: Short
 
 
 def test_detect_records_accepts_dicts(detectors: ShortcutDetectors) -> None:
+    bad: Any = 3
     res = list(
-        detect_records([{"messages": [], "completion": "I can't help with that request."}, 3], detectors)
+        detect_records([{"messages": [], "completion": "I can't help with that request."}, bad], detectors)
     )
     assert res[0]["refusal"]["flagged"] is True
     assert res[1] == {"error": "line 2: expected a JSON object, got int"}
