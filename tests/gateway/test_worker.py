@@ -1,0 +1,173 @@
+"""The detector worker against a real Redis (the ``redis_url`` fixture) with real worker processes:
+reclaim of a crashed consumer's entries, exactly-once effect on the detector state, deleted
+entries, duplicates and anomaly bundles."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from detectors import shipped
+from gateway.worker import ANOMALIES_STREAM, SEEN_KEY, SIGNALS_STREAM, STATE_KEY
+from rollguard.types import Interaction
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+STREAM = "rollguard:interactions"
+GROUP = "detectors"
+
+
+def _records(
+    n: int, side: str = "chosen", variant: str = "control", offset: int = 0
+) -> list[dict[str, object]]:
+    pairs = shipped.hh_pairs()[offset : offset + n]
+    out = []
+    for i, p in enumerate(pairs):
+        it = Interaction(
+            id=f"ix-{side}-{offset + i:05d}",
+            created_ms=1_700_000_000_000 + i,
+            tenant="acme",
+            model="demo",
+            messages=[{"role": "user", "content": p["prompt"]}],
+            completion=p[side],
+            metadata={"variant": variant},
+        )
+        out.append(it.to_record())
+    return out
+
+
+def _append(r: Any, records: list[dict[str, object]]) -> list[str]:
+    ids = []
+    for rec in records:
+        ids.append(r.xadd(STREAM, {"record": orjson.dumps(rec), "id": str(rec["id"])}).decode())
+    return ids
+
+
+def _start_worker(url: str, name: str, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.worker",
+            "--redis-url",
+            url,
+            "--consumer",
+            name,
+            "--claim-idle-ms",
+            "300",
+            "--idle-exit-s",
+            "4",
+            *extra,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(p: subprocess.Popen[str]) -> dict[str, int]:
+    out, err = p.communicate(timeout=240)
+    assert p.returncode == 0, err[-3000:]
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_must_hold_2_crashed_worker_entries_processed_exactly_once(redis_url: str) -> None:
+    r: Any = redis.Redis.from_url(redis_url)
+    _append(r, _records(300))
+    r.xgroup_create(STREAM, GROUP, id="0")
+    # The crashed worker: it claimed all 300 entries (they sit in its pending list) and died
+    # before acknowledging any of them.
+    claimed = r.xreadgroup(GROUP, "worker-crashed", {STREAM: ">"}, count=1000)
+    assert len(claimed[0][1]) == 300
+    assert r.xpending(STREAM, GROUP)["pending"] == 300
+    # A duplicate delivery of 10 interactions (the store is at-least-once) arrives meanwhile.
+    _append(r, _records(10))
+    b = _start_worker(redis_url, "worker-b")
+    c = _start_worker(redis_url, "worker-c")
+    sb, sc = _finish(b), _finish(c)
+    assert sb["processed"] + sc["processed"] == 300
+    assert sb["reclaimed"] + sc["reclaimed"] == 300
+    assert sb["duplicates"] + sc["duplicates"] == 10
+    assert r.xpending(STREAM, GROUP)["pending"] == 0
+    assert r.scard(SEEN_KEY) == 300
+    assert r.xlen(SIGNALS_STREAM) == 300
+    state = orjson.loads(r.get(STATE_KEY) or b"{}")
+    assert state["n"] == 300
+    assert state["monitors"]["all"]["refusal"]["ref"].__len__() == 300  # each counted once
+    ids = {e[1][b"id"].decode() for e in r.xrange(SIGNALS_STREAM)}
+    assert len(ids) == 300
+
+
+def test_deleted_pending_entries_are_counted_and_acknowledged(redis_url: str) -> None:
+    r: Any = redis.Redis.from_url(redis_url)
+    ids = _append(r, _records(20))
+    r.xgroup_create(STREAM, GROUP, id="0")
+    r.xreadgroup(GROUP, "worker-crashed", {STREAM: ">"}, count=100)
+    r.xdel(STREAM, *ids[:5])
+    stats = _finish(_start_worker(redis_url, "worker-d"))
+    assert stats["deleted"] == 5
+    assert stats["processed"] == 15
+    assert r.xpending(STREAM, GROUP)["pending"] == 0
+
+
+def test_bad_record_is_reported_not_dropped_silently(redis_url: str) -> None:
+    r: Any = redis.Redis.from_url(redis_url)
+    r.xadd(STREAM, {"record": b"{not json", "id": "ix-bad"})
+    _append(r, _records(3))
+    stats = _finish(_start_worker(redis_url, "worker-e"))
+    assert stats["bad_records"] == 1 and stats["processed"] == 3
+    errors = [e for e in r.xrange(SIGNALS_STREAM) if b"error" in e[1][b"signals"]]
+    assert len(errors) == 1
+
+
+def test_anomaly_bundle_for_a_regressed_canary(redis_url: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "rollguard.yaml"
+    cfg.write_text(
+        "detectors:\n  reference_size: 100\n  input_reference_size: 100\n  input_window: 50\n"
+        "  floors:\n    min_sample: 40\n    comparison_alpha: 0.01\n",
+        encoding="utf-8",
+    )
+    r: Any = redis.Redis.from_url(redis_url)
+    control = _records(400, "chosen", "control")
+    # the canary answers with long replies: each chosen reply padded by three other real replies
+    canary = _records(400, "chosen", "canary", offset=400)
+    pool = [str(x["completion"]) for x in _records(400, "chosen", "control", offset=800)]
+    for i, rec in enumerate(canary):
+        rec["completion"] = " ".join([str(rec["completion"]), *pool[i : i + 3]])
+    mixed = [rec for pair in zip(control, canary, strict=True) for rec in pair]
+    _append(r, mixed)
+    stats = _finish(_start_worker(redis_url, "worker-f", "--config", str(cfg)))
+    assert stats["processed"] == 800
+    bundles = [orjson.loads(e[1][b"bundle"]) for e in r.xrange(ANOMALIES_STREAM)]
+    length = [
+        b for b in bundles if b["detector"] == "reply_log_chars" and b["group"].get("control") == "control"
+    ]
+    assert length, [b["detector"] for b in bundles]
+    b = length[0]
+    for key in (
+        "statistic",
+        "threshold",
+        "effect",
+        "p_value",
+        "window_start_id",
+        "window_end_id",
+        "exemplars_current",
+        "exemplars_reference",
+        "severity",
+        "group",
+    ):
+        assert key in b
+    assert b["effect"] >= 1.15
+    assert len(b["exemplars_current"]) == 10 and len(b["exemplars_reference"]) == 10
