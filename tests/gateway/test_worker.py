@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +173,26 @@ def test_anomaly_bundle_for_a_regressed_canary(redis_url: str, tmp_path: Path) -
         assert key in b
     assert b["effect"] >= 1.15
     assert len(b["exemplars_current"]) == 10 and len(b["exemplars_reference"]) == 10
+
+
+def test_worker_killed_mid_stream_then_second_worker_counts_each_once(redis_url: str) -> None:
+    r: Any = redis.Redis.from_url(redis_url)
+    _append(r, _records(600))
+    a = _start_worker(redis_url, "worker-killed", "--batch", "50")
+    # kill it while it works: as soon as it has acknowledged something, but not everything
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        groups = r.xinfo_groups(STREAM) if r.exists(STREAM) else []
+        acked = r.scard(SEEN_KEY)
+        if groups and 0 < acked < 600:
+            break
+        time.sleep(0.05)
+    a.send_signal(signal.SIGKILL)
+    a.wait(timeout=30)
+    left = r.xpending(STREAM, GROUP)["pending"]
+    b = _finish(_start_worker(redis_url, "worker-after"))
+    assert b["reclaimed"] == left
+    assert r.xpending(STREAM, GROUP)["pending"] == 0
+    assert r.scard(SEEN_KEY) == 600
+    assert r.xlen(SIGNALS_STREAM) == 600
+    assert orjson.loads(r.get(STATE_KEY))["n"] == 600
