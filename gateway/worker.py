@@ -6,8 +6,9 @@ For every batch of entries the worker
 1. parses each entry's ``record`` field (``Interaction.to_record()`` JSON) and runs every
    per-interaction shortcut detector (in a thread: it is CPU work);
 2. in one optimistic Redis transaction (WATCH the state and the seen-set, MULTI/EXEC): loads the
-   window-detector state, skips interactions already counted (the seen-set, keyed by interaction id,
-   so a reclaimed entry or a duplicate delivery is never counted twice), feeds the rest to the
+   window-detector state, skips interactions already counted (the seen-set: a sorted set of
+   interaction ids scored by the time they were counted, trimmed after ``seen_retention_ms``; so
+   a reclaimed entry or a duplicate delivery is never counted twice), feeds the rest to the
    window engine, writes the new state, adds the ids to the seen-set, appends per-interaction
    results to ``rollguard:signals`` and anomaly bundles to ``rollguard:anomalies``, and acknowledges
    the entries. A conflicting writer makes EXEC fail and the batch is re-applied on fresh state.
@@ -20,11 +21,11 @@ were deleted from the stream meanwhile come back as deleted ids: they are logged
 logged, counted (``bad_records``), written to ``rollguard:signals`` as an error and acknowledged.
 
 State keys: ``rollguard:detectors:state`` (JSON of ``WindowEngine.to_dict()``; reference windows,
-CUSUM statistics, comparisons), ``rollguard:detectors:seen`` (set of interaction ids). Reference
+CUSUM statistics, comparisons), ``rollguard:detectors:seen`` (sorted set of interaction ids). Reference
 policy: ``detectors.rolling_reference`` (fixed baseline by default) from config.
 
 Config (``detectors:`` in the YAML): the ``EngineConfig`` fields, plus ``worker:`` with ``group``,
-``batch``, ``block_ms``, ``claim_idle_ms``, ``signals_maxlen``.
+``batch``, ``block_ms``, ``claim_idle_ms``, ``signals_maxlen``, ``seen_retention_ms``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ class WorkerOptions:
     block_ms: int = 1000
     claim_idle_ms: int = 30_000
     signals_maxlen: int = 100_000
+    seen_retention_ms: int = 7 * 24 * 3600 * 1000
+    """How long an interaction id stays in the seen-set after it was counted (0 = forever). An
+    entry is acknowledged in the same transaction that records its id, so only a duplicate
+    delivery (the store's at-least-once retry, seconds later) can arrive after that."""
     idle_exit_s: float | None = None
     """Exit after this many seconds without work (tests and one-shot backfills); None = run."""
 
@@ -245,8 +250,8 @@ class DetectorWorker:
                     await pipe.watch(STATE_KEY, SEEN_KEY)
                     raw = await pipe.get(STATE_KEY)
                     ids = [e.interaction_id for e in entries]
-                    seen_flags = await pipe.smismember(SEEN_KEY, ids)
-                    seen = {i for i, s in zip(ids, seen_flags, strict=True) if s}
+                    seen_scores = await pipe.zmscore(SEEN_KEY, ids)
+                    seen = {i for i, s in zip(ids, seen_scores, strict=True) if s is not None}
                     engine = (
                         WindowEngine.from_dict(orjson.loads(raw), self.engine_config)
                         if raw
@@ -269,7 +274,10 @@ class DetectorWorker:
                     pipe.multi()  # type: ignore[no-untyped-call]
                     if new_ids:
                         pipe.set(STATE_KEY, _dumps(engine.to_dict()))
-                        pipe.sadd(SEEN_KEY, *new_ids)
+                        now_ms = int(time.time() * 1000)
+                        pipe.zadd(SEEN_KEY, dict.fromkeys(new_ids, now_ms))
+                        if self.opt.seen_retention_ms > 0:
+                            pipe.zremrangebyscore(SEEN_KEY, "-inf", now_ms - self.opt.seen_retention_ms)
                     for iid, body in results:
                         pipe.xadd(
                             SIGNALS_STREAM,

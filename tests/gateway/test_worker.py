@@ -103,7 +103,7 @@ def test_must_hold_2_crashed_worker_entries_processed_exactly_once(redis_url: st
     assert sb["reclaimed"] + sc["reclaimed"] == 300
     assert sb["duplicates"] + sc["duplicates"] == 10
     assert r.xpending(STREAM, GROUP)["pending"] == 0
-    assert r.scard(SEEN_KEY) == 300
+    assert r.zcard(SEEN_KEY) == 300
     assert r.xlen(SIGNALS_STREAM) == 300
     state = orjson.loads(r.get(STATE_KEY) or b"{}")
     assert state["n"] == 300
@@ -183,7 +183,7 @@ def test_worker_killed_mid_stream_then_second_worker_counts_each_once(redis_url:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         groups = r.xinfo_groups(STREAM) if r.exists(STREAM) else []
-        acked = r.scard(SEEN_KEY)
+        acked = r.zcard(SEEN_KEY)
         if groups and 0 < acked < 600:
             break
         time.sleep(0.05)
@@ -193,6 +193,6 @@ def test_worker_killed_mid_stream_then_second_worker_counts_each_once(redis_url:
     b = _finish(_start_worker(redis_url, "worker-after"))
     assert b["reclaimed"] == left
     assert r.xpending(STREAM, GROUP)["pending"] == 0
-    assert r.scard(SEEN_KEY) == 600
+    assert r.zcard(SEEN_KEY) == 600
     assert r.xlen(SIGNALS_STREAM) == 600
     assert orjson.loads(r.get(STATE_KEY))["n"] == 600
