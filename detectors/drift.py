@@ -68,8 +68,15 @@ class Floors:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> Floors:
-        """Build from the ``detectors.floors`` config mapping (unknown keys raise TypeError)."""
-        return cls(**(cfg or {}))
+        """Build from the ``detectors.floors`` config mapping. Values are converted to the field's
+        type (YAML reads ``1.0e7`` as a string); unknown keys raise ``TypeError``, unconvertible
+        values ``ValueError``."""
+        cfg = dict(cfg or {})
+        defaults = cls()
+        for key, value in cfg.items():
+            if hasattr(defaults, key):
+                cfg[key] = type(getattr(defaults, key))(float(value))
+        return cls(**cfg)
 
 
 @dataclass(slots=True)

@@ -117,6 +117,15 @@ class EngineConfig:
         for key in ("group_by", "input_group_by"):
             if key in cfg:
                 cfg[key] = tuple(cfg[key])
+        for key in (
+            "reference_size",
+            "input_reference_size",
+            "input_window",
+            "input_check_every",
+            "compare_every",
+        ):
+            if key in cfg:
+                cfg[key] = int(cfg[key])
         return cls(floors=floors, **cfg)
 
 

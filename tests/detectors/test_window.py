@@ -144,3 +144,11 @@ def test_engine_config_from_yaml_mapping() -> None:
     assert cfg.reference_size == 500 and cfg.floors.rate_delta == 0.03 and cfg.group_by == ("all",)
     with pytest.raises(TypeError):
         EngineConfig.from_config({"floors": {"nope": 1}})
+
+
+def test_floors_from_yaml_strings() -> None:
+    import yaml
+
+    cfg = yaml.safe_load("floors: {arl0: 1.0e7, min_sample: 50}\nreference_size: 300\n")
+    eng = EngineConfig.from_config(cfg)
+    assert eng.floors.arl0 == 1e7 and eng.floors.min_sample == 50 and eng.reference_size == 300
