@@ -7,8 +7,9 @@ few dictionary look-ups and a dot product, no scikit-learn on the hot path).
 Input is a *normalised* text (``policies.builtin.normalize.normalize``). Features:
 
 - sparse: lower-cased word unigrams (``w:``) and bigrams (``b:``) plus character n-grams (n = 3..5,
-  over the lower-cased text padded with one space), weighted ``(1 + ln tf) * idf`` and
-  L2-normalised, exactly as ``TfidfVectorizer(sublinear_tf=True, norm="l2")`` does;
+  over the lower-cased text padded with one space, represented by 64-bit hashes so that inference
+  computes them with numpy instead of slicing strings), weighted ``(1 + ln tf) * idf`` and
+  L2-normalised, exactly as ``TfidfTransformer(sublinear_tf=True, norm="l2")`` does;
 - dense ("hand") features, appended after the sparse block: counts (``ln(1 + n)``) of
   instruction-override phrases, role-play / persona markers, system-prompt extraction phrases,
   output-forcing phrases, plus the text length (``ln(1 + characters) / 8``), the share of ASCII
@@ -18,9 +19,9 @@ Input is a *normalised* text (``policies.builtin.normalize.normalize``). Feature
   20 tokens with a symbol inside them and the share of symbol characters in those tokens (GCG
   suffixes are one line of word salad; code and data pasted by benign users come in lines).
 
-The model file is JSON (loaded with ``json``; nothing executable): ``vocabulary`` (feature strings
-in column order), ``idf``, ``coef`` (sparse columns then hand features), ``intercept``,
-``threshold`` and provenance fields.
+The model file is JSON (loaded with ``json``; nothing executable): ``vocabulary`` (word feature
+strings and character n-gram hashes, in column order), ``idf``, ``coef`` (sparse columns then
+hand features), ``intercept``, ``threshold``, ``char_ngrams`` and provenance fields.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from policies.builtin.normalize import views
 
@@ -43,8 +45,11 @@ __all__ = [
     "LinearTextModel",
     "ModelFileError",
     "analyze",
+    "char_ngram_hashes",
     "hand_features",
+    "phrase_counts",
     "score_text",
+    "word_features",
 ]
 
 CHAR_NGRAMS: tuple[int, ...] = (3, 4, 5)
@@ -95,19 +100,48 @@ HAND_FEATURES: tuple[str, ...] = (
 """Names of the dense features, in column order after the sparse block."""
 
 
-def analyze(text: str) -> list[str]:
-    """Sparse feature strings of a normalised ``text`` (repeats kept: they are term counts).
+_HASH_MULT = np.uint64(1_000_003)
 
-    Words: ``[a-z0-9]+('[a-z]+)?`` on the lower-cased text. Cost: about 3 strings per character.
+
+def char_ngram_hashes(low: str) -> NDArray[np.uint64]:
+    """64-bit hashes of the character n-grams (``CHAR_NGRAMS``) of ``" " + low + " "``.
+
+    Polynomial hash over Unicode code points (multiplier 1,000,003, wrapping modulo 2**64, the
+    n-gram length mixed in last), computed with numpy for the whole text at once: no per-n-gram
+    string is built. Collisions between the ~10**5 n-grams of a model are negligible at 64 bits.
     """
-    low = text.lower()
+    padded = f" {low} "
+    cps = np.frombuffer(padded.encode("utf-32-le"), dtype="<u4").astype(np.uint64)
+    m = cps.shape[0]
+    out: list[NDArray[np.uint64]] = []
+    for n in CHAR_NGRAMS:
+        if m < n:
+            continue
+        h = cps[: m - n + 1].copy()
+        for k in range(1, n):
+            h *= _HASH_MULT
+            h += cps[k : m - n + 1 + k]
+        h *= _HASH_MULT
+        h += np.uint64(n)
+        out.append(h)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+
+
+def word_features(low: str) -> list[str]:
+    """Word unigram (``w:``) and bigram (``b:``) features of a lower-cased normalised text."""
     words = _WORD.findall(low)
     feats = ["w:" + w for w in words]
     feats.extend([f"b:{a} {b}" for a, b in pairwise(words)])
-    padded = f" {low} "
-    m = len(padded)
-    for n in CHAR_NGRAMS:
-        feats.extend([padded[i : i + n] for i in range(m - n + 1)])
+    return feats
+
+
+def analyze(text: str) -> list[str | int]:
+    """Sparse features of a normalised ``text`` (repeats kept: they are term counts): the word
+    features (strings) followed by the character n-gram hashes (ints). Used by training; inference
+    takes the two parts separately (``word_features``, ``char_ngram_hashes``)."""
+    low = text.lower()
+    feats: list[str | int] = list(word_features(low))
+    feats.extend(char_ngram_hashes(low).tolist())
     return feats
 
 
@@ -170,6 +204,18 @@ def hand_features(text: str) -> list[float]:
     ]
 
 
+def phrase_counts(text: str) -> dict[str, int]:
+    """Counts of the phrase families in a normalised ``text``: ``override``, ``roleplay``,
+    ``extraction``, ``forcing`` (the same patterns as the hand features)."""
+    low = text.lower()
+    return {
+        "override": len(_OVERRIDE.findall(low)),
+        "roleplay": len(_ROLEPLAY.findall(low)),
+        "extraction": len(_EXTRACTION.findall(low)),
+        "forcing": len(_FORCING.findall(low)),
+    }
+
+
 class ModelFileError(ValueError):
     """The model file is missing, unreadable or inconsistent (raised by ``LinearTextModel.load``)."""
 
@@ -181,11 +227,22 @@ class LinearTextModel:
     the training pipeline's ``predict_proba(...)[:, 1]`` (up to float rounding).
     """
 
-    __slots__ = ("_coef_idf", "_hand_coef", "_idf", "_index", "intercept", "meta", "threshold", "vocab_size")
+    __slots__ = (
+        "_char_cols",
+        "_char_hashes",
+        "_coef_idf",
+        "_hand_coef",
+        "_idf",
+        "_word_index",
+        "intercept",
+        "meta",
+        "threshold",
+        "vocab_size",
+    )
 
     def __init__(
         self,
-        vocabulary: Sequence[str],
+        vocabulary: Sequence[str | int],
         idf: Sequence[float],
         coef: Sequence[float],
         intercept: float,
@@ -198,9 +255,23 @@ class LinearTextModel:
                 f"inconsistent model: {n} terms, {len(idf)} idf values, {len(coef)} coefficients "
                 f"(expected {n + len(HAND_FEATURES)})"
             )
-        self._index: dict[str, int] = {t: i for i, t in enumerate(vocabulary)}
-        if len(self._index) != n:
+        words: dict[str, int] = {}
+        hashes: list[int] = []
+        cols: list[int] = []
+        for i, term in enumerate(vocabulary):
+            if isinstance(term, str):
+                words[term] = i
+            elif isinstance(term, int) and not isinstance(term, bool) and 0 <= term < 2**64:
+                hashes.append(term)
+                cols.append(i)
+            else:
+                raise ModelFileError(f"inconsistent model: term {i} is neither a string nor a 64-bit hash")
+        if len(words) + len(set(hashes)) != n:
             raise ModelFileError("inconsistent model: repeated terms in the vocabulary")
+        order = np.argsort(np.array(hashes, dtype=np.uint64), kind="stable")
+        self._char_hashes = np.array(hashes, dtype=np.uint64)[order]
+        self._char_cols = np.array(cols, dtype=np.intp)[order]
+        self._word_index = words
         # One extra slot (index n, weight 0) for terms outside the vocabulary.
         self._idf = np.zeros(n + 1, dtype=np.float64)
         self._idf[:n] = np.asarray(idf, dtype=np.float64)
@@ -222,6 +293,11 @@ class LinearTextModel:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ModelFileError(f"cannot read model file {path}: {exc}") from exc
+        if doc.get("char_ngrams", list(CHAR_NGRAMS)) != list(CHAR_NGRAMS):
+            raise ModelFileError(
+                f"model file {path} was trained with character n-grams {doc['char_ngrams']}, "
+                f"this code computes {list(CHAR_NGRAMS)}"
+            )
         try:
             return cls(
                 vocabulary=doc["vocabulary"],
@@ -234,15 +310,27 @@ class LinearTextModel:
         except (KeyError, TypeError) as exc:
             raise ModelFileError(f"model file {path} lacks a field: {exc}") from exc
 
+    def _term_counts(self, text: str) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """``(columns, counts)`` of the vocabulary terms present in a normalised ``text``."""
+        low = text.lower()
+        n = self.vocab_size
+        words = word_features(low)
+        word_cols = np.fromiter(map(self._word_index.get, words, repeat(n)), dtype=np.intp, count=len(words))
+        w_terms, w_tf = np.unique(word_cols[word_cols < n], return_counts=True)
+        hashes, h_tf = np.unique(char_ngram_hashes(low), return_counts=True)
+        table = self._char_hashes
+        if not (hashes.size and table.size):
+            return w_terms, w_tf
+        pos = np.searchsorted(table, hashes)  # sorted queries: cache-friendly
+        pos[pos == table.size] = 0
+        hit = table[pos] == hashes
+        return np.concatenate([w_terms, self._char_cols[pos[hit]]]), np.concatenate([w_tf, h_tf[hit]])
+
     def decision(self, text: str) -> float:
         """The logit (log-odds of attack) of a normalised ``text``."""
-        feats = analyze(text)
-        n = self.vocab_size
-        idx = np.fromiter(map(self._index.get, feats, repeat(n)), dtype=np.intp, count=len(feats))
-        idx = idx[idx < n]
+        terms, tf = self._term_counts(text)
         z = self.intercept
-        if idx.size:
-            terms, tf = np.unique(idx, return_counts=True)
+        if terms.size:
             w = 1.0 + np.log(tf)  # sublinear tf, as TfidfTransformer(sublinear_tf=True)
             wi = w * self._idf[terms]
             norm = math.sqrt(float(wi @ wi))

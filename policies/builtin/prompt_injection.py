@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from opentelemetry import trace
 
 from policies.base import CheckContext, Execution, PolicyResult
-from policies.builtin.injection_features import HAND_FEATURES, LinearTextModel, hand_features, score_text
+from policies.builtin.injection_features import LinearTextModel, phrase_counts, score_text
 from policies.builtin.locations import iter_message_texts
 from policies.builtin.normalize import normalize
 from policies.registry import register
@@ -116,8 +116,8 @@ class PromptInjectionPolicy:
 
     def _kind(self, text: str) -> str:
         """``jailbreak`` when persona / role-play markers dominate, else ``injection``."""
-        f = dict(zip(HAND_FEATURES, hand_features(normalize(text)), strict=True))
-        if f["roleplay_markers"] > f["override_phrases"] + f["extraction_phrases"]:
+        f = phrase_counts(normalize(text))
+        if f["roleplay"] > f["override"] + f["extraction"]:
             return "jailbreak"
         return "injection"
 

@@ -48,7 +48,7 @@ import math
 import random
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,12 +57,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
-from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 
 from policies.builtin.injection_features import (
+    CHAR_NGRAMS,
     HAND_FEATURES,
     LinearTextModel,
     analyze,
@@ -314,6 +315,34 @@ def _hand_matrix(texts: Sequence[str]) -> NDArray[np.float64]:
     )
 
 
+def _vocabulary(docs: Sequence[Sequence[str | int]], min_df: int) -> list[str | int]:
+    """Terms in at least ``min_df`` documents: word features (sorted) then character n-gram
+    hashes (sorted), a deterministic column order."""
+    df: Counter[str | int] = Counter()
+    for d in docs:
+        df.update(set(d))
+    kept = [t for t, c in df.items() if c >= min_df]
+    words = sorted(t for t in kept if isinstance(t, str))
+    hashes = sorted(t for t in kept if isinstance(t, int))
+    return [*words, *hashes]
+
+
+def _count_matrix(docs: Sequence[Sequence[str | int]], vocab: Sequence[str | int]) -> sp.csr_matrix:
+    """Documents x terms matrix of raw counts (float64), terms outside ``vocab`` dropped."""
+    index = {t: i for i, t in enumerate(vocab)}
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    for r, d in enumerate(docs):
+        for term, c in Counter(d).items():
+            j = index.get(term)
+            if j is not None:
+                rows.append(r)
+                cols.append(j)
+                vals.append(float(c))
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(docs), len(vocab)), dtype=np.float64)
+
+
 def fit_model(
     texts: Sequence[str], labels: NDArray[np.int64], seed: int = 0, max_terms: int = MAX_TERMS
 ) -> tuple[dict[str, Any], Callable[[Sequence[str]], NDArray[np.float64]]]:
@@ -324,9 +353,9 @@ def fit_model(
     Returns the model document (the JSON written to disk, without ``threshold``) and scikit-learn's
     own ``predict_proba(...)[:, 1]`` for normalised texts, to check the export against.
     """
-    counts_vec = CountVectorizer(analyzer=analyze, min_df=MIN_DF, dtype=np.float64)
-    counts = counts_vec.fit_transform(texts)
-    vocab = counts_vec.get_feature_names_out()
+    docs = [analyze(t) for t in texts]
+    vocab = _vocabulary(docs, MIN_DF)
+    counts = _count_matrix(docs, vocab)
     hand = sp.csr_matrix(_hand_matrix(texts))
 
     def fit_on(cols: NDArray[np.int64]) -> tuple[LogisticRegression, TfidfTransformer]:
@@ -344,21 +373,20 @@ def fit_model(
         weights = np.abs(clf.coef_[0, : len(vocab)])
         cols = np.sort(np.argsort(-weights, kind="stable")[:max_terms])
         clf, tfidf = fit_on(cols)
-    kept = [str(t) for t in vocab[cols]]
+    kept = [vocab[i] for i in cols]
     doc = {
-        "format": "rollguard.prompt_injection.linear/1",
+        "format": "rollguard.prompt_injection.linear/2",
         "vocabulary": kept,
         "idf": [float(v) for v in tfidf.idf_],
         "coef": [float(v) for v in clf.coef_[0]],
         "intercept": float(clf.intercept_[0]),
         "hand_features": list(HAND_FEATURES),
+        "char_ngrams": list(CHAR_NGRAMS),
     }
-    final_vec = CountVectorizer(analyzer=analyze, vocabulary=kept, dtype=np.float64)
 
     def sk_predict(new_texts: Sequence[str]) -> NDArray[np.float64]:
-        x = sp.hstack(
-            [tfidf.transform(final_vec.transform(new_texts)), sp.csr_matrix(_hand_matrix(new_texts))]
-        )
+        new_counts = _count_matrix([analyze(t) for t in new_texts], kept)
+        x = sp.hstack([tfidf.transform(new_counts), sp.csr_matrix(_hand_matrix(new_texts))])
         return np.asarray(clf.predict_proba(x.tocsr())[:, 1], dtype=np.float64)
 
     return doc, sk_predict

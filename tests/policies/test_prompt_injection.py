@@ -278,8 +278,9 @@ def test_broken_model_file_is_refused(tmp_path: Path) -> None:
 
 def test_model_file_is_plain_json() -> None:
     doc = json.loads(DEFAULT_MODEL.read_text(encoding="utf-8"))
-    assert doc["format"] == "rollguard.prompt_injection.linear/1"
+    assert doc["format"] == "rollguard.prompt_injection.linear/2"
     assert len(doc["vocabulary"]) == len(doc["idf"])
+    assert {type(t) for t in doc["vocabulary"]} == {str, int}  # words, character n-gram hashes
 
 
 # --- real data ---------------------------------------------------------------------------
