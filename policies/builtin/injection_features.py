@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from policies.builtin.normalize import views
+from policies.builtin.normalize import json_strings, views
 
 __all__ = [
     "CHAR_NGRAMS",
@@ -358,9 +358,13 @@ MAX_CHARS = 64_000
 def score_text(model: LinearTextModel, text: str) -> tuple[float, str]:
     """``(score, view)``: the model's highest P(attack) over the normalised views of a raw
     ``text`` (``policies.builtin.normalize.views``: plain, spaced, base64, hex, rot13) and the
-    name of the view that gave it. Texts over ``CHUNK_CHARS`` are scored in chunks (overlap 1,000
+    name of the view that gave it. A JSON object or array is scored on its string values
+    (``normalize.json_strings``). Texts over ``CHUNK_CHARS`` are scored in chunks (overlap 1,000
     characters) up to ``MAX_CHARS``. An empty text scores ``(0.0, "plain")``."""
     best, best_view = 0.0, "plain"
+    values = json_strings(text)
+    if values is not None:
+        text = values
     if len(text) > CHUNK_CHARS:
         step = CHUNK_CHARS - 1_000
         chunks = [text[i : i + CHUNK_CHARS] for i in range(0, min(len(text), MAX_CHARS), step)]

@@ -12,7 +12,10 @@ Pure and fast (runs inline on every request). ``normalize(text)`` gives the cano
    or digit becomes that ASCII character (Cyrillic ``о`` -> ``o``), case kept where the
    character's name says CAPITAL/SMALL; invisible characters inside words are dropped too. Words
    of a real non-Latin script are kept (TR39's "mixed-script confusable" idea);
-4. whitespace collapsed: runs of spaces/tabs to one space, line breaks kept (one ``\n`` between
+4. redaction placeholders of the gateway's vault (``<EMAIL_ADDRESS_1>``) become their entity
+   words (``email address``): the classifier never saw placeholders, and their ``<``/``_``/``>``
+   look like an adversarial suffix to it;
+5. whitespace collapsed: runs of spaces/tabs to one space, line breaks kept (one ``\n`` between
    non-empty lines), leading and trailing whitespace stripped.
 
 ``views(text)`` returns the canonical form as view ``plain`` and, only when the text calls for it,
@@ -32,12 +35,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import unicodedata
 
 from confusable_homoglyphs import confusables as _confusables
 
-__all__ = ["INVISIBLE", "decoded_views", "fold_map", "normalize", "views"]
+__all__ = ["INVISIBLE", "decoded_views", "fold_map", "json_strings", "normalize", "views"]
 
 INVISIBLE: frozenset[int] = frozenset(
     [
@@ -115,15 +119,6 @@ def _fold_word(m: re.Match[str]) -> str:
     return word
 
 
-def _fold(text: str) -> str:
-    """NFKC + invisible removal + homoglyph folding; whitespace untouched."""
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-        if not text.isascii():
-            text = _NON_ASCII_WORD.sub(_fold_word, text)
-    return text
-
-
 def _collapse(text: str) -> str:
     """Runs of spaces/tabs -> one space; line breaks kept between non-empty lines; stripped."""
     if "\n" not in text and "\r" not in text:
@@ -132,9 +127,53 @@ def _collapse(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+_PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9]*(?:_[A-Z][A-Z0-9]*)*)_\d+>")
+
+
+def _entity_words(m: re.Match[str]) -> str:
+    return m.group(1).replace("_", " ").lower()
+
+
+def _fold(text: str) -> str:
+    """NFKC + invisible removal + homoglyph folding + redaction placeholders as words;
+    whitespace untouched."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+        if not text.isascii():
+            text = _NON_ASCII_WORD.sub(_fold_word, text)
+    if "<" in text:
+        text = _PLACEHOLDER.sub(_entity_words, text)
+    return text
+
+
 def normalize(text: str) -> str:
     """The canonical form of ``text`` (see the module docstring). Never raises for a ``str``."""
     return _collapse(_fold(text))
+
+
+def json_strings(text: str) -> str | None:
+    """The string values of ``text`` when it is a JSON object or array (one per line, keys left
+    out), else ``None``. Tool results are often JSON: the injection, if any, is in the values,
+    and the JSON punctuation would otherwise read as an adversarial suffix to the classifier."""
+    body = text.strip()
+    if len(body) < 2 or body[0] not in "{[" or body[-1] not in "}]":
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    out: list[str] = []
+    stack: list[object] = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if node.strip():
+                out.append(node)
+        elif isinstance(node, dict):
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+    return "\n".join(out)
 
 
 # --- views ------------------------------------------------------------------------------------

@@ -209,6 +209,40 @@ def test_tool_results_and_list_content_parts_are_judged(policy: PromptInjectionP
     assert [e.location for e in result.evidence] == ["messages[0].content[2].text"]
 
 
+def test_json_tool_results_are_judged_on_their_string_values(policy: PromptInjectionPolicy) -> None:
+    def tool(content: str) -> CheckContext:
+        return CheckContext(
+            stage=Stage.PRE_CALL,
+            messages=[{"role": "user", "content": "Check my order"}, {"role": "tool", "content": content}],
+        )
+
+    benign = [
+        json.dumps({"status": "ok", "id": 42}),
+        json.dumps({"order": {"id": "A-1093", "items": [{"sku": "KB-01", "qty": 2}], "total": 59.9}}),
+        "[1, 2, 3]",
+    ]
+    for content in benign:
+        assert policy.check(tool(content)).verdict is Verdict.ALLOW, content
+    attack = json.dumps({"title": "Bakery", "reviews": [{"text": ATTACK}]})
+    result = policy.check(tool(attack))
+    assert result.verdict is Verdict.BLOCK
+    assert result.evidence[0].location == "messages[1].content"
+
+
+def test_redaction_placeholders_read_as_words(policy: PromptInjectionPolicy) -> None:
+    """The pii policy runs first; its placeholders must not look like an adversarial suffix."""
+    assert normalize("receipt sent to <EMAIL_ADDRESS_1> for <CREDIT_CARD_2>") == (
+        "receipt sent to email address for credit card"
+    )
+    ctx = CheckContext(
+        stage=Stage.PRE_CALL,
+        messages=[
+            {"role": "tool", "content": "paid with <CREDIT_CARD_1>; receipt sent to <EMAIL_ADDRESS_1>"}
+        ],
+    )
+    assert policy.check(ctx).verdict is Verdict.ALLOW
+
+
 def test_reason_and_evidence_never_carry_the_text(policy: PromptInjectionPolicy) -> None:
     result = policy.check(user(ATTACK))
     blob = json.dumps([result.reason, [e.to_dict() for e in result.evidence]]).lower()
