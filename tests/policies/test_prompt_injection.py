@@ -353,3 +353,16 @@ def test_shipped_model_reproduces_recorded_test_metrics(policy: PromptInjectionP
     for key in ("roc_auc", "recall", "precision", "benign_fpr", "xstest_safe_fpr", "recall_at_1pct_fpr"):
         assert got[key] == pytest.approx(recorded[key], abs=0.002), key
     assert recorded["threshold"] == pytest.approx(policy.threshold, abs=1e-6)
+
+
+def test_training_cli_reports_missing_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert training.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path), "--quiet"]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / training.MODEL_FILE).exists()
+
+
+def test_recorded_metrics_render_as_markdown() -> None:
+    recorded = json.loads(METRICS.read_text(encoding="utf-8"))
+    table = training.markdown_tables(recorded)
+    assert f"{100 * recorded['recall']:.1f}%" in table
+    assert "| xstest-safe | benign |" in table
