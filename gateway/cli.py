@@ -146,7 +146,7 @@ def train_prompt_injection(
     from policies.training.prompt_injection import main as train_main
 
     raise typer.Exit(
-        train_main(["--data-dir", str(data_dir), "--out-dir", str(out_dir), "--seed", str(seed)])
+        train_main(["--data", str(data_dir), "--out", str(out_dir), "--seed", str(seed)])
     )
 
 
