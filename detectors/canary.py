@@ -28,19 +28,27 @@ from detectors.drift import Alert, Floors
 
 
 class _Arm:
-    __slots__ = ("n", "recent", "s", "ss")
+    """Running sums of one arm, and the last 10 ids above / below the arm's running mean (the
+    exemplars of an alert)."""
+
+    __slots__ = ("hi", "lo", "n", "s", "ss")
 
     def __init__(self) -> None:
         self.n = 0
         self.s = 0.0
         self.ss = 0.0
-        self.recent: deque[tuple[str, float, int]] = deque(maxlen=200)
+        self.hi: deque[str] = deque(maxlen=10)
+        self.lo: deque[str] = deque(maxlen=10)
 
     def add(self, item_id: str, value: float, ts_ms: int) -> None:
+        mean = self.mean
         self.n += 1
         self.s += value
         self.ss += value * value
-        self.recent.append((item_id, value, ts_ms))
+        if value > mean:
+            self.hi.append(item_id)
+        elif value < mean:
+            self.lo.append(item_id)
 
     @property
     def mean(self) -> float:
@@ -53,13 +61,14 @@ class _Arm:
         return max((self.ss - self.s * self.s / self.n) / (self.n - 1), 0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "s": self.s, "ss": self.ss, "recent": [list(r) for r in self.recent]}
+        return {"n": self.n, "s": self.s, "ss": self.ss, "hi": list(self.hi), "lo": list(self.lo)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> _Arm:
         a = cls()
         a.n, a.s, a.ss = int(d["n"]), float(d["s"]), float(d["ss"])
-        a.recent = deque(((str(i), float(v), int(t)) for i, v, t in d["recent"]), maxlen=200)
+        a.hi = deque((str(i) for i in d["hi"]), maxlen=10)
+        a.lo = deque((str(i) for i in d["lo"]), maxlen=10)
         return a
 
 
@@ -167,9 +176,7 @@ class VariantComparison:
         up = effect > 0
 
         def pick(arm: _Arm, high: bool) -> list[str]:
-            m = arm.mean
-            items = [i for i, v, _ in reversed(arm.recent) if (v > m if high else v < m)]
-            return items[:10]
+            return list(reversed(arm.hi if high else arm.lo))
 
         return Alert(
             detector=self.name,

@@ -225,7 +225,8 @@ class CusumMonitor:
         self.win_lo: list[float] = [0.0, 0.0]
         self.start_hi: tuple[str, int] = ("", 0)
         self.start_lo: tuple[str, int] = ("", 0)
-        self.recent: deque[tuple[str, float]] = deque(maxlen=100)
+        self.recent_hi: deque[str] = deque(maxlen=10)
+        self.recent_lo: deque[str] = deque(maxlen=10)
         self.alerts = 0
         self.min_window = 100
         self.n_ref = 0
@@ -270,7 +271,10 @@ class CusumMonitor:
                 self._calibrate(_group_key(group))
             return None
         self.n += 1
-        self.recent.append((item_id, float(value)))
+        if value > self.mu:
+            self.recent_hi.append(item_id)
+        elif value < self.mu:
+            self.recent_lo.append(item_id)
         z = (value - self.mu) / self.sd
         if self.s_hi == 0.0:
             self.win_hi = [0.0, 0.0]
@@ -322,11 +326,8 @@ class CusumMonitor:
         end_ms: int,
         group: dict[str, str],
     ) -> Alert:
-        recent = list(self.recent)[-n_win:]
-        if direction == "up":
-            cur = [i for i, v in reversed(recent) if v > self.mu][:10]
-        else:
-            cur = [i for i, v in reversed(recent) if v < self.mu][:10]
+        # the last 10 observations on the side of the shift (above the reference mean for "up")
+        cur = list(reversed(self.recent_hi if direction == "up" else self.recent_lo))
         ref = self.ref_exemplars.get(direction, [])[:10]
         shown_effect = math.exp(effect) if self.kind == "log_length" else effect
         shown_floor = math.exp(self.floor) if self.kind == "log_length" else self.floor
@@ -375,7 +376,8 @@ class CusumMonitor:
             "win_lo": self.win_lo,
             "start_hi": list(self.start_hi),
             "start_lo": list(self.start_lo),
-            "recent": [list(r) for r in self.recent],
+            "recent_hi": list(self.recent_hi),
+            "recent_lo": list(self.recent_lo),
             "alerts": self.alerts,
         }
 
@@ -394,7 +396,8 @@ class CusumMonitor:
         m.win_hi, m.win_lo = [float(x) for x in d["win_hi"]], [float(x) for x in d["win_lo"]]
         m.start_hi = (str(d["start_hi"][0]), int(d["start_hi"][1]))
         m.start_lo = (str(d["start_lo"][0]), int(d["start_lo"][1]))
-        m.recent = deque(((str(i), float(v)) for i, v in d["recent"]), maxlen=100)
+        m.recent_hi = deque((str(i) for i in d["recent_hi"]), maxlen=10)
+        m.recent_lo = deque((str(i) for i in d["recent_lo"]), maxlen=10)
         m.alerts = int(d["alerts"])
         return m
 
