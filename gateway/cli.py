@@ -103,7 +103,7 @@ def demo(
     _setup_logging("warning")
     from gateway.demo.run import run_demo
 
-    raise typer.Exit(run_demo(n=requests, concurrency=concurrency))
+    raise typer.Exit(run_demo(n=requests, concurrency=concurrency, store_dir=Path("var")))
 
 
 @config_app.command("check")

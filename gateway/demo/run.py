@@ -42,6 +42,7 @@ from rich.console import Console
 
 from gateway.demo.corpus import build_corpus
 from gateway.demo.replay import DEFAULT_CONCURRENCY, DEFAULT_DIRECT_SAMPLE, replay_corpus
+from gateway.review.demo import console_banner, demo_review_config
 from gateway.store import EmbeddedValkey
 from rollguard.errors import StoreError
 from rollguard.settings import StoreSettings
@@ -122,6 +123,10 @@ def _tail(log: Path, chars: int = 3000) -> str:
         return ""
 
 
+DEMO_FLAG_THRESHOLD = 0.35
+"""Prompt-injection scores from here up to the blocking threshold go to the review queue."""
+
+
 def demo_config(upstream_url: str, data_dir: Path, redis_url: str | None = None) -> dict[str, Any]:
     """The gateway config for the demo: aliases ``demo`` and ``echo`` served by the stub at
     ``upstream_url`` (server root), no retries (errors must show), the default policy set (no
@@ -141,6 +146,19 @@ def demo_config(upstream_url: str, data_dir: Path, redis_url: str | None = None)
         "router_settings": {"num_retries": 0, "timeout": 30},
         "gateway": {"log_level": "warning"},
         "store": {"data_dir": str(data_dir / "var"), "redis_url": redis_url},
+        # The default policy set, with borderline prompt-injection scores escalated to review.
+        "policies": [
+            {"id": "limits", "type": "limits"},
+            {"id": "pii", "type": "pii"},
+            {"id": "secrets", "type": "secrets"},
+            {
+                "id": "prompt_injection",
+                "type": "prompt_injection",
+                "params": {"flag_threshold": DEMO_FLAG_THRESHOLD},
+            },
+            {"id": "system_prompt_leak", "type": "system_prompt_leak"},
+        ],
+        "review": demo_review_config(),
     }
 
 
@@ -161,6 +179,7 @@ def run_demo(
     keep_dir: Path | None = None,
     summary_out: dict[str, Any] | None = None,
     config_overrides: dict[str, Any] | None = None,
+    store_dir: Path | None = None,
 ) -> int:
     """Run the whole demo (see the module docstring) and return the process exit code.
 
@@ -170,6 +189,8 @@ def run_demo(
     replay summary (``gateway.demo.replay.summarize``'s keys) plus ``audit_records`` (entries in
     the interactions stream after the gateway stopped, ``None`` if the store did not answer).
     ``config_overrides``: top-level config keys replacing the demo's (e.g. ``{"policies": [...]}``).
+    ``store_dir``: keep the embedded store here (``rollguard demo`` uses ``./var``, the store
+    ``rollguard serve`` uses, so the review items wait for the console afterwards).
     """
     console = console or Console()
     items = build_corpus(n)
@@ -180,18 +201,21 @@ def run_demo(
             work = keep_dir
             work.mkdir(parents=True, exist_ok=True)
         console.print(f"[bold]rollguard demo[/bold]: {len(items)} requests, concurrency {concurrency}")
-        store = EmbeddedValkey(work / "var")
+        store_path = store_dir if store_dir is not None else work / "var"
+        store = EmbeddedValkey(store_path)
         try:
             redis_url = store.acquire()
         except StoreError as exc:
             console.print(f"[red]the embedded store did not start:[/red] {exc.message}", highlight=False)
             return 2
         stack.callback(store.release)
+        audit_before = count_audit_records(redis_url) or 0
         stub_port, gw_port = free_port(), free_port()
         stub_url = f"http://127.0.0.1:{stub_port}"
         gw_url = f"http://127.0.0.1:{gw_port}"
         config = work / "rollguard-demo.yaml"
         cfg = {**demo_config(stub_url, work, redis_url), **(config_overrides or {})}
+        cfg["store"] = {**cfg["store"], "data_dir": str(store_path)}
         config.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
         gw_log = work / "gateway.log"
         try:
@@ -223,12 +247,20 @@ def run_demo(
             console.print(str(exc), markup=False, highlight=False)
             return 2
         # The gateway has stopped, so its audit queue is flushed: count what reached the store.
-        summary["audit_records"] = count_audit_records(redis_url)
+        total = count_audit_records(redis_url)
+        summary["audit_records"] = None if total is None else total - audit_before
         if summary["audit_records"] is not None:
             console.print(
-                f"audit records in the interactions stream: {summary['audit_records']} "
+                f"audit records added to the interactions stream: {summary['audit_records']} "
                 f"({summary['requests']} replayed + {summary.get('probe_requests', 0)} latency probes)"
             )
+        summary["review_items"] = count_review_items(redis_url)
+        if summary["review_items"]:
+            console.print(
+                f"[bold]{summary['review_items']} items are waiting for review.[/bold] Open the console: "
+                "run [bold].venv/bin/rollguard serve[/bold], then browse"
+            )
+            console.print(console_banner("http://127.0.0.1:8080"), markup=False, highlight=False)
         code = exit_code(summary)
         if code != 0:
             console.print("[red]demo failed; gateway log tail:[/red]")
@@ -263,6 +295,27 @@ def count_audit_records(redis_url: str, stream: str | None = None) -> int | None
     client = redis.Redis.from_url(redis_url)
     try:
         return int(client.xlen(name))
+    except RedisError:
+        return None
+    finally:
+        client.close()
+
+
+def count_review_items(redis_url: str) -> int | None:
+    """Open review items over the demo's queues, or ``None`` when the store does not answer."""
+    client = redis.Redis.from_url(redis_url)
+    total = 0
+    try:
+        for queue in (q["name"] for q in demo_review_config()["queues"]):
+            key = f"rollguard:review:{{{queue}}}:open"
+            kind = client.type(key)
+            if kind == b"zset":
+                total += int(client.zcard(key))
+            elif kind == b"set":
+                total += int(client.scard(key))
+            elif kind == b"hash":
+                total += int(client.hlen(key))
+        return total
     except RedisError:
         return None
     finally:

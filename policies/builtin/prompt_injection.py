@@ -43,7 +43,9 @@ class PromptInjectionPolicy:
     shipped operating point, chosen for at most 1% false positives on benign prompts), ``action``
     (``block`` | ``flag``, default ``block``), ``roles`` (message roles judged, default
     ``["user", "tool"]``), ``scan_history`` (default False: only the current turn,
-    ``CheckContext.current_turn``; True: every message), ``model_path`` (default the shipped model).
+    ``CheckContext.current_turn``; True: every message), ``model_path`` (default the shipped model),
+    ``flag_threshold`` (default none: scores in ``[flag_threshold, threshold)`` are borderline and
+    escalated for human review with verdict ``flag`` instead of allowed).
 
     Stages: ``pre_call`` (read-only, inline). Raises ``ValueError`` for bad params and
     ``policies.builtin.injection_features.ModelFileError`` for an unreadable model file.
@@ -62,6 +64,7 @@ class PromptInjectionPolicy:
         roles: Iterable[str] | None = None,
         scan_history: bool = False,
         model_path: str | Path | None = None,
+        flag_threshold: float | None = None,
     ) -> None:
         if action not in ("block", "flag"):
             raise ValueError(f"action must be 'block' or 'flag', got {action!r}")
@@ -83,6 +86,15 @@ class PromptInjectionPolicy:
         if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
         self.threshold = float(threshold)
+        if flag_threshold is not None and (
+            isinstance(flag_threshold, bool)
+            or not isinstance(flag_threshold, int | float)
+            or not 0 < flag_threshold < self.threshold
+        ):
+            raise ValueError(
+                f"flag_threshold must be in (0, threshold={self.threshold:.3f}), got {flag_threshold!r}"
+            )
+        self.flag_threshold = float(flag_threshold) if flag_threshold is not None else None
 
     def score(self, text: str) -> float:
         """P(attack) in [0, 1] of one raw text: the maximum over its normalised views. The
@@ -95,12 +107,14 @@ class PromptInjectionPolicy:
         score and the view, never the text."""
         start = 0 if self.scan_history else ctx.turn_start
         best = 0.0
+        best_site = ""
         hits: list[tuple[float, Evidence]] = []
         scanned = 0
         for site, text in iter_message_texts(ctx.messages, roles=self.roles, start=start):
             scanned += 1
             score, view = score_text(self.model, text)
-            best = max(best, score)
+            if score > best:
+                best, best_site = score, site.location
             if score >= self.threshold:
                 kind = "injection" if site.role == "tool" else self._kind(text)
                 hits.append((score, Evidence(kind, site.location, detail=f"score={score:.3f} view={view}")))
@@ -108,6 +122,11 @@ class PromptInjectionPolicy:
         if span.is_recording():
             span.set_attribute("rollguard.prompt_injection.texts", scanned)
             span.set_attribute("rollguard.prompt_injection.max_score", best)
+        if not hits and self.flag_threshold is not None and best >= self.flag_threshold:
+            band = f"[{self.flag_threshold:.2f}, {self.threshold:.2f})"
+            reason = f"borderline prompt injection score {best:.2f} in {band}"
+            evidence = Evidence("injection", best_site, detail=f"score={best:.3f} borderline")
+            return PolicyResult(Verdict.FLAG, best, reason, (evidence,))
         if not hits:
             return PolicyResult.allow(f"prompt injection score {best:.2f} < {self.threshold:.2f}", best)
         top = max(hits, key=lambda h: h[0])[1]
@@ -125,6 +144,7 @@ class PromptInjectionPolicy:
     def describe(self) -> Mapping[str, Any]:
         return {
             "threshold": self.threshold,
+            "flag_threshold": self.flag_threshold,
             "action": self.verdict.value,
             "roles": sorted(self.roles),
             "scan_history": self.scan_history,

@@ -28,7 +28,11 @@ def test_serve_with_no_configuration(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout=90)
@@ -36,8 +40,11 @@ def test_serve_with_no_configuration(tmp_path: Path) -> None:
         assert ready.status_code == 200, ready.text
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()
         assert "demo" in [m["id"] for m in models["data"]]
-        reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=60, json={
-            "model": "demo", "messages": [{"role": "user", "content": "How do I boil an egg?"}]})
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            timeout=60,
+            json={"model": "demo", "messages": [{"role": "user", "content": "How do I boil an egg?"}]},
+        )
         assert reply.status_code == 200, reply.text
         assert reply.json()["choices"][0]["message"]["content"].strip()
     finally:
@@ -51,7 +58,11 @@ def test_serve_with_no_configuration(tmp_path: Path) -> None:
 def test_public_bind_without_keys_is_refused(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "refusing to bind 0.0.0.0 without API keys" in proc.stderr

@@ -16,12 +16,21 @@ SECRET_TEXT = "reach me at carol.secret@example.com"
 def test_spans_for_request_policies_and_upstream(gateway: GatewayFactory) -> None:
     with gateway() as url:
         for stream in (False, True):
-            r = httpx.post(f"{url}/v1/chat/completions", timeout=30, json={
-                "model": "echo", "stream": stream, "user": "u-1",
-                "messages": [{"role": "user", "content": SECRET_TEXT}]})
+            r = httpx.post(
+                f"{url}/v1/chat/completions",
+                timeout=30,
+                json={
+                    "model": "echo",
+                    "stream": stream,
+                    "user": "u-1",
+                    "messages": [{"role": "user", "content": SECRET_TEXT}],
+                },
+            )
             assert r.status_code == 200
     spans = SPANS.get_finished_spans()
-    requests = [s for s in spans if s.name == "chat echo" and "rollguard.interaction.id" in (s.attributes or {})]
+    requests = [
+        s for s in spans if s.name == "chat echo" and "rollguard.interaction.id" in (s.attributes or {})
+    ]
     assert len(requests) == 2
     for s in requests:
         assert s.attributes["gen_ai.request.model"] == "echo"

@@ -76,7 +76,9 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_api_keys_are_stored_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_KEY", "sk-live-1")
-    s = load_settings(write(tmp_path, MODEL_ONLY + "gateway: {api_keys: [{key: os.environ/APP_KEY, tenant: t}]}\n"))
+    s = load_settings(
+        write(tmp_path, MODEL_ONLY + "gateway: {api_keys: [{key: os.environ/APP_KEY, tenant: t}]}\n")
+    )
     k = s.gateway.api_keys[0]
     assert k.key is None and k.key_hash == hash_api_key("sk-live-1")
 
@@ -87,7 +89,9 @@ def test_fallbacks_must_name_known_models(tmp_path: Path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_config_check_cli(tmp_path: Path) -> None:
