@@ -145,9 +145,7 @@ def train_prompt_injection(
     """Retrain the prompt-injection classifier and write its metrics."""
     from policies.training.prompt_injection import main as train_main
 
-    raise typer.Exit(
-        train_main(["--data", str(data_dir), "--out", str(out_dir), "--seed", str(seed)])
-    )
+    raise typer.Exit(train_main(["--data", str(data_dir), "--out", str(out_dir), "--seed", str(seed)]))
 
 
 @app.command()
@@ -182,13 +180,21 @@ def worker(
 
 @eval_app.command("detectors")
 def eval_detectors(
-    out_dir: Annotated[Path, typer.Option(help="report folder")] = Path("docs"),
+    out_dir: Annotated[Path, typer.Option("--out", help="report folder (JSON + PNG plots)")] = Path(
+        "var/eval_detectors"
+    ),
     quick: Annotated[bool, typer.Option(help="smaller sizes (for tests)")] = False,
+    docs: Annotated[bool, typer.Option(help="also update docs/detectors.md and docs/img/")] = False,
 ) -> None:
-    """Replay shipped data through the detectors with injected faults; write the report and plots."""
-    from detectors.eval import main as eval_main
+    """Replay shipped data through the detectors with injected faults; write the report and plots
+    (runs ``bench/eval_detectors.py`` of a source checkout)."""
+    import subprocess
 
-    raise typer.Exit(eval_main(["--out-dir", str(out_dir), *(["--quick"] if quick else [])]))
+    script = Path(__file__).resolve().parents[1] / "bench" / "eval_detectors.py"
+    if not script.exists():
+        _fail(f"{script} not found: the evaluation runs from a source checkout")
+    args = [sys.executable, str(script), "--out", str(out_dir), *(["--quick"] if quick else [])]
+    raise typer.Exit(subprocess.call([*args, *(["--docs"] if docs else [])]))  # noqa: S603
 
 
 @review_app.command("export")

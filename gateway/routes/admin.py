@@ -30,3 +30,14 @@ async def store_state(request: Request) -> Response:
     rt = runtime(request)
     rt.auth.tenant_for(request)
     return json_response(rt.store.stats())
+
+
+@router.get("/v1/detectors", summary="Detector state per detector and flag variant (from the workers)")
+async def detectors_state(request: Request) -> Response:
+    """The state the detector workers keep in Redis: per detector and group (variant, model,
+    tenant), the current window statistics and thresholds. ``{}`` before the first interaction."""
+    from gateway.worker import read_detector_summary
+
+    rt = runtime(request)
+    rt.auth.tenant_for(request)
+    return json_response({"object": "detectors", "data": await read_detector_summary(rt.store.redis)})

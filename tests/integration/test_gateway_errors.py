@@ -274,3 +274,15 @@ def test_shadow_mode_records_but_never_enforces(gateway: GatewayFactory, stub: S
         ).json()
     assert check["decisions"][0]["verdict"] == "block" and check["decisions"][0]["enforced"] is False
     assert stub.calls() == 1
+
+
+def test_operator_endpoints(gateway: GatewayFactory) -> None:
+    with gateway() as url:
+        pol = httpx.get(f"{url}/v1/policies").json()["data"]
+        assert [p["id"] for p in pol] == ["limits", "pii", "secrets", "prompt_injection", "system_prompt_leak"]
+        assert httpx.get(f"{url}/v1/flags").status_code == 200
+        det = httpx.get(f"{url}/v1/detectors")
+        assert det.status_code == 200 and det.json()["object"] == "detectors"
+        assert httpx.get(f"{url}/v1/store").json()["appended"] >= 0
+        schema = httpx.get(f"{url}/openapi.json").json()
+        assert "/v1/chat/completions" in schema["paths"] and "/v1/guard/check" in schema["paths"]

@@ -1,0 +1,68 @@
+"""The command line as an operator uses it: detect (offline scoring), keys hash, --help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rollguard.settings import hash_api_key
+
+pytestmark = pytest.mark.integration
+
+
+def rollguard(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], input=stdin, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_detect_scores_records_in_order_and_survives_bad_lines(tmp_path: Path) -> None:
+    src = tmp_path / "records.jsonl"
+    rows = [
+        {
+            "messages": [{"role": "user", "content": "How do I kill a Python process?"}],
+            "completion": "I can't help with that request.",
+        },
+        "this line is not json",
+        {"messages": [{"role": "user", "content": "Name three primes."}], "completion": "2, 3 and 5."},
+    ]
+    src.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "scores.jsonl"
+    proc = rollguard("detect", str(src), "--out", str(out))
+    assert "Traceback" not in proc.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 3
+    assert lines[0]["refusal"]["flagged"] is True
+    assert "error" in lines[1] and "line 2" in lines[1]["error"]
+    assert lines[2]["refusal"]["flagged"] is False
+    assert {"score", "flagged", "evidence"} <= set(lines[2]["hedging"])
+
+
+def test_keys_hash_matches_the_config_hash() -> None:
+    proc = rollguard("keys", "hash", "sk-abc")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == hash_api_key("sk-abc")
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        [],
+        ["serve"],
+        ["demo"],
+        ["config", "check"],
+        ["detect"],
+        ["worker"],
+        ["train", "prompt-injection"],
+        ["eval", "detectors"],
+        ["review", "export"],
+    ],
+)
+def test_help_for_every_command(cmd: list[str]) -> None:
+    proc = rollguard(*cmd, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage" in proc.stdout
