@@ -325,11 +325,7 @@ class ChatService:
         try:
             resp = await self.upstream.complete(body["model"], body)
         except RollguardError as exc:
-            interaction.upstream_ms = (time.perf_counter() - u0) * 1000.0
-            interaction.status = exc.status
-            interaction.error_code = exc.code
-            self._finish(interaction, t0, span, "upstream_error")
-            return error_response(exc, headers=self._headers(interaction), interaction_id=interaction.id)
+            return self._upstream_failed(exc, interaction, t0, u0, span)
         interaction.upstream_ms = (time.perf_counter() - u0) * 1000.0
         usage = resp.get("usage")
         if isinstance(usage, dict):
@@ -377,6 +373,16 @@ class ChatService:
         self._finish(interaction, t0, span, "ok")
         return json_response(resp, headers=self._headers(interaction))
 
+    def _upstream_failed(
+        self, exc: RollguardError, interaction: Interaction, t0: float, u0: float, span: Span
+    ) -> Response:
+        """Record an upstream failure before any byte went to the client; its error response."""
+        interaction.upstream_ms = (time.perf_counter() - u0) * 1000.0
+        interaction.status = exc.status
+        interaction.error_code = exc.code
+        self._finish(interaction, t0, span, "upstream_error")
+        return error_response(exc, headers=self._headers(interaction), interaction_id=interaction.id)
+
     def _restore_text(self, text: str, ctx: CheckContext) -> str:
         return ctx.vault.restore(text) if self._restore else text
 
@@ -407,12 +413,9 @@ class ChatService:
         try:
             upstream_stream = await self.upstream.open_stream(body["model"], body)
         except RollguardError as exc:
-            interaction.upstream_ms = (time.perf_counter() - u0) * 1000.0
-            interaction.status = exc.status
-            interaction.error_code = exc.code
-            self._finish(interaction, t0, span, "upstream_error")
+            response = self._upstream_failed(exc, interaction, t0, u0, span)
             span.end()
-            return error_response(exc, headers=self._headers(interaction), interaction_id=interaction.id)
+            return response
         headers = self._headers(interaction)
         headers["cache-control"] = "no-cache"
         gen = self._relay(upstream_stream, interaction, ctx, enabled, want_usage, t0, u0, span)

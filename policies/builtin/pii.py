@@ -13,11 +13,9 @@ from typing import Any, ClassVar
 
 from policies.base import CheckContext, Execution, PolicyResult
 from policies.builtin.pii_entities import ENTITIES, PiiFinder
-from policies.builtin.redaction import Action, run_span_policy
+from policies.builtin.redaction import Action, parse_roles, run_span_policy
 from policies.registry import register
 from rollguard.types import Stage
-
-ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool")
 
 DEFAULT_ROLES: tuple[str, ...] = ("user", "assistant", "tool")
 """Roles scanned by default. ``system``/``developer`` messages are the operator's own text (a
@@ -47,14 +45,10 @@ class PiiPolicy:
         roles: Iterable[str] | None = None,
     ) -> None:
         self.action = Action.parse(action)
-        if isinstance(entities, str) or isinstance(roles, str):
-            raise ValueError("entities and roles must be lists of names")
+        if isinstance(entities, str):
+            raise ValueError("entities must be a list of names")
         self.finder = PiiFinder(ENTITIES if entities is None else entities)
-        chosen_roles = tuple(DEFAULT_ROLES if roles is None else roles)
-        bad = sorted(set(chosen_roles) - set(ROLES))
-        if bad:
-            raise ValueError(f"unknown roles {bad}; allowed: {list(ROLES)}")
-        self.roles = frozenset(chosen_roles)
+        self.roles = parse_roles(roles, DEFAULT_ROLES)
 
     def check(self, ctx: CheckContext) -> PolicyResult:
         """Find (and by default redact) PII in ``ctx`` for its stage; see ``run_span_policy``."""

@@ -18,6 +18,23 @@ from policies.base import CheckContext, PolicyResult, RedactionVault
 from policies.builtin.locations import TextSite, rewrite_messages, rewrite_text, rewrite_tool_calls
 from rollguard.types import Evidence, Stage, Verdict
 
+ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool")
+"""Every message role a span policy can scan."""
+
+
+def parse_roles(roles: object, default: tuple[str, ...]) -> frozenset[str]:
+    """The ``roles`` param of a span policy: a list of names from ``ROLES`` (``default`` when
+    None). Raises ``ValueError`` for a bare string or an unknown role."""
+    if roles is None:
+        return frozenset(default)
+    if isinstance(roles, str) or not isinstance(roles, Collection):
+        raise ValueError("roles must be a list of role names")
+    chosen = tuple(str(r) for r in roles)
+    bad = sorted(set(chosen) - set(ROLES))
+    if bad:
+        raise ValueError(f"unknown roles {bad}; allowed: {list(ROLES)}")
+    return frozenset(chosen)
+
 
 @dataclass(frozen=True, slots=True)
 class Span:

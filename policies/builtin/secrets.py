@@ -11,12 +11,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from policies.base import CheckContext, Execution, PolicyResult
-from policies.builtin.redaction import Action, run_span_policy
+from policies.builtin.redaction import ROLES, Action, parse_roles, run_span_policy
 from policies.builtin.secret_patterns import KINDS, SecretFinder
 from policies.registry import register
 from rollguard.types import Stage
-
-ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool")
 
 
 @register
@@ -42,14 +40,10 @@ class SecretsPolicy:
         roles: Iterable[str] | None = None,
     ) -> None:
         self.action = Action.parse(action)
-        if isinstance(kinds, str) or isinstance(roles, str):
-            raise ValueError("kinds and roles must be lists of names")
+        if isinstance(kinds, str):
+            raise ValueError("kinds must be a list of names")
         self.finder = SecretFinder(KINDS if kinds is None else kinds)
-        chosen_roles = tuple(ROLES if roles is None else roles)
-        bad = sorted(set(chosen_roles) - set(ROLES))
-        if bad:
-            raise ValueError(f"unknown roles {bad}; allowed: {list(ROLES)}")
-        self.roles = frozenset(chosen_roles)
+        self.roles = parse_roles(roles, ROLES)
 
     def check(self, ctx: CheckContext) -> PolicyResult:
         """Find (and by default redact) credentials in ``ctx`` for its stage."""
