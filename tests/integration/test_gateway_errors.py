@@ -279,7 +279,13 @@ def test_shadow_mode_records_but_never_enforces(gateway: GatewayFactory, stub: S
 def test_operator_endpoints(gateway: GatewayFactory) -> None:
     with gateway() as url:
         pol = httpx.get(f"{url}/v1/policies").json()["data"]
-        assert [p["id"] for p in pol] == ["limits", "pii", "secrets", "prompt_injection", "system_prompt_leak"]
+        assert [p["id"] for p in pol] == [
+            "limits",
+            "pii",
+            "secrets",
+            "prompt_injection",
+            "system_prompt_leak",
+        ]
         assert httpx.get(f"{url}/v1/flags").status_code == 200
         det = httpx.get(f"{url}/v1/detectors")
         assert det.status_code == 200 and det.json()["object"] == "detectors"
