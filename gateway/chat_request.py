@@ -19,6 +19,10 @@ from starlette.requests import Request
 
 from rollguard.errors import InvalidRequest, PayloadTooLarge, UnprocessableEntity
 
+MAX_CONTENT_PARTS = 128
+"""Content parts per message. Every part is a text location each guardrail scans separately, so
+the count, not only the size, bounds the work one request can cause."""
+
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
@@ -55,6 +59,12 @@ async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
         raise InvalidRequest(f"request body is not valid JSON: {exc.args[0] if exc.args else exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest(f"request body must be a JSON object, not {type(body).__name__}")
+    try:
+        # The body is serialised again (upstream call, audit record); orjson writes at most 254
+        # levels of nesting although it reads 1024. A few microseconds for a typical body.
+        orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        raise InvalidRequest("request body nests JSON too deeply (more than 254 levels)") from None
     return body
 
 
@@ -110,11 +120,16 @@ def _positive_int(body: dict[str, Any], name: str) -> None:
 
 def _check_content(content: Any, param: str, role: str, has_tool_calls: bool) -> None:
     if content is None:
+        # OpenAI: an assistant message may carry tool_calls, a function_call or a refusal instead.
         _expect(role == "assistant" and has_tool_calls, param, f"{param} is required for role {role!r}")
         return
     if isinstance(content, str):
         return
     _expect(isinstance(content, list), param, f"{param} must be a string or an array of content parts")
+    if len(content) > MAX_CONTENT_PARTS:
+        raise UnprocessableEntity(
+            f"{param} has {len(content)} content parts; at most {MAX_CONTENT_PARTS} are accepted", param=param
+        )
     for j, part in enumerate(content):
         p = f"{param}[{j}]"
         _expect(isinstance(part, dict), p, f"{p} must be an object")
@@ -159,7 +174,10 @@ def validate_chat_request(body: dict[str, Any]) -> None:
                 role == "assistant", f"{p}.tool_calls", f"{p}.tool_calls is only valid on assistant messages"
             )
             _check_tool_calls(tool_calls, f"{p}.tool_calls")
-        _check_content(m.get("content"), f"{p}.content", role, bool(tool_calls))
+        has_alt = (
+            bool(tool_calls) or isinstance(m.get("function_call"), dict) or isinstance(m.get("refusal"), str)
+        )
+        _check_content(m.get("content"), f"{p}.content", role, has_alt)
         if role == "tool":
             tcid = m.get("tool_call_id")
             _expect(isinstance(tcid, str), f"{p}.tool_call_id", f"{p}.tool_call_id must be a string")

@@ -448,6 +448,8 @@ class ChatService:
             self._record_stream_decisions(interaction, res, span)
             return res.verdict, sctx.completion if sctx.completion is not None else window_text
 
+        checked_calls: list[dict[str, Any]] = []  # the tool calls after the output policies
+
         async def check_tools(calls: list[dict[str, Any]]) -> tuple[Verdict, list[dict[str, Any]]]:
             pctx = CheckContext(
                 stage=Stage.POST_CALL,
@@ -459,6 +461,7 @@ class ChatService:
             )
             res = await self.pipeline.run(pctx, enabled)
             self._record_decisions(interaction, res, span)
+            checked_calls[:] = pctx.completion_tool_calls
             return res.verdict, pctx.completion_tool_calls
 
         guard = StreamGuard(
@@ -483,7 +486,8 @@ class ChatService:
                 outcome = "output_blocked"
             interaction.upstream_ms = (time.perf_counter() - u0) * 1000.0
             interaction.completion = guard.completion(0)
-            interaction.tool_calls = guard.tool_calls(0) if not guard.blocked else []
+            # Only the checked (redacted) calls: the raw assembled ones never reach the record.
+            interaction.tool_calls = list(checked_calls)
             reasons = guard.finish_reasons()
             interaction.finish_reason = reasons[0] if reasons else None
             if guard.usage:

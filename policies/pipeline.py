@@ -1,5 +1,8 @@
-"""The policy pipeline: configured policies run per stage, transforms first in list order, then
-read-only checks concurrently; the most severe *enforced* verdict wins.
+"""The policy pipeline: configured policies run per stage in list order. A transform (redaction)
+sees the output of the transforms before it; a run of consecutive read-only checks is one batch
+(threaded checks in it run concurrently). An enforced block ends the stage: the policies after it
+do not run (so a ``limits`` check listed first keeps a huge input away from the others). The most
+severe *enforced* verdict wins.
 
 Each configured policy has an id, a mode (enforce / shadow), a timeout and an ``on_error``
 (block / flag). A policy that raises or times out yields a decision with ``error`` set and the
@@ -80,6 +83,17 @@ class StageResult:
         return self.blocked_by is not None and self.blocked_by.error is not None
 
 
+def _segments(policies: list[ConfiguredPolicy]) -> list[list[ConfiguredPolicy]]:
+    """Split ``policies`` (list order) into runs of transforms and runs of read-only checks."""
+    out: list[list[ConfiguredPolicy]] = []
+    for cp in policies:
+        if out and out[-1][0].policy.transforms == cp.policy.transforms:
+            out[-1].append(cp)
+        else:
+            out.append([cp])
+    return out
+
+
 class PolicyFailure(Exception):
     """Internal: a policy raised or exceeded its timeout."""
 
@@ -115,42 +129,48 @@ class Pipeline:
         active = [p for p in self._by_stage[ctx.stage] if enabled(p)]
         if not active:
             return result
-        slots: dict[str, Decision] = {}
-        checks: list[ConfiguredPolicy] = []
-        for cp in active:
-            if not cp.policy.transforms:
-                checks.append(cp)
-                continue
-            decision, out = await self._run_one(cp, ctx)
-            slots[cp.id] = decision
-            if out is not None and decision.enforced and out.verdict is Verdict.REDACT:
-                if out.messages is not None:
-                    ctx.messages = out.messages
-                    result.messages = out.messages
-                if out.completion is not None:
-                    ctx.completion = out.completion
-                    result.completion = out.completion
-                if out.completion_tool_calls is not None:
-                    ctx.completion_tool_calls = out.completion_tool_calls
-                    result.completion_tool_calls = out.completion_tool_calls
-        inline = [cp for cp in checks if cp.policy.execution is Execution.INLINE]
-        threaded = [cp for cp in checks if cp.policy.execution is not Execution.INLINE]
-        if threaded:
-            pending = [asyncio.ensure_future(self._run_one(cp, ctx)) for cp in threaded]
-        for cp in inline:
-            slots[cp.id] = (await self._run_one(cp, ctx))[0]
-        if threaded:
-            for cp, (decision, _) in zip(threaded, await asyncio.gather(*pending), strict=True):
-                slots[cp.id] = decision
-        for cp in active:
-            d = slots[cp.id]
-            result.decisions.append(d)
-            if d.enforced and d.verdict.severity > result.verdict.severity:
-                result.verdict = d.verdict
-                if d.verdict is Verdict.BLOCK:
-                    result.blocked_by = d
+        for segment in _segments(active):
+            if segment[0].policy.transforms:
+                decisions = [await self._transform(cp, ctx, result) for cp in segment]
+            else:
+                decisions = await self._checks(segment, ctx)
+            for d in decisions:
+                result.decisions.append(d)
+                if d.enforced and d.verdict.severity > result.verdict.severity:
+                    result.verdict = d.verdict
+                    if d.verdict is Verdict.BLOCK:
+                        result.blocked_by = d
+            if result.blocked:
+                break  # an enforced block ends the stage: later policies need not pay for this input
         result.elapsed_ms = (time.perf_counter() - t0) * 1000.0
         return result
+
+    async def _transform(self, cp: ConfiguredPolicy, ctx: CheckContext, result: StageResult) -> Decision:
+        decision, out = await self._run_one(cp, ctx)
+        if out is not None and decision.enforced and out.verdict is Verdict.REDACT:
+            if out.messages is not None:
+                ctx.messages = out.messages
+                result.messages = out.messages
+            if out.completion is not None:
+                ctx.completion = out.completion
+                result.completion = out.completion
+            if out.completion_tool_calls is not None:
+                ctx.completion_tool_calls = out.completion_tool_calls
+                result.completion_tool_calls = out.completion_tool_calls
+        return decision
+
+    async def _checks(self, segment: list[ConfiguredPolicy], ctx: CheckContext) -> list[Decision]:
+        """Read-only checks: threaded ones concurrently (started first), inline ones in order on
+        the loop meanwhile. Decisions come back in list order."""
+        slots: dict[str, Decision] = {}
+        threaded = [cp for cp in segment if cp.policy.execution is not Execution.INLINE]
+        pending = [asyncio.ensure_future(self._run_one(cp, ctx)) for cp in threaded]
+        for cp in segment:
+            if cp.policy.execution is Execution.INLINE:
+                slots[cp.id] = (await self._run_one(cp, ctx))[0]
+        for cp, (decision, _) in zip(threaded, await asyncio.gather(*pending), strict=True):
+            slots[cp.id] = decision
+        return [slots[cp.id] for cp in segment]
 
     async def _run_one(self, cp: ConfiguredPolicy, ctx: CheckContext) -> tuple[Decision, PolicyResult | None]:
         # A span per policy only when the request is traced: a no-op span still costs a context

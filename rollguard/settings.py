@@ -123,7 +123,9 @@ class PolicySpec(_Strict):
     type: str = Field(min_length=1)
     mode: Mode = Mode.ENFORCE
     on_error: OnError = OnError.BLOCK
-    timeout_ms: float = Field(default=100.0, gt=0)
+    timeout_ms: float = Field(
+        default=250.0, gt=0, description="ms; CPU time for inline policies, wall time for threaded ones"
+    )
     stages: list[Stage] | None = None
     flag: str | None = Field(default=None, description="Unleash flag gating this policy")
     params: dict[str, Any] = Field(default_factory=dict)

@@ -59,8 +59,13 @@ Rewrite = Callable[[TextSite, str], "str | None"]
 """``(site, text) -> new text``, or ``None`` when the text stays as it is."""
 
 
+ROLE_ALIASES = {"function": "tool"}
+"""Roles judged as another: the legacy ``function`` role carries a tool's result, so a policy
+configured for ``tool`` messages guards it too."""
+
+
 def _wanted(role: str, roles: Collection[str] | None) -> bool:
-    return roles is None or role in roles
+    return roles is None or role in roles or ROLE_ALIASES.get(role, role) in roles
 
 
 def iter_message_texts(

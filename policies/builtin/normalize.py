@@ -160,7 +160,7 @@ def json_strings(text: str) -> str | None:
         return None
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return None
     out: list[str] = []
     stack: list[object] = [doc]

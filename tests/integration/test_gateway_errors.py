@@ -292,3 +292,22 @@ def test_operator_endpoints(gateway: GatewayFactory) -> None:
         assert httpx.get(f"{url}/v1/store").json()["appended"] >= 0
         schema = httpx.get(f"{url}/openapi.json").json()
         assert "/v1/chat/completions" in schema["paths"] and "/v1/guard/check" in schema["paths"]
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_deeply_nested_json_is_a_client_error(gateway: GatewayFactory, stub: Stub, depth: int) -> None:
+    nested = "[" * depth + "]" * depth
+    raw = ('{"model": "echo", "messages": [{"role": "user", "content": "hi"}], "x": ' + nested + "}").encode()
+    with gateway() as url:
+        for stream in (False, True):
+            body = raw.replace(b'"x":', b'"stream": true, "x":') if stream else raw
+            err = _assert_openai_error(_post_raw(url, body), 400)
+            assert "deep" in err["message"]
+        text = ("[" * 1000) + ("]" * 1000)
+        resp = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "echo", "messages": [{"role": "user", "content": text}]},
+            timeout=30,
+        )
+    assert resp.status_code in (200, 400), resp.text
+    assert stub.calls() <= 1

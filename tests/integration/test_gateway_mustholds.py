@@ -375,3 +375,80 @@ def test_record_lands_in_the_interactions_stream_redacted(gateway: GatewayFactor
     blob = json.dumps(rec)
     assert "4111" not in blob and "a@b.co" not in blob and "alice" not in blob
     assert rec["status"] == 200 and rec["model"] == "echo"
+
+
+def _records(redis_url: str) -> list[dict[str, Any]]:
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    return [orjson.loads(fields[b"record"]) for _, fields in r.xrange("rollguard:interactions")]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_pii_in_completion_tool_calls_never_reaches_the_audit_record(
+    gateway: GatewayFactory, stub: Stub, redis_url: str, stream: bool
+) -> None:
+    args = '{"to": "mary.major@example.org", "card": "4111 1111 1111 1111"}'
+    if stream:
+        script: dict[str, Any] = {
+            "chunks": [
+                {"tool_call": {"index": 0, "id": "call_9", "name": "send", "arguments": args[:20]}},
+                {"tool_call": {"index": 0, "arguments": args[20:]}},
+                {"finish_reason": "tool_calls"},
+            ]
+        }
+    else:
+        script = {
+            "tool_calls": [
+                {"id": "call_9", "type": "function", "function": {"name": "send", "arguments": args}}
+            ],
+            "finish_reason": "tool_calls",
+        }
+    stub.script("scripted", script)
+    with gateway() as url:
+        resp = chat(
+            url, {"model": "scripted", "stream": stream, "messages": [{"role": "user", "content": "go"}]}
+        )
+        assert resp.status_code == 200, resp.text
+        iid = resp.headers["x-rollguard-interaction-id"]
+    assert "mary.major" not in resp.text and "4111" not in resp.text
+    rec = next(x for x in _records(redis_url) if x["id"] == iid)
+    blob = json.dumps(rec)
+    assert "mary.major" not in blob and "4111" not in blob
+    assert rec["tool_calls"] and "<EMAIL_ADDRESS_1>" in rec["tool_calls"][0]["function"]["arguments"]
+
+
+def test_a_huge_input_is_stopped_by_limits_before_other_policies(gateway: GatewayFactory, stub: Stub) -> None:
+    parts = [{"type": "text", "text": "a"}] * 800
+    with gateway() as url:
+        big = chat(url, {"model": "echo", "messages": [{"role": "user", "content": "x " * 300_000}]})
+        many = chat(url, {"model": "echo", "messages": [{"role": "user", "content": parts}]})
+    assert big.status_code == 400 and big.json()["error"]["policy"] == "limits"
+    assert many.status_code == 422
+    assert many.json()["error"]["param"] == "messages[0].content"
+    assert stub.calls() == 0
+
+
+def test_legacy_function_role_is_guarded_like_tool(gateway: GatewayFactory, stub: Stub) -> None:
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}},
+        {"role": "function", "name": "f", "content": INJECTION},
+    ]
+    with gateway() as url:
+        resp = chat(url, {"model": "echo", "messages": messages})
+        pii = httpx.post(
+            f"{url}/v1/guard/check",
+            json={
+                "messages": [
+                    {
+                        "role": "function",
+                        "name": "f",
+                        "content": "card 4111 1111 1111 1111, mail jane.roe@example.com",
+                    }
+                ]
+            },
+        )
+    assert resp.status_code == 400 and resp.json()["error"]["policy"] == "prompt_injection"
+    assert "4111" not in pii.text and "jane.roe" not in pii.text
+    assert stub.calls() == 0

@@ -58,13 +58,34 @@ def sees_upper(c: CheckContext) -> PolicyResult:
     return PolicyResult(Verdict.ALLOW if ok else Verdict.BLOCK, 0.0, "saw " + ("upper" if ok else "raw"))
 
 
-async def test_transforms_run_first_and_checks_see_their_output() -> None:
-    p = Pipeline([cp("check", sees_upper), cp("up", upper, transforms=True)])
+async def test_list_order_is_execution_order() -> None:
     c = ctx()
-    res = await p.run(c)
-    assert [d.policy for d in res.decisions] == ["check", "up"]
+    res = await Pipeline([cp("up", upper, transforms=True), cp("check", sees_upper)]).run(c)
+    assert [d.policy for d in res.decisions] == ["up", "check"]
     assert res.verdict is Verdict.REDACT
     assert c.messages[0]["content"] == "HELLO"
+    # A check listed before the transform sees the raw text.
+    res = await Pipeline([cp("check", sees_upper), cp("up", upper, transforms=True)]).run(ctx())
+    assert res.decisions[0].verdict is Verdict.BLOCK
+
+
+async def test_an_enforced_block_ends_the_stage() -> None:
+    calls: list[str] = []
+
+    def block(c: CheckContext) -> PolicyResult:
+        calls.append("block")
+        return PolicyResult(Verdict.BLOCK, 1.0, "too big")
+
+    def later(c: CheckContext) -> PolicyResult:
+        calls.append("later")
+        return PolicyResult.allow()
+
+    res = await Pipeline([cp("limits", block), cp("up", later, transforms=True), cp("x", later)]).run(ctx())
+    assert calls == ["block"]
+    assert [d.policy for d in res.decisions] == ["limits"]
+    assert res.blocked_by is not None and res.blocked_by.policy == "limits"
+    shadow = await Pipeline([cp("limits", block, mode=Mode.SHADOW), cp("x", later)]).run(ctx())
+    assert [d.policy for d in shadow.decisions] == ["limits", "x"]
 
 
 async def test_shadow_mode_records_but_does_not_enforce() -> None:
