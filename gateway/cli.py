@@ -55,8 +55,12 @@ def _fail(message: str, code: int = 2) -> None:
 def serve(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="bind address (default from config: 127.0.0.1)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (default from config: 8080)")] = None,
-    workers: Annotated[int | None, typer.Option(help="worker processes (default from config: 1)")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="port (default from config: 8080)")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="worker processes (default from config: 1)")
+    ] = None,
 ) -> None:
     """Run the gateway (uvicorn). With no config: embedded store, bootstrap flags, local demo model."""
     from rollguard.errors import ConfigError
@@ -120,6 +124,8 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file")])
         _fail(str(exc))
     except ValueError as exc:
         _fail(f"{file}: policies: {exc}")
+    for where in settings.unresolved_secrets():
+        typer.echo(f"warning: {file}: {where}: the environment variable is unset", err=True)
     typer.echo(
         f"{file}: ok — {len(settings.model_names())} model alias(es), "
         f"{len(pipeline.policies)} policies ({', '.join(p.id for p in pipeline.policies) or 'none'}), "
@@ -158,7 +164,11 @@ def detect(
     """Score offline records with every per-interaction detector; one JSON line per record, in order."""
     from detectors.offline import run_detect
 
-    raise typer.Exit(run_detect(file, out))
+    try:
+        errors = run_detect(file, out)
+    except OSError as exc:
+        _fail(f"{exc.strerror or exc}: {exc.filename or file}")
+    raise typer.Exit(1 if errors else 0)
 
 
 @app.command()

@@ -243,6 +243,16 @@ class RollguardSettings(BaseSettings):
     def tenant(self, name: str) -> TenantSettings:
         return self.tenants.get(name) or self.tenants.get("default") or TenantSettings()
 
+    def unresolved_secrets(self) -> list[str]:
+        """``model_list[i].litellm_params.KEY`` paths whose ``os.environ/NAME`` is unset (warned at
+        startup: the upstream will refuse the call)."""
+        out = []
+        for i, m in enumerate(self.model_list):
+            for key, value in m.litellm_params.items():
+                if isinstance(value, str) and value.startswith(ENV_PREFIX) and resolve_secret(value) is None:
+                    out.append(f"model_list[{i}].litellm_params.{key} ({value})")
+        return out
+
     def model_names(self) -> list[str]:
         """Public model aliases, in config order, without duplicates (several deployments of one
         alias are load-balanced by the router)."""

@@ -117,8 +117,14 @@ class RecordedAnswers:
         self._exact: dict[str, int] = {}
         for i, r in enumerate(self.rows):
             self._exact.setdefault(normalise(r.prompt), i)
+        # Nearest-neighbour answers come from the assistant answer sets only: the hh-rlhf pairs are
+        # red-team transcripts whose replies, out of context, make a poor demo answer to an
+        # unrelated prompt. They still answer their own prompts exactly.
+        self._nn = [i for i, r in enumerate(self.rows) if r.source != "hh-rlhf-harmless-base"] or list(
+            range(len(self.rows))
+        )
         self._vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, max_features=200_000)
-        self._matrix = self._vec.fit_transform([r.prompt for r in self.rows])
+        self._matrix = self._vec.fit_transform([self.rows[i].prompt for i in self._nn])
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -129,7 +135,7 @@ class RecordedAnswers:
         i = self._exact.get(normalise(prompt))
         if i is None:
             sims = self._matrix @ self._vec.transform([prompt]).T
-            i = int(sims.toarray().ravel().argmax()) if sims.nnz else 0
+            i = self._nn[int(sims.toarray().ravel().argmax()) if sims.nnz else 0]
         return self.rows[i]
 
     def reply(self, prompt: str, variant: str = "good") -> str:
