@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from gateway.chat_request import read_json_body, validate_chat_request
 from gateway.errors import json_response
+from gateway.routes.openai import MESSAGE_SCHEMA, json_body
 from gateway.runtime import runtime
 from policies.base import CheckContext
 from rollguard.errors import InvalidRequest
@@ -31,7 +32,26 @@ def _public(d: Decision) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/guard/check", summary="Run the guardrail pipeline on messages (and a completion)")
+GUARD_REQUEST_SCHEMA = {
+    "type": "object",
+    "required": ["messages"],
+    "properties": {
+        "messages": {"type": "array", "minItems": 1, "items": MESSAGE_SCHEMA},
+        "completion": {"type": "string", "description": "a reply to check with the post_call policies"},
+        "policies": {"type": "array", "items": {"type": "string"}, "description": "only these policy ids"},
+    },
+    "example": {
+        "messages": [{"role": "user", "content": "mail me at jo@example.com"}],
+        "completion": "Sure.",
+    },
+}
+
+
+@router.post(
+    "/v1/guard/check",
+    summary="Run the guardrail pipeline on messages (and a completion)",
+    openapi_extra=json_body(GUARD_REQUEST_SCHEMA),
+)
 async def guard_check(request: Request) -> Response:
     """Body ``{"messages": [...], "completion": optional str, "policies": optional [ids]}``.
     Returns ``{"verdict", "decisions": [{"policy","verdict","score","reason","enforced",...}],

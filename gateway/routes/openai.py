@@ -16,8 +16,60 @@ from rollguard.errors import StoreError
 
 router = APIRouter(tags=["openai"])
 
+MESSAGE_SCHEMA = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool", "function"]},
+        "content": {
+            "oneOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "object", "properties": {"type": {"type": "string"}}}},
+                {"type": "null"},
+            ]
+        },
+        "tool_calls": {"type": "array", "items": {"type": "object"}},
+        "tool_call_id": {"type": "string"},
+        "name": {"type": "string"},
+    },
+}
+"""An OpenAI chat message (the schema the OpenAPI document shows; validation is in
+``gateway.chat_request``)."""
 
-@router.post("/v1/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
+CHAT_REQUEST_SCHEMA = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "additionalProperties": True,
+    "properties": {
+        "model": {"type": "string", "example": "demo"},
+        "messages": {"type": "array", "minItems": 1, "items": MESSAGE_SCHEMA},
+        "stream": {"type": "boolean", "default": False},
+        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "max_completion_tokens": {"type": "integer", "minimum": 1},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "n": {"type": "integer", "minimum": 1},
+        "tools": {"type": "array", "items": {"type": "object"}},
+        "tool_choice": {},
+        "response_format": {"type": "object"},
+        "user": {"type": "string", "description": "end-user id: flag stickiness (stored hashed)"},
+    },
+    "example": {"model": "demo", "messages": [{"role": "user", "content": "Hello!"}]},
+}
+
+
+def json_body(schema: dict[str, object]) -> dict[str, object]:
+    """``openapi_extra`` documenting a JSON request body read by hand (the hot path does not use
+    FastAPI's body parsing)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+@router.post(
+    "/v1/chat/completions",
+    summary="Create a chat completion (OpenAI-compatible)",
+    openapi_extra=json_body(CHAT_REQUEST_SCHEMA),
+)
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, guarded. Streaming with ``stream: true`` (SSE). Blocks: HTTP 400
     ``code: content_filter`` (input) or ``finish_reason: content_filter`` (output)."""

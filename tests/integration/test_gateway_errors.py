@@ -292,6 +292,8 @@ def test_operator_endpoints(gateway: GatewayFactory) -> None:
         assert httpx.get(f"{url}/v1/store").json()["appended"] >= 0
         schema = httpx.get(f"{url}/openapi.json").json()
         assert "/v1/chat/completions" in schema["paths"] and "/v1/guard/check" in schema["paths"]
+        body = schema["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"]["required"] == ["model", "messages"]
 
 
 @pytest.mark.parametrize("depth", [300, 1000])
