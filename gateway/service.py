@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Span
 from starlette.responses import Response, StreamingResponse
@@ -25,7 +26,7 @@ from starlette.responses import Response, StreamingResponse
 from gateway.audit import AuditTrail, Coverage
 from gateway.errors import error_response, json_response
 from gateway.flags import FlagContext, Flags
-from gateway.streaming import StreamGuard, error_event, guard_stream
+from gateway.streaming import StreamGuard, encode_sse, error_event, guard_stream
 from gateway.telemetry import GatewayMetrics
 from gateway.upstream import Upstream
 from policies.base import CheckContext
@@ -383,6 +384,20 @@ class ChatService:
         self._finish(interaction, t0, span, "upstream_error")
         return error_response(exc, headers=self._headers(interaction), interaction_id=interaction.id)
 
+    def _restore_piece(self, piece: bytes, ctx: CheckContext) -> bytes:
+        """A released SSE chunk with the vault's placeholders restored (``restore_redactions``).
+        Released text is cut at whitespace, so a placeholder is never split across chunks."""
+        if not piece.startswith(b"data: {") or b"<" not in piece:
+            return piece
+        chunk = orjson.loads(piece[6:])
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                delta["content"] = ctx.vault.restore(delta["content"])
+            if isinstance(delta.get("tool_calls"), list):
+                delta["tool_calls"] = self._restore_calls(delta["tool_calls"], ctx)
+        return encode_sse(chunk)
+
     def _restore_text(self, text: str, ctx: CheckContext) -> str:
         return ctx.vault.restore(text) if self._restore else text
 
@@ -471,9 +486,10 @@ class ChatService:
             check_tools=check_tools,
             min_release=self._min_release,
         )
+        restore = self._restore and len(ctx.vault) > 0
         try:
             async for piece in guard_stream(upstream_stream, guard):
-                yield piece
+                yield self._restore_piece(piece, ctx) if restore else piece
         except RollguardError as exc:
             # HTTP 200 is already out: OpenAI's mid-stream error event, then the stream closes.
             outcome = "upstream_error"

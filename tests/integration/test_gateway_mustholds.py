@@ -452,3 +452,24 @@ def test_legacy_function_role_is_guarded_like_tool(gateway: GatewayFactory, stub
     assert resp.status_code == 400 and resp.json()["error"]["policy"] == "prompt_injection"
     assert "4111" not in pii.text and "jane.roe" not in pii.text
     assert stub.calls() == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_restore_redactions_puts_values_back_for_the_app_only(
+    gateway: GatewayFactory, stub: Stub, redis_url: str, stream: bool
+) -> None:
+    with gateway(gateway={"restore_redactions": True}) as url:
+        resp = chat(
+            url,
+            {
+                "model": "echo",
+                "stream": stream,
+                "messages": [{"role": "user", "content": "please mail zoe.k@example.com today"}],
+            },
+        )
+        iid = resp.headers["x-rollguard-interaction-id"]
+    text = streamed_text(sse_events(resp)) if stream else resp.json()["choices"][0]["message"]["content"]
+    assert text == "please mail zoe.k@example.com today"
+    assert "zoe.k" not in json.dumps(stub.requests()[-1]["body"])
+    rec = next(x for x in _records(redis_url) if x["id"] == iid)
+    assert "zoe.k" not in json.dumps(rec)
