@@ -364,15 +364,18 @@ def render_summary(summary: dict[str, Any]) -> Table:
     for variant, n in summary.get("variants", {}).items():
         table.add_row(f"  served by variant {variant}", str(n))
     lat = summary["latency_ms"]
-    table.add_row("latency p50 / p99", f"{_fmt_ms(lat['p50'])} / {_fmt_ms(lat['p99'])}")
+    table.add_row(
+        "latency p50 / p99 (whole replay, under concurrent load)",
+        f"{_fmt_ms(lat['p50'])} / {_fmt_ms(lat['p99'])}",
+    )
     if summary.get("direct"):
         d = summary["direct"]
         table.add_row(
-            f"direct p50 / p99 (paired sample, n={d['pairs']})",
+            f"direct p50 / p99 (one at a time, n={d['pairs']} prompts allowed both ways)",
             f"{_fmt_ms(d['p50'])} / {_fmt_ms(d['p99'])}",
         )
         table.add_row(
-            "via gateway p50 / p99 (paired sample)",
+            "via gateway p50 / p99 (same prompts, one at a time)",
             f"{_fmt_ms(d['gateway_p50'])} / {_fmt_ms(d['gateway_p99'])}",
         )
     added = summary.get("added_ms")
@@ -387,7 +390,12 @@ def render_summary(summary: dict[str, Any]) -> Table:
 
 def render_by_kind(summary: dict[str, Any]) -> Table:
     """A rich table: one row per corpus kind, one column per outcome."""
-    table = Table(title="outcome by kind of prompt", header_style="bold")
+    table = Table(
+        title="outcome by kind of prompt",
+        header_style="bold",
+        caption="'harmful' and 'borderline' are XSTest topics, not attacks: the guardrails judge attack\n"
+        "wrappers, not topics, so these are allowed (refusing them is the model's job).",
+    )
     table.add_column("kind")
     for o in Outcome:
         table.add_column(o.value, justify="right")
