@@ -32,7 +32,7 @@ def _public(d: Decision) -> dict[str, Any]:
     }
 
 
-GUARD_REQUEST_SCHEMA = {
+GUARD_REQUEST_SCHEMA: dict[str, object] = {
     "type": "object",
     "required": ["messages"],
     "properties": {

@@ -16,7 +16,7 @@ from rollguard.errors import StoreError
 
 router = APIRouter(tags=["openai"])
 
-MESSAGE_SCHEMA = {
+MESSAGE_SCHEMA: dict[str, object] = {
     "type": "object",
     "required": ["role"],
     "properties": {
@@ -36,7 +36,7 @@ MESSAGE_SCHEMA = {
 """An OpenAI chat message (the schema the OpenAPI document shows; validation is in
 ``gateway.chat_request``)."""
 
-CHAT_REQUEST_SCHEMA = {
+CHAT_REQUEST_SCHEMA: dict[str, object] = {
     "type": "object",
     "required": ["model", "messages"],
     "additionalProperties": True,
