@@ -19,9 +19,19 @@ Input is a *normalised* text (``policies.builtin.normalize.normalize``). Feature
   20 tokens with a symbol inside them and the share of symbol characters in those tokens (GCG
   suffixes are one line of word salad; code and data pasted by benign users come in lines).
 
+Second stage (optional, ``BoostedStage``): small gradient-boosted trees (scikit-learn's
+``HistGradientBoostingClassifier``, exported as node arrays) over a dense vector: the linear
+model's logit on its best view, the hand features of that view and the ``GCG_FEATURES`` (shape of
+the last 25 tokens: camel-case joins, letter/symbol alternation, symbol contrast with the head,
+unbalanced brackets, character-class changes, mid-sentence capitals). The trees combine what the
+linear model cannot: e.g. a middling logit *and* a word-salad tail (GCG suffixes), or a middling
+logit on a one-line math / role-play request (benign).
+
 The model file is JSON (loaded with ``json``; nothing executable): ``vocabulary`` (word feature
 strings and character n-gram hashes, in column order), ``idf``, ``coef`` (sparse columns then
-hand features), ``intercept``, ``threshold``, ``char_ngrams`` and provenance fields.
+hand features), ``intercept``, ``threshold``, ``char_ngrams``, optionally ``stage2`` (``features``,
+``baseline``, ``trees``: per tree the node arrays ``feature``, ``threshold``, ``left``, ``right``,
+``value``, ``leaf``) and provenance fields. With ``stage2`` the threshold applies to its output.
 """
 
 from __future__ import annotations
@@ -41,14 +51,20 @@ from policies.builtin.normalize import json_strings, views
 
 __all__ = [
     "CHAR_NGRAMS",
+    "GCG_FEATURES",
     "HAND_FEATURES",
+    "STAGE2_FEATURES",
+    "BoostedStage",
     "LinearTextModel",
     "ModelFileError",
     "analyze",
     "char_ngram_hashes",
+    "gcg_features",
     "hand_features",
+    "linear_best",
     "phrase_counts",
     "score_text",
+    "stage2_vector",
     "word_features",
 ]
 
@@ -216,6 +232,117 @@ def phrase_counts(text: str) -> dict[str, int]:
     }
 
 
+GCG_FEATURES: tuple[str, ...] = (
+    "tail_camel_joins",
+    "tail_letter_symbol",
+    "tail_symbol_contrast",
+    "tail_unbalanced",
+    "tail_class_changes",
+    "tail_mid_capitals",
+)
+"""Names of the adversarial-suffix features (``gcg_features``), second stage only."""
+
+STAGE2_FEATURES: tuple[str, ...] = ("linear_logit", *HAND_FEATURES, *GCG_FEATURES)
+"""Input columns of the second stage (``stage2_vector``)."""
+
+_TAIL_TOKENS = 25
+_CAMEL = re.compile(r"[a-z][A-Z]")
+_LETTER_SYMBOL = re.compile(r"[A-Za-z][^A-Za-z0-9\s]|[^A-Za-z0-9\s][A-Za-z]")
+_SYMBOL = re.compile(r"[^\w\s.,']")
+_CLASS_CHANGE = re.compile(r"[A-Za-z](?=[0-9]|[^\w\s])|[0-9](?=[A-Za-z]|[^\w\s])|[^\w\s](?=[A-Za-z0-9])")
+
+
+def gcg_features(text: str) -> list[float]:
+    """Adversarial-suffix features of a normalised ``text``, in ``GCG_FEATURES`` order (all >= 0).
+
+    Computed on the last 25 whitespace tokens (the tail, where GCG-style suffixes sit; Zou et al.
+    2023, "Universal and Transferable Adversarial Attacks on Aligned Language Models"): share of
+    tokens with a lower-to-upper case join inside (``similarlyNow``), letter/symbol adjacencies
+    per character, symbol share of the tail minus that of the head (0 for texts of <= 25 tokens),
+    ``ln(1 +`` unbalanced brackets and quotes ``)``, letter/digit/symbol class changes per
+    character, and the share of capitalised tokens not after a sentence end."""
+    tokens = text.split()
+    if not tokens:
+        return [0.0] * len(GCG_FEATURES)
+    tail = tokens[-_TAIL_TOKENS:]
+    tail_s = " ".join(tail)
+    head_s = " ".join(tokens[:-_TAIL_TOKENS]) if len(tokens) > _TAIL_TOKENS else ""
+    n_tail = max(1, len(tail_s))
+    camel = sum(1 for t in tail if _CAMEL.search(t)) / len(tail)
+    alternation = len(_LETTER_SYMBOL.findall(tail_s)) / n_tail
+    contrast = (
+        len(_SYMBOL.findall(tail_s)) / n_tail - len(_SYMBOL.findall(head_s)) / len(head_s) if head_s else 0.0
+    )
+    unbalanced = (
+        sum(abs(tail_s.count(o) - tail_s.count(c)) for o, c in ("()", "[]", "{}")) + tail_s.count('"') % 2
+    )
+    changes = len(_CLASS_CHANGE.findall(tail_s)) / n_tail
+    capitals = sum(1 for a, b in pairwise(tail) if b[:1].isupper() and not a.endswith((".", "!", "?", ":")))
+    return [camel, alternation, contrast, math.log1p(unbalanced), changes, capitals / len(tail)]
+
+
+def stage2_vector(logit: float, view_text: str, hand: Sequence[float] | None = None) -> list[float]:
+    """The second stage's input (``STAGE2_FEATURES`` order) for the linear ``logit`` of the best
+    view and that view's normalised text (``hand``: its ``hand_features`` if already computed)."""
+    return [logit, *(hand_features(view_text) if hand is None else hand), *gcg_features(view_text)]
+
+
+class BoostedStage:
+    """Inference for exported gradient-boosted trees (binary log-loss): P(attack) =
+    sigmoid(``baseline`` + sum of the leaf values reached, going left when
+    ``x[feature] <= threshold``), exactly scikit-learn's ``HistGradientBoostingClassifier``
+    ``predict_proba`` for inputs without missing values."""
+
+    __slots__ = ("baseline", "features", "trees")
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.features = tuple(str(f) for f in doc["features"])
+        if self.features != STAGE2_FEATURES:
+            raise ModelFileError(
+                f"second stage expects features {list(self.features)}, "
+                f"this code computes {list(STAGE2_FEATURES)}"
+            )
+        self.baseline = float(doc["baseline"])
+        trees: list[tuple[list[int], list[float], list[int], list[int], list[float], list[bool]]] = []
+        width = len(self.features)
+        for t in doc["trees"]:
+            tree = (
+                [int(v) for v in t["feature"]],
+                [float(v) for v in t["threshold"]],
+                [int(v) for v in t["left"]],
+                [int(v) for v in t["right"]],
+                [float(v) for v in t["value"]],
+                [bool(v) for v in t["leaf"]],
+            )
+            size = len(tree[0])
+            if size == 0 or any(len(a) != size for a in tree):
+                raise ModelFileError("inconsistent second stage: node arrays of different lengths")
+            for i in range(size):
+                if not tree[5][i] and not (
+                    0 <= tree[0][i] < width and i < tree[2][i] < size and i < tree[3][i] < size
+                ):
+                    raise ModelFileError(f"inconsistent second stage: bad split node {i}")
+            trees.append(tree)
+        self.trees = tuple(trees)
+
+    def decision(self, x: Sequence[float]) -> float:
+        """The raw score (log-odds of attack) of one ``STAGE2_FEATURES`` vector."""
+        z = self.baseline
+        for feature, threshold, left, right, value, leaf in self.trees:
+            node = 0
+            while not leaf[node]:
+                node = left[node] if x[feature[node]] <= threshold[node] else right[node]
+            z += value[node]
+        return z
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
 class ModelFileError(ValueError):
     """The model file is missing, unreadable or inconsistent (raised by ``LinearTextModel.load``)."""
 
@@ -236,6 +363,7 @@ class LinearTextModel:
         "_word_index",
         "intercept",
         "meta",
+        "stage2",
         "threshold",
         "vocab_size",
     )
@@ -248,6 +376,7 @@ class LinearTextModel:
         intercept: float,
         threshold: float,
         meta: dict[str, Any] | None = None,
+        stage2: BoostedStage | None = None,
     ) -> None:
         n = len(vocabulary)
         if len(idf) != n or len(coef) != n + len(HAND_FEATURES):
@@ -282,6 +411,7 @@ class LinearTextModel:
         self.threshold = float(threshold)
         self.vocab_size = n
         self.meta = dict(meta or {})
+        self.stage2 = stage2
 
     @classmethod
     def load(cls, path: Path) -> LinearTextModel:
@@ -305,9 +435,12 @@ class LinearTextModel:
                 coef=doc["coef"],
                 intercept=doc["intercept"],
                 threshold=doc["threshold"],
-                meta={k: v for k, v in doc.items() if k not in ("vocabulary", "idf", "coef")},
+                meta={k: v for k, v in doc.items() if k not in ("vocabulary", "idf", "coef", "stage2")},
+                stage2=BoostedStage(doc["stage2"]) if doc.get("stage2") is not None else None,
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ModelFileError):
+                raise
             raise ModelFileError(f"model file {path} lacks a field: {exc}") from exc
 
     def _term_counts(self, text: str) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -328,6 +461,11 @@ class LinearTextModel:
 
     def decision(self, text: str) -> float:
         """The logit (log-odds of attack) of a normalised ``text``."""
+        return self.decision_and_hand(text)[0]
+
+    def decision_and_hand(self, text: str) -> tuple[float, list[float]]:
+        """``(logit, hand features)`` of a normalised ``text`` (the hand features are reused by
+        the second stage)."""
         terms, tf = self._term_counts(text)
         z = self.intercept
         if terms.size:
@@ -336,16 +474,13 @@ class LinearTextModel:
             norm = math.sqrt(float(wi @ wi))
             if norm > 0.0:
                 z += float(w @ self._coef_idf[terms]) / norm
-        z += float(self._hand_coef @ np.asarray(hand_features(text), dtype=np.float64))
-        return z
+        hand = hand_features(text)
+        z += float(self._hand_coef @ np.asarray(hand, dtype=np.float64))
+        return z, hand
 
     def score(self, text: str) -> float:
-        """P(attack) in [0, 1] for a normalised ``text``."""
-        z = self.decision(text)
-        if z >= 0:
-            return 1.0 / (1.0 + math.exp(-z))
-        e = math.exp(z)
-        return e / (1.0 + e)
+        """P(attack) in [0, 1] of the *linear* model alone for a normalised ``text``."""
+        return _sigmoid(self.decision(text))
 
 
 CHUNK_CHARS = 16_000
@@ -355,13 +490,14 @@ MAX_CHARS = 64_000
 """At most this many characters of one text are scored (bounds the inline cost: ~40 ms)."""
 
 
-def score_text(model: LinearTextModel, text: str) -> tuple[float, str]:
-    """``(score, view)``: the model's highest P(attack) over the normalised views of a raw
-    ``text`` (``policies.builtin.normalize.views``: plain, spaced, base64, hex, rot13) and the
-    name of the view that gave it. A JSON object or array is scored on its string values
+def linear_best(model: LinearTextModel, text: str) -> tuple[float, str, str, list[float]]:
+    """``(logit, view, view_text, hand)``: the linear model's highest logit over the normalised views of
+    a raw ``text`` (``policies.builtin.normalize.views``: plain, spaced, base64, hex, rot13), the
+    view's name and its normalised text. A JSON object or array is scored on its string values
     (``normalize.json_strings``). Texts over ``CHUNK_CHARS`` are scored in chunks (overlap 1,000
-    characters) up to ``MAX_CHARS``. An empty text scores ``(0.0, "plain")``."""
-    best, best_view = 0.0, "plain"
+    characters) up to ``MAX_CHARS``. ``hand`` is the view's ``hand_features``. An empty text gives
+    ``(-inf, "plain", "", [])``."""
+    best, best_view, best_text, best_hand = -math.inf, "plain", "", []
     values = json_strings(text)
     if values is not None:
         text = values
@@ -374,7 +510,20 @@ def score_text(model: LinearTextModel, text: str) -> tuple[float, str]:
         for name, view in views(chunk):
             if not view:
                 continue
-            s = model.score(view)
-            if s > best:
-                best, best_view = s, name
-    return best, best_view
+            z, hand = model.decision_and_hand(view)
+            if z > best:
+                best, best_view, best_text, best_hand = z, name, view, hand
+    return best, best_view, best_text, best_hand
+
+
+def score_text(model: LinearTextModel, text: str) -> tuple[float, str]:
+    """``(score, view)``: P(attack) in [0, 1] of a raw ``text`` and the name of the view it came
+    from. The linear model picks the view with the highest logit (``linear_best``); with a second
+    stage the score is the trees' probability for that view (``stage2_vector``), else the linear
+    probability. An empty text scores ``(0.0, "plain")``."""
+    z, view, view_text, hand = linear_best(model, text)
+    if z == -math.inf:
+        return 0.0, "plain"
+    if model.stage2 is not None:
+        return _sigmoid(model.stage2.decision(stage2_vector(z, view_text, hand))), view
+    return _sigmoid(z), view

@@ -2,7 +2,8 @@
 user-controlled positions of the current turn (user and tool messages by default).
 
 Model: ``policies/data/prompt_injection.model.json`` (TF-IDF word + character n-grams and hand
-features, logistic regression; trained by ``policies.training.prompt_injection`` on the shipped
+features, logistic regression, then gradient-boosted trees over its logit and dense features of the
+best view; trained by ``policies.training.prompt_injection`` on the shipped
 data sets; metrics in ``prompt_injection.metrics.json`` and ``docs/policies.md``). Loaded once in
 ``__init__`` from JSON (no pickle). Each text is normalised (NFKC, homoglyph folding, invisible
 characters removed) and scored on every view (plain, spaced-out letters collapsed, base64 / hex /

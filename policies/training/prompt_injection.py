@@ -35,8 +35,14 @@ cluster; truthfulqa category; ...) merged by near-duplicate links between attack
 word 1-2-gram TF-IDF >= ``NEAR_DUP_COSINE``), so that edited copies of one jailbreak stay on one
 side. Per source, ``TEST_FRACTION`` of the groups (seeded shuffle) form the test part.
 
-Operating threshold: from 5-fold group cross-validation on the *training* part only: the lowest
-score at which at most ``TARGET_FPR`` of the out-of-fold benign scores are at or above it.
+Second stage (stacking): gradient-boosted trees over the linear model's logit on its best view,
+that view's hand features and the adversarial-suffix features (``STAGE2_FEATURES``). The trees are
+fitted on the *out-of-fold* linear logits of the training part (so they learn how far to trust a
+logit the linear model did not fit itself), and evaluated by a second 5-fold group
+cross-validation over those out-of-fold inputs.
+
+Operating threshold: from that cross-validation on the *training* part only: the lowest score at
+which at most ``TARGET_FPR`` of the out-of-fold benign scores are at or above it.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -65,10 +72,14 @@ from sklearn.model_selection import GroupKFold
 from policies.builtin.injection_features import (
     CHAR_NGRAMS,
     HAND_FEATURES,
+    STAGE2_FEATURES,
+    BoostedStage,
     LinearTextModel,
     analyze,
     hand_features,
+    linear_best,
     score_text,
+    stage2_vector,
 )
 from policies.builtin.normalize import normalize
 
@@ -77,9 +88,11 @@ __all__ = [
     "assign_splits",
     "evaluate",
     "fit_model",
+    "fit_stage2",
     "load_examples",
     "main",
     "markdown_tables",
+    "stage2_inputs",
     "train_prompt_injection",
 ]
 
@@ -95,6 +108,14 @@ C_REGULARISATION = 8.0
 MIN_DF = 2
 MAX_TERMS = 60_000
 FOLDS = 5
+STAGE2_PARAMS: dict[str, Any] = {
+    "max_iter": 200,
+    "max_depth": 3,
+    "learning_rate": 0.05,
+    "min_samples_leaf": 20,
+}
+"""Second-stage trees (chosen on the cross-validated operating point among 100x0.1 / 200x0.05 depth 3
+and 150x0.05 depth 4; differences were within 0.6 points of recall)."""
 
 BIPIA_TASK_ONLY = frozenset(
     {
@@ -393,7 +414,64 @@ def fit_model(
 
 
 def _to_model(doc: dict[str, Any], threshold: float = 0.5) -> LinearTextModel:
-    return LinearTextModel(doc["vocabulary"], doc["idf"], doc["coef"], doc["intercept"], threshold)
+    stage2 = BoostedStage(doc["stage2"]) if doc.get("stage2") is not None else None
+    return LinearTextModel(
+        doc["vocabulary"], doc["idf"], doc["coef"], doc["intercept"], threshold, stage2=stage2
+    )
+
+
+def stage2_inputs(model: LinearTextModel, texts: Iterable[str]) -> NDArray[np.float64]:
+    """Rows x ``STAGE2_FEATURES``: the second stage's input for every raw text, from the linear
+    ``model`` (its best view's logit and that view's features)."""
+    rows = []
+    for t in texts:
+        z, _, view_text, hand = linear_best(model, t)
+        rows.append(stage2_vector(z if math.isfinite(z) else -50.0, view_text, hand if hand else None))
+    return np.array(rows, dtype=np.float64).reshape(len(rows), len(STAGE2_FEATURES))
+
+
+def fit_stage2(
+    x: NDArray[np.float64], labels: NDArray[np.int64], seed: int = 0
+) -> tuple[dict[str, Any], Callable[[NDArray[np.float64]], NDArray[np.float64]]]:
+    """Fit the second stage (``HistGradientBoostingClassifier``, ``STAGE2_PARAMS``, balanced
+    classes, non-decreasing in the linear logit, no early stopping: deterministic) on
+    ``x`` (rows x ``STAGE2_FEATURES``).
+
+    Returns the exported trees (the ``stage2`` document of the model file) and scikit-learn's own
+    ``predict_proba(...)[:, 1]``, to check the export against."""
+    clf = HistGradientBoostingClassifier(
+        **STAGE2_PARAMS,
+        early_stopping=False,
+        class_weight="balanced",
+        monotonic_cst=[1] + [0] * (len(STAGE2_FEATURES) - 1),
+        random_state=seed,
+    )
+    clf.fit(x, labels)
+    trees = []
+    for (predictor,) in clf._predictors:
+        nodes = predictor.nodes
+        trees.append(
+            {
+                "feature": [int(v) for v in nodes["feature_idx"]],
+                "threshold": [float(v) for v in nodes["num_threshold"]],
+                "left": [int(v) for v in nodes["left"]],
+                "right": [int(v) for v in nodes["right"]],
+                "value": [float(v) for v in nodes["value"]],
+                "leaf": [int(v) for v in nodes["is_leaf"]],
+            }
+        )
+    doc = {
+        "kind": "gradient_boosted_trees",
+        "features": list(STAGE2_FEATURES),
+        "baseline": float(np.asarray(clf._baseline_prediction).ravel()[0]),
+        "trees": trees,
+        "params": dict(STAGE2_PARAMS),
+    }
+
+    def sk_predict(new_x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.asarray(clf.predict_proba(new_x)[:, 1], dtype=np.float64)
+
+    return doc, sk_predict
 
 
 def score_all(model: LinearTextModel, texts: Iterable[str]) -> NDArray[np.float64]:
@@ -513,18 +591,27 @@ def markdown_tables(metrics: dict[str, Any]) -> str:
 # --- the whole run ------------------------------------------------------------------------
 
 
-def _cross_val_threshold(
+def _cross_validate(
     train: Sequence[Example], plain: Sequence[str], seed: int, log: Any
-) -> tuple[float, NDArray[np.float64]]:
+) -> tuple[float, NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """``(threshold, stage-2 out-of-fold scores, out-of-fold stage-2 inputs, linear out-of-fold
+    scores)`` on the training part (group k-fold, twice: linear, then trees on its
+    out-of-fold inputs)."""
     labels = np.array([e.label for e in train], dtype=np.int64)
     groups = np.array([e.group for e in train])
-    oof = np.zeros(len(train))
-    for k, (tr, va) in enumerate(GroupKFold(n_splits=FOLDS).split(plain, labels, groups)):
+    folds = list(GroupKFold(n_splits=FOLDS).split(plain, labels, groups))
+    inputs = np.zeros((len(train), len(STAGE2_FEATURES)))
+    for k, (tr, va) in enumerate(folds):
         doc, _ = fit_model([plain[i] for i in tr], labels[tr], seed)
-        oof[va] = score_all(_to_model(doc), [train[i].text for i in va])
-        log(f"fold {k + 1}/{FOLDS} done")
+        inputs[va] = stage2_inputs(_to_model(doc), [train[i].text for i in va])
+        log(f"linear fold {k + 1}/{FOLDS} done")
+    linear = 1.0 / (1.0 + np.exp(-inputs[:, 0]))
+    oof = np.zeros(len(train))
+    for tr, va in folds:
+        _, predict = fit_stage2(inputs[tr], labels[tr], seed)
+        oof[va] = predict(inputs[va])
     benign = np.array([e.kind == "benign" for e in train])
-    return threshold_at_fpr(oof[benign]), oof
+    return threshold_at_fpr(oof[benign]), oof, inputs, linear
 
 
 def train_prompt_injection(
@@ -534,7 +621,7 @@ def train_prompt_injection(
     ``out_dir`` (created if needed) and return the metrics (see ``evaluate``; plus
     ``cross_validation`` = the out-of-fold metrics on the training part, and row counts).
 
-    Takes about 2-4 minutes on 2 cores. Raises ``FileNotFoundError`` for missing data files.
+    Takes about 2-5 minutes on 2 cores. Raises ``FileNotFoundError`` for missing data files.
     """
     t0 = time.perf_counter()
 
@@ -548,16 +635,24 @@ def train_prompt_injection(
     test = [e for e, t in zip(examples, is_test, strict=True) if t]
     log(f"{len(train)} train / {len(test)} test examples")
     plain = [normalize(e.text) for e in train]
-    threshold, oof = _cross_val_threshold(train, plain, seed, log)
+    threshold, oof, inputs, linear_oof = _cross_validate(train, plain, seed, log)
     cv = evaluate(oof, train, threshold)
     log(f"threshold {threshold:.4f}; cross-validated recall {cv['recall']} fpr {cv['benign_fpr']}")
-    doc, _ = fit_model(plain, np.array([e.label for e in train], dtype=np.int64), seed)
+    labels = np.array([e.label for e in train], dtype=np.int64)
+    doc, _ = fit_model(plain, labels, seed)
+    doc["stage2"], _ = fit_stage2(inputs, labels, seed)
+    doc["format"] = "rollguard.prompt_injection.stacked/3"
     doc["threshold"] = threshold
     doc["seed"] = seed
     doc["trained_on"] = {"train_rows": len(train), "test_rows": len(test)}
     model = _to_model(doc, threshold)
     metrics = evaluate(score_all(model, [e.text for e in test]), test, threshold)
     metrics["cross_validation"] = {k: v for k, v in cv.items() if not k.startswith("per_")}
+    benign = np.array([e.kind == "benign" for e in train])
+    linear_cv = evaluate(linear_oof, train, threshold_at_fpr(linear_oof[benign]))
+    metrics["cross_validation_linear_only"] = {
+        k: linear_cv[k] for k in ("threshold", "roc_auc", "recall", "benign_fpr", "xstest_safe_fpr")
+    }
     metrics["seed"] = seed
     metrics["train_rows"] = len(train)
     metrics["test_rows"] = len(test)
