@@ -129,7 +129,27 @@ def _parse(entry_id: Any, fields: Mapping[Any, Any]) -> _Entry:
         return _Entry(eid, _s(f.get("id", eid)), None, f"record is not JSON ({exc.msg})")
     if not isinstance(rec, dict):
         return _Entry(eid, _s(f.get("id", eid)), None, "record is not a JSON object")
-    return _Entry(eid, str(rec.get("id") or f.get("id") or eid), rec)
+    iid = str(rec.get("id") or f.get("id") or eid)
+    problem = _shape_problem(rec)
+    if problem is not None:
+        return _Entry(eid, iid, None, problem)
+    return _Entry(eid, iid, rec)
+
+
+def _shape_problem(rec: Mapping[str, Any]) -> str | None:
+    """Why ``rec`` cannot be scored (wrong types in the fields the detectors read), or None."""
+    msgs = rec.get("messages")
+    if msgs is not None and (not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs)):
+        return "record.messages is not a list of message objects"
+    if rec.get("completion") is not None and not isinstance(rec["completion"], str):
+        return "record.completion is not a string"
+    for key in ("metadata", "flags", "usage"):
+        if rec.get(key) is not None and not isinstance(rec[key], dict):
+            return f"record.{key} is not an object"
+    for key in ("decisions", "tool_calls"):
+        if rec.get(key) is not None and not isinstance(rec[key], list):
+            return f"record.{key} is not a list"
+    return None
 
 
 class DetectorWorker:
@@ -241,8 +261,8 @@ class DetectorWorker:
         """Score, apply to the window state and acknowledge one batch (see the module docstring)."""
         if not entries:
             return
+        entries, signals, clusters = await asyncio.to_thread(self._score_safely, entries)
         good = [e for e in entries if e.record is not None]
-        signals, clusters = await asyncio.to_thread(self._score, good)
         self.stats.batches += 1
         async with self.r.pipeline(transaction=True) as pipe:
             while True:
@@ -269,7 +289,18 @@ class DetectorWorker:
                             continue
                         sig = signals[e.entry_id]
                         results.append((e.interaction_id, _dumps({k: s.to_dict() for k, s in sig.items()})))
-                        for alert in engine.update(observation(e.record, sig, clusters[e.entry_id])):
+                        try:
+                            alerts = engine.update(observation(e.record, sig, clusters[e.entry_id]))
+                        except Exception as exc:  # one odd record must not stop the stream
+                            log.error(
+                                "worker %s: entry %s not applied to the windows: %s",
+                                self.consumer,
+                                e.entry_id,
+                                type(exc).__name__,
+                            )
+                            self.stats.bad_records += 1
+                            continue
+                        for alert in alerts:
                             bundles.append(_dumps(alert.to_dict()))
                     pipe.multi()  # type: ignore[no-untyped-call]
                     if new_ids:
@@ -306,6 +337,31 @@ class DetectorWorker:
         for b in bundles:
             log.warning("anomaly: %s", b[:300].decode(errors="replace"))
 
+    def _score_safely(
+        self, entries: Sequence[_Entry]
+    ) -> tuple[list[_Entry], dict[str, dict[str, Signal]], dict[str, int]]:
+        """Score ``entries`` at once; only when that fails, one by one, turning every record the
+        detectors fail on into an error entry (the whole kind of fault: a record no check
+        foresaw must not crash the worker on every restart)."""
+        good = [e for e in entries if e.record is not None]
+        try:
+            signals, clusters = self._score(good)
+            return list(entries), signals, clusters
+        except Exception:
+            log.warning("worker %s: batch scoring failed; scoring entries one by one", self.consumer)
+        out: list[_Entry] = []
+        signals, clusters = {}, {}
+        for e in entries:
+            if e.record is not None:
+                try:
+                    s1, c1 = self._score([e])
+                    signals.update(s1)
+                    clusters.update(c1)
+                except Exception as exc:
+                    e = _Entry(e.entry_id, e.interaction_id, None, f"detectors failed: {type(exc).__name__}")
+            out.append(e)
+        return out, signals, clusters
+
     def _score(self, entries: Sequence[_Entry]) -> tuple[dict[str, dict[str, Signal]], dict[str, int]]:
         """Shortcut signals and the prompt's topic cluster per entry id (CPU work, in a thread)."""
         if not entries:
@@ -339,12 +395,14 @@ def _options(settings: RollguardSettings) -> tuple[EngineConfig, WorkerOptions]:
     return EngineConfig.from_config(cfg), WorkerOptions(**worker)
 
 
-def _redis_url(settings: RollguardSettings) -> str:
+def _redis_url(settings: RollguardSettings) -> tuple[str, Any]:
+    """The store URL, and the embedded server this process acquired (to release at exit) or None."""
     if settings.store.redis_url:
-        return settings.store.redis_url
+        return settings.store.redis_url, None
     from gateway.store import EmbeddedValkey
 
-    return EmbeddedValkey(settings.store.data_dir).acquire()
+    embedded = EmbeddedValkey(settings.store.data_dir)
+    return embedded.acquire(), embedded
 
 
 async def run_worker(
@@ -356,7 +414,8 @@ async def run_worker(
     engine_config, opt = _options(settings)
     if options is not None:
         opt = options
-    client = aioredis.from_url(_redis_url(settings))
+    url, embedded = _redis_url(settings)
+    client = aioredis.from_url(url)
     worker = DetectorWorker(client, settings.store.interactions_stream, consumer_name, engine_config, opt)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -366,6 +425,8 @@ async def run_worker(
         stats = await worker.run()
     finally:
         await client.aclose()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.release)  # stops the server if this process started it
     log.info("worker %s stopped: %s", consumer_name, stats)
     return stats
 

@@ -198,3 +198,33 @@ def test_worker_killed_mid_stream_then_second_worker_counts_each_once(redis_url:
     assert r.zcard(SEEN_KEY) == 600
     assert r.xlen(SIGNALS_STREAM) == 600
     assert orjson.loads(r.get(STATE_KEY))["n"] == 600
+
+
+def test_malformed_records_are_counted_acknowledged_and_never_stop_the_worker(redis_url: str) -> None:
+    """Regression: a record whose ``messages`` was a string crashed every worker on every restart."""
+    r: Any = redis.Redis.from_url(redis_url)
+    good = _records(5)
+    _append(r, good[:2])
+    poison = [
+        {"id": "bad-messages-str", "messages": "not a list", "completion": "x"},
+        {"id": "bad-message-items", "messages": ["hi", 3], "completion": "x"},
+        {"id": "bad-completion", "messages": [{"role": "user", "content": "hi"}], "completion": 42},
+        {"id": "bad-metadata", "messages": [], "completion": "ok", "metadata": ["variant"]},
+        {
+            "id": "bad-content",
+            "messages": [{"role": "user", "content": {"nested": True}}],
+            "completion": "ok",
+        },
+    ]
+    for rec in poison:
+        r.xadd(STREAM, {"record": orjson.dumps(rec), "id": rec["id"]})
+    r.xadd(STREAM, {"record": b"{not json", "id": "bad-json"})
+    _append(r, good[2:])
+    stats = _finish(_start_worker(redis_url, "worker-poison"))
+    assert stats["processed"] + stats["bad_records"] == 5 + len(poison) + 1
+    assert stats["processed"] >= 5
+    assert stats["bad_records"] >= 5
+    assert r.xpending(STREAM, GROUP)["pending"] == 0
+    signals = {e[1][b"id"].decode(): orjson.loads(e[1][b"signals"]) for e in r.xrange(SIGNALS_STREAM)}
+    assert all("refusal" in signals[str(g["id"])] for g in good)
+    assert "error" in signals["bad-messages-str"] and "error" in signals["bad-json"]
