@@ -393,8 +393,9 @@ def render_by_kind(summary: dict[str, Any]) -> Table:
     table = Table(
         title="outcome by kind of prompt",
         header_style="bold",
-        caption="'harmful' and 'borderline' are XSTest topics, not attacks: the guardrails judge attack\n"
-        "wrappers, not topics, so these are allowed (refusing them is the model's job).",
+        caption="harmful / borderline: XSTest topics, not attacks; guardrails judge attack wrappers, "
+        "not topics (refusing is the model's job)",
+        caption_justify="left",
     )
     table.add_column("kind")
     for o in Outcome:
