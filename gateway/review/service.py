@@ -28,7 +28,7 @@ from gateway.review.agreement import (
     krippendorff_alpha,
     pair_kappas,
 )
-from gateway.review.config import Priority, ReviewerSpec, ReviewSettings, Role
+from gateway.review.config import LabelSpec, Priority, ReviewerSpec, ReviewSettings, Role
 from gateway.review.highlight import nearest_pair
 from gateway.review.queue import Lease, NewItem, ReviewItem, ReviewQueues, VerdictResult, now_ms
 from gateway.review.routing import interaction_payload, route_anomaly, route_interaction
@@ -350,16 +350,9 @@ class ReviewService:
         ``{detector: {"judged", "confirmed", "precision"}}``; an item's label is its adjudicated
         label, else its Dawid-Skene posterior label, else its unanimous verdict."""
         rows: list[tuple[list[str], bool]] = []
-        for q in self.settings.queues:
-            if q.name in (self.settings.adjudication_queue, self.settings.escalation_queue):
-                continue
-            items = await self.window_items(q.name)
-            agg = dawid_skene(votes_of(items))
-            for it in items:
-                lab = self.final_label(it, agg)
-                spec = self.settings.label(lab) if lab else None
-                if spec is not None:
-                    rows.append((it.detectors, spec.confirms_alert))
+        for it, spec in await self._labelled_window():
+            if spec is not None:
+                rows.append((it.detectors, spec.confirms_alert))
         return {
             d: {"judged": p.judged, "confirmed": p.confirmed, "precision": p.precision}
             for d, p in detector_precision(rows).items()
@@ -371,6 +364,18 @@ class ReviewService:
         judged ``acceptable`` (taxonomy) and how many confirmed the alert. Final labels as in
         ``precision()``."""
         out: dict[str, dict[str, int]] = {}
+        for it, spec in await self._labelled_window():
+            row = out.setdefault(it.variant or "-", {"decided": 0, "acceptable": 0, "confirmed": 0})
+            row["decided"] += 1
+            if spec is not None:
+                row["acceptable"] += int(spec.acceptable)
+                row["confirmed"] += int(spec.confirms_alert)
+        return out
+
+    async def _labelled_window(self) -> list[tuple[ReviewItem, LabelSpec | None]]:
+        """``(item, label spec or None)`` for the decided items in the window of every queue but
+        adjudication/escalation; the final label as in ``precision()``."""
+        out: list[tuple[ReviewItem, LabelSpec | None]] = []
         for q in self.settings.queues:
             if q.name in (self.settings.adjudication_queue, self.settings.escalation_queue):
                 continue
@@ -378,12 +383,7 @@ class ReviewService:
             agg = dawid_skene(votes_of(items))
             for it in items:
                 lab = self.final_label(it, agg)
-                spec = self.settings.label(lab) if lab else None
-                row = out.setdefault(it.variant or "-", {"decided": 0, "acceptable": 0, "confirmed": 0})
-                row["decided"] += 1
-                if spec is not None:
-                    row["acceptable"] += int(spec.acceptable)
-                    row["confirmed"] += int(spec.confirms_alert)
+                out.append((it, self.settings.label(lab) if lab else None))
         return out
 
     # -- SLA and maintenance ---------------------------------------------------------------------
