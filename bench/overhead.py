@@ -129,23 +129,14 @@ def process(
             out.close()
 
 
-def wait_http(
-    url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0, log: Path | None = None
-) -> None:
-    """Poll ``url`` until it answers 200; raise ``RuntimeError`` if the process dies or time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready\n{tail}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback URL we built)
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready after {timeout_s:.0f} s")
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll ``url`` until it answers 200 (the demo's ``wait_ready``); raises ``StartupError`` (a
+    ``RuntimeError``) with the log tail when the process dies or time runs out."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from gateway.demo.run import wait_ready
+
+    wait_ready(url, proc, log)
 
 
 def body(stream: bool, model: str) -> bytes:
@@ -475,7 +466,7 @@ def run(args: argparse.Namespace) -> int:
         )
         stub_cmd = [PYTHON, "-m", "gateway.demo.upstream", "--port", str(stub_port), "--no-preload"]
         with process(stub_cmd, env, stub_log) as stub:
-            wait_http(f"{stub_url}/v1/models", stub, log=stub_log)
+            wait_http(f"{stub_url}/v1/models", stub, stub_log)
             measure(
                 "direct", f"{stub_url}/v1/chat/completions", STUB_MODEL, args, work, cells, stub.pid, stub.pid
             )
@@ -492,7 +483,7 @@ def run(args: argparse.Namespace) -> int:
                 genv = {**env, "ROLLGUARD_CONFIG": str(cfg)}
                 with process(gateway_command(port), genv, log) as gw:
                     try:
-                        wait_http(f"http://127.0.0.1:{port}/readyz", gw, log=log)
+                        wait_http(f"http://127.0.0.1:{port}/readyz", gw, log)
                         url = f"http://127.0.0.1:{port}/v1/chat/completions"
                         measure(mode, url, MODEL, args, work, cells, gw.pid, stub.pid, concurrencies)
                     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
