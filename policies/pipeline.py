@@ -25,6 +25,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from policies.base import CheckContext, Execution, Policy, PolicyResult
+from policies.cpu_clock import policy_cpu_seconds
 from rollguard.types import Decision, Message, Mode, OnError, Stage, Verdict
 
 _tracer = trace.get_tracer("rollguard.policies")
@@ -192,11 +193,12 @@ class Pipeline:
         try:
             if cp.policy.execution is Execution.INLINE:
                 # Inline checks are CPU-bound and never wait: their timeout is enforced on the CPU
-                # time they used (thread time), so a loaded machine does not turn scheduling
-                # delays into guardrail failures. A late result is discarded.
-                c0 = time.thread_time()
+                # time they used (thread time, garbage-collection pauses excluded), so neither a
+                # loaded machine nor a full GC turns into a guardrail failure. A late result is
+                # discarded.
+                c0 = policy_cpu_seconds()
                 out = cp.policy.check(ctx)
-                if (time.thread_time() - c0) * 1000.0 > cp.timeout_ms:
+                if (policy_cpu_seconds() - c0) * 1000.0 > cp.timeout_ms:
                     out = None
                     error = "timeout"
             else:

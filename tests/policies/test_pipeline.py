@@ -3,7 +3,9 @@ configured id."""
 
 from __future__ import annotations
 
+import gc
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -123,6 +125,26 @@ async def test_inline_timeout_is_on_cpu_time() -> None:
 
     res = await Pipeline([cp("burn", burn, timeout_ms=1.0)]).run(ctx())
     assert res.decisions[0].error == "timeout" and res.blocked
+
+
+async def test_inline_timeout_excludes_garbage_collection_pauses() -> None:
+    # Regression (CI, 2026-11-30): a full collection in a process with litellm loaded takes ~280 ms
+    # of CPU; when it ran inside prompt_injection's check, a 2 ms policy failed its 250 ms budget
+    # and the client got a 503. The collection here walks a large heap; the policy itself is cheap.
+    heap = [[i] for i in range(400_000)]
+
+    def collects(c: CheckContext) -> PolicyResult:
+        gc.collect()
+        return PolicyResult.allow()
+
+    t0 = time.thread_time()
+    gc.collect()
+    pause_ms = (time.thread_time() - t0) * 1000.0
+    budget = pause_ms / 4  # far below the pause, far above the policy's own work
+    res = await Pipeline([cp("gc", collects, timeout_ms=budget)]).run(ctx())
+    assert pause_ms > 4.0, f"the heap is too small to make a measurable pause ({pause_ms:.2f} ms)"
+    assert res.decisions[0].error is None and res.verdict is Verdict.ALLOW
+    assert len(heap) == 400_000
 
 
 async def test_thread_policies_time_out_on_wall_time() -> None:
