@@ -52,7 +52,7 @@ class LeaseOut(BaseModel):
     queue: str
     item_id: str
     priority: str
-    expires_ms: int = Field(description="UTC epoch ms; heartbeat before")
+    expires_ms: int = Field(description="UTC epoch ms on the store's clock; heartbeat before")
 
 
 class ReleaseBody(BaseModel):

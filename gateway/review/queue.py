@@ -6,7 +6,9 @@ once cannot give an item a third verdict or two verdicts from one reviewer. Keys
 model are described in that module's docstring.
 
 Errors: every redis failure is raised as ``rollguard.errors.StoreError`` (``raise ... from exc``);
-a verdict or heartbeat on a lease the caller no longer holds raises ``LeaseLost`` (409).
+a verdict or heartbeat on a lease the caller no longer holds raises ``LeaseLost`` (409), and on a
+lease of theirs that ran past its end ``LeaseExpired`` (409, the slot goes back to the queue at
+once). Lease ends are decided and reported on the Redis server's clock (see ``scripts``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.review.config import Priority
-from gateway.review.errors import LeaseLost
+from gateway.review.errors import LeaseExpired, LeaseLost
 from gateway.review.scripts import CLAIM, ENQUEUE, HEARTBEAT, PARKED, RELEASE, SWEEP, VERDICT
 from rollguard.errors import InvalidRequest, StoreError
 
@@ -121,7 +123,8 @@ class NewItem:
 @dataclass(frozen=True, slots=True)
 class Lease:
     """A claimed slot. ``id`` (``queue:P<n>:entry``) is what the API and console pass around;
-    ``expires_ms`` = claim or last heartbeat + lease length."""
+    ``expires_ms`` = claim or last heartbeat + lease length, UTC epoch ms on the Redis server's
+    clock (the clock that decides expiry)."""
 
     queue: str
     priority: Priority
@@ -379,31 +382,39 @@ class ReviewQueues:
         args: list[Any] = [GROUP, reviewer, ts, count, self.scan_limit, keys.item_prefix, PARKED, 0]
         args += list(tenants) or ["\x00none"]
         raw = await self._claim(keys=[*keys.streams(), keys.audit, keys.claim_by], args=args)
-        taken, gone = raw
+        taken, gone, server_ms = raw
         if gone:
             log.warning("review claim: %d slot(s) in queue %s pointed at deleted items", gone, queue)
         return [
-            Lease(queue, PRIORITIES[int(p) - 1], _s(entry), _s(iid), ts + self.lease_ms)
+            Lease(queue, PRIORITIES[int(p) - 1], _s(entry), _s(iid), int(server_ms) + self.lease_ms)
             for p, entry, iid in taken
         ]
 
     @_store
     async def heartbeat(self, lease_id: str, reviewer: str) -> int:
-        """Extend the lease; returns the new expiry (epoch ms). Raises ``LeaseLost``."""
+        """Extend a live lease; returns its new end (UTC epoch ms, server clock).
+
+        Raises ``LeaseExpired`` when the lease had already run out (refused atomically; the slot is
+        returned to the queue), ``LeaseLost`` when the caller does not hold it."""
         queue, prio, entry = Lease.parse(lease_id)
-        ok = await self._heartbeat(keys=[Keys(queue).stream(prio)], args=[GROUP, reviewer, entry])
-        if not ok:
-            raise LeaseLost("the lease expired or belongs to someone else")
-        return now_ms() + self.lease_ms
+        keys = Keys(queue)
+        code, expires = await self._heartbeat(
+            keys=[keys.stream(prio), keys.audit],
+            args=[GROUP, reviewer, entry, self.lease_ms, PARKED, keys.item_prefix, now_ms()],
+        )
+        _raise_for_lease(int(code), int(expires))
+        return int(expires)
 
     @_store
     async def release(self, lease_id: str, reviewer: str, item_id: str) -> None:
-        """Give the slot back to the queue (audited). Raises ``LeaseLost``."""
+        """Give the slot back to the queue (audited ``release``; a lease that had already run out
+        is back in the queue all the same and audited ``lease_expired``). Raises ``LeaseLost``
+        when the caller does not hold it."""
         queue, prio, entry = Lease.parse(lease_id)
         keys = Keys(queue)
         ok = await self._release(
             keys=[keys.stream(prio), keys.leases(item_id), keys.audit],
-            args=[GROUP, reviewer, entry, PARKED, item_id, now_ms()],
+            args=[GROUP, reviewer, entry, PARKED, item_id, now_ms(), self.lease_ms, keys.item_prefix],
         )
         if not ok:
             raise LeaseLost("the lease expired or belongs to someone else")
@@ -416,8 +427,9 @@ class ReviewQueues:
         for the leased slot, atomically: the lease must still be theirs, the item open, and the
         reviewer not already counted. The k-th verdict decides the item (TTL set, audited).
 
-        Raises ``LeaseLost`` (lease gone), ``rollguard.errors.InvalidRequest`` (item decided or
-        already judged by this reviewer)."""
+        Raises ``LeaseExpired`` (the lease ran out before the verdict arrived, checked in the same
+        script; the slot goes back to the queue), ``LeaseLost`` (not the caller's lease),
+        ``rollguard.errors.InvalidRequest`` (item decided or already judged by this reviewer)."""
         queue, prio, entry = Lease.parse(lease_id)
         keys = Keys(queue)
         ts = now_ms()
@@ -444,10 +456,12 @@ class ReviewQueues:
                 self.retention_s,
                 str(verdict.get("label", "")),
                 keys.tenant_open_prefix,
+                self.lease_ms,
+                PARKED,
+                keys.item_prefix,
             ],
         )
-        if code == -1:
-            raise LeaseLost("the lease expired or belongs to someone else")
+        _raise_for_lease(int(code), int(n))
         if code == -2:
             raise InvalidRequest("the item is no longer open", code="item_closed")
         if code == -3:
@@ -622,6 +636,15 @@ class ReviewQueues:
     async def mark_paged(self, queue: str, item_id: str) -> bool:
         """True the first time ``item_id`` is paged for an SLA breach (then never again)."""
         return bool(await self.redis.sadd(Keys(queue).paged, item_id))
+
+
+def _raise_for_lease(code: int, expired_ms: int) -> None:
+    """Map a script's lease code: -1 ``LeaseLost``, -4 ``LeaseExpired`` (``expired_ms`` = when it
+    ended, server clock); anything else passes."""
+    if code == -1:
+        raise LeaseLost("the lease is not yours: it was released, expired and re-claimed, or never held")
+    if code == -4:
+        raise LeaseExpired(expired_ms)
 
 
 def _s(x: Any) -> str:

@@ -17,12 +17,59 @@ a slot the reviewer may not take is parked on the consumer ``__parked__``, from 
 claimer takes it first. Expired leases are moved to ``__parked__`` by ``XAUTOCLAIM`` (see
 ``SWEEP``). Pending entries are never trimmed: streams are written without ``MAXLEN`` and a slot
 entry is deleted only after its verdict was recorded.
+
+Lease clock: a lease is the slot's pending entry, and its age is the entry's idle time, which the
+*server* keeps (set by ``XREADGROUP``/``XCLAIM``). A lease is expired once ``idle >= lease_ms``,
+the same test ``XAUTOCLAIM``'s ``min-idle-time`` makes in the sweep, so an expired lease is refused
+by ``HEARTBEAT`` and ``VERDICT`` inside the script (and its slot returned to the queue) whether or
+not a sweep has run yet. Expiry times handed to clients are server time too (``TIME``), never the
+gateway's clock.
 """
 
 from __future__ import annotations
 
 PARKED = "__parked__"
 """The consumer holding slots that are waiting for a (different) reviewer."""
+
+_LEASE_LUA = r"""
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The item id a slot entry points at, or nil when the entry is gone.
+local function slot_item(stream, entry)
+  local rows = redis.call('XRANGE', stream, entry, entry)
+  if #rows == 0 then return nil end
+  local fields = rows[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'item' then return fields[i + 1] end
+  end
+  return nil
+end
+
+-- Check the caller's lease on `entry`. Returns {state, expires_ms}:
+--   'held'    the caller holds it and it is live (expires_ms = server time it ends)
+--   'lost'    no such pending entry, or another consumer holds it
+--   'expired' the caller held it but idle >= lease_ms: the slot is moved to `parked` (back to the
+--             queue), the lease entry removed and `lease_expired` audited, as the sweep does.
+local function check_lease(stream, group, reviewer, entry, lease_ms, parked, prefix, audit, ms)
+  local p = redis.call('XPENDING', stream, group, entry, entry, 1)
+  if #p == 0 or p[1][2] ~= reviewer then return {'lost', 0} end
+  local now = server_ms()
+  local idle = tonumber(p[1][3])
+  local expires = now - idle + lease_ms
+  if idle < lease_ms then return {'held', expires} end
+  redis.call('XCLAIM', stream, group, parked, 0, entry, 'JUSTID')
+  local item_id = slot_item(stream, entry)
+  if item_id then
+    redis.call('HDEL', prefix .. item_id .. ':leases', entry)
+    redis.call('XADD', audit, '*', 'event', 'lease_expired', 'item', item_id, 'reviewer', reviewer,
+      'entry', entry, 'ms', ms)
+  end
+  return {'expired', expires}
+end
+"""
 
 ENQUEUE = r"""
 -- KEYS: item, open, claim_by, decide_by, audit, stream, tenant_open
@@ -50,6 +97,7 @@ return 1
 CLAIM = r"""
 -- KEYS: stream p1, stream p2, stream p3, audit, claim_by
 -- ARGV: group, reviewer, now_ms, count, scan_limit, item_prefix, parked, leads_only(0|1), tenants...
+-- returns {taken {{priority, entry, item}...}, gone, server_ms}: each lease ends at server_ms + lease
 local group, reviewer, now = ARGV[1], ARGV[2], ARGV[3]
 local want, scan, prefix, parked = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local any_tenant, tenants = false, {}
@@ -136,34 +184,54 @@ for p = 1, 3 do
     end
   end
 end
-return {taken, gone}
+local t = redis.call('TIME')
+return {taken, gone, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
 """
 
-HEARTBEAT = r"""
--- KEYS: stream; ARGV: group, reviewer, entry
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
+HEARTBEAT = (
+    _LEASE_LUA
+    + r"""
+-- KEYS: stream, audit; ARGV: group, reviewer, entry, lease_ms, parked, item_prefix, now_ms
+-- returns {code, expires_ms}: 1 renewed (expires_ms = new end), -1 lost, -4 expired (returned)
+local lease = check_lease(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6],
+  KEYS[2], ARGV[7])
+if lease[1] == 'lost' then return {-1, 0} end
+if lease[1] == 'expired' then return {-4, lease[2]} end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
-return 1
+return {1, server_ms() + tonumber(ARGV[4])}
 """
+)
 
-RELEASE = r"""
--- KEYS: stream, leases, audit; ARGV: group, reviewer, entry, parked, item_id, now_ms
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
+RELEASE = (
+    _LEASE_LUA
+    + r"""
+-- KEYS: stream, leases, audit
+-- ARGV: group, reviewer, entry, parked, item_id, now_ms, lease_ms, item_prefix
+-- returns 1 released, 2 it had expired (returned to the queue all the same, audited as expiry), 0 lost
+local lease = check_lease(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[7]), ARGV[4], ARGV[8],
+  KEYS[3], ARGV[6])
+if lease[1] == 'lost' then return 0 end
+if lease[1] == 'expired' then return 2 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[4], 0, ARGV[3], 'JUSTID')
 redis.call('HDEL', KEYS[2], ARGV[3])
 redis.call('XADD', KEYS[3], '*', 'event', 'release', 'item', ARGV[5], 'reviewer', ARGV[2],
   'entry', ARGV[3], 'ms', ARGV[6])
 return 1
 """
+)
 
-VERDICT = r"""
+VERDICT = (
+    _LEASE_LUA
+    + r"""
 -- KEYS: stream, item, verdicts, leases, open, claim_by, decide_by, decided, audit
--- ARGV: group, reviewer, entry, item_id, verdict_json, now_ms, ttl_s, label, tenant_open_prefix
--- returns {code, n, k}: code 1 recorded, -1 lease lost, -2 item not open, -3 already judged
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if #p == 0 or p[1][2] ~= ARGV[2] then return {-1, 0, 0} end
+-- ARGV: group, reviewer, entry, item_id, verdict_json, now_ms, ttl_s, label, tenant_open_prefix,
+--       lease_ms, parked, item_prefix
+-- returns {code, n, k}: code 1 recorded, -1 lease lost, -2 item not open, -3 already judged,
+-- -4 lease expired (n = the server time it expired, ms; the slot went back to the queue)
+local lease = check_lease(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[10]), ARGV[11], ARGV[12],
+  KEYS[9], ARGV[6])
+if lease[1] == 'lost' then return {-1, 0, 0} end
+if lease[1] == 'expired' then return {-4, lease[2], 0} end
 local st = redis.call('HMGET', KEYS[2], 'status', 'k', 'tenant')
 if not st[1] or st[1] ~= 'open' then return {-2, 0, 0} end
 local k = tonumber(st[2])
@@ -194,6 +262,7 @@ if n == k then
 end
 return {1, n, k}
 """
+)
 
 SWEEP = r"""
 -- One XAUTOCLAIM page: slots idle longer than the lease move to the parked consumer.
