@@ -5,42 +5,55 @@ OpenAPI schema, tag ``review``) and the console under ``/review`` (``gateway/rev
 The router carries ``router.review_service`` (a ``ReviewService``) for the gateway's audit trail.
 
 Errors are rollguard errors rendered in OpenAI's error shape by this router itself (so it works in
-any FastAPI app): 401 no/unknown token, 403 no grant, 404 unknown queue/item, 409 lease lost,
-400 bad label/lease/format, 503 store unavailable.
+any FastAPI app): 401 no/unknown token, 403 no grant, 404 unknown queue/item, 409 lease lost or
+expired, 400 bad label/lease/format, 422 a body or query value of the wrong shape, 503 store
+unavailable. Authentication and the grants the URL decides (role, queue, lease's queue) are
+checked first, before the body is read (``auth.guarded_route``): no token is 401 whatever the body.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
-from gateway.review.auth import ReviewAuth
+from gateway.errors import response_for
+from gateway.review.auth import ReviewAuth, current_reviewer, guarded_route
 from gateway.review.config import ReviewerSpec, Role, parse_review_settings
-from gateway.review.queue import now_ms
+from gateway.review.queue import Lease, now_ms
 from gateway.review.service import ReviewService
 from rollguard.errors import PermissionDenied, RollguardError
 from rollguard.settings import RollguardSettings
 
+PREFIX = "/v1/review"
+LEADS_ONLY = frozenset(
+    {f"{PREFIX}/queues/{{queue}}/aggregate", f"{PREFIX}/variants", f"{PREFIX}/queues/{{queue}}/audit"}
+)
+"""Routes for leads and operators only (403 for reviewers)."""
+DECIDING = frozenset({f"{PREFIX}/queues/{{queue}}/claim"})
+"""Routes that hand out or act on leases (403 for operators); every ``/leases/{lease}`` route too."""
 
-class ErrorMappingRoute(APIRoute):
-    """Renders ``RollguardError`` as ``{"error": {...}}`` with its HTTP status."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+def authorize(service: ReviewService, reviewer: ReviewerSpec, route: str, params: dict[str, Any]) -> None:
+    """The grants the URL alone decides: leads-only routes, the queue in the path (or in the lease
+    id), and no leases for operators. Raises ``PermissionDenied``, ``NotFound`` (unknown queue),
+    ``InvalidRequest`` (malformed lease id)."""
+    if route in LEADS_ONLY and reviewer.role is Role.REVIEWER:
+        raise PermissionDenied("leads and operators only")
+    queue = params.get("queue")
+    deciding = route in DECIDING
+    if params.get("lease") is not None:
+        queue, _prio, _entry = Lease.parse(str(params["lease"]))
+        deciding = True
+    if queue is not None:
+        service.check_queue(reviewer, str(queue), decide=deciding)
 
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RollguardError as exc:
-                return JSONResponse(exc.to_body(), status_code=exc.status)
 
-        return route
+def _render(request: Request, exc: RollguardError | RequestValidationError) -> Response:
+    return response_for(request, exc)
 
 
 class ClaimBody(BaseModel):
@@ -85,32 +98,35 @@ def _reviewer_dict(r: ReviewerSpec, queues: list[str]) -> dict[str, Any]:
 
 
 def build_api(service: ReviewService, auth: ReviewAuth) -> APIRouter:
-    """The JSON API routes (prefix ``/v1/review``)."""
-    api = APIRouter(prefix="/v1/review", tags=["review"], route_class=ErrorMappingRoute)
+    """The JSON API routes (prefix ``/v1/review``). Each route's guard authenticates (writes =
+    every non-GET method; cookie sessions then need the CSRF header) and runs ``authorize``
+    before FastAPI reads the body."""
 
-    async def who(request: Request, write: bool = False) -> ReviewerSpec:
+    async def guard(request: Request, route: str) -> None:
         service.start()
-        return await auth.reviewer(request, write=write)
+        reviewer = await auth.reviewer(request, write=request.method not in ("GET", "HEAD"))
+        request.state.reviewer = reviewer
+        authorize(service, reviewer, route, dict(request.path_params))
+
+    api = APIRouter(prefix=PREFIX, tags=["review"], route_class=guarded_route(guard, _render))
 
     @api.get("/me", summary="The authenticated reviewer and their grants")
     async def me(request: Request) -> dict[str, Any]:
-        r = await who(request)
+        r = current_reviewer(request)
         return _reviewer_dict(r, service.queue_names(r))
 
     @api.get("/taxonomy", summary="Verdict labels with keyboard shortcuts")
     async def taxonomy(request: Request) -> list[dict[str, Any]]:
-        await who(request)
         return [label.model_dump() for label in service.settings.taxonomy]
 
     @api.get("/queues", summary="Queues visible to the reviewer: counts, SLA state, oldest age")
     async def queues(request: Request) -> list[dict[str, Any]]:
-        r = await who(request)
+        r = current_reviewer(request)
         return [await service.stats(r, name) for name in service.queue_names(r)]
 
     @api.get("/queues/{queue}/items", summary="Open items of a queue (granted tenants only)")
     async def items(request: Request, queue: str, limit: int = 100) -> list[dict[str, Any]]:
-        r = await who(request)
-        service.check_queue(r, queue)
+        r = current_reviewer(request)
         rows = await service.queues.open_items(queue, limit=min(max(limit, 1), 1000))
         visible = [it for it in rows if r.role is Role.OPERATOR or r.can_tenant(it.tenant)]
         return [
@@ -121,7 +137,7 @@ def build_api(service: ReviewService, auth: ReviewAuth) -> APIRouter:
         "/queues/{queue}/claim", summary="Lease the next item(s); P1 first", response_model=list[LeaseOut]
     )
     async def claim(request: Request, queue: str, body: ClaimBody | None = None) -> list[LeaseOut]:
-        r = await who(request, write=True)
+        r = current_reviewer(request)
         leases = await service.claim(r, queue, count=(body or ClaimBody()).count)
         return [
             LeaseOut(
@@ -136,18 +152,18 @@ def build_api(service: ReviewService, auth: ReviewAuth) -> APIRouter:
 
     @api.get("/queues/{queue}/items/{item_id}", summary="One item (403 for another tenant's item)")
     async def item(request: Request, queue: str, item_id: str) -> dict[str, Any]:
-        r = await who(request)
+        r = current_reviewer(request)
         it = await service.item(r, queue, item_id)
         return it.to_dict(show_verdicts=service.shows_verdicts(r, it))
 
     @api.post("/leases/{lease}/heartbeat", summary="Extend a lease", response_model=HeartbeatOut)
     async def heartbeat(request: Request, lease: str) -> HeartbeatOut:
-        r = await who(request, write=True)
+        r = current_reviewer(request)
         return HeartbeatOut(expires_ms=await service.heartbeat(r, lease))
 
     @api.post("/leases/{lease}/release", summary="Give a leased item back to the queue", status_code=204)
     async def release(request: Request, lease: str, body: ReleaseBody) -> Response:
-        r = await who(request, write=True)
+        r = current_reviewer(request)
         await service.release(r, lease, body.item_id)
         return Response(status_code=204)
 
@@ -155,44 +171,30 @@ def build_api(service: ReviewService, auth: ReviewAuth) -> APIRouter:
         "/leases/{lease}/verdict", summary="Record a verdict on a leased item", response_model=VerdictOut
     )
     async def verdict(request: Request, lease: str, body: VerdictBody) -> VerdictOut:
-        r = await who(request, write=True)
+        r = current_reviewer(request)
         res = await service.verdict(r, lease, body.item_id, body.model_dump())
         return VerdictOut(item_id=res.item_id, verdicts=res.count, k=res.k, decided=res.decided)
 
     @api.get("/queues/{queue}/agreement", summary="Cohen's kappa per pair, Krippendorff's alpha")
     async def agreement(request: Request, queue: str) -> dict[str, Any]:
-        r = await who(request)
-        service.check_queue(r, queue)
         return await service.agreement(queue)
 
     @api.post("/queues/{queue}/aggregate", summary="Dawid-Skene posteriors; low ones go to a lead")
     async def aggregate(request: Request, queue: str) -> dict[str, Any]:
-        r = await who(request, write=True)
-        if r.role is Role.REVIEWER:
-            raise PermissionDenied("leads and operators only")
-        service.check_queue(r, queue)
         agg = await service.aggregate(queue)
         low = [a.item for a in agg.values() if a.posterior < service.settings.posterior_threshold]
         return {"queue": queue, "items": len(agg), "to_adjudication": low}
 
     @api.get("/detectors/precision", summary="Reviewer-confirmed precision per detector/policy")
     async def precision(request: Request) -> dict[str, Any]:
-        await who(request)
         return {"at_ms": now_ms(), "detectors": await service.precision()}
 
     @api.get("/variants", summary="Decided items per flag variant: acceptable / confirmed counts")
     async def variants(request: Request) -> dict[str, Any]:
-        r = await who(request)
-        if r.role is Role.REVIEWER:
-            raise PermissionDenied("leads and operators only")
         return {"at_ms": now_ms(), "variants": await service.variant_summary()}
 
     @api.get("/queues/{queue}/audit", summary="Newest audit events (leads and operators)")
     async def audit(request: Request, queue: str, count: int = 100) -> list[dict[str, str]]:
-        r = await who(request)
-        if r.role is Role.REVIEWER:
-            raise PermissionDenied("leads and operators only")
-        service.check_queue(r, queue)
         return await service.queues.audit(queue, count=min(max(count, 1), 10_000))
 
     return api

@@ -5,20 +5,37 @@ session id (``rollguard:review:session:<hash>`` -> reviewer name, TTL ``review.s
 The cookie is HttpOnly and SameSite=Strict; JSON writes authenticated by the cookie must also send
 the header ``X-Rollguard-Review: 1`` (a cross-site form cannot), so the console is not open to
 request forgery.
+
+Order: every review route (API and console) is built with ``guarded_route``, whose guard
+authenticates (401) and checks the grants the URL alone decides (403) *before* FastAPI reads or
+validates the body, query or path values, so an unauthenticated client never learns the body
+schema from a 422 and never gets one instead of its 401.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import redis.asyncio as aioredis
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from redis.exceptions import RedisError
 
 from gateway.review.config import ReviewerSpec, ReviewSettings
-from rollguard.errors import AuthenticationFailed, StoreError
+from rollguard.errors import AuthenticationFailed, RollguardError, StoreError
 from rollguard.settings import hash_api_key
+
+Guard = Callable[[Request, str], Awaitable[None]]
+"""``guard(request, route_path)``: raises ``RollguardError`` (401/403/400) or returns; may put the
+reviewer on ``request.state.reviewer``. ``route_path`` is the route's template
+(``/v1/review/queues/{queue}/claim``); path parameters are in ``request.path_params``."""
+
+ErrorRenderer = Callable[[Request, RollguardError | RequestValidationError], Response]
+"""Turns a guard or handler error into the response (JSON for the API, a page for the console)."""
 
 COOKIE = "rollguard_review"
 CSRF_HEADER = "x-rollguard-review"
@@ -89,3 +106,34 @@ class ReviewAuth:
 
 def _key(sid: str) -> str:
     return _SESSION_PREFIX + hashlib.sha256(sid.encode()).hexdigest()
+
+
+def guarded_route(guard: Guard, render: ErrorRenderer) -> type[APIRoute]:
+    """An ``APIRoute`` class that runs ``guard`` before FastAPI's own handler (which reads the body
+    and validates body, query and path values), and renders any ``RollguardError`` or
+    ``RequestValidationError`` from either with ``render``."""
+
+    class GuardedRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+            path = self.path
+
+            async def route(request: Request) -> Response:
+                try:
+                    await guard(request, path)
+                    return await handler(request)
+                except (RollguardError, RequestValidationError) as exc:
+                    return render(request, exc)
+
+            return route
+
+    return GuardedRoute
+
+
+def current_reviewer(request: Request) -> ReviewerSpec:
+    """The reviewer the route's guard authenticated. Raises ``AuthenticationFailed`` when the
+    guard did not run (a route built without ``guarded_route``)."""
+    reviewer = getattr(request.state, "reviewer", None)
+    if not isinstance(reviewer, ReviewerSpec):
+        raise AuthenticationFailed("log in with a reviewer token (Authorization: Bearer or /review/login)")
+    return reviewer

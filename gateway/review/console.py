@@ -5,22 +5,26 @@ JSON API). Not in the OpenAPI schema; everything it does is also in ``/v1/review
 Pages: ``/review/login``, ``/review`` (queues), ``/review/queues/{q}`` (queue, claim next),
 ``/review/queues/{q}/items/{id}`` (item view with highlighted evidence and verdicts),
 ``/review/insights`` (agreement and detector precision).
+
+Every page but login, logout and the static files authenticates first (``auth.guarded_route``),
+before any query value is validated: a GET without a session is redirected to the login page
+(303), any other method (the console's form posts) answers 401 with the login page. A queue in the
+path is checked against the grants (403 page) before the handler runs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
-from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from gateway.review.auth import COOKIE, ReviewAuth
+from gateway.review.auth import COOKIE, ReviewAuth, current_reviewer, guarded_route
 from gateway.review.config import ReviewerSpec, Role
 from gateway.review.highlight import highlight_conversation
 from gateway.review.queue import now_ms
@@ -61,35 +65,52 @@ _env.filters["age"] = _age
 _env.filters["when"] = _when
 
 
-class HtmlErrorRoute(APIRoute):
-    """401 -> redirect to the login page; other rollguard errors -> an error page."""
+PUBLIC = frozenset({"/review/login", "/review/logout", "/review/static/{name}"})
+"""Console routes served without a session."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
 
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except AuthenticationFailed:
-                return RedirectResponse(f"/review/login?next={quote(request.url.path)}", status_code=303)
-            except RollguardError as exc:
-                html = _env.get_template("error.html").render(status=exc.status, message=exc.message, me=None)
-                return HTMLResponse(html, status_code=exc.status)
-
-        return route
+def _render_error(request: Request, exc: RollguardError | RequestValidationError) -> Response:
+    """No session: GET -> 303 to the login page, other methods -> 401 with the login page; other
+    rollguard errors -> the error page with their status; a bad query value -> a 422 error page."""
+    if isinstance(exc, AuthenticationFailed):
+        if request.method in ("GET", "HEAD"):
+            return RedirectResponse(f"/review/login?next={quote(request.url.path)}", status_code=303)
+        back = request.url.path.rsplit("/claim", 1)[0] if request.url.path.endswith("/claim") else "/review"
+        html = _env.get_template("login.html").render(
+            me=None, now_ms=now_ms(), next=back, error="Your session ended: log in again."
+        )
+        return HTMLResponse(html, status_code=401)
+    if isinstance(exc, RequestValidationError):
+        errors = exc.errors()
+        where = ".".join(str(p) for p in (errors[0].get("loc", ()) if errors else ()))
+        status, message = 422, f"invalid value for {where or 'the request'}"
+    else:
+        status, message = exc.status, exc.message
+    html = _env.get_template("error.html").render(status=status, message=message, me=None)
+    return HTMLResponse(html, status_code=status)
 
 
 def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
     """The console routes (prefix ``/review``)."""
-    ui = APIRouter(prefix="/review", include_in_schema=False, route_class=HtmlErrorRoute)
+
+    async def guard(request: Request, route: str) -> None:
+        if route in PUBLIC:
+            return
+        service.start()
+        me = await auth.reviewer(request)
+        request.state.reviewer = me
+        queue = request.path_params.get("queue")
+        if queue is not None:
+            service.check_queue(me, str(queue), decide=route.endswith("/claim"))
+
+    ui = APIRouter(prefix="/review", include_in_schema=False, route_class=guarded_route(guard, _render_error))
 
     def page(name: str, me: ReviewerSpec | None, status: int = 200, **ctx: Any) -> HTMLResponse:
         html = _env.get_template(name).render(me=me, now_ms=now_ms(), **ctx)
         return HTMLResponse(html, status_code=status)
 
     async def who(request: Request) -> ReviewerSpec:
-        service.start()
-        return await auth.reviewer(request)
+        return current_reviewer(request)
 
     @ui.get("/static/{name}")
     async def static(name: str) -> Response:
@@ -146,7 +167,6 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
     @ui.get("/queues/{queue}")
     async def queue_page(request: Request, queue: str, empty: int = 0, done: str = "") -> HTMLResponse:
         me = await who(request)
-        service.check_queue(me, queue)
         st = await service.queues.stats(queue, tenants=service.tenant_scope(me))
         items = await service.queues.open_items(queue, limit=200)
         visible = [it for it in items if me.role is Role.OPERATOR or me.can_tenant(it.tenant)]

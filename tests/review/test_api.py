@@ -42,7 +42,7 @@ def _h(who: str) -> dict[str, str]:
 
 @pytest.fixture()
 def server(redis_url: str) -> Iterator[tuple[str, list[str]]]:
-    cfg = review_config(lease_s=0.3)
+    cfg = review_config(lease_s=1.0)
     ids = _seed(redis_url, cfg, [flagged_record("a1"), flagged_record("g1", tenant="globex")])
     app, _service = build_app(redis_url, cfg)
     with serve_app(app) as srv:
@@ -86,7 +86,7 @@ def test_lease_expiry_verdict_validation_and_blind_review(server: tuple[str, lis
         assert lease["item_id"] == acme and lease["lease"].startswith("safety:P1:")
         hb = c.post(f"/v1/review/leases/{lease['lease']}/heartbeat", headers=_h("ana"))
         assert hb.status_code == 200 and hb.json()["expires_ms"] > lease["expires_ms"] - 1
-        time.sleep(0.5)  # ana's lease (0.3 s) expires
+        time.sleep(1.2)  # ana's lease (1 s) expires
         (again,) = c.post("/v1/review/queues/safety/claim", headers=_h("ben")).json()
         assert again["item_id"] == acme
         late = c.post(
@@ -121,6 +121,27 @@ def test_lease_expiry_verdict_validation_and_blind_review(server: tuple[str, lis
         events = [e["event"] for e in reversed(audit)]
         assert events[-5:] == ["claim", "lease_expired", "claim", "verdict", "decided"]
         assert c.get("/v1/review/queues/safety/audit", headers=_h("ana")).status_code == 403
+
+
+def test_late_verdict_is_409_lease_expired_without_a_sweep(server: tuple[str, list[str]]) -> None:
+    base, (acme, _globex) = server
+    with httpx.Client(base_url=base) as c:
+        (lease,) = c.post("/v1/review/queues/safety/claim", headers=_h("ana")).json()
+        time.sleep(1.2)  # past expires_ms; the service's 15 s sweep has not run again
+        late = c.post(
+            f"/v1/review/leases/{lease['lease']}/verdict",
+            headers=_h("ana"),
+            json={"item_id": acme, "label": "acceptable"},
+        )
+        assert late.status_code == 409
+        err = late.json()["error"]
+        assert err["code"] == "lease_expired" and "expired at" in err["message"]
+        hb = c.post(f"/v1/review/leases/{lease['lease']}/heartbeat", headers=_h("ana"))
+        assert hb.status_code == 409 and hb.json()["error"]["code"] == "lease_lost"  # already returned
+        item = c.get(f"/v1/review/queues/safety/items/{acme}", headers=_h("lea")).json()
+        assert item["status"] == "open" and item["verdict_count"] == 0
+        listed = c.get("/v1/review/queues/safety/audit", headers=_h("lea")).json()
+        assert [e["event"] for e in listed[:2]] == ["lease_expired", "claim"]
 
 
 def test_cookie_session_writes_need_the_header(server: tuple[str, list[str]]) -> None:

@@ -102,14 +102,15 @@ async def test_vanished_reviewer_240_leases_return_in_full(
     assert sweep.deleted == 3
     assert sweep.pages > 3  # more than one XAUTOCLAIM page per stream was needed
     assert any("deleted" in r.getMessage() for r in caplog.records)
-    got = await queues.claim("q", "bob", count=1000)
+    patient = ReviewQueues(aredis, lease_ms=600_000)  # bob's 257 verdicts outlast a 300 ms lease
+    got = await patient.claim("q", "bob", count=1000)
     alice_items = {lease.item_id for lease in leases[3:]}
     assert alice_items <= {lease.item_id for lease in got}
     assert len(got) == 237 + 20
     with pytest.raises(LeaseLost):
         await queues.verdict(leases[5].id, "alice", leases[5].item_id, {"label": "acceptable"})
     for lease in got:
-        await queues.verdict(lease.id, "bob", lease.item_id, {"label": "acceptable"})
+        await patient.verdict(lease.id, "bob", lease.item_id, {"label": "acceptable"})
     events = Counter(e["event"] for e in await queues.audit("q", count=10_000))
     assert events["lease_expired"] == 237
     assert events["slot_deleted"] == 3
