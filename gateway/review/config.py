@@ -19,7 +19,8 @@ Shape (YAML)::
       reviewers:
         - {name: ana, token: os.environ/ANA_TOKEN, role: reviewer, queues: [safety], tenants: [acme]}
       taxonomy:                   # verdict labels (default: ``default_taxonomy()``)
-        - {id: acceptable, title: Acceptable, key: "1", acceptable: true, confirms_alert: false}
+        - {id: acceptable, title: Acceptable, key: "1", acceptable: true, confirms_alert: false,
+           judges: reply}
 
 Errors: ``parse_review_settings`` raises ``rollguard.errors.ConfigError`` naming the field.
 """
@@ -27,7 +28,7 @@ Errors: ``parse_review_settings`` raises ``rollguard.errors.ConfigError`` naming
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -140,28 +141,40 @@ class ReviewerSpec(_Strict):
 
 
 class LabelSpec(_Strict):
-    """A verdict label. ``acceptable``: the reply is fine to ship (KTO label True);
-    ``confirms_alert``: the policy/detector that raised the item was right (detector precision);
-    ``key``: the keyboard shortcut in the console; ``group`` only groups buttons."""
+    """A verdict label. ``acceptable``: nothing is wrong and the reply is fine to ship (KTO label
+    True); ``confirms_alert``: the policy/detector that raised the item was right (detector
+    precision); ``judges``: what a non-acceptable label says is wrong, ``reply`` (the completion
+    itself, e.g. hedging: KTO label False) or ``alert`` (whatever was flagged, e.g. a policy
+    violation: KTO label False only when the flagged evidence includes the reply, see
+    ``gateway.review.export``); ``key``: the keyboard shortcut in the console; ``group`` only
+    groups buttons."""
 
     id: str = Field(pattern=NAME_PATTERN)
     title: str
     key: str | None = Field(default=None, max_length=1)
     acceptable: bool = False
     confirms_alert: bool = True
+    judges: Literal["reply", "alert"] = "alert"
     group: str = ""
 
 
 def default_taxonomy() -> list[LabelSpec]:
     """Acceptable, policy violation, the five shortcuts, detector false positive."""
     return [
-        LabelSpec(id="acceptable", title="Acceptable", key="1", acceptable=True, confirms_alert=False),
+        LabelSpec(
+            id="acceptable",
+            title="Acceptable",
+            key="1",
+            acceptable=True,
+            confirms_alert=False,
+            judges="reply",
+        ),
         LabelSpec(id="policy_violation", title="Policy violation", key="2"),
-        LabelSpec(id="sycophancy", title="Sycophancy", key="3", group="shortcut"),
-        LabelSpec(id="hedging", title="Hedging", key="4", group="shortcut"),
-        LabelSpec(id="verbosity", title="Verbosity", key="5", group="shortcut"),
-        LabelSpec(id="refusal", title="Over-refusal", key="6", group="shortcut"),
-        LabelSpec(id="evasion", title="Evasion", key="7", group="shortcut"),
+        LabelSpec(id="sycophancy", title="Sycophancy", key="3", judges="reply", group="shortcut"),
+        LabelSpec(id="hedging", title="Hedging", key="4", judges="reply", group="shortcut"),
+        LabelSpec(id="verbosity", title="Verbosity", key="5", judges="reply", group="shortcut"),
+        LabelSpec(id="refusal", title="Over-refusal", key="6", judges="reply", group="shortcut"),
+        LabelSpec(id="evasion", title="Evasion", key="7", judges="reply", group="shortcut"),
         LabelSpec(
             id="detector_false_positive",
             title="Detector false positive",

@@ -4,9 +4,15 @@
   (a) pairwise verdicts on a canary/control comparison with the *same* conversation (a
   nearest-but-different prompt is not a valid pair) and a majority preference, and (b) a
   reviewer's corrected reply (chosen) against the original completion (rejected).
-- ``kto``: ``{"prompt", "completion", "label"}`` (TRL ``KTOTrainer`` unpaired format): every decided
-  item's completion with ``label`` = the final verdict label is ``acceptable`` in the taxonomy;
-  corrected replies as ``True`` rows; the two sides of a preferred pair as True / False rows.
+- ``kto``: ``{"prompt", "completion", "label"}`` (TRL ``KTOTrainer`` unpaired format). TRL's
+  ``label`` says whether *the completion* is desired (True) or undesired (False) as a reply to the
+  prompt, so a row is written only when the final verdict judged the completion (``kto_label``):
+  an ``acceptable`` label is True; a label that ``judges: reply`` (hedging, sycophancy, ...) is
+  False; a label that ``judges: alert`` (policy violation) is False only when the flagged evidence
+  includes the reply (an output-stage decision, a flagged signal on the completion, an anomaly),
+  and otherwise - a violation in the *input* only - says nothing about the completion: no row
+  (counted in ``ExportResult.skipped``). Corrected replies are True rows; the two sides of a
+  preferred pair True / False rows.
 - ``jsonl``: ``{"messages": [...]}`` supervised fine-tuning rows (TRL ``SFTTrainer``
   conversational format) from corrected replies.
 
@@ -18,6 +24,7 @@ detectors, reviewer count, agreement (share of verdicts equal to the final label
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,24 +35,71 @@ import orjson
 import redis.asyncio as aioredis
 
 from gateway.review.agreement import dawid_skene
-from gateway.review.config import ReviewSettings, default_taxonomy
+from gateway.review.config import LabelSpec, ReviewSettings, default_taxonomy
 from gateway.review.queue import PREFIX, ReviewItem, ReviewQueues
 from gateway.review.service import votes_of
 from rollguard.errors import InvalidRequest
 from rollguard.settings import RollguardSettings
 from rollguard.types import text_of
 
+log = logging.getLogger("rollguard.review")
+
 Format = Literal["dpo", "kto", "jsonl"]
+
+OUTPUT_STAGES = frozenset({"post_call", "stream"})
+"""Policy stages that check the reply (``rollguard.types.Stage``); ``pre_call`` checks the input."""
 
 
 @dataclass(frozen=True, slots=True)
 class ExportResult:
-    """``rows`` written to ``path`` in ``format``; ``conversational`` tells the form."""
+    """``rows`` written to ``path`` in ``format``; ``conversational`` tells the form; ``skipped``
+    decided items whose verdict did not judge the completion (``kto`` only, see ``kto_label``)."""
 
     path: Path
     format: str
     rows: int
     conversational: bool
+    skipped: int = 0
+
+
+def reply_flagged(payload: Mapping[str, Any]) -> bool:
+    """True when what raised the item includes the reply: an anomaly (detectors judge replies), a
+    non-allow policy decision at an output stage (``post_call``/``stream``; without a stage, one
+    whose evidence points outside ``messages``), or a flagged per-interaction signal (signals are
+    computed on the completion). False when only the input (``pre_call``) was flagged."""
+    if payload.get("kind") == "anomaly":
+        return True
+    for d in payload.get("decisions") or []:
+        if not isinstance(d, Mapping) or d.get("verdict") == "allow":
+            continue
+        stage = d.get("stage")
+        if stage in OUTPUT_STAGES:
+            return True
+        if not stage:
+            evidence = [e for e in d.get("evidence") or [] if isinstance(e, Mapping)]
+            locations = [str(e.get("location") or "") for e in evidence]
+            if any(loc and not loc.startswith("messages") for loc in locations):
+                return True
+    signals = payload.get("signals") or {}
+    return isinstance(signals, Mapping) and any(
+        isinstance(sig, Mapping) and sig.get("flagged") for sig in signals.values()
+    )
+
+
+def kto_label(spec: LabelSpec | None, payload: Mapping[str, Any]) -> bool | None:
+    """The KTO ``label`` of an item's completion under its final verdict label ``spec``: True
+    (desired), False (undesired) or None (the verdict did not judge the completion: no row).
+
+    ``acceptable`` -> True; ``judges == "reply"`` -> False; ``judges == "alert"`` -> False when
+    ``reply_flagged(payload)``, else None (the violation was in the input; a harmless reply to a
+    violating prompt must not become a negative example). A label unknown to the taxonomy -> None."""
+    if spec is None:
+        return None
+    if spec.acceptable:
+        return True
+    if spec.judges == "reply" or reply_flagged(payload):
+        return False
+    return None
 
 
 def _messages(raw: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -100,12 +154,14 @@ def _preference(it: ReviewItem) -> str | None:
     return top[0][0]
 
 
-def rows_for(fmt: Format, items: Sequence[ReviewItem], settings: ReviewSettings) -> list[_Row]:
-    """The export rows (before the conversational/standard form is chosen)."""
+def rows_for(
+    fmt: Format, items: Sequence[ReviewItem], settings: ReviewSettings, skipped: list[str] | None = None
+) -> list[_Row]:
+    """The export rows (before the conversational/standard form is chosen). Ids of items whose
+    verdict gave no KTO row for their completion (``kto_label`` None) are appended to ``skipped``."""
     agg_by_queue: dict[str, Any] = {}
     for q in {it.queue for it in items}:
         agg_by_queue[q] = dawid_skene(votes_of([it for it in items if it.queue == q]))
-    acceptable = {lab.id for lab in settings.taxonomy if lab.acceptable}
     rows: list[_Row] = []
     for it in items:
         label, post = _final(it, agg_by_queue.get(it.queue, {}))
@@ -145,8 +201,13 @@ def rows_for(fmt: Format, items: Sequence[ReviewItem], settings: ReviewSettings)
             elif fmt == "jsonl":
                 rows.append(_Row(prompt, {"completion": corrected}, prov))
         if fmt == "kto" and isinstance(completion, str) and label is not None:
+            desired = kto_label(settings.label(label), p)
+            if desired is None:
+                if skipped is not None:
+                    skipped.append(it.id)
+                continue
             prov = _provenance(it, label, post, "verdict")
-            rows.append(_Row(prompt, {"completion": completion, "label": label in acceptable}, prov))
+            rows.append(_Row(prompt, {"completion": completion, "label": desired}, prov))
     return rows
 
 
@@ -201,12 +262,15 @@ async def export_preferences(
         if q == settings.adjudication_queue:
             continue
         items += await store.decided_items(q)
-    rendered, conversational = render(fmt, rows_for(fmt, items, settings))
+    skipped: list[str] = []
+    rendered, conversational = render(fmt, rows_for(fmt, items, settings, skipped))
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("wb") as fh:
         for row in rendered:
             fh.write(orjson.dumps(row) + b"\n")
-    return ExportResult(out, fmt, len(rendered), conversational)
+    if skipped:
+        log.info("kto export: %d verdict(s) judged the input, not the completion: no row", len(skipped))
+    return ExportResult(out, fmt, len(rendered), conversational, skipped=len(skipped))
 
 
 async def export_from_settings(settings: RollguardSettings, fmt: str, out: Path) -> int:

@@ -147,3 +147,59 @@ async def test_export_from_settings_for_the_cli(
     settings = RollguardSettings(review=review_config(), store={"redis_url": redis_url, "data_dir": tmp_path})
     n = await export_from_settings(settings, "kto", tmp_path / "cli.jsonl")
     assert n == 9 and len((tmp_path / "cli.jsonl").read_bytes().splitlines()) == 9
+
+
+def _input_only(rid: str) -> dict[str, Any]:
+    """A PII flag on the prompt (pre_call) and a harmless reply with no flagged signal."""
+    rec = flagged_record(rid, completion="You can reset it under Settings > Security.")
+    rec["signals"] = {"hedging": {"score": 0.1, "flagged": False, "evidence": []}}
+    return rec
+
+
+def _output_side(rid: str, stage: str) -> dict[str, Any]:
+    """The same prompt, but the policy flagged the reply (post_call / stream)."""
+    rec = _input_only(rid)
+    rec["decisions"] = [
+        dict(
+            rec["decisions"][0],
+            stage=stage,
+            evidence=[dict(rec["decisions"][0]["evidence"][0], location="completion", start=0, end=3)],
+        )
+    ]
+    return rec
+
+
+async def test_kto_label_is_about_the_completion_not_an_input_side_flag(
+    aredis: aioredis.Redis, tmp_path: Path
+) -> None:
+    cfg = review_config()
+    cfg["taxonomy"] = [
+        *[lab.model_dump() for lab in parse_review_settings({}).taxonomy],
+        {"id": "pii_exposure", "title": "PII exposure", "key": "9"},  # custom: judges the alert
+    ]
+    svc = ReviewService(parse_review_settings(cfg), aredis)
+    cases = {
+        "in-violation": (_input_only("in-violation"), "policy_violation", None),
+        "in-custom": (_input_only("in-custom"), "pii_exposure", None),
+        "in-acceptable": (_input_only("in-acceptable"), "acceptable", True),
+        "in-hedging": (_input_only("in-hedging"), "hedging", False),
+        "out-post": (_output_side("out-post", "post_call"), "policy_violation", False),
+        "out-stream": (_output_side("out-stream", "stream"), "pii_exposure", False),
+    }
+    for rec, _label, _want in cases.values():
+        await svc.escalate_interaction(rec)
+    spec = svc.settings.reviewer("ana")
+    assert spec is not None
+    leases = await svc.claim(spec, "safety", count=10)
+    assert len(leases) == len(cases)
+    for le in leases:
+        item = await svc.queues.get_item("safety", le.item_id)
+        assert item is not None
+        await svc.verdict(spec, le.id, le.item_id, {"label": cases[item.source_id][1]})
+    res = await export_preferences(aredis, "kto", tmp_path / "kto.jsonl", settings=svc.settings)
+    rows = [orjson.loads(line) for line in res.path.read_bytes().splitlines()]
+    got = {row["provenance"]["source_id"]: row["label"] for row in rows}
+    assert got == {sid: want for sid, (_r, _l, want) in cases.items() if want is not None}
+    assert res.skipped == 2 and res.rows == 4
+    for row in rows:
+        assert row["completion"][0]["content"] == "You can reset it under Settings > Security."
