@@ -3,7 +3,8 @@ JavaScript (``static/console.js``: keyboard shortcuts, heartbeat, verdict submis
 JSON API). Not in the OpenAPI schema; everything it does is also in ``/v1/review``.
 
 Pages: ``/review/login``, ``/review`` (queues), ``/review/queues/{q}`` (queue, claim next),
-``/review/queues/{q}/items/{id}`` (item view with highlighted evidence and verdicts),
+``/review/queues/{q}/items/{id}`` (item view with highlighted evidence and verdicts; an anomaly's
+numbers through ``anomaly_view``),
 ``/review/insights`` (agreement and detector precision).
 
 Every page but login, logout and the static files authenticates first (``auth.guarded_route``),
@@ -24,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from gateway.review.anomaly_view import anomaly_facts
 from gateway.review.auth import COOKIE, ReviewAuth, current_reviewer, guarded_route
 from gateway.review.config import ReviewerSpec, Role
 from gateway.review.highlight import highlight_conversation
@@ -210,6 +212,8 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
             for side in ("canary", "control"):
                 sides[side] = highlight_conversation(comparison[side])
         adj = p.get("adjudicates")
+        anomaly = p.get("anomaly")
+        facts = anomaly_facts(anomaly, now_ms()) if isinstance(anomaly, dict) and anomaly else []
         return page(
             "item.html",
             me,
@@ -219,6 +223,7 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
             comparison=comparison,
             sides=sides,
             adjudicates=adj,
+            anomaly_facts=facts,
             lease=held,
             taxonomy=service.settings.taxonomy,
             show_verdicts=service.shows_verdicts(me, it),

@@ -189,12 +189,37 @@ ANOMALY_FIELDS = (
 )
 
 
+SUMMARY_LIST_MAX = 20
+"""Entries kept of a list field (affected groups, top features) in an anomaly summary."""
+
+
+def _summary_value(v: Any) -> tuple[bool, Any]:
+    """``(keep, value)``: scalars and None as they are; a mapping of scalars (a group); a list of
+    scalars or such mappings, cut to ``SUMMARY_LIST_MAX`` entries. Anything deeper is dropped."""
+    scalar = str | int | float | bool
+    if v is None or isinstance(v, scalar):
+        return True, v
+    if isinstance(v, Mapping):
+        flat = {str(k): x for k, x in v.items() if x is None or isinstance(x, scalar)}
+        return bool(flat), flat
+    if isinstance(v, list | tuple):
+        kept = [x for x in (_summary_value(x) for x in v[:SUMMARY_LIST_MAX]) if x[0] and x[1] is not None]
+        values = [x[1] for x in kept if not isinstance(x[1], list)]
+        return bool(values), values
+    return False, None
+
+
 def anomaly_summary(bundle: Mapping[str, Any]) -> dict[str, Any]:
-    """The numbers a reviewer sees (known fields first, then any other scalar fields)."""
+    """What a reviewer sees of a bundle: the known fields first, then any other field that is a
+    scalar, a flat mapping (a group) or a list of those (affected groups), lists cut to
+    ``SUMMARY_LIST_MAX``. Exemplars are resolved and shown separately, never summarised."""
     out = {k: bundle.get(k) for k in ANOMALY_FIELDS if k in bundle}
     for k, v in bundle.items():
-        if k not in out and isinstance(v, str | int | float | bool) and k != "exemplars":
-            out[k] = v
+        if k in out or k.startswith("exemplar"):
+            continue
+        keep, value = _summary_value(v)
+        if keep:
+            out[k] = value
     return out
 
 

@@ -187,6 +187,11 @@ def test_console_claim_highlight_keyboard_verdict_and_403(
             page.wait_for_url(f"**/items/{ids['anomaly']}?lease=*")
             expect(page.locator("#side-canary .completion")).to_contain_text("Great question")
             expect(page.locator("#side-control .completion")).to_contain_text("chlorine gas")
+            # The anomaly card reads as dates and rounded numbers, never raw epoch ms or None.
+            card = page.locator("#anomaly")
+            expect(card.locator("tr[data-key=window] td")).to_contain_text("2025-10-09 08:53:20 UTC")
+            expect(card.locator("tr[data-key=p_value] td")).to_have_text("7.00e-04")
+            assert "None" not in card.inner_text() and "1760000000000" not in card.inner_text()
             page.keyboard.press("d")
             assert page.locator("input[name=preference][value=control]").is_checked()
             page.screenshot(path=str(shots / "review-compare.png"), full_page=True)
