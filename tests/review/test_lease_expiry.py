@@ -14,7 +14,7 @@ from gateway.review.config import Priority
 from gateway.review.errors import LeaseExpired, LeaseLost
 from gateway.review.queue import Lease, NewItem, ReviewQueues, now_ms
 
-LEASE_MS = 400
+LEASE_MS = 1000
 
 
 async def _server_ms(r: aioredis.Redis) -> int:
@@ -103,8 +103,8 @@ async def test_heartbeats_in_time_keep_the_lease_past_its_first_end(
 ) -> None:
     iid = await _one(short)
     (lease,) = await short.claim("q", "ana")
-    for _ in range(4):
-        await asyncio.sleep(LEASE_MS / 2000)
+    for _ in range(3):  # 1.2 s in all, a heartbeat every 0.4 s
+        await asyncio.sleep(0.4)
         await short.heartbeat(lease.id, "ana")
     assert await _server_ms(aredis) > lease.expires_ms
     assert (await short.verdict(lease.id, "ana", iid, {"label": "acceptable"})).decided

@@ -135,12 +135,12 @@ async def test_burst_of_10000_keeps_the_5_claimed(aredis: aioredis.Redis) -> Non
 
 
 async def test_heartbeat_keeps_a_lease_and_k_is_enforced_per_reviewer(aredis: aioredis.Redis) -> None:
-    queues = ReviewQueues(aredis, lease_ms=400)
+    queues = ReviewQueues(aredis, lease_ms=1000)  # heartbeats every 0.3 s: wide margin under load
     await _fill(queues, "q", 1, k=2)
     (lease,) = await queues.claim("q", "dan")
     assert await queues.claim("q", "dan") == []  # never two slots of one item for one reviewer
-    for _ in range(4):
-        await asyncio.sleep(0.2)
+    for _ in range(4):  # 1.2 s in all: past the first lease end
+        await asyncio.sleep(0.3)
         await queues.heartbeat(lease.id, "dan")
         assert (await queues.reclaim_expired("q")).returned == 0
     with pytest.raises(LeaseLost):
