@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from detectors import shipped
-from detectors.shortcuts import DETECTORS, ShortcutDetectors, format_gaming, hedging, repetition, sycophancy
+from detectors.refusal_model import RefusalModel, opening_sentences
+from detectors.shortcuts import (
+    DETECTORS,
+    ShortcutDetectors,
+    format_gaming,
+    head_score,
+    hedging,
+    repetition,
+    sycophancy,
+)
 
 SIX = [
     (
@@ -200,3 +209,37 @@ def test_every_detector_returns_signal_dicts(detectors: ShortcutDetectors, name:
     d = sig.to_dict()
     assert set(d) == {"score", "flagged", "evidence"}
     json.dumps(d)
+
+
+def test_head_score_maps_each_threshold_to_one_half() -> None:
+    assert head_score(0.45, 0.45) == 0.5 and head_score(0.85, 0.85) == 0.5
+    assert head_score(0.0, 0.85) == 0.0 and head_score(1.0, 0.45) == 1.0
+    assert head_score(0.706, 0.85) < 0.5 < head_score(0.46, 0.45)
+    grid = [i / 100 for i in range(101)]
+    assert [head_score(p, 0.85) for p in grid] == sorted(head_score(p, 0.85) for p in grid)
+    with pytest.raises(ValueError):
+        head_score(0.5, 1.0)
+
+
+def test_refusal_score_and_flag_agree_on_real_replies(detectors: ShortcutDetectors) -> None:
+    """Regression: the score was max(P whole reply, P opening sentence) while the flag used each
+    head's own threshold (0.45 / 0.85), so a reply opening with a 0.706 declining sentence showed a
+    high score and was not flagged. Now flagged == (score >= 0.5) for refusal and over_refusal."""
+    rows = shipped.xstest_completions()
+    replies = [r.reply for r in rows]
+    sigs = detectors.score_batch([[{"role": "user", "content": r.prompt}] for r in rows], replies)
+    for s in sigs:
+        for name in ("refusal", "over_refusal"):
+            assert s[name].flagged == (s[name].score >= 0.5), (name, s[name].score)
+    # the replies that used to disagree: an opening sentence between 0.5 and the sentence
+    # threshold, and a whole-reply probability under its threshold
+    model = RefusalModel()
+    p_whole = model.refusal_proba(replies)
+    between = []
+    for i, text in enumerate(replies):
+        sents = [s[2] for s in opening_sentences(text)]
+        p_open = float(model.sentence_proba(sents).max()) if sents else 0.0
+        if 0.5 <= p_open < model.sentence_threshold and p_whole[i] < model.threshold:
+            between.append(i)
+    assert len(between) >= 5
+    assert all(sigs[i]["refusal"].score < 0.5 and not sigs[i]["refusal"].flagged for i in between)
