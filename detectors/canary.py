@@ -76,8 +76,10 @@ class VariantComparison:
     """Canary-vs-control comparison of one metric in one (model, tenant) group.
 
     ``kind``: ``rate`` (0/1 values) or ``log_length``. ``control`` names the control variant; every
-    other variant is compared with it (use one instance per canary variant). Alerts are raised at
-    most once per direction until ``reset()``.
+    other variant is compared with it (use one instance per canary variant). An alert is returned
+    at every check where the condition holds (the engine's alert lifecycle folds the repeats into
+    one open anomaly, which resolves once the condition stops holding); ``alerted`` lists the
+    directions that have fired since ``reset()``.
     """
 
     def __init__(
@@ -168,9 +170,10 @@ class VariantComparison:
         log_lambda = self.log_mixture_lr()
         p = min(1.0, math.exp(-log_lambda))
         direction = "up" if effect > 0 else "down"
-        if p > self.floors.comparison_alpha or abs(effect) < self.floor or direction in self.alerted:
+        if p > self.floors.comparison_alpha or abs(effect) < self.floor:
             return None
-        self.alerted.append(direction)
+        if direction not in self.alerted:
+            self.alerted.append(direction)
         shown = math.exp(effect) if self.kind == "log_length" else effect
         shown_floor = math.exp(self.floor) if self.kind == "log_length" else self.floor
         up = effect > 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors import features as F
+from detectors.alerts import AlertBook, LifecycleConfig
 from detectors.canary import VariantComparison
 from detectors.drift import Alert, CusumMonitor, Floors, InputDrift, InputItem
 from detectors.shortcuts import DETECTORS
@@ -108,12 +109,15 @@ class EngineConfig:
     group_by: tuple[str, ...] = ("all", "variant", "model", "tenant")
     input_group_by: tuple[str, ...] = ("all", "variant")
     rolling_reference: bool = False
+    alerts: LifecycleConfig = field(default_factory=LifecycleConfig)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> EngineConfig:
-        """From the ``detectors`` config mapping; ``floors`` is a nested mapping (see ``Floors``)."""
+        """From the ``detectors`` config mapping; ``floors`` and ``alerts`` are nested mappings (see
+        ``Floors``, ``LifecycleConfig``)."""
         cfg = dict(cfg or {})
         floors = Floors.from_config(cfg.pop("floors", None))
+        alerts = LifecycleConfig.from_config(cfg.pop("alerts", None))
         for key in ("group_by", "input_group_by"):
             if key in cfg:
                 cfg[key] = tuple(cfg[key])
@@ -126,17 +130,20 @@ class EngineConfig:
         ):
             if key in cfg:
                 cfg[key] = int(cfg[key])
-        return cls(floors=floors, **cfg)
+        return cls(floors=floors, alerts=alerts, **cfg)
 
 
 class WindowEngine:
-    """All window detectors for a stream of observations."""
+    """All window detectors for a stream of observations, and the alert lifecycle over their
+    firings (``book``, see ``detectors.alerts``): ``update`` returns the raw firings, ``drain``
+    the lifecycle events (``open`` = a new anomaly, ``update``, ``resolve``)."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         self.monitors: dict[str, dict[str, CusumMonitor]] = {}
         self.inputs: dict[str, InputDrift] = {}
         self.comparisons: dict[str, dict[str, VariantComparison]] = {}
+        self.book = AlertBook(self.config.alerts)
         self.n = 0
 
     @staticmethod
@@ -159,10 +166,17 @@ class WindowEngine:
         return "|".join(f"{k}={v}" for k, v in sorted(group.items())) or "all"
 
     def update(self, obs: Observation) -> list[Alert]:
-        """Feed one observation to every detector of its groups; returns the alerts raised."""
+        """Feed one observation to every detector of its groups; returns the firings (each is also
+        recorded in the alert lifecycle, whose events ``drain`` returns)."""
         cfg = self.config
         self.n += 1
         alerts: list[Alert] = []
+        ticked = {self.key(g) for g in self._groups(obs, (*cfg.group_by, *cfg.input_group_by))}
+        if obs.variant != cfg.control_variant:
+            compared = {"model": obs.model, "tenant": obs.tenant, "variant": obs.variant}
+            ticked.add(self.key({**compared, "control": cfg.control_variant}))
+        for key in sorted(ticked):
+            self.book.tick(key)
         for group in self._groups(obs, cfg.group_by):
             key = self.key(group)
             mons = self.monitors.get(key)
@@ -190,7 +204,14 @@ class WindowEngine:
             alerts.extend(drift.update(obs.input, group))
         if obs.variant != cfg.control_variant or self.comparisons:
             alerts.extend(self._compare(obs))
+        for a in alerts:
+            self.book.fire(a)
         return alerts
+
+    def drain(self) -> list[dict[str, Any]]:
+        """The alert lifecycle events since the last call (``AlertBook.drain``); an ``open`` event's
+        ``anomaly`` is the record for the anomalies stream. The worker drains once per batch."""
+        return self.book.drain()
 
     def _compare(self, obs: Observation) -> list[Alert]:
         cfg = self.config
@@ -249,6 +270,7 @@ class WindowEngine:
             "comparisons": {
                 key: [c.summary() for c in comps.values()] for key, comps in self.comparisons.items()
             },
+            "alerts": self.book.summary(),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -257,6 +279,7 @@ class WindowEngine:
             "monitors": {k: {n: m.to_dict() for n, m in mons.items()} for k, mons in self.monitors.items()},
             "inputs": {k: d.to_dict() for k, d in self.inputs.items()},
             "comparisons": {k: {n: c.to_dict() for n, c in cs.items()} for k, cs in self.comparisons.items()},
+            "alerts": self.book.to_dict(),
         }
 
     @classmethod
@@ -273,4 +296,5 @@ class WindowEngine:
             k: {n: VariantComparison.from_dict(c, f) for n, c in cs.items()}
             for k, cs in d.get("comparisons", {}).items()
         }
+        e.book = AlertBook.from_dict(d.get("alerts", {}), e.config.alerts)
         return e

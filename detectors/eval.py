@@ -91,11 +91,18 @@ def observation_of(
 
 @dataclass(slots=True)
 class RunResult:
-    """Alerts of one replay (with the request index at which each fired) and traces."""
+    """Firings of one replay (with the request index at which each fired), the alert lifecycle
+    events (request index of the drain that returned them) and traces."""
 
     n: int
     alerts: list[tuple[int, Alert]] = field(default_factory=list)
     traces: dict[str, list[tuple[int, float, float]]] = field(default_factory=dict)
+    events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def anomalies(self) -> list[tuple[int, dict[str, Any]]]:
+        """The emitted anomalies: ``open`` events."""
+        return [(i, e) for i, e in self.events if e["event"] == "open"]
 
     def first(self, pred: Callable[[Alert], bool], after: int = 0) -> int | None:
         for i, a in self.alerts:
@@ -108,14 +115,18 @@ def replay(
     stream: Sequence[Observation],
     config: EngineConfig,
     trace: Sequence[tuple[str, str]] = (),
+    batch: int = 100,
 ) -> RunResult:
-    """Feed ``stream`` to a fresh engine. ``trace`` lists ``(group_key, metric)`` CUSUMs whose
-    ``(index, max(S+, S-), h)`` are recorded every 10 requests (for the plots)."""
+    """Feed ``stream`` to a fresh engine, draining the alert lifecycle every ``batch`` requests
+    (the worker drains once per batch of that size). ``trace`` lists ``(group_key, metric)`` CUSUMs
+    whose ``(index, max(S+, S-), h)`` are recorded every 10 requests (for the plots)."""
     eng = WindowEngine(config)
     res = RunResult(len(stream))
     for i, obs in enumerate(stream):
         for a in eng.update(obs):
             res.alerts.append((i, a))
+        if (i + 1) % batch == 0 or i + 1 == len(stream):
+            res.events.extend((i, e) for e in eng.drain())
         if trace and i % 10 == 0:
             for gk, metric in trace:
                 mon = eng.monitors.get(gk, {}).get(metric)
@@ -142,6 +153,28 @@ def false_alarms_per_10k(res: RunResult) -> dict[str, float]:
     """Alerts per 10,000 requests, per detector (all groups pooled)."""
     c = Counter(a.detector for _, a in res.alerts)
     return {d: round(10_000 * k / res.n, 3) for d, k in sorted(c.items())}
+
+
+def one_shift_stream(
+    base: Sequence[PoolItem],
+    shifted: Sequence[PoolItem],
+    n_before: int,
+    n_shift: int,
+    n_after: int,
+    seed: int,
+    canary_share: float = 0.1,
+) -> list[Observation]:
+    """Production-like traffic (a ``canary_share`` canary, two tenants, one model) drawn from
+    ``base``, then ``n_shift`` requests from ``shifted`` for every variant and tenant (one real
+    shift reaching every group), then ``n_after`` from ``base`` again (the shift goes away)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n_before + n_shift + n_after):
+        src = shifted if n_before <= i < n_before + n_shift else base
+        variant = "canary" if rng.random() < canary_share else "control"
+        item = src[rng.randrange(len(src))]
+        out.append(observation_of(item, i, variant, tenant=rng.choice(("t1", "t2"))))
+    return out
 
 
 def clinc_items(ref: ReferenceModel, domains: Sequence[str], seed: int) -> list[PoolItem]:

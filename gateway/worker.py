@@ -10,9 +10,11 @@ For every batch of entries the worker
    interaction ids scored by the time they were counted, trimmed after ``seen_retention_ms``; so
    a reclaimed entry or a duplicate delivery is never counted twice), feeds the rest to the
    window engine, writes the new state, adds the ids to the seen-set, appends per-interaction
-   results to ``rollguard:signals`` and anomaly bundles to ``rollguard:anomalies``, and acknowledges
-   the entries. A conflicting writer makes EXEC fail and the batch is re-applied on fresh state.
-   Nothing is acknowledged before its results are written.
+   results to ``rollguard:signals``, the batch's alert lifecycle events (``WindowEngine.drain``) to
+   ``rollguard:anomaly_events`` and the anomaly of every newly opened incident to
+   ``rollguard:anomalies`` (one entry per incident, not per firing or group: see
+   ``detectors.alerts``), and acknowledges the entries. A conflicting writer makes EXEC fail and the
+   batch is re-applied on fresh state. Nothing is acknowledged before its results are written.
 
 Crashed workers: every ``claim_idle_ms`` the worker runs XAUTOCLAIM from cursor ``0-0`` and follows
 the cursor to the end, taking over entries idle in another consumer's pending list. Entries that
@@ -21,7 +23,8 @@ were deleted from the stream meanwhile come back as deleted ids: they are logged
 logged, counted (``bad_records``), written to ``rollguard:signals`` as an error and acknowledged.
 
 State keys: ``rollguard:detectors:state`` (JSON of ``WindowEngine.to_dict()``; reference windows,
-CUSUM statistics, comparisons), ``rollguard:detectors:seen`` (sorted set of interaction ids). Reference
+CUSUM statistics, comparisons, open incidents of the alert lifecycle), ``rollguard:detectors:seen``
+(sorted set of interaction ids). Reference
 policy: ``detectors.rolling_reference`` (fixed baseline by default) from config.
 
 Config (``detectors:`` in the YAML): the ``EngineConfig`` fields, plus ``worker:`` with ``group``,
@@ -58,6 +61,8 @@ STATE_KEY = "rollguard:detectors:state"
 SEEN_KEY = "rollguard:detectors:seen"
 SIGNALS_STREAM = "rollguard:signals"
 ANOMALIES_STREAM = "rollguard:anomalies"
+ANOMALY_EVENTS_STREAM = "rollguard:anomaly_events"
+"""Lifecycle events (``event`` = open / update / resolve, ``id``, ``data`` = JSON of the event)."""
 
 _meter = metrics.get_meter("rollguard.detectors")
 _flag_counter = _meter.create_counter(
@@ -95,6 +100,8 @@ class WorkerStats:
     deleted: int = 0
     bad_records: int = 0
     anomalies: int = 0
+    alert_updates: int = 0
+    resolved: int = 0
     conflicts: int = 0
     batches: int = 0
     extra: dict[str, int] = field(default_factory=dict)
@@ -115,6 +122,11 @@ def _dumps(obj: Any) -> bytes:
 
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _without_bundle(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A lifecycle event without its anomaly bundle (that goes to the anomalies stream)."""
+    return {k: v for k, v in event.items() if k != "anomaly"}
 
 
 def _parse(entry_id: Any, fields: Mapping[Any, Any]) -> _Entry:
@@ -279,6 +291,7 @@ class DetectorWorker:
                     )
                     new_ids: list[str] = []
                     bundles: list[bytes] = []
+                    events: list[dict[str, Any]] = []
                     results: list[tuple[str, bytes]] = []
                     for e in entries:
                         if e.interaction_id in seen or e.interaction_id in new_ids:
@@ -290,7 +303,7 @@ class DetectorWorker:
                         sig = signals[e.entry_id]
                         results.append((e.interaction_id, _dumps({k: s.to_dict() for k, s in sig.items()})))
                         try:
-                            alerts = engine.update(observation(e.record, sig, clusters[e.entry_id]))
+                            engine.update(observation(e.record, sig, clusters[e.entry_id]))
                         except Exception as exc:  # one odd record must not stop the stream
                             log.error(
                                 "worker %s: entry %s not applied to the windows: %s",
@@ -300,8 +313,8 @@ class DetectorWorker:
                             )
                             self.stats.bad_records += 1
                             continue
-                        for alert in alerts:
-                            bundles.append(_dumps(alert.to_dict()))
+                    events = engine.drain()
+                    bundles = [_dumps(ev["anomaly"]) for ev in events if ev["event"] == "open"]
                     pipe.multi()  # type: ignore[no-untyped-call]
                     if new_ids:
                         pipe.set(STATE_KEY, _dumps(engine.to_dict()))
@@ -318,6 +331,13 @@ class DetectorWorker:
                         )
                     for b in bundles:
                         pipe.xadd(ANOMALIES_STREAM, {"bundle": b})
+                    for ev in events:
+                        pipe.xadd(
+                            ANOMALY_EVENTS_STREAM,
+                            {"event": ev["event"], "id": ev["id"], "data": _dumps(_without_bundle(ev))},
+                            maxlen=self.opt.signals_maxlen,
+                            approximate=True,
+                        )
                     pipe.xack(self.stream, self.opt.group, *[e.entry_id for e in entries])
                     await pipe.execute()
                     break
@@ -330,12 +350,17 @@ class DetectorWorker:
         self.stats.bad_records += bad
         self.stats.processed += len(new_ids) - bad
         self.stats.anomalies += len(bundles)
+        self.stats.alert_updates += sum(1 for ev in events if ev["event"] == "update")
+        self.stats.resolved += sum(1 for ev in events if ev["event"] == "resolve")
         for e in entries:
             if e.record is None and e.interaction_id in new_ids:
                 log.error("worker %s: entry %s unusable: %s", self.consumer, e.entry_id, e.error)
         self._export(good, signals, new_ids)
         for b in bundles:
             log.warning("anomaly: %s", b[:300].decode(errors="replace"))
+        for ev in events:
+            if ev["event"] == "resolve":
+                log.info("anomaly %s resolved after %d firings", ev["id"], ev["count"])
 
     def _score_safely(
         self, entries: Sequence[_Entry]
@@ -474,6 +499,8 @@ def _stats_json(stats: WorkerStats) -> str:
             "deleted": stats.deleted,
             "bad_records": stats.bad_records,
             "anomalies": stats.anomalies,
+            "alert_updates": stats.alert_updates,
+            "resolved": stats.resolved,
             "conflicts": stats.conflicts,
         }
     ).decode()

@@ -1,9 +1,11 @@
-"""Shared fixtures: the shipped detector models, loaded once per session."""
+"""Shared fixtures: the shipped detector models and a scored replay pool, loaded once per session."""
 
 from __future__ import annotations
 
 import pytest
 
+from detectors import eval as E
+from detectors import shipped
 from detectors.reference_model import ReferenceModel
 from detectors.shortcuts import ShortcutDetectors
 
@@ -16,3 +18,9 @@ def detectors() -> ShortcutDetectors:
 @pytest.fixture(scope="session")
 def reference() -> ReferenceModel:
     return ReferenceModel()
+
+
+@pytest.fixture(scope="session")
+def small_pool(detectors: ShortcutDetectors, reference: ReferenceModel) -> list[E.PoolItem]:
+    """The arena-hard and OpenAssistant replies (about 1,800), scored once per session."""
+    return E.score_pool(shipped.arena_answers() + shipped.oasst_outputs(), detectors, reference)

@@ -15,17 +15,8 @@ from detectors.canary import VariantComparison
 from detectors.drift import CusumMonitor, Floors, InputDrift, calibrate_cusum_h, domain_auc, psi
 from detectors.engine import EngineConfig, WindowEngine
 from detectors.reference_model import ReferenceModel
-from detectors.shortcuts import ShortcutDetectors
 
 FLOORS = Floors(min_sample=100)
-
-
-@pytest.fixture(scope="module")
-def small_pool(detectors: ShortcutDetectors, reference: ReferenceModel) -> list[E.PoolItem]:
-    from detectors import shipped
-
-    ex = shipped.arena_answers() + shipped.oasst_outputs()
-    return E.score_pool(ex, detectors, reference)
 
 
 def test_cusum_threshold_grows_with_target_arl() -> None:

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from detectors import shipped
-from gateway.worker import ANOMALIES_STREAM, SEEN_KEY, SIGNALS_STREAM, STATE_KEY
+from gateway.worker import ANOMALIES_STREAM, ANOMALY_EVENTS_STREAM, SEEN_KEY, SIGNALS_STREAM, STATE_KEY
 from rollguard.types import Interaction
 
 pytestmark = pytest.mark.integration
@@ -228,3 +228,70 @@ def test_malformed_records_are_counted_acknowledged_and_never_stop_the_worker(re
     signals = {e[1][b"id"].decode(): orjson.loads(e[1][b"signals"]) for e in r.xrange(SIGNALS_STREAM)}
     assert all("refusal" in signals[str(g["id"])] for g in good)
     assert "error" in signals["bad-messages-str"] and "error" in signals["bad-json"]
+
+
+def _long(records: list[dict[str, object]], pool_offset: int) -> list[dict[str, object]]:
+    """The records with each reply padded by three other real replies (about 4x longer)."""
+    pool = [str(x["completion"]) for x in _records(400, "chosen", "control", offset=pool_offset)]
+    for i, rec in enumerate(records):
+        rec["completion"] = " ".join([str(rec["completion"]), *pool[i % 397 : i % 397 + 3]])
+    return records
+
+
+def _events(r: Any) -> list[dict[str, Any]]:
+    return [orjson.loads(e[1][b"data"]) for e in r.xrange(ANOMALY_EVENTS_STREAM)]
+
+
+def test_one_shift_is_one_anomaly_across_worker_restarts_then_resolves_and_reopens(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A length shift keeps firing in every group (all, variant, model, tenant) and in every batch;
+    the anomalies stream gets one entry for it, the lifecycle state survives worker restarts, and
+    after ``resolve_after`` quiet requests it resolves; the same shift later is a new anomaly."""
+    cfg = tmp_path / "rollguard.yaml"
+    cfg.write_text(
+        "detectors:\n  reference_size: 100\n  input_reference_size: 100\n  input_window: 50\n"
+        "  input_group_by: []\n  floors:\n    min_sample: 40\n  alerts:\n    resolve_after: 250\n",
+        encoding="utf-8",
+    )
+    r: Any = redis.Redis.from_url(redis_url)
+
+    def length_anomalies() -> list[dict[str, Any]]:
+        bundles = [orjson.loads(e[1][b"bundle"]) for e in r.xrange(ANOMALIES_STREAM)]
+        return [b for b in bundles if b["detector"] == "reply_log_chars"]
+
+    # run 1: 200 ordinary replies (the reference), then 300 long ones
+    _append(r, _records(200) + _long(_records(300, offset=200), 1500))
+    s1 = _finish(_start_worker(redis_url, "worker-l1", "--config", str(cfg)))
+    assert s1["processed"] == 500
+    (first,) = length_anomalies()
+    assert first["id"] and first["status"] == "open" and first["groups"]
+    assert set(first["group_keys"]) <= {"all", "variant=control", "model=demo", "tenant=acme"}
+    assert first["exemplar_ids"] == first["exemplars_current"] + first["exemplars_reference"]
+    state = orjson.loads(r.get(STATE_KEY))
+    (incident,) = [i for i in state["alerts"]["open"].values() if i["detector"] == "reply_log_chars"]
+    count_1 = sum(m["count"] for m in incident["members"].values())
+
+    # run 2, a new process on the stored state: 300 more long replies keep firing, no new anomaly
+    _append(r, _long(_records(300, offset=500), 1500))
+    s2 = _finish(_start_worker(redis_url, "worker-l2", "--config", str(cfg)))
+    assert s2["processed"] == 300
+    assert len(length_anomalies()) == 1
+    state = orjson.loads(r.get(STATE_KEY))
+    incident = state["alerts"]["open"][incident["family"]]
+    assert sum(m["count"] for m in incident["members"].values()) > count_1
+    assert all(e["event"] != "resolve" for e in _events(r) if e["id"] == first["id"]), (
+        "resolved while the shift went on"
+    )
+
+    # run 3: 400 ordinary replies, then the shift comes back
+    _append(r, _records(400, offset=800) + _long(_records(300, offset=1200), 1800))
+    s3 = _finish(_start_worker(redis_url, "worker-l3", "--config", str(cfg)))
+    assert s3["processed"] == 700 and s3["resolved"] >= 1
+    resolved = [e for e in _events(r) if e["id"] == first["id"] and e["event"] == "resolve"]
+    assert len(resolved) == 1 and resolved[0]["status"] == "resolved"
+    anomalies = length_anomalies()
+    assert len(anomalies) == 2 and anomalies[1]["id"] != first["id"]
+    # every anomaly written has its open event
+    opened = {e["id"] for e in _events(r) if e["event"] == "open"}
+    assert {b["id"] for b in anomalies} <= opened
