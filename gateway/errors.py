@@ -2,7 +2,8 @@
 error body ``{"error": {"message", "type", "param", "code"}}`` with the right status. Never a stack
 trace in a response; never a 500 for the client's mistake.
 
-Mapping: ``rollguard.errors.RollguardError`` subclasses carry their own status/type/code;
+Mapping: ``rollguard.errors.RollguardError`` subclasses carry their own status/type/code (an
+``UpstreamError`` with the upstream's wait adds a ``Retry-After`` header);
 Starlette's ``HTTPException`` (404 route, 405 method) keeps its status; FastAPI's
 ``RequestValidationError`` becomes 422 naming the field; anything else is a 500 ``internal_error``
 whose details go to the log only.
@@ -11,6 +12,7 @@ whose details go to the log only.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import orjson
@@ -19,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from rollguard.errors import ClientError, RollguardError
+from rollguard.errors import ClientError, RollguardError, UpstreamError
 
 log = logging.getLogger("rollguard.gateway")
 
@@ -41,7 +43,12 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_response(exc: RollguardError, headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    """``exc`` as an OpenAI-shaped error response; ``extra`` fields go into the ``error`` object."""
+    """``exc`` as an OpenAI-shaped error response; ``extra`` fields go into the ``error`` object.
+    An upstream error that carries the upstream's wait (``UpstreamError.retry_after``, seconds)
+    adds ``Retry-After``: whole seconds, rounded up (RFC 9110 10.2.3), which the OpenAI SDKs
+    honour when it is at most 60."""
+    if isinstance(exc, UpstreamError) and exc.retry_after is not None:
+        headers = {**(headers or {}), "Retry-After": str(math.ceil(exc.retry_after))}
     return json_response(exc.to_body(**extra), status=exc.status, headers=headers)
 
 

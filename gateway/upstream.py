@@ -21,6 +21,14 @@ the decisions are visible in our spans; see docs/decisions.md):
 * ``router_settings.num_retries`` further attempts on retryable failures (connection refused,
   5xx, timeout, 429, a broken or invalid stream *before its first chunk*), ``retry_after``
   seconds apart; never after a stream chunk was handed out;
+* an upstream 429/503 with ``Retry-After`` (seconds or HTTP-date) or ``retry-after-ms`` cools
+  that deployment down for that long (for every request; garbage ignored, capped at an hour):
+  the retry goes to a free deployment of the alias at once, else to a free fallback at once,
+  else waits it out (at least ``retry_after``) while this request's waits add up to at most
+  ``timeout`` seconds; beyond that it gives up at once and the client gets the error with
+  ``Retry-After`` (whole seconds, rounded up). LiteLLM's router does the same (cooldown from
+  the header, no sleep while another deployment is healthy, give up rather than outwait the
+  budget);
 * then ``router_settings.fallbacks`` (``[{alias: [fallback, ...]}]``) on 5xx / timeout /
   unavailable / rate-limit / rejected credentials, each fallback with its own retries. An
   upstream 400 is the request's fault: no retry, no fallback;
@@ -30,10 +38,11 @@ the decisions are visible in our spans; see docs/decisions.md):
 
 Error mapping (``UpstreamError`` subclasses, ``raise ... from`` the foreign exception):
 ``UpstreamBadRequest`` 400 (upstream 400/404-free 4xx, message passed on), ``UpstreamRateLimited``
-429, ``UpstreamTimeout`` 504 (no answer in time, upstream 408), ``UpstreamUnavailable`` 502
-(connection refused/reset, 5xx, 401/403 bad upstream credentials (never retried; message does not
-quote the upstream's text, which may echo the key), 404 unknown upstream model, invalid JSON,
-a broken stream, an ``{"error": ...}`` event in the stream).
+429, ``UpstreamTimeout`` 504 (no answer in time, upstream 408), ``UpstreamOverloaded`` 503 (upstream
+503), ``UpstreamUnavailable`` 502 (connection refused/reset, other 5xx, 401/403 bad upstream
+credentials (never retried; message does not quote the upstream's text, which may echo the key),
+404 unknown upstream model, invalid JSON, a broken stream, an ``{"error": ...}`` event in the
+stream).
 
 Modules: this one routes (``Upstream``, ``UpstreamStream``, spans); ``gateway.upstream_transport``
 holds ``Deployment`` and the two transports; ``gateway.upstream_errors`` the error mapping.
@@ -122,6 +131,8 @@ def _record_response(span: Span, resp: Mapping[str, Any], finish_reasons: list[s
 def _end_span(span: Span, error: UpstreamError | None = None) -> None:
     if error is not None:
         span.set_attribute("error.type", type(error).__name__)
+        if error.retry_after is not None:
+            span.set_attribute("rollguard.upstream.retry_after_s", error.retry_after)
         span.set_status(Status(StatusCode.ERROR, error.code or ""))
     span.end()
 
@@ -237,7 +248,14 @@ class Upstream:
         for fb in rs.fallbacks:
             for src, targets in fb.items():
                 self._fallbacks.setdefault(src, []).extend(targets)
+        self._chains = {
+            alias: [n for n in (alias, *self._fallbacks.get(alias, ())) if n in self._deployments]
+            for alias in self._deployments
+        }
+        """alias -> the aliases to try, in order: itself, then its configured fallbacks."""
         self._rr = {alias: itertools.count() for alias in self._deployments}
+        self._cooldown: dict[int, float] = {}
+        """``id(deployment)`` -> ``time.monotonic()`` until which its upstream asked us to wait."""
         self._lean = LeanTransport(connector_limit)
         self._litellm = LiteLLMTransport()
         if any(d.path == "litellm" for deps in self._deployments.values() for d in deps):
@@ -255,29 +273,82 @@ class Upstream:
         return list(self._deployments.get(alias, ()))
 
     def _pick(self, alias: str) -> Deployment:
+        """The next deployment of ``alias`` round-robin, skipping those cooling down after a
+        ``Retry-After`` while another is free; when all are cooling, the one free soonest."""
         deps = self._deployments[alias]
-        return deps[next(self._rr[alias]) % len(deps)]
+        n = next(self._rr[alias])
+        if not self._cooldown:  # the hot path: no upstream asked us to wait
+            return deps[n % len(deps)]
+        now = time.monotonic()
+        self._cooldown = {k: until for k, until in self._cooldown.items() if until > now}
+        for k in range(len(deps)):
+            dep = deps[(n + k) % len(deps)]
+            if id(dep) not in self._cooldown:
+                return dep
+        return min(deps, key=lambda d: self._cooldown[id(d)])
+
+    def _cool(self, dep: Deployment, seconds: float) -> None:
+        """Keep ``dep`` out of picks for ``seconds`` (its upstream's ``Retry-After``)."""
+        if seconds > 0:
+            until = time.monotonic() + seconds
+            self._cooldown[id(dep)] = max(until, self._cooldown.get(id(dep), 0.0))
+
+    def _cooling(self, alias: str) -> float:
+        """Seconds until some deployment of ``alias`` is free again (0.0: one is free now)."""
+        if not self._cooldown:
+            return 0.0
+        now = time.monotonic()
+        return max(0.0, min(self._cooldown.get(id(d), 0.0) - now for d in self._deployments[alias]))
+
+    def _free_after(self, chain: list[str], i: int) -> bool:
+        """Whether an alias after ``chain[i]`` has a deployment free now."""
+        return any(self._cooling(fb) == 0.0 for fb in chain[i + 1 :])
 
     def _transport(self, dep: Deployment) -> LeanTransport | LiteLLMTransport:
         return self._lean if dep.path == "lean" else self._litellm
 
     # -- the retry / fallback loop
     async def _route(self, alias: str, attempt_fn: Callable[[Deployment, int], Awaitable[T]]) -> T:
+        """Run ``attempt_fn`` under the retry / fallback policy (module docstring).
+
+        A failure whose upstream sent ``Retry-After`` (``error.retry_after``) cools its deployment
+        down for that long, for every request: the next attempt goes to a free deployment of the
+        alias at once; if none is free, to a fallback alias with a free deployment at once (a later
+        request skips such an alias straight away, as LiteLLM's router skips deployments in
+        cooldown); else it waits until a
+        deployment is free (at least ``retry_after``), unless the waits of this request would then
+        add up to more than ``timeout`` seconds: then it stops retrying and the error (with its
+        hint, passed to the client as ``Retry-After``) is raised now."""
         if alias not in self._deployments:
             raise NotFound(f"The model `{alias}` does not exist.", code="model_not_found", param="model")
+        chain = self._chains[alias]
+        waited = 0.0  # seconds slept on Retry-After hints (no clock read on the hot path)
         last: AttemptFailed | None = None
-        for name in [alias, *self._fallbacks.get(alias, [])]:
-            if name not in self._deployments:
-                continue
+        for i, name in enumerate(chain):
+            if self._cooldown and self._cooling(name) > 0 and self._free_after(chain, i):
+                continue  # every deployment of this alias asked us to wait; a fallback is free
             for attempt in range(self.num_retries + 1):
+                dep = self._pick(name)
                 try:
-                    return await attempt_fn(self._pick(name), attempt)
+                    return await attempt_fn(dep, attempt)
                 except AttemptFailed as f:
                     last = f
-                    if not f.retryable:
+                    hint = f.error.retry_after
+                    if hint is not None:
+                        self._cool(dep, hint)
+                    if not f.retryable or attempt >= self.num_retries:
                         break
-                    if attempt < self.num_retries and self.retry_after:
-                        await asyncio.sleep(self.retry_after)
+                    wait = self.retry_after
+                    cooling = self._cooling(name)
+                    if cooling > 0:
+                        if f.fallback and self._free_after(chain, i):
+                            break  # a fallback can answer now: no point waiting here
+                        wait = max(cooling, wait)
+                        if waited + wait > self.timeout:
+                            break  # the wait would outlast the request's budget
+                        waited += wait
+                    if wait:
+                        await asyncio.sleep(wait)
             if last is not None and not last.fallback:
                 break
         assert last is not None

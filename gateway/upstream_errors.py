@@ -1,12 +1,17 @@
 """Error mapping of the upstream boundary: HTTP statuses, aiohttp and litellm exceptions ->
 ``rollguard.errors`` (``UpstreamError`` subclasses), each with its retry/fallback policy
-(``AttemptFailed``). Used by ``gateway.upstream_transport`` and ``gateway.upstream``; see the
+(``AttemptFailed``), and the upstream's ``Retry-After`` hint (``parse_retry_after``) on the error
+of a 429 or 503. Used by ``gateway.upstream_transport`` and ``gateway.upstream``; see the
 ``gateway.upstream`` docstring for the table."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
+import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,22 +22,79 @@ import orjson
 from rollguard.errors import (
     UpstreamBadRequest,
     UpstreamError,
+    UpstreamOverloaded,
     UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 
 __all__ = [
+    "MAX_RETRY_AFTER",
     "AttemptFailed",
     "failed",
+    "http_failure",
     "map_http_error",
     "map_litellm_error",
     "map_transport_error",
+    "parse_retry_after",
     "stream_error_event",
 ]
 
 _MAX_MESSAGE = 500
 _NOT_RETRIED = frozenset({"upstream_auth_failed", "upstream_model_not_found"})
+_HINTED_STATUSES = frozenset({429, 503})
+"""Statuses whose ``Retry-After`` we honour (RFC 9110 10.2.3: 503; RFC 6585: 429)."""
+
+MAX_RETRY_AFTER = 3600.0
+"""Seconds; a larger upstream hint is capped to this (a garbage value never tells a client to go
+away for days)."""
+
+_DELAY_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+
+# ---------------------------------------------------------------------------------------------- Retry-After
+
+
+def parse_retry_after(headers: Any, now: float | None = None) -> float | None:
+    """The wait an upstream response asks for, in seconds (0.0 .. ``MAX_RETRY_AFTER``), or None.
+
+    ``headers``: a case-insensitive mapping (aiohttp's ``CIMultiDictProxy``, httpx's ``Headers``)
+    or None. Read, first usable wins: OpenAI's ``retry-after-ms`` (milliseconds, may be
+    fractional), then ``Retry-After`` (RFC 9110 10.2.3) as delay-seconds (fractions accepted, as
+    the OpenAI SDK does) or as an HTTP-date (a date in the past is 0.0; ``now`` is the Unix time to
+    measure from, default ``time.time()``). Garbage (negative, non-numeric, NaN, an impossible
+    date) is ignored (None); a huge value is capped. Never raises."""
+    if headers is None:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        raw = headers.get("retry-after")
+    except Exception:  # a foreign mapping that cannot be read: no hint
+        return None
+    if isinstance(ms, str):
+        try:
+            value = float(ms)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return min(value / 1000.0, MAX_RETRY_AFTER)
+    if not isinstance(raw, str):
+        return None
+    raw = raw.strip()
+    if _DELAY_SECONDS.fullmatch(raw):
+        return min(float(raw), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    try:
+        at = (when if when.tzinfo is not None else when.replace(tzinfo=datetime.UTC)).timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+    delta = at - (time.time() if now is None else now)
+    if not math.isfinite(delta):
+        return None
+    return min(max(delta, 0.0), MAX_RETRY_AFTER)
+
 
 # ---------------------------------------------------------------------------------------------- errors
 
@@ -86,14 +148,28 @@ def map_http_error(status: int, raw: bytes = b"") -> UpstreamError:
         return UpstreamBadRequest(
             _upstream_message(raw) or f"the upstream rejected the request (HTTP {status})"
         )
+    if status == 503:
+        return UpstreamOverloaded("the upstream is overloaded or unavailable (HTTP 503)")
     return UpstreamUnavailable(f"the upstream failed (HTTP {status})")
 
 
-def failed(err: UpstreamError, cause: BaseException | None) -> AttemptFailed:
+def http_failure(status: int, raw: bytes, headers: Any) -> AttemptFailed:
+    """A failed attempt for an upstream HTTP error: ``map_http_error`` plus, on a 429 or 503, the
+    upstream's ``Retry-After`` hint (``parse_retry_after(headers)``) on the error."""
+    hint = parse_retry_after(headers) if status in _HINTED_STATUSES else None
+    return failed(map_http_error(status, raw), None, retry_after=hint)
+
+
+def failed(
+    err: UpstreamError, cause: BaseException | None, *, retry_after: float | None = None
+) -> AttemptFailed:
     """Wrap a mapped error with its retry/fallback policy: a bad request is final (no retry, no
     fallback); rejected credentials and an unknown upstream model are not retried on the same
-    alias but may fall back; everything else (5xx, connection, timeout, 429) is retried."""
+    alias but may fall back; everything else (5xx, connection, timeout, 429) is retried.
+    ``retry_after`` (seconds, from ``parse_retry_after``) is stored on the error."""
     err.__cause__ = cause
+    if retry_after is not None:
+        err.retry_after = retry_after
     if isinstance(err, UpstreamBadRequest):
         return AttemptFailed(err, retryable=False, fallback=False)
     if err.code in _NOT_RETRIED:
@@ -122,10 +198,13 @@ def map_litellm_error(exc: BaseException) -> AttemptFailed:
 
     ex = litellm.exceptions
     msg = _LITELLM_PREFIX.sub("", str(getattr(exc, "message", "") or exc))[:_MAX_MESSAGE]
+    status = getattr(exc, "status_code", None)
     if isinstance(exc, ex.Timeout):
         return failed(UpstreamTimeout("the upstream did not answer in time"), exc)
     if isinstance(exc, ex.RateLimitError):
-        return failed(UpstreamRateLimited(msg or "the upstream is rate limiting"), exc)
+        return failed(
+            UpstreamRateLimited(msg or "the upstream is rate limiting"), exc, retry_after=_litellm_hint(exc)
+        )
     if isinstance(exc, ex.AuthenticationError | ex.PermissionDeniedError):
         status = getattr(exc, "status_code", 401)
         return failed(map_http_error(status if status in (401, 403) else 401), exc)
@@ -135,10 +214,19 @@ def map_litellm_error(exc: BaseException) -> AttemptFailed:
         return failed(UpstreamBadRequest(msg or "the upstream rejected the request"), exc)
     if isinstance(exc, ex.APIConnectionError):
         return failed(UpstreamUnavailable("cannot connect to the upstream"), exc)
-    status = getattr(exc, "status_code", None)
     if isinstance(status, int) and 400 <= status < 600:
-        return failed(map_http_error(status, msg.encode()), exc)
+        hint = _litellm_hint(exc) if status in _HINTED_STATUSES else None
+        return failed(map_http_error(status, msg.encode()), exc, retry_after=hint)
     return failed(UpstreamUnavailable(f"upstream call failed: {type(exc).__name__}"), exc)
+
+
+def _litellm_hint(exc: BaseException) -> float | None:
+    """The upstream's Retry-After from a litellm exception: its ``litellm_response_headers`` or
+    the ``response.headers`` of the provider SDK's error (both httpx ``Headers``)."""
+    headers = getattr(exc, "litellm_response_headers", None)
+    if headers is None:
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+    return parse_retry_after(headers)
 
 
 def stream_error_event(chunk: Mapping[str, Any]) -> AttemptFailed:

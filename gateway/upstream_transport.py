@@ -19,7 +19,7 @@ from gateway.streaming import SSEParser, decode_chunk
 from gateway.upstream_errors import (
     AttemptFailed,
     failed,
-    map_http_error,
+    http_failure,
     map_litellm_error,
     map_transport_error,
     stream_error_event,
@@ -173,12 +173,13 @@ class LeanTransport:
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
+                headers = resp.headers
         except AttemptFailed:
             raise
         except Exception as exc:
             raise map_transport_error(exc, "completion") from exc
         if status >= 400:
-            raise failed(map_http_error(status, raw), None)
+            raise http_failure(status, raw, headers)
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -206,7 +207,7 @@ class LeanTransport:
             except Exception:
                 raw = b""
             resp.release()
-            raise failed(map_http_error(resp.status, raw), None)
+            raise http_failure(resp.status, raw, resp.headers)
         return self._events(resp)
 
     @staticmethod

@@ -19,6 +19,7 @@ so the single error boundary in ``gateway/errors.py`` needs no lookup table.
     │   ├── UpstreamBadRequest       400 the upstream rejected the request (message passed on)
     │   ├── UpstreamRateLimited      429 the upstream throttled us
     │   ├── UpstreamUnavailable      502 connection refused / 5xx / broken stream / bad credentials
+    │   │   └── UpstreamOverloaded   503 the upstream answered 503 (overloaded, try later)
     │   └── UpstreamTimeout          504 no answer in time
     ├── GuardrailUnavailable         503 a policy with on_error=block raised or timed out
     └── StoreError                   the Redis store failed (the request is still answered; the
@@ -118,9 +119,14 @@ class RateLimited(ClientError):
 
 
 class UpstreamError(RollguardError):
+    """Anything from the model endpoint. ``retry_after``: seconds the upstream asked us to wait
+    (its ``Retry-After`` / ``retry-after-ms`` on a 429 or 503), or None; the HTTP boundary passes
+    it on to the client as ``Retry-After``."""
+
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+    retry_after: float | None = None
 
 
 class UpstreamBadRequest(UpstreamError):
@@ -138,6 +144,14 @@ class UpstreamRateLimited(UpstreamError):
 class UpstreamUnavailable(UpstreamError):
     status = 502
     code = "upstream_unavailable"
+
+
+class UpstreamOverloaded(UpstreamUnavailable):
+    """The upstream answered 503 (overloaded or down for maintenance): a temporary condition, so
+    the client gets a 503 too (with ``Retry-After`` when the upstream sent one)."""
+
+    status = 503
+    code = "upstream_overloaded"
 
 
 class UpstreamTimeout(UpstreamError):

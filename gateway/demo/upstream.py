@@ -29,7 +29,8 @@ one write unless ``x-stub-chunk-delay-ms`` asks for pacing. Token counts are app
 
 Script (all keys optional)::
 
-    {"status": 429, "error": {"message": ..., "type": ..., "code": ...}, "headers": {...},
+    {"status": 429, "error": {"message": ..., "type": ..., "code": ...},
+     "headers": {...},                # on an error or a non-streamed reply, e.g. {"Retry-After": "1"}
      "delay_ms": 0,                   # before the response starts
      "content": "text", "tool_calls": [...], "finish_reason": "stop",     # non-streamed reply
      "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
