@@ -223,8 +223,13 @@ def review_export(
     if fmt not in ("dpo", "kto", "jsonl"):
         _fail("--format must be one of dpo, kto, jsonl")
     settings = with_embedded_defaults(load_settings(config))
-    n = asyncio.run(export_from_settings(settings, fmt, out))
-    typer.echo(f"wrote {n} rows to {out}")
+    res = asyncio.run(export_from_settings(settings, fmt, out))
+    skipped = (
+        f" ({res.skipped} decided item(s) skipped: their verdict did not judge the reply)"
+        if res.skipped
+        else ""
+    )
+    typer.echo(f"wrote {res.rows} rows to {out}{skipped}")
 
 
 def main() -> None:

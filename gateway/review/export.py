@@ -273,11 +273,12 @@ async def export_preferences(
     return ExportResult(out, fmt, len(rendered), conversational, skipped=len(skipped))
 
 
-async def export_from_settings(settings: RollguardSettings, fmt: str, out: Path) -> int:
+async def export_from_settings(settings: RollguardSettings, fmt: str, out: Path) -> ExportResult:
     """``rollguard review export``: connect to the configured store (the embedded Valkey under
     ``store.data_dir`` when no URL is set), export every queue named in ``review`` config with
-    decided items, and return the number of rows written. Raises ``InvalidRequest`` for an unknown
-    format, ``ConfigError`` for a bad ``review`` section, ``StoreError`` when Redis fails."""
+    decided items, and return the ``ExportResult`` (rows written, items skipped). Raises
+    ``InvalidRequest`` for an unknown format, ``ConfigError`` for a bad ``review`` section,
+    ``StoreError`` when Redis fails."""
     from gateway.review.config import parse_review_settings
     from gateway.store import Store
 
@@ -290,4 +291,4 @@ async def export_from_settings(settings: RollguardSettings, fmt: str, out: Path)
         res = await export_preferences(store.redis, fmt, out, settings=review)  # type: ignore[arg-type]
     finally:
         await store.aclose()
-    return res.rows
+    return res

@@ -145,8 +145,8 @@ async def test_export_from_settings_for_the_cli(
 
     await _seed(aredis)
     settings = RollguardSettings(review=review_config(), store={"redis_url": redis_url, "data_dir": tmp_path})
-    n = await export_from_settings(settings, "kto", tmp_path / "cli.jsonl")
-    assert n == 9 and len((tmp_path / "cli.jsonl").read_bytes().splitlines()) == 9
+    res = await export_from_settings(settings, "kto", tmp_path / "cli.jsonl")
+    assert res.rows == 9 and len((tmp_path / "cli.jsonl").read_bytes().splitlines()) == 9
 
 
 def _input_only(rid: str) -> dict[str, Any]:
