@@ -21,17 +21,21 @@ Input is a *normalised* text (``policies.builtin.normalize.normalize``). Feature
 
 Second stage (optional, ``BoostedStage``): small gradient-boosted trees (scikit-learn's
 ``HistGradientBoostingClassifier``, exported as node arrays) over a dense vector: the linear
-model's logit on its best view, the hand features of that view and the ``GCG_FEATURES`` (shape of
+model's logit on its best view, the hand features of that view, the ``GCG_FEATURES`` (shape of
 the last 25 tokens: camel-case joins, letter/symbol alternation, symbol contrast with the head,
-unbalanced brackets, character-class changes, mid-sentence capitals). The trees combine what the
-linear model cannot: e.g. a middling logit *and* a word-salad tail (GCG suffixes), or a middling
-logit on a one-line math / role-play request (benign).
+unbalanced brackets, character-class changes, mid-sentence capitals) and the logit of a separate
+word-only model (``WordModel``: TF-IDF over the same word 1-2-grams, no character n-grams, no hand
+features) on the same view. The trees combine what the linear model cannot: e.g. a middling logit
+*and* a word-salad tail (GCG suffixes), a middling logit on a one-line math / role-play request
+(benign), or a character-level and a word-level model that disagree.
 
 The model file is JSON (loaded with ``json``; nothing executable): ``vocabulary`` (word feature
 strings and character n-gram hashes, in column order), ``idf``, ``coef`` (sparse columns then
 hand features), ``intercept``, ``threshold``, ``char_ngrams``, optionally ``stage2`` (``features``,
 ``baseline``, ``trees``: per tree the node arrays ``feature``, ``threshold``, ``left``, ``right``,
-``value``, ``leaf``) and provenance fields. With ``stage2`` the threshold applies to its output.
+``value``, ``leaf``), ``word_model`` (``vocabulary`` of word features, ``idf``, ``coef``,
+``intercept``; required with ``stage2``) and provenance fields. With ``stage2`` the threshold
+applies to its output.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ __all__ = [
     "BoostedStage",
     "LinearTextModel",
     "ModelFileError",
+    "WordModel",
     "analyze",
     "char_ngram_hashes",
     "gcg_features",
@@ -242,7 +247,7 @@ GCG_FEATURES: tuple[str, ...] = (
 )
 """Names of the adversarial-suffix features (``gcg_features``), second stage only."""
 
-STAGE2_FEATURES: tuple[str, ...] = ("linear_logit", *HAND_FEATURES, *GCG_FEATURES)
+STAGE2_FEATURES: tuple[str, ...] = ("linear_logit", *HAND_FEATURES, *GCG_FEATURES, "word_logit")
 """Input columns of the second stage (``stage2_vector``)."""
 
 _TAIL_TOKENS = 25
@@ -281,10 +286,58 @@ def gcg_features(text: str) -> list[float]:
     return [camel, alternation, contrast, math.log1p(unbalanced), changes, capitals / len(tail)]
 
 
-def stage2_vector(logit: float, view_text: str, hand: Sequence[float] | None = None) -> list[float]:
+def stage2_vector(
+    logit: float, view_text: str, hand: Sequence[float] | None, word_logit: float
+) -> list[float]:
     """The second stage's input (``STAGE2_FEATURES`` order) for the linear ``logit`` of the best
-    view and that view's normalised text (``hand``: its ``hand_features`` if already computed)."""
-    return [logit, *(hand_features(view_text) if hand is None else hand), *gcg_features(view_text)]
+    view, that view's normalised text (``hand``: its ``hand_features`` if already computed, else
+    ``None``) and the word-only model's logit on that view (``WordModel.decision``)."""
+    return [
+        logit,
+        *(hand_features(view_text) if hand is None else hand),
+        *gcg_features(view_text),
+        word_logit,
+    ]
+
+
+class WordModel:
+    """Inference for the exported word-only TF-IDF logistic regression (a second-stage input).
+
+    ``decision(text)`` takes a normalised text and returns the logit of scikit-learn's
+    ``LogisticRegression`` over ``TfidfTransformer(sublinear_tf=True, norm="l2")`` of the word
+    features (``word_features``) kept in ``vocabulary``. Raises ``ModelFileError`` for inconsistent
+    arrays."""
+
+    __slots__ = ("_coef_idf", "_idf", "_index", "intercept", "size")
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        vocabulary, idf, coef = doc["vocabulary"], doc["idf"], doc["coef"]
+        n = len(vocabulary)
+        if len(idf) != n or len(coef) != n:
+            raise ModelFileError(
+                f"inconsistent word model: {n} terms, {len(idf)} idf values, {len(coef)} coefficients"
+            )
+        if not all(isinstance(t, str) for t in vocabulary) or len(set(vocabulary)) != n:
+            raise ModelFileError("inconsistent word model: terms must be distinct word features")
+        self._index = {t: i for i, t in enumerate(vocabulary)}
+        self._idf = np.zeros(n + 1, dtype=np.float64)  # slot n: terms outside the vocabulary
+        self._idf[:n] = np.asarray(idf, dtype=np.float64)
+        self._coef_idf = np.zeros(n + 1, dtype=np.float64)
+        self._coef_idf[:n] = np.asarray(coef, dtype=np.float64) * self._idf[:n]
+        self.intercept = float(doc["intercept"])
+        self.size = n
+
+    def decision(self, text: str) -> float:
+        """The logit (log-odds of attack) of a normalised ``text``."""
+        words = word_features(text.lower())
+        n = self.size
+        cols = np.fromiter(map(self._index.get, words, repeat(n)), dtype=np.intp, count=len(words))
+        terms, tf = np.unique(cols[cols < n], return_counts=True)
+        if not terms.size:
+            return self.intercept
+        w = 1.0 + np.log(tf)
+        wi = w * self._idf[terms]
+        return self.intercept + float(w @ self._coef_idf[terms]) / math.sqrt(float(wi @ wi))
 
 
 class BoostedStage:
@@ -366,6 +419,7 @@ class LinearTextModel:
         "stage2",
         "threshold",
         "vocab_size",
+        "word_model",
     )
 
     def __init__(
@@ -377,8 +431,11 @@ class LinearTextModel:
         threshold: float,
         meta: dict[str, Any] | None = None,
         stage2: BoostedStage | None = None,
+        word_model: WordModel | None = None,
     ) -> None:
         n = len(vocabulary)
+        if stage2 is not None and word_model is None:
+            raise ModelFileError("inconsistent second stage: it needs the word model (word_logit)")
         if len(idf) != n or len(coef) != n + len(HAND_FEATURES):
             raise ModelFileError(
                 f"inconsistent model: {n} terms, {len(idf)} idf values, {len(coef)} coefficients "
@@ -412,6 +469,7 @@ class LinearTextModel:
         self.vocab_size = n
         self.meta = dict(meta or {})
         self.stage2 = stage2
+        self.word_model = word_model
 
     @classmethod
     def load(cls, path: Path) -> LinearTextModel:
@@ -435,8 +493,13 @@ class LinearTextModel:
                 coef=doc["coef"],
                 intercept=doc["intercept"],
                 threshold=doc["threshold"],
-                meta={k: v for k, v in doc.items() if k not in ("vocabulary", "idf", "coef", "stage2")},
+                meta={
+                    k: v
+                    for k, v in doc.items()
+                    if k not in ("vocabulary", "idf", "coef", "stage2", "word_model")
+                },
                 stage2=BoostedStage(doc["stage2"]) if doc.get("stage2") is not None else None,
+                word_model=WordModel(doc["word_model"]) if doc.get("word_model") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ModelFileError):
@@ -524,6 +587,7 @@ def score_text(model: LinearTextModel, text: str) -> tuple[float, str]:
     z, view, view_text, hand = linear_best(model, text)
     if z == -math.inf:
         return 0.0, "plain"
-    if model.stage2 is not None:
-        return _sigmoid(model.stage2.decision(stage2_vector(z, view_text, hand))), view
+    if model.stage2 is not None and model.word_model is not None:
+        x = stage2_vector(z, view_text, hand, model.word_model.decision(view_text))
+        return _sigmoid(model.stage2.decision(x)), view
     return _sigmoid(z), view

@@ -36,10 +36,11 @@ word 1-2-gram TF-IDF >= ``NEAR_DUP_COSINE``), so that edited copies of one jailb
 side. Per source, ``TEST_FRACTION`` of the groups (seeded shuffle) form the test part.
 
 Second stage (stacking): gradient-boosted trees over the linear model's logit on its best view,
-that view's hand features and the adversarial-suffix features (``STAGE2_FEATURES``). The trees are
-fitted on the *out-of-fold* linear logits of the training part (so they learn how far to trust a
-logit the linear model did not fit itself), and evaluated by a second 5-fold group
-cross-validation over those out-of-fold inputs.
+that view's hand features, the adversarial-suffix features and the logit of a word-only model
+(``fit_word_model``) on that view (``STAGE2_FEATURES``). The trees are fitted on the
+*out-of-fold* logits of the training part (so they learn how far to trust a logit the linear
+models did not fit themselves), and evaluated by a second 5-fold group cross-validation over
+those out-of-fold inputs.
 
 Operating threshold: from that cross-validation on the *training* part only: the lowest score at
 which at most ``TARGET_FPR`` of the out-of-fold benign scores are at or above it.
@@ -75,11 +76,13 @@ from policies.builtin.injection_features import (
     STAGE2_FEATURES,
     BoostedStage,
     LinearTextModel,
+    WordModel,
     analyze,
     hand_features,
     linear_best,
     score_text,
     stage2_vector,
+    word_features,
 )
 from policies.builtin.normalize import normalize
 
@@ -89,6 +92,7 @@ __all__ = [
     "evaluate",
     "fit_model",
     "fit_stage2",
+    "fit_word_model",
     "load_examples",
     "main",
     "markdown_tables",
@@ -113,9 +117,12 @@ STAGE2_PARAMS: dict[str, Any] = {
     "max_depth": 3,
     "learning_rate": 0.05,
     "min_samples_leaf": 20,
+    "l2_regularization": 1.0,
+    "max_features": 0.5,
 }
 """Second-stage trees (chosen on the cross-validated operating point among 100x0.1 / 200x0.05 depth 3
-and 150x0.05 depth 4; differences were within 0.6 points of recall)."""
+and 150x0.05 depth 4, then L2 = 1 with half the features per split: differences were within 0.6
+points of recall before the word-only logit, about 0.3-0.4 points with it)."""
 
 BIPIA_TASK_ONLY = frozenset(
     {
@@ -413,20 +420,66 @@ def fit_model(
     return doc, sk_predict
 
 
+def fit_word_model(
+    texts: Sequence[str], labels: NDArray[np.int64], seed: int = 0
+) -> tuple[dict[str, Any], Callable[[Sequence[str]], NDArray[np.float64]]]:
+    """Fit the word-only model (a second-stage input): TF-IDF (sublinear tf, L2) over the word
+    1-2-grams of normalised ``texts`` (``word_features``, terms in at least ``MIN_DF`` texts, no
+    character n-grams, no hand features) and logistic regression (liblinear, C =
+    ``C_REGULARISATION``, balanced classes).
+
+    Returns the ``word_model`` document of the model file and scikit-learn's own
+    ``decision_function`` for normalised texts, to check the export against."""
+    docs: list[Sequence[str | int]] = [word_features(t.lower()) for t in texts]
+    vocab = _vocabulary(docs, MIN_DF)
+    tfidf = TfidfTransformer(sublinear_tf=True, norm="l2", smooth_idf=True)
+    x = tfidf.fit_transform(_count_matrix(docs, vocab))
+    clf = LogisticRegression(
+        C=C_REGULARISATION, class_weight="balanced", max_iter=5000, solver="liblinear", random_state=seed
+    )
+    clf.fit(x, labels)
+    doc = {
+        "vocabulary": vocab,
+        "idf": [float(v) for v in tfidf.idf_],
+        "coef": [float(v) for v in clf.coef_[0]],
+        "intercept": float(clf.intercept_[0]),
+    }
+
+    def sk_decision(new_texts: Sequence[str]) -> NDArray[np.float64]:
+        new = tfidf.transform(_count_matrix([word_features(t.lower()) for t in new_texts], vocab))
+        return np.asarray(clf.decision_function(new), dtype=np.float64)
+
+    return doc, sk_decision
+
+
 def _to_model(doc: dict[str, Any], threshold: float = 0.5) -> LinearTextModel:
     stage2 = BoostedStage(doc["stage2"]) if doc.get("stage2") is not None else None
+    word = WordModel(doc["word_model"]) if doc.get("word_model") is not None else None
     return LinearTextModel(
-        doc["vocabulary"], doc["idf"], doc["coef"], doc["intercept"], threshold, stage2=stage2
+        doc["vocabulary"],
+        doc["idf"],
+        doc["coef"],
+        doc["intercept"],
+        threshold,
+        stage2=stage2,
+        word_model=word,
     )
 
 
 def stage2_inputs(model: LinearTextModel, texts: Iterable[str]) -> NDArray[np.float64]:
     """Rows x ``STAGE2_FEATURES``: the second stage's input for every raw text, from the linear
-    ``model`` (its best view's logit and that view's features)."""
+    ``model`` (its best view's logit and that view's features) and its ``word_model`` (the
+    word-only logit on that view; 0.0 without one).
+
+    Raises nothing for empty texts: their logits are -50."""
     rows = []
     for t in texts:
         z, _, view_text, hand = linear_best(model, t)
-        rows.append(stage2_vector(z if math.isfinite(z) else -50.0, view_text, hand if hand else None))
+        if not math.isfinite(z):
+            z, word = -50.0, -50.0
+        else:
+            word = model.word_model.decision(view_text) if model.word_model is not None else 0.0
+        rows.append(stage2_vector(z, view_text, hand if hand else None, word))
     return np.array(rows, dtype=np.float64).reshape(len(rows), len(STAGE2_FEATURES))
 
 
@@ -603,6 +656,7 @@ def _cross_validate(
     inputs = np.zeros((len(train), len(STAGE2_FEATURES)))
     for k, (tr, va) in enumerate(folds):
         doc, _ = fit_model([plain[i] for i in tr], labels[tr], seed)
+        doc["word_model"], _ = fit_word_model([plain[i] for i in tr], labels[tr], seed)
         inputs[va] = stage2_inputs(_to_model(doc), [train[i].text for i in va])
         log(f"linear fold {k + 1}/{FOLDS} done")
     linear = 1.0 / (1.0 + np.exp(-inputs[:, 0]))
@@ -640,8 +694,9 @@ def train_prompt_injection(
     log(f"threshold {threshold:.4f}; cross-validated recall {cv['recall']} fpr {cv['benign_fpr']}")
     labels = np.array([e.label for e in train], dtype=np.int64)
     doc, _ = fit_model(plain, labels, seed)
+    doc["word_model"], _ = fit_word_model(plain, labels, seed)
     doc["stage2"], _ = fit_stage2(inputs, labels, seed)
-    doc["format"] = "rollguard.prompt_injection.stacked/3"
+    doc["format"] = "rollguard.prompt_injection.stacked/4"
     doc["threshold"] = threshold
     doc["seed"] = seed
     doc["trained_on"] = {"train_rows": len(train), "test_rows": len(test)}
