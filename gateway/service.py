@@ -381,6 +381,7 @@ class ChatService:
         interaction.upstream_ms = (time.perf_counter() - u0) * 1000.0
         interaction.status = exc.status
         interaction.error_code = exc.code
+        interaction.metadata["upstream_error"] = exc.message  # masked again by the audit sweep
         self._finish(interaction, t0, span, "upstream_error")
         return error_response(exc, headers=self._headers(interaction), interaction_id=interaction.id)
 
@@ -495,6 +496,7 @@ class ChatService:
             outcome = "upstream_error"
             interaction.status = exc.status
             interaction.error_code = exc.code
+            interaction.metadata["upstream_error"] = exc.message
             yield error_event(exc)
         finally:
             await upstream_stream.aclose()

@@ -2,13 +2,18 @@
 ``rollguard.errors`` (``UpstreamError`` subclasses), each with its retry/fallback policy
 (``AttemptFailed``), and the upstream's ``Retry-After`` hint (``parse_retry_after``) on the error
 of a 429 or 503. Used by ``gateway.upstream_transport`` and ``gateway.upstream``; see the
-``gateway.upstream`` docstring for the table."""
+``gateway.upstream`` docstring for the table.
+
+An upstream's own error text (a 400's or 429's message) is passed on to the client, truncated to
+500 characters and with PII and secrets masked (``redact_message``): upstreams quote the request
+("context too long for user john.doe@example.com"), and the gateway never echoes such a value."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
 import email.utils
+import functools
 import math
 import re
 import time
@@ -19,6 +24,10 @@ from typing import Any
 import aiohttp
 import orjson
 
+from policies.base import RedactionVault
+from policies.builtin.pii_entities import PiiFinder
+from policies.builtin.redaction import Finder, resolve_overlaps, substitute
+from policies.builtin.secret_patterns import SecretFinder
 from rollguard.errors import (
     UpstreamBadRequest,
     UpstreamError,
@@ -37,10 +46,14 @@ __all__ = [
     "map_litellm_error",
     "map_transport_error",
     "parse_retry_after",
+    "redact_message",
     "stream_error_event",
 ]
 
 _MAX_MESSAGE = 500
+_REDACT_MARGIN = 512
+"""Characters past ``_MAX_MESSAGE`` read before redacting, so an entity that starts before the cut
+is seen whole (then the result is cut to ``_MAX_MESSAGE``)."""
 _NOT_RETRIED = frozenset({"upstream_auth_failed", "upstream_model_not_found"})
 _HINTED_STATUSES = frozenset({429, 503})
 """Statuses whose ``Retry-After`` we honour (RFC 9110 10.2.3: 503; RFC 6585: 429)."""
@@ -109,28 +122,56 @@ class AttemptFailed(Exception):
     fallback: bool
 
 
+@functools.cache
+def _privacy_finders() -> tuple[Finder, ...]:
+    return (PiiFinder(), SecretFinder())
+
+
+def redact_message(text: str) -> str:
+    """``text`` (an upstream's error message) with PII and secrets replaced by typed placeholders
+    (``<EMAIL_ADDRESS_1>``, the ``pii`` / ``secrets`` default entity sets, a fresh vault), so that
+    an upstream quoting the request never makes the gateway echo a value its guardrails mask.
+    Linear in ``len(text)``; at most 500 characters reach it."""
+    vault = RedactionVault()
+    for finder in _privacy_finders():
+        spans = resolve_overlaps(finder(text))
+        if spans:
+            text = substitute(text, spans, vault)
+    return text
+
+
 def _upstream_message(raw: bytes) -> str:
+    """The upstream error body's message, ``redact_message``-ed, then cut to 500 characters."""
+    return _clean(_raw_message(raw))
+
+
+def _clean(msg: str) -> str:
+    return redact_message(msg[: _MAX_MESSAGE + _REDACT_MARGIN])[:_MAX_MESSAGE]
+
+
+def _raw_message(raw: bytes) -> str:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw[:_MAX_MESSAGE].decode("utf-8", errors="replace").strip()
+        return raw[: _MAX_MESSAGE + _REDACT_MARGIN].decode("utf-8", errors="replace").strip()
     msg: Any = obj
     if isinstance(obj, dict):
         err = obj.get("error", obj)
         msg = err.get("message") or err.get("detail") if isinstance(err, dict) else err
         if msg is None and isinstance(obj.get("detail"), str):
             msg = obj["detail"]
-    return str(msg)[:_MAX_MESSAGE] if msg else ""
+    return str(msg) if msg else ""
 
 
 def map_http_error(status: int, raw: bytes = b"") -> UpstreamError:
     """The rollguard error for an upstream HTTP error ``status`` with body ``raw``.
 
-    400/409/413/422 and other 4xx -> ``UpstreamBadRequest`` with the upstream's message (truncated
-    to 500 characters); 401/403 -> ``UpstreamUnavailable`` (the gateway's upstream credentials are
-    wrong, the client cannot fix that; the upstream's text is not passed on); 404 ->
-    ``UpstreamUnavailable`` (the configured model or api_base is wrong); 408 -> ``UpstreamTimeout``;
-    429 -> ``UpstreamRateLimited``; 5xx and anything else -> ``UpstreamUnavailable``."""
+    400/409/413/422 and other 4xx -> ``UpstreamBadRequest`` with the upstream's message (PII and
+    secrets masked by ``redact_message``, then truncated to 500 characters); 401/403 ->
+    ``UpstreamUnavailable`` (the gateway's upstream credentials are wrong, the client cannot fix
+    that; the upstream's text is not passed on); 404 -> ``UpstreamUnavailable`` (the configured
+    model or api_base is wrong); 408 -> ``UpstreamTimeout``; 429 -> ``UpstreamRateLimited`` (its
+    message masked the same way); 5xx and anything else -> ``UpstreamUnavailable``."""
     if status in (401, 403):
         return UpstreamUnavailable(
             f"the upstream rejected the gateway's credentials (HTTP {status})", code="upstream_auth_failed"
@@ -197,7 +238,7 @@ def map_litellm_error(exc: BaseException) -> AttemptFailed:
     import litellm
 
     ex = litellm.exceptions
-    msg = _LITELLM_PREFIX.sub("", str(getattr(exc, "message", "") or exc))[:_MAX_MESSAGE]
+    msg = _clean(_LITELLM_PREFIX.sub("", str(getattr(exc, "message", "") or exc)))
     status = getattr(exc, "status_code", None)
     if isinstance(exc, ex.Timeout):
         return failed(UpstreamTimeout("the upstream did not answer in time"), exc)
