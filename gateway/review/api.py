@@ -6,9 +6,10 @@ The router carries ``router.review_service`` (a ``ReviewService``) for the gatew
 
 Errors are rollguard errors rendered in OpenAI's error shape by this router itself (so it works in
 any FastAPI app): 401 no/unknown token, 403 no grant, 404 unknown queue/item, 409 lease lost or
-expired, 400 bad label/lease/format, 422 a body or query value of the wrong shape, 503 store
-unavailable. Authentication and the grants the URL decides (role, queue, lease's queue) are
-checked first, before the body is read (``auth.guarded_route``): no token is 401 whatever the body.
+expired or for another item, 400 bad label/lease/format, 422 a body that is not JSON
+(``param`` null, the message says where) or a body or query value of the wrong shape, 503 store unavailable.
+Authentication and the grants the URL decides (role, queue, lease's queue) are checked first,
+before the body is read (``auth.guarded_route``): no token is 401 whatever the body.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from gateway.review.auth import ReviewAuth, current_reviewer, guarded_route
 from gateway.review.config import ReviewerSpec, Role, parse_review_settings
 from gateway.review.queue import Lease, now_ms
 from gateway.review.service import ReviewService
-from rollguard.errors import PermissionDenied, RollguardError
+from rollguard.errors import PermissionDenied, RollguardError, UnprocessableEntity
 from rollguard.settings import RollguardSettings
 
 PREFIX = "/v1/review"
@@ -53,7 +54,26 @@ def authorize(service: ReviewService, reviewer: ReviewerSpec, route: str, params
 
 
 def _render(request: Request, exc: RollguardError | RequestValidationError) -> Response:
+    """OpenAI-shaped error; a body that is not JSON at all says so and where (FastAPI reports it
+    as ``loc = ("body", <character offset>)``, which would otherwise read as a field named "9")."""
+    if isinstance(exc, RequestValidationError):
+        bad_json = _json_error(exc)
+        if bad_json is not None:
+            return response_for(request, bad_json)
     return response_for(request, exc)
+
+
+def _json_error(exc: RequestValidationError) -> UnprocessableEntity | None:
+    """``UnprocessableEntity`` (422 ``invalid_value`` like every other bad body, ``param`` None:
+    there is no field to name) for a request body that does not parse as JSON, else None."""
+    first = next(iter(exc.errors()), None)
+    if not first or first.get("type") != "json_invalid":
+        return None
+    loc = list(first.get("loc", ()))
+    pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    why = str((first.get("ctx") or {}).get("error") or "JSON decode error")
+    where = f" at character {pos}" if pos is not None else ""
+    return UnprocessableEntity(f"the request body is not valid JSON: {why}{where}; send a JSON object")
 
 
 class ClaimBody(BaseModel):
@@ -211,7 +231,10 @@ def create_review_router(settings: RollguardSettings, redis: aioredis.Redis) -> 
     from gateway.review.console import build_console
 
     review = parse_review_settings(settings.review)
-    service = ReviewService(review, redis, interactions_stream=settings.store.interactions_stream)
+    raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
+    service = ReviewService(
+        review, redis, interactions_stream=settings.store.interactions_stream, raw_tenants=raw
+    )
     auth = ReviewAuth(review, redis)
     router = APIRouter()
     router.include_router(build_api(service, auth))

@@ -29,9 +29,9 @@ from gateway.review.anomaly_view import anomaly_facts
 from gateway.review.auth import COOKIE, ReviewAuth, current_reviewer, guarded_route
 from gateway.review.config import ReviewerSpec, Role
 from gateway.review.highlight import highlight_conversation
-from gateway.review.queue import now_ms
+from gateway.review.queue import Lease, ReviewItem, now_ms
 from gateway.review.service import ReviewService
-from rollguard.errors import AuthenticationFailed, RollguardError
+from rollguard.errors import AuthenticationFailed, InvalidRequest, RollguardError
 
 HERE = Path(__file__).resolve().parent
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
@@ -69,6 +69,18 @@ _env.filters["when"] = _when
 
 PUBLIC = frozenset({"/review/login", "/review/logout", "/review/static/{name}"})
 """Console routes served without a session."""
+
+
+def _lease_for(lease: str, item: ReviewItem) -> bool:
+    """True when the ``lease`` id (from the URL) names a slot of ``item``'s queue and priority
+    stream; a malformed id is not a lease (the page is shown read-only)."""
+    if not lease:
+        return False
+    try:
+        queue, prio, _entry = Lease.parse(lease)
+    except InvalidRequest:
+        return False
+    return queue == item.queue and prio is item.priority
 
 
 def _render_error(request: Request, exc: RollguardError | RequestValidationError) -> Response:
@@ -199,7 +211,7 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
     async def item_page(request: Request, queue: str, item_id: str, lease: str = "") -> HTMLResponse:
         me = await who(request)
         it = await service.item(me, queue, item_id)
-        held = lease if lease and it.leases.get(lease.rsplit(":", 1)[-1]) == me.name else ""
+        held = lease if _lease_for(lease, it) and it.leases.get(lease.rsplit(":", 1)[-1]) == me.name else ""
         if not held:
             held_entries = [e for e, who_ in it.leases.items() if who_ == me.name]
             if held_entries:

@@ -1,8 +1,9 @@
 """Review-specific errors, inside the rollguard tree (``ClientError`` -> 4xx)::
 
 ClientError
-└── LeaseLost        409 lease_lost: the caller does not hold the lease (any more)
-    └── LeaseExpired 409 lease_expired: the caller's lease ran out before this call
+├── LeaseLost        409 lease_lost: the caller does not hold the lease (any more)
+│   └── LeaseExpired 409 lease_expired: the caller's lease ran out before this call
+└── LeaseMismatch    409 lease_item_mismatch: the lease is for another item than the one named
 """
 
 from __future__ import annotations
@@ -33,3 +34,19 @@ class LeaseExpired(LeaseLost):
             "recorded and the item went back to the queue: claim it again"
         )
         self.expired_ms = expired_ms
+
+
+class LeaseMismatch(ClientError):
+    """409: a verdict or release named an ``item_id`` that is not the item the lease is for;
+    nothing was recorded and the lease is still the caller's (``param`` = ``item_id``)."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "lease_item_mismatch"
+
+    def __init__(self, lease_id: str) -> None:
+        super().__init__(
+            f"lease {lease_id} is for another item than the item_id sent: send the item_id the claim "
+            "returned with this lease; nothing was recorded and the lease is still yours",
+            param="item_id",
+        )

@@ -25,9 +25,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.review.config import Priority
-from gateway.review.errors import LeaseExpired, LeaseLost
+from gateway.review.errors import LeaseExpired, LeaseLost, LeaseMismatch
 from gateway.review.scripts import CLAIM, ENQUEUE, HEARTBEAT, PARKED, RELEASE, SWEEP, VERDICT
-from rollguard.errors import InvalidRequest, StoreError
+from rollguard.errors import InvalidRequest, NotFound, PermissionDenied, StoreError
 
 log = logging.getLogger("rollguard.review")
 
@@ -409,27 +409,40 @@ class ReviewQueues:
     async def release(self, lease_id: str, reviewer: str, item_id: str) -> None:
         """Give the slot back to the queue (audited ``release``; a lease that had already run out
         is back in the queue all the same and audited ``lease_expired``). Raises ``LeaseLost``
-        when the caller does not hold it."""
+        when the caller does not hold it, ``LeaseMismatch`` when the lease is for another item
+        than ``item_id`` (nothing changes; checked in the script)."""
         queue, prio, entry = Lease.parse(lease_id)
         keys = Keys(queue)
         ok = await self._release(
             keys=[keys.stream(prio), keys.leases(item_id), keys.audit],
             args=[GROUP, reviewer, entry, PARKED, item_id, now_ms(), self.lease_ms, keys.item_prefix],
         )
+        if int(ok) == -5:
+            raise LeaseMismatch(lease_id)
         if not ok:
             raise LeaseLost("the lease expired or belongs to someone else")
 
     @_store
     async def verdict(
-        self, lease_id: str, reviewer: str, item_id: str, verdict: dict[str, Any]
+        self,
+        lease_id: str,
+        reviewer: str,
+        item_id: str,
+        verdict: dict[str, Any],
+        *,
+        tenants: Iterable[str] = ("*",),
     ) -> VerdictResult:
         """Record ``reviewer``'s verdict (``{"label", "note", "preference", "corrected", ...}``)
-        for the leased slot, atomically: the lease must still be theirs, the item open, and the
-        reviewer not already counted. The k-th verdict decides the item (TTL set, audited).
+        for the leased slot, atomically: the item must exist and belong to one of ``tenants``
+        (``"*"`` = any), the lease must still be theirs and be *for this item*, the item open, and
+        the reviewer not already counted. The k-th verdict decides the item (TTL set, audited).
 
-        Raises ``LeaseExpired`` (the lease ran out before the verdict arrived, checked in the same
-        script; the slot goes back to the queue), ``LeaseLost`` (not the caller's lease),
-        ``rollguard.errors.InvalidRequest`` (item decided or already judged by this reviewer)."""
+        Raises ``rollguard.errors.NotFound`` (no such item in the lease's queue),
+        ``rollguard.errors.PermissionDenied`` (its tenant not in ``tenants``), ``LeaseExpired`` (the
+        lease ran out before the verdict arrived, checked in the same script; the slot goes back to
+        the queue), ``LeaseLost`` (not the caller's lease), ``LeaseMismatch`` (the lease is for
+        another item), ``rollguard.errors.InvalidRequest`` (item decided or already judged by this
+        reviewer). Every refusal but ``LeaseExpired`` leaves the store unchanged."""
         queue, prio, entry = Lease.parse(lease_id)
         keys = Keys(queue)
         ts = now_ms()
@@ -459,9 +472,20 @@ class ReviewQueues:
                 self.lease_ms,
                 PARKED,
                 keys.item_prefix,
+                *(list(tenants) or ["\x00none"]),
             ],
         )
+        if code == -6:
+            raise NotFound(
+                f"no review item with this item_id in queue {queue!r} (unknown id, or decided and past "
+                "retention)",
+                param="item_id",
+            )
+        if code == -7:
+            raise PermissionDenied("no grant for this item's tenant")
         _raise_for_lease(int(code), int(n))
+        if code == -5:
+            raise LeaseMismatch(lease_id)
         if code == -2:
             raise InvalidRequest("the item is no longer open", code="item_closed")
         if code == -3:
@@ -590,6 +614,12 @@ class ReviewQueues:
             if h.get("id"):
                 out.append(ReviewItem.from_hash(queue, h, v, le))
         return out
+
+    @_store
+    async def item_tenant(self, queue: str, item_id: str) -> str | None:
+        """The tenant of an item, or None when there is no such item (one ``HGET``)."""
+        tenant = await self.redis.hget(Keys(queue).item(item_id), "tenant")
+        return None if tenant is None else _s(tenant)
 
     @_store
     async def open_items(self, queue: str, limit: int = 100) -> list[ReviewItem]:

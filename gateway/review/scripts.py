@@ -24,6 +24,13 @@ the same test ``XAUTOCLAIM``'s ``min-idle-time`` makes in the sweep, so an expir
 by ``HEARTBEAT`` and ``VERDICT`` inside the script (and its slot returned to the queue) whether or
 not a sweep has run yet. Expiry times handed to clients are server time too (``TIME``), never the
 gateway's clock.
+
+Lease and item: a lease names a slot entry, and the slot names its item. ``VERDICT`` and
+``RELEASE`` also take the caller's ``item_id`` (it derives the item keys), so both first check, in
+the same script, that the slot's item *is* ``item_id`` and refuse otherwise without touching
+anything: a verdict sent with one item's lease and another item's id would otherwise decide the
+wrong item and consume the leased item's slot (which then could never be claimed again).
+``VERDICT`` also refuses an unknown item and one whose tenant the reviewer is not granted.
 """
 
 from __future__ import annotations
@@ -207,11 +214,13 @@ RELEASE = (
     + r"""
 -- KEYS: stream, leases, audit
 -- ARGV: group, reviewer, entry, parked, item_id, now_ms, lease_ms, item_prefix
--- returns 1 released, 2 it had expired (returned to the queue all the same, audited as expiry), 0 lost
+-- returns 1 released, 2 it had expired (returned to the queue all the same, audited as expiry), 0 lost,
+-- -5 the lease is for another item than item_id (nothing changed)
 local lease = check_lease(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[7]), ARGV[4], ARGV[8],
   KEYS[3], ARGV[6])
 if lease[1] == 'lost' then return 0 end
 if lease[1] == 'expired' then return 2 end
+if slot_item(KEYS[1], ARGV[3]) ~= ARGV[5] then return -5 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[4], 0, ARGV[3], 'JUSTID')
 redis.call('HDEL', KEYS[2], ARGV[3])
 redis.call('XADD', KEYS[3], '*', 'event', 'release', 'item', ARGV[5], 'reviewer', ARGV[2],
@@ -225,15 +234,24 @@ VERDICT = (
     + r"""
 -- KEYS: stream, item, verdicts, leases, open, claim_by, decide_by, decided, audit
 -- ARGV: group, reviewer, entry, item_id, verdict_json, now_ms, ttl_s, label, tenant_open_prefix,
---       lease_ms, parked, item_prefix
+--       lease_ms, parked, item_prefix, then the reviewer's granted tenants ('*' = any)
 -- returns {code, n, k}: code 1 recorded, -1 lease lost, -2 item not open, -3 already judged,
--- -4 lease expired (n = the server time it expired, ms; the slot went back to the queue)
+-- -4 lease expired (n = the server time it expired, ms; the slot went back to the queue),
+-- -5 the lease is for another item than item_id, -6 no such item, -7 the item's tenant is not
+-- granted. Every refusal changes nothing (but -4, which returns the expired slot to the queue).
+local st = redis.call('HMGET', KEYS[2], 'status', 'k', 'tenant')
+if not st[1] then return {-6, 0, 0} end
+local granted = false
+for i = 13, #ARGV do
+  if ARGV[i] == '*' or ARGV[i] == st[3] then granted = true end
+end
+if not granted then return {-7, 0, 0} end
 local lease = check_lease(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[10]), ARGV[11], ARGV[12],
   KEYS[9], ARGV[6])
 if lease[1] == 'lost' then return {-1, 0, 0} end
 if lease[1] == 'expired' then return {-4, lease[2], 0} end
-local st = redis.call('HMGET', KEYS[2], 'status', 'k', 'tenant')
-if not st[1] or st[1] ~= 'open' then return {-2, 0, 0} end
+if slot_item(KEYS[1], ARGV[3]) ~= ARGV[4] then return {-5, 0, 0} end
+if st[1] ~= 'open' then return {-2, 0, 0} end
 local k = tonumber(st[2])
 if redis.call('HSETNX', KEYS[3], ARGV[2], ARGV[5]) == 0 then return {-3, 0, k} end
 local n = redis.call('HLEN', KEYS[3])

@@ -30,6 +30,7 @@ from gateway.review.agreement import (
 )
 from gateway.review.config import LabelSpec, Priority, ReviewerSpec, ReviewSettings, Role
 from gateway.review.highlight import nearest_pair
+from gateway.review.privacy import ReviewerTextRedactor
 from gateway.review.queue import Lease, NewItem, ReviewItem, ReviewQueues, VerdictResult, now_ms
 from gateway.review.routing import interaction_payload, route_anomaly, route_interaction
 from rollguard.errors import InvalidRequest, NotFound, PermissionDenied, StoreError
@@ -59,7 +60,9 @@ class ReviewService:
 
     ``interactions_stream`` is where exemplar interactions of anomaly bundles are looked up (the
     newest ``exemplar_scan`` entries); ``maintenance_s`` the period of the background sweep/SLA/
-    aggregation loop in seconds.
+    aggregation loop in seconds; ``raw_tenants`` the tenants that opted in to raw content
+    (``tenants.<t>.raw_content_opt_in``): their reviewers' notes and corrected replies are stored
+    as written, everyone else's are redacted like audit records (``gateway.review.privacy``).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class ReviewService:
         anomalies_stream: str = ANOMALIES_STREAM,
         maintenance_s: float = 15.0,
         exemplar_scan: int = 5000,
+        raw_tenants: frozenset[str] = frozenset(),
     ) -> None:
         self.settings = settings
         self.redis = redis
@@ -81,6 +85,7 @@ class ReviewService:
         self.anomalies_stream = anomalies_stream
         self.maintenance_s = maintenance_s
         self.exemplar_scan = exemplar_scan
+        self.text_redactor = ReviewerTextRedactor(raw_tenants)
         self._tasks: list[asyncio.Task[None]] = []
         self._precision: tuple[int, dict[str, dict[str, Any]]] | None = None
 
@@ -230,8 +235,11 @@ class ReviewService:
         self, reviewer: ReviewerSpec, lease_id: str, item_id: str, body: Mapping[str, Any]
     ) -> VerdictResult:
         """Record a verdict ``{"label", "note"?, "preference"? (canary|control|tie),
-        "corrected"?}``. Raises ``InvalidRequest`` (unknown label), ``PermissionDenied``,
-        ``LeaseLost``."""
+        "corrected"?}`` on the item ``lease_id`` is for. The note and corrected reply are redacted
+        (PII, secrets) before they are stored unless the item's tenant opted in to raw content.
+        Raises ``InvalidRequest`` (unknown label), ``NotFound`` (no such item),
+        ``PermissionDenied`` (queue or item tenant not granted), ``LeaseLost``/``LeaseExpired``,
+        ``LeaseMismatch`` (``item_id`` is not the leased item)."""
         queue, _prio, _entry = Lease.parse(lease_id)
         self.check_queue(reviewer, queue, decide=True)
         label = str(body.get("label", ""))
@@ -240,16 +248,28 @@ class ReviewService:
         pref = body.get("preference")
         if pref not in (None, "", "canary", "control", "tie"):
             raise InvalidRequest("preference must be canary, control or tie", param="preference")
-        verdict = {
-            "label": label,
-            "note": str(body.get("note") or "")[:4000],
-            "preference": pref or None,
-            "corrected": str(body["corrected"])[:20000] if body.get("corrected") else None,
-        }
-        result = await self.queues.verdict(lease_id, reviewer.name, item_id, verdict)
+        note = str(body.get("note") or "")[:4000]
+        corrected = str(body["corrected"])[:20000] if body.get("corrected") else None
+        if note or corrected:
+            tenant = "" if not self.text_redactor.raw_tenants else await self._tenant_of(queue, item_id)
+            note, corrected = self.text_redactor.redact(tenant, note, corrected)
+        verdict = {"label": label, "note": note, "preference": pref or None, "corrected": corrected}
+        tenants = ["*"] if "*" in reviewer.tenants else list(reviewer.tenants)
+        result = await self.queues.verdict(lease_id, reviewer.name, item_id, verdict, tenants=tenants)
         if result.decided and queue == self.settings.adjudication_queue:
             await self._apply_adjudication(item_id, label)
         return result
+
+    async def _tenant_of(self, queue: str, item_id: str) -> str:
+        """The item's tenant (it never changes once queued). Raises ``NotFound``."""
+        tenant = await self.queues.item_tenant(queue, item_id)
+        if tenant is None:
+            raise NotFound(
+                f"no review item with this item_id in queue {queue!r} (unknown id, or decided and past "
+                "retention)",
+                param="item_id",
+            )
+        return tenant
 
     async def heartbeat(self, reviewer: ReviewerSpec, lease_id: str) -> int:
         return await self.queues.heartbeat(lease_id, reviewer.name)

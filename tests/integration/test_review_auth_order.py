@@ -155,5 +155,7 @@ def test_missing_grants_are_403_before_validation_and_bad_bodies_422_after(
             assert r.status_code == 422, (method, path, r.status_code, r.text[:200])
             err = r.json()["error"]
             assert err["type"] == "invalid_request_error" and err["code"] == "invalid_value", path
+            # Not JSON at all: said so, with where; no field named after the character offset.
+            assert err["param"] is None and "not valid JSON" in err["message"], (path, err)
         r = c.get("/v1/review/queues/safety/items", params={"limit": "lots"}, headers=ana)
         assert r.status_code == 422 and r.json()["error"]["param"] == "query.limit"

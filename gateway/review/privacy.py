@@ -1,0 +1,55 @@
+"""Reviewer free text (a verdict's ``note`` and ``corrected`` reply) through the gateway's own
+privacy redaction before it is stored in a review queue or exported as training data.
+
+Review items hold audit records that are already redacted (``gateway.audit.PrivacyRedactor``,
+unless the tenant opted in with ``tenants.<t>.raw_content_opt_in``); a reviewer's note or corrected
+reply is new text and gets the same treatment: the ``pii`` and ``secrets`` policies' transforms
+with their default entity sets, one placeholder vault per verdict, so ``jane.roe@example.com``
+becomes ``<EMAIL_ADDRESS_1>`` in the note and in the corrected reply alike. The redactor is the
+audit trail's class, reused, not copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cached_property
+
+from gateway.audit import PrivacyRedactor
+from rollguard.types import Interaction
+
+
+class ReviewerTextRedactor:
+    """Redacts reviewer free text unless the item's tenant is in ``raw_tenants``.
+
+    The policies are built on first use (about 0.2 s once); a call then costs well under a
+    millisecond for a note of a few hundred characters."""
+
+    def __init__(self, raw_tenants: Iterable[str] = ()) -> None:
+        self.raw_tenants = frozenset(raw_tenants)
+
+    @cached_property
+    def _redactor(self) -> PrivacyRedactor:
+        return PrivacyRedactor()
+
+    def keeps_raw(self, tenant: str) -> bool:
+        """True when ``tenant`` opted in to raw content (its text is stored as written)."""
+        return tenant in self.raw_tenants
+
+    def redact(self, tenant: str, note: str, corrected: str | None) -> tuple[str, str | None]:
+        """``(note, corrected)`` with PII and secrets replaced by placeholders (one vault for
+        both), or unchanged for a tenant that opted in to raw content. Empty text is passed
+        through without scanning."""
+        if self.keeps_raw(tenant) or not (note or corrected):
+            return note, corrected
+        record = Interaction(
+            id="review-verdict",
+            created_ms=0,
+            tenant=tenant,
+            model="",
+            messages=[{"role": "user", "content": note}] if note else [],
+            completion=corrected or None,
+        )
+        self._redactor.redact(record)
+        out_note = str(record.messages[0]["content"]) if note else note
+        out_corrected = record.completion if corrected else corrected
+        return out_note, out_corrected
