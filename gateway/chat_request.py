@@ -5,9 +5,11 @@ The body stays a plain ``dict`` (unknown fields are passed through to the upstre
 fields rollguard relies on are checked. Shapes follow the OpenAI API reference for
 ``POST /v1/chat/completions``.
 
-Errors raised: ``PayloadTooLarge`` (413, body over ``max_body_bytes``), ``InvalidRequest`` (400:
-malformed JSON, invalid UTF-8, wrong types, missing fields), ``UnprocessableEntity`` (422: valid
-types with impossible values, e.g. ``max_tokens: 0``).
+Errors raised: ``PayloadTooLarge`` (413, body over ``max_body_bytes``), ``UnsupportedEncoding``
+(415: a ``Content-Encoding`` other than ``identity``; compressed bodies are refused rather than
+inflated, so the size cap never has to guard against a decompression bomb), ``InvalidRequest``
+(400: malformed JSON, invalid UTF-8, wrong types, missing fields), ``UnprocessableEntity`` (422:
+valid types with impossible values, e.g. ``max_tokens: 0``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from rollguard.errors import InvalidRequest, PayloadTooLarge, UnprocessableEntity
+from rollguard.errors import ClientError, InvalidRequest, PayloadTooLarge, UnprocessableEntity
 
 MAX_CONTENT_PARTS = 128
 """Content parts per message. Every part is a text location each guardrail scans separately, so
@@ -25,13 +27,33 @@ the count, not only the size, bounds the work one request can cause."""
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
+METADATA_MAX_KEYS = 16
+METADATA_MAX_KEY_CHARS = 64
+METADATA_MAX_VALUE_CHARS = 512
+"""OpenAI's limits on ``metadata``: at most 16 pairs, keys up to 64 characters, string values up to
+512 characters."""
+
+
+class UnsupportedEncoding(ClientError):
+    """415: the body has a ``Content-Encoding`` the gateway does not read (anything but
+    ``identity``). The OpenAI SDKs never compress request bodies."""
+
+    status = 415
+    code = "unsupported_content_encoding"
+
 
 async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     """The request body parsed as a JSON object.
 
-    Rejects a declared ``Content-Length`` over ``max_bytes`` before reading, and stops reading a
-    chunked body as soon as it passes the limit (bytes).
+    Rejects a compressed body (``Content-Encoding`` other than ``identity``: 415
+    ``UnsupportedEncoding``) and a declared ``Content-Length`` over ``max_bytes`` before reading,
+    and stops reading a chunked body as soon as it passes the limit (bytes).
     """
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedEncoding(
+            f"Content-Encoding {encoding[:40]!r} is not supported; send the JSON body uncompressed"
+        )
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -207,3 +229,37 @@ def validate_chat_request(body: dict[str, Any]) -> None:
     _expect(rf is None or isinstance(rf, dict), "response_format", "response_format must be an object")
     user = body.get("user")
     _expect(user is None or isinstance(user, str), "user", "user must be a string")
+    _check_metadata(body.get("metadata"))
+
+
+def _check_metadata(meta: Any) -> None:
+    """OpenAI's ``metadata``: an object of at most 16 string values (keys up to 64 characters,
+    values up to 512)."""
+    if meta is None:
+        return
+    _expect(
+        isinstance(meta, dict),
+        "metadata",
+        f"metadata must be an object of string values, got {_type_name(meta)}",
+    )
+    _expect(
+        len(meta) <= METADATA_MAX_KEYS,
+        "metadata",
+        f"metadata has {len(meta)} keys; at most {METADATA_MAX_KEYS} are allowed",
+    )
+    for k, v in meta.items():
+        _expect(
+            len(k) <= METADATA_MAX_KEY_CHARS,
+            "metadata",
+            f"metadata keys must be at most {METADATA_MAX_KEY_CHARS} characters",
+        )
+        _expect(
+            isinstance(v, str),
+            "metadata",
+            f"metadata values must be strings, got {_type_name(v)}",
+        )
+        _expect(
+            len(v) <= METADATA_MAX_VALUE_CHARS,
+            "metadata",
+            f"metadata values must be at most {METADATA_MAX_VALUE_CHARS} characters",
+        )

@@ -33,6 +33,7 @@ Script (all keys optional)::
      "headers": {...},                # on an error or a non-streamed reply, e.g. {"Retry-After": "1"}
      "delay_ms": 0,                   # before the response starts
      "content": "text", "tool_calls": [...], "finish_reason": "stop",     # non-streamed reply
+     "choices": [{"content", "tool_calls"?, "finish_reason"?}, ...],      # non-streamed, n > 1
      "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
      "chunks": [item, ...],           # streamed: exactly these events, in order
      "done": true}                    # end with data: [DONE]
@@ -58,6 +59,7 @@ import itertools
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -193,14 +195,25 @@ def _usage(body: dict[str, Any], completion: str) -> dict[str, int]:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-def _completion(state: StubState, model: str, message: dict[str, Any], finish: str, usage: Any) -> bytes:
+def _completion(
+    state: StubState,
+    model: str,
+    message: dict[str, Any],
+    finish: str,
+    usage: Any,
+    extra: Sequence[tuple[dict[str, Any], str]] = (),
+) -> bytes:
+    choices = [(message, finish), *extra]
     return orjson.dumps(
         {
             "id": state.next_id(),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "choices": [
+                {"index": i, "message": m, "finish_reason": f, "logprobs": None}
+                for i, (m, f) in enumerate(choices)
+            ],
             "usage": usage,
         }
     )
@@ -348,18 +361,25 @@ async def _scripted(
     usage = script.get("usage") or _usage(body, text)
     if stream:
         return await _stream_plain(request, body, state, model, text, usage)
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": text if text or not script.get("tool_calls") else None,
-    }
-    if script.get("tool_calls"):
-        message["tool_calls"] = script["tool_calls"]
-    finish = str(script.get("finish_reason") or ("tool_calls" if script.get("tool_calls") else "stop"))
+    choices = [_scripted_choice(c) for c in script.get("choices") or [script]]
     return web.Response(
-        body=_completion(state, model, message, finish, usage),
+        body=_completion(state, model, choices[0][0], choices[0][1], usage, extra=choices[1:]),
         content_type="application/json",
         headers=headers,
     )
+
+
+def _scripted_choice(spec: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """``(message, finish_reason)`` of one scripted non-streamed choice."""
+    text = str(spec.get("content", ""))
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text if text or not spec.get("tool_calls") else None,
+    }
+    if spec.get("tool_calls"):
+        message["tool_calls"] = spec["tool_calls"]
+    finish = str(spec.get("finish_reason") or ("tool_calls" if spec.get("tool_calls") else "stop"))
+    return message, finish
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
