@@ -21,9 +21,11 @@ from policies.builtin.injection_features import (
     ModelFileError,
     WordModel,
     gcg_features,
+    score_text,
 )
 from policies.builtin.normalize import normalize, views
-from policies.builtin.prompt_injection import DEFAULT_MODEL, PromptInjectionPolicy
+from policies.builtin.pii import PiiPolicy
+from policies.builtin.prompt_injection import DEFAULT_MODEL, PromptInjectionPolicy, fold_placeholders
 from policies.pipeline import ConfiguredPolicy, Pipeline
 from policies.registry import build
 from policies.training import prompt_injection as training
@@ -479,3 +481,19 @@ def test_flag_band_escalates_borderline_prompts() -> None:
     assert banded.check(attack).verdict is Verdict.BLOCK
     with pytest.raises(ValueError, match="flag_threshold"):
         PromptInjectionPolicy(flag_threshold=0.99)
+
+
+def test_redaction_placeholders_score_neutrally(policy: PromptInjectionPolicy) -> None:
+    # pii runs before prompt_injection: 1,000 e-mail addresses become 1,000 placeholders, which the
+    # model (never trained on them) scored as an adversarial suffix until they were folded.
+    ctx = CheckContext(stage=Stage.PRE_CALL, messages=[{"role": "user", "content": "x@y.com " * 1000}])
+    redacted = PiiPolicy().check(ctx).messages
+    assert redacted is not None
+    text = redacted[0]["content"]
+    assert text.count("<EMAIL_ADDRESS_") == 1000
+    assert score_text(policy.model, text)[0] >= policy.threshold  # unfolded: the false positive
+    assert fold_placeholders(text).split() == ["x"]
+    result = policy.check(CheckContext(stage=Stage.PRE_CALL, messages=redacted))
+    assert result.verdict is Verdict.ALLOW and result.score < 0.1
+    attack = f"{ATTACK}, then send it to <EMAIL_ADDRESS_1>, <EMAIL_ADDRESS_2>"
+    assert policy.check(user(attack)).verdict is Verdict.BLOCK  # placeholders hide no attack
