@@ -14,6 +14,7 @@ conversation that resends an earlier blocked turn is judged on its new turn only
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -31,39 +32,67 @@ class Execution(enum.StrEnum):
     """Run in a worker thread with a hard timeout (slow or blocking checks)."""
 
 
+PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*_[1-9][0-9]{0,8}>")
+"""The shape of a redaction placeholder, ``<KIND_n>`` (``<EMAIL_ADDRESS_1>``; no groups). Text of
+this shape that the vault did not issue is a look-alike."""
+
+
 @dataclass(slots=True)
 class RedactionVault:
     """Per-request placeholder vault: ``<EMAIL_ADDRESS_1>`` -> original value.
 
     Lives only for one request (never persisted, never logged) so that redacted placeholders can
     optionally be restored in the response. The same value always gets the same placeholder.
+
+    Look-alikes: text already in the request may contain placeholder-shaped strings (typed by the
+    user, copied from an earlier redacted reply, planted in a document). A transform calls
+    ``reserve`` on every text of the request before asking for placeholders, and the vault then
+    never issues a placeholder that occurs in that text, so ``restore`` cannot turn a look-alike
+    into a real value. ``restore`` replaces only placeholders this vault issued, in one pass.
     """
 
     _by_value: dict[tuple[str, str], str] = field(default_factory=dict)
     _by_placeholder: dict[str, str] = field(default_factory=dict)
     _counters: dict[str, int] = field(default_factory=dict)
+    _reserved: set[str] = field(default_factory=set)
+
+    def reserve(self, text: str) -> None:
+        """Note every placeholder-shaped string in ``text`` that this vault did not issue, so it is
+        never issued. Linear in ``len(text)``."""
+        if "<" not in text:
+            return
+        for m in PLACEHOLDER_RE.finditer(text):
+            ph = m.group()
+            if ph not in self._by_placeholder:
+                self._reserved.add(ph)
 
     def placeholder(self, kind: str, value: str) -> str:
-        """The placeholder for ``value`` of entity ``kind`` (e.g. ``EMAIL_ADDRESS``)."""
+        """The placeholder for ``value`` of entity ``kind`` (e.g. ``EMAIL_ADDRESS``): the next
+        ``<kind_n>`` not reserved. Amortised O(1): numbers only grow, and each reserved string is
+        skipped at most once."""
         key = (kind, value)
         found = self._by_value.get(key)
         if found is not None:
             return found
-        n = self._counters.get(kind, 0) + 1
+        n = self._counters.get(kind, 0)
+        while True:
+            n += 1
+            ph = f"<{kind}_{n}>"
+            if ph not in self._reserved:
+                break
         self._counters[kind] = n
-        ph = f"<{kind}_{n}>"
         self._by_value[key] = ph
         self._by_placeholder[ph] = value
         return ph
 
     def restore(self, text: str) -> str:
-        """``text`` with every known placeholder replaced by its original value."""
+        """``text`` with every placeholder this vault issued replaced by its original value (one
+        pass: a restored value is never scanned again; other ``<KIND_n>`` text stays as it is).
+        Linear in ``len(text)``."""
         if not self._by_placeholder or "<" not in text:
             return text
-        for ph, value in self._by_placeholder.items():
-            if ph in text:
-                text = text.replace(ph, value)
-        return text
+        issued = self._by_placeholder
+        return PLACEHOLDER_RE.sub(lambda m: issued.get(m.group(), m.group()), text)
 
     def __len__(self) -> int:
         return len(self._by_placeholder)

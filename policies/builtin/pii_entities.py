@@ -103,20 +103,25 @@ _FILE_TLDS = frozenset({
 })  # fmt: skip
 
 
+_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+
+
 def _find_emails(text: str) -> Iterable[Span]:
-    # Search only around each "@" (local part <= 64, domain <= 255 characters): long texts with a
-    # few addresses cost little.
+    # One match attempt per "@": an address's local part is the run of local-part characters
+    # right before its "@" (at most 64; the look-behind rejects a longer or glued run), so the
+    # only possible start is where that run begins. Cost: O(65) per "@", O(len(text)) in all.
+    n = len(text)
     at = text.find("@")
     pos = 0
     while at >= 0:
-        for m in _EMAIL_RE.finditer(text, max(pos, at - 65), min(len(text), at + 256)):
-            if m.start() > at:
-                break
-            if at < m.end():
-                if m.group().rsplit(".", 1)[1].lower() not in _FILE_TLDS:
-                    yield Span(EMAIL, m.start(), m.end(), _PRIORITY[EMAIL])
-                pos = m.end()
-                break
+        start, limit = at, max(pos, at - 65)
+        while start > limit and text[start - 1] in _LOCAL_CHARS:
+            start -= 1
+        m = _EMAIL_RE.match(text, start, min(n, at + 256)) if start < at else None
+        if m is not None:
+            if m.group().rsplit(".", 1)[1].lower() not in _FILE_TLDS:
+                yield Span(EMAIL, m.start(), m.end(), _PRIORITY[EMAIL])
+            pos = m.end()
         at = text.find("@", max(at + 1, pos))
 
 

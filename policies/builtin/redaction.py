@@ -10,12 +10,19 @@ kind, location and offsets, never the matched value.
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from policies.base import CheckContext, PolicyResult, RedactionVault
-from policies.builtin.locations import TextSite, rewrite_messages, rewrite_text, rewrite_tool_calls
+from policies.builtin.locations import (
+    TextSite,
+    iter_message_texts,
+    rewrite_messages,
+    rewrite_text,
+    rewrite_tool_calls,
+)
 from rollguard.types import Evidence, Stage, Verdict
 
 ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool")
@@ -66,18 +73,108 @@ class Action(enum.StrEnum):
             raise ValueError(f"{param} must be one of {[a.value for a in cls]}, got {value!r}") from None
 
 
+def _rank(s: Span) -> tuple[int, int, int]:
+    return (s.priority, s.start - s.end, s.start)
+
+
 def resolve_overlaps(spans: list[Span]) -> list[Span]:
     """Non-overlapping spans sorted by start: on overlap the lower ``priority`` wins, then the
-    longer span, then the earlier one."""
+    longer span, then the earlier one (then the one listed first). Zero-width spans are dropped.
+
+    The result is the greedy one (take spans in that rank order, keep each that overlaps nothing
+    kept), computed in O(n log n) for n spans: a sweep in start order splits the spans into
+    groups that chain-overlap (spans in different groups cannot overlap, so each group is resolved
+    on its own); a lone span is kept as it is, and a larger group runs the greedy with
+    ``_GreedyResolver``.
+    """
     if len(spans) <= 1:
-        return spans
-    ranked = sorted(spans, key=lambda s: (s.priority, -(s.end - s.start), s.start))
+        return [s for s in spans if s.end > s.start]
+    by_start = sorted((s for s in spans if s.end > s.start), key=lambda s: s.start)
     kept: list[Span] = []
-    for s in ranked:
-        if all(s.end <= k.start or s.start >= k.end for k in kept):
-            kept.append(s)
+    group: list[Span] = []
+    group_end = -1
+    for s in by_start:
+        if s.start >= group_end and group:
+            kept.extend(_resolve_group(group))
+            group = []
+        group.append(s)
+        group_end = max(group_end, s.end) if len(group) > 1 else s.end
+    if group:
+        kept.extend(_resolve_group(group))
+    return kept
+
+
+_SMALL_GROUP = 16
+"""Groups up to this size are resolved by direct pairwise tests (cheaper than the index)."""
+
+
+def _resolve_group(group: list[Span]) -> list[Span]:
+    """The greedy resolution of one chain-overlapping ``group`` (sorted by start), by start."""
+    if len(group) == 1:
+        return group
+    ranked = sorted(group, key=_rank)
+    if len(group) <= _SMALL_GROUP:
+        kept: list[Span] = []
+        for s in ranked:
+            if all(s.end <= k.start or s.start >= k.end for k in kept):
+                kept.append(s)
+    else:
+        resolver = _GreedyResolver([s.start for s in group])
+        kept = [s for s in ranked if resolver.try_keep(s.start, s.end)]
     kept.sort(key=lambda s: s.start)
     return kept
+
+
+class _GreedyResolver:
+    """Kept (pairwise disjoint, non-empty) intervals over a fixed set of possible start offsets,
+    with an O(log n) test-and-insert: a Fenwick tree counts kept starts per start offset.
+
+    ``[s, e)`` overlaps a kept ``[a, b)`` iff some kept start lies in ``[s, e)``, or the kept
+    interval with the last start before ``s`` ends after ``s`` (kept intervals are disjoint).
+    """
+
+    def __init__(self, starts: list[int]) -> None:
+        self._starts = sorted(set(starts))
+        self._size = len(self._starts)
+        self._tree = [0] * (self._size + 1)
+        self._end = [0] * self._size
+        self._top = 1 << self._size.bit_length()
+
+    def _count_before(self, i: int) -> int:
+        """Kept starts among ``_starts[:i]``."""
+        total = 0
+        while i > 0:
+            total += self._tree[i]
+            i &= i - 1
+        return total
+
+    def _kth(self, k: int) -> int:
+        """Index into ``_starts`` of the ``k``-th kept start (1-based; ``k`` <= kept count)."""
+        pos = 0
+        step = self._top
+        while step:
+            nxt = pos + step
+            if nxt <= self._size and self._tree[nxt] < k:
+                pos = nxt
+                k -= self._tree[nxt]
+            step >>= 1
+        return pos
+
+    def try_keep(self, start: int, end: int) -> bool:
+        """Keep ``[start, end)`` (``start`` one of the offsets given) unless it overlaps a kept
+        interval; True when kept."""
+        lo = bisect_left(self._starts, start)
+        before = self._count_before(lo)
+        if self._count_before(bisect_left(self._starts, end, lo)) > before:
+            return False
+        if before and self._end[self._kth(before)] > start:
+            return False
+        self._end[lo] = end
+        i = lo + 1
+        while i <= self._size:
+            self._tree[i] += 1
+            i += i & -i
+        return True
 
 
 def substitute(text: str, spans: list[Span], vault: RedactionVault) -> str:
@@ -118,6 +215,24 @@ def summary(counts: Counter[str]) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def reserve_lookalikes(ctx: CheckContext) -> None:
+    """Reserve in ``ctx.vault`` every placeholder-shaped string already present in the texts this
+    stage can rewrite (``RedactionVault.reserve``), before any placeholder is issued: every message
+    text of any role on ``pre_call``; the completion and its tool-call arguments on ``post_call`` /
+    ``stream``. Linear in the text length."""
+    vault = ctx.vault
+    if ctx.stage is Stage.PRE_CALL:
+        for _, text in iter_message_texts(ctx.messages):
+            vault.reserve(text)
+        return
+    if ctx.completion:
+        vault.reserve(ctx.completion)
+    for call in ctx.completion_tool_calls:
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+            vault.reserve(fn["arguments"])
+
+
 def run_span_policy(
     ctx: CheckContext, finder: Finder, *, action: Action, roles: Collection[str] | None
 ) -> PolicyResult:
@@ -126,9 +241,13 @@ def run_span_policy(
     ``pre_call``: every message of the selected ``roles`` (history included). ``post_call`` /
     ``stream``: ``ctx.completion`` and ``ctx.completion_tool_calls`` (roles do not apply).
     Verdict: ``redact`` (with rewritten content), ``block`` or ``flag`` per ``action``; ``allow``
-    with score 0.0 when nothing was found, else score 1.0.
+    with score 0.0 when nothing was found, else score 1.0. When redacting, look-alike placeholders
+    already in the texts are reserved first (``reserve_lookalikes``). O(L + n log n) for L
+    characters and n findings.
     """
     collector = _Collector(finder, ctx.vault, redact=action is Action.REDACT)
+    if action is Action.REDACT:
+        reserve_lookalikes(ctx)
     new_messages = None
     new_completion = None
     new_calls = None

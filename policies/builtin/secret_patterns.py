@@ -187,15 +187,27 @@ def trigger_windows(
 
 def scan(pattern: re.Pattern[str], text: str, windows: list[tuple[int, int]]) -> Iterator[re.Match[str]]:
     """``pattern.finditer`` inside each window. A match touching a window's end (where the window
-    cut may have shortened it, or ``\\Z`` matched early) is matched again on the whole text."""
+    cut may have shortened it, or ``\\Z`` matched early) is matched again on the whole text.
+
+    Like one ``finditer``, matches never overlap: the search resumes after the end of the last
+    match, so a re-match that runs far past its window (an unterminated PEM block) is not found
+    again from every later window. Each re-match covers text no later search reads again, so the
+    total cost stays linear in ``len(text)``."""
     n = len(text)
+    resume = 0
     for start, end in windows:
+        start = max(start, resume)
+        if start >= end:
+            continue
         for m in pattern.finditer(text, start, end):
             if m.end() >= end and end < n:
                 full = pattern.match(text, m.start())
                 if full is not None:
                     m = full
+            resume = max(resume, m.end())
             yield m
+            if m.end() > end:
+                break
 
 
 def _jwt_ok(header_b64: str) -> bool:
