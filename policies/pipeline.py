@@ -40,7 +40,8 @@ class ConfiguredPolicy:
     stages: frozenset[Stage]
     mode: Mode = Mode.ENFORCE
     on_error: OnError = OnError.BLOCK
-    timeout_ms: float = 100.0
+    timeout_ms: float = 250.0
+    """ms; the same default as ``rollguard.settings.PolicySpec.timeout_ms``."""
     flag: str | None = None
 
     @property
