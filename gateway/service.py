@@ -21,12 +21,13 @@ from typing import Any
 import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Span
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from gateway.audit import AuditTrail, Coverage
 from gateway.errors import error_response, json_response
 from gateway.flags import FlagContext, Flags
-from gateway.streaming import StreamGuard, encode_sse, error_event, guard_stream
+from gateway.sse_response import RelayResponse
+from gateway.streaming import StreamGuard, delivered_choice, encode_sse, error_event, guard_stream
 from gateway.telemetry import GatewayMetrics
 from gateway.upstream import Upstream
 from policies.base import CheckContext
@@ -39,6 +40,11 @@ log = logging.getLogger("rollguard.gateway")
 _tracer = trace.get_tracer("rollguard.gateway")
 
 CAPABILITY_STREAMING = "streaming"
+CLIENT_DISCONNECTED = "client_disconnected"
+"""The outcome (and ``error_code``) of a stream the client closed before its end."""
+CLIENT_CLOSED_STATUS = 499
+"""The recorded status of such a stream (nginx's "client closed request"; the client got a 200
+and part of the body)."""
 CAPABILITY_TOOLS = "tools"
 
 
@@ -207,7 +213,12 @@ class ChatService:
         return h
 
     def _finish(self, interaction: Interaction, t0: float, span: Span, outcome: str) -> None:
+        """Metrics, span attributes and the audit record of a finished interaction. ``outcome``
+        (``ok``, ``rejected``, ``blocked``, ``guardrail_error``, ``upstream_error``,
+        ``output_blocked``, ``client_disconnected``, ``internal_error``) is the ``outcome`` label
+        of the requests metric and ``metadata.outcome`` in the record."""
         interaction.latency_ms = (time.perf_counter() - t0) * 1000.0
+        interaction.metadata["outcome"] = outcome
         self.metrics.requests.add(
             1, {"outcome": outcome, "model": interaction.model, "stream": interaction.stream}
         )
@@ -435,7 +446,7 @@ class ChatService:
         headers = self._headers(interaction)
         headers["cache-control"] = "no-cache"
         gen = self._relay(upstream_stream, interaction, ctx, enabled, want_usage, t0, u0, span)
-        return StreamingResponse(gen, media_type="text/event-stream", headers=headers)
+        return RelayResponse(gen, media_type="text/event-stream", headers=headers)
 
     async def _relay(
         self,
@@ -488,26 +499,47 @@ class ChatService:
             min_release=self._min_release,
         )
         restore = self._restore and len(ctx.vault) > 0
+        delivered: list[bytes] = []  # pieces the client took (redacted form), for a cut-off record
+        ended = False
         try:
             async for piece in guard_stream(upstream_stream, guard):
                 yield self._restore_piece(piece, ctx) if restore else piece
+                delivered.append(piece)  # resumed: the server has written it
+            ended = True
         except RollguardError as exc:
             # HTTP 200 is already out: OpenAI's mid-stream error event, then the stream closes.
+            ended = True
             outcome = "upstream_error"
             interaction.status = exc.status
             interaction.error_code = exc.code
             interaction.metadata["upstream_error"] = exc.message
             yield error_event(exc)
+        except Exception:
+            ended = True
+            outcome = "internal_error"
+            interaction.status = 500
+            interaction.error_code = "internal_error"
+            raise
         finally:
+            # Not ended: the client left (RelayResponse cancelled us, or closed us at a yield).
+            # Stop reading the upstream either way.
             await upstream_stream.aclose()
-            if guard.blocked and outcome == "ok":
-                outcome = "output_blocked"
             interaction.upstream_ms = (time.perf_counter() - u0) * 1000.0
-            interaction.completion = guard.completion(0)
-            # Only the checked (redacted) calls: the raw assembled ones never reach the record.
-            interaction.tool_calls = list(checked_calls)
-            reasons = guard.finish_reasons()
-            interaction.finish_reason = reasons[0] if reasons else None
+            if ended:
+                if guard.blocked and outcome == "ok":
+                    outcome = "output_blocked"
+                interaction.completion = guard.completion(0)
+                # Only the checked (redacted) calls: the raw assembled ones never reach the record.
+                interaction.tool_calls = list(checked_calls)
+                reasons = guard.finish_reasons()
+                interaction.finish_reason = reasons[0] if reasons else None
+            else:
+                outcome = CLIENT_DISCONNECTED
+                interaction.status = CLIENT_CLOSED_STATUS
+                interaction.error_code = CLIENT_DISCONNECTED
+                text, calls, finish = delivered_choice(delivered, 0)
+                interaction.completion, interaction.tool_calls = text, calls
+                interaction.finish_reason = finish
             if guard.usage:
                 interaction.usage = {k: v for k, v in guard.usage.items() if isinstance(v, int)}
             self._finish(interaction, t0, span, outcome)

@@ -15,7 +15,8 @@ Pieces, each usable alone:
   and yields the SSE bytes for the client: content through a ``HoldbackWindow`` per choice, tool
   calls held until complete and checked, the ``content_filter`` finish on a block, exactly one
   usage chunk when the client asked for it, and ``data: [DONE]``.
-* helpers: ``encode_sse``, ``content_chunk``, ``finish_chunk``, ``usage_chunk``, ``DONE``.
+* helpers: ``encode_sse``, ``content_chunk``, ``finish_chunk``, ``usage_chunk``, ``DONE``, and
+  ``delivered_choice`` (what a client received of one choice, from the SSE bytes sent to it).
 
 Nothing here does network I/O; the parts are driven by ``gateway/upstream.py`` (parser) and by the
 chat route (guard).
@@ -45,6 +46,7 @@ __all__ = [
     "ToolCheck",
     "content_chunk",
     "decode_chunk",
+    "delivered_choice",
     "encode_sse",
     "error_event",
     "finish_chunk",
@@ -215,6 +217,36 @@ def usage_chunk(template: Mapping[str, Any], usage: Mapping[str, Any]) -> dict[s
     out["choices"] = []
     out["usage"] = dict(usage)
     return out
+
+
+def delivered_choice(pieces: list[bytes], index: int = 0) -> tuple[str, list[dict[str, Any]], str | None]:
+    """What the client received of choice ``index``, from the SSE byte strings written to it (as
+    ``StreamGuard`` produced them: one event each): ``(text, tool_calls, finish_reason)``. The
+    text is the joined ``delta.content``; tool calls are the whole calls ``StreamGuard`` releases
+    in one chunk; ``finish_reason`` is None when the choice's finish chunk was not delivered.
+    Used for the audit record of a stream the client left early."""
+    text: list[str] = []
+    calls: list[dict[str, Any]] = []
+    finish: str | None = None
+    for piece in pieces:
+        if not piece.startswith(b"data: {"):
+            continue
+        try:
+            chunk = orjson.loads(piece[6:])
+        except orjson.JSONDecodeError:
+            continue
+        for c in chunk.get("choices") or []:
+            if not isinstance(c, dict) or c.get("index", 0) != index:
+                continue
+            delta = c.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                text.append(delta["content"])
+            for tc in delta.get("tool_calls") or []:
+                if isinstance(tc, dict):
+                    calls.append({k: v for k, v in tc.items() if k != "index"})
+            if c.get("finish_reason"):
+                finish = str(c["finish_reason"])
+    return "".join(text), calls, finish
 
 
 # --------------------------------------------------------------------------------------------- hold-back
