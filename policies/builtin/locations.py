@@ -215,14 +215,19 @@ def _rewrite_value(site: TextSite, path: str, value: Any, rewrite: Rewrite) -> t
         new_text = rewrite_text(_at(site, path), str(value), rewrite)
         return (True, new_text) if new_text is not None else (False, value)
     if isinstance(value, dict):
-        new_obj: dict[str, Any] | None = None
-        for key, item in value.items():
-            changed, new_item = _rewrite_value(site, f"{path}.{key}", item, rewrite)
-            if changed:
-                if new_obj is None:
-                    new_obj = dict(value)
-                new_obj[key] = new_item
-        return (True, new_obj) if new_obj is not None else (False, value)
+        # Keys are text too (``{"jane@example.com": 1}``): each is rewritten like a value, at the
+        # path ``{path}.<key k>`` so that a location never carries the raw key. The order of the
+        # keys is kept; a rewritten key replaces the original in place.
+        items: list[tuple[str, Any]] | None = None
+        for k, (key, item) in enumerate(value.items()):
+            new_key = rewrite_text(_at(site, f"{path}.<key {k}>"), key, rewrite) if key else None
+            shown = key if new_key is None else new_key
+            changed, new_item = _rewrite_value(site, f"{path}.{shown}", item, rewrite)
+            if (new_key is not None or changed) and items is None:
+                items = list(value.items())
+            if items is not None:
+                items[k] = (shown, new_item)
+        return (True, dict(items)) if items is not None else (False, value)
     if isinstance(value, list):
         new_list: list[Any] | None = None
         for n, item in enumerate(value):

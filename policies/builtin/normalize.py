@@ -152,9 +152,11 @@ def normalize(text: str) -> str:
 
 
 def json_strings(text: str) -> str | None:
-    """The string values of ``text`` when it is a JSON object or array (one per line, keys left
-    out), else ``None``. Tool results are often JSON: the injection, if any, is in the values,
-    and the JSON punctuation would otherwise read as an adversarial suffix to the classifier."""
+    """The string values of ``text`` when it is a JSON object or array (one per line), else
+    ``None``. Tool results are often JSON: the injection, if any, is in the values, and the JSON
+    punctuation would otherwise read as an adversarial suffix to the classifier. Identifier keys
+    (``user_id``) are left out; a key that reads as text (it holds whitespace) is kept before
+    its value, so an instruction cannot hide in a key."""
     body = text.strip()
     if len(body) < 2 or body[0] not in "{[" or body[-1] not in "}]":
         return None
@@ -170,7 +172,10 @@ def json_strings(text: str) -> str | None:
             if node.strip():
                 out.append(node)
         elif isinstance(node, dict):
-            stack.extend(reversed(list(node.values())))
+            for key, value in reversed(list(node.items())):
+                stack.append(value)
+                if any(c.isspace() for c in key):
+                    stack.append(key)
         elif isinstance(node, list):
             stack.extend(reversed(node))
     return "\n".join(out)

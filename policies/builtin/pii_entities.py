@@ -92,7 +92,7 @@ def _scan(pattern: re.Pattern[str], text: str, windows: _Windows) -> Iterator[re
 
 # --- e-mail ---------------------------------------------------------------------------------
 _EMAIL_RE = re.compile(
-    r"(?<![\w.+%-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
+    r"(?<!\w)[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
 )
 
@@ -117,6 +117,10 @@ def _find_emails(text: str) -> Iterable[Span]:
         start, limit = at, max(pos, at - 65)
         while start > limit and text[start - 1] in _LOCAL_CHARS:
             start -= 1
+        # A local part starts with a letter or digit: punctuation glued before it (".jane@",
+        # "$.jane.roe@" in a JSON path, "...bob@") is not part of the address.
+        while start < at and text[start] in "._%+-":
+            start += 1
         m = _EMAIL_RE.match(text, start, min(n, at + 256)) if start < at else None
         if m is not None:
             if m.group().rsplit(".", 1)[1].lower() not in _FILE_TLDS:

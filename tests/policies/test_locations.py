@@ -69,4 +69,26 @@ def test_rewrite_tool_calls_paths_and_non_string_values() -> None:
         return None
 
     assert rewrite_tool_calls(calls, record) is None
-    assert paths == ["$.items[0].n", "$.items[0].tag"]
+    # Keys are visited as text too, at a path that never holds the key itself.
+    assert paths == [
+        "$.<key 0>",
+        "$.items[0].<key 0>",
+        "$.items[0].n",
+        "$.items[0].<key 1>",
+        "$.items[0].tag",
+    ]
+
+
+def test_object_keys_in_tool_call_arguments_are_rewritten_in_place() -> None:
+    # Regression (fresh-user trial): {"jane@x.com": 1} in tool-call arguments reached the upstream.
+    args = json.dumps({"jane@x.com": {"4111 1111 1111 1111": ["ok"]}, "to": "b", "z": 1})
+    calls = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": args}}]
+
+    def mask(site: TextSite, text: str) -> str | None:
+        return "<PII>" if ("@" in text or text.startswith("4111")) else None
+
+    out = rewrite_tool_calls(calls, mask)
+    assert out is not None
+    doc = json.loads(out[0]["function"]["arguments"])
+    assert doc == {"<PII>": {"<PII>": ["ok"]}, "to": "b", "z": 1}
+    assert list(doc) == ["<PII>", "to", "z"]  # key order kept

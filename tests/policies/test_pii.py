@@ -218,6 +218,10 @@ def test_entities_param_limits_what_is_found() -> None:
         ("host 192.168.1.20:8080", "IP_ADDRESS", "192.168.1.20"),
         ("v6 2001:db8::8a2e:370:7334 up", "IP_ADDRESS", "2001:db8::8a2e:370:7334"),
         ("write to ana.gomez@example.com.", "EMAIL_ADDRESS", "ana.gomez@example.com"),
+        # Punctuation glued before the local part (fresh-user trial: "$.jane.roe@" in a JSON path).
+        ("path $.jane.roe@example.com here", "EMAIL_ADDRESS", "jane.roe@example.com"),
+        ("see .jane@x.com", "EMAIL_ADDRESS", "jane@x.com"),
+        ("-+%ann@x.org", "EMAIL_ADDRESS", "ann@x.org"),
     ],
 )
 def test_entities_found(text: str, kind: str, value: str) -> None:
