@@ -332,30 +332,49 @@ class Store:
     async def start(self) -> None:
         """Connect (starting the embedded server when no URL is configured), write back any spilled
         records, and start the flusher and retention tasks. Raises ``StoreError`` if the server does
-        not answer."""
+        not answer or the spilled records cannot be written back; a start that fails after it
+        started the embedded server stops that server again (no orphan under PID 1)."""
         if self._redis is not None:
             return
         self._closed = False
         if self.url is None:
             self.embedded = EmbeddedValkey(self.settings.data_dir)
             self.url = await asyncio.to_thread(self.embedded.acquire)
-        self._redis = aioredis.Redis.from_url(self.url, decode_responses=True, health_check_interval=30)
         try:
-            await self._redis.ping()
-        except RedisError as exc:
-            await self._redis.aclose()
-            self._redis = None
-            raise StoreError(f"Redis at {_redact(self.url)} does not answer: {exc}") from exc
-        await self._restore_spill()
+            self._redis = aioredis.Redis.from_url(self.url, decode_responses=True, health_check_interval=30)
+            try:
+                await self._redis.ping()
+            except RedisError as exc:
+                raise StoreError(f"Redis at {_redact(self.url)} does not answer: {exc}") from exc
+            await self._restore_spill()
+        except BaseException:
+            await self._abort_start()
+            raise
         self._tasks = [asyncio.create_task(self._flush_loop(), name="rollguard-store-flush")]
         if self.retention_check_s > 0 and self.settings.retention_ms > 0:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="rollguard-store-retention"))
 
+    async def _abort_start(self) -> None:
+        """Undo a ``start()`` that failed part-way: close the pool and stop an embedded server this
+        process started (nothing was buffered yet, so nothing is flushed)."""
+        if self._redis is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.aclose()
+            self._redis = None
+        await self._release_embedded()
+
+    async def _release_embedded(self) -> None:
+        """Stop the embedded server if this process started it (``EmbeddedValkey.release`` is a
+        no-op otherwise and when repeated)."""
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.release)
+
     async def aclose(self) -> None:
         """Stop the background tasks, flush the queue (retrying up to ``close_timeout_s``), spill what
         is left to ``<data_dir>/spill/``, close the pool and stop an embedded server this process
-        started. Idempotent."""
+        started. Idempotent; safe after a ``start()`` that failed or never ran."""
         if self._redis is None:
+            await self._release_embedded()
             return
         async with self._flush_lock:  # never cancel the flusher in the middle of a pipeline
             for task in self._tasks:
@@ -379,8 +398,7 @@ class Store:
         self._closed = True
         await self._redis.aclose()
         self._redis = None
-        if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.release)
+        await self._release_embedded()
 
     @property
     def redis(self) -> aioredis.Redis:
