@@ -19,6 +19,7 @@ import hashlib
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -40,6 +41,19 @@ def resolve_secret(value: str | None) -> str | None:
 def hash_api_key(key: str) -> str:
     """The stored form of an app API key: ``sha256:<hex>``. Keys are never stored in clear."""
     return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _is_url(value: str, schemes: tuple[str, ...]) -> bool:
+    """True when ``value`` is an absolute URL with one of ``schemes`` and a host."""
+    parts = urlsplit(value)
+    return parts.scheme in schemes and bool(parts.hostname)
+
+
+def _check_redis_url(value: str | None) -> str | None:
+    """``value`` if it is a URL ``redis.asyncio.Redis.from_url`` accepts, else ``ValueError``."""
+    if value is not None and not (value.startswith("unix://") or _is_url(value, ("redis", "rediss"))):
+        raise ValueError(f"not a redis://, rediss:// or unix:// URL: {value!r}")
+    return value
 
 
 class _Strict(BaseModel):
@@ -170,6 +184,13 @@ class FlagSettings(_Strict):
         default_factory=dict, description="public model alias -> variant rollout"
     )
 
+    @field_validator("unleash_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not _is_url(v, ("http", "https")):
+            raise ValueError(f"not an http(s) URL: {v!r} (e.g. 'http://unleash:4242/api')")
+        return v
+
 
 class StoreSettings(_Strict):
     redis_url: str | None = Field(default=None, description="unset -> embedded Valkey under data_dir")
@@ -178,6 +199,11 @@ class StoreSettings(_Strict):
     retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=0, description="0 = keep forever")
     flush_interval_ms: float = Field(default=5.0, gt=0)
     max_buffer: int = Field(default=100_000, ge=100)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        return _check_redis_url(v)
 
 
 class TenantSettings(_Strict):
@@ -223,7 +249,7 @@ class RollguardSettings(BaseSettings):
     @model_validator(mode="after")
     def _post(self) -> RollguardSettings:
         if self.redis_url and not self.store.redis_url:
-            self.store.redis_url = self.redis_url
+            self.store.redis_url = _check_redis_url(self.redis_url)
         names = [m.model_name for m in self.model_list]
         ids = [p.id for p in self.policies]
         dup = {i for i in ids if ids.count(i) > 1}
@@ -272,8 +298,9 @@ def _format_errors(exc: ValidationError, source: str) -> ConfigError:
     their own lines as ``file: field: message``."""
     errors = exc.errors()
     locs = [".".join(str(p) for p in err["loc"]) or "(top level)" for err in errors]
-    message = errors[0]["msg"] if errors else "invalid configuration"
-    more = [f"{source}: {loc}: {err['msg']}" for loc, err in zip(locs[1:], errors[1:], strict=True)]
+    msgs = [str(err["msg"]).removeprefix("Value error, ") for err in errors]
+    message = msgs[0] if msgs else "invalid configuration"
+    more = [f"{source}: {loc}: {msg}" for loc, msg in zip(locs[1:], msgs[1:], strict=True)]
     return ConfigError("\n".join([message, *more]), source=source, field=locs[0] if locs else "")
 
 

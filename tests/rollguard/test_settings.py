@@ -45,6 +45,9 @@ def test_existing_litellm_config_with_extra_keys_loads(tmp_path: Path) -> None:
         (MODEL_ONLY + "policies: [{id: a, type: pii, mode: loud}]\n", "policies.0.mode"),
         (MODEL_ONLY + "gateway: {prot: 80}\n", "gateway.prot"),
         (MODEL_ONLY + "gateway: {api_keys: [{key_hash: nope, tenant: t}]}\n", "gateway.api_keys.0"),
+        (MODEL_ONLY + "flags: {unleash_url: not a url}\n", "flags.unleash_url: not an http(s) URL"),
+        (MODEL_ONLY + "flags: {unleash_url: 'ftp://u:21'}\n", "flags.unleash_url: not an http(s) URL"),
+        (MODEL_ONLY + "store: {redis_url: 'localhost:6379'}\n", "store.redis_url: not a redis://"),
     ],
 )
 def test_errors_name_file_and_field(tmp_path: Path, text: str, field: str) -> None:
@@ -53,6 +56,18 @@ def test_errors_name_file_and_field(tmp_path: Path, text: str, field: str) -> No
         load_settings(path)
     assert str(path) in str(exc.value)
     assert field in str(exc.value)
+
+
+def test_valid_urls_load(tmp_path: Path) -> None:
+    s = load_settings(
+        write(
+            tmp_path,
+            MODEL_ONLY + "flags: {unleash_url: 'http://unleash:4242/api'}\n"
+            "store: {redis_url: 'rediss://:pw@cache:6380/1'}\n",
+        )
+    )
+    assert s.flags.unleash_url == "http://unleash:4242/api"
+    assert s.store.redis_url == "rediss://:pw@cache:6380/1"
 
 
 def test_invalid_yaml_and_non_mapping(tmp_path: Path) -> None:
