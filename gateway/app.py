@@ -7,19 +7,23 @@ Run with ``rollguard serve`` or ``uvicorn gateway.app:create_app --factory``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway.audit import AuditTrail
-from gateway.auth import Authenticator, check_bind
-from gateway.defaults import demo_model_entries, with_embedded_defaults
+from gateway.auth import Authenticator
+from gateway.config_check import check_config
+from gateway.defaults import demo_model_entries
 from gateway.errors import install_error_handlers, response_for
 from gateway.flags import Flags
 from gateway.routes import admin, guard, health, openai
@@ -28,9 +32,11 @@ from gateway.service import ChatService
 from gateway.store import Store
 from gateway.telemetry import setup_telemetry
 from gateway.upstream import Upstream
-from policies.pipeline import build_pipeline
-from rollguard.errors import ConfigError
+from rollguard.errors import RollguardError
 from rollguard.settings import RollguardSettings, load_settings
+
+if TYPE_CHECKING:
+    from policies.pipeline import Pipeline
 
 log = logging.getLogger("rollguard.gateway")
 
@@ -39,7 +45,9 @@ class FastPath:
     """The ASGI front of the gateway. ``POST /v1/chat/completions`` (the hot path) goes straight
     to its endpoint, skipping FastAPI's router and middleware stack (measured: about a third of
     the gateway's CPU per request, see docs/decisions.md); errors go through the same boundary
-    (``gateway.errors.response_for``). Everything else, the lifespan included, is FastAPI's.
+    (``gateway.errors.response_for``). Everything else, the lifespan included, is FastAPI's; a
+    failed lifespan startup is reported by its one-line ``app.state.startup_error`` instead of the
+    traceback Starlette puts in ``lifespan.startup.failed`` (uvicorn logs that message and exits 3).
     """
 
     HOT = ("POST", "/v1/chat/completions")
@@ -61,81 +69,52 @@ class FastPath:
                 response = response_for(request, exc)
             await response(scope, receive, send)
             return
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._lifespan_send(send))
+            return
         await self.app(scope, receive, send)
 
+    def _lifespan_send(self, send: Send) -> Send:
+        async def forward(message: Message) -> None:
+            error = getattr(self.app.state, "startup_error", None)
+            if message["type"] == "lifespan.startup.failed" and error:
+                message = {**message, "message": error}
+            await send(message)
 
-def create_app(settings: RollguardSettings | None = None, **overrides: Any) -> FastPath:
-    """Build the gateway app. ``overrides`` (tests): ``span_exporter``, ``metric_reader``.
+        return forward
 
-    Raises ``ConfigError`` for an invalid config (file + field named).
+
+def create_app(settings: RollguardSettings | None = None, *, source: str = "", **overrides: Any) -> FastPath:
+    """Build the gateway app. ``source``: the file ``settings`` came from (named in errors);
+    ``overrides`` (tests): ``span_exporter``, ``metric_reader``.
+
+    Raises ``ConfigError`` for an invalid config (file + field named), from the same checks as
+    ``rollguard config check`` (``gateway.config_check.check_config``).
+
+    The lifespan starts, in order, telemetry, the demo upstream (no ``model_list``), the store, the
+    flags, the review service and the upstream pool; it registers each one's cleanup as soon as it is
+    started, so a startup that fails part-way stops everything started so far (the embedded Valkey
+    included) before the error reaches the server. A ``RollguardError`` at startup is reported as one
+    line (``app.state.startup_error``, see ``FastPath``), not a traceback.
     """
     if settings is None:
+        source = os.environ.get("ROLLGUARD_CONFIG") or "environment"
         settings = load_settings()
-    try:
-        pipeline = build_pipeline(settings.policies)
-    except ValueError as exc:
-        raise ConfigError(str(exc), field="policies") from exc
-    check_bind(settings.gateway.host, settings.gateway.api_keys)
+    checked = check_config(settings, source)
+    pipeline = checked.pipeline
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        metrics = setup_telemetry(
-            span_exporter=overrides.get("span_exporter"), metric_reader=overrides.get("metric_reader")
-        )
-        with_embedded_defaults(settings)
-        stub_runner = None
-        if not settings.model_list:
-            from gateway.demo.upstream import start_stub
-
-            stub_runner, base_url = await start_stub("127.0.0.1", 0)
-            settings.model_list = demo_model_entries(base_url)
-            log.warning("no model_list configured: serving the local demo model at %s", base_url)
-        store = Store(settings.store)
-        await store.start()
-        flags = Flags(settings.flags)
-        await flags.astart()
-        flags.install_sighup_handler()
-        upstream = Upstream(settings)
-        raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
-        extras: dict[str, Any] = {}
-        escalate = None
-        review_router = _review(settings, store, extras)
-        if review_router is not None:
-            app.include_router(review_router)
-            extras["review"].start()
-            escalate = _escalator(extras["review"])
-        audit = AuditTrail(store.append_interaction, escalate=escalate, raw_tenants=raw)
-        service = ChatService(settings, pipeline, upstream, flags, audit, metrics)
-        app.state.runtime = Runtime(
-            settings=settings,
-            auth=Authenticator(settings.gateway.api_keys),
-            service=service,
-            flags=flags,
-            store=store,
-            extras=extras,
-        )
-        # Everything built so far (imports, models, config) lives as long as the process: move it
-        # out of the collector's sight so later full collections walk only request-time objects
-        # (~280 ms -> <1 ms of CPU per full collection measured with litellm loaded; gc.freeze,
-        # Python docs "gc — Garbage Collector interface").
-        gc.collect()
-        gc.freeze()
-        log.info(
-            "rollguard gateway ready: %d model alias(es), %d policies",
-            len(settings.model_names()),
-            len(pipeline.policies),
-        )
-        try:
-            yield
-        finally:
-            await audit.drain()
-            if "review" in extras:
-                await extras["review"].aclose()
-            await upstream.aclose()
-            await flags.aclose()
-            await store.aclose()
-            if stub_runner is not None:
-                await stub_runner.cleanup()
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                audit = await _start(app, settings, pipeline, stack, overrides)
+            except RollguardError as exc:
+                app.state.startup_error = f"startup failed: {exc}"  # logged once, by the server
+                raise
+            try:
+                yield
+            finally:
+                await _bounded(audit.drain(), "audit drain")
 
     app = FastAPI(
         title="rollguard",
@@ -143,12 +122,101 @@ def create_app(settings: RollguardSettings | None = None, **overrides: Any) -> F
         lifespan=lifespan,
         description="Staged-rollout guardrail gateway for LLMs (OpenAI-compatible).",
     )
+    app.state.startup_error = None
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(guard.router)
     app.include_router(admin.router)
     app.include_router(health.router)
     return FastPath(app)
+
+
+SHUTDOWN_STEP_S = 15.0
+"""Seconds one shutdown step may take before the lifespan moves on to the next (a stuck step must
+not keep the embedded Valkey running or the process alive)."""
+
+
+async def _bounded(step: Awaitable[None], what: str, timeout_s: float = SHUTDOWN_STEP_S) -> None:
+    """Await ``step`` for at most ``timeout_s`` seconds; log (do not raise) a timeout or an error, so
+    that the shutdown steps after it still run. The step is left running on a timeout (cancelling a
+    task that swallows its cancellation would block here again)."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        log.error("shutdown: %s did not finish in %.0f s; continuing", what, timeout_s)
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("shutdown: %s failed: %s", what, exc)
+
+
+def _cleanup(stack: contextlib.AsyncExitStack, close: Callable[[], Awaitable[None]], what: str) -> None:
+    async def run() -> None:
+        await _bounded(close(), what)
+
+    stack.push_async_callback(run)
+
+
+async def _start(
+    app: FastAPI,
+    settings: RollguardSettings,
+    pipeline: Pipeline,
+    stack: contextlib.AsyncExitStack,
+    overrides: dict[str, Any],
+) -> AuditTrail:
+    """Start the runtime into ``app.state.runtime``; every started part's cleanup goes on ``stack``
+    (run in reverse order at shutdown or when a later part fails). Returns the audit trail (drained
+    first at shutdown)."""
+    metrics = setup_telemetry(
+        span_exporter=overrides.get("span_exporter"), metric_reader=overrides.get("metric_reader")
+    )
+    if not settings.model_list:
+        from gateway.demo.upstream import start_stub
+
+        stub_runner, base_url = await start_stub("127.0.0.1", 0)
+        _cleanup(stack, stub_runner.cleanup, "demo upstream")
+        settings.model_list = demo_model_entries(base_url)
+        log.warning("no model_list configured: serving the local demo model at %s", base_url)
+    store = Store(settings.store)
+    _cleanup(stack, store.aclose, "store")  # also stops an embedded Valkey a failed start() acquired
+    await store.start()
+    flags = Flags(settings.flags)
+    _cleanup(stack, flags.aclose, "flags")
+    await flags.astart()
+    flags.install_sighup_handler()
+    upstream = Upstream(settings)
+    _cleanup(stack, upstream.aclose, "upstream pool")
+    raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
+    extras: dict[str, Any] = {}
+    escalate = None
+    review_router = _review(settings, store, extras)
+    if review_router is not None:
+        app.include_router(review_router)
+        extras["review"].start()
+        _cleanup(stack, extras["review"].aclose, "review service")
+        escalate = _escalator(extras["review"])
+    audit = AuditTrail(store.append_interaction, escalate=escalate, raw_tenants=raw)
+    service = ChatService(settings, pipeline, upstream, flags, audit, metrics)
+    app.state.runtime = Runtime(
+        settings=settings,
+        auth=Authenticator(settings.gateway.api_keys),
+        service=service,
+        flags=flags,
+        store=store,
+        extras=extras,
+    )
+    # Everything built so far (imports, models, config) lives as long as the process: move it
+    # out of the collector's sight so later full collections walk only request-time objects
+    # (~280 ms -> <1 ms of CPU per full collection measured with litellm loaded; gc.freeze,
+    # Python docs "gc — Garbage Collector interface").
+    gc.collect()
+    gc.freeze()
+    log.info(
+        "rollguard gateway ready: %d model alias(es), %d policies",
+        len(settings.model_names()),
+        len(pipeline.policies),
+    )
+    return audit
 
 
 def _escalator(service: Any) -> Any:

@@ -7,26 +7,40 @@ Commands: ``serve``, ``demo``, ``config check``, ``keys hash``, ``train prompt-i
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+if TYPE_CHECKING:
+    from rollguard.settings import RollguardSettings
+
+# Plain (Click-style) help: Typer's rich help prints a value placeholder for every option, flags
+# included (``--help <bool>``, ``--quick --no-quick <bool>``), which reads as if they took a value.
 app = typer.Typer(
     name="rollguard",
     help="Staged-rollout guardrail gateway for LLMs.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-config_app = typer.Typer(help="Configuration tools.", no_args_is_help=True)
-keys_app = typer.Typer(help="API key tools.", no_args_is_help=True)
-train_app = typer.Typer(help="Rebuild shipped models from the shipped data.", no_args_is_help=True)
-eval_app = typer.Typer(help="Rerunnable evaluations.", no_args_is_help=True)
-review_app = typer.Typer(help="Human review queues.", no_args_is_help=True)
+
+
+def _group(help_text: str) -> typer.Typer:
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None)
+
+
+config_app = _group("Configuration tools.")
+keys_app = _group("API key tools.")
+train_app = _group("Rebuild shipped models from the shipped data.")
+eval_app = _group("Rerunnable evaluations.")
+review_app = _group("Human review queues.")
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
 app.add_typer(train_app, name="train")
@@ -62,37 +76,85 @@ def serve(
         int | None, typer.Option(min=1, max=64, help="worker processes (default from config: 1)")
     ] = None,
 ) -> None:
-    """Run the gateway (uvicorn). With no config: embedded store, bootstrap flags, local demo model."""
+    """Run the gateway (uvicorn). With no config: embedded store, bootstrap flags, local demo model.
+
+    Exit codes: 0 stopped; 2 invalid config (the same one-line error as 'rollguard config check');
+    3 startup failed (port in use, the store or another part cannot start).
+    """
     from rollguard.errors import ConfigError
-    from rollguard.settings import load_settings
 
     if config is not None:
         os.environ["ROLLGUARD_CONFIG"] = str(config)
     if host is not None:
         os.environ["ROLLGUARD_GATEWAY__HOST"] = host
+    source = str(config) if config is not None else os.environ.get("ROLLGUARD_CONFIG") or "environment"
     try:
-        settings = load_settings(config)
-        if host is not None:
-            settings.gateway.host = host
-        from gateway.auth import check_bind
-        from gateway.defaults import with_embedded_defaults
+        settings = _load_for_serve(config, host, port, workers)
+        _setup_logging(settings.gateway.log_level)
+        if settings.gateway.workers > 1:
+            from gateway.config_check import check_config
 
-        settings = with_embedded_defaults(settings)
-        check_bind(settings.gateway.host, settings.gateway.api_keys)
+            check_config(settings, source)  # each worker runs it again in create_app
+            app_obj = None
+        else:
+            from gateway.app import create_app
+
+            app_obj = create_app(settings, source=source)  # runs check_config; nothing started yet
     except ConfigError as exc:
         _fail(str(exc))
-    _setup_logging(settings.gateway.log_level)
+    sock = _bind(settings.gateway.host, settings.gateway.port)  # before anything starts
+    _run(settings, sock, app_obj)
+
+
+def _load_for_serve(
+    config: Path | None, host: str | None, port: int | None, workers: int | None
+) -> RollguardSettings:
+    from rollguard.settings import load_settings
+
+    settings = load_settings(config)
+    if host is not None:
+        settings.gateway.host = host
+    if port is not None:
+        settings.gateway.port = port
+    if workers is not None:
+        settings.gateway.workers = workers
+    return settings
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (SO_REUSEADDR, as uvicorn binds), or exit 3 with one line:
+    ``port 8080 on 127.0.0.1 is in use``. Binding before the lifespan runs means a busy port costs
+    nothing: no store, demo upstream or model is started only to be stopped again."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            _fail(f"port {port} on {host} is in use (stop the other server or pass --port)", code=3)
+        _fail(f"cannot bind {host}:{port}: {exc.strerror or exc}", code=3)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run(settings: RollguardSettings, sock: socket.socket, app_obj: Any) -> None:
+    """Serve on ``sock``: in this process (``app_obj``, one worker) or in ``workers`` processes that
+    each build the app (``gateway.app:create_app``). uvicorn exits 3 when the lifespan fails; the
+    lifespan has then stopped what it started."""
     import uvicorn
 
-    uvicorn.run(
-        "gateway.app:create_app",
-        factory=True,
-        host=settings.gateway.host,
-        port=port if port is not None else settings.gateway.port,
-        workers=workers if workers is not None else settings.gateway.workers,
-        log_level=settings.gateway.log_level,
-        access_log=False,
-    )
+    gw = settings.gateway
+    options: dict[str, Any] = {"log_level": gw.log_level, "access_log": False}
+    logging.getLogger("rollguard").info("listening on http://%s:%d", gw.host, sock.getsockname()[1])
+    if app_obj is None:
+        from uvicorn.supervisors import Multiprocess
+
+        cfg = uvicorn.Config("gateway.app:create_app", factory=True, workers=gw.workers, **options)
+        Multiprocess(cfg, sockets=[sock]).run()
+        return
+    uvicorn.Server(uvicorn.Config(app_obj, **options)).run(sockets=[sock])
 
 
 @app.command()
@@ -112,18 +174,17 @@ def demo(
 
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="YAML config file")]) -> None:
-    """Validate a config file without serving: exit 0 and a summary, or exit 2 naming file and field."""
-    from policies.pipeline import build_pipeline
+    """Validate a config file without serving: exit 0 and a summary, or exit 2 naming file and field.
+    Runs every check ``serve`` runs before it binds (``gateway.config_check.check_config``)."""
+    from gateway.config_check import check_config
     from rollguard.errors import ConfigError
     from rollguard.settings import load_settings
 
     try:
-        settings = load_settings(file)
-        pipeline = build_pipeline(settings.policies)
+        checked = check_config(load_settings(file), str(file))
     except ConfigError as exc:
         _fail(str(exc))
-    except ValueError as exc:
-        _fail(f"{file}: policies: {exc}")
+    settings, pipeline = checked.settings, checked.pipeline
     for where in settings.unresolved_secrets():
         typer.echo(f"warning: {file}: {where}: the environment variable is unset", err=True)
     typer.echo(

@@ -66,3 +66,4 @@ def test_help_for_every_command(cmd: list[str]) -> None:
     proc = rollguard(*cmd, "--help")
     assert proc.returncode == 0, proc.stderr
     assert "Usage" in proc.stdout
+    assert "<bool>" not in proc.stdout  # flags take no value; Typer's rich help printed one

@@ -1,0 +1,118 @@
+"""Every validation ``rollguard serve`` runs at startup before it binds its port, in one function
+(``check_config``) that ``rollguard config check``, ``rollguard serve`` and ``create_app`` all call, so
+that a config the check accepts is a config serve accepts.
+
+What is checked, in order (each failure is one ``rollguard.errors.ConfigError`` naming the file and
+the dotted field; the first problem stops the check):
+
+1. ``gateway``: a non-loopback ``host`` needs ``api_keys`` (``gateway.auth.check_bind``);
+2. ``model_list``: every deployment resolves to a transport (``gateway.upstream_transport``);
+3. ``policies``: the pipeline builds (unknown type, bad params, unsupported stage);
+4. ``flags``: the bootstrap file parses; an ``unleash_url`` needs an ``api_token`` that resolves;
+5. ``review``: the section parses (``gateway.review.config.parse_review_settings``);
+6. ``detectors``: the window-engine and worker options build (``detectors:`` is read by
+   ``rollguard worker``; serve refuses it too, so one file never half-works).
+
+The field shapes themselves (types, ranges, unknown keys, URLs) are checked earlier, by
+``rollguard.settings.load_settings``. Nothing here opens a socket, starts a process or reads the
+store: runtime failures (store unreachable, port in use) are reported by ``serve`` itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rollguard.errors import ConfigError
+from rollguard.settings import RollguardSettings
+
+if TYPE_CHECKING:
+    from policies.pipeline import Pipeline
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedConfig:
+    """A config that passed ``check_config``: the settings (with the embedded defaults filled in) and
+    the built policy pipeline (built once: loading the shipped classifiers takes about a second)."""
+
+    settings: RollguardSettings
+    pipeline: Pipeline
+
+
+def check_config(settings: RollguardSettings, source: str = "") -> CheckedConfig:
+    """Run every startup validation of ``serve`` on ``settings`` (loaded from ``source``, a file path
+    or ``environment``; used only in messages). Fills in the embedded defaults
+    (``gateway.defaults.with_embedded_defaults``) in place, as serve does.
+
+    Raises ``ConfigError`` whose message starts ``<source>: <field>: ``.
+    """
+    from gateway.auth import check_bind
+    from gateway.defaults import with_embedded_defaults
+
+    try:
+        with_embedded_defaults(settings)
+        check_bind(settings.gateway.host, settings.gateway.api_keys)
+        _check_models(settings)
+        pipeline = _build_pipeline(settings)
+        _check_flags(settings)
+        _check_review(settings)
+        _check_detectors(settings)
+    except ConfigError as exc:
+        raise _with_source(exc, source) from exc
+    return CheckedConfig(settings=settings, pipeline=pipeline)
+
+
+def _with_source(exc: ConfigError, source: str) -> ConfigError:
+    """``exc`` naming ``source`` when it names no file yet."""
+    if exc.source or not source:
+        return exc
+    message = str(exc)
+    prefix = f"{exc.field}: " if exc.field else ""
+    if prefix and message.startswith(prefix):
+        message = message[len(prefix) :]
+    return ConfigError(message, source=source, field=exc.field)
+
+
+def _check_models(settings: RollguardSettings) -> None:
+    from gateway.upstream_transport import Deployment
+
+    for i, entry in enumerate(settings.model_list):
+        Deployment.from_entry(entry, i)
+
+
+def _build_pipeline(settings: RollguardSettings) -> Pipeline:
+    from policies.pipeline import build_pipeline
+
+    try:
+        return build_pipeline(settings.policies)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="policies") from exc
+
+
+def _check_flags(settings: RollguardSettings) -> None:
+    from gateway.flags import Flags
+
+    Flags(settings.flags)  # validates only: no client, thread or socket before ``start()``
+
+
+def _check_review(settings: RollguardSettings) -> None:
+    if not settings.review:
+        return
+    from gateway.review.config import parse_review_settings
+
+    parse_review_settings(settings.review)
+
+
+def _check_detectors(settings: RollguardSettings) -> None:
+    from detectors.engine import EngineConfig
+    from gateway.worker import WorkerOptions
+
+    cfg: dict[str, Any] = dict(settings.detectors or {})
+    worker = cfg.pop("worker", None) or {}
+    try:
+        if not isinstance(worker, dict):
+            raise TypeError("detectors.worker must be a mapping")
+        EngineConfig.from_config(cfg)
+        WorkerOptions(**worker)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc), field="detectors") from exc
