@@ -87,6 +87,7 @@ class ReviewService:
         self.exemplar_scan = exemplar_scan
         self.text_redactor = ReviewerTextRedactor(raw_tenants)
         self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
         self._precision: tuple[int, dict[str, dict[str, Any]]] | None = None
 
     # -- escalation in ---------------------------------------------------------------------------
@@ -478,33 +479,51 @@ class ReviewService:
         running event loop."""
         if self._tasks:
             return
+        self._stop.clear()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._loop_maintenance()), loop.create_task(self._loop_anomalies())]
 
-    async def aclose(self) -> None:
-        """Stop the background loops."""
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        self._tasks = []
+    async def aclose(self, timeout_s: float = 10.0) -> None:
+        """Stop the background loops: set the stop event (each loop checks it between rounds),
+        cancel, and wait up to ``timeout_s`` seconds in all. A cancellation swallowed inside a
+        Redis call (the loop goes on) is repeated every second, and the stop event ends the
+        loop at its next round anyway, so shutdown never hangs on it."""
+        self._stop.set()
+        tasks, self._tasks = self._tasks, []
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        pending = set(tasks)
+        while pending:
+            for t in pending:
+                t.cancel()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.warning("review: %d background loop(s) did not stop in %.0f s", len(pending), timeout_s)
+                return
+            _, pending = await asyncio.wait(pending, timeout=min(1.0, left))
+        for t in tasks:
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("review: background loop ended with %r", t.exception())
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when the service is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
 
     async def _loop_maintenance(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 await self.maintain()
             except StoreError as exc:
                 log.warning("review maintenance failed: %s", exc)
-            await asyncio.sleep(self.maintenance_s)
+            await self._pause(self.maintenance_s)
 
     async def _loop_anomalies(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 await self.consume_anomalies()
             except StoreError as exc:
                 log.warning("review anomaly consumer failed: %s", exc)
-                await asyncio.sleep(1.0)
+                await self._pause(1.0)
 
 
 def parse_bundle(fields: Mapping[Any, Any]) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ reviewer-confirmed precision, agreement."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -164,3 +165,28 @@ def test_parse_bundle_shapes() -> None:
         {"detector": "psi", "p_value": "0.01", "exemplars": '["a", "b"]', "variant": "canary"}
     )
     assert flat == {"detector": "psi", "p_value": 0.01, "exemplars": ["a", "b"], "variant": "canary"}
+
+
+async def test_aclose_ends_loops_even_when_a_redis_call_swallows_the_cancellation(
+    aredis: aioredis.Redis,
+) -> None:
+    # Regression (trial of `rollguard serve` on a busy port): shutdown waited forever on a
+    # maintenance loop whose cancellation was swallowed inside a Redis call; the loop went on
+    # to its 15 s sleep and round again.
+    entered = asyncio.Event()
+
+    class Swallowing(ReviewService):
+        async def maintain(self) -> None:
+            entered.set()
+            # What a client library that drops the cancellation looks like:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+
+    svc = Swallowing(parse_review_settings(review_config()), aredis, maintenance_s=3600)
+    svc.start()
+    await asyncio.wait_for(entered.wait(), 5)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await asyncio.wait_for(svc.aclose(), 8)
+    assert loop.time() - t0 < 3
+    assert svc._tasks == []
