@@ -357,7 +357,7 @@ async def _scripted(
     stream = bool(body.get("stream"))
     if stream and "chunks" in script:
         return await _stream_script(request, body, state, model, script)
-    text = str(script.get("content", ""))
+    text = str(script.get("content") or "")
     usage = script.get("usage") or _usage(body, text)
     if stream:
         return await _stream_plain(request, body, state, model, text, usage)
@@ -371,7 +371,7 @@ async def _scripted(
 
 def _scripted_choice(spec: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """``(message, finish_reason)`` of one scripted non-streamed choice."""
-    text = str(spec.get("content", ""))
+    text = str(spec.get("content") or "")
     message: dict[str, Any] = {
         "role": "assistant",
         "content": text if text or not spec.get("tool_calls") else None,

@@ -199,3 +199,19 @@ async def test_command_line_entry_serves() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_scripted_null_content_is_null_not_the_string_none(
+    stub: tuple[web.AppRunner, str, aiohttp.ClientSession],
+) -> None:
+    # Regression (fresh-user trial): {"content": null} came back as the text "None".
+    _, base, session = stub
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    script = {"content": None, "tool_calls": [call]}
+    headers = {"x-stub-script": json.dumps(script)}
+    async with session.post(base + "/chat/completions", json=ask("m1", "hi"), headers=headers) as resp:
+        message = (await resp.json())["choices"][0]["message"]
+    assert message["content"] is None and message["tool_calls"] == [call]
+    headers = {"x-stub-script": json.dumps({"content": None})}
+    async with session.post(base + "/chat/completions", json=ask("m1", "hi"), headers=headers) as resp:
+        assert (await resp.json())["choices"][0]["message"]["content"] == ""
