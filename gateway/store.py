@@ -324,6 +324,7 @@ class Store:
         self.flush_errors = 0
         self.dropped = 0
         self.spilled = 0
+        self.quarantined = 0
         self.restored = 0
         self.trimmed = 0
 
@@ -472,7 +473,7 @@ class Store:
 
     def stats(self) -> dict[str, int]:
         """Counters for metrics: ``appended``, ``written``, ``buffered``, ``flush_errors``, ``dropped``,
-        ``spilled``, ``restored``, ``trimmed``."""
+        ``spilled``, ``quarantined`` (unreadable spill lines kept aside), ``restored``, ``trimmed``."""
         return {
             "appended": self.appended,
             "written": self.written,
@@ -480,6 +481,7 @@ class Store:
             "flush_errors": self.flush_errors,
             "dropped": self.dropped,
             "spilled": self.spilled,
+            "quarantined": self.quarantined,
             "restored": self.restored,
             "trimmed": self.trimmed,
         }
@@ -604,7 +606,21 @@ class Store:
                 path.rename(claimed)  # atomic: one process restores each file
             except OSError:
                 continue
-            rows = [orjson.loads(line) for line in claimed.read_bytes().splitlines() if line.strip()]
+            rows, corrupt = _read_spill(claimed)
+            if corrupt:
+                # Kept, never dropped: a line torn by a crash mid-write (or edited by hand) goes to
+                # a quarantine file next to the spill for an operator to inspect.
+                quarantine = path.with_suffix(".corrupt")
+                with quarantine.open("ab") as fh:
+                    fh.writelines(line + b"\n" for line in corrupt)
+                self.quarantined += len(corrupt)
+                log.error(
+                    "store: %d unreadable line(s) in %s kept in %s (not written to %s)",
+                    len(corrupt),
+                    path,
+                    quarantine,
+                    self.stream,
+                )
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for fields in rows:
@@ -698,3 +714,29 @@ def _redact(url: str) -> str:
         netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+def _read_spill(path: Path) -> tuple[list[dict[Any, Any]], list[bytes]]:
+    """``(rows, corrupt)`` of a spill file: each non-blank line that is a JSON object of
+    string/number values (a stream entry's fields) is a row; every other line is returned raw in
+    ``corrupt``. Raises ``StoreError`` when the file cannot be read."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise StoreError(f"cannot read spilled interactions from {path}: {exc}") from exc
+    rows: list[dict[Any, Any]] = []
+    corrupt: list[bytes] = []
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            fields = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            corrupt.append(line)
+            continue
+        ok = isinstance(fields, dict) and bool(fields)
+        if ok and all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in fields.values()):
+            rows.append(fields)
+        else:
+            corrupt.append(line)
+    return rows, corrupt

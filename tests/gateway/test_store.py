@@ -91,6 +91,7 @@ async def test_append_queues_without_a_round_trip_and_flush_writes_the_entry(sto
         "flush_errors": 0,
         "dropped": 0,
         "spilled": 0,
+        "quarantined": 0,
         "restored": 0,
         "trimmed": 0,
     }
@@ -378,5 +379,27 @@ async def test_a_spill_file_left_by_a_dead_restorer_is_restored(redis_url: str, 
         assert s.restored == 1
         assert [r[1]["id"] for r in await s.redis.xrange(STREAM)] == ["int-3"]
         assert list(spill.iterdir()) == []
+    finally:
+        await s.aclose()
+
+
+async def test_unreadable_spill_lines_are_kept_aside_and_the_rest_restored(
+    redis_url: str, tmp_path: Path
+) -> None:
+    # Regression (fresh-user trial): one torn line in a spill file failed every start with a
+    # traceback, and the file's good records never came back.
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    good = [orjson.dumps({"record": orjson.dumps(record(i)).decode(), "id": f"int-{i}"}) for i in (1, 2)]
+    bad = [b'{"record": "{\\"id\\": \\"int-3', b"[1, 2]", b'{"id": {"nested": 1}}', b"{}"]
+    path = spill / "interactions-1-2.jsonl"
+    path.write_bytes(b"\n".join([good[0], bad[0], bad[1], b"", good[1], bad[2], bad[3]]) + b"\n")
+    s = Store(StoreSettings(redis_url=redis_url, data_dir=tmp_path), retention_check_s=0)
+    await s.start()
+    try:
+        assert s.restored == 2 and s.quarantined == 4
+        assert [r[1]["id"] for r in await s.redis.xrange(STREAM)] == ["int-1", "int-2"]
+        assert (spill / "interactions-1-2.corrupt").read_bytes().splitlines() == bad
+        assert not path.exists() and not list(spill.glob("*.restoring"))
     finally:
         await s.aclose()
