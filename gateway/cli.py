@@ -90,6 +90,9 @@ def serve(
     source = str(config) if config is not None else os.environ.get("ROLLGUARD_CONFIG") or "environment"
     try:
         settings = _load_for_serve(config, host, port, workers)
+        # Bound first, before the seconds of imports and model loading below: a busy port is
+        # reported at once. The process exits (closing it) if the checks then fail.
+        sock = _bind(settings.gateway.host, settings.gateway.port)
         _setup_logging(settings.gateway.log_level)
         if settings.gateway.workers > 1:
             from gateway.config_check import check_config
@@ -102,7 +105,6 @@ def serve(
             app_obj = create_app(settings, source=source)  # runs check_config; nothing started yet
     except ConfigError as exc:
         _fail(str(exc))
-    sock = _bind(settings.gateway.host, settings.gateway.port)  # before anything starts
     _run(settings, sock, app_obj)
 
 
