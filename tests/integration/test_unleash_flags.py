@@ -268,7 +268,10 @@ def test_server_gone_keeps_the_last_known_good_flags_and_recovers(admin: Admin, 
     try:
         assert eventually(lambda: share_on(f, flag_name, 50) == 1.0)
         fetched = f.describe()["last_fetch_ms"]
-        assert eventually(lambda: f.describe()["last_fetch_ms"] != fetched)  # unchanged flags: 304s count
+        # Unchanged flags: 304s count as fetches, but only those that carry an ETag (UnleashClient
+        # hands us nothing else). A just-started Unleash answered 304s without one for over 15 s
+        # (1 CI run in 5), so this waits up to 30 s; docs/operations.md notes the limitation.
+        assert eventually(lambda: f.describe()["last_fetch_ms"] != fetched, timeout=30)
         proxy.stop()
         admin.set_rollout(flag_name, sid, 0)  # a change this client can no longer see
         time.sleep(3)  # three poll intervals without a server
