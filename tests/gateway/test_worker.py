@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from detectors import shipped
-from gateway.worker import ANOMALIES_STREAM, ANOMALY_EVENTS_STREAM, SEEN_KEY, SIGNALS_STREAM, STATE_KEY
+from gateway.store.keys import ANOMALIES_STREAM, ANOMALY_EVENTS_STREAM, SEEN_KEY, SIGNALS_STREAM, STATE_KEY
 from rollguard.types import Interaction
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,8 @@ def _start_worker(url: str, name: str, *extra: str) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "gateway.worker",
+            "gateway.cli",
+            "worker",
             "--redis-url",
             url,
             "--consumer",
