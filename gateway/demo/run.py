@@ -196,20 +196,12 @@ def run_demo(
     console = console or Console()
     items = build_corpus(n)
     with contextlib.ExitStack() as stack:
-        if keep_dir is None:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rollguard-demo-")))
-        else:
-            work = keep_dir
-            work.mkdir(parents=True, exist_ok=True)
+        work = _work_dir(stack, keep_dir)
         console.print(f"[bold]rollguard demo[/bold]: {len(items)} requests, concurrency {concurrency}")
         store_path = store_dir if store_dir is not None else work / "var"
-        store = EmbeddedValkey(store_path)
-        try:
-            redis_url = store.acquire()
-        except StoreError as exc:
-            console.print(f"[red]the embedded store did not start:[/red] {exc.message}", highlight=False)
+        redis_url = _start_store(stack, store_path, console)
+        if redis_url is None:
             return 2
-        stack.callback(store.release)
         audit_before = count_audit_records(redis_url) or 0
         stub_port, gw_port = free_port(), free_port()
         config = _write_config(work, f"http://127.0.0.1:{stub_port}", redis_url, store_path, config_overrides)
@@ -238,6 +230,27 @@ def run_demo(
     if summary_out is not None:
         summary_out.update(summary)
     return code
+
+
+def _work_dir(stack: contextlib.ExitStack, keep_dir: Path | None) -> Path:
+    """``keep_dir`` (created), or a temporary directory removed when ``stack`` closes."""
+    if keep_dir is None:
+        return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rollguard-demo-")))
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    return keep_dir
+
+
+def _start_store(stack: contextlib.ExitStack, store_path: Path, console: Console) -> str | None:
+    """Acquire the embedded store under ``store_path`` (released when ``stack`` closes); its URL,
+    or None (reported) when it does not start."""
+    store = EmbeddedValkey(store_path)
+    try:
+        redis_url = store.acquire()
+    except StoreError as exc:
+        console.print(f"[red]the embedded store did not start:[/red] {exc.message}", highlight=False)
+        return None
+    stack.callback(store.release)
+    return redis_url
 
 
 def _write_config(

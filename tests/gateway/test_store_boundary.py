@@ -35,6 +35,7 @@ def test_redis_errors_maps_to_the_most_specific_store_error(raised: Exception, e
         raise raised
     assert type(info.value) is expected
     assert info.value.__cause__ is raised
+    assert isinstance(info.value, StoreError)
     assert info.value.message == f"cannot read x: {type(raised).__name__}"  # no redis text by default
 
 

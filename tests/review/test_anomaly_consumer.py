@@ -46,7 +46,9 @@ async def test_a_bundle_left_pending_by_a_dead_consumer_is_taken_over(aredis: ai
     assert dead.anomalies.consumer != alive.anomalies.consumer  # never the shared "review-1"
     # The first process read the bundle and died before handling and acknowledging it.
     await ensure_group(aredis, ANOMALIES_STREAM, ANOMALY_GROUP)
-    read = await aredis.xreadgroup(ANOMALY_GROUP, dead.anomalies.consumer, {ANOMALIES_STREAM: ">"}, count=10)
+    read: Any = await aredis.xreadgroup(
+        ANOMALY_GROUP, dead.anomalies.consumer, {ANOMALIES_STREAM: ">"}, count=10
+    )
     assert len(read[0][1]) == 1
     # The restarted (or other) process does not steal it while it may still be worked on ...
     assert await alive.consume_anomalies(block_ms=10) == 0
