@@ -27,6 +27,7 @@ from fastapi.routing import APIRoute
 from gateway.review.config import ReviewerSpec, ReviewSettings
 from gateway.store.errors import redis_errors
 from gateway.store.keys import review_session
+from gateway.store.streams import text
 from rollguard.errors import AuthenticationFailed, RollguardError
 from rollguard.settings import hash_api_key
 
@@ -77,7 +78,7 @@ class ReviewAuth:
             name = await self.redis.get(_key(sid))
         if name is None:
             return None
-        return self.settings.reviewer(name.decode() if isinstance(name, bytes) else str(name))
+        return self.settings.reviewer(text(name))
 
     async def reviewer(self, request: Request, *, write: bool = False) -> ReviewerSpec:
         """The authenticated reviewer. ``write`` requires the CSRF header for cookie sessions.

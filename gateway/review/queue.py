@@ -37,7 +37,7 @@ from gateway.store.errors import redis_boundary
 from gateway.store.keys import REVIEW_PREFIX as PREFIX
 from gateway.store.keys import REVIEWERS_GROUP as GROUP
 from gateway.store.keys import ReviewQueueKeys as Keys
-from gateway.store.streams import ensure_group
+from gateway.store.streams import ensure_group, text
 from rollguard.errors import InvalidRequest, NotFound, PermissionDenied
 
 __all__ = [
@@ -162,7 +162,7 @@ class ReviewQueues:
         if gone:
             log.warning("review claim: %d slot(s) in queue %s pointed at deleted items", gone, queue)
         return [
-            Lease(queue, PRIORITIES[int(p) - 1], _s(entry), _s(iid), int(server_ms) + self.lease_ms)
+            Lease(queue, PRIORITIES[int(p) - 1], text(entry), text(iid), int(server_ms) + self.lease_ms)
             for p, entry, iid in taken
         ]
 
@@ -272,7 +272,7 @@ class ReviewQueues:
                 result.pages += 1
                 result.returned += int(returned)
                 result.deleted += int(deleted)
-                cursor = _s(nxt)
+                cursor = text(nxt)
                 if cursor == "0-0":
                     break
         if result.deleted:
@@ -317,7 +317,9 @@ class ReviewQueues:
         for i, prio in enumerate(PRIORITIES):
             length = int(res[5 + 2 * i])
             pending = res[6 + 2 * i]
-            claimed = sum(int(c["pending"]) for c in pending.get("consumers", []) if _s(c["name"]) != PARKED)
+            claimed = sum(
+                int(c["pending"]) for c in pending.get("consumers", []) if text(c["name"]) != PARKED
+            )
             st.claimed += claimed
             st.waiting_slots += length - claimed
             st.by_priority[prio.value] = length
@@ -339,8 +341,8 @@ class ReviewQueues:
                 oldest.append(float(res[2 * i + 1][0][1]))
         if oldest:
             st.oldest_age_ms = max(0, ts - int(min(oldest)))
-        late_claim = {_s(x) for x in await self.redis.zrangebyscore(keys.claim_by, "-inf", ts)}
-        late_decide = {_s(x) for x in await self.redis.zrangebyscore(keys.decide_by, "-inf", ts)}
+        late_claim = {text(x) for x in await self.redis.zrangebyscore(keys.claim_by, "-inf", ts)}
+        late_decide = {text(x) for x in await self.redis.zrangebyscore(keys.decide_by, "-inf", ts)}
         late = sorted(late_claim | late_decide)
         if late:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -349,7 +351,7 @@ class ReviewQueues:
                 owners = await pipe.execute()
             allowed = set(tenants)
             for iid, tenant in zip(late, owners, strict=True):
-                if tenant is not None and _s(tenant) in allowed:
+                if tenant is not None and text(tenant) in allowed:
                     st.claim_breaches += int(iid in late_claim)
                     st.decide_breaches += int(iid in late_decide)
         return st
@@ -381,12 +383,12 @@ class ReviewQueues:
     async def item_tenant(self, queue: str, item_id: str) -> str | None:
         """The tenant of an item, or None when there is no such item (one ``HGET``)."""
         tenant = await self.redis.hget(Keys(queue).item(item_id), "tenant")
-        return None if tenant is None else _s(tenant)
+        return None if tenant is None else text(tenant)
 
     @_store_errors
     async def open_items(self, queue: str, limit: int = 100) -> list[ReviewItem]:
         """Open items, oldest first."""
-        ids = [_s(x) for x in await self.redis.zrange(Keys(queue).open, 0, limit - 1)]
+        ids = [text(x) for x in await self.redis.zrange(Keys(queue).open, 0, limit - 1)]
         return await self.get_items(queue, ids)
 
     @_store_errors
@@ -394,7 +396,7 @@ class ReviewQueues:
         """Items decided at or after ``since_ms`` (those past their TTL are skipped and their
         index entries dropped)."""
         keys = Keys(queue)
-        ids = [_s(x) for x in await self.redis.zrangebyscore(keys.decided, since_ms, "+inf", 0, limit)]
+        ids = [text(x) for x in await self.redis.zrangebyscore(keys.decided, since_ms, "+inf", 0, limit)]
         items = await self.get_items(queue, ids)
         if len(items) < len(ids):
             alive = {it.id for it in items}
@@ -413,7 +415,7 @@ class ReviewQueues:
     async def audit(self, queue: str, count: int = 100) -> list[dict[str, str]]:
         """The newest ``count`` audit events (newest first)."""
         rows = await self.redis.xrevrange(Keys(queue).audit, count=count)
-        return [dict(_decode(fields), id=_s(eid)) for eid, fields in rows or []]
+        return [dict(_decode(fields), id=text(eid)) for eid, fields in rows or []]
 
     @_store_errors
     async def breached_items(self, queue: str, at_ms: int | None = None) -> list[str]:
@@ -422,7 +424,7 @@ class ReviewQueues:
         ts = at_ms if at_ms is not None else now_ms()
         a = await self.redis.zrangebyscore(keys.claim_by, "-inf", ts)
         b = await self.redis.zrangebyscore(keys.decide_by, "-inf", ts)
-        return sorted({_s(x) for x in [*a, *b]})
+        return sorted({text(x) for x in [*a, *b]})
 
     @_store_errors
     async def mark_paged(self, queue: str, item_id: str) -> bool:
@@ -458,9 +460,5 @@ def _raise_for_lease(code: int, expired_ms: int) -> None:
         raise LeaseExpired(expired_ms)
 
 
-def _s(x: Any) -> str:
-    return x.decode() if isinstance(x, bytes) else str(x)
-
-
 def _decode(h: Any) -> dict[str, str]:
-    return {_s(k): _s(v) for k, v in (h or {}).items()}
+    return {text(k): text(v) for k, v in (h or {}).items()}

@@ -56,6 +56,15 @@ def consumer_name(role: str) -> str:
     return f"{role}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+REVIEW_DECIDED_MATCH = f"{REVIEW_PREFIX}:{{*}}:decided"
+"""SCAN pattern of every review queue's decided-items key (finds the queues that have any)."""
+
+
+def review_queue_of(key: str) -> str:
+    """The queue name in a review queue key (``rollguard:review:{safety}:decided`` -> ``safety``)."""
+    return key[len(REVIEW_PREFIX) + 2 : key.index("}")]
+
+
 class _Ranked(Protocol):
     @property
     def rank(self) -> int: ...
