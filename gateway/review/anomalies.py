@@ -4,7 +4,8 @@
 Consumers: each service process reads under its own name (``gateway.store.keys.consumer_name``).
 A bundle read but not acknowledged by a process that died sits in that consumer's pending list;
 every ``read`` first takes over (XAUTOCLAIM) entries idle for ``claim_idle_ms``, so a restarted
-or other replica handles it -- at least once: routing is deduplicated per (anomaly, queue).
+or other replica handles it -- at least once: routing is deduplicated per (anomaly, queue). Once an
+hour, consumers with nothing pending that have not read for an hour are deleted from the group.
 
 Exemplars: bundles written by the detector worker carry their exemplar records
 (``exemplar_records``, see ``gateway.worker.exemplars``). Only an older bundle without that key
@@ -15,6 +16,7 @@ Exemplars: bundles written by the detector worker carry their exemplar records
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -23,9 +25,12 @@ import redis.asyncio as aioredis
 
 from gateway.store.errors import redis_errors
 from gateway.store.keys import ANOMALIES_STREAM, ANOMALY_GROUP, INTERACTIONS_STREAM, consumer_name
-from gateway.store.streams import ensure_group, text
+from gateway.store.streams import ensure_group, forget_idle_consumers, text
 
 log = logging.getLogger("rollguard.review")
+
+FORGET_IDLE_MS = 3_600_000
+"""A consumer with nothing pending that has not read for an hour is a process gone: forgotten."""
 
 Handler = Callable[[dict[str, Any]], Awaitable[object]]
 
@@ -45,6 +50,7 @@ class AnomalyConsumer:
         self.stream = stream
         self.consumer = consumer or consumer_name("review")
         self.claim_idle_ms = claim_idle_ms
+        self._forgot_ms = 0.0
 
     async def read(self, handle: Handler, *, consumer: str | None = None, block_ms: int = 1000) -> int:
         """Take over idle pending bundles, then read new ones (blocking up to ``block_ms``); hand
@@ -53,6 +59,7 @@ class AnomalyConsumer:
         ``StoreError``."""
         name = consumer or self.consumer
         await ensure_group(self.redis, self.stream, ANOMALY_GROUP)
+        await self._forget_dead()
         with redis_errors("cannot read the anomalies stream"):
             claimed: Any = await self.redis.xautoclaim(
                 self.stream, ANOMALY_GROUP, name, self.claim_idle_ms, "0-0"
@@ -74,6 +81,17 @@ class AnomalyConsumer:
             with redis_errors("cannot acknowledge an anomaly"):
                 await self.redis.xack(self.stream, ANOMALY_GROUP, entry_id)
         return handled
+
+    async def _forget_dead(self) -> None:
+        """At most once per ``FORGET_IDLE_MS``: delete the group's consumers with nothing pending
+        that have not read for that long (names of processes gone)."""
+        now = time.monotonic() * 1000
+        if now - self._forgot_ms < FORGET_IDLE_MS:
+            return
+        self._forgot_ms = now
+        gone = await forget_idle_consumers(self.redis, self.stream, ANOMALY_GROUP, FORGET_IDLE_MS)
+        if gone:
+            log.info("review: forgot %d idle anomaly consumer(s)", len(gone))
 
 
 def parse_bundle(fields: Mapping[Any, Any]) -> dict[str, Any] | None:

@@ -82,3 +82,18 @@ async def trim_stream(
     min_id = await safe_min_id(client, stream, retention_ms, now_ms)
     with redis_errors(f"cannot trim {stream!r}", detail=True):
         return int(await client.xtrim(stream, minid=min_id, approximate=False))
+
+
+async def forget_idle_consumers(client: aioredis.Redis, stream: str, group: str, idle_ms: int) -> list[str]:
+    """Delete the consumers of ``group`` that hold no pending entry and have not read for
+    ``idle_ms`` (XINFO CONSUMERS ``idle``; a live consumer reads every second or so). With consumer
+    names unique per process, every restart leaves one such name behind. Returns the names
+    deleted. Raises ``StoreError``."""
+    gone: list[str] = []
+    with redis_errors(f"cannot list the consumers of {group!r} on {stream!r}"):
+        for c in await client.xinfo_consumers(stream, group):
+            if int(c.get("pending") or 0) == 0 and int(c.get("idle") or 0) >= idle_ms:
+                name = text(c["name"])
+                await client.xgroup_delconsumer(stream, group, name)
+                gone.append(name)
+    return gone

@@ -30,7 +30,8 @@ CUSUM statistics, comparisons, open incidents of the alert lifecycle), ``rollgua
 policy: ``detectors.rolling_reference`` (fixed baseline by default) from config.
 
 Config (``detectors:`` in the YAML): the ``EngineConfig`` fields, plus ``worker:`` with ``group``,
-``batch``, ``block_ms``, ``claim_idle_ms``, ``signals_maxlen``, ``seen_retention_ms``.
+``batch``, ``block_ms``, ``claim_idle_ms``, ``signals_maxlen``, ``seen_retention_ms``,
+``forget_idle_ms``.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from gateway.store.keys import (
     SIGNALS_STREAM,
     STATE_KEY,
 )
-from gateway.store.streams import ensure_group, text
+from gateway.store.streams import ensure_group, forget_idle_consumers, text
 from gateway.worker.entries import Entry, dumps, parse_entry
 from gateway.worker.exemplars import ExemplarCache
 from rollguard.types import Signal
@@ -91,6 +92,9 @@ class WorkerOptions:
     """How long an interaction id stays in the seen-set after it was counted (0 = forever). An
     entry is acknowledged in the same transaction that records its id, so only a duplicate
     delivery (the store's at-least-once retry, seconds later) can arrive after that."""
+    forget_idle_ms: int = 3_600_000
+    """Consumers with nothing pending that have not read for this long (processes gone: every
+    process has its own name) are deleted from the group after each reclaim; 0 = never."""
     idle_exit_s: float | None = None
     """Exit after this many seconds without work (tests and one-shot backfills); None = run."""
 
@@ -224,7 +228,17 @@ class DetectorWorker:
                 await self.process([parse_entry(eid, f) for eid, f in live])
                 taken += len(live)
             if cursor in ("0-0", "0"):
+                await self._forget_dead()
                 return taken
+
+    async def _forget_dead(self) -> None:
+        """Delete the group's consumers with nothing pending that have not read for
+        ``forget_idle_ms`` (names of worker processes gone; 0 = keep them)."""
+        if self.opt.forget_idle_ms <= 0:
+            return
+        gone = await forget_idle_consumers(self.r, self.stream, self.opt.group, self.opt.forget_idle_ms)
+        if gone:
+            log.info("worker %s: forgot %d idle consumer(s)", self.consumer, len(gone))
 
     async def _ack_deleted(self, deleted: list[str]) -> None:
         """Count, log and acknowledge pending entries deleted from the stream before processing."""

@@ -4,6 +4,7 @@ on a real refused connection."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -18,6 +19,7 @@ from gateway.review.auth import ReviewAuth
 from gateway.review.config import parse_review_settings
 from gateway.store.errors import redis_boundary, redis_errors
 from gateway.store.keys import consumer_name
+from gateway.store.streams import ensure_group, forget_idle_consumers
 from gateway.worker.exemplars import ExemplarCache, ExemplarLimits
 from rollguard.errors import StoreError, StoreTimeout, StoreUnavailable
 
@@ -117,3 +119,18 @@ def test_multimodal_message_parts_are_cut_too() -> None:
     cache.remember([rec])
     (out,) = cache.with_exemplars({"exemplar_ids": ["ix-1"]})["exemplar_records"]
     assert out["messages"][0]["content"] == [{"type": "text", "text": "abc"}, {"type": "image_url"}]
+
+
+async def test_idle_consumers_with_nothing_pending_are_forgotten(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await ensure_group(client, "s", "g")
+        await client.xadd("s", {"f": "1"})
+        await client.xreadgroup("g", "holder", {"s": ">"}, count=1)  # keeps one pending entry
+        await client.xreadgroup("g", "gone", {"s": ">"}, count=1)  # read nothing: nothing pending
+        await asyncio.sleep(0.05)
+        assert await forget_idle_consumers(client, "s", "g", idle_ms=10_000) == []  # not idle long enough
+        assert await forget_idle_consumers(client, "s", "g", idle_ms=20) == ["gone"]
+        assert [c["name"] for c in await client.xinfo_consumers("s", "g")] == ["holder"]
+    finally:
+        await client.aclose()
