@@ -237,18 +237,34 @@ def detect(
 @app.command()
 def worker(
     config: ConfigOpt = None,
-    name: Annotated[str | None, typer.Option(help="consumer name (default: host-pid)")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "--consumer", help="consumer name (default: unique per host, pid and start)"),
+    ] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Redis URL (default: store.redis_url or embedded)")
+    ] = None,
+    idle_exit_s: Annotated[float | None, typer.Option(help="exit after this many idle seconds")] = None,
+    claim_idle_ms: Annotated[int | None, typer.Option(help="reclaim entries idle this long (ms)")] = None,
+    batch: Annotated[int | None, typer.Option(help="entries per read")] = None,
 ) -> None:
-    """Run a detector worker (consumer group on the interactions stream)."""
+    """Run a detector worker (consumer group on the interactions stream); prints its counters as
+    one JSON line when it stops."""
     import asyncio
 
     from gateway.defaults import with_embedded_defaults
-    from gateway.worker import run_worker
+    from gateway.store.keys import consumer_name
+    from gateway.worker import run_worker, stats_json, worker_options
     from rollguard.settings import load_settings
 
     _setup_logging()
     settings = with_embedded_defaults(load_settings(config))
-    asyncio.run(run_worker(settings, name or f"{os.uname().nodename}-{os.getpid()}"))
+    opt = worker_options(settings)[1]
+    opt.idle_exit_s = idle_exit_s
+    opt.claim_idle_ms = claim_idle_ms if claim_idle_ms is not None else opt.claim_idle_ms
+    opt.batch = batch if batch is not None else opt.batch
+    stats = asyncio.run(run_worker(settings, name or consumer_name("worker"), opt, redis_url=redis_url))
+    print(stats_json(stats), flush=True)
 
 
 @eval_app.command("detectors")

@@ -23,7 +23,9 @@ so the single error boundary in ``gateway/errors.py`` needs no lookup table.
     │   └── UpstreamTimeout          504 no answer in time
     ├── GuardrailUnavailable         503 a policy with on_error=block raised or timed out
     └── StoreError                   the Redis store failed (the request is still answered; the
-                                     interaction is kept in memory and retried)
+        │                            interaction is kept in memory and retried)
+        ├── StoreUnavailable         503 the server cannot be reached (refused, reset, closed)
+        └── StoreTimeout             503 the server did not answer in time
 """
 
 from __future__ import annotations
@@ -169,3 +171,11 @@ class StoreError(RollguardError):
     status = 503
     type = "server_error"
     code = "store_unavailable"
+
+
+class StoreUnavailable(StoreError):
+    """The Redis server cannot be reached (connection refused, reset or closed)."""
+
+
+class StoreTimeout(StoreError):
+    """The Redis server did not answer in time."""

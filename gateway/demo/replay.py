@@ -37,7 +37,6 @@ import openai
 from openai import AsyncOpenAI
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from gateway.demo.corpus import DEMO_MODEL, DemoItem
 
@@ -290,6 +289,30 @@ def summarize(
     ``added_ms`` ``{p50, p99}``: percentiles of the per-prompt added latency (``None`` without
     pairs), ``wall_s`` and ``requests_per_s`` of the replay.
     """
+    counts, by_policy, by_kind, variants = _tally(results)
+    latencies = [r.latency_ms for r in results]
+    return {
+        "requests": len(results),
+        "allowed": counts[Outcome.ALLOWED],
+        "redacted": counts[Outcome.REDACTED],
+        "flagged": counts[Outcome.FLAGGED],
+        "blocked": counts[Outcome.BLOCKED],
+        "blocked_by_policy": dict(sorted(by_policy.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "errors": counts[Outcome.ERROR],
+        "error_samples": [r.error or f"HTTP {r.status}" for r in results if r.outcome is Outcome.ERROR][:5],
+        "by_kind": dict(sorted(by_kind.items())),
+        "variants": dict(sorted(variants.items())),
+        "latency_ms": {"p50": _round(percentile(latencies, 50)), "p99": _round(percentile(latencies, 99))},
+        **_paired(pairs),
+        "wall_s": _round(wall_s) if wall_s is not None else None,
+        "requests_per_s": _round(len(results) / wall_s) if wall_s else None,
+    }
+
+
+def _tally(
+    results: Sequence[RequestResult],
+) -> tuple[dict[Outcome, int], dict[str, int], dict[str, dict[str, int]], dict[str, int]]:
+    """``(per outcome, blocked per policy, per kind and outcome, per variant)`` counts."""
     counts = {o: 0 for o in Outcome}
     by_policy: dict[str, int] = {}
     by_kind: dict[str, dict[str, int]] = {}
@@ -303,106 +326,32 @@ def summarize(
             by_policy[key] = by_policy.get(key, 0) + 1
         row = by_kind.setdefault(r.kind, {o.value: 0 for o in Outcome})
         row[r.outcome.value] += 1
-    summary: dict[str, Any] = {
-        "requests": len(results),
-        "allowed": counts[Outcome.ALLOWED],
-        "redacted": counts[Outcome.REDACTED],
-        "flagged": counts[Outcome.FLAGGED],
-        "blocked": counts[Outcome.BLOCKED],
-        "blocked_by_policy": dict(sorted(by_policy.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "errors": counts[Outcome.ERROR],
-        "error_samples": [r.error or f"HTTP {r.status}" for r in results if r.outcome is Outcome.ERROR][:5],
-        "by_kind": dict(sorted(by_kind.items())),
-        "variants": dict(sorted(variants.items())),
-        "latency_ms": {
-            "p50": _round(percentile([r.latency_ms for r in results], 50)),
-            "p99": _round(percentile([r.latency_ms for r in results], 99)),
-        },
-        "direct": None,
-        "added_ms": None,
-        "wall_s": _round(wall_s) if wall_s is not None else None,
-        "requests_per_s": _round(len(results) / wall_s) if wall_s else None,
-    }
-    if pairs:
-        direct = [p.direct_ms for p in pairs]
-        via = [p.gateway_ms for p in pairs]
-        added = [p.added_ms for p in pairs]
-        summary["direct"] = {
+    return counts, by_policy, by_kind, variants
+
+
+def _paired(pairs: Sequence[LatencyPair]) -> dict[str, Any]:
+    """``direct`` and ``added_ms`` of the summary (both None without pairs)."""
+    if not pairs:
+        return {"direct": None, "added_ms": None}
+    direct = [p.direct_ms for p in pairs]
+    via = [p.gateway_ms for p in pairs]
+    added = [p.added_ms for p in pairs]
+    return {
+        "direct": {
             "pairs": len(pairs),
             "p50": _round(percentile(direct, 50)),
             "p99": _round(percentile(direct, 99)),
             "gateway_p50": _round(percentile(via, 50)),
             "gateway_p99": _round(percentile(via, 99)),
-        }
-        summary["added_ms"] = {"p50": _round(percentile(added, 50)), "p99": _round(percentile(added, 99))}
-    return summary
+        },
+        "added_ms": {"p50": _round(percentile(added, 50)), "p99": _round(percentile(added, 99))},
+    }
 
 
 def _round(x: float | None) -> float | None:
     if x is None or x != x:  # NaN
         return None
     return round(x, 3)
-
-
-def _fmt_ms(x: Any) -> str:
-    return "-" if x is None else f"{x:.1f} ms"
-
-
-def render_summary(summary: dict[str, Any]) -> Table:
-    """A rich table of ``summarize``'s output (one row per figure)."""
-    table = Table(title="rollguard demo", show_header=True, header_style="bold")
-    table.add_column("outcome")
-    table.add_column("count", justify="right")
-    table.add_row("requests", str(summary["requests"]))
-    table.add_row("allowed", str(summary["allowed"]))
-    table.add_row("redacted", str(summary["redacted"]))
-    table.add_row("flagged", str(summary["flagged"]))
-    table.add_row("blocked", str(summary["blocked"]))
-    for policy, n in summary["blocked_by_policy"].items():
-        table.add_row(f"  blocked by {policy}", str(n))
-    table.add_row("errors", str(summary["errors"]), style="red" if summary["errors"] else None)
-    for variant, n in summary.get("variants", {}).items():
-        table.add_row(f"  served by variant {variant}", str(n))
-    lat = summary["latency_ms"]
-    table.add_row(
-        "latency p50 / p99 (whole replay, under concurrent load)",
-        f"{_fmt_ms(lat['p50'])} / {_fmt_ms(lat['p99'])}",
-    )
-    if summary.get("direct"):
-        d = summary["direct"]
-        table.add_row(
-            f"direct p50 / p99 (one at a time, n={d['pairs']} prompts allowed both ways)",
-            f"{_fmt_ms(d['p50'])} / {_fmt_ms(d['p99'])}",
-        )
-        table.add_row(
-            "via gateway p50 / p99 (same prompts, one at a time)",
-            f"{_fmt_ms(d['gateway_p50'])} / {_fmt_ms(d['gateway_p99'])}",
-        )
-    added = summary.get("added_ms")
-    table.add_row(
-        "added latency p50 / p99 over direct",
-        "-" if not added else f"{_fmt_ms(added['p50'])} / {_fmt_ms(added['p99'])}",
-    )
-    if summary.get("requests_per_s"):
-        table.add_row("throughput", f"{summary['requests_per_s']:.1f} req/s in {summary['wall_s']:.1f} s")
-    return table
-
-
-def render_by_kind(summary: dict[str, Any]) -> Table:
-    """A rich table: one row per corpus kind, one column per outcome."""
-    table = Table(
-        title="outcome by kind of prompt",
-        header_style="bold",
-        caption="harmful / borderline: XSTest topics, not attacks; guardrails judge attack wrappers, "
-        "not topics (refusing is the model's job)",
-        caption_justify="left",
-    )
-    table.add_column("kind")
-    for o in Outcome:
-        table.add_column(o.value, justify="right")
-    for kind, row in summary["by_kind"].items():
-        table.add_row(kind, *(str(row.get(o.value, 0)) for o in Outcome))
-    return table
 
 
 def new_progress(console: Console | None = None) -> Progress:
@@ -484,6 +433,8 @@ async def replay_corpus(
             progress.stop()
     summary = summarize(results, pairs, wall_s=wall)
     summary["probe_requests"] = len(sample)
+    from gateway.demo.report import render_by_kind, render_summary  # report imports this module
+
     console.print(render_by_kind(summary))
     console.print(render_summary(summary))
     if summary["error_samples"]:

@@ -40,10 +40,11 @@ import redis
 from redis.exceptions import RedisError
 from rich.console import Console
 
-from gateway.demo.corpus import build_corpus
+from gateway.demo.corpus import DemoItem, build_corpus
 from gateway.demo.replay import DEFAULT_CONCURRENCY, DEFAULT_DIRECT_SAMPLE, replay_corpus
 from gateway.review.demo import console_banner, demo_review_config
 from gateway.store import EmbeddedValkey
+from gateway.store.keys import ReviewQueueKeys
 from rollguard.errors import StoreError
 from rollguard.settings import StoreSettings
 
@@ -195,79 +196,133 @@ def run_demo(
     console = console or Console()
     items = build_corpus(n)
     with contextlib.ExitStack() as stack:
-        if keep_dir is None:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rollguard-demo-")))
-        else:
-            work = keep_dir
-            work.mkdir(parents=True, exist_ok=True)
+        work = _work_dir(stack, keep_dir)
         console.print(f"[bold]rollguard demo[/bold]: {len(items)} requests, concurrency {concurrency}")
         store_path = store_dir if store_dir is not None else work / "var"
-        store = EmbeddedValkey(store_path)
-        try:
-            redis_url = store.acquire()
-        except StoreError as exc:
-            console.print(f"[red]the embedded store did not start:[/red] {exc.message}", highlight=False)
+        redis_url = _start_store(stack, store_path, console)
+        if redis_url is None:
             return 2
-        stack.callback(store.release)
         audit_before = count_audit_records(redis_url) or 0
         stub_port, gw_port = free_port(), free_port()
-        stub_url = f"http://127.0.0.1:{stub_port}"
-        gw_url = f"http://127.0.0.1:{gw_port}"
-        config = work / "rollguard-demo.yaml"
-        cfg = {**demo_config(stub_url, work, redis_url), **(config_overrides or {})}
-        cfg["store"] = {**cfg["store"], "data_dir": str(store_path)}
-        config.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-        gw_log = work / "gateway.log"
+        config = _write_config(work, f"http://127.0.0.1:{stub_port}", redis_url, store_path, config_overrides)
         try:
-            stub = stack.enter_context(
-                managed_process(
-                    [sys.executable, "-m", "gateway.demo.upstream", "--port", str(stub_port)],
-                    _env(),
-                    work / "upstream.log",
-                )
+            summary = _serve_and_replay(
+                stack,
+                work,
+                config,
+                redis_url,
+                (stub_port, gw_port),
+                items,
+                concurrency,
+                direct_sample,
+                console,
+                show_progress,
             )
-            with managed_process(_gateway_command(gw_port), _env(ROLLGUARD_CONFIG=str(config)), gw_log) as gw:
-                wait_ready(f"{stub_url}/v1/models", stub, work / "upstream.log")
-                console.print(f"upstream stub ready at {stub_url}")
-                wait_ready(f"{gw_url}/readyz", gw, gw_log)
-                console.print(f"gateway ready at {gw_url} (store {redis_url})")
-                summary = asyncio.run(
-                    replay_corpus(
-                        items,
-                        gw_url,
-                        stub_url,
-                        concurrency=concurrency,
-                        direct_sample=direct_sample,
-                        console=console,
-                        show_progress=show_progress,
-                    )
-                )
         except StartupError as exc:
             console.print("[red]demo servers did not start:[/red]")
             console.print(str(exc), markup=False, highlight=False)
             return 2
-        # The gateway has stopped, so its audit queue is flushed: count what reached the store.
-        total = count_audit_records(redis_url)
-        summary["audit_records"] = None if total is None else total - audit_before
-        if summary["audit_records"] is not None:
-            console.print(
-                f"audit records added to the interactions stream: {summary['audit_records']} "
-                f"({summary['requests']} replayed + {summary.get('probe_requests', 0)} latency probes)"
-            )
-        summary["review_items"] = count_review_items(redis_url)
-        if summary["review_items"]:
-            console.print(
-                f"[bold]{summary['review_items']} items are waiting for review.[/bold] Open the console: "
-                "run [bold].venv/bin/rollguard serve[/bold], then browse"
-            )
-            console.print(console_banner("http://127.0.0.1:8080"), markup=False, highlight=False)
+        _report_store(console, summary, redis_url, audit_before)
         code = exit_code(summary)
         if code != 0:
             console.print("[red]demo failed; gateway log tail:[/red]")
-            console.print(_tail(gw_log), markup=False, highlight=False)
+            console.print(_tail(work / "gateway.log"), markup=False, highlight=False)
     if summary_out is not None:
         summary_out.update(summary)
     return code
+
+
+def _work_dir(stack: contextlib.ExitStack, keep_dir: Path | None) -> Path:
+    """``keep_dir`` (created), or a temporary directory removed when ``stack`` closes."""
+    if keep_dir is None:
+        return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rollguard-demo-")))
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    return keep_dir
+
+
+def _start_store(stack: contextlib.ExitStack, store_path: Path, console: Console) -> str | None:
+    """Acquire the embedded store under ``store_path`` (released when ``stack`` closes); its URL,
+    or None (reported) when it does not start."""
+    store = EmbeddedValkey(store_path)
+    try:
+        redis_url = store.acquire()
+    except StoreError as exc:
+        console.print(f"[red]the embedded store did not start:[/red] {exc.message}", highlight=False)
+        return None
+    stack.callback(store.release)
+    return redis_url
+
+
+def _write_config(
+    work: Path, stub_url: str, redis_url: str, store_path: Path, overrides: dict[str, Any] | None
+) -> Path:
+    """Write the demo's gateway config (JSON is YAML) to ``work`` and return its path."""
+    config = work / "rollguard-demo.yaml"
+    cfg = {**demo_config(stub_url, work, redis_url), **(overrides or {})}
+    cfg["store"] = {**cfg["store"], "data_dir": str(store_path)}
+    config.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    return config
+
+
+def _serve_and_replay(
+    stack: contextlib.ExitStack,
+    work: Path,
+    config: Path,
+    redis_url: str,
+    ports: tuple[int, int],
+    items: list[DemoItem],
+    concurrency: int,
+    direct_sample: int,
+    console: Console,
+    show_progress: bool,
+) -> dict[str, Any]:
+    """Start the upstream stub (kept until ``stack`` closes) and the gateway (stopped on return,
+    so its audit queue is flushed), replay ``items`` and return the summary. Raises
+    ``StartupError``."""
+    stub_url, gw_url = (f"http://127.0.0.1:{p}" for p in ports)
+    gw_log = work / "gateway.log"
+    stub = stack.enter_context(
+        managed_process(
+            [sys.executable, "-m", "gateway.demo.upstream", "--port", str(ports[0])],
+            _env(),
+            work / "upstream.log",
+        )
+    )
+    with managed_process(_gateway_command(ports[1]), _env(ROLLGUARD_CONFIG=str(config)), gw_log) as gw:
+        wait_ready(f"{stub_url}/v1/models", stub, work / "upstream.log")
+        console.print(f"upstream stub ready at {stub_url}")
+        wait_ready(f"{gw_url}/readyz", gw, gw_log)
+        console.print(f"gateway ready at {gw_url} (store {redis_url})")
+        return asyncio.run(
+            replay_corpus(
+                items,
+                gw_url,
+                stub_url,
+                concurrency=concurrency,
+                direct_sample=direct_sample,
+                console=console,
+                show_progress=show_progress,
+            )
+        )
+
+
+def _report_store(console: Console, summary: dict[str, Any], redis_url: str, audit_before: int) -> None:
+    """Add ``audit_records`` and ``review_items`` to ``summary`` (counted after the gateway
+    stopped) and print them."""
+    total = count_audit_records(redis_url)
+    summary["audit_records"] = None if total is None else total - audit_before
+    if summary["audit_records"] is not None:
+        console.print(
+            f"audit records added to the interactions stream: {summary['audit_records']} "
+            f"({summary['requests']} replayed + {summary.get('probe_requests', 0)} latency probes)"
+        )
+    summary["review_items"] = count_review_items(redis_url)
+    if summary["review_items"]:
+        console.print(
+            f"[bold]{summary['review_items']} items are waiting for review.[/bold] Open the console: "
+            "run [bold].venv/bin/rollguard serve[/bold], then browse"
+        )
+        console.print(console_banner("http://127.0.0.1:8080"), markup=False, highlight=False)
 
 
 def _gateway_command(port: int) -> list[str]:
@@ -307,7 +362,7 @@ def count_review_items(redis_url: str) -> int | None:
     total = 0
     try:
         for queue in (q["name"] for q in demo_review_config()["queues"]):
-            key = f"rollguard:review:{{{queue}}}:open"
+            key = ReviewQueueKeys(queue).open
             kind = client.type(key)
             if kind == b"zset":
                 total += int(client.zcard(key))

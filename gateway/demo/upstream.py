@@ -66,8 +66,9 @@ import orjson
 from aiohttp import web
 
 from gateway.demo.recorded import RecordedAnswers
+from gateway.demo.stub_sse import split_text, stream_plain, stream_script
 
-__all__ = ["StubState", "build_app", "main", "serve_stub", "start_stub", "stub_state"]
+__all__ = ["StubState", "build_app", "main", "serve_stub", "split_text", "start_stub", "stub_state"]
 
 DEFAULT_CHUNKS = 16
 DEFAULT_REPLY_CHARS = 512
@@ -86,12 +87,6 @@ def _text_of(content: Any) -> str:
             p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
         )
     return ""
-
-
-def split_text(text: str, n: int) -> list[str]:
-    """``text`` in exactly ``n`` pieces (some may be empty when ``text`` is shorter than ``n``)."""
-    size = len(text) / n if n else 0
-    return [text[round(i * size) : round((i + 1) * size)] for i in range(n)]
 
 
 class StubState:
@@ -219,125 +214,6 @@ def _completion(
     )
 
 
-class _Chunks:
-    """Builds the chunk dicts of one streamed reply."""
-
-    def __init__(self, state: StubState, model: str) -> None:
-        self.head = {
-            "id": state.next_id(),
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-        }
-
-    def delta(self, delta: dict[str, Any], index: int = 0, finish: str | None = None) -> dict[str, Any]:
-        return {**self.head, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
-
-    def usage(self, usage: Any) -> dict[str, Any]:
-        return {**self.head, "choices": [], "usage": usage}
-
-
-def _sse(obj: Any) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
-
-
-async def _stream_plain(
-    request: web.Request, body: dict[str, Any], state: StubState, model: str, text: str, usage: Any
-) -> web.StreamResponse:
-    n = int(request.headers.get("x-stub-chunks", state.chunks))
-    delay = float(request.headers.get("x-stub-chunk-delay-ms", 0)) / 1000
-    c = _Chunks(state, model)
-    events = []
-    for i, piece in enumerate(split_text(text, n)):
-        events.append(
-            _sse(c.delta({"role": "assistant", "content": piece} if i == 0 else {"content": piece}))
-        )
-    events.append(_sse(c.delta({}, finish="stop")))
-    if (body.get("stream_options") or {}).get("include_usage"):
-        events.append(_sse(c.usage(usage)))
-    events.append(b"data: [DONE]\n\n")
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await resp.prepare(request)
-    if delay:
-        for e in events:
-            await resp.write(e)
-            await asyncio.sleep(delay)
-    else:
-        await resp.write(b"".join(events))
-    await resp.write_eof()
-    return resp
-
-
-def _item_bytes(item: dict[str, Any], c: _Chunks) -> bytes | None:
-    if "raw" in item:
-        return str(item["raw"]).encode("utf-8")
-    if "content" in item:
-        delta: dict[str, Any] = {"content": item["content"]}
-        if item.get("role"):
-            delta = {"role": item["role"], **delta}
-        data = _sse(c.delta(delta, int(item.get("index", 0))))
-    elif "tool_call" in item:
-        tc = dict(item["tool_call"])
-        out: dict[str, Any] = {"index": tc.get("index", 0)}
-        if "id" in tc:
-            out["id"] = tc["id"]
-            out["type"] = "function"
-        fn = {k: tc[k] for k in ("name", "arguments") if k in tc}
-        if fn:
-            out["function"] = fn
-        data = _sse(c.delta({"tool_calls": [out]}))
-    elif "finish_reason" in item:
-        data = _sse(c.delta({}, int(item.get("index", 0)), finish=item["finish_reason"]))
-    elif "usage" in item:
-        data = _sse(c.usage(item["usage"]))
-    elif "chunk" in item:
-        data = _sse(item["chunk"])
-    elif "error" in item:
-        data = _sse({"error": item["error"]})
-    else:
-        return None
-    if item.get("crlf"):
-        data = data.replace(b"\n", b"\r\n")
-    return data
-
-
-async def _stream_script(
-    request: web.Request, body: dict[str, Any], state: StubState, model: str, script: dict[str, Any]
-) -> web.StreamResponse:
-    c = _Chunks(state, model)
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await resp.prepare(request)
-    items: list[dict[str, Any]] = list(script["chunks"])
-    if (
-        "usage" in script
-        and (body.get("stream_options") or {}).get("include_usage")
-        and not any("usage" in i for i in items)
-    ):
-        items.append({"usage": script["usage"]})
-    for item in items:
-        if "delay_ms" in item and len(item) == 1:
-            await asyncio.sleep(float(item["delay_ms"]) / 1000)
-            continue
-        if item.get("disconnect"):
-            if request.transport is not None:
-                request.transport.abort()
-            return resp
-        data = _item_bytes(item, c)
-        if data is None:
-            continue
-        split = item.get("split_at")
-        if isinstance(split, int) and 0 < split < len(data):
-            await resp.write(data[:split])
-            await asyncio.sleep(0.02)
-            await resp.write(data[split:])
-        else:
-            await resp.write(data)
-    if script.get("done", True):
-        await resp.write(b"data: [DONE]\n\n")
-    await resp.write_eof()
-    return resp
-
-
 async def _scripted(
     request: web.Request, body: dict[str, Any], state: StubState, model: str, script: dict[str, Any]
 ) -> web.StreamResponse:
@@ -356,11 +232,11 @@ async def _scripted(
         )
     stream = bool(body.get("stream"))
     if stream and "chunks" in script:
-        return await _stream_script(request, body, state, model, script)
+        return await stream_script(request, body, state, model, script)
     text = str(script.get("content") or "")
     usage = script.get("usage") or _usage(body, text)
     if stream:
-        return await _stream_plain(request, body, state, model, text, usage)
+        return await stream_plain(request, body, state, model, text, usage)
     choices = [_scripted_choice(c) for c in script.get("choices") or [script]]
     return web.Response(
         body=_completion(state, model, choices[0][0], choices[0][1], usage, extra=choices[1:]),
@@ -414,7 +290,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     text = await _reply_text(request, body, state, model)
     usage = _usage(body, text)
     if body.get("stream"):
-        return await _stream_plain(request, body, state, model, text, usage)
+        return await stream_plain(request, body, state, model, text, usage)
     return web.Response(
         body=_completion(state, model, {"role": "assistant", "content": text}, "stop", usage),
         content_type="application/json",

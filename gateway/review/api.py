@@ -130,6 +130,15 @@ def build_api(service: ReviewService, auth: ReviewAuth) -> APIRouter:
 
     api = APIRouter(prefix=PREFIX, tags=["review"], route_class=guarded_route(guard, _render))
 
+    _queue_routes(api, service)
+    _lease_routes(api, service)
+    _knowledge_routes(api, service)
+    return api
+
+
+def _queue_routes(api: APIRouter, service: ReviewService) -> None:
+    """Who am I, the taxonomy, queues, their items, claiming."""
+
     @api.get("/me", summary="The authenticated reviewer and their grants")
     async def me(request: Request) -> dict[str, Any]:
         r = current_reviewer(request)
@@ -176,6 +185,10 @@ def build_api(service: ReviewService, auth: ReviewAuth) -> APIRouter:
         it = await service.item(r, queue, item_id)
         return it.to_dict(show_verdicts=service.shows_verdicts(r, it))
 
+
+def _lease_routes(api: APIRouter, service: ReviewService) -> None:
+    """Heartbeat, release and verdict on a lease."""
+
     @api.post("/leases/{lease}/heartbeat", summary="Extend a lease", response_model=HeartbeatOut)
     async def heartbeat(request: Request, lease: str) -> HeartbeatOut:
         r = current_reviewer(request)
@@ -194,6 +207,10 @@ def build_api(service: ReviewService, auth: ReviewAuth) -> APIRouter:
         r = current_reviewer(request)
         res = await service.verdict(r, lease, body.item_id, body.model_dump())
         return VerdictOut(item_id=res.item_id, verdicts=res.count, k=res.k, decided=res.decided)
+
+
+def _knowledge_routes(api: APIRouter, service: ReviewService) -> None:
+    """Agreement, aggregation, precision, per-variant evidence and the audit log."""
 
     @api.get("/queues/{queue}/agreement", summary="Cohen's kappa per pair, Krippendorff's alpha")
     async def agreement(request: Request, queue: str) -> dict[str, Any]:
@@ -216,8 +233,6 @@ def build_api(service: ReviewService, auth: ReviewAuth) -> APIRouter:
     @api.get("/queues/{queue}/audit", summary="Newest audit events (leads and operators)")
     async def audit(request: Request, queue: str, count: int = 100) -> list[dict[str, str]]:
         return await service.queues.audit(queue, count=min(max(count, 1), 10_000))
-
-    return api
 
 
 def create_review_router(settings: RollguardSettings, redis: aioredis.Redis) -> APIRouter:

@@ -23,10 +23,12 @@ import redis.asyncio as aioredis
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from redis.exceptions import RedisError
 
 from gateway.review.config import ReviewerSpec, ReviewSettings
-from rollguard.errors import AuthenticationFailed, RollguardError, StoreError
+from gateway.store.errors import redis_errors
+from gateway.store.keys import review_session
+from gateway.store.streams import text
+from rollguard.errors import AuthenticationFailed, RollguardError
 from rollguard.settings import hash_api_key
 
 Guard = Callable[[Request, str], Awaitable[None]]
@@ -39,7 +41,6 @@ ErrorRenderer = Callable[[Request, RollguardError | RequestValidationError], Res
 
 COOKIE = "rollguard_review"
 CSRF_HEADER = "x-rollguard-review"
-_SESSION_PREFIX = "rollguard:review:session:"
 
 
 class ReviewAuth:
@@ -64,26 +65,20 @@ class ReviewAuth:
         if reviewer is None:
             raise AuthenticationFailed("unknown reviewer token")
         sid = secrets.token_urlsafe(32)
-        try:
+        with redis_errors("cannot store the review session"):
             await self.redis.set(_key(sid), reviewer.name, ex=self.settings.session_ttl_s)
-        except RedisError as exc:
-            raise StoreError("cannot store the review session") from exc
         return reviewer, sid
 
     async def logout(self, sid: str) -> None:
-        try:
+        with redis_errors("cannot delete the review session"):
             await self.redis.delete(_key(sid))
-        except RedisError as exc:
-            raise StoreError("cannot delete the review session") from exc
 
     async def by_session(self, sid: str) -> ReviewerSpec | None:
-        try:
+        with redis_errors("cannot read the review session"):
             name = await self.redis.get(_key(sid))
-        except RedisError as exc:
-            raise StoreError("cannot read the review session") from exc
         if name is None:
             return None
-        return self.settings.reviewer(name.decode() if isinstance(name, bytes) else str(name))
+        return self.settings.reviewer(text(name))
 
     async def reviewer(self, request: Request, *, write: bool = False) -> ReviewerSpec:
         """The authenticated reviewer. ``write`` requires the CSRF header for cookie sessions.
@@ -105,7 +100,7 @@ class ReviewAuth:
 
 
 def _key(sid: str) -> str:
-    return _SESSION_PREFIX + hashlib.sha256(sid.encode()).hexdigest()
+    return review_session(hashlib.sha256(sid.encode()).hexdigest())
 
 
 def guarded_route(guard: Guard, render: ErrorRenderer) -> type[APIRoute]:

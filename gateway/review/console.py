@@ -118,13 +118,19 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
             service.check_queue(me, str(queue), decide=route.endswith("/claim"))
 
     ui = APIRouter(prefix="/review", include_in_schema=False, route_class=guarded_route(guard, _render_error))
+    _session_routes(ui, service, auth)
+    _queue_routes(ui, service)
+    _item_routes(ui, service)
+    return ui
 
-    def page(name: str, me: ReviewerSpec | None, status: int = 200, **ctx: Any) -> HTMLResponse:
-        html = _env.get_template(name).render(me=me, now_ms=now_ms(), **ctx)
-        return HTMLResponse(html, status_code=status)
 
-    async def who(request: Request) -> ReviewerSpec:
-        return current_reviewer(request)
+def _page(name: str, me: ReviewerSpec | None, status: int = 200, **ctx: Any) -> HTMLResponse:
+    html = _env.get_template(name).render(me=me, now_ms=now_ms(), **ctx)
+    return HTMLResponse(html, status_code=status)
+
+
+def _session_routes(ui: APIRouter, service: ReviewService, auth: ReviewAuth) -> None:
+    """Static files, login and logout."""
 
     @ui.get("/static/{name}")
     async def static(name: str) -> Response:
@@ -134,7 +140,7 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
 
     @ui.get("/login")
     async def login_form(next: str = "/review") -> HTMLResponse:
-        return page("login.html", None, next=next if next.startswith("/review") else "/review")
+        return _page("login.html", None, next=next if next.startswith("/review") else "/review")
 
     @ui.post("/login")
     async def login(request: Request) -> Response:
@@ -144,7 +150,7 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
         try:
             _reviewer, sid = await auth.login(token)
         except AuthenticationFailed:
-            return page("login.html", None, status=401, next=next, error="Unknown reviewer token.")
+            return _page("login.html", None, status=401, next=next, error="Unknown reviewer token.")
         dest = next if next.startswith("/review") and not next.startswith("//") else "/review"
         resp = RedirectResponse(dest, status_code=303)
         resp.set_cookie(
@@ -167,25 +173,29 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
         resp.delete_cookie(COOKIE, path="/")
         return resp
 
+
+def _queue_routes(ui: APIRouter, service: ReviewService) -> None:
+    """The queue list, one queue's page and claiming its next item."""
+
     @ui.get("")
     async def home(request: Request) -> HTMLResponse:
-        me = await who(request)
+        me = current_reviewer(request)
         rows = []
         for name in service.queue_names(me):
             st = await service.queues.stats(name, tenants=service.tenant_scope(me))
             ag = await service.agreement(name)
             spec = service.settings.queue(name)
             rows.append({"stats": st, "spec": spec, "k": service.settings.k_for(name), "agreement": ag})
-        return page("queues.html", me, rows=rows)
+        return _page("queues.html", me, rows=rows)
 
     @ui.get("/queues/{queue}")
-    async def queue_page(request: Request, queue: str, empty: int = 0, done: str = "") -> HTMLResponse:
-        me = await who(request)
+    async def queue__page(request: Request, queue: str, empty: int = 0, done: str = "") -> HTMLResponse:
+        me = current_reviewer(request)
         st = await service.queues.stats(queue, tenants=service.tenant_scope(me))
         items = await service.queues.open_items(queue, limit=200)
         visible = [it for it in items if me.role is Role.OPERATOR or me.can_tenant(it.tenant)]
         mine = {it.id: lease for it in visible for lease, who_ in it.leases.items() if who_ == me.name}
-        return page(
+        return _page(
             "queue.html",
             me,
             queue=queue,
@@ -199,7 +209,7 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
 
     @ui.post("/queues/{queue}/claim")
     async def claim(request: Request, queue: str) -> Response:
-        me = await who(request)
+        me = current_reviewer(request)
         leases = await service.claim(me, queue, count=1)
         if not leases:
             return RedirectResponse(f"/review/queues/{quote(queue)}?empty=1", status_code=303)
@@ -207,9 +217,13 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
         url = f"/review/queues/{quote(queue)}/items/{le.item_id}?lease={quote(le.id)}"
         return RedirectResponse(url, status_code=303)
 
+
+def _item_routes(ui: APIRouter, service: ReviewService) -> None:
+    """One item's page and the insights page."""
+
     @ui.get("/queues/{queue}/items/{item_id}")
-    async def item_page(request: Request, queue: str, item_id: str, lease: str = "") -> HTMLResponse:
-        me = await who(request)
+    async def item__page(request: Request, queue: str, item_id: str, lease: str = "") -> HTMLResponse:
+        me = current_reviewer(request)
         it = await service.item(me, queue, item_id)
         held = lease if _lease_for(lease, it) and it.leases.get(lease.rsplit(":", 1)[-1]) == me.name else ""
         if not held:
@@ -226,7 +240,7 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
         adj = p.get("adjudicates")
         anomaly = p.get("anomaly")
         facts = anomaly_facts(anomaly, now_ms()) if isinstance(anomaly, dict) and anomaly else []
-        return page(
+        return _page(
             "item.html",
             me,
             item=it,
@@ -246,8 +260,6 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
 
     @ui.get("/insights")
     async def insights(request: Request) -> HTMLResponse:
-        me = await who(request)
+        me = current_reviewer(request)
         rows = [await service.agreement(name) for name in service.queue_names(me)]
-        return page("insights.html", me, rows=rows, precision=await service.precision())
-
-    return ui
+        return _page("insights.html", me, rows=rows, precision=await service.precision())

@@ -36,8 +36,11 @@ import redis.asyncio as aioredis
 
 from gateway.review.agreement import dawid_skene
 from gateway.review.config import LabelSpec, ReviewSettings, default_taxonomy
-from gateway.review.queue import PREFIX, ReviewItem, ReviewQueues
+from gateway.review.queue import ReviewItem, ReviewQueues
 from gateway.review.service import votes_of
+from gateway.store.errors import redis_errors
+from gateway.store.keys import REVIEW_DECIDED_MATCH, review_queue_of
+from gateway.store.streams import text
 from rollguard.errors import InvalidRequest
 from rollguard.settings import RollguardSettings
 from rollguard.types import text_of
@@ -235,9 +238,9 @@ def render(fmt: Format, rows: Sequence[_Row]) -> tuple[list[dict[str, Any]], boo
 
 async def _queue_names(redis: aioredis.Redis) -> list[str]:
     names: set[str] = set()
-    async for key in redis.scan_iter(match=f"{PREFIX}:{{*}}:decided", count=500):
-        k = key.decode() if isinstance(key, bytes) else str(key)
-        names.add(k[len(PREFIX) + 2 : k.index("}")])
+    with redis_errors("cannot list the review queues"):
+        async for key in redis.scan_iter(match=REVIEW_DECIDED_MATCH, count=500):
+            names.add(review_queue_of(text(key)))
     return sorted(names)
 
 

@@ -5,7 +5,7 @@ Every state change is one Lua script (``gateway/review/scripts.py``), so 50 revi
 once cannot give an item a third verdict or two verdicts from one reviewer. Keys and the slot
 model are described in that module's docstring.
 
-Errors: every redis failure is raised as ``rollguard.errors.StoreError`` (``raise ... from exc``);
+Errors: every redis failure is raised as a ``rollguard.errors.StoreError`` (``gateway.store.errors``);
 a verdict or heartbeat on a lease the caller no longer holds raises ``LeaseLost`` (409), and on a
 lease of theirs that ran past its end ``LeaseExpired`` (409, the slot goes back to the queue at
 once). Lease ends are decided and reported on the Redis server's clock (see ``scripts``).
@@ -13,274 +13,55 @@ once). Lease ends are decided and reported on the Redis server's clock (see ``sc
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
 
 from gateway.review.config import Priority
 from gateway.review.errors import LeaseExpired, LeaseLost, LeaseMismatch
+from gateway.review.items import (
+    Lease,
+    NewItem,
+    QueueStats,
+    ReviewItem,
+    SweepResult,
+    VerdictResult,
+    item_id_for,
+    now_ms,
+)
 from gateway.review.scripts import CLAIM, ENQUEUE, HEARTBEAT, PARKED, RELEASE, SWEEP, VERDICT
-from rollguard.errors import InvalidRequest, NotFound, PermissionDenied, StoreError
+from gateway.store.errors import redis_boundary
+from gateway.store.keys import REVIEW_PREFIX as PREFIX
+from gateway.store.keys import REVIEWERS_GROUP as GROUP
+from gateway.store.keys import ReviewQueueKeys as Keys
+from gateway.store.streams import ensure_group, text
+from rollguard.errors import InvalidRequest, NotFound, PermissionDenied
+
+__all__ = [
+    "GROUP",
+    "PREFIX",
+    "PRIORITIES",
+    "Keys",
+    "Lease",
+    "NewItem",
+    "QueueStats",
+    "ReviewItem",
+    "ReviewQueues",
+    "SweepResult",
+    "VerdictResult",
+    "item_id_for",
+    "now_ms",
+]
 
 log = logging.getLogger("rollguard.review")
 
-PREFIX = "rollguard:review"
-GROUP = "reviewers"
 PRIORITIES = (Priority.P1, Priority.P2, Priority.P3)
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def now_ms() -> int:
-    """Wall-clock UTC epoch milliseconds."""
-    return int(time.time() * 1000)
-
-
-def _store(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Translate redis exceptions into ``StoreError`` at this boundary."""
-
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await fn(*args, **kwargs)
-        except RedisError as exc:
-            raise StoreError(f"review store failed: {type(exc).__name__}") from exc
-
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
-
-
-class Keys:
-    """Key names for one queue (all share the hash tag ``{queue}``)."""
-
-    def __init__(self, queue: str) -> None:
-        self.queue = queue
-        base = f"{PREFIX}:{{{queue}}}"
-        self.base = base
-        self.item_prefix = f"{base}:item:"
-        self.open = f"{base}:open"
-        self.claim_by = f"{base}:claim_by"
-        self.decide_by = f"{base}:decide_by"
-        self.decided = f"{base}:decided"
-        self.audit = f"{base}:audit"
-        self.paged = f"{base}:paged"
-        self.tenant_open_prefix = f"{base}:open:t:"
-
-    def tenant_open(self, tenant: str) -> str:
-        return self.tenant_open_prefix + tenant
-
-    def stream(self, priority: Priority) -> str:
-        return f"{self.base}:p{priority.rank}"
-
-    def streams(self) -> list[str]:
-        return [self.stream(p) for p in PRIORITIES]
-
-    def item(self, item_id: str) -> str:
-        return self.item_prefix + item_id
-
-    def verdicts(self, item_id: str) -> str:
-        return self.item_prefix + item_id + ":verdicts"
-
-    def leases(self, item_id: str) -> str:
-        return self.item_prefix + item_id + ":leases"
-
-
-def item_id_for(queue: str, source_key: str) -> str:
-    """Deterministic item id of ``source_key`` (``interaction:<id>`` or ``anomaly:<id>``) in
-    ``queue``: the dedup key. 24 hex characters of SHA-256."""
-    return hashlib.sha256(f"{queue}\x00{source_key}".encode()).hexdigest()[:24]
-
-
-@dataclass(frozen=True, slots=True)
-class NewItem:
-    """What the router hands the queue. ``payload`` is the JSON-ready item body (redacted
-    content, decisions, findings); ``detectors`` the policy ids / detector names that raised it."""
-
-    source: str
-    source_id: str
-    tenant: str
-    priority: Priority
-    claim_by_ms: int
-    decide_by_ms: int
-    payload: dict[str, Any]
-    detectors: tuple[str, ...] = ()
-    variant: str | None = None
-    model: str | None = None
-
-    @property
-    def source_key(self) -> str:
-        return f"{self.source}:{self.source_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A claimed slot. ``id`` (``queue:P<n>:entry``) is what the API and console pass around;
-    ``expires_ms`` = claim or last heartbeat + lease length, UTC epoch ms on the Redis server's
-    clock (the clock that decides expiry)."""
-
-    queue: str
-    priority: Priority
-    entry: str
-    item_id: str
-    expires_ms: int
-
-    @property
-    def id(self) -> str:
-        return f"{self.queue}:{self.priority.value}:{self.entry}"
-
-    @staticmethod
-    def parse(lease_id: str) -> tuple[str, Priority, str]:
-        """``(queue, priority, entry)``; raises ``InvalidRequest`` for a malformed id."""
-        try:
-            queue, prio, entry = lease_id.split(":")
-            return queue, Priority(prio), entry
-        except ValueError as exc:
-            raise InvalidRequest("malformed lease id", param="lease") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class VerdictResult:
-    """``count`` verdicts of ``k`` recorded; ``decided`` when ``count == k``."""
-
-    item_id: str
-    count: int
-    k: int
-
-    @property
-    def decided(self) -> bool:
-        return self.count >= self.k
-
-
-@dataclass(slots=True)
-class SweepResult:
-    """Outcome of an expired-lease sweep over every priority stream of a queue: ``returned``
-    leases went back to the queue, ``deleted`` slot entries had been deleted meanwhile,
-    ``pages`` ``XAUTOCLAIM`` calls were made (full cursor iteration)."""
-
-    returned: int = 0
-    deleted: int = 0
-    pages: int = 0
-
-
-@dataclass(slots=True)
-class QueueStats:
-    """Counts and SLA state of one queue at ``at_ms``. Ages in milliseconds."""
-
-    queue: str
-    open: int = 0
-    claimed: int = 0
-    waiting_slots: int = 0
-    decided: int = 0
-    claim_breaches: int = 0
-    decide_breaches: int = 0
-    oldest_age_ms: int = 0
-    by_priority: dict[str, int] = field(default_factory=dict)
-    scoped: bool = False
-    """True when counted for a reviewer's tenants only (slot-level and decided counts left at 0)."""
-
-    @property
-    def sla_state(self) -> str:
-        """``idle`` (nothing open) | ``within`` (items open, none past its SLA) | ``breached``."""
-        if self.claim_breaches or self.decide_breaches:
-            return "breached"
-        return "within" if self.open else "idle"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "queue": self.queue,
-            "open": self.open,
-            "claimed": self.claimed,
-            "waiting_slots": self.waiting_slots,
-            "decided": self.decided,
-            "claim_breaches": self.claim_breaches,
-            "decide_breaches": self.decide_breaches,
-            "oldest_age_ms": self.oldest_age_ms,
-            "sla_state": self.sla_state,
-            "by_priority": dict(self.by_priority),
-            "scoped": self.scoped,
-        }
-
-
-@dataclass(slots=True)
-class ReviewItem:
-    """A stored item with its verdicts (reviewer -> verdict dict) and live leases."""
-
-    id: str
-    queue: str
-    status: str
-    tenant: str
-    source: str
-    source_id: str
-    priority: Priority
-    k: int
-    created_ms: int
-    claim_by_ms: int
-    decide_by_ms: int
-    payload: dict[str, Any]
-    detectors: list[str]
-    variant: str | None
-    model: str | None
-    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    leases: dict[str, str] = field(default_factory=dict)
-    decided_ms: int | None = None
-    final_label: str | None = None
-
-    @staticmethod
-    def from_hash(
-        queue: str, h: dict[str, str], verdicts: dict[str, str], leases: dict[str, str]
-    ) -> ReviewItem:
-        return ReviewItem(
-            id=h["id"],
-            queue=queue,
-            status=h.get("status", "open"),
-            tenant=h.get("tenant", ""),
-            source=h.get("source", ""),
-            source_id=h.get("source_id", ""),
-            priority=Priority(h.get("priority", "P2")),
-            k=int(h.get("k", "1")),
-            created_ms=int(h.get("created_ms", "0")),
-            claim_by_ms=int(h.get("claim_by_ms", "0")),
-            decide_by_ms=int(h.get("decide_by_ms", "0")),
-            payload=orjson.loads(h.get("payload", "{}")),
-            detectors=[d for d in h.get("detectors", "").split(",") if d],
-            variant=h.get("variant") or None,
-            model=h.get("model") or None,
-            verdicts={r: orjson.loads(v) for r, v in verdicts.items()},
-            leases=dict(leases),
-            decided_ms=int(h["decided_ms"]) if h.get("decided_ms") else None,
-            final_label=h.get("final_label") or None,
-        )
-
-    def to_dict(self, *, show_verdicts: bool = True) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "queue": self.queue,
-            "status": self.status,
-            "tenant": self.tenant,
-            "source": self.source,
-            "source_id": self.source_id,
-            "priority": self.priority.value,
-            "k": self.k,
-            "created_ms": self.created_ms,
-            "claim_by_ms": self.claim_by_ms,
-            "decide_by_ms": self.decide_by_ms,
-            "decided_ms": self.decided_ms,
-            "detectors": list(self.detectors),
-            "variant": self.variant,
-            "model": self.model,
-            "payload": self.payload,
-            "verdict_count": len(self.verdicts),
-            "verdicts": self.verdicts if show_verdicts else None,
-            "final_label": self.final_label,
-        }
+_store_errors = redis_boundary("review store failed")
+"""Every public coroutine below: redis exceptions -> ``StoreError`` (``gateway.store.errors``)."""
 
 
 class ReviewQueues:
@@ -312,28 +93,23 @@ class ReviewQueues:
         self._sweep = redis.register_script(SWEEP)
         self._ready: set[str] = set()
 
-    @_store
+    @_store_errors
     async def ensure(self, queue: str) -> None:
         """Create the priority streams and their consumer group (idempotent)."""
         if queue in self._ready:
             return
-        keys = Keys(queue)
-        for stream in keys.streams():
-            try:
-                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        for stream in Keys(queue).streams():
+            await ensure_group(self.redis, stream, GROUP)
         self._ready.add(queue)
 
-    @_store
+    @_store_errors
     async def enqueue(self, queue: str, item: NewItem, k: int) -> tuple[str, bool]:
         """Queue ``item`` needing ``k`` verdicts. Returns ``(item_id, created)``; ``created`` is
         False when the same source was already queued here (dedup per (source, queue))."""
         res = await self.enqueue_many(queue, [item], k)
         return res[0]
 
-    @_store
+    @_store_errors
     async def enqueue_many(self, queue: str, items: Sequence[NewItem], k: int) -> list[tuple[str, bool]]:
         """``enqueue`` for many items in one pipeline round trip."""
         await self.ensure(queue)
@@ -364,7 +140,7 @@ class ReviewQueues:
             created = await pipe.execute()
         return [(iid, bool(c)) for iid, c in zip(ids, created, strict=True)]
 
-    @_store
+    @_store_errors
     async def claim(
         self,
         queue: str,
@@ -386,11 +162,11 @@ class ReviewQueues:
         if gone:
             log.warning("review claim: %d slot(s) in queue %s pointed at deleted items", gone, queue)
         return [
-            Lease(queue, PRIORITIES[int(p) - 1], _s(entry), _s(iid), int(server_ms) + self.lease_ms)
+            Lease(queue, PRIORITIES[int(p) - 1], text(entry), text(iid), int(server_ms) + self.lease_ms)
             for p, entry, iid in taken
         ]
 
-    @_store
+    @_store_errors
     async def heartbeat(self, lease_id: str, reviewer: str) -> int:
         """Extend a live lease; returns its new end (UTC epoch ms, server clock).
 
@@ -405,7 +181,7 @@ class ReviewQueues:
         _raise_for_lease(int(code), int(expires))
         return int(expires)
 
-    @_store
+    @_store_errors
     async def release(self, lease_id: str, reviewer: str, item_id: str) -> None:
         """Give the slot back to the queue (audited ``release``; a lease that had already run out
         is back in the queue all the same and audited ``lease_expired``). Raises ``LeaseLost``
@@ -422,7 +198,7 @@ class ReviewQueues:
         if not ok:
             raise LeaseLost("the lease expired or belongs to someone else")
 
-    @_store
+    @_store_errors
     async def verdict(
         self,
         lease_id: str,
@@ -475,24 +251,10 @@ class ReviewQueues:
                 *(list(tenants) or ["\x00none"]),
             ],
         )
-        if code == -6:
-            raise NotFound(
-                f"no review item with this item_id in queue {queue!r} (unknown id, or decided and past "
-                "retention)",
-                param="item_id",
-            )
-        if code == -7:
-            raise PermissionDenied("no grant for this item's tenant")
-        _raise_for_lease(int(code), int(n))
-        if code == -5:
-            raise LeaseMismatch(lease_id)
-        if code == -2:
-            raise InvalidRequest("the item is no longer open", code="item_closed")
-        if code == -3:
-            raise InvalidRequest("this reviewer already gave a verdict on the item", code="duplicate_verdict")
+        _raise_for_verdict(int(code), int(n), queue, lease_id)
         return VerdictResult(item_id, int(n), int(k))
 
-    @_store
+    @_store_errors
     async def reclaim_expired(self, queue: str) -> SweepResult:
         """Return every lease idle longer than ``lease_ms`` to the queue: ``XAUTOCLAIM`` pages
         until the cursor comes back to ``0-0`` on each priority stream. Slots deleted meanwhile
@@ -510,7 +272,7 @@ class ReviewQueues:
                 result.pages += 1
                 result.returned += int(returned)
                 result.deleted += int(deleted)
-                cursor = _s(nxt)
+                cursor = text(nxt)
                 if cursor == "0-0":
                     break
         if result.deleted:
@@ -521,7 +283,7 @@ class ReviewQueues:
             log.info("review sweep: %d expired lease(s) of queue %s returned", result.returned, queue)
         return result
 
-    @_store
+    @_store_errors
     async def stats(
         self, queue: str, at_ms: int | None = None, tenants: Sequence[str] | None = None
     ) -> QueueStats:
@@ -555,7 +317,9 @@ class ReviewQueues:
         for i, prio in enumerate(PRIORITIES):
             length = int(res[5 + 2 * i])
             pending = res[6 + 2 * i]
-            claimed = sum(int(c["pending"]) for c in pending.get("consumers", []) if _s(c["name"]) != PARKED)
+            claimed = sum(
+                int(c["pending"]) for c in pending.get("consumers", []) if text(c["name"]) != PARKED
+            )
             st.claimed += claimed
             st.waiting_slots += length - claimed
             st.by_priority[prio.value] = length
@@ -577,8 +341,8 @@ class ReviewQueues:
                 oldest.append(float(res[2 * i + 1][0][1]))
         if oldest:
             st.oldest_age_ms = max(0, ts - int(min(oldest)))
-        late_claim = {_s(x) for x in await self.redis.zrangebyscore(keys.claim_by, "-inf", ts)}
-        late_decide = {_s(x) for x in await self.redis.zrangebyscore(keys.decide_by, "-inf", ts)}
+        late_claim = {text(x) for x in await self.redis.zrangebyscore(keys.claim_by, "-inf", ts)}
+        late_decide = {text(x) for x in await self.redis.zrangebyscore(keys.decide_by, "-inf", ts)}
         late = sorted(late_claim | late_decide)
         if late:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -587,18 +351,18 @@ class ReviewQueues:
                 owners = await pipe.execute()
             allowed = set(tenants)
             for iid, tenant in zip(late, owners, strict=True):
-                if tenant is not None and _s(tenant) in allowed:
+                if tenant is not None and text(tenant) in allowed:
                     st.claim_breaches += int(iid in late_claim)
                     st.decide_breaches += int(iid in late_decide)
         return st
 
-    @_store
+    @_store_errors
     async def get_item(self, queue: str, item_id: str) -> ReviewItem | None:
         """The item with its verdicts and live leases, or None (unknown or expired)."""
         items = await self.get_items(queue, [item_id])
         return items[0] if items else None
 
-    @_store
+    @_store_errors
     async def get_items(self, queue: str, item_ids: Sequence[str]) -> list[ReviewItem]:
         """Several items in one round trip; missing ones are left out."""
         keys = Keys(queue)
@@ -615,24 +379,24 @@ class ReviewQueues:
                 out.append(ReviewItem.from_hash(queue, h, v, le))
         return out
 
-    @_store
+    @_store_errors
     async def item_tenant(self, queue: str, item_id: str) -> str | None:
         """The tenant of an item, or None when there is no such item (one ``HGET``)."""
         tenant = await self.redis.hget(Keys(queue).item(item_id), "tenant")
-        return None if tenant is None else _s(tenant)
+        return None if tenant is None else text(tenant)
 
-    @_store
+    @_store_errors
     async def open_items(self, queue: str, limit: int = 100) -> list[ReviewItem]:
         """Open items, oldest first."""
-        ids = [_s(x) for x in await self.redis.zrange(Keys(queue).open, 0, limit - 1)]
+        ids = [text(x) for x in await self.redis.zrange(Keys(queue).open, 0, limit - 1)]
         return await self.get_items(queue, ids)
 
-    @_store
+    @_store_errors
     async def decided_items(self, queue: str, since_ms: int = 0, limit: int = 100_000) -> list[ReviewItem]:
         """Items decided at or after ``since_ms`` (those past their TTL are skipped and their
         index entries dropped)."""
         keys = Keys(queue)
-        ids = [_s(x) for x in await self.redis.zrangebyscore(keys.decided, since_ms, "+inf", 0, limit)]
+        ids = [text(x) for x in await self.redis.zrangebyscore(keys.decided, since_ms, "+inf", 0, limit)]
         items = await self.get_items(queue, ids)
         if len(items) < len(ids):
             alive = {it.id for it in items}
@@ -640,32 +404,51 @@ class ReviewQueues:
             await self.redis.zrem(keys.decided, *dead)
         return items
 
-    @_store
+    @_store_errors
     async def set_final_label(self, queue: str, item_id: str, label: str) -> None:
         """Record an adjudicated (or aggregated) label on a decided item."""
         key = Keys(queue).item(item_id)
         if await self.redis.exists(key):
             await self.redis.hset(key, "final_label", label)
 
-    @_store
+    @_store_errors
     async def audit(self, queue: str, count: int = 100) -> list[dict[str, str]]:
         """The newest ``count`` audit events (newest first)."""
         rows = await self.redis.xrevrange(Keys(queue).audit, count=count)
-        return [dict(_decode(fields), id=_s(eid)) for eid, fields in rows or []]
+        return [dict(_decode(fields), id=text(eid)) for eid, fields in rows or []]
 
-    @_store
+    @_store_errors
     async def breached_items(self, queue: str, at_ms: int | None = None) -> list[str]:
         """Ids of open items past their claim-by or decide-by time."""
         keys = Keys(queue)
         ts = at_ms if at_ms is not None else now_ms()
         a = await self.redis.zrangebyscore(keys.claim_by, "-inf", ts)
         b = await self.redis.zrangebyscore(keys.decide_by, "-inf", ts)
-        return sorted({_s(x) for x in [*a, *b]})
+        return sorted({text(x) for x in [*a, *b]})
 
-    @_store
+    @_store_errors
     async def mark_paged(self, queue: str, item_id: str) -> bool:
         """True the first time ``item_id`` is paged for an SLA breach (then never again)."""
         return bool(await self.redis.sadd(Keys(queue).paged, item_id))
+
+
+def _raise_for_verdict(code: int, n: int, queue: str, lease_id: str) -> None:
+    """Map the verdict script's refusal codes (see ``ReviewQueues.verdict``); 0 passes."""
+    if code == -6:
+        raise NotFound(
+            f"no review item with this item_id in queue {queue!r} (unknown id, or decided and past "
+            "retention)",
+            param="item_id",
+        )
+    if code == -7:
+        raise PermissionDenied("no grant for this item's tenant")
+    _raise_for_lease(code, n)
+    if code == -5:
+        raise LeaseMismatch(lease_id)
+    if code == -2:
+        raise InvalidRequest("the item is no longer open", code="item_closed")
+    if code == -3:
+        raise InvalidRequest("this reviewer already gave a verdict on the item", code="duplicate_verdict")
 
 
 def _raise_for_lease(code: int, expired_ms: int) -> None:
@@ -677,9 +460,5 @@ def _raise_for_lease(code: int, expired_ms: int) -> None:
         raise LeaseExpired(expired_ms)
 
 
-def _s(x: Any) -> str:
-    return x.decode() if isinstance(x, bytes) else str(x)
-
-
 def _decode(h: Any) -> dict[str, str]:
-    return {_s(k): _s(v) for k, v in (h or {}).items()}
+    return {text(k): text(v) for k, v in (h or {}).items()}

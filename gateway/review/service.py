@@ -15,10 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
 
 from gateway.review.agreement import (
     Aggregate,
@@ -28,17 +25,19 @@ from gateway.review.agreement import (
     krippendorff_alpha,
     pair_kappas,
 )
+from gateway.review.anomalies import AnomalyConsumer, parse_bundle, resolve_exemplars
 from gateway.review.config import LabelSpec, Priority, ReviewerSpec, ReviewSettings, Role
 from gateway.review.highlight import nearest_pair
 from gateway.review.privacy import ReviewerTextRedactor
 from gateway.review.queue import Lease, NewItem, ReviewItem, ReviewQueues, VerdictResult, now_ms
 from gateway.review.routing import interaction_payload, route_anomaly, route_interaction
+from gateway.review.sla import page_breaches
+from gateway.store.keys import ANOMALIES_STREAM, INTERACTIONS_STREAM
 from rollguard.errors import InvalidRequest, NotFound, PermissionDenied, StoreError
 
 log = logging.getLogger("rollguard.review")
 
-ANOMALIES_STREAM = "rollguard:anomalies"
-ANOMALY_GROUP = "review-router"
+__all__ = ["Escalated", "ReviewService", "parse_bundle", "votes_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +57,15 @@ def votes_of(items: list[ReviewItem]) -> dict[str, dict[str, str]]:
 class ReviewService:
     """Everything the console, the API and the gateway ask of the review subsystem.
 
-    ``interactions_stream`` is where exemplar interactions of anomaly bundles are looked up (the
-    newest ``exemplar_scan`` entries); ``maintenance_s`` the period of the background sweep/SLA/
-    aggregation loop in seconds; ``raw_tenants`` the tenants that opted in to raw content
-    (``tenants.<t>.raw_content_opt_in``): their reviewers' notes and corrected replies are stored
-    as written, everyone else's are redacted like audit records (``gateway.review.privacy``).
+    ``interactions_stream`` is where exemplar interactions of older anomaly bundles (without their
+    records) are looked up (the newest ``exemplar_scan`` entries, ``gateway.review.anomalies``);
+    ``anomaly_consumer`` this process's consumer name on the anomalies stream (default: unique per
+    host, pid and start), ``anomaly_claim_idle_ms`` how long a bundle may sit unacknowledged in
+    another consumer's pending list before this one takes it over; ``maintenance_s`` the period of
+    the background sweep/SLA/aggregation loop in seconds; ``raw_tenants`` the tenants that opted
+    in to raw content (``tenants.<t>.raw_content_opt_in``): their reviewers' notes and corrected
+    replies are stored as written, everyone else's are redacted like audit records
+    (``gateway.review.privacy``).
     """
 
     def __init__(
@@ -70,11 +73,13 @@ class ReviewService:
         settings: ReviewSettings,
         redis: aioredis.Redis,
         *,
-        interactions_stream: str = "rollguard:interactions",
+        interactions_stream: str = INTERACTIONS_STREAM,
         anomalies_stream: str = ANOMALIES_STREAM,
         maintenance_s: float = 15.0,
         exemplar_scan: int = 5000,
         raw_tenants: frozenset[str] = frozenset(),
+        anomaly_consumer: str | None = None,
+        anomaly_claim_idle_ms: int = 60_000,
     ) -> None:
         self.settings = settings
         self.redis = redis
@@ -85,6 +90,9 @@ class ReviewService:
         self.anomalies_stream = anomalies_stream
         self.maintenance_s = maintenance_s
         self.exemplar_scan = exemplar_scan
+        self.anomalies = AnomalyConsumer(
+            redis, anomalies_stream, consumer=anomaly_consumer, claim_idle_ms=anomaly_claim_idle_ms
+        )
         self.text_redactor = ReviewerTextRedactor(raw_tenants)
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -100,9 +108,11 @@ class ReviewService:
 
     async def escalate_anomaly(self, bundle: Mapping[str, Any]) -> list[Escalated]:
         """Route an anomaly bundle (detector, statistic, threshold, effect size, p-value/ARL,
-        window, variant/model/tenant, exemplar ids, severity). Exemplar interactions are looked up
-        and the nearest canary/control pair is attached for a side-by-side view."""
-        exemplars = await self._resolve_exemplars(bundle)
+        window, variant/model/tenant, exemplar ids and records, severity). The nearest
+        canary/control pair of the exemplars is attached for a side-by-side view."""
+        exemplars = await resolve_exemplars(
+            self.redis, bundle, interactions_stream=self.interactions_stream, scan=self.exemplar_scan
+        )
         canary = [r for r in exemplars if _variant(r) == "canary"]
         control = [r for r in exemplars if _variant(r) == "control"]
         pair = nearest_pair(canary, control)
@@ -123,51 +133,12 @@ class ReviewService:
             out.append(Escalated(r.queue, iid, created))
         return out
 
-    async def _resolve_exemplars(self, bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
-        inline = [x for x in bundle.get("exemplars") or [] if isinstance(x, Mapping) and x.get("messages")]
-        if inline:
-            return [dict(x) for x in inline]
-        named = bundle.get("exemplars") or bundle.get("exemplar_ids") or []
-        wanted = {str(x) for x in named if isinstance(x, str)}
-        if not wanted:
-            return []
-        found: dict[str, dict[str, Any]] = {}
-        try:
-            rows = await self.redis.xrevrange(self.interactions_stream, count=self.exemplar_scan)
-        except RedisError as exc:
-            raise StoreError("cannot read the interactions stream") from exc
-        for entry_id, fields in rows or []:
-            rec = _record_of(fields or {})
-            if rec is None:
-                continue
-            rid = str(rec.get("id"))
-            if rid in wanted or _s(entry_id) in wanted:
-                found[rid] = rec
-        return list(found.values())
-
-    async def consume_anomalies(self, consumer: str = "review-1", block_ms: int = 1000) -> int:
-        """Read new anomaly bundles once (consumer group ``review-router`` on
-        ``rollguard:anomalies``), escalate each, then acknowledge it. Returns the number handled.
-        A bundle that cannot be parsed is logged (by entry id) and acknowledged."""
-        try:
-            with contextlib.suppress(ResponseError):
-                await self.redis.xgroup_create(self.anomalies_stream, ANOMALY_GROUP, id="0", mkstream=True)
-            res: Any = await self.redis.xreadgroup(
-                ANOMALY_GROUP, consumer, {self.anomalies_stream: ">"}, count=100, block=block_ms
-            )
-        except RedisError as exc:
-            raise StoreError("cannot read the anomalies stream") from exc
-        handled = 0
-        for _stream, entries in res or []:
-            for entry_id, fields in entries:
-                bundle = parse_bundle(fields)
-                if bundle is None:
-                    log.warning("anomaly %s: unreadable bundle, skipped", _s(entry_id))
-                else:
-                    await self.escalate_anomaly(bundle)
-                    handled += 1
-                await self.redis.xack(self.anomalies_stream, ANOMALY_GROUP, entry_id)
-        return handled
+    async def consume_anomalies(self, consumer: str | None = None, block_ms: int = 1000) -> int:
+        """Handle the anomaly bundles waiting (consumer group ``review-router`` on
+        ``rollguard:anomalies``): idle ones another consumer left pending, then new ones;
+        escalate each, then acknowledge it. Returns the number handled. A bundle that cannot be
+        parsed is logged (by entry id) and acknowledged. Raises ``StoreError``."""
+        return await self.anomalies.read(self.escalate_anomaly, consumer=consumer, block_ms=block_ms)
 
     # -- claims and verdicts ---------------------------------------------------------------------
 
@@ -410,60 +381,9 @@ class ReviewService:
     # -- SLA and maintenance ---------------------------------------------------------------------
 
     async def check_sla(self) -> int:
-        """Page every newly breached item once: POST to ``review.webhook_url`` when set, and a P1
-        item in the escalation queue. Returns the number of items paged."""
-        paged = 0
-        esc = self.settings.escalation_queue
-        for q in self.settings.queues:
-            if q.name == esc:
-                continue
-            for iid in await self.queues.breached_items(q.name):
-                if not await self.queues.mark_paged(q.name, iid):
-                    continue
-                paged += 1
-                await self._page(q.name, iid)
-        return paged
-
-    async def _page(self, queue: str, item_id: str) -> None:
-        it = await self.queues.get_item(queue, item_id)
-        if it is None:
-            return
-        ts = now_ms()
-        body = {
-            "event": "review_sla_breach",
-            "queue": queue,
-            "item_id": item_id,
-            "priority": it.priority.value,
-            "age_ms": ts - it.created_ms,
-            "claim_by_ms": it.claim_by_ms,
-            "decide_by_ms": it.decide_by_ms,
-        }
-        sla = self.settings.sla[Priority.P1]
-        page = NewItem(
-            source="sla",
-            source_id=f"{queue}/{item_id}",
-            tenant=it.tenant,
-            priority=Priority.P1,
-            claim_by_ms=ts + sla.claim_s * 1000,
-            decide_by_ms=ts + sla.decide_s * 1000,
-            payload=dict(it.payload, sla_breach=body),
-            detectors=tuple(it.detectors),
-            variant=it.variant,
-            model=it.model,
-        )
-        esc = self.settings.escalation_queue
-        await self.queues.enqueue(esc, page, self.settings.k_for(esc))
-        if self.settings.webhook_url:
-            try:
-                timeout = aiohttp.ClientTimeout(total=5)
-                async with (
-                    aiohttp.ClientSession(timeout=timeout) as s,
-                    s.post(self.settings.webhook_url, json=body) as resp,
-                ):
-                    if resp.status >= 400:
-                        log.warning("review SLA webhook answered HTTP %d", resp.status)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("review SLA webhook failed: %s", type(exc).__name__)
+        """Page every newly breached item once (``gateway.review.sla.page_breaches``). Returns the
+        number of items paged."""
+        return await page_breaches(self.settings, self.queues)
 
     async def maintain(self) -> None:
         """One maintenance round: sweep expired leases, page SLA breaches, aggregate."""
@@ -526,44 +446,7 @@ class ReviewService:
                 await self._pause(1.0)
 
 
-def parse_bundle(fields: Mapping[Any, Any]) -> dict[str, Any] | None:
-    """An anomaly bundle from a stream entry: a JSON object in one of the fields ``bundle``,
-    ``data``, ``json``, ``anomaly``, else the flat fields (JSON-decoded where they parse)."""
-    flat = {_s(k): _s(v) for k, v in fields.items()}
-    for name in ("bundle", "data", "json", "anomaly"):
-        if name in flat:
-            try:
-                obj = orjson.loads(flat[name])
-            except orjson.JSONDecodeError:
-                return None
-            return obj if isinstance(obj, dict) else None
-    out: dict[str, Any] = {}
-    for k, v in flat.items():
-        try:
-            out[k] = orjson.loads(v)
-        except orjson.JSONDecodeError:
-            out[k] = v
-    if "detector" in out and not isinstance(out["detector"], str):
-        out["detector"] = str(out["detector"])
-    return out or None
-
-
-def _record_of(fields: Mapping[Any, Any]) -> dict[str, Any] | None:
-    for v in fields.values():
-        try:
-            obj = orjson.loads(v)
-        except (orjson.JSONDecodeError, TypeError):
-            continue
-        if isinstance(obj, dict) and obj.get("id") and "messages" in obj:
-            return obj
-    return None
-
-
 def _variant(record: Mapping[str, Any]) -> str | None:
     meta = record.get("metadata") or {}
     v = meta.get("variant") if isinstance(meta, Mapping) else None
     return str(v) if v else None
-
-
-def _s(x: Any) -> str:
-    return x.decode() if isinstance(x, bytes) else str(x)

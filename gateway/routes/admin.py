@@ -36,7 +36,7 @@ async def store_state(request: Request) -> Response:
 async def detectors_state(request: Request) -> Response:
     """The state the detector workers keep in Redis: per detector and group (variant, model,
     tenant), the current window statistics and thresholds. ``{}`` before the first interaction."""
-    from gateway.worker import read_detector_summary
+    from gateway.worker.read_model import read_detector_summary
 
     rt = runtime(request)
     rt.auth.tenant_for(request)

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from detectors import shipped
-from gateway.worker import ANOMALIES_STREAM, ANOMALY_EVENTS_STREAM, SEEN_KEY, SIGNALS_STREAM, STATE_KEY
+from gateway.store.keys import ANOMALIES_STREAM, ANOMALY_EVENTS_STREAM, SEEN_KEY, SIGNALS_STREAM, STATE_KEY
 from rollguard.types import Interaction
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,8 @@ def _start_worker(url: str, name: str, *extra: str) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "gateway.worker",
+            "gateway.cli",
+            "worker",
             "--redis-url",
             url,
             "--consumer",
@@ -175,6 +176,15 @@ def test_anomaly_bundle_for_a_regressed_canary(redis_url: str, tmp_path: Path) -
         assert key in b
     assert b["effect"] >= 1.15
     assert len(b["exemplars_current"]) == 10 and len(b["exemplars_reference"]) == 10
+    # The bundle carries its exemplar records (one worker scored them all, so each is cached), in
+    # the order of exemplar_ids, bounded in count, text length and bytes: review needs no scan.
+    records = b["exemplar_records"]
+    assert 1 <= len(records) <= 20
+    assert [x["id"] for x in records] == b["exemplar_ids"][: len(records)]
+    assert all(x["completion"] and len(x["completion"]) <= 2000 for x in records)
+    assert all(len(m["content"]) <= 2000 for x in records for m in x["messages"])
+    assert len(orjson.dumps(records)) <= 64 * 1024
+    assert all("exemplar_records" in x for x in bundles)
 
 
 def test_worker_killed_mid_stream_then_second_worker_counts_each_once(redis_url: str) -> None:

@@ -1,0 +1,114 @@
+"""Every Redis name rollguard uses: streams, keys, consumer groups and consumer names. The one
+module that spells them; every reader and writer imports them from here.
+
+::
+
+    rollguard:interactions              stream   audit trail (store.interactions_stream default)
+      group "detectors"                          detector workers (gateway.detector_worker)
+    rollguard:detectors:state           string   JSON of the window engine (worker; GET /v1/detectors)
+    rollguard:detectors:seen            zset     interaction ids already counted, scored by time
+    rollguard:signals                   stream   per-interaction detector results
+    rollguard:anomalies                 stream   one anomaly bundle per opened incident
+      group "review-router"                      the review service's anomaly consumers
+    rollguard:anomaly_events            stream   alert lifecycle events (open / update / resolve)
+    rollguard:review:session:<sid>      string   reviewer console session -> reviewer name (TTL)
+    rollguard:review:{<queue>}:...      per review queue, one hash tag (``ReviewQueueKeys``)
+      group "reviewers"                          on the queue's priority streams (claim = lease)
+
+Consumer names are unique per process and replica (``consumer_name``): two replicas never share
+a pending-entries list, and a restarted process takes over its predecessor's pending entries by
+XAUTOCLAIM once they are idle, never by reusing its name.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from typing import Protocol
+
+INTERACTIONS_STREAM = "rollguard:interactions"
+"""Default of ``store.interactions_stream``."""
+
+DETECTORS_GROUP = "detectors"
+STATE_KEY = "rollguard:detectors:state"
+SEEN_KEY = "rollguard:detectors:seen"
+SIGNALS_STREAM = "rollguard:signals"
+ANOMALIES_STREAM = "rollguard:anomalies"
+ANOMALY_EVENTS_STREAM = "rollguard:anomaly_events"
+"""Lifecycle events (``event`` = open / update / resolve, ``id``, ``data`` = JSON of the event)."""
+ANOMALY_GROUP = "review-router"
+
+REVIEW_PREFIX = "rollguard:review"
+REVIEWERS_GROUP = "reviewers"
+REVIEW_SESSION_PREFIX = f"{REVIEW_PREFIX}:session:"
+
+
+def review_session(session_hash: str) -> str:
+    """The key of one console session (``session_hash``: the hashed session id)."""
+    return REVIEW_SESSION_PREFIX + session_hash
+
+
+def consumer_name(role: str) -> str:
+    """A consumer name unique per process and replica: ``<role>-<host>-<pid>-<6 hex>`` (the random
+    suffix tells apart two processes that reuse a pid, e.g. PID 1 in two containers on one
+    host)."""
+    return f"{role}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+REVIEW_DECIDED_MATCH = f"{REVIEW_PREFIX}:{{*}}:decided"
+"""SCAN pattern of every review queue's decided-items key (finds the queues that have any)."""
+
+
+def review_queue_of(key: str) -> str:
+    """The queue name in a review queue key (``rollguard:review:{safety}:decided`` -> ``safety``)."""
+    return key[len(REVIEW_PREFIX) + 2 : key.index("}")]
+
+
+class _Ranked(Protocol):
+    @property
+    def rank(self) -> int: ...
+
+
+REVIEW_PRIORITY_RANKS = (1, 2, 3)
+
+
+class ReviewQueueKeys:
+    """Key names for one review queue; all share the hash tag ``{queue}`` (one cluster slot, so
+    the queue's Lua scripts may touch them together)."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        base = f"{REVIEW_PREFIX}:{{{queue}}}"
+        self.base = base
+        self.item_prefix = f"{base}:item:"
+        self.open = f"{base}:open"
+        self.claim_by = f"{base}:claim_by"
+        self.decide_by = f"{base}:decide_by"
+        self.decided = f"{base}:decided"
+        self.audit = f"{base}:audit"
+        self.paged = f"{base}:paged"
+        self.tenant_open_prefix = f"{base}:open:t:"
+
+    def tenant_open(self, tenant: str) -> str:
+        return self.tenant_open_prefix + tenant
+
+    def stream(self, priority: _Ranked) -> str:
+        """The stream of one priority (``Priority.P1`` -> ``...:p1``)."""
+        return self.stream_of_rank(priority.rank)
+
+    def stream_of_rank(self, rank: int) -> str:
+        return f"{self.base}:p{rank}"
+
+    def streams(self) -> list[str]:
+        """The priority streams, P1 first."""
+        return [self.stream_of_rank(r) for r in REVIEW_PRIORITY_RANKS]
+
+    def item(self, item_id: str) -> str:
+        return self.item_prefix + item_id
+
+    def verdicts(self, item_id: str) -> str:
+        return self.item_prefix + item_id + ":verdicts"
+
+    def leases(self, item_id: str) -> str:
+        return self.item_prefix + item_id + ":leases"
