@@ -95,9 +95,12 @@ def model_for_gateway(delay_ms: float) -> str:
     return f"bench-d{delay_ms:g}"
 
 
-def profile_stages(plan: Plan, url: str, pid: int, work: Path, seconds: float) -> list[dict[str, Any]]:
+def profile_stages(
+    plan: Plan, url: str, pid: int, work: Path, seconds: float, keep: Path | None = None
+) -> list[dict[str, Any]]:
     """py-spy on the gateway while it serves concurrency 16, delay 0 (non-streaming, streaming):
-    per stage the share of samples and the CPU ms per request (share x measured CPU/request)."""
+    per stage the share of samples and the CPU ms per request (share x measured CPU/request).
+    ``keep``: a directory to copy py-spy's raw (collapsed) stacks to."""
     out = []
     for stream in plan.streams:
         raw = work / f"profile-{'stream' if stream else 'json'}.txt"
@@ -116,7 +119,11 @@ def profile_stages(plan: Plan, url: str, pid: int, work: Path, seconds: float) -
         if not raw.exists():
             print(f"  profile failed: {err.decode(errors='replace')[-300:]}", flush=True)
             return []
-        counts = stages.aggregate(raw.read_text(errors="replace"))
+        text = raw.read_text(errors="replace")
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / raw.name).write_text(text, encoding="utf-8")
+        counts = stages.aggregate(text)
         rows = stages.breakdown(counts, cpu)
         out.append({"stream": stream, "cpu_ms_per_request": cpu, "requests": served, "stages": rows})
         top = ", ".join(f"{x['stage']} {x['cpu_ms']}" for x in rows if x["samples"])
@@ -167,7 +174,8 @@ def run_gateway_mode(
         )
         report.setdefault("rss_mb", {})[mode] = rss_mb(gw.pid)
         if mode == "policies_on" and args.profile and 0.0 in plan.delays_ms:
-            report["profile"] = profile_stages(plan, url, gw.pid, work, args.profile_seconds)
+            keep = Path(args.out) / (f"profile-{args.tag}" if args.tag else "profile")
+            report["profile"] = profile_stages(plan, url, gw.pid, work, args.profile_seconds, keep)
         if mode == "policies_on" and args.rss_requests:
             report["rss"] = rss_run(plan, url, gw.pid, args.rss_requests)
     return cells
@@ -268,8 +276,6 @@ def plan_from(args: argparse.Namespace) -> Plan:
     def floats(s: str) -> tuple[float, ...]:
         return tuple(float(x) for x in s.split(",") if x)
 
-    if args.quick:
-        return Plan((0.0,), (False, True), (1, 16), 1.0, 0.3, args.turns)
     streams = {"no": (False,), "yes": (True,), "both": (False, True)}[args.stream]
     conc = tuple(int(x) for x in args.concurrency.split(","))
     return Plan(floats(args.delays), streams, conc, args.duration, args.warmup, args.turns)
@@ -349,9 +355,13 @@ def write(args: argparse.Namespace, cells: list[Cell], report: dict[str, Any]) -
     print(f"wrote {out / name}.json and .md")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--quick", action="store_true", help="smoke run: delay 0, c=1,16, 1 s cells, no profile")
+QUICK = {"duration": 1.0, "warmup": 0.3, "delays": "0", "concurrency": "1,16"}
+"""``--quick`` defaults (an option given explicitly still wins)."""
+
+
+def parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None, add_help=add_help)
+    p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}, no profile")
     p.add_argument("--duration", type=float, default=5.0, help="seconds of measured load per cell")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of unrecorded load before a cell")
     p.add_argument("--concurrency", default="1,16,64", help="comma-separated concurrencies")
@@ -378,11 +388,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``--quick`` replaces the defaults the user did not override."""
+    args = p.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            if getattr(args, key) == p.get_default(key):
+                setattr(args, key, value)
     if args.profile is None:
         args.profile = not args.quick
-    return run(args)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse(parser(), argv))
 
 
 if __name__ == "__main__":

@@ -87,14 +87,16 @@ STAGE_NAMES = [name for name, _ in STAGES] + ["other"]
 
 
 def _frames(stack: str) -> list[str]:
-    """``file:function`` keys of the frames of one collapsed stack, root first."""
+    """``/file:function`` keys of the frames of one collapsed stack, root first (py-spy prints
+    paths relative to ``sys.path``, e.g. ``policies/pipeline.py``; the leading ``/`` lets a pattern
+    like ``/policies/`` match a whole path segment)."""
     out = []
     for raw in stack.split(";"):
         m = _FRAME.match(raw.strip())
         if m:
-            out.append(f"{m['file']}:{m['func'].rsplit('.', 1)[-1]}")
+            out.append(f"/{m['file'].lstrip('/')}:{m['func'].rsplit('.', 1)[-1]}")
         else:
-            out.append(raw.strip())
+            out.append("/" + raw.strip())
     return out
 
 
