@@ -223,7 +223,8 @@ def targets(cells: list[Cell], report: dict[str, Any]) -> list[dict[str, Any]]:
 def markdown(cells: list[Cell], report: dict[str, Any]) -> str:
     m, w = report["machine"], report["workload"]
     lines = [
-        f"Gateway overhead, `bench/overhead.py`, {m['date']}, commit `{m['commit']}`: {m['nproc']} CPU(s) "
+        f"Gateway overhead, `bench/overhead.py`, {m['date']}, commit `{m['commit']}` "
+        f"(code under test: `{m['code_commit']}`): {m['nproc']} CPU(s) "
         f"({m['cpu_model']}), Python {m['python']}, one uvicorn worker, load generator `bench/loadgen.py` "
         f"(uvloop + httptools, closed loop), {report['plan']['duration_s']:g} s per cell after "
         f"{report['plan']['warmup_s']:g} s warm-up. Traffic: {w['user_turns']} real user turns, "

@@ -155,7 +155,8 @@ def markdown(cells: list[Cell], rows: list[dict[str, Any]], report: dict[str, An
     lines = [
         f"rollguard (default policies on) vs LiteLLM Proxy {LITELLM_VERSION} (no guardrails), one worker "
         f"each, same run, same stubs and load generator (`bench/peer.py`), {m['date']}, commit "
-        f"`{m['commit']}`: {m['nproc']} CPU(s) ({m['cpu_model']}), Python {m['python']}, "
+        f"`{m['commit']}` (code under test: `{m['code_commit']}`): {m['nproc']} CPU(s) ({m['cpu_model']}), "
+        f"Python {m['python']}, "
         f"{report['plan']['duration_s']:g} s per cell. Load average before / after: "
         f"{m['loadavg_before']} / {report['loadavg_after']}.",
         "",

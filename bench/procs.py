@@ -163,10 +163,16 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    commit = ""
+    commit = code = ""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        git = ["git", "log", "-1", "--format=%h"]
+        commit = subprocess.run(git, cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        code = subprocess.run(
+            [*git, "--", "gateway", "policies", "detectors", "rollguard"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
         ).stdout.strip()
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -175,5 +181,6 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "commit": commit,
+        "code_commit": code,  # the last commit that changed the code under test
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
     }

@@ -5,7 +5,7 @@ Sources (all in ``data/``, benign sets only; see each folder's ``SOURCE.md``):
 
 * new user turns: ``oasst-prompt-lottery`` (790 prompts), ``arena-hard-prompts`` (v0.1 and v2.0,
   875), ``mt-bench-vicuna-questions`` (every turn, 168), ``self-instruct-user-oriented`` (the
-  instruction plus its first instance input, 176): 2,009 texts, shuffled with seed 0;
+  instruction plus its first instance input, 176): 2,008 distinct texts, shuffled with seed 0;
 * assistant turns in the history: real model answers from ``arena-hard-answers`` and
   ``oasst-lottery-model-outputs`` (about 1,760), cut to at most ``REPLY_CHARS`` characters at a word
   boundary;
@@ -72,7 +72,7 @@ def user_turns(data: Path = DATA) -> list[str]:
     for r in _jsonl(data / "self-instruct-user-oriented" / "user_oriented_instructions.jsonl"):
         first = (r.get("instances") or [{}])[0].get("input") or ""
         out.append(f"{r['instruction']}\n\n{first}".strip())
-    out = [t for t in out if isinstance(t, str) and t.strip()]
+    out = list(dict.fromkeys(t for t in out if isinstance(t, str) and t.strip()))  # distinct, in order
     random.Random(0).shuffle(out)
     return out
 
