@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import json
 import os
 import sys
@@ -100,7 +101,8 @@ def profile_stages(
 ) -> list[dict[str, Any]]:
     """py-spy on the gateway while it serves concurrency 16, delay 0 (non-streaming, streaming):
     per stage the share of samples and the CPU ms per request (share x measured CPU/request).
-    ``keep``: a directory to copy py-spy's raw (collapsed) stacks to."""
+    ``keep``: a directory to copy py-spy's raw (collapsed) stacks to, gzipped (``zcat F |
+    flamegraph.pl`` or speedscope read them)."""
     out = []
     for stream in plan.streams:
         raw = work / f"profile-{'stream' if stream else 'json'}.txt"
@@ -122,7 +124,7 @@ def profile_stages(
         text = raw.read_text(errors="replace")
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
-            (keep / raw.name).write_text(text, encoding="utf-8")
+            (keep / f"{raw.name}.gz").write_bytes(gzip.compress(text.encode()))
         counts = stages.aggregate(text)
         rows = stages.breakdown(counts, cpu)
         out.append({"stream": stream, "cpu_ms_per_request": cpu, "requests": served, "stages": rows})
@@ -131,10 +133,12 @@ def profile_stages(
     return out
 
 
-def rss_run(plan: Plan, url: str, pid: int, total: int) -> dict[str, Any]:
+def rss_run(plan: Plan, url: str, pid: int, total: int, before: int = 0) -> dict[str, Any]:
     """Non-streaming load at concurrency 16 (delay 0) until the gateway has served ``RSS_FIRST``
-    requests in this phase, then ``total``; RSS (MiB) at start and at both marks."""
-    out: dict[str, Any] = {"rss_start_mb": rss_mb(pid)}
+    requests in this phase, then ``total`` (at ~100-300 req/s here, 100,000 take 5-15 min); RSS
+    (MiB) at the start of the phase and at both marks. ``before``: requests the gateway served
+    earlier (the cells), recorded as ``requests_before_phase``."""
+    out: dict[str, Any] = {"requests_before_phase": before, "rss_start_mb": rss_mb(pid)}
     done = 0
     for mark in sorted({min(RSS_FIRST, total), total}):
         r = load(plan, url, model_for_gateway(0.0), False, 16, requests=mark - done)
@@ -162,6 +166,7 @@ def run_gateway_mode(
     )
     port, log = free_port(), work / f"{mode}.log"
     env = {**os.environ, "PYTHONPATH": str(REPO), "ROLLGUARD_CONFIG": str(cfg)}
+    first_index = plan.next_index
     with process(gateway_command(port), env, log) as gw:
         wait_http(f"http://127.0.0.1:{port}/readyz", gw, log)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -177,7 +182,7 @@ def run_gateway_mode(
             keep = Path(args.out) / (f"profile-{args.tag}" if args.tag else "profile")
             report["profile"] = profile_stages(plan, url, gw.pid, work, args.profile_seconds, keep)
         if mode == "policies_on" and args.rss_requests:
-            report["rss"] = rss_run(plan, url, gw.pid, args.rss_requests)
+            report["rss"] = rss_run(plan, url, gw.pid, args.rss_requests, plan.next_index - first_index)
     return cells
 
 
