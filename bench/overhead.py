@@ -396,11 +396,9 @@ def parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Parse ``argv``; ``--quick`` replaces the defaults the user did not override."""
+    if "--quick" in (sys.argv[1:] if argv is None else argv):
+        p.set_defaults(**QUICK)
     args = p.parse_args(argv)
-    if args.quick:
-        for key, value in QUICK.items():
-            if getattr(args, key) == p.get_default(key):
-                setattr(args, key, value)
     if args.profile is None:
         args.profile = not args.quick
     return args

@@ -124,3 +124,15 @@ def test_quick_run_measures_direct_and_the_gateway(tmp_path: Path) -> None:
     assert on["ttfb_p50_ms"] is not None and on["added_p50_ms"] is not None
     assert report["machine"]["nproc"] and report["workload"]["system_prompt_chars"] >= 700
     assert "| policies_on | 0 | yes | 1 |" in (tmp_path / "overhead-t.md").read_text()
+
+
+def test_quick_sets_defaults_but_an_explicit_option_wins() -> None:
+    import overhead
+
+    quick = overhead.parse(overhead.parser(), ["--quick"])
+    assert (quick.duration, quick.delays, quick.concurrency, quick.profile) == (1.0, "0", "1,16", False)
+    # regression: an explicit value equal to the normal default was replaced by the quick one
+    explicit = overhead.parse(overhead.parser(), ["--quick", "--duration", "5", "--concurrency", "16"])
+    assert (explicit.duration, explicit.concurrency) == (5.0, "16")
+    full = overhead.parse(overhead.parser(), [])
+    assert (full.duration, full.delays, full.concurrency, full.profile) == (5.0, "0,50", "1,16,64", True)
