@@ -305,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
             for mode in modes:
                 if mode == "direct":
                     continue
-                policies = [] if mode == "policies_off" else None
+                policies: list[dict[str, Any]] | None = [] if mode == "policies_off" else None
                 try:
                     cells += run_gateway_mode(plan, args, mode, policies, stubs, work, report)
                 except (RuntimeError, OSError) as exc:

@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
                 cells += overhead._direct(plan, stubs)
             for mode in modes:
                 if mode in ("policies_on", "policies_off"):
-                    policies = [] if mode == "policies_off" else None
+                    policies: list[dict[str, Any]] | None = [] if mode == "policies_off" else None
                     cells += overhead.run_gateway_mode(plan, args, mode, policies, stubs, work, report)
                 elif mode == "litellm":
                     cells += run_litellm(plan, exe, stubs, work, report)

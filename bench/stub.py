@@ -27,7 +27,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def delayed_app(delay_ms: float) -> web.Application:
     """The stub app; with ``delay_ms`` > 0 every ``POST .../chat/completions`` waits that long
     (``asyncio.sleep``, no CPU) before the stub handles it."""
-    app = build_app()
+    app: web.Application = build_app()
     if delay_ms > 0:
 
         @web.middleware
