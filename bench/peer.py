@@ -73,7 +73,8 @@ def ensure_litellm(venv: Path, version: str) -> tuple[Path | None, str]:
         except (OSError, subprocess.TimeoutExpired) as exc:
             return None, f"{cmd[0]}: {exc}"
         if done.returncode != 0:
-            return None, (done.stderr or done.stdout).strip()[-800:]
+            last = (done.stderr or done.stdout).strip().splitlines()[-2:]
+            return None, " | ".join(line[-300:] for line in last)
     if not (_installed(venv, version) and exe.exists()):
         return None, f"litellm {version} installed but its proxy does not import"
     return exe, "installed"
