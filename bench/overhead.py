@@ -1,302 +1,86 @@
-"""Gateway overhead benchmark: what rollguard adds on top of a direct call to the upstream.
+"""Gateway overhead benchmark: what rollguard adds on top of a direct call to the upstream, with
+varied real multi-turn traffic.
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/overhead.py [--duration 5] [--warmup 1] [--loadgen auto|wrk|aiohttp]
+    .venv/bin/python bench/overhead.py                 # the full grid (~6 min), profile included
+    .venv/bin/python bench/overhead.py --quick         # smoke run (~30 s): c=1,16, delay 0, no profile
+    .venv/bin/python bench/overhead.py --rss-requests 100000   # adds RSS after 10k and 100k requests
 
-Setup, all on this machine and in separate processes:
+Setup, all on this machine, each in its own process:
 
-* the upstream: the local demo upstream stub (``python -m gateway.demo.upstream --port N``),
-  answering instantly; streamed replies have 16 content chunks;
+* upstreams: ``bench/stub.py`` (the demo upstream stub, a fixed 512-character reply, 16 chunks when
+  streamed) once per upstream delay (default 0 and 50 ms before the reply starts);
 * the gateway: one uvicorn worker (``uvicorn gateway.app:create_app --factory --workers 1``), started
-  twice: with ``policies: []`` (policies off) and with the default policy set (policies on), both
-  pointing at the same stub; the audit store is the embedded Valkey in a temporary directory;
-* the load generator: ``wrk`` (C, epoll; one thread; a Lua script POSTs the JSON body and prints
-  the latency percentiles as JSON) when installed (Debian package ``wrk``), else a Python aiohttp
-  client in its own process. wrk costs far less CPU per request than any Python client, which matters
-  because load generator, gateway and stub share the same cores; the report names which was used.
+  with ``policies: []`` (``policies_off``) and with the default policy set (``policies_on``); alias
+  ``bench-d<delay>`` goes to the stub with that delay; the audit store is the embedded Valkey in a
+  temporary directory;
+* the load generator: ``bench/loadgen.py`` (uvloop + httptools, closed loop), every request a
+  different body from ``bench/workload.py``: a 746-character system prompt, 0-3 earlier turns of
+  the same conversation and a new user turn that no earlier request sent (real prompts from the
+  shipped data sets), so no cache can hide the cost of a new turn.
 
-Cells: mode (direct, policies off, policies on) x streaming (no, yes) x concurrency (1, 16),
-``--duration`` seconds each after ``--warmup`` seconds of unrecorded load. Latency is request start
-to the last byte of the response (the whole stream for streaming requests), closed loop.
+Cells: mode (direct, policies_off, policies_on) x upstream delay (0, 50 ms) x streaming (no, yes) x
+concurrency (1, 16, 64), ``--duration`` seconds each after ``--warmup`` seconds of unrecorded load.
+Metrics per cell: req/s, p50/p99 latency (to the last byte), time to first body byte (streams),
+added p50/p99/TTFB against ``direct``, gateway CPU ms per request (``/proc/<pid>/stat``), the load
+generator's own CPU ms per request. Then, on the ``policies_on`` gateway: a py-spy profile at
+concurrency 16 (non-streaming and streaming) aggregated into CPU per stage (``bench/stages.py``),
+and with ``--rss-requests N`` the RSS after 10,000 and after N requests.
 
-Outputs a table on stdout and writes ``bench/results/overhead.json`` and ``bench/results/overhead.md``
-(the table for the README). Targets from the issue: policies on, one worker, concurrency 16:
->= 500 req/s non-streaming and >= 175 req/s streaming; added p50 <= 2 ms at concurrency 1.
+Writes ``bench/results/overhead.json`` and ``overhead.md`` (``--tag T``: ``overhead-T.*``). The
+must-hold numbers of issue 11 that one run can check are listed under the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import gzip
 import json
 import os
-import platform
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
-PYTHON = sys.executable
-
-PROMPT = (
-    "I'm planning a three-day trip to Lisbon in early October with my partner. We enjoy food markets, "
-    "architecture and short hikes, but we'd rather avoid the most touristy restaurants. Could you "
-    "suggest a rough plan for each day, including one day trip outside the city, and tell us which "
-    "neighbourhoods are best to stay in?"
+import stages
+from cells import Cell, Plan, compare, fmt, load, markdown_table, measure_cell, measure_mode
+from procs import (
+    REPO,
+    cpu_seconds,
+    free_port,
+    gateway_command,
+    machine,
+    probe,
+    process,
+    rss_mb,
+    stub_command,
+    wait_http,
 )
-"""A realistic benign chat request (~330 characters) that no default policy should touch."""
+from workload import Workload
 
-MODEL = "bench"
-"""The alias the gateway exposes for the stub in this benchmark."""
-
-STUB_MODEL = "bench"
-"""The stub model called: a fixed 512-character reply, streamed as 16 content chunks."""
-
-TARGETS = {"rps_nonstream_c16": 500.0, "rps_stream_c16": 175.0, "added_p50_ms_c1": 2.0}
+RESULTS = REPO / "bench" / "results"
+RSS_FIRST = 10_000
+"""Requests after which the first RSS reading is taken (the second after ``--rss-requests``)."""
 
 
-@dataclass
-class Cell:
-    mode: str
-    stream: bool
-    concurrency: int
-    requests: int
-    errors: int
-    duration_s: float
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    server_cpu_ms: float | None = None
-    upstream_cpu_ms: float | None = None
-    added_p50_ms: float | None = None
-    added_p99_ms: float | None = None
-    rps_ratio: float | None = None
-
-
-# --- processes ---------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc/<pid>/stat`` fields 14
-    and 15, in clock ticks); ``None`` where ``/proc`` is not available."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 at the time of the call."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def process(
-    args: list[str], env: dict[str, str] | None = None, log: Path | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``args`` in its own session; on exit SIGTERM it (then SIGKILL after 10 s)."""
-    out = log.open("wb") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(
-        args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if log and not isinstance(out, int):
-            out.close()
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll ``url`` until it answers 200 (the demo's ``wait_ready``); raises ``StartupError`` (a
-    ``RuntimeError``) with the log tail when the process dies or time runs out."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    from gateway.demo.run import wait_ready
-
-    wait_ready(url, proc, log)
-
-
-def body(stream: bool, model: str) -> bytes:
-    return json.dumps(
-        {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": stream}
-    ).encode()
-
-
-def probe(url: str, stream: bool, model: str) -> dict[str, str]:
-    """One request before a cell: it must answer 200; returns the rollguard response headers."""
-    req = urllib.request.Request(  # noqa: S310 (loopback URL we built)
-        url, data=body(stream, model), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
-        payload = resp.read()
-        if resp.status != 200:
-            raise RuntimeError(f"probe {url} -> HTTP {resp.status}")
-        if stream and b"[DONE]" not in payload:
-            raise RuntimeError(f"probe {url}: stream did not end with [DONE]")
-        return {k.lower(): v for k, v in resp.headers.items() if k.lower().startswith("x-rollguard")}
-
-
-# --- load generators ---------------------------------------------------------------------------
-
-WRK_LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [==[%BODY%]==]
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests": %d, "duration_us": %d, "errors": %d, "p50_us": %d, "p99_us": %d}\\n',
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
-
-
-def run_wrk(url: str, payload: bytes, concurrency: int, duration_s: float, workdir: Path) -> dict[str, float]:
-    """Closed-loop load with wrk (1 thread, ``concurrency`` connections). Returns requests,
-    errors, duration_s, p50_ms, p99_ms."""
-    script = workdir / "post.lua"
-    script.write_text(WRK_LUA.replace("%BODY%", payload.decode()), encoding="utf-8")
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{concurrency}",
-            f"-d{max(1, round(duration_s))}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration_s + 60,
-    ).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
-    raw = json.loads(line.removeprefix("WRKJSON "))
-    return {
-        "requests": raw["requests"],
-        "errors": raw["errors"],
-        "duration_s": raw["duration_us"] / 1e6,
-        "p50_ms": raw["p50_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
-    }
-
-
-async def _aiohttp_load(url: str, payload: bytes, concurrency: int, duration_s: float) -> dict[str, float]:
-    import aiohttp
-
-    latencies: list[float] = []
-    errors = 0
-    headers = {"Content-Type": "application/json"}
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        start = time.perf_counter()
-        deadline = start + duration_s
-
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                t0 = time.perf_counter()
-                try:
-                    async with session.post(url, data=payload, headers=headers) as resp:
-                        await resp.read()
-                        ok = resp.status == 200
-                except aiohttp.ClientError:
-                    ok = False
-                if ok:
-                    latencies.append((time.perf_counter() - t0) * 1000)
-                else:
-                    errors += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    latencies.sort()
-
-    def pct(q: float) -> float:
-        if not latencies:
-            return float("nan")
-        return latencies[min(len(latencies) - 1, int(q / 100 * len(latencies)))]
-
-    return {
-        "requests": len(latencies) + errors,
-        "errors": errors,
-        "duration_s": elapsed,
-        "p50_ms": pct(50),
-        "p99_ms": pct(99),
-    }
-
-
-def run_aiohttp(
-    url: str, payload: bytes, concurrency: int, duration_s: float, workdir: Path
-) -> dict[str, float]:
-    """The fallback load generator: this script's ``loadgen`` subcommand in a separate process."""
-    spec = workdir / "body.json"
-    spec.write_bytes(payload)
-    out = subprocess.run(
-        [
-            PYTHON,
-            __file__,
-            "loadgen",
-            "--url",
-            url,
-            "--body",
-            str(spec),
-            "--concurrency",
-            str(concurrency),
-            "--duration",
-            str(duration_s),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration_s + 60,
-    ).stdout
-    return dict(json.loads(out.strip().splitlines()[-1]))
-
-
-# --- the benchmark -----------------------------------------------------------------------------
-
-
-def gateway_config(path: Path, stub_url: str, policies: list[dict[str, Any]] | None, data_dir: Path) -> Path:
-    """Write a gateway config: one alias ``bench`` -> the stub; ``policies`` as given (``None``:
-    no ``policies`` key, i.e. the default policy set); the audit store's embedded Valkey under
-    ``data_dir``."""
+def gateway_config(
+    path: Path, stubs: dict[float, str], policies: list[dict[str, Any]] | None, data_dir: Path
+) -> Path:
+    """Write a gateway config: alias ``bench-d<delay>`` -> the stub URL with that delay;
+    ``policies`` as given (``None``: no ``policies`` key, i.e. the default policy set); the audit
+    store's embedded Valkey under ``data_dir``."""
     config: dict[str, Any] = {
         "model_list": [
             {
-                "model_name": MODEL,
-                "litellm_params": {
-                    "model": f"openai/{STUB_MODEL}",
-                    "api_base": stub_url + "/v1",
-                    "api_key": "bench",
-                },
+                "model_name": model_for_gateway(delay),
+                "litellm_params": {"model": "openai/bench", "api_base": url + "/v1", "api_key": "bench"},
             }
+            for delay, url in stubs.items()
         ],
         "router_settings": {"num_retries": 0},
         "gateway": {"log_level": "warning"},
@@ -308,219 +92,181 @@ def gateway_config(path: Path, stub_url: str, policies: list[dict[str, Any]] | N
     return path
 
 
-def measure(
-    mode: str,
-    url: str,
-    model: str,
-    args: argparse.Namespace,
-    workdir: Path,
-    cells: list[Cell],
-    server_pid: int,
-    upstream_pid: int,
-    concurrencies: tuple[int, ...] = (1, 16),
-) -> None:
-    """Run the four cells of one mode. CPU per request (ms) is the CPU time the server process
-    (the gateway, or the stub for ``direct``) and the stub used during the measured seconds divided
-    by the requests served: unlike wall-clock figures it hardly moves when other work shares the
-    machine."""
-    for stream in (False, True):
-        headers = probe(url, stream, model)
-        if mode != "direct" and headers.get("x-rollguard-verdict", "allow") != "allow":
-            raise RuntimeError(f"the bench prompt is not allowed by the gateway ({mode}): {headers}")
-        for concurrency in concurrencies:
-            payload = body(stream, model)
-            if args.warmup > 0:
-                args.loadgen_fn(url, payload, concurrency, args.warmup, workdir)
-            cpu0 = cpu_seconds(server_pid), cpu_seconds(upstream_pid)
-            r = args.loadgen_fn(url, payload, concurrency, args.duration, workdir)
-            cpu1 = cpu_seconds(server_pid), cpu_seconds(upstream_pid)
-            ok = max(0, int(r["requests"]) - int(r["errors"]))
-
-            def per_request(a: float | None, b: float | None, served: int = ok) -> float | None:
-                return (
-                    round((b - a) * 1000 / served, 3) if a is not None and b is not None and served else None
-                )
-
-            cell = Cell(
-                mode=mode,
-                stream=stream,
-                concurrency=concurrency,
-                requests=int(r["requests"]),
-                errors=int(r["errors"]),
-                duration_s=round(r["duration_s"], 3),
-                rps=round(ok / r["duration_s"], 1),
-                p50_ms=round(r["p50_ms"], 3),
-                p99_ms=round(r["p99_ms"], 3),
-                server_cpu_ms=per_request(cpu0[0], cpu1[0]),
-                upstream_cpu_ms=per_request(cpu0[1], cpu1[1]) if mode != "direct" else None,
-            )
-            cells.append(cell)
-            print(
-                f"  {mode:22s} stream={stream!s:5s} c={concurrency:<2d} {cell.rps:8.1f} req/s "
-                f"p50 {cell.p50_ms:7.2f} ms p99 {cell.p99_ms:7.2f} ms "
-                f"server CPU {cell.server_cpu_ms} ms/req errors {cell.errors}",
-                flush=True,
-            )
+def model_for_gateway(delay_ms: float) -> str:
+    return f"bench-d{delay_ms:g}"
 
 
-def compare(cells: list[Cell]) -> None:
-    """Fill added p50/p99 (ms) and the throughput ratio against the direct cell of the same shape."""
-    direct = {(c.stream, c.concurrency): c for c in cells if c.mode == "direct"}
-    for c in cells:
-        d = direct.get((c.stream, c.concurrency))
-        if d is None or c.mode == "direct":
-            continue
-        c.added_p50_ms = round(c.p50_ms - d.p50_ms, 3)
-        c.added_p99_ms = round(c.p99_ms - d.p99_ms, 3)
-        c.rps_ratio = round(c.rps / d.rps, 3) if d.rps else None
-
-
-def markdown(cells: list[Cell], meta: dict[str, Any]) -> str:
-    lines = [
-        f"Gateway overhead, {meta['cpus']} CPU(s), one uvicorn worker, load generator `{meta['loadgen']}`, "
-        f"{meta['duration_s']:g} s per cell (`bench/overhead.py`, {meta['date']}).",
-        "",
-        "| mode | stream | concurrency | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
-        "| req/s vs direct | server CPU ms/request |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-
-    def f(x: float | None) -> str:
-        return "-" if x is None else f"{x:.2f}"
-
-    for c in cells:
-        lines.append(
-            f"| {c.mode} | {'yes' if c.stream else 'no'} | {c.concurrency} | {c.rps:.0f} | {c.p50_ms:.2f} | "
-            f"{c.p99_ms:.2f} | {f(c.added_p50_ms)} | {f(c.added_p99_ms)} | {f(c.rps_ratio)} | "
-            f"{f(c.server_cpu_ms)} |"
-        )
-    lines += [
-        "",
-        "Server CPU ms/request: CPU time of the gateway process (of the stub for `direct`) per request "
-        "served; it hardly depends on other load, unlike the wall-clock columns. "
-        f"Load average before / after: {meta['loadavg_before']} / {meta['loadavg_after']}.",
-        "",
-        "Targets (policies on, one worker): "
-        + ", ".join(f"{t['name']} {t['value']} ({'met' if t['met'] else 'not met'})" for t in meta["targets"])
-        + ".",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def targets(cells: list[Cell]) -> list[dict[str, Any]]:
-    on = {(c.stream, c.concurrency): c for c in cells if c.mode == "policies_on"}
+def profile_stages(
+    plan: Plan, url: str, pid: int, work: Path, seconds: float, keep: Path | None = None
+) -> list[dict[str, Any]]:
+    """py-spy on the gateway while it serves concurrency 16, delay 0 (non-streaming, streaming):
+    per stage the share of samples and the CPU ms per request (share x measured CPU/request).
+    ``keep``: a directory to copy py-spy's raw (collapsed) stacks to, gzipped (``zcat F |
+    flamegraph.pl`` or speedscope read them)."""
     out = []
-    if (False, 16) in on:
-        v = on[(False, 16)].rps
-        out.append(
-            {"name": "req/s non-streaming c=16 >= 500", "value": v, "met": v >= TARGETS["rps_nonstream_c16"]}
-        )
-    if (True, 16) in on:
-        v = on[(True, 16)].rps
-        out.append({"name": "req/s streaming c=16 >= 175", "value": v, "met": v >= TARGETS["rps_stream_c16"]})
-    added = on[(False, 1)].added_p50_ms if (False, 1) in on else None
-    if added is not None:
-        out.append(
-            {"name": "added p50 c=1 <= 2 ms", "value": added, "met": added <= TARGETS["added_p50_ms_c1"]}
-        )
+    for stream in plan.streams:
+        raw = work / f"profile-{'stream' if stream else 'json'}.txt"
+        try:
+            spy = stages.start_record(pid, raw, seconds)
+        except FileNotFoundError as exc:
+            print(f"  profile skipped: {exc}", flush=True)
+            return []
+        time.sleep(0.5)  # py-spy attaches
+        cpu0 = cpu_seconds(pid)
+        r = load(plan, url, model_for_gateway(0.0), stream, 16, duration_s=seconds)
+        cpu1 = cpu_seconds(pid)
+        _, err = spy.communicate(timeout=seconds + 60)
+        served = int(r["ok"]) + int(r["non_2xx"])
+        cpu = round((cpu1 - cpu0) * 1000 / served, 3) if cpu0 is not None and cpu1 is not None else None
+        if not raw.exists():
+            print(f"  profile failed: {err.decode(errors='replace')[-300:]}", flush=True)
+            return []
+        text = raw.read_text(errors="replace")
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / f"{raw.name}.gz").write_bytes(gzip.compress(text.encode()))
+        counts = stages.aggregate(text)
+        rows = stages.breakdown(counts, cpu)
+        out.append({"stream": stream, "cpu_ms_per_request": cpu, "requests": served, "stages": rows})
+        top = ", ".join(f"{x['stage']} {x['cpu_ms']}" for x in rows if x["samples"])
+        print(f"  profile stream={stream}: {cpu} ms/req: {top}", flush=True)
     return out
 
 
-def print_table(cells: list[Cell]) -> None:
-    head = (
-        f"{'mode':22s} {'stream':6s} {'conc':>4s} {'req/s':>8s} {'p50':>8s} {'p99':>8s} "
-        f"{'+p50':>7s} {'+p99':>7s} {'ratio':>6s} {'cpu/req':>8s}"
+def rss_run(plan: Plan, url: str, pid: int, total: int, before: int = 0) -> dict[str, Any]:
+    """Non-streaming load at concurrency 16 (delay 0) until the gateway has served ``RSS_FIRST``
+    requests in this phase, then ``total`` (at ~100-300 req/s here, 100,000 take 5-15 min); RSS
+    (MiB) at the start of the phase and at both marks. ``before``: requests the gateway served
+    earlier (the cells), recorded as ``requests_before_phase``."""
+    out: dict[str, Any] = {"requests_before_phase": before, "rss_start_mb": rss_mb(pid)}
+    done = 0
+    for mark in sorted({min(RSS_FIRST, total), total}):
+        r = load(plan, url, model_for_gateway(0.0), False, 16, requests=mark - done)
+        done += int(r["requests"])
+        out[f"rss_after_{mark}_mb"] = rss_mb(pid)
+        print(f"  RSS after {done} requests: {out[f'rss_after_{mark}_mb']} MiB", flush=True)
+    first, last = out.get(f"rss_after_{min(RSS_FIRST, total)}_mb"), out.get(f"rss_after_{total}_mb")
+    out["growth"] = round(last / first - 1, 3) if first and last else None
+    return out
+
+
+def run_gateway_mode(
+    plan: Plan,
+    args: argparse.Namespace,
+    mode: str,
+    policies: list[dict[str, Any]] | None,
+    stubs: dict[float, tuple[str, int]],
+    work: Path,
+    report: dict[str, Any],
+) -> list[Cell]:
+    """Start one gateway, check it answers 200 for each delay's alias, measure its cells (then the
+    profile and RSS phases for ``policies_on``)."""
+    cfg = gateway_config(
+        work / f"{mode}.yaml", {d: u for d, (u, _) in stubs.items()}, policies, work / f"var-{mode}"
     )
-    print(head)
-    print("-" * len(head))
-    for c in cells:
-
-        def f(x: float | None, w: int) -> str:
-            return f"{'-':>{w}s}" if x is None else f"{x:{w}.2f}"
-
-        print(
-            f"{c.mode:22s} {'yes' if c.stream else 'no':6s} {c.concurrency:4d} {c.rps:8.1f} {c.p50_ms:8.2f} "
-            f"{c.p99_ms:8.2f} {f(c.added_p50_ms, 7)} {f(c.added_p99_ms, 7)} {f(c.rps_ratio, 6)} "
-            f"{f(c.server_cpu_ms, 8)}"
+    port, log = free_port(), work / f"{mode}.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ROLLGUARD_CONFIG": str(cfg)}
+    first_index = plan.next_index
+    with process(gateway_command(port), env, log) as gw:
+        wait_http(f"http://127.0.0.1:{port}/readyz", gw, log)
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        for d in plan.delays_ms:
+            status, headers = probe(url, model_for_gateway(d), False)
+            if status != 200:
+                raise RuntimeError(f"{mode}: probe answered {status} {headers}")
+        cells = measure_mode(
+            plan, mode, url, model_for_gateway, gw.pid, {d: p for d, (_, p) in stubs.items()}
         )
+        report.setdefault("rss_mb", {})[mode] = rss_mb(gw.pid)
+        if mode == "policies_on" and args.profile and 0.0 in plan.delays_ms:
+            keep = Path(args.out) / (f"profile-{args.tag}" if args.tag else "profile")
+            report["profile"] = profile_stages(plan, url, gw.pid, work, args.profile_seconds, keep)
+        if mode == "policies_on" and args.rss_requests:
+            report["rss"] = rss_run(plan, url, gw.pid, args.rss_requests, plan.next_index - first_index)
+    return cells
 
 
-def run(args: argparse.Namespace) -> int:
-    use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
-    if args.loadgen == "wrk" and not shutil.which("wrk"):
-        print("wrk not found (apt-get install wrk), use --loadgen aiohttp", file=sys.stderr)
-        return 2
-    args.loadgen_fn = run_wrk if use_wrk else run_aiohttp
-    loadgen = "wrk 1 thread" if use_wrk else "aiohttp (separate process)"
-    cells: list[Cell] = []
-    failures: list[str] = []
-    load_before = [round(x, 2) for x in os.getloadavg()]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with tempfile.TemporaryDirectory(prefix="rollguard-bench-") as tmp:
-        work = Path(tmp)
-        stub_port = free_port()
-        stub_url = f"http://127.0.0.1:{stub_port}"
-        stub_log = work / "stub.log"
-        print(
-            f"load generator: {loadgen}; {args.duration:g} s per cell; load average {load_before}", flush=True
-        )
-        stub_cmd = [PYTHON, "-m", "gateway.demo.upstream", "--port", str(stub_port), "--no-preload"]
-        with process(stub_cmd, env, stub_log) as stub:
-            wait_http(f"{stub_url}/v1/models", stub, stub_log)
-            measure(
-                "direct", f"{stub_url}/v1/chat/completions", STUB_MODEL, args, work, cells, stub.pid, stub.pid
+def targets(cells: list[Cell], report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 11's must-hold numbers that this run measures (policies on, one worker, delay 0)."""
+    on = {(c.stream, c.concurrency): c for c in cells if c.mode == "policies_on" and c.delay_ms == 0}
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, ok: bool | None) -> None:
+        out.append({"name": name, "value": value, "met": ok})
+
+    for stream in (False, True):
+        c = on.get((stream, 16))
+        if c and c.rps_ratio is not None:
+            add(
+                f"{'streaming' if stream else 'non-streaming'} c=16 >= 0.25x direct",
+                c.rps_ratio,
+                c.rps_ratio >= 0.25,
             )
-            modes: list[tuple[str, list[dict[str, Any]] | None, tuple[int, ...]]] = [
-                ("policies_off", [], (1, 16)),
-                ("policies_on", None, (1, 16)),
-            ]
-            if args.per_policy:
-                modes += [(f"only_{p['id']}", [p], (1,)) for p in default_policy_specs()]
-            for mode, policies, concurrencies in modes:
-                cfg = gateway_config(work / f"{mode}.yaml", stub_url, policies, work / f"var-{mode}")
-                port = free_port()
-                log = work / f"{mode}.log"
-                genv = {**env, "ROLLGUARD_CONFIG": str(cfg)}
-                with process(gateway_command(port), genv, log) as gw:
-                    try:
-                        wait_http(f"http://127.0.0.1:{port}/readyz", gw, log)
-                        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                        measure(mode, url, MODEL, args, work, cells, gw.pid, stub.pid, concurrencies)
-                    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-                        last = str(exc).strip().splitlines()
-                        failures.append(f"{mode}: {last[0]} ... {last[-1]}" if last else mode)
-                        print(f"  {mode}: FAILED: {failures[-1]}", flush=True)
-    compare(cells)
-    meta = {
-        "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadgen": loadgen,
-        "duration_s": args.duration,
-        "warmup_s": args.warmup,
-        "prompt_chars": len(PROMPT),
-        "stream_chunks": 16,
-        "workers": 1,
-        "loadavg_before": load_before,
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "failures": failures,
-    }
-    meta["targets"] = targets(cells)
-    for line in failures:
-        print(f"FAILED {line}")
-    print()
-    print_table(cells)
-    for t in meta["targets"]:
-        print(f"target {t['name']}: {t['value']} -> {'met' if t['met'] else 'NOT met'}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "overhead.json").write_text(
-        json.dumps({"meta": meta, "cells": [asdict(c) for c in cells]}, indent=2) + "\n"
-    )
-    (out / "overhead.md").write_text(markdown(cells, meta))
-    print(f"wrote {out / 'overhead.json'} and {out / 'overhead.md'}")
-    return 0 if not failures and all(c.errors == 0 for c in cells) else 1
+    c = on.get((False, 1))
+    if c and c.added_p50_ms is not None:
+        add("added p50 c=1 non-streaming <= 1.0 ms", c.added_p50_ms, c.added_p50_ms <= 1.0)
+    c = on.get((True, 1))
+    if c and c.added_ttfb_p50_ms is not None:
+        add("added TTFB p50 c=1 streaming <= 1.5 ms", c.added_ttfb_p50_ms, c.added_ttfb_p50_ms <= 1.5)
+    for stream in (False, True):
+        c = on.get((stream, 1))
+        if c and c.added_p99_ms is not None:
+            add(
+                f"added p99 c=1 {'streaming' if stream else 'non-streaming'} <= 3 ms",
+                c.added_p99_ms,
+                c.added_p99_ms <= 3,
+            )
+    cpus = [c.server_cpu_ms for (s, _), c in on.items() if not s and c.server_cpu_ms is not None]
+    if cpus:
+        add("gateway CPU/request non-streaming (max over concurrency) <= 0.8 ms", max(cpus), max(cpus) <= 0.8)
+    growth = (report.get("rss") or {}).get("growth")
+    if growth is not None:
+        add("RSS growth from 10k to N requests <= 10 %", growth, growth <= 0.10)
+    return out
+
+
+def markdown(cells: list[Cell], report: dict[str, Any]) -> str:
+    m, w = report["machine"], report["workload"]
+    lines = [
+        f"Gateway overhead, `bench/overhead.py`, {m['date']}, commit `{m['commit']}` "
+        f"(code under test: `{m['code_commit']}`): {m['nproc']} CPU(s) "
+        f"({m['cpu_model']}), Python {m['python']}, one uvicorn worker, load generator `bench/loadgen.py` "
+        f"(uvloop + httptools, closed loop), {report['plan']['duration_s']:g} s per cell after "
+        f"{report['plan']['warmup_s']:g} s warm-up. Traffic: {w['user_turns']} real user turns, "
+        f"{w['turns_per_conversation']}-turn conversations, a {w['system_prompt_chars']}-character system "
+        f"prompt, body p50 {w['body_bytes_p50']} B / p99 {w['body_bytes_p99']} B, every new turn unique. "
+        f"Load average before / after: {m['loadavg_before']} / {report['loadavg_after']}.",
+        "",
+        *markdown_table(cells),
+        "",
+        "Server CPU ms/req: CPU time of the gateway process (of the stub for `direct`) per response; "
+        "it hardly depends on other load, unlike the wall-clock columns. TTFB: time to the first body "
+        "byte (first SSE event). non-2xx: guardrail blocks (HTTP 400) of real prompts, kept out of "
+        "the latency percentiles but counted in req/s.",
+    ]
+    for p in report.get("profile") or []:
+        lines += [
+            "",
+            f"CPU per request by stage, policies on, {'streaming' if p['stream'] else 'non-streaming'}, "
+            f"c=16, delay 0 (py-spy, {p['requests']} requests, "
+            f"{fmt(p['cpu_ms_per_request'], 3)} ms/request):",
+            "",
+            "| stage | share | CPU ms/request |",
+            "| --- | ---: | ---: |",
+            *(f"| {r['stage']} | {r['share'] * 100:.1f} % | {fmt(r['cpu_ms'], 3)} |" for r in p["stages"]),
+        ]
+    if report.get("rss"):
+        lines += ["", "RSS (MiB, policies on): " + json.dumps(report["rss"])]
+    if report.get("rss_mb"):
+        lines += ["", "RSS after the cells (MiB): " + json.dumps(report["rss_mb"])]
+    if report.get("targets"):
+        lines += ["", "Issue 11 must-hold (this run):", ""]
+        lines += [
+            f"- {t['name']}: {t['value']} ({'met' if t['met'] else 'NOT met'})" for t in report["targets"]
+        ]
+    if report.get("note"):
+        lines += ["", f"Note: {report['note']}"]
+    return "\n".join(lines) + "\n"
 
 
 def default_policy_specs() -> list[dict[str, Any]]:
@@ -532,37 +278,134 @@ def default_policy_specs() -> list[dict[str, Any]]:
     return [p.model_dump(mode="json", exclude_defaults=True) | {"type": p.type} for p in default_policies()]
 
 
-def gateway_command(port: int) -> list[str]:
-    """One uvicorn worker serving the gateway app factory on 127.0.0.1:``port``."""
+def plan_from(args: argparse.Namespace) -> Plan:
+    def floats(s: str) -> tuple[float, ...]:
+        return tuple(float(x) for x in s.split(",") if x)
+
+    streams = {"no": (False,), "yes": (True,), "both": (False, True)}[args.stream]
+    conc = tuple(int(x) for x in args.concurrency.split(","))
+    return Plan(floats(args.delays), streams, conc, args.duration, args.warmup, args.turns)
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = plan_from(args)
+    modes = [m for m in args.modes.split(",") if m]
+    report: dict[str, Any] = {"machine": machine(), "workload": Workload(plan.turns).describe()}
+    report["plan"] = {k: v for k, v in asdict(plan).items() if k not in ("log", "next_index")}
+    cells: list[Cell] = []
+    failures: list[str] = []
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    print(f"plan: {report['plan']}; load average {report['machine']['loadavg_before']}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="rollguard-bench-") as tmp:
+        work = Path(tmp)
+        stubs: dict[float, tuple[str, int]] = {}
+        with stub_servers(plan, env, work, stubs):
+            if "direct" in modes:
+                cells += _direct(plan, stubs)
+            for mode in modes:
+                if mode == "direct":
+                    continue
+                policies: list[dict[str, Any]] | None = [] if mode == "policies_off" else None
+                try:
+                    cells += run_gateway_mode(plan, args, mode, policies, stubs, work, report)
+                except (RuntimeError, OSError) as exc:
+                    failures.append(f"{mode}: {str(exc).strip()[-400:]}")
+                    print(f"  {mode}: FAILED: {failures[-1]}", flush=True)
+    compare(cells)
+    report["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    report["failures"] = failures
+    report["targets"] = targets(cells, report)
+    report["note"] = args.note
+    write(args, cells, report)
+    return 0 if not failures and all(c.errors == 0 for c in cells) else 1
+
+
+def _direct(plan: Plan, stubs: dict[float, tuple[str, int]]) -> list[Cell]:
+    """The ``direct`` cells: the load generator talks to each stub itself."""
     return [
-        PYTHON, "-m", "uvicorn", "gateway.app:create_app", "--factory", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
+        measure_cell(
+            plan, "direct", f"{stubs[d][0]}/v1/chat/completions", "bench", d, s, c, stubs[d][1], None
+        )
+        for d in plan.delays_ms
+        for s in plan.streams
+        for c in plan.concurrencies
+    ]
+
+
+@contextlib.contextmanager
+def stub_servers(
+    plan: Plan, env: dict[str, str], work: Path, stubs: dict[float, tuple[str, int]]
+) -> Iterator[None]:
+    """Start one ``bench/stub.py`` per delay of ``plan``; fills ``stubs`` (delay -> (URL, pid))."""
+    with contextlib.ExitStack() as stack:
+        for d in plan.delays_ms:
+            port, log = free_port(), work / f"stub-{d:g}.log"
+            proc = stack.enter_context(process(stub_command(port, d), env, log))
+            wait_http(f"http://127.0.0.1:{port}/v1/models", proc, log)
+            stubs[d] = (f"http://127.0.0.1:{port}", proc.pid)
+        yield
+
+
+def write(args: argparse.Namespace, cells: list[Cell], report: dict[str, Any]) -> None:
+    """Print the table and write ``overhead[-TAG].json`` / ``.md`` under ``--out``."""
+    text = markdown(cells, report)
+    print()
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"overhead-{args.tag}" if args.tag else "overhead"
+    (out / f"{name}.json").write_text(
+        json.dumps({**report, "cells": [asdict(c) for c in cells]}, indent=2) + "\n", encoding="utf-8"
+    )
+    (out / f"{name}.md").write_text(text, encoding="utf-8")
+    print(f"wrote {out / name}.json and .md")
+
+
+QUICK = {"duration": 1.0, "warmup": 0.3, "delays": "0", "concurrency": "1,16"}
+"""``--quick`` defaults (an option given explicitly still wins)."""
+
+
+def parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None, add_help=add_help)
+    p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}, no profile")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds of measured load per cell")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of unrecorded load before a cell")
+    p.add_argument("--concurrency", default="1,16,64", help="comma-separated concurrencies")
+    p.add_argument("--delays", default="0,50", help="comma-separated upstream delays (ms)")
+    p.add_argument("--stream", choices=("no", "yes", "both"), default="both")
+    p.add_argument("--modes", default="direct,policies_off,policies_on")
+    p.add_argument("--turns", type=int, default=4, help="turns per simulated conversation")
+    p.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="py-spy stage profile of policies_on (default: on, off with --quick)",
+    )
+    p.add_argument("--profile-seconds", type=float, default=8.0)
+    p.add_argument(
+        "--rss-requests",
+        type=int,
+        default=0,
+        help="also serve N requests (policies_on) and report RSS after 10k and after N",
+    )
+    p.add_argument("--out", default=str(RESULTS), help="directory for the .json / .md")
+    p.add_argument("--tag", default="", help="file name suffix: overhead-TAG.json")
+    p.add_argument("--note", default="", help="a note written under the table (e.g. machine load)")
+    return p
+
+
+def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``--quick`` replaces the defaults the user did not override."""
+    if "--quick" in (sys.argv[1:] if argv is None else argv):
+        p.set_defaults(**QUICK)
+    args = p.parse_args(argv)
+    if args.profile is None:
+        args.profile = not args.quick
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    sub = parser.add_subparsers(dest="command")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds of measured load per cell")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of unrecorded load before a cell")
-    parser.add_argument("--loadgen", choices=("auto", "wrk", "aiohttp"), default="auto")
-    parser.add_argument("--out", default=str(RESULTS), help="directory for overhead.json / overhead.md")
-    parser.add_argument(
-        "--per-policy",
-        action="store_true",
-        help="also run each default policy alone (concurrency 1): attributes the cost per policy",
-    )
-    lg = sub.add_parser("loadgen", help="(internal) the aiohttp load generator; prints one JSON line")
-    lg.add_argument("--url", required=True)
-    lg.add_argument("--body", required=True)
-    lg.add_argument("--concurrency", type=int, required=True)
-    lg.add_argument("--duration", type=float, required=True)
-    args = parser.parse_args(argv)
-    if args.command == "loadgen":
-        payload = Path(args.body).read_bytes()
-        print(json.dumps(asyncio.run(_aiohttp_load(args.url, payload, args.concurrency, args.duration))))
-        return 0
-    return run(args)
+    return run(parse(parser(), argv))
 
 
 if __name__ == "__main__":
