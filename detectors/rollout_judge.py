@@ -67,7 +67,7 @@ tau to the expected effect size)."""
 
 
 class Outcome(StrEnum):
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 (an outcome name, not a password)
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
 
@@ -366,7 +366,9 @@ def judge_step(plan: RolloutPlan, data: StepData) -> Judgment:
     """Judge one look at step ``data.step`` of ``plan`` (module docstring for the rules). Raises
     ``ValueError`` when ``data.step`` is not a judged step of the plan (the last, 100 %, is not)."""
     if not 0 <= data.step < len(plan.judged_steps):
-        raise ValueError(f"step {data.step} is not a judged step of the plan (0..{len(plan.judged_steps) - 1})")
+        raise ValueError(
+            f"step {data.step} is not a judged step of the plan (0..{len(plan.judged_steps) - 1})"
+        )
     percent = plan.steps[data.step]
     a = plan.metric_alpha
     ev = tuple(evaluate_metric(spec, data.metrics.get(spec.name), a) for spec in plan.metrics)

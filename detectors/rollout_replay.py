@@ -90,7 +90,9 @@ class Pool:
         return Pool({k: v[ix] for k, v in self.columns.items()}, int(ix.size))
 
     def concat(self, other: Pool) -> Pool:
-        return Pool({k: np.concatenate([v, other.columns[k]]) for k, v in self.columns.items()}, self.n + other.n)
+        return Pool(
+            {k: np.concatenate([v, other.columns[k]]) for k, v in self.columns.items()}, self.n + other.n
+        )
 
     def measures(self, name: str) -> bool:
         """True when at least one record carries metric ``name``."""
@@ -109,7 +111,9 @@ def validate_record(line_no: int, rec: Any) -> tuple[list[dict[str, Any]], str]:
     return messages, completion
 
 
-def score_records(records: Sequence[Mapping[str, Any]], detectors: ShortcutDetectors, batch: int = 256) -> Pool:
+def score_records(
+    records: Sequence[Mapping[str, Any]], detectors: ShortcutDetectors, batch: int = 256
+) -> Pool:
     """Run the shortcut detectors once over ``records`` and return their metric columns. Raises
     ``ValueError("line N: ...")`` on the first malformed record (N counts from 1), or when empty."""
     checked = [validate_record(i, r) for i, r in enumerate(records, start=1)]
@@ -224,9 +228,7 @@ def replayable_plan(plan: RolloutPlan, control: Pool, canary: Pool) -> tuple[Rol
     return plan.model_copy(update={"metrics": tuple(keep)}), dropped
 
 
-def _step_data(
-    plan: RolloutPlan, step: int, arms: tuple[_Arm, _Arm], p95: set[str], t_s: float
-) -> StepData:
+def _step_data(plan: RolloutPlan, step: int, arms: tuple[_Arm, _Arm], p95: set[str], t_s: float) -> StepData:
     ctrl, can = arms
     names = [m.name for m in plan.metrics]
     metrics = {
@@ -284,7 +286,9 @@ def replay(
         seen += n_canary
         j = res.judgment
         if j.action is Action.ROLLBACK:
-            return ReplayResult("rolled_back", j.reason, j.metric, seen, seed, judged.version(), dropped, steps)
+            return ReplayResult(
+                "rolled_back", j.reason, j.metric, seen, seed, judged.version(), dropped, steps
+            )
         if j.action is not Action.PROMOTE:
             reason = j.reason if j.action is Action.PAUSE else "step_limit"
             return ReplayResult("paused", reason, j.metric, seen, seed, judged.version(), dropped, steps)

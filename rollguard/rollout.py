@@ -43,6 +43,7 @@ plan does not know by itself (flags, model aliases, policies).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -225,7 +226,7 @@ class RolloutPlan(_Strict):
     def _steps(cls, v: tuple[float, ...]) -> tuple[float, ...]:
         if len(v) < 2:
             raise ValueError("needs at least one judged step and the final 100")
-        for i, (a, b) in enumerate(zip(v, v[1:], strict=False)):
+        for i, (a, b) in enumerate(itertools.pairwise(v)):
             if not b > a:
                 raise ValueError(f"steps must be strictly increasing ({a} then {b} at index {i + 1})")
         if v[0] <= 0:
@@ -264,7 +265,8 @@ class RolloutPlan(_Strict):
 def default_metrics() -> tuple[MetricSpec, ...]:
     """The shipped metric set: behaviour regressions that users feel are guardrails (refusals,
     sycophancy, upstream errors), style drifts are signals. Tolerances are in rate points."""
-    g, s = "guardrail", "signal"
+    g: MetricKind = "guardrail"
+    s: MetricKind = "signal"
     rows: tuple[tuple[str, float, ToleranceType, MetricKind], ...] = (
         ("refusal_rate", 0.01, "absolute", g),
         ("sycophancy_rate", 0.01, "absolute", g),

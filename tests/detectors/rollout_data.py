@@ -68,8 +68,9 @@ def longer(factor: float = 1.3, seed: int = 0) -> Pool:
     b, recs = base(), base_records()
     flagged = np.zeros(b.n, dtype=bool)
     for name, col in b.columns.items():
-        if name.endswith("_rate") and name in {f"{d}_rate" for d in ("refusal", "hedging", "sycophancy",
-                                                                      "repetition", "evasion")}:
+        if name.endswith("_rate") and name in {
+            f"{d}_rate" for d in ("refusal", "hedging", "sycophancy", "repetition", "evasion")
+        }:
             flagged |= col == 1.0
     donors = [s.text for i in np.flatnonzero(~flagged) for s in sentences(recs[i]["completion"])]
     rng = random.Random(seed)

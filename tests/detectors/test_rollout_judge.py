@@ -108,7 +108,9 @@ def test_rate_metric_fails_ok_or_straddles() -> None:
     few = evaluate_metric(RATE, MetricData(ctrl, Moments(10, 5.0, 5.0)), a)
     assert few.status == "no_data"
     rel = MetricSpec(name="refusal_rate", tolerance=0.5, tolerance_type="relative")
-    assert evaluate_metric(rel, MetricData(ctrl, Moments(2000, 140.0, 140.0)), a).tolerance == pytest.approx(0.01)
+    assert evaluate_metric(rel, MetricData(ctrl, Moments(2000, 140.0, 140.0)), a).tolerance == pytest.approx(
+        0.01
+    )
 
 
 def test_decrease_is_bad_points_the_other_way() -> None:
@@ -135,7 +137,7 @@ def test_p95_latency_uses_the_share_above_the_control_p95() -> None:
     assert short.status == "no_data"
 
 
-# ---- the step outcome ---------------------------------------------------------------------------------------
+# ---- the step outcome ----------------------------------------------------------------------------
 
 
 def test_a_clean_step_passes_and_needs_approval() -> None:
@@ -173,15 +175,29 @@ def test_min_samples_and_min_duration_gate_a_pass() -> None:
 def test_guardrail_breach_rolls_back_signal_breach_pauses() -> None:
     rng = np.random.default_rng(3)
     j = judge_step(_plan(), _step(rng, n_control=18000, n_canary=2000, refusal=0.08))
-    assert (j.outcome, j.action, j.reason, j.metric) == (Outcome.FAIL, Action.ROLLBACK, "guardrail_breach", "refusal_rate")
+    assert (j.outcome, j.action, j.reason, j.metric) == (
+        Outcome.FAIL,
+        Action.ROLLBACK,
+        "guardrail_breach",
+        "refusal_rate",
+    )
     j = judge_step(_plan(), _step(rng, n_control=18000, n_canary=2000, log_len=math.log(1.3)))
-    assert (j.outcome, j.action, j.reason, j.metric) == (Outcome.FAIL, Action.PAUSE, "signal_breach", "reply_length_ratio")
-    both = judge_step(_plan(), _step(rng, n_control=18000, n_canary=2000, refusal=0.08, log_len=math.log(1.3)))
+    assert (j.outcome, j.action, j.reason, j.metric) == (
+        Outcome.FAIL,
+        Action.PAUSE,
+        "signal_breach",
+        "reply_length_ratio",
+    )
+    both = judge_step(
+        _plan(), _step(rng, n_control=18000, n_canary=2000, refusal=0.08, log_len=math.log(1.3))
+    )
     assert both.action is Action.ROLLBACK and set(both.failed) == {"refusal_rate", "reply_length_ratio"}
 
 
 def test_a_breach_fails_before_the_minimum_sample() -> None:
-    j = judge_step(_plan(min_samples=5000), _step(np.random.default_rng(4), n_control=9000, n_canary=1000, refusal=0.15))
+    j = judge_step(
+        _plan(min_samples=5000), _step(np.random.default_rng(4), n_control=9000, n_canary=1000, refusal=0.15)
+    )
     assert j.outcome is Outcome.FAIL
 
 
@@ -211,7 +227,16 @@ def test_judgment_is_a_serialisable_reproducible_evidence_record() -> None:
     assert rec["plan_version"] == plan.version() and rec["flag_snapshot"]["flag"] == "model-rollout"
     assert rec["n"] == {"control": 18000, "canary": 2000} and rec["metric_alpha"] == pytest.approx(0.025)
     m = rec["metrics"][0]
-    assert set(m) >= {"control", "canary", "effect", "interval", "statistic", "threshold", "alpha", "tolerance"}
+    assert set(m) >= {
+        "control",
+        "canary",
+        "effect",
+        "interval",
+        "statistic",
+        "threshold",
+        "alpha",
+        "tolerance",
+    }
     assert m["control"]["n"] == 18000 and m["interval"][0] > m["tolerance"]
     assert judge_step(plan, data).to_dict() == rec
     with pytest.raises(ValueError):

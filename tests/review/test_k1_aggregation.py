@@ -46,10 +46,12 @@ async def test_k1_single_verdicts_keep_their_labels(aredis: aioredis.Redis) -> N
     items = await svc.window_items("safety")
     finals = {it.id: svc.final_label(it, agg) for it in items}
     assert finals == given
-    assert sorted(lab for lab in finals.values() if lab != "acceptable") == sorted(SHORTCUTS)
+    assert sorted(str(lab) for lab in finals.values() if lab != "acceptable") == sorted(SHORTCUTS)
 
 
-async def test_k1_kto_export_marks_shortcut_replies_undesirable(aredis: aioredis.Redis, tmp_path: Path) -> None:
+async def test_k1_kto_export_marks_shortcut_replies_undesirable(
+    aredis: aioredis.Redis, tmp_path: Path
+) -> None:
     svc = ReviewService(parse_review_settings(review_config()), aredis)
     given = await _seed_k1(svc)
     res = await export_preferences(aredis, "kto", tmp_path / "kto.jsonl", settings=svc.settings)

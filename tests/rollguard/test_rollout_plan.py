@@ -35,14 +35,21 @@ def _err(data: dict[str, Any]) -> str:
         ({"flag": "f", "steps": [1, 50]}, "rollout.steps", "last step must be 100"),
         ({"flag": "f", "steps": [100]}, "rollout.steps", "at least one judged step"),
         ({"flag": "f", "steps": [0, 100]}, "rollout.steps", "above 0"),
-        ({"flag": "f", "metrics": [{"name": "nope", "tolerance": 0.1}]}, "rollout.metrics[0].name", "unknown metric"),
+        (
+            {"flag": "f", "metrics": [{"name": "nope", "tolerance": 0.1}]},
+            "rollout.metrics[0].name",
+            "unknown metric",
+        ),
         (
             {"flag": "f", "metrics": [{"name": "refusal_rate", "tolerance": -0.01}]},
             "rollout.metrics[0].tolerance",
             "wrong way",
         ),
         (
-            {"flag": "f", "metrics": [{"name": "block_rate", "direction": "decrease_is_bad", "tolerance": 0.02}]},
+            {
+                "flag": "f",
+                "metrics": [{"name": "block_rate", "direction": "decrease_is_bad", "tolerance": 0.02}],
+            },
             "rollout.metrics[0].tolerance",
             "wrong way",
         ),
@@ -70,11 +77,17 @@ def _err(data: dict[str, Any]) -> str:
         ({"flag": "f", "alpha": 0}, "rollout.alpha", "greater than 0"),
         ({"steps": [1, 100]}, "rollout.flag", "required"),
         ({"flag": "f", "subject": {"kind": "policy"}}, "rollout.subject.policy", "required"),
-        ({"flag": "f", "subject": {"kind": "model", "control": "a", "canary": "a"}}, "rollout.subject", "differ"),
+        (
+            {"flag": "f", "subject": {"kind": "model", "control": "a", "canary": "a"}},
+            "rollout.subject",
+            "differ",
+        ),
         ({"flag": "f", "min_samples": 300, "typo": 1}, "rollout.typo", "not permitted"),
     ],
 )
-def test_bad_plans_are_refused_with_one_line_naming_the_field(data: dict[str, Any], field: str, words: str) -> None:
+def test_bad_plans_are_refused_with_one_line_naming_the_field(
+    data: dict[str, Any], field: str, words: str
+) -> None:
     msg = _err(data)
     assert msg.startswith(f"cfg.yaml: {field}: "), msg
     assert words in msg
@@ -123,4 +136,7 @@ def test_catalog_names_every_shortcut_detector() -> None:
     assert SHORTCUT_DETECTORS == DETECTORS
     for d in DETECTORS:
         assert METRICS[f"{d}_rate"].estimator == "rate"
-    assert METRICS["latency_p95_ms"].estimator == "p95" and METRICS["reply_length_ratio"].estimator == "log_ratio"
+    assert (
+        METRICS["latency_p95_ms"].estimator == "p95"
+        and METRICS["reply_length_ratio"].estimator == "log_ratio"
+    )
