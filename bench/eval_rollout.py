@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors.rollout_replay import Pool, ReplayConfig, replay  # noqa: E402
-from rollguard.rollout import RolloutPlan, default_plan  # noqa: E402
-from tests.detectors import rollout_data as D  # noqa: E402
+from detectors.rollout_replay import Pool, ReplayConfig, replay
+from rollguard.rollout import RolloutPlan, default_plan
+from tests.detectors import rollout_data as D
 
 
 def _scenario(
