@@ -141,21 +141,25 @@ def _num(x: float) -> float | None:
     return round(x, 6) if math.isfinite(x) else None
 
 
+def _arm(m: Moments) -> dict[str, Any]:
+    """An arm in the evidence: n and mean, and the exact sums that reproduce the test."""
+    return {"n": m.n, "mean": _num(m.mean), "sum": m.s, "sum_sq": m.ss}
+
+
 @dataclass(frozen=True, slots=True)
 class MetricEvidence:
-    """One metric's test: arms, effect, tolerance, interval (one-sided bounds at ``alpha`` each),
-    the breach statistic log Lambda+ and its threshold log(1/alpha), on the metric's test scale
-    (``scale``); ``extra`` holds p95 thresholds and the length ratio."""
+    """One metric's test: the arms' sums, effect, tolerance, interval (one-sided bounds at
+    ``alpha`` each), the breach statistic log Lambda+ and its threshold log(1/alpha), on the
+    metric's test scale (``scale``); ``extra`` holds p95 thresholds and the length ratio. For p95
+    metrics the arms are the exceedance indicators (control: the 5 % reference)."""
 
     name: str
     kind: str
     direction: str
     scale: str
     status: str
-    control_n: int
-    control_mean: float
-    canary_n: int
-    canary_mean: float
+    control: Moments
+    canary: Moments
     effect: float
     tolerance: float
     lower: float
@@ -174,8 +178,8 @@ class MetricEvidence:
             "direction": self.direction,
             "scale": self.scale,
             "status": self.status,
-            "control": {"n": self.control_n, "mean": _num(self.control_mean)},
-            "canary": {"n": self.canary_n, "mean": _num(self.canary_mean)},
+            "control": _arm(self.control),
+            "canary": _arm(self.canary),
             "effect": _num(self.effect),
             "tolerance": _num(self.tolerance),
             "interval": [_num(self.lower), _num(self.upper)],
@@ -212,7 +216,7 @@ def _p95_inputs(spec: MetricSpec, data: MetricData) -> tuple[Moments, Moments, d
 def _no_data(spec: MetricSpec, alpha: float, c: Moments, k: Moments, scale: str) -> MetricEvidence:
     nan = math.nan
     return MetricEvidence(
-        spec.name, spec.kind, spec.direction, scale, "no_data", c.n, c.mean, k.n, k.mean,
+        spec.name, spec.kind, spec.direction, scale, "no_data", c, k,
         nan, nan, nan, nan, nan, math.log(1 / alpha), nan, alpha, nan,
     )  # fmt: skip
 
@@ -250,7 +254,7 @@ def evaluate_metric(spec: MetricSpec, data: MetricData | None, alpha: float) -> 
     if est == "log_ratio":
         extra = {"length_ratio": _num(math.exp(effect)), "tolerance_ratio": _num(math.exp(tol))}
     return MetricEvidence(
-        spec.name, spec.kind, spec.direction, scale, status, c.n, c.mean, k.n, k.mean,
+        spec.name, spec.kind, spec.direction, scale, status, c, k,
         effect, tol, effect - w, effect + w, stat, math.log(1 / alpha), min(1.0, math.exp(-stat)),
         alpha, tau, extra,
     )  # fmt: skip
@@ -391,4 +395,30 @@ def judge_step(plan: RolloutPlan, data: StepData) -> Judgment:
         alpha=plan.alpha,
         metric_alpha=a,
         flag_snapshot=dict(data.flag_snapshot),
+    )
+
+
+def step_data_of(record: Mapping[str, Any]) -> StepData:
+    """The ``StepData`` a stored ``Judgment.to_dict()`` record was judged on, rebuilt from its
+    per-arm sums, so ``judge_step(plan, step_data_of(rec)).to_dict() == rec`` for the plan named by
+    ``rec["plan_version"]``. p95 metrics are left out (the record keeps their thresholds and
+    exceedance counts, not the raw latencies), so they come back as ``no_data``. Raises
+    ``KeyError`` / ``TypeError`` on a record of another shape."""
+
+    def arm(d: Mapping[str, Any]) -> Moments:
+        return Moments(int(d["n"]), float(d["sum"]), float(d["sum_sq"]))
+
+    metrics = {
+        m["metric"]: MetricData(arm(m["control"]), arm(m["canary"]))
+        for m in record["metrics"]
+        if not str(m["scale"]).startswith("canary share above")
+    }
+    return StepData(
+        step=int(record["step"]),
+        assigned_control=int(record["n"]["control"]),
+        assigned_canary=int(record["n"]["canary"]),
+        metrics=metrics,
+        elapsed_s=float(record["elapsed_s"]),
+        data_age_s=None if record["data_age_s"] is None else float(record["data_age_s"]),
+        flag_snapshot=dict(record["flag_snapshot"]),
     )

@@ -96,8 +96,8 @@ def render_text(result: ReplayResult) -> str:
         )
         for m in j.metrics:
             lines.append(
-                f"  {m.name:<26} {m.kind:<9} {m.status:<9} control {_fmt(m.control_mean)} (n={m.control_n})"
-                f"  canary {_fmt(m.canary_mean)} (n={m.canary_n})  effect {_fmt(m.effect)}"
+                f"  {m.name:<26} {m.kind:<9} {m.status:<9} control {_fmt(m.control.mean)} (n={m.control.n})"
+                f"  canary {_fmt(m.canary.mean)} (n={m.canary.n})  effect {_fmt(m.effect)}"
                 f"  interval [{_fmt(m.lower)}, {_fmt(m.upper)}]  tolerance {_fmt(m.tolerance)}"
                 + (
                     f"  (length ratio {_fmt(m.extra['length_ratio'], 3)})"

@@ -21,6 +21,7 @@ from detectors.rollout_judge import (
     evaluate_metric,
     judge_step,
     srm_check,
+    step_data_of,
 )
 from rollguard.rollout import MetricSpec, RolloutPlan, parse_plan
 
@@ -239,6 +240,7 @@ def test_judgment_is_a_serialisable_reproducible_evidence_record() -> None:
     }
     assert m["control"]["n"] == 18000 and m["interval"][0] > m["tolerance"]
     assert judge_step(plan, data).to_dict() == rec
+    assert judge_step(plan, step_data_of(json.loads(text))).to_dict() == rec  # reproduced offline
     with pytest.raises(ValueError):
         judge_step(plan, StepData(2, 0, 0, {}, 0.0, 0.0))  # the 100 % step is not judged
 
