@@ -64,3 +64,18 @@ def one_sided_halfwidth(v: float, tau2: float, alpha: float) -> float:
         hi *= 2.0
     root = optimize.brentq(lambda w: log_one_sided_lr(w, v, tau2) - target, 0.0, hi, xtol=1e-12)
     return float(root)
+
+
+def log_split_bayes_factor(canary: int, total: int, share: float, concentration: float = 10.0) -> float:
+    """log Bayes factor of "the canary's share of assignments is not ``share``" against "it is":
+    a Beta(c * share, c * (1 - share)) mixture over the share (c = ``concentration``) against the
+    configured share, on ``canary`` of ``total`` assignments. Under the configured split it is a
+    non-negative martingale, so P(ever >= log(1/alpha)) <= alpha however often it is looked at:
+    the two-arm case of the sequential sample-ratio-mismatch test of Lindon & Malek, "Anytime-valid
+    inference for multinomial count data" (NeurIPS 2022). Raises ``ValueError`` unless
+    0 < share < 1 and 0 <= canary <= total."""
+    if not (0 < share < 1 and 0 <= canary <= total):
+        raise ValueError(f"need 0 < share < 1 and 0 <= canary <= total (got {share}, {canary}, {total})")
+    a, b = concentration * share, concentration * (1 - share)
+    mixture = special.betaln(canary + a, total - canary + b) - special.betaln(a, b)
+    return float(mixture - canary * math.log(share) - (total - canary) * math.log1p(-share))

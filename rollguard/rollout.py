@@ -8,7 +8,7 @@ A plan is pure data (pydantic); the judge (``detectors.rollout_judge``) reads it
       # subject: {kind: policy, policy: pii}                      # shadow -> enforce x% -> 100 %
       flag: model-rollout
       steps: [1, 5, 25, 50, 100]      # canary percent; strictly increasing, the last is 100
-      min_samples: 300                # per arm and step (canary and control requests)
+      min_samples: 1000               # per arm and step (canary and control requests)
       min_duration_s: 600             # per step, seconds
       auto_promote: false             # true: a passed step promotes without a person
       alpha: 0.05                     # false-alarm budget of one step, split over the metrics
@@ -213,7 +213,7 @@ class RolloutPlan(_Strict):
     subject: Subject = Field(default_factory=lambda: ModelSubject(control="control", canary="canary"))
     flag: str = Field(min_length=1)
     steps: tuple[float, ...] = (1.0, 5.0, 25.0, 50.0, 100.0)
-    min_samples: int = Field(default=300, ge=10, description="requests per arm and step")
+    min_samples: int = Field(default=1000, ge=10, description="requests per arm and step")
     min_duration_s: float = Field(default=600.0, ge=0, description="seconds per step")
     auto_promote: bool = False
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
@@ -284,8 +284,10 @@ def default_metrics() -> tuple[MetricSpec, ...]:
 
 
 def default_plan(flag: str = "model-rollout") -> RolloutPlan:
-    """The shipped plan: steps 1, 5, 25, 50, 100 %, 300 requests per arm and 10 minutes per step,
-    promotion by a person, ``default_metrics()``."""
+    """The shipped plan: steps 1, 5, 25, 50, 100 %, 1,000 requests per arm and 10 minutes per step,
+    promotion by a person, ``default_metrics()``. 1,000 canary requests give the refusal guardrail
+    the power to fail +5 points of refusals within the step in most replays (docs/rollouts.md);
+    with 300 most such canaries passed the first step and were caught at the next."""
     return RolloutPlan(flag=flag)
 
 

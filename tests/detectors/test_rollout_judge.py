@@ -219,6 +219,33 @@ def test_srm_check_equals_scipy_chisquare() -> None:
     assert not srm_check(3, 0, 0.01).checked
 
 
+def test_sequential_split_test_keeps_its_level_under_peeking_and_gates_the_chi_square() -> None:
+    """500 honest 10/90 splits of 5,000 assignments, looked at every 50: the always-valid split
+    test crosses log(1/0.05) in at most 5 %, the chi-square at p < 0.05 in far more; a broken
+    split crosses both at once."""
+    rng = np.random.default_rng(3)
+    looks = np.arange(50, 5001, 50)
+    canary = np.cumsum(rng.random((500, 5000)) < 0.1, axis=1)[:, looks - 1]
+    bf = np.array(
+        [
+            [sequential.log_split_bayes_factor(int(x), int(n), 0.1) for x, n in zip(row, looks, strict=True)]
+            for row in canary
+        ]
+    )
+    assert float((bf >= math.log(20)).any(axis=1).mean()) <= 0.05
+    chi = np.array(
+        [
+            [srm_check(int(n - x), int(x), 0.1).p for x, n in zip(row, looks, strict=True)]
+            for row in canary[:100]
+        ]
+    )
+    assert float((chi < 0.05).any(axis=1).mean()) > 0.15
+    broken = srm_check(800, 200, 0.1)
+    assert broken.mismatch(0.001) and broken.log_bf > math.log(1000)
+    borderline = srm_check(8870, 1130, 0.1)  # chi-square p < 0.001, but one look's worth only
+    assert borderline.p < 0.001 and not borderline.mismatch(0.001)
+
+
 def test_judgment_is_a_serialisable_reproducible_evidence_record() -> None:
     plan = _plan()
     data = _step(np.random.default_rng(0), n_control=18000, n_canary=2000, refusal=0.08)
