@@ -31,8 +31,9 @@ Step outcome, first rule that applies:
    newest is older than ``plan.max_data_age_s`` (detector worker down): never pass on it.
 2. ``inconclusive`` / ``pause`` / ``srm``: sample-ratio mismatch, Pearson's chi-square goodness of
    fit of the assignment counts against the step's weights (``scipy.stats.chisquare``) with
-   p < ``plan.srm_p`` (0.001, as GrowthBook and the SRM literature, Fabijan et al. KDD 2019):
-   the split is broken, so no metric is trusted.
+   p < ``plan.srm_p`` (0.001, as GrowthBook and the SRM literature, Fabijan et al. KDD 2019),
+   confirmed by the always-valid split test at the same level (``SrmCheck.mismatch``): the
+   split is broken, so no metric is trusted.
 3. ``fail`` / ``rollback``: a guardrail metric failed (``metric`` names the first; every failed one
    is in ``failed``). 4. ``fail`` / ``pause``: a signal metric failed.
 5. ``inconclusive`` / ``wait``: an arm below ``plan.min_samples`` requests, the step younger than
