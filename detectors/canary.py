@@ -24,6 +24,7 @@ from typing import Any
 
 from scipy import stats
 
+from detectors import sequential
 from detectors.drift import Alert, Floors
 
 
@@ -158,8 +159,7 @@ class VariantComparison:
         if not math.isfinite(v):
             return 0.0
         effect = self.arms[self.canary].mean - self.arms[self.control].mean
-        tau2 = (2.0 * self.floor) ** 2
-        return 0.5 * math.log(v / (v + tau2)) + effect * effect * tau2 / (2.0 * v * (v + tau2))
+        return sequential.log_mixture_lr(effect, v, (2.0 * self.floor) ** 2)
 
     def check(self, end_id: str, end_ms: int, group: dict[str, str]) -> Alert | None:
         c, k = self.arms[self.control], self.arms[self.canary]

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from gateway.rollout_cli import rollout_app
+
 if TYPE_CHECKING:
     from rollguard.settings import RollguardSettings
 
@@ -46,6 +48,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(review_app, name="review")
+app.add_typer(rollout_app, name="rollout")
 
 ConfigOpt = Annotated[
     Path | None,

@@ -111,9 +111,11 @@ def dawid_skene(
     ``smoothing`` is an additive (Laplace) count on every confusion-matrix cell so that reviewers
     with few items do not get degenerate 0/1 rates. Initialised from per-item vote shares (the
     soft majority vote); stops when the largest change of a posterior is below ``tol`` or after
-    ``max_iter`` rounds. Items without votes are left out.
+    ``max_iter`` rounds. Only items where reviewers overlap (at least two verdicts) are aggregated:
+    an item with one verdict is left out and its label is that verdict (callers fall back to it),
+    since EM would otherwise replace every minority label of a k=1 queue by the majority class.
     """
-    items = sorted(i for i, rv in votes.items() if rv)
+    items = sorted(i for i, rv in votes.items() if len(rv) >= 2)
     if not items:
         return {}
     labels = sorted({lab for i in items for lab in votes[i].values()})
