@@ -10,9 +10,10 @@ the rollout controller's route, with the step it approves (``{"step": k}``), so 
 step promote once.
 
 Review items of the canary, merged with the ones the view names: items of the queues the viewer
-may see whose payload names the rollout (``rollout_id``), whose flag variants put the rollout's
-flag on ``canary``, or (no flag map, e.g. a detector anomaly) whose variant is ``canary``. Verdicts
-are shown as the item page shows them (blind review: hidden from reviewers until decided).
+may see whose payload (or anomaly summary) names the rollout (``rollout_id``), whose flag
+variants put the rollout's flag on ``canary``, or (no flag map, e.g. a detector anomaly) whose
+variant is ``canary``. Verdicts are shown as the item page shows them (blind review: hidden
+from reviewers until decided).
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def register_filters(env: Environment) -> None:
 def belongs(item: ReviewItem, view: RolloutView) -> bool:
     """True when ``item`` is a review item of ``view``'s canary (module docstring)."""
     p = item.payload
-    if p.get("rollout_id") == view.id:
+    anomaly = p.get("anomaly")
+    if p.get("rollout_id") == view.id or (isinstance(anomaly, dict) and anomaly.get("rollout_id") == view.id):
         return True
     flags = p.get("flags")
     variants = flags.get("variants") if isinstance(flags, dict) else None
