@@ -73,7 +73,7 @@ def render_report(
         "",
         f"Plan: steps {' -> '.join(f'{p:g} %' for p in view.steps)}, the default metrics (those the",
         f"records measure; dropped: {', '.join(result.dropped_metrics) or 'none'}), seed {result.seed},",
-        f"plan version `{result.plan_version[:12]}`. Offline replay + judge (`detectors.rollout_replay`).",
+        f"plan version `{result.plan_version}`. Offline replay + judge (`detectors.rollout_replay`).",
         "",
         f"**Outcome: {result.final.replace('_', ' ')}** at step {last.step + 1} ({last.percent:g} %)"
         f" after {result.decided_after_canary_requests} canary requests: {result.reason}"

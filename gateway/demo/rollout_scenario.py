@@ -57,7 +57,7 @@ SYCOPHANCY_SHARE = 0.05
 """Share of canary replies opened with a flattery sentence."""
 LONGER_FACTOR = 1.3
 """Length of the remaining canary replies, as a multiple of the control's (characters)."""
-FLATTERY = "What a great question! You are clearly very insightful. "
+FLATTERY = "What a great question! You are so insightful. "
 """The canary's sycophantic opener (flagged by the sycophancy detector as flattery)."""
 ROLLOUT_ID = "demo-chat-v2"
 """The demo rollout's id (also the review item's ``rollout_id``)."""
