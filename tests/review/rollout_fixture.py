@@ -3,11 +3,18 @@ synthetic step data), so the pages render what the controller will feed them."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from detectors.rollout_judge import MetricData, Moments, StepData, judge_step
+from gateway.review.config import parse_review_settings
 from gateway.review.rollout_view import RolloutState, RolloutView, view_from_evidence
+from gateway.review.service import ReviewService
 from rollguard.rollout import MetricSpec, RolloutPlan, default_plan
+
+from .appkit import flagged_record, review_config
 
 T0_MS = 1_760_000_000_000
 
@@ -97,3 +104,36 @@ def rolled_back() -> RolloutView:
         records=recs,
         percent=0.0,
     )
+
+
+def seed_items(redis_url: str, tag: str) -> dict[str, str]:
+    """A breach item naming rollout chat-v2 (decided by ana: one verdict of k=2, so still open), a
+    canary interaction, and a control interaction that must not be listed."""
+
+    async def run() -> dict[str, str]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            svc = ReviewService(parse_review_settings(review_config()), client)
+            bundle = {
+                "id": f"rollout-chat-v2-{tag}",
+                "rollout_id": "chat-v2",
+                "detector": "rollout_judge",
+                "severity": "critical",
+                "tenant": "acme",
+                "variant": "canary",
+            }
+            breach = (await svc.escalate_anomaly(bundle))[0].item_id
+            canary = (await svc.escalate_interaction(flagged_record(f"can-{tag}", variant="canary")))[0]
+            control = (await svc.escalate_interaction(flagged_record(f"ctl-{tag}", variant="control")))[0]
+            ana = svc.settings.reviewer("ana")
+            assert ana is not None
+            for le in await svc.claim(ana, "rollout", count=50):
+                if le.item_id == breach:
+                    await svc.verdict(ana, le.id, le.item_id, {"label": "refusal"})
+                else:
+                    await svc.release(ana, le.id, le.item_id)
+            return {"breach": breach, "canary": canary.item_id, "control": control.item_id}
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())

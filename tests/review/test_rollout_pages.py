@@ -4,22 +4,18 @@ their verdicts (blind for reviewers), the Approve button for leads and operators
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
-from gateway.review.config import parse_review_settings
 from gateway.review.rollout_view import StaticRollouts
-from gateway.review.service import ReviewService
 from tests.servers import serve_app
 
 from . import rollout_fixture as F
-from .appkit import TOKENS, build_app, flagged_record, review_config
+from .appkit import TOKENS, build_app
 
 pytestmark = pytest.mark.integration
 
@@ -28,42 +24,9 @@ def _h(who: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[who]}"}
 
 
-def _seed(redis_url: str, tag: str) -> dict[str, str]:
-    """A breach item naming rollout chat-v2 (decided by ana: one verdict of k=2, so still open), a
-    canary interaction, and a control interaction that must not be listed."""
-
-    async def run() -> dict[str, str]:
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            svc = ReviewService(parse_review_settings(review_config()), client)
-            bundle = {
-                "id": f"rollout-chat-v2-{tag}",
-                "rollout_id": "chat-v2",
-                "detector": "rollout_judge",
-                "severity": "critical",
-                "tenant": "acme",
-                "variant": "canary",
-            }
-            breach = (await svc.escalate_anomaly(bundle))[0].item_id
-            canary = (await svc.escalate_interaction(flagged_record(f"can-{tag}", variant="canary")))[0]
-            control = (await svc.escalate_interaction(flagged_record(f"ctl-{tag}", variant="control")))[0]
-            ana = svc.settings.reviewer("ana")
-            assert ana is not None
-            for le in await svc.claim(ana, "rollout", count=50):
-                if le.item_id == breach:
-                    await svc.verdict(ana, le.id, le.item_id, {"label": "refusal"})
-                else:
-                    await svc.release(ana, le.id, le.item_id)
-            return {"breach": breach, "canary": canary.item_id, "control": control.item_id}
-        finally:
-            await client.aclose()
-
-    return asyncio.run(run())
-
-
 @pytest.fixture()
 def console(redis_url: str) -> Iterator[tuple[str, dict[str, str]]]:
-    ids = _seed(redis_url, uuid.uuid4().hex[:8])
+    ids = F.seed_items(redis_url, uuid.uuid4().hex[:8])
     app, _service = build_app(redis_url, rollouts=StaticRollouts([F.awaiting(), F.rolled_back()]))
     with serve_app(app) as srv:
         yield srv.url, ids
