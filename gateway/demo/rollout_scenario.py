@@ -217,8 +217,37 @@ def rollout_view(plan: RolloutPlan, result: ReplayResult, items: Sequence[Review
     )
 
 
-def run_rollout_demo(var_dir: Path, seed: int = DEMO_SEED, console: Console | None = None) -> int:
-    """Run the scenario (module docstring); writes under ``var_dir / "rollout-demo"``."""
+def _open_item(var_dir: Path, redis_url: str | None, bundle: Mapping[str, Any]) -> list[ReviewItemView]:
+    """Open the breach item in ``redis_url``, or in the embedded store under ``var_dir`` (the
+    store ``rollguard demo`` and ``rollguard serve`` use there). Raises ``StoreError``."""
+    if redis_url is not None:
+        return asyncio.run(open_review_item(redis_url, bundle))
+    store = EmbeddedValkey(var_dir)
+    url = store.acquire()
+    try:
+        return asyncio.run(open_review_item(url, bundle))
+    finally:
+        store.release()
+
+
+def write_outputs(
+    dest: Path, plan: RolloutPlan, result: ReplayResult, items: Sequence[ReviewItemView]
+) -> Path:
+    """The report, its plot and ``evidence.jsonl`` (each step's last judgment) under ``dest``;
+    returns the report's path."""
+    report = write_report(dest, rollout_view(plan, result, items), result, items, scenario_lines())
+    (dest / "evidence.jsonl").write_text(
+        "".join(json.dumps(s.judgment.to_dict(), allow_nan=False) + "\n" for s in result.steps),
+        encoding="utf-8",
+    )
+    return report
+
+
+def run_rollout_demo(
+    var_dir: Path, seed: int = DEMO_SEED, console: Console | None = None, redis_url: str | None = None
+) -> int:
+    """Run the scenario (module docstring); writes under ``var_dir / "rollout-demo"``; the review
+    item goes to ``redis_url`` when given, else to the embedded store under ``var_dir``."""
     out = console or Console()
     out.print("[bold]rollout demo[/bold]: scoring the control and the regressed canary (shipped data)…")
     plan, result, examples = simulate(seed)
@@ -232,27 +261,15 @@ def run_rollout_demo(var_dir: Path, seed: int = DEMO_SEED, console: Console | No
     if result.final != "rolled_back":
         out.print(f"[red]the judge did not roll the canary back: {result.final} ({result.reason})[/red]")
         return 1
-    store = EmbeddedValkey(var_dir / "store")
     try:
-        redis_url = store.acquire()
+        items = _open_item(var_dir, redis_url, breach_bundle(result, examples))
     except StoreError as exc:
-        out.print(f"[red]the embedded store did not start:[/red] {exc.message}", highlight=False)
+        out.print(f"[red]the store failed:[/red] {exc.message}", highlight=False)
         return 2
-    try:
-        items = asyncio.run(open_review_item(redis_url, breach_bundle(result, examples)))
-    finally:
-        store.release()
-    view = rollout_view(plan, result, items)
-    dest = var_dir / "rollout-demo"
-    report = write_report(dest, view, result, items, scenario_lines())
-    evidence = dest / "evidence.jsonl"
-    evidence.write_text(
-        "".join(json.dumps(s.judgment.to_dict(), allow_nan=False) + "\n" for s in result.steps),
-        encoding="utf-8",
-    )
+    report = write_outputs(var_dir / "rollout-demo", plan, result, items)
     out.print(
         f"[bold red]rolled back[/bold red] on {result.metric} at {result.steps[-1].percent:g} % after "
-        f"{result.decided_after_canary_requests} canary requests; review item(s): "
+        f"{result.decided_after_canary_requests} canary requests (canary now 0 %); review item: "
         + ", ".join(f"{i.queue}/{i.id} ({i.priority})" for i in items),
         highlight=False,
     )
