@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ def _record(rid: str, prompt: str, reply: str, variant: str, regression: str = "
         "messages": [{"role": "user", "content": prompt}],
         "completion": reply,
         "flags": {"enabled": {}, "variants": {"model-rollout": variant}},
+        "metadata": {"variant": variant},
     }
 
 
@@ -149,11 +151,13 @@ def exemplars(
 
 def breach_bundle(result: ReplayResult, examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The anomaly bundle of the breach: the failing metric's evidence as flat fields a reviewer
-    reads, and the exemplar records."""
+    reads, and the exemplar records. Its id carries the run's time (ms), so a second run opens a
+    second item instead of being deduplicated into the first."""
     j = result.steps[-1].judgment
     ev = next(m for m in j.metrics if m.name == j.metric)
+    run = int(time.time() * 1000)
     return {
-        "id": f"rollout-{ROLLOUT_ID}-step{j.step}",
+        "id": f"rollout-{ROLLOUT_ID}-{run}-step{j.step}",
         "rollout_id": ROLLOUT_ID,
         "detector": "rollout_judge",
         "statistic": "one_sided_msprt",
