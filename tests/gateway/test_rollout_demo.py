@@ -31,9 +31,7 @@ def test_regressed_arms_are_deterministic_and_regressed_as_described() -> None:
     assert kinds["sycophancy"] == round(S.SYCOPHANCY_SHARE * 1760)
     longer = [r for r in canary if r["regression"] == "longer"]
     chars = {c["id"].removeprefix("ctl-"): len(c["completion"]) for c in control}
-    ratios = [
-        len(r["completion"]) / n for r in longer if (n := chars[r["id"].removeprefix("can-")]) >= 100
-    ]
+    ratios = [len(r["completion"]) / n for r in longer if (n := chars[r["id"].removeprefix("can-")]) >= 100]
     assert len(ratios) > 1400 and min(ratios) > 1.29 and max(ratios) <= 1.3  # 1.3x, rounded down
     assert all(r["completion"].startswith(S.FLATTERY) for r in canary if r["regression"] == "sycophancy")
     assert S.regressed_arms(seed=3) == (control, canary)
