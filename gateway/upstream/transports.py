@@ -1,7 +1,8 @@
-"""How to reach a deployment: ``Deployment`` (one resolved ``model_list`` entry) and the two
-transports, ``LeanTransport`` (OpenAI-compatible endpoints over one pooled aiohttp session, orjson,
-our SSE parser) and ``LiteLLMTransport`` (``litellm.acompletion``). Transports raise
-``AttemptFailed`` (mapped error + retry policy); ``gateway.upstream.Upstream`` does the routing."""
+"""How to reach a deployment: ``Deployment`` (one resolved ``model_list`` entry), the ``Transport``
+protocol, and the two transports, ``LeanTransport`` (OpenAI-compatible endpoints over one pooled
+aiohttp session, orjson, our SSE parser) and ``LiteLLMTransport`` (``litellm.acompletion``).
+Transports raise ``AttemptFailed`` (mapped error + retry policy) or a plain ``UpstreamError``
+(``checked`` gives it the default policy); ``gateway.upstream.Upstream`` does the routing."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import os
 import warnings
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
-from gateway.streaming import SSEParser, decode_chunk
-from gateway.upstream_errors import (
+from gateway.streaming.sse import SSEParser, decode_chunk
+from gateway.upstream.errors import (
     AttemptFailed,
     failed,
     http_failure,
@@ -26,11 +27,12 @@ from gateway.upstream_errors import (
 )
 from rollguard.errors import (
     ConfigError,
+    UpstreamError,
     UpstreamUnavailable,
 )
 from rollguard.settings import ModelEntry, resolve_secret
 
-__all__ = ["LEAN_PROVIDERS", "Deployment", "LeanTransport", "LiteLLMTransport"]
+__all__ = ["LEAN_PROVIDERS", "Deployment", "LeanTransport", "LiteLLMTransport", "Transport", "checked"]
 
 LEAN_PROVIDERS = frozenset({"openai", "hosted_vllm", "lm_studio", "llamafile"})
 """Providers whose endpoint is OpenAI's chat-completions API: served by the lean path."""
@@ -125,6 +127,65 @@ def _seconds(v: Any) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------- transports
+
+
+class Transport(Protocol):
+    """How one attempt reaches a deployment (the router's seam; httpx's ``BaseTransport`` is the
+    model). ``complete`` returns an OpenAI ``chat.completion`` dict within ``seconds``;
+    ``open_stream`` returns an async iterator of ``chat.completion.chunk`` dicts (``read_timeout``:
+    seconds between two reads). Both raise ``AttemptFailed`` or an ``UpstreamError``; neither
+    retries. ``aclose`` releases pooled connections (idempotent)."""
+
+    async def complete(self, dep: Deployment, body: Mapping[str, Any], seconds: float) -> dict[str, Any]: ...
+
+    async def open_stream(
+        self, dep: Deployment, body: Mapping[str, Any], read_timeout: float
+    ) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _Checked:
+    """A ``Transport`` whose plain ``UpstreamError`` s become ``AttemptFailed`` (``failed``'s
+    default retry/fallback policy), so a transport outside ``gateway`` need not know it."""
+
+    def __init__(self, inner: Transport) -> None:
+        self._inner = inner
+
+    async def complete(self, dep: Deployment, body: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+        try:
+            return await self._inner.complete(dep, body, seconds)
+        except UpstreamError as exc:
+            raise failed(exc, exc.__cause__, retry_after=exc.retry_after) from exc.__cause__
+
+    async def open_stream(
+        self, dep: Deployment, body: Mapping[str, Any], read_timeout: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        try:
+            rest = await self._inner.open_stream(dep, body, read_timeout)
+        except UpstreamError as exc:
+            raise failed(exc, exc.__cause__, retry_after=exc.retry_after) from exc.__cause__
+        return self._chunks(rest)
+
+    @staticmethod
+    async def _chunks(rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async for chunk in rest:
+                yield chunk
+        except UpstreamError as exc:
+            raise failed(exc, exc.__cause__, retry_after=exc.retry_after) from exc.__cause__
+        finally:
+            aclose = getattr(rest, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def checked(transport: Transport) -> Transport:
+    """``transport`` with plain ``UpstreamError`` s mapped to ``AttemptFailed``."""
+    return _Checked(transport)
 
 
 class LeanTransport:
@@ -344,6 +405,9 @@ class LiteLLMTransport:
         except Exception as exc:
             raise map_litellm_error(exc) from exc
         return _plain(resp, stream=False)
+
+    async def aclose(self) -> None:
+        """Nothing pooled here (litellm keeps its own clients)."""
 
     async def open_stream(
         self, dep: Deployment, body: Mapping[str, Any], read_timeout: float
