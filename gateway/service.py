@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from opentelemetry import trace
 
 from gateway.audit import Coverage
 from gateway.exchange import ChatResult, Exchange, RequestMeta
-from gateway.flags import Flags
+from gateway.flags import FlagContext
 from gateway.flags.variants import CAPABILITY_STREAMING, CAPABILITY_TOOLS, VariantResolver
 from gateway.relay import CLIENT_CLOSED_STATUS, CLIENT_DISCONNECTED, StreamRelay
 from gateway.restore import restore_calls
@@ -45,6 +46,7 @@ __all__ = [
     "CLIENT_DISCONNECTED",
     "AuditPort",
     "ChatService",
+    "FlagSource",
     "RequestMeta",
 ]
 
@@ -63,6 +65,20 @@ class AuditPort(Protocol):
     def redactor(self) -> _Redactor: ...
 
     def record(self, interaction: Interaction, coverage: Coverage | None = None) -> None: ...
+
+
+class FlagSource(Protocol):
+    """Where a request's flags come from: ``gateway.flags.Flags`` (Unleash) in the gateway,
+    ``rollguard.testing.StaticFlags`` in unit tests."""
+
+    def evaluate(
+        self,
+        names: Iterable[str],
+        context: FlagContext,
+        *,
+        variant_flags: Iterable[str] = (),
+        default: bool = True,
+    ) -> FlagSnapshot: ...
 
 
 def _content_filter_error(decision: Decision) -> RollguardError:
@@ -115,7 +131,7 @@ class ChatService:
         settings: RollguardSettings,
         pipeline: Pipeline,
         upstream: Upstream,
-        flags: Flags,
+        flags: FlagSource,
         audit: AuditPort,
         metrics: GatewayMetrics,
     ) -> None:
