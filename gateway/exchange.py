@@ -5,7 +5,7 @@ each of its steps) and what the route renders (``ChatResult``)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +75,8 @@ class ChatResult:
     """What the route renders: exactly one of ``completion`` (a ``chat.completion`` dict, HTTP
     200), ``error`` (an OpenAI error body with ``error_fields`` such as the blocking ``policy``
     and ``interaction_id``) or ``stream`` (the SSE bytes). ``after`` writes the audit record of a
-    non-streamed reply: run it once the response is sent (a stream records itself at its end)."""
+    non-streamed reply: await it on the event loop once the response is sent (a stream records
+    itself at its end)."""
 
     interaction: Interaction
     headers: Mapping[str, str] | None = None
@@ -83,4 +84,4 @@ class ChatResult:
     error: RollguardError | None = None
     error_fields: Mapping[str, Any] = field(default_factory=dict)
     stream: AsyncIterator[bytes] | None = None
-    after: Callable[[], None] | None = None
+    after: Callable[[], Awaitable[None]] | None = None

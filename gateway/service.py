@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from opentelemetry import trace
@@ -229,8 +229,15 @@ class ChatService:
         headers = _headers(ex.interaction) if fields else None
         return ChatResult(ex.interaction, headers, error=err, error_fields=fields, after=self._after(ex))
 
-    def _after(self, ex: Exchange) -> Any:
-        return lambda: self._record(ex.interaction)
+    def _after(self, ex: Exchange) -> Callable[[], Awaitable[None]]:
+        """The audit write of ``ex``, as a coroutine function: Starlette awaits it on the event
+        loop after the response (a plain function would run in a worker thread, away from the
+        loop the escalation task and the store's buffer belong to)."""
+
+        async def record() -> None:
+            self._record(ex.interaction)
+
+        return record
 
     # -- the request ---------------------------------------------------------------------------
 

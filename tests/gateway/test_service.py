@@ -4,6 +4,7 @@ tests/integration against a real upstream server, Redis and the real app."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from opentelemetry import metrics
@@ -18,7 +19,7 @@ from policies.base import CheckContext, Execution, PolicyResult
 from policies.pipeline import ConfiguredPolicy, Pipeline
 from rollguard.settings import RollguardSettings
 from rollguard.testing import DecisionCapture, InMemoryTransport, StaticFlags, completion
-from rollguard.types import Stage, Verdict
+from rollguard.types import Interaction, Stage, Verdict
 
 
 class Forbidden:
@@ -80,6 +81,23 @@ async def test_a_completion_is_recorded_after_the_response() -> None:
     (rec,) = capture.interactions
     assert rec.metadata["outcome"] == "ok" and rec.completion == "Hello there"
     assert capture.verdicts("words") == [Verdict.ALLOW, Verdict.ALLOW]
+
+
+async def test_the_record_after_the_response_is_written_on_the_event_loop() -> None:
+    """Regression: a plain function as the background task ran in Starlette's thread pool, where
+    the audit trail's escalation (``asyncio.get_running_loop``) failed and the response broke."""
+    svc, capture, _ = service(InMemoryTransport(replies=[completion()]))
+    loops: list[asyncio.AbstractEventLoop] = []
+    record = capture.record
+
+    def record_on_loop(interaction: Interaction, coverage: object = None) -> None:
+        loops.append(asyncio.get_running_loop())  # raises RuntimeError off the loop
+        record(interaction, coverage)
+
+    capture.record = record_on_loop  # type: ignore[method-assign]
+    response = await rendered(await svc.chat_completion(ask("hi"), META))
+    await response.background()
+    assert loops == [asyncio.get_running_loop()] and len(capture.interactions) == 1
 
 
 async def test_an_input_block_never_calls_the_upstream_and_is_recorded_after() -> None:
