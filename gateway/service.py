@@ -34,7 +34,7 @@ from gateway.telemetry import (
 )
 from gateway.upstream import Upstream
 from policies.base import CheckContext, Policy
-from policies.pipeline import ConfiguredPolicy, Pipeline, StageResult
+from policies.pipeline import ConfiguredPolicy, Enabled, Pipeline, StageResult
 from rollguard.errors import GuardrailUnavailable, InvalidRequest, RollguardError
 from rollguard.settings import RollguardSettings
 from rollguard.types import Decision, FlagSnapshot, Interaction, Mode, Stage, Verdict, text_of
@@ -168,7 +168,7 @@ class ChatService:
             interaction.metadata["rollout_flag"] = choice.rollout_flag
         return choice.target
 
-    def _enabled(self, snapshot: FlagSnapshot) -> Any:
+    def _enabled(self, snapshot: FlagSnapshot) -> Enabled:
         def enabled(cp: ConfiguredPolicy) -> bool:
             return snapshot.is_enabled(cp.flag)
 
@@ -245,8 +245,8 @@ class ChatService:
         """Serve one validated chat-completion ``body``. Client mistakes (unknown model, a
         capability the flags switch off) and blocks are error results, not exceptions; the
         route renders the result and runs ``after`` once the response is sent."""
-        interaction = _new_interaction(body, meta)
         t0 = time.perf_counter()
+        interaction = _new_interaction(body, meta)
         stream = interaction.stream
         with _tracer.start_as_current_span(f"chat {interaction.model}", end_on_exit=not stream) as span:
             ex = Exchange(body, interaction, span, t0)
