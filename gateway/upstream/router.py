@@ -45,9 +45,10 @@ credentials (never retried; message does not quote the upstream's text, which ma
 stream).
 
 Modules: this one routes (``Upstream``, ``UpstreamStream``, spans); ``gateway.upstream.transports``
-holds ``Deployment``, the ``Transport`` protocol and the two transports; ``gateway.upstream.errors``
-the error mapping. ``Upstream(settings, transport=...)`` sends every deployment through one given
-transport (``rollguard.testing.InMemoryTransport`` in unit tests).
+holds ``Deployment`` and the ``Transport`` protocol; ``lean`` and ``litellm_path`` are the two
+transports; ``gateway.upstream.errors`` the error mapping. ``Upstream(settings, transport=...)``
+sends every deployment through one given transport (``rollguard.testing.InMemoryTransport`` in
+unit tests).
 
 Telemetry: one span per attempt, ``chat {model}``, kind CLIENT, with the OpenTelemetry GenAI
 semantic-convention attributes (``gen_ai.*``, ``server.address``/``server.port``, ``error.type``);
@@ -67,14 +68,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from gateway.upstream.errors import AttemptFailed, failed, map_http_error, map_transport_error
-from gateway.upstream.transports import (
-    LEAN_PROVIDERS,
-    Deployment,
-    LeanTransport,
-    LiteLLMTransport,
-    Transport,
-    checked,
-)
+from gateway.upstream.lean import LeanTransport
+from gateway.upstream.litellm_path import LiteLLMTransport
+from gateway.upstream.transports import LEAN_PROVIDERS, Deployment, Transport, checked
 from rollguard.errors import (
     NotFound,
     UpstreamError,
