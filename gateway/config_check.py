@@ -6,7 +6,7 @@ What is checked, in order (each failure is one ``rollguard.errors.ConfigError`` 
 the dotted field; the first problem stops the check):
 
 1. ``gateway``: a non-loopback ``host`` needs ``api_keys`` (``gateway.auth.check_bind``);
-2. ``model_list``: every deployment resolves to a transport (``gateway.upstream_transport``);
+2. ``model_list``: every deployment resolves to a transport (``gateway.upstream.transports``);
 3. ``policies``: the pipeline builds (unknown type, bad params, unsupported stage);
 4. ``flags``: the bootstrap file parses; an ``unleash_url`` needs an ``api_token`` that resolves;
 5. ``review``: the section parses (``gateway.review.config.parse_review_settings``);
@@ -74,7 +74,7 @@ def _with_source(exc: ConfigError, source: str) -> ConfigError:
 
 
 def _check_models(settings: RollguardSettings) -> None:
-    from gateway.upstream_transport import Deployment
+    from gateway.upstream.transports import Deployment
 
     for i, entry in enumerate(settings.model_list):
         Deployment.from_entry(entry, i)

@@ -1,8 +1,8 @@
 """Error mapping of the upstream boundary: HTTP statuses, aiohttp and litellm exceptions ->
 ``rollguard.errors`` (``UpstreamError`` subclasses), each with its retry/fallback policy
 (``AttemptFailed``), and the upstream's ``Retry-After`` hint (``parse_retry_after``) on the error
-of a 429 or 503. Used by ``gateway.upstream_transport`` and ``gateway.upstream``; see the
-``gateway.upstream`` docstring for the table.
+of a 429 or 503. Used by ``gateway.upstream.transports`` and ``gateway.upstream.router``; see the
+``gateway.upstream.router`` docstring for the table.
 
 An upstream's own error text (a 400's or 429's message) is passed on to the client, truncated to
 500 characters and with PII and secrets masked (``redact_message``): upstreams quote the request
