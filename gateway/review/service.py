@@ -20,7 +20,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.review.agreement import (
+from detectors.agreement import (
     Aggregate,
     alpha_per_label,
     dawid_skene,
