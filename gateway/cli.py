@@ -212,7 +212,7 @@ def train_prompt_injection(
     seed: int = 0,
 ) -> None:
     """Retrain the prompt-injection classifier and write its metrics."""
-    from policies.training.prompt_injection import main as train_main
+    from gateway.tools.train_injection import main as train_main
 
     raise typer.Exit(train_main(["--data", str(data_dir), "--out", str(out_dir), "--seed", str(seed)]))
 
@@ -225,7 +225,7 @@ def detect(
     out: Annotated[Path | None, typer.Option("--out", help="write here instead of standard output")] = None,
 ) -> None:
     """Score offline records with every per-interaction detector; one JSON line per record, in order."""
-    from detectors.offline import run_detect
+    from gateway.tools.offline import run_detect
 
     try:
         errors = run_detect(file, out)

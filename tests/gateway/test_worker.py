@@ -17,7 +17,7 @@ import orjson
 import pytest
 import redis
 
-from detectors import shipped
+from gateway.tools import shipped
 from gateway.worker import ANOMALIES_STREAM, ANOMALY_EVENTS_STREAM, SEEN_KEY, SIGNALS_STREAM, STATE_KEY
 from rollguard.types import Interaction
 
