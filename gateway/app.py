@@ -101,7 +101,7 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
         source = os.environ.get("ROLLGUARD_CONFIG") or "environment"
         settings = load_settings()
     checked = check_config(settings, source)
-    pipeline = checked.pipeline
+    settings, pipeline = checked.settings, checked.pipeline
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -415,9 +415,8 @@ class DetectorWorker:
 
 
 def _options(settings: RollguardSettings) -> tuple[EngineConfig, WorkerOptions]:
-    cfg = dict(settings.detectors or {})
-    worker = dict(cfg.pop("worker", None) or {})
-    return EngineConfig.from_config(cfg), WorkerOptions(**worker)
+    detectors = settings.detectors
+    return EngineConfig.from_config(detectors.engine()), WorkerOptions(**detectors.worker_options())
 
 
 def _redis_url(settings: RollguardSettings) -> tuple[str, Any]:
