@@ -125,3 +125,42 @@ def test_an_empty_review_section_is_unset(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text("review: {}\n")
     assert load_settings(path).review is None
+
+
+@pytest.mark.integration
+def test_serve_takes_the_port_from_the_command_line_then_the_environment_then_the_file(
+    tmp_path: Path,
+) -> None:
+    """Real ``rollguard serve`` processes against a busy port: the layer that names the busy port
+    is the one serve binds (exit 3 at once, naming it), whatever the lower layers say."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.servers import free_port
+
+    repo = Path(__file__).resolve().parents[2]
+    path = tmp_path / "rollguard.yaml"
+
+    def serve(file_port: int, env_port: int | None, *args: str) -> subprocess.CompletedProcess[str]:
+        path.write_text(f"gateway: {{port: {file_port}}}\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ROLLGUARD_", "OTEL_"))}
+        env["PYTHONPATH"] = str(repo)
+        if env_port is not None:
+            env["ROLLGUARD_GATEWAY__PORT"] = str(env_port)
+        cmd = [sys.executable, "-m", "gateway.cli", "serve", "-c", str(path), *args]
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        busy = int(sock.getsockname()[1])
+        for proc in (
+            serve(free_port(), free_port(), "--port", str(busy)),  # the command line wins
+            serve(free_port(), busy),  # then the environment
+            serve(busy, None),  # then the file
+        ):
+            assert proc.returncode == 3, proc.stderr[-2000:]
+            assert f"error: port {busy} on 127.0.0.1 is in use" in proc.stderr
+    assert not (tmp_path / "var").exists()
