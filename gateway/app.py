@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,7 @@ from gateway.store import Store
 from gateway.telemetry import setup_telemetry
 from gateway.upstream import Upstream
 from rollguard.errors import RollguardError
-from rollguard.settings import RollguardSettings, load_settings
+from rollguard.settings import RollguardSettings, config_source, load_settings
 
 if TYPE_CHECKING:
     from policies.pipeline import Pipeline
@@ -98,7 +97,7 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
     line (``app.state.startup_error``, see ``FastPath``), not a traceback.
     """
     if settings is None:
-        source = os.environ.get("ROLLGUARD_CONFIG") or "environment"
+        source = config_source()
         settings = load_settings()
     checked = check_config(settings, source)
     settings, pipeline = checked.settings, checked.pipeline
