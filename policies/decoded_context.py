@@ -1,0 +1,64 @@
+"""Decoded views of a check context: the same request (or completion) with one text replaced by a
+decoded reading of it, so every read-only policy can judge what an encoding hid
+(``policies.pipeline``; the decoding itself is ``policies.decoding``).
+
+``pre_call``: each text of the current turn's ``user`` / ``tool`` / ``function`` messages (the
+operator's ``system`` / ``developer`` messages are trusted and not decoded). ``post_call`` /
+``stream``: the completion text. Each view is a shallow copy of the context in which only that
+one text differs (the message's ``content`` becomes the decoded string); the vault is fresh, so a
+transform run on a view cannot issue placeholders into the real request.
+
+Cost: one pre-scan regex per text (``policies.decoding.looks_encoded``); nothing else runs on a
+text that looks plain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from policies.base import CheckContext, RedactionVault
+from policies.builtin.locations import iter_message_texts
+from policies.decoding import DecodeLimits, decoded_views, looks_encoded
+from rollguard.types import Stage
+
+__all__ = ["ContextView", "context_views"]
+
+DEFAULT_LIMITS = DecodeLimits()
+
+_DATA_ROLES = frozenset({"user", "tool", "function"})
+
+
+@dataclass(frozen=True, slots=True)
+class ContextView:
+    """A decoded reading of one text of ``ctx``: ``encoding`` (``base64``, ``base64>rot13``),
+    ``location`` (``messages[1].content``, ``completion``) and the derived context."""
+
+    encoding: str
+    location: str
+    ctx: CheckContext
+
+
+def context_views(
+    ctx: CheckContext, limits: DecodeLimits = DEFAULT_LIMITS, max_views: int = 8
+) -> list[ContextView]:
+    """The decoded views of ``ctx`` (see the module docstring), at most ``max_views`` in all;
+    ``[]`` for a context with nothing encoded. Never raises for well-formed contexts."""
+    out: list[ContextView] = []
+    if ctx.stage is Stage.PRE_CALL:
+        for site, text in iter_message_texts(ctx.messages, roles=_DATA_ROLES, start=ctx.turn_start):
+            if site.message_index < 0 or site.json_path is not None or not looks_encoded(text):
+                continue
+            for view in decoded_views(text, limits):
+                messages = list(ctx.messages)
+                messages[site.message_index] = {**messages[site.message_index], "content": view.text}
+                derived = replace(ctx, messages=messages, vault=RedactionVault())
+                out.append(ContextView(view.encoding, site.location, derived))
+                if len(out) >= max_views:
+                    return out
+    elif ctx.completion and looks_encoded(ctx.completion):
+        for view in decoded_views(ctx.completion, limits):
+            derived = replace(ctx, completion=view.text, vault=RedactionVault())
+            out.append(ContextView(view.encoding, "completion", derived))
+            if len(out) >= max_views:
+                break
+    return out
