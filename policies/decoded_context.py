@@ -39,7 +39,7 @@ class ContextView:
 
 
 def context_views(
-    ctx: CheckContext, limits: DecodeLimits = DEFAULT_LIMITS, max_views: int = 8
+    ctx: CheckContext, limits: DecodeLimits = DEFAULT_LIMITS, max_views: int = 12
 ) -> list[ContextView]:
     """The decoded views of ``ctx`` (see the module docstring), at most ``max_views`` in all;
     ``[]`` for a context with nothing encoded. Never raises for well-formed contexts."""

@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 
+from policies.decoding.codecs import CLOSE, OPEN
 from policies.decoding.prescan import NATO_WORDS
 
 __all__ = ["CIPHERS", "tag_text"]
@@ -87,13 +88,13 @@ def _rotate_spans(text: str, table: dict[int, int], named: bool) -> str | None:
         chunk = chunks[i]
         rotated = chunk.translate(table)
         if _common(rotated) > max(1, _common(chunk)):
-            chunks[i] = rotated
+            chunks[i] = OPEN + rotated + CLOSE
             changed = True
     if changed:
         return "".join(chunks)
     if named:
         longest = max(range(0, len(chunks), 2), key=lambda i: len(chunks[i]))
-        chunks[longest] = chunks[longest].translate(table)
+        chunks[longest] = OPEN + chunks[longest].translate(table) + CLOSE
         return "".join(chunks)
     return None
 
@@ -196,7 +197,7 @@ def decode_morse(text: str, limit: int) -> str | None:
             words.append("".join(letters))
         if total < 4 or bad > 0.2 * total:
             return m.group(0)
-        return " " + " ".join(w for w in words if w) + " "
+        return f" {OPEN}" + " ".join(w for w in words if w) + f"{CLOSE} "
 
     out = _MORSE.sub(one, text)
     return out if out != text else None
@@ -223,7 +224,7 @@ def decode_nato(text: str, limit: int) -> str | None:
             elif low in _NATO_LETTER:
                 cur.append(_NATO_LETTER[low])
         words.append("".join(cur))
-        return " " + " ".join(w for w in words if w) + " "
+        return f" {OPEN}" + " ".join(w for w in words if w) + f"{CLOSE} "
 
     out = _NATO_RE.sub(one, text)
     return out if out != text else None
@@ -256,7 +257,7 @@ def decode_braille(text: str, limit: int) -> str | None:
             else:
                 number = False
                 out.append(_BRAILLE_PUNCT.get(c, " " if c.isspace() else ""))
-        return "".join(out)
+        return OPEN + "".join(out) + CLOSE
 
     out = _BRAILLE.sub(one, text)
     return out if out != text else None
@@ -279,7 +280,7 @@ def decode_tags(text: str, limit: int) -> str | None:
     hidden = tag_text(text[: limit * 4]).strip()
     if not hidden:
         return None
-    return f"{_TAGS.sub('', text)}\n{hidden[:limit]}"
+    return f"{_TAGS.sub('', text)}\n{OPEN}{hidden[:limit]}{CLOSE}"
 
 
 _MARKS = re.compile("[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")

@@ -23,7 +23,11 @@ from collections.abc import Callable
 import base2048
 import ecoji
 
-__all__ = ["BINARY_CODECS", "readable"]
+__all__ = ["BINARY_CODECS", "CLOSE", "OPEN", "readable"]
+
+OPEN, CLOSE = "\x02", "\x03"
+"""Markers (STX / ETX) around each decoded span in a decoder's output, so ``views`` can also judge
+the decoded payload alone, apart from its framing. Removed from the input before decoding."""
 
 
 def readable(raw: bytes) -> str | None:
@@ -57,7 +61,7 @@ def _substitute(pattern: re.Pattern[str], text: str, decode: Callable[[str], str
         if out is None:
             return m.group(0)
         changed = True
-        return f" {out} "
+        return f" {OPEN}{out}{CLOSE} "
 
     result = pattern.sub(repl, text)
     return result if changed else None
