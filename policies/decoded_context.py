@@ -31,11 +31,13 @@ _DATA_ROLES = frozenset({"user", "tool", "function"})
 @dataclass(frozen=True, slots=True)
 class ContextView:
     """A decoded reading of one text of ``ctx``: ``encoding`` (``base64``, ``base64>rot13``),
-    ``location`` (``messages[1].content``, ``completion``) and the derived context."""
+    ``location`` (``messages[1].content``, ``completion``), the derived context and ``part``
+    (``text``: framing kept; ``payload``: the decoded spans alone)."""
 
     encoding: str
     location: str
     ctx: CheckContext
+    part: str = "text"
 
 
 def context_views(
@@ -52,13 +54,13 @@ def context_views(
                 messages = list(ctx.messages)
                 messages[site.message_index] = {**messages[site.message_index], "content": view.text}
                 derived = replace(ctx, messages=messages, vault=RedactionVault())
-                out.append(ContextView(view.encoding, site.location, derived))
+                out.append(ContextView(view.encoding, site.location, derived, view.part))
                 if len(out) >= max_views:
                     return out
     elif ctx.completion and looks_encoded(ctx.completion):
         for view in decoded_views(ctx.completion, limits):
             derived = replace(ctx, completion=view.text, vault=RedactionVault())
-            out.append(ContextView(view.encoding, "completion", derived))
+            out.append(ContextView(view.encoding, "completion", derived, view.part))
             if len(out) >= max_views:
                 break
     return out

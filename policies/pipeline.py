@@ -153,7 +153,7 @@ class Pipeline:
                 decisions = [await self._transform(cp, ctx, result) for cp in segment]
             else:
                 decisions = await self._checks(segment, ctx)
-            if original is not None and not any(d.enforced and d.verdict is Verdict.BLOCK for d in decisions):
+            if original is not None and not any(d.verdict is Verdict.BLOCK and d.policy_type == "limits" for d in decisions):
                 views = context_views(original) if views is None else views
                 if views:
                     decisions = await self._judge_views(segment, views, decisions)
@@ -200,20 +200,30 @@ class Pipeline:
         self, segment: list[ConfiguredPolicy], views: list[ContextView], decisions: list[Decision]
     ) -> list[Decision]:
         """Run ``segment`` on each decoded view; a flag or block there (or a policy failure) replaces
-        the original decision unless that already blocks. A transform's output on a view is
-        discarded."""
+        the original decision unless that already blocks. A block of the original that a whole-span
+        decoding clears (``_CLEARING``: the framing kept, the span decoded) while every reading
+        scores below ``_CLEAR_SCORE`` was caused by the encoded letters alone: it becomes a flag
+        for review. A transform's output on a view is discarded."""
         out = list(decisions)
+        clear = [False] * len(segment)  # a whole-span decoding of the blocked text passed
+        doubt = [False] * len(segment)  # some reading of it was not clearly benign
         for view in views:
-            if all(d.verdict is Verdict.BLOCK for d in out):
-                break
             if segment[0].policy.transforms:
                 found = [(await self._run_one(cp, view.ctx))[0] for cp in segment]
             else:
                 found = await self._checks(segment, view.ctx)
             for i, d in enumerate(found):
+                if d.error is not None or d.verdict.severity >= Verdict.FLAG.severity or d.score >= _CLEAR_SCORE:
+                    doubt[i] = True
+                elif view.part == "text" and view.encoding in _CLEARING:
+                    clear[i] = True
                 if out[i].verdict is Verdict.BLOCK or d.verdict.severity < Verdict.FLAG.severity:
                     continue
                 out[i] = _encoded(d, view) if d.error is None else d
+        for i, original in enumerate(decisions):
+            blocked = original.verdict is Verdict.BLOCK and original.error is None
+            if blocked and clear[i] and not doubt[i] and out[i] is original:
+                out[i] = _cleared(original, views)
         return out
 
     async def _run_one(self, cp: ConfiguredPolicy, ctx: CheckContext) -> tuple[Decision, PolicyResult | None]:
@@ -281,6 +291,35 @@ class Pipeline:
             enforced=enforce,
         )
         return decision, out
+
+
+_CLEARING = frozenset(
+    {"base64", "base32", "hex", "ascii85", "uuencode", "base2048", "emoji", "morse", "nato", "braille"}
+    | {"emoji_letters"}
+)
+"""Encodings whose decoding replaces a whole span (no letters of the encoded form survive), so a
+block that the decoded reading clears came from the encoded letters alone."""
+
+
+_CLEAR_SCORE = 0.5
+"""A decoded reading clears a block only when it scores below this (0 benign .. 1 violation), well
+under any sensible threshold: a reading near the threshold is doubt, and doubt keeps the block."""
+
+
+def _cleared(d: Decision, views: list[ContextView]) -> Decision:
+    """``d`` (a block of the encoded original) as a flag: every decoded reading passes."""
+    view = next(v for v in views if v.part == "text" and v.encoding in _CLEARING)
+    return Decision(
+        policy=d.policy,
+        policy_type=d.policy_type,
+        stage=d.stage,
+        verdict=Verdict.FLAG,
+        score=d.score,
+        reason=f"encoded form only ({view.encoding} in {view.location}); the decoded text passes: {d.reason}",
+        evidence=d.evidence,
+        elapsed_ms=d.elapsed_ms,
+        enforced=d.enforced,
+    )
 
 
 def _encoded(d: Decision, view: ContextView) -> Decision:

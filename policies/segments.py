@@ -35,6 +35,8 @@ _DELIMITED = re.compile(
     r"|[\"“«]([^\"”»]{40,})[\"”»]",
     re.DOTALL | re.MULTILINE | re.IGNORECASE,
 )
+_CONTENT_GROUPS = (1, 2, 3, 4, 6, 7)
+"""The groups of ``_DELIMITED`` that hold a delimited text (5 is the tag name)."""
 _FRAMING = re.compile(
     r"^(?:[^\n:]{0,120}?\b(?:summari[sz]e|translate|classify|correct|extract|rewrite|paraphrase|"
     r"proofread|analy[sz]e|explain|parse|review|turn|convert|describe|evaluate|check|fix|answer|"
@@ -84,7 +86,7 @@ def data_part(text: str, role: str) -> str | None:
     is only a request. ``role``: the message role (``tool`` and ``function`` are data)."""
     if role in ("tool", "function"):
         return text
-    parts = [next(g for g in m.groups() if g and len(g) > 5) for m in _DELIMITED.finditer(text) if any(m.groups())]
+    parts = [m.group(g) for m in _DELIMITED.finditer(text) for g in _CONTENT_GROUPS if m.group(g)]
     if parts:
         return "\n".join(parts)
     framed = _FRAMING.match(text)

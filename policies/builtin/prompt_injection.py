@@ -38,6 +38,7 @@ from policies.base import PLACEHOLDER_RE, CheckContext, Execution, PolicyResult
 from policies.builtin.injection_features import LinearTextModel, phrase_counts, score_text
 from policies.builtin.locations import iter_message_texts
 from policies.builtin.normalize import normalize
+from policies.decoding.blobs import mask_binary
 from policies.registry import register
 from policies.segments import candidate_sentences, data_part, directive_in_data
 from rollguard.types import Evidence, Stage, Verdict
@@ -53,8 +54,9 @@ _PLACEHOLDER_RUN = re.compile(rf"{PLACEHOLDER_RE.pattern}(?:[\s,;|/]*{PLACEHOLDE
 def fold_placeholders(text: str) -> str:
     """``text`` with every run of redaction placeholders (``policies.base.PLACEHOLDER_RE``, joined
     by whitespace or ``,;|/``) replaced by `` x ``: the placeholder counts as one neutral word,
-    whatever its kind, number and repetition. Linear in ``len(text)``; text without ``<`` is
-    returned as it is."""
+    whatever its kind, number and repetition; binary blobs (data URIs, base64 runs that are not
+    text: ``policies.decoding.blobs``) count as one neutral word too. Linear in ``len(text)``."""
+    text = mask_binary(text)
     if "<" not in text:
         return text
     return _PLACEHOLDER_RUN.sub(" x ", text)
@@ -72,7 +74,9 @@ class PromptInjectionPolicy:
     ``CheckContext.current_turn``; True: every message), ``model_path`` (default the shipped model),
     ``flag_threshold`` (default none: scores in ``[flag_threshold, threshold)`` are borderline and
     escalated for human review with verdict ``flag`` instead of allowed), ``segments`` (default
-    True: also judge the data inside a message sentence by sentence, ``policies.segments``).
+    True: also judge the data inside a message sentence by sentence, ``policies.segments``),
+    ``segment_threshold`` (default 0.9: a data sentence that no rule matches counts only when the
+    model scores it at least this; one sentence alone is a short text, so the bar is higher).
 
     Stages: ``pre_call`` (read-only, inline). Raises ``ValueError`` for bad params and
     ``policies.builtin.injection_features.ModelFileError`` for an unreadable model file.
@@ -93,7 +97,13 @@ class PromptInjectionPolicy:
         model_path: str | Path | None = None,
         flag_threshold: float | None = None,
         segments: bool = True,
+        segment_threshold: float = 0.9,
     ) -> None:
+        if isinstance(segment_threshold, bool) or not isinstance(segment_threshold, int | float):
+            raise ValueError(f"segment_threshold must be a number in (0, 1], got {segment_threshold!r}")
+        if not 0 < segment_threshold <= 1:
+            raise ValueError(f"segment_threshold must be in (0, 1], got {segment_threshold!r}")
+        self.segment_threshold = float(segment_threshold)
         if not isinstance(segments, bool):
             raise ValueError(f"segments must be true or false, got {segments!r}")
         self.segments = segments
@@ -180,7 +190,9 @@ class PromptInjectionPolicy:
             if rule is not None:
                 return max(self.threshold, score_text(self.model, sentence)[0]), f"segment:{rule}"
         for sentence in sentences:
-            best = max(best, (score_text(self.model, fold_placeholders(sentence))[0], "segment"))
+            score = score_text(self.model, fold_placeholders(sentence))[0]
+            if score >= self.segment_threshold:
+                best = max(best, (score, "segment"))
         return best
 
     def _kind(self, text: str) -> str:
@@ -200,4 +212,5 @@ class PromptInjectionPolicy:
             "model": self.model_path.name,
             "model_terms": self.model.vocab_size,
             "segments": self.segments,
+            "segment_threshold": self.segment_threshold,
         }

@@ -315,29 +315,31 @@ _LEET_WORD = re.compile(r"(?<![\w@$|!.+/=-])[A-Za-z013457@$|!8]{3,15}(?![\w@$|!+
 
 def decode_leet(text: str, limit: int) -> str | None:
     """Leetspeak: words mixing letters with look-alike digits/symbols (0->o 1->i 3->e 4->a 5->s
-    7->t 8->b @->a $->s |->l !->i); ``11`` after a letter reads ``ll`` ("a11" -> "all")."""
-
+    7->t 8->b @->a $->s |->l !->i); ``11`` after a letter reads ``ll`` ("a11" -> "all"). Needs
+    two such words; each line with one is marked as payload."""
     changed = 0
 
     def one(m: re.Match[str]) -> str:
         nonlocal changed
         word = m.group(0)
         letters = sum(c.isalpha() for c in word)
-        if (
-            letters < 2
-            or letters == len(word)
-            or not (word.islower() or word.isupper() or word[1:].islower())
-        ):
+        if letters < 2 or letters == len(word) or not (word.islower() or word.isupper() or word[1:].islower()):
             return word
         changed += 1
         word = re.sub(r"(?<=[A-Za-z])11|11(?=[A-Za-z])", "ll", word)
         return word.translate(_LEET_MAP)
 
-    out = _LEET_WORD.sub(one, text[:limit])
-    return out if changed >= 2 else None
+    lines = []
+    for line in text[:limit].split("\n"):
+        before = changed
+        new = _LEET_WORD.sub(one, line)
+        lines.append(OPEN + new + CLOSE if changed > before else new)
+    return "\n".join(lines) if changed >= 2 else None
 
 
-_ENCLOSED = re.compile("[\U0001f100-\U0001f1ff\u24b6-\u24e9]")
+_ENCLOSED_CHARS = "[\U0001f100-\U0001f1ff\u24b6-\u24e9]"
+_ENCLOSED = re.compile(_ENCLOSED_CHARS)
+_ENCLOSED_RUN = re.compile(f"{_ENCLOSED_CHARS}+(?:[ \t]+{_ENCLOSED_CHARS}+)*")
 
 
 def _enclosed_letter(m: re.Match[str]) -> str:
@@ -349,8 +351,9 @@ def _enclosed_letter(m: re.Match[str]) -> str:
 def decode_emoji_letters(text: str, limit: int) -> str | None:
     """Letters written as emoji: regional indicators (🇦 -> a), squared / circled / negative
     letters (🅰 -> a), named in their Unicode character name."""
-    out = _ENCLOSED.sub(_enclosed_letter, text[:limit])
-    return out if out != text[:limit] else None
+    source = text[:limit]
+    out = _ENCLOSED_RUN.sub(lambda m: OPEN + _ENCLOSED.sub(_enclosed_letter, m.group(0)) + CLOSE, source)
+    return out if out.replace(OPEN, "").replace(CLOSE, "") != source else None
 
 
 CIPHERS: tuple[tuple[str, Callable[[str, int], str | None]], ...] = (

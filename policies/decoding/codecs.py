@@ -158,7 +158,7 @@ def decode_ascii85(text: str, limit: int) -> str | None:
     return out
 
 
-_UU = re.compile(r"^begin [0-7]{3} [^\n]*\n((?:[^\n]*\n)*?)(?:`\n)?end\s*$", re.MULTILINE)
+_UU = re.compile(r"\bbegin [0-7]{3} [^\n]*\n((?:[^\n]*\n)*?)(?:`\n)?end\b")
 
 
 def decode_uu(text: str, limit: int) -> str | None:
@@ -168,6 +168,7 @@ def decode_uu(text: str, limit: int) -> str | None:
     def one(block: str) -> str | None:
         raw = bytearray()
         for line in block[:limit].split("\n")[1:]:
+            line = line.rstrip("\r")
             if not line or line.startswith("end") or line == "`":
                 continue
             try:
