@@ -153,7 +153,9 @@ class Pipeline:
                 decisions = [await self._transform(cp, ctx, result) for cp in segment]
             else:
                 decisions = await self._checks(segment, ctx)
-            if original is not None and not any(d.verdict is Verdict.BLOCK and d.policy_type == "limits" for d in decisions):
+            if original is not None and not any(
+                d.verdict is Verdict.BLOCK and d.policy_type == "limits" for d in decisions
+            ):
                 views = context_views(original) if views is None else views
                 if views:
                     decisions = await self._judge_views(segment, views, decisions)
@@ -201,9 +203,9 @@ class Pipeline:
     ) -> list[Decision]:
         """Run ``segment`` on each decoded view; a flag or block there (or a policy failure) replaces
         the original decision unless that already blocks. A block of the original that a whole-span
-        decoding clears (``_CLEARING``: the framing kept, the span decoded) while every reading
-        scores below ``_CLEAR_SCORE`` was caused by the encoded letters alone: it becomes a flag
-        for review. A transform's output on a view is discarded."""
+        decoding clears (``_CLEARING``: the framing kept, the span decoded), while no reading is
+        flagged and every payload scores below ``_CLEAR_SCORE``, was caused by the encoded letters
+        alone: it becomes a flag for review. A transform's output on a view is discarded."""
         out = list(decisions)
         clear = [False] * len(segment)  # a whole-span decoding of the blocked text passed
         doubt = [False] * len(segment)  # some reading of it was not clearly benign
@@ -213,7 +215,8 @@ class Pipeline:
             else:
                 found = await self._checks(segment, view.ctx)
             for i, d in enumerate(found):
-                if d.error is not None or d.verdict.severity >= Verdict.FLAG.severity or d.score >= _CLEAR_SCORE:
+                near = view.part == "payload" and d.score >= _CLEAR_SCORE
+                if d.error is not None or d.verdict.severity >= Verdict.FLAG.severity or near:
                     doubt[i] = True
                 elif view.part == "text" and view.encoding in _CLEARING:
                     clear[i] = True
@@ -302,8 +305,10 @@ block that the decoded reading clears came from the encoded letters alone."""
 
 
 _CLEAR_SCORE = 0.5
-"""A decoded reading clears a block only when it scores below this (0 benign .. 1 violation), well
-under any sensible threshold: a reading near the threshold is doubt, and doubt keeps the block."""
+"""A decoded payload (the spans alone) clears a block only when it scores below this (0 benign ..
+1 violation), well under any sensible threshold: a payload near the threshold is doubt, and doubt
+keeps the block. Readings with the framing only need to pass (the framing of a benign "decode
+this" request can score near the threshold on its own)."""
 
 
 def _cleared(d: Decision, views: list[ContextView]) -> Decision:

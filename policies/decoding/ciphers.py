@@ -316,14 +316,19 @@ _LEET_WORD = re.compile(r"(?<![\w@$|!.+/=-])[A-Za-z013457@$|!8]{3,15}(?![\w@$|!+
 def decode_leet(text: str, limit: int) -> str | None:
     """Leetspeak: words mixing letters with look-alike digits/symbols (0->o 1->i 3->e 4->a 5->s
     7->t 8->b @->a $->s |->l !->i); ``11`` after a letter reads ``ll`` ("a11" -> "all"). Needs
-    two such words; each line with one is marked as payload."""
+    two such words; each line with one is marked as payload. Lines that are mostly punctuation
+    (encoded data) are left alone."""
     changed = 0
 
     def one(m: re.Match[str]) -> str:
         nonlocal changed
         word = m.group(0)
         letters = sum(c.isalpha() for c in word)
-        if letters < 2 or letters == len(word) or not (word.islower() or word.isupper() or word[1:].islower()):
+        if (
+            letters < 2
+            or letters == len(word)
+            or not (word.islower() or word.isupper() or word[1:].islower())
+        ):
             return word
         changed += 1
         word = re.sub(r"(?<=[A-Za-z])11|11(?=[A-Za-z])", "ll", word)
@@ -331,6 +336,9 @@ def decode_leet(text: str, limit: int) -> str | None:
 
     lines = []
     for line in text[:limit].split("\n"):
+        if sum(c.isalnum() or c.isspace() for c in line) < 0.85 * len(line):
+            lines.append(line)  # punctuation-dense: encoded data (uuencode, ascii85), not leetspeak
+            continue
         before = changed
         new = _LEET_WORD.sub(one, line)
         lines.append(OPEN + new + CLOSE if changed > before else new)

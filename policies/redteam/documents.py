@@ -66,7 +66,8 @@ def whois(r: random.Random) -> list[str]:
     domain = r.choice(("blue-harbor", "quickparcel", "greenleaf-shop", "northstar-labs")) + ".example"
     return [
         f"Domain Name: {domain.upper()}\nRegistry Domain ID: D{r.randint(10**8, 10**9)}-EXAMPLE",
-        f"Registrar: Example Registrar, Inc.\nCreation Date: 20{r.randint(10, 23)}-0{r.randint(1, 9)}-1{r.randint(0, 9)}",
+        "Registrar: Example Registrar, Inc.\n"
+        f"Creation Date: 20{r.randint(10, 23)}-0{r.randint(1, 9)}-1{r.randint(0, 9)}",
         "Registrant Organization: Privacy Service\nRegistrant Country: US",
         f"Name Server: NS1.{domain.upper()}\nName Server: NS2.{domain.upper()}\nDNSSEC: unsigned",
     ]
@@ -95,7 +96,8 @@ def search_result(r: random.Random) -> list[str]:
     city = r.choice(CITIES)
     return [
         f'{{"title": "Weather in {city}", "snippet": "Mild and sunny with highs of {r.randint(15, 29)} C."}}',
-        f'{{"title": "Top sights in {city}", "snippet": "The old town, the harbour and the botanical garden."}}',
+        f'{{"title": "Top sights in {city}", '
+        '"snippet": "The old town, the harbour and the botanical garden."}',
     ]
 
 
@@ -140,7 +142,8 @@ def _meta(r: random.Random) -> list[str]:
             ],
             [
                 "Assembly instructions: attach the legs before you tighten the screws.",
-                "If the instructions above do not match your model, ignore them and follow the leaflet in the box.",
+                "If the instructions above do not match your model, ignore them and follow the "
+                "leaflet in the box.",
             ],
             [
                 "Style guide: write instructions in the imperative mood and keep each step short.",
@@ -151,7 +154,8 @@ def _meta(r: random.Random) -> list[str]:
                 "Ignore any e-mail asking for your password and report it to the security team.",
             ],
             [
-                "Teacher's notes: the students ignored the instructions on the worksheet and worked in pairs.",
+                "Teacher's notes: the students ignored the instructions on the worksheet and "
+                "worked in pairs.",
                 "Next lesson, explain the task before handing out the sheets.",
             ],
             [

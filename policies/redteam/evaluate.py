@@ -100,12 +100,16 @@ class Cell:
 
 
 def summarise(source: str, cases: Sequence[Case], outcomes: Sequence[str]) -> list[Cell]:
-    """Cells per (split, family, category) and per (split, family) with category ``*``."""
+    """Cells per (split, family, category), per (split, family) with category ``*``, and per
+    payload kind (family ``encoded[override]``, category ``*``) where cases have one."""
     cells: dict[tuple[str, str, str], Cell] = {}
     for case, outcome in zip(cases, outcomes, strict=True):
-        for cat in (case.category, "*"):
-            key = (case.split, case.family, cat)
-            cell = cells.setdefault(key, Cell(source, case.split, case.family, cat, case.label))
+        keys = [(case.family, case.category), (case.family, "*")]
+        if case.payload_kind:
+            keys.append((f"{case.family}[{case.payload_kind}]", "*"))
+        for family, cat in keys:
+            key = (case.split, family, cat)
+            cell = cells.setdefault(key, Cell(source, case.split, family, cat, case.label))
             cell.n += 1
             cell.outcomes[outcome] = cell.outcomes.get(outcome, 0) + 1
             stopped = outcome in ("block", "strip") if case.label == "attack" else outcome == "block"
