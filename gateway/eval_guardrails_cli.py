@@ -97,7 +97,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
         )
         ax.set_yticks(range(len(sel)), names, fontsize=7)
         ax.invert_yaxis()
-        ax.set_xlim(0, 1 if label == "attack" else max(0.05, max([*rates, 0.0]) * 1.5))
+        ax.set_xlim(0, 1 if label == "attack" else min(1.0, max(0.05, *(c["ci95"][1] * 1.1 for c in sel))))
         ax.set_title(title + " with 95 % Wilson intervals", fontsize=9)
         if label == "attack":
             ax.axvline(0.95, color="grey", linestyle="--", linewidth=0.8)

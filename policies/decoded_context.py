@@ -8,6 +8,10 @@ operator's ``system`` / ``developer`` messages are trusted and not decoded). ``p
 one text differs (the message's ``content`` becomes the decoded string); the vault is fresh, so a
 transform run on a view cannot issue placeholders into the real request.
 
+A ``payload`` reading (the decoded spans alone) is presented as quoted data (``Decoded text:``
+and the text in triple quotes), so the injection policy's data rules (``policies.segments``)
+judge it like a pasted document.
+
 Cost: one pre-scan regex per text (``policies.decoding.looks_encoded``); nothing else runs on a
 text that looks plain.
 """
@@ -18,7 +22,7 @@ from dataclasses import dataclass, replace
 
 from policies.base import CheckContext, RedactionVault
 from policies.builtin.locations import iter_message_texts
-from policies.decoding import DecodeLimits, decoded_views, looks_encoded
+from policies.decoding import DecodedView, DecodeLimits, decoded_views, looks_encoded
 from rollguard.types import Stage
 
 __all__ = ["ContextView", "context_views"]
@@ -40,6 +44,14 @@ class ContextView:
     part: str = "text"
 
 
+def _reading(view: DecodedView) -> str:
+    """The text a policy judges: a ``payload`` reading is presented as quoted data (what was
+    hidden is data, not the sender's own words), so ``policies.segments`` judges it as data."""
+    if view.part == "payload":
+        return f'Decoded text:\n"""\n{view.text}\n"""'
+    return view.text
+
+
 def context_views(
     ctx: CheckContext, limits: DecodeLimits = DEFAULT_LIMITS, max_views: int = 12
 ) -> list[ContextView]:
@@ -52,14 +64,14 @@ def context_views(
                 continue
             for view in decoded_views(text, limits):
                 messages = list(ctx.messages)
-                messages[site.message_index] = {**messages[site.message_index], "content": view.text}
+                messages[site.message_index] = {**messages[site.message_index], "content": _reading(view)}
                 derived = replace(ctx, messages=messages, vault=RedactionVault())
                 out.append(ContextView(view.encoding, site.location, derived, view.part))
                 if len(out) >= max_views:
                     return out
     elif ctx.completion and looks_encoded(ctx.completion):
         for view in decoded_views(ctx.completion, limits):
-            derived = replace(ctx, completion=view.text, vault=RedactionVault())
+            derived = replace(ctx, completion=_reading(view), vault=RedactionVault())
             out.append(ContextView(view.encoding, "completion", derived, view.part))
             if len(out) >= max_views:
                 break

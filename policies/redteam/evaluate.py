@@ -105,7 +105,7 @@ def summarise(source: str, cases: Sequence[Case], outcomes: Sequence[str]) -> li
     cells: dict[tuple[str, str, str], Cell] = {}
     for case, outcome in zip(cases, outcomes, strict=True):
         keys = [(case.family, case.category), (case.family, "*")]
-        if case.payload_kind:
+        if case.payload_kind and case.label == "attack":
             keys.append((f"{case.family}[{case.payload_kind}]", "*"))
         for family, cat in keys:
             key = (case.split, family, cat)
