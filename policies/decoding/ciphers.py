@@ -76,7 +76,9 @@ _WORD = re.compile(r"[A-Za-z]+")
 
 
 def _common(text: str) -> int:
-    return sum(1 for w in _WORD.findall(text.lower()) if w in _COMMON)
+    """Common English words of 2+ letters among the whitespace-separated tokens of ``text``."""
+    words = (t.strip(".,;:!?\"'()[]").lower() for t in text.split())
+    return sum(1 for w in words if len(w) >= 2 and w.isalpha() and w in _COMMON)
 
 
 def _rotate_spans(text: str, table: dict[int, int], named: bool) -> str | None:
@@ -325,7 +327,7 @@ def decode_leet(text: str, limit: int) -> str | None:
         word = m.group(0)
         letters = sum(c.isalpha() for c in word)
         if (
-            letters < 2
+            letters < 1
             or letters == len(word)
             or not (word.islower() or word.isupper() or word[1:].islower())
         ):

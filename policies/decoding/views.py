@@ -85,8 +85,15 @@ def decoded_views(text: str, limits: DecodeLimits | None = None) -> list[Decoded
                     continue
                 label = f"{chain}>{name}" if chain else name
                 for view in _readings(label, marked[:budget]):
-                    if view.text in seen or not view.text.strip() or len(out) >= limits.max_views:
+                    if (
+                        budget <= 0
+                        or view.text in seen
+                        or not view.text.strip()
+                        or len(out) >= limits.max_views
+                    ):
                         continue
+                    if len(view.text) > budget:
+                        view = DecodedView(view.encoding, view.text[:budget], view.part)
                     seen.add(view.text)
                     budget -= len(view.text)
                     out.append(view)
