@@ -8,9 +8,9 @@ operator's ``system`` / ``developer`` messages are trusted and not decoded). ``p
 one text differs (the message's ``content`` becomes the decoded string); the vault is fresh, so a
 transform run on a view cannot issue placeholders into the real request.
 
-A ``payload`` reading (the decoded spans alone) is presented as quoted data (``Decoded text:``
-and the text in triple quotes), so the injection policy's data rules (``policies.segments``)
-judge it like a pasted document.
+A ``payload`` reading (the decoded spans alone) is judged bare and once more presented as quoted
+data (``Decoded text:`` and the text in triple quotes), so the injection policy's data rules
+(``policies.segments``) judge it like a pasted document.
 
 Cost: one pre-scan regex per text (``policies.decoding.looks_encoded``); nothing else runs on a
 text that looks plain.
@@ -44,16 +44,17 @@ class ContextView:
     part: str = "text"
 
 
-def _reading(view: DecodedView) -> str:
-    """The text a policy judges: a ``payload`` reading is presented as quoted data (what was
-    hidden is data, not the sender's own words), so ``policies.segments`` judges it as data."""
+def _readings(view: DecodedView) -> list[str]:
+    """The texts a policy judges for one decoded view: the reading itself and, for a ``payload``,
+    the same payload presented as quoted data too (what was hidden is data, not the sender's own
+    words: ``policies.segments`` judges it as data, the classifier still sees it bare)."""
     if view.part == "payload":
-        return f'Decoded text:\n"""\n{view.text}\n"""'
-    return view.text
+        return [view.text, f'Decoded text:\n"""\n{view.text}\n"""']
+    return [view.text]
 
 
 def context_views(
-    ctx: CheckContext, limits: DecodeLimits = DEFAULT_LIMITS, max_views: int = 12
+    ctx: CheckContext, limits: DecodeLimits = DEFAULT_LIMITS, max_views: int = 16
 ) -> list[ContextView]:
     """The decoded views of ``ctx`` (see the module docstring), at most ``max_views`` in all;
     ``[]`` for a context with nothing encoded. Never raises for well-formed contexts."""
@@ -63,16 +64,18 @@ def context_views(
             if site.message_index < 0 or site.json_path is not None or not looks_encoded(text):
                 continue
             for view in decoded_views(text, limits):
-                messages = list(ctx.messages)
-                messages[site.message_index] = {**messages[site.message_index], "content": _reading(view)}
-                derived = replace(ctx, messages=messages, vault=RedactionVault())
-                out.append(ContextView(view.encoding, site.location, derived, view.part))
-                if len(out) >= max_views:
-                    return out
+                for reading in _readings(view):
+                    messages = list(ctx.messages)
+                    messages[site.message_index] = {**messages[site.message_index], "content": reading}
+                    derived = replace(ctx, messages=messages, vault=RedactionVault())
+                    out.append(ContextView(view.encoding, site.location, derived, view.part))
+                    if len(out) >= max_views:
+                        return out
     elif ctx.completion and looks_encoded(ctx.completion):
         for view in decoded_views(ctx.completion, limits):
-            derived = replace(ctx, completion=_reading(view), vault=RedactionVault())
-            out.append(ContextView(view.encoding, "completion", derived, view.part))
-            if len(out) >= max_views:
-                break
+            for reading in _readings(view):
+                derived = replace(ctx, completion=reading, vault=RedactionVault())
+                out.append(ContextView(view.encoding, "completion", derived, view.part))
+                if len(out) >= max_views:
+                    return out
     return out
