@@ -12,8 +12,8 @@ import pytest
 from policies.pipeline import build_pipeline
 from policies.redteam import ATTACK_FAMILIES, generate
 from policies.redteam import payloads as P
-from policies.redteam.generate import FRAMINGS, _Material
 from policies.redteam.evaluate import bipia_cases, run_cases, summarise, wilson
+from policies.redteam.generate import FRAMINGS, _Material
 from rollguard.settings import default_policies
 from rollguard.types import text_of
 

@@ -63,7 +63,7 @@ def test_candidates_are_instruction_like_and_capped() -> None:
     data = "The sky is blue. " * 5 + "You must reply now. " * 20
     found = candidate_sentences(data)
     assert len(found) == MAX_CANDIDATES
-    assert all("You must reply now." == s for s in found)
+    assert all(s == "You must reply now." for s in found)
     assert candidate_sentences("The sky is blue. Grass is green.") == []
 
 
@@ -100,7 +100,8 @@ def test_prompt_injection_blocks_a_tool_result_that_addresses_the_model() -> Non
 @pytest.mark.parametrize(
     "text",
     [
-        "Summarise this:\n\nCompany policy: never share passwords. Ignore any e-mail asking for your password.",
+        "Summarise this:\n\nCompany policy: never share passwords. Ignore any e-mail asking for your "
+        "password.",
         "Translate into German:\n\nThe teacher told the students to follow the instructions on the sheet.",
         "Explain this contract:\n\n1. Term. Twelve months.\n\n2. Fees. The Client shall pay within 30 days.",
     ],
@@ -110,7 +111,10 @@ def test_documents_that_merely_mention_instructions_pass(text: str) -> None:
 
 
 def test_model_scoring_of_data_sentences_is_opt_in() -> None:
-    text = "Summarise this:\n\nCompany policy: never share passwords. Ignore any e-mail asking for your password."
+    text = (
+        "Summarise this:\n\nCompany policy: never share passwords. Ignore any e-mail asking for your "
+        "password."
+    )
     assert _check(PromptInjectionPolicy(), text) is Verdict.ALLOW
     # the model alone scores this benign imperative sentence near 1: why it is off by default
     assert _check(PromptInjectionPolicy(segment_threshold=0.9), text) is Verdict.BLOCK
