@@ -37,13 +37,14 @@ _DELIMITED = re.compile(
 )
 _CONTENT_GROUPS = (1, 2, 3, 4, 6, 7)
 """The groups of ``_DELIMITED`` that hold a delimited text (5 is the tag name)."""
-_FRAMING = re.compile(
-    r"^(?:[^\n:]{0,120}?\b(?:summari[sz]e|translate|classify|correct|extract|rewrite|paraphrase|"
-    r"proofread|analy[sz]e|explain|parse|review|turn|convert|describe|evaluate|check|fix|answer|"
-    r"advertisement|advert|ad|tweet|title|keywords?|following|this|these|below)\b[^\n:]{0,120}?)"
-    r"(?::|\?)[ \t]*\n?(.+)",
-    re.DOTALL | re.IGNORECASE,
+_TASK_WORD = re.compile(
+    r"\b(?:summari[sz]e|translate|classify|correct|extract|rewrite|paraphrase|proofread|analy[sz]e|"
+    r"explain|parse|review|turn|convert|describe|evaluate|check|fix|answer|advertisement|advert|ad|"
+    r"tweet|title|keywords?|following|this|these|below)\b",
+    re.IGNORECASE,
 )
+_FRAME_END = re.compile(r"[:?\n]")
+_DELIMITER_HINTS = ("```", '"""', "'''", "---", "</", '"', "“", "«")
 _PARAGRAPHS = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 _CUE = re.compile(
@@ -86,15 +87,19 @@ def data_part(text: str, role: str) -> str | None:
     is only a request. ``role``: the message role (``tool`` and ``function`` are data)."""
     if role in ("tool", "function"):
         return text
-    parts = [m.group(g) for m in _DELIMITED.finditer(text) for g in _CONTENT_GROUPS if m.group(g)]
-    if parts:
-        return "\n".join(parts)
-    framed = _FRAMING.match(text)
-    if framed is not None and len(framed.group(1).strip()) >= 20:
-        return framed.group(1)
-    paragraphs = _PARAGRAPHS.split(text.strip())
-    if len(paragraphs) >= 2 and len(text) >= 300:
-        return "\n\n".join(paragraphs[1:])
+    if any(hint in text for hint in _DELIMITER_HINTS):
+        parts = [m.group(g) for m in _DELIMITED.finditer(text) for g in _CONTENT_GROUPS if m.group(g)]
+        if parts:
+            return "\n".join(parts)
+    end = _FRAME_END.search(text, 0, 250)
+    if end is not None and end.group() != "\n" and _TASK_WORD.search(text, 0, end.start()):
+        rest = text[end.end() :]
+        if len(rest.strip()) >= 20:
+            return rest
+    if len(text) >= 300 and "\n" in text:
+        paragraphs = _PARAGRAPHS.split(text.strip())
+        if len(paragraphs) >= 2:
+            return "\n\n".join(paragraphs[1:])
     return None
 
 

@@ -105,7 +105,7 @@ _LOWER = "abcdefghijklmnopqrstuvwxyz"
 _UPPER = _LOWER.upper()
 _ROT13 = str.maketrans(_LOWER + _UPPER, _LOWER[13:] + _LOWER[:13] + _UPPER[13:] + _UPPER[:13])
 _ATBASH = str.maketrans(_LOWER + _UPPER, _LOWER[::-1] + _UPPER[::-1])
-_ROT_CUE = re.compile(r"(?i)rot[\s_-]?13|caesar|cipher|decod|decipher|unscrambl|shift")
+_ROT_CUE = re.compile(r"(?i)rot[\s_-]?13|caesar|cipher|decod|unscrambl")
 _ROT_NAMED = re.compile(r"(?i)rot[\s_-]?13|caesar")
 _ATBASH_CUE = re.compile(r"(?i)atbash|reverse[d]? alphabet|mirror alphabet|cipher|decod|decipher")
 
