@@ -20,6 +20,7 @@ _BLOB = re.compile(
     r"|(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{64,}={0,2}(?![A-Za-z0-9+/=_-])"
 )
 _QUICK = re.compile(r"[A-Za-z0-9+/_=-]{64,}|;base64,")
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _SAMPLE = 256
 """Characters of a run decoded to decide whether it is readable text."""
 
@@ -27,12 +28,12 @@ _SAMPLE = 256
 def _is_text(run: str) -> bool:
     body = run.split(",", 1)[1] if run.startswith("data:") else run
     body = re.sub(r"\s+", "", body).rstrip("=")[:_SAMPLE]
+    if all(c in _HEX_DIGITS for c in body):  # hex is also valid base64: try it first
+        return readable(bytes.fromhex(body[: len(body) - len(body) % 2])) is not None
     body = body[: len(body) - len(body) % 4]
     try:
         raw = base64.b64decode(body.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
-        if len(body) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in body):
-            return readable(bytes.fromhex(body)) is not None
         return False
     return readable(raw) is not None
 
