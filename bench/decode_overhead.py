@@ -9,7 +9,8 @@ Usage (from the repository root)::
 Requests: the first user turns of MT-bench and Vicuna-bench and 400 OASST prompts (shared data,
 ``data/``), as one-message ``pre_call`` contexts. Measured per request, in microseconds of wall
 time, best of ``--rounds`` passes (the machine is shared; the minimum is the cost without
-interference):
+interference), then the median and mean over requests of that per-request figure (the context
+construction subtracted):
 
 * ``prescan``: ``policies.decoded_context.context_views`` (one regex per text; decoding only
   when the pre-scan fires) and the share of requests where it fires;
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,24 +62,31 @@ def _ctx(text: str) -> CheckContext:
     return CheckContext(stage=Stage.PRE_CALL, messages=[{"role": "user", "content": text}])
 
 
-def _best_us(fn: Callable[[str], object], texts: Sequence[str], rounds: int) -> float:
-    best = float("inf")
+def _per_request_us(fn: Callable[[str], object], texts: Sequence[str], rounds: int) -> list[float]:
+    """Per request: the best of ``rounds`` timings (µs)."""
+    best = [float("inf")] * len(texts)
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        for t in texts:
+        for i, t in enumerate(texts):
+            t0 = time.perf_counter()
             fn(t)
-        best = min(best, (time.perf_counter() - t0) / len(texts) * 1e6)
+            best[i] = min(best[i], (time.perf_counter() - t0) * 1e6)
     return best
 
 
-def _pipeline_us(pipeline: Pipeline, texts: Sequence[str], rounds: int) -> float:
-    async def one_pass() -> float:
-        t0 = time.perf_counter()
-        for t in texts:
-            await pipeline.run(_ctx(t))
-        return (time.perf_counter() - t0) / len(texts) * 1e6
+def _stats(us: Sequence[float]) -> dict[str, float]:
+    return {"median_us": round(statistics.median(us), 2), "mean_us": round(statistics.fmean(us), 2)}
 
-    return min(asyncio.run(one_pass()) for _ in range(rounds))
+
+def _diff(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    return _stats([x - y for x, y in zip(a, b, strict=True)])
+
+
+def _pipeline_us(pipeline: Pipeline, texts: Sequence[str], rounds: int) -> list[float]:
+    loop = asyncio.new_event_loop()
+    try:
+        return _per_request_us(lambda t: loop.run_until_complete(pipeline.run(_ctx(t))), texts, rounds)
+    finally:
+        loop.close()
 
 
 def main() -> None:
@@ -90,21 +99,21 @@ def main() -> None:
     invisible = InvisibleTextPolicy()
     on, off = PromptInjectionPolicy(), PromptInjectionPolicy(segments=False)
     specs = default_policies()
+    r = args.rounds
+    base = _per_request_us(_ctx, texts, r)
     report = {
         "requests": len(texts),
         "mean_chars": round(sum(map(len, texts)) / len(texts), 1),
         "prescan_fires_share": round(fires / len(texts), 4),
-        "prescan_us": round(_best_us(lambda t: context_views(_ctx(t)), texts, args.rounds), 2),
-        "invisible_text_us": round(_best_us(lambda t: invisible.check(_ctx(t)), texts, args.rounds), 2),
-        "segments_us": round(
-            _best_us(lambda t: on.check(_ctx(t)), texts, args.rounds)
-            - _best_us(lambda t: off.check(_ctx(t)), texts, args.rounds),
-            2,
+        "context_views": _diff(_per_request_us(lambda t: context_views(_ctx(t)), texts, r), base),
+        "invisible_text": _diff(_per_request_us(lambda t: invisible.check(_ctx(t)), texts, r), base),
+        "segments_on_minus_off": _diff(
+            _per_request_us(lambda t: on.check(_ctx(t)), texts, r),
+            _per_request_us(lambda t: off.check(_ctx(t)), texts, r),
         ),
-        "pipeline_decode_on_minus_off_us": round(
-            _pipeline_us(build_pipeline(specs), texts, args.rounds)
-            - _pipeline_us(Pipeline(build_pipeline(specs).policies, decode_views=False), texts, args.rounds),
-            2,
+        "pipeline_decode_on_minus_off": _diff(
+            _pipeline_us(build_pipeline(specs), texts, r),
+            _pipeline_us(Pipeline(build_pipeline(specs).policies, decode_views=False), texts, r),
         ),
     }
     out = ROOT / "bench" / "results" / "decode_overhead.json"
