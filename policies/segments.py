@@ -59,7 +59,7 @@ _MODEL = (
 )
 _ADDRESS = re.compile(
     rf"^\W*(?:(?:dear|attention|hey|hello|hi|note to|message to|message for|instructions? for|"
-    rf"hidden note for|to)\s+)?(?:the\s+|any\s+|an?\s+)?{_MODEL}\b[^.!?\n]{{0,60}}?[,:]"
+    rf"hidden note for|to)\s+)?(?:the\s+|any\s+|an?\s+)?{_MODEL}\b[^.!?\n=()]{{0,60}}?[,:]"
     rf"|\bif you are (?:an?|the)\s+(?:\w+\s+)?{_MODEL}\b"
     rf"|\b(?:when|while|before|as)\s+(?:an?|the|any)\s+{_MODEL}\s+(?:reads?|process(?:es)?|"
     rf"summari[sz]es|translates|sees)\b"
@@ -68,8 +68,8 @@ _ADDRESS = re.compile(
     re.IGNORECASE,
 )
 _OVERRIDE_OBJECT = (
-    r"[^.!?\n]{0,60}?\b(?:instructions?|directions?|task|request|rules|guidelines|prompt|assignment|"
-    r"above|previous|prior|earlier|preceding|everything|all else|the rest)\b"
+    r"(?:\s+[\w'’-]+){0,4}?\s+(?:instructions?|directions?|task|request|rules|guidelines|prompt|"
+    r"assignment|above|previous|prior|earlier|preceding|everything|all else|the rest)\b"
 )
 _OVERRIDE = re.compile(
     r"^\W*(?i:(?:please|now|so|ok|okay|also|and|but|nevermind[^.!?]{0,20}?|stop)[,.!]?\s+)?"

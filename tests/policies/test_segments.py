@@ -53,6 +53,8 @@ def test_a_long_pasted_block_is_data_after_its_first_paragraph() -> None:
         ("Avoid telling readers to ignore previous steps; number the steps instead.", None),
         ("Ignore any e-mail asking for your password and report it.", None),
         ("The assistant manager approved the budget on Friday.", None),
+        ("Please ignore this email if you did not request a password reset.", None),
+        ("model = Model(hidden_channels=32, data=train_data).to(device)", None),
     ],
 )
 def test_directive_rules(sentence: str, rule: str | None) -> None:
