@@ -5,9 +5,10 @@ dilutes it).
 
 Data in a ``user`` message (``data_part``): the text inside delimiters (triple back-ticks or
 quotes, ``---`` fences, ``<document>``-style tags, quotes of 40+ characters), the text after a
-task framing ("Summarise the following:", "Translate into French: ..."), or, for a long message
-of several paragraphs, every paragraph after the first. A ``tool`` / ``function`` message is data
-as a whole. A short question has no data part.
+task framing ("Summarise the following:", "Translate into French: ..."), for a long message
+of several paragraphs every paragraph after the first, or, for a message that opens with a task
+sentence ("Write one FAQ answer about X. ..."), the sentences after it. A ``tool`` / ``function``
+message is data as a whole. A short question has no data part.
 
 Candidates (``candidate_sentences``): the data's sentences (and lines) that look instruction-like
 (second person, an imperative verb of output or override, or a word naming the model), at most
@@ -43,6 +44,12 @@ _TASK_WORD = re.compile(
     r"tweet|title|keywords?|following|this|these|below)\b",
     re.IGNORECASE,
 )
+_TASK_FIRST = re.compile(
+    r"\s*(?:please\s+)?(?:write|create|compose|draft|generate|suggest|give|make|produce|list|"
+    r"summari[sz]e|translate|classify|rewrite|describe|explain)\b[^.!?\n]{3,200}[.!?]\s+(.+)",
+    re.IGNORECASE | re.DOTALL,
+)
+"""A message that opens with a task sentence: what follows it is the task's material."""
 _FRAME_END = re.compile(r"[:?\n]")
 _DELIMITER_HINTS = ("```", '"""', "'''", "---", "</", '"', "“", "«")
 _PARAGRAPHS = re.compile(r"\n\s*\n")
@@ -100,6 +107,9 @@ def data_part(text: str, role: str) -> str | None:
         paragraphs = _PARAGRAPHS.split(text.strip())
         if len(paragraphs) >= 2:
             return "\n\n".join(paragraphs[1:])
+    task = _TASK_FIRST.match(text)
+    if task is not None and len(task.group(1).strip()) >= 20:
+        return task.group(1)
     return None
 
 
