@@ -156,7 +156,7 @@ class Pipeline:
             if original is not None and not any(
                 d.verdict is Verdict.BLOCK and d.policy_type == "limits" for d in decisions
             ):
-                views = context_views(original) if views is None else views
+                views = _views_of(original) if views is None else views
                 if views:
                     decisions = await self._judge_views(segment, views, decisions)
             for d in decisions:
@@ -294,6 +294,15 @@ class Pipeline:
             enforced=enforce,
         )
         return decision, out
+
+
+def _views_of(ctx: CheckContext) -> list[ContextView]:
+    """``context_views(ctx)``; ``[]`` if decoding itself fails (the original is judged anyway: a
+    decoder bug must not turn into a failed request)."""
+    try:
+        return context_views(ctx)
+    except Exception:
+        return []
 
 
 _CLEARING = frozenset(

@@ -189,3 +189,14 @@ async def test_a_1mb_nested_base64_prompt_never_stalls_the_default_pipeline() ->
         elapsed = time.perf_counter() - t0
         assert elapsed < 5.0, elapsed  # within the default 250 ms per-policy budget many times over
         assert result.verdict is not None
+
+
+async def test_a_failing_decoder_never_fails_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    import policies.pipeline as pipeline_module
+
+    def broken(_: CheckContext) -> list[object]:
+        raise RuntimeError("decoder bug")
+
+    monkeypatch.setattr(pipeline_module, "context_views", broken)
+    result = await _pipeline(WordPolicy(SECRET_WORD)).run(_ctx("the forbidden word"))
+    assert result.blocked and result.blocked_by is not None and result.blocked_by.error is None
