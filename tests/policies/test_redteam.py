@@ -105,7 +105,7 @@ def test_must_hold_benign_false_positives_on_the_held_out_half(
 def test_held_out_recall_does_not_regress(
     held_out: dict[tuple[str, str], Cell], family: str, floor: float
 ) -> None:
-    """Measured 0.83 (encoded overrides) and 0.85 (hijack) on the held-out half with the shipped
+    """Measured 0.83 (encoded overrides) and 0.90 (hijack) on the held-out half with the shipped
     injection model; the 0.95 target is below (next test)."""
     assert held_out[(family, "*")].rate >= floor, held_out[(family, "*")].to_dict()
 
