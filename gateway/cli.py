@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from gateway.eval_guardrails_cli import eval_guardrails
 from gateway.rollout_cli import rollout_app
 
 if TYPE_CHECKING:
@@ -286,6 +287,9 @@ def eval_detectors(
         _fail(f"{script} not found: the evaluation runs from a source checkout")
     args = [sys.executable, str(script), "--out", str(out_dir), *(["--quick"] if quick else [])]
     raise typer.Exit(subprocess.call([*args, *(["--docs"] if docs else [])]))  # noqa: S603
+
+
+eval_app.command("guardrails")(eval_guardrails)
 
 
 @review_app.command("export")
