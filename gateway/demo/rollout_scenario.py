@@ -39,7 +39,6 @@ from typing import Any
 import redis.asyncio as aioredis
 from rich.console import Console
 
-from detectors import shipped
 from detectors.features import sentences
 from detectors.rollout_replay import Pool, ReplayResult, replay, replayable_plan, score_records
 from detectors.shortcuts import ShortcutDetectors
@@ -49,6 +48,7 @@ from gateway.review.demo import demo_review_config
 from gateway.review.rollout_view import ReviewItemView, RolloutState, RolloutView, view_from_evidence
 from gateway.review.service import ReviewService
 from gateway.store import EmbeddedValkey
+from gateway.tools import shipped
 from rollguard.errors import StoreError
 from rollguard.rollout import RolloutPlan, default_plan
 

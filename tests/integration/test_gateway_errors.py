@@ -281,6 +281,7 @@ def test_operator_endpoints(gateway: GatewayFactory) -> None:
         pol = httpx.get(f"{url}/v1/policies").json()["data"]
         assert [p["id"] for p in pol] == [
             "limits",
+            "invisible_text",
             "pii",
             "secrets",
             "prompt_injection",
