@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -173,9 +172,3 @@ def rollout_routes(ui: APIRouter, service: ReviewService, slot: RolloutViewSlot,
             plot=plot,
             can_approve=me.role in APPROVERS,
         )
-
-
-def static_context(view: RolloutView) -> dict[str, Any]:
-    """The template context of a rollout page without a server (``rollguard demo`` writes the page
-    next to its report): no viewer, no approve button."""
-    return {"r": view, "items": list(view.review_items), "plot": rollout_plot.svg(view), "can_approve": False}
