@@ -241,9 +241,11 @@ def create_review_router(settings: RollguardSettings, redis: aioredis.Redis) -> 
     ``router.review_service`` is the ``ReviewService``: the gateway passes
     ``review_service.escalate_interaction`` to its audit trail, and may call
     ``review_service.start()`` / ``await review_service.aclose()`` in its lifespan (the first
-    request starts the background loops otherwise). Raises ``ConfigError`` for a bad ``review``
-    section."""
+    request starts the background loops otherwise). ``router.rollout_views`` is the console's
+    ``RolloutViewSlot``: a rollout controller sets its ``source`` to serve ``/review/rollouts``.
+    Raises ``ConfigError`` for a bad ``review`` section."""
     from gateway.review.console import build_console
+    from gateway.review.rollout_view import RolloutViewSlot
 
     review = parse_review_settings(settings.review)
     raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
@@ -253,6 +255,8 @@ def create_review_router(settings: RollguardSettings, redis: aioredis.Redis) -> 
     auth = ReviewAuth(review, redis)
     router = APIRouter()
     router.include_router(build_api(service, auth))
-    router.include_router(build_console(service, auth))
+    slot = RolloutViewSlot()
+    router.include_router(build_console(service, auth, slot))
     router.review_service = service  # type: ignore[attr-defined]
+    router.rollout_views = slot  # type: ignore[attr-defined]
     return router
