@@ -125,7 +125,8 @@ def decode_atbash(text: str, limit: int) -> str | None:
     return _rotate_spans(text[:limit], _ATBASH, "atbash" in text.lower())
 
 
-_MORSE_TABLE = dict(
+# International Morse (ITU-R M.1677-1), code -> character; the red-team encoders invert it.
+MORSE_TABLE = dict(
     zip(
         [
             ".-",
@@ -191,7 +192,7 @@ def decode_morse(text: str, limit: int) -> str | None:
             letters = []
             for sym in word.split():
                 total += 1
-                ch = _MORSE_TABLE.get(sym)
+                ch = MORSE_TABLE.get(sym)
                 if ch is None:
                     bad += 1
                 else:

@@ -13,52 +13,11 @@ from collections.abc import Callable
 import base2048
 import ecoji
 
+from policies.decoding.ciphers import MORSE_TABLE
+
 __all__ = ["ENCODERS", "tags"]
 
-_MORSE = dict(
-    zip(
-        "abcdefghijklmnopqrstuvwxyz0123456789",
-        [
-            ".-",
-            "-...",
-            "-.-.",
-            "-..",
-            ".",
-            "..-.",
-            "--.",
-            "....",
-            "..",
-            ".---",
-            "-.-",
-            ".-..",
-            "--",
-            "-.",
-            "---",
-            ".--.",
-            "--.-",
-            ".-.",
-            "...",
-            "-",
-            "..-",
-            "...-",
-            ".--",
-            "-..-",
-            "-.--",
-            "--..",
-            "-----",
-            ".----",
-            "..---",
-            "...--",
-            "....-",
-            ".....",
-            "-....",
-            "--...",
-            "---..",
-            "----.",
-        ],
-        strict=True,
-    )
-)
+_MORSE = {char: code for code, char in MORSE_TABLE.items() if char.isalnum()}
 _NATO = dict(
     zip(
         "abcdefghijklmnopqrstuvwxyz",
