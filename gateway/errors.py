@@ -5,8 +5,11 @@ trace in a response; never a 500 for the client's mistake.
 Mapping: ``rollguard.errors.RollguardError`` subclasses carry their own status/type/code (an
 ``UpstreamError`` with the upstream's wait adds a ``Retry-After`` header);
 Starlette's ``HTTPException`` (404 route, 405 method) keeps its status; FastAPI's
-``RequestValidationError`` becomes 422 naming the field; anything else is a 500 ``internal_error``
-whose details go to the log only.
+``RequestValidationError`` becomes 400 ``invalid_value`` naming the field (OpenAI answers 400 for
+every invalid request, never 422); a string holding a lone UTF-16 surrogate (a JSON ``"\\ud800"``
+escape that Python's JSON reader accepts but no store, log or upstream can encode) is 400
+``invalid_request``, whichever field or parameter carried it; anything else is a 500
+``internal_error`` whose details go to the log only.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from rollguard.errors import ClientError, RollguardError, UpstreamError
+from gateway.text_checks import LONE_SURROGATE, has_lone_surrogate, is_lone_surrogate
+from rollguard.errors import ClientError, InvalidRequest, RollguardError, UpstreamError
 
 log = logging.getLogger("rollguard.gateway")
 
@@ -32,7 +36,7 @@ _HTTP_CODES = {
     404: ("invalid_request_error", "not_found"),
     405: ("invalid_request_error", "method_not_allowed"),
     413: ("invalid_request_error", "request_too_large"),
-    422: ("invalid_request_error", "invalid_value"),
+    415: ("invalid_request_error", "unsupported_media_type"),
     429: ("rate_limit_error", "rate_limit_exceeded"),
 }
 
@@ -72,7 +76,10 @@ def response_for(request: Request, exc: Exception) -> Response:
         first = errors[0] if errors else {}
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         param = ".".join(loc) or None
-        msg = f"{param}: {first.get('msg')}" if param else str(first.get("msg", "invalid request"))
+        why = str(first.get("msg", "invalid request"))
+        if any(isinstance(e.get("input"), str) and has_lone_surrogate(e["input"]) for e in errors):
+            why = LONE_SURROGATE
+        msg = f"{param}: {why}" if param else why
         body = {
             "error": {
                 "message": msg,
@@ -81,7 +88,9 @@ def response_for(request: Request, exc: Exception) -> Response:
                 "code": "invalid_value",
             }
         }
-        return json_response(body, status=422)
+        return json_response(body, status=400)
+    if is_lone_surrogate(exc):
+        return error_response(InvalidRequest(LONE_SURROGATE))
     log.error(
         "internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
     )
@@ -102,5 +111,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def handler(request: Request, exc: Exception) -> Response:
         return response_for(request, exc)
 
-    for cls in (RollguardError, StarletteHTTPException, RequestValidationError, Exception):
+    # UnicodeEncodeError (a lone surrogate in client data) is registered by class so Starlette's
+    # exception middleware answers it; the catch-all ``Exception`` handler would re-raise it.
+    for cls in (
+        RollguardError,
+        StarletteHTTPException,
+        RequestValidationError,
+        UnicodeEncodeError,
+        Exception,
+    ):
         app.add_exception_handler(cls, handler)
