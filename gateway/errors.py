@@ -41,6 +41,69 @@ _HTTP_CODES = {
 }
 
 
+ERROR_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                "code": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            },
+        }
+    },
+}
+"""OpenAI's error shape (extra fields such as ``interaction_id`` or ``policy`` may follow)."""
+
+ERROR_MEANINGS = {
+    400: "invalid request: malformed JSON, wrong types, values out of range (code invalid_value), "
+    "invalid conversation history, or a guardrail block (code content_filter)",
+    401: "missing or unknown API key",
+    403: "the credential lacks the grant",
+    404: "unknown model alias (code model_not_found) or item",
+    409: "the lease was lost, expired or is for another item",
+    413: "request body over gateway.max_body_bytes",
+    415: "a Content-Encoding other than identity",
+    429: "rate limited (ours or the upstream's)",
+    502: "the upstream failed or answered something that is not a chat completion",
+    503: "a guardrail or the audit store is unavailable, or the upstream is overloaded",
+    504: "the upstream did not answer in time",
+}
+
+
+def documented_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries documenting the OpenAI-shaped error answers ``statuses``."""
+    return {
+        s: {"description": ERROR_MEANINGS[s], "content": {"application/json": {"schema": ERROR_BODY}}}
+        for s in statuses
+    }
+
+
+def _openapi_without_422(app: FastAPI) -> None:
+    """FastAPI documents a 422 for every route with validated parameters; this boundary answers
+    400 instead, so the generated document says 400 (OpenAI's error shape) in its place."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses.setdefault("400", documented_errors(400)[400])
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response serialised with orjson (the hot path's serialiser)."""
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
@@ -106,7 +169,8 @@ def response_for(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the boundary on ``app`` for every exception class it maps."""
+    """Register the boundary on ``app`` for every exception class it maps, and make the OpenAPI
+    document show its answers (400, not FastAPI's 422)."""
 
     async def handler(request: Request, exc: Exception) -> Response:
         return response_for(request, exc)
@@ -121,3 +185,4 @@ def install_error_handlers(app: FastAPI) -> None:
         Exception,
     ):
         app.add_exception_handler(cls, handler)
+    _openapi_without_422(app)

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
-from gateway.errors import response_for
+from gateway.errors import documented_errors, response_for
 from gateway.review.audit_scope import scoped_audit
 from gateway.review.auth import ReviewAuth, current_reviewer, guarded_route
 from gateway.review.config import ReviewerSpec, Role, parse_review_settings
@@ -131,7 +131,12 @@ def build_api(service: ReviewService, auth: ReviewAuth) -> APIRouter:
         request.state.reviewer = reviewer
         authorize(service, reviewer, route, dict(request.path_params))
 
-    api = APIRouter(prefix=PREFIX, tags=["review"], route_class=guarded_route(guard, _render))
+    api = APIRouter(
+        prefix=PREFIX,
+        tags=["review"],
+        route_class=guarded_route(guard, _render),
+        responses=documented_errors(400, 401, 403, 404, 409, 503),
+    )
 
     @api.get("/me", summary="The authenticated reviewer and their grants")
     async def me(request: Request) -> dict[str, Any]:

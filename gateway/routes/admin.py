@@ -9,28 +9,36 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.detector_scope import scope_summary
-from gateway.errors import json_response
+from gateway.errors import documented_errors, json_response
+from gateway.routes.chat_schema import ok
 from gateway.runtime import runtime
 from rollguard.errors import AuthenticationFailed
 
 router = APIRouter(tags=["operators"])
 
 
-@router.get("/v1/policies", summary="The configured policy pipeline, in execution order")
+OBJECT: dict[str, object] = {"type": "object"}
+DOCUMENTED = {**ok(OBJECT), **documented_errors(401)}
+"""Every operator route answers 200 with a JSON object, or 401."""
+
+
+@router.get(
+    "/v1/policies", summary="The configured policy pipeline, in execution order", responses=DOCUMENTED
+)
 async def list_policies(request: Request) -> Response:
     rt = runtime(request)
     rt.auth.tenant_for(request)
     return json_response({"object": "list", "data": rt.service.pipeline.describe()})
 
 
-@router.get("/v1/flags", summary="Flag source and state in this worker")
+@router.get("/v1/flags", summary="Flag source and state in this worker", responses=DOCUMENTED)
 async def flags_state(request: Request) -> Response:
     rt = runtime(request)
     rt.auth.tenant_for(request)
     return json_response(rt.flags.describe())
 
 
-@router.get("/v1/store", summary="Audit store counters in this worker")
+@router.get("/v1/store", summary="Audit store counters in this worker", responses=DOCUMENTED)
 async def store_state(request: Request) -> Response:
     rt = runtime(request)
     rt.auth.tenant_for(request)
@@ -40,6 +48,7 @@ async def store_state(request: Request) -> Response:
 @router.get(
     "/v1/detectors",
     summary="Detector state per detector and flag variant (from the workers), scoped to the caller",
+    responses={**DOCUMENTED, **documented_errors(503)},
 )
 async def detectors_state(request: Request) -> Response:
     """The state the detector workers keep in Redis: per detector and group (variant, model,
