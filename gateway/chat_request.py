@@ -174,8 +174,17 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> None:
         raise _out_of_range(f"{name} must be between {lo} and {hi}, got {v}", name)
 
 
-def _integer(body: dict[str, Any], name: str, lo: int, hi: int | None) -> None:
+def _whole(body: dict[str, Any], name: str) -> Any:
+    """``body[name]``, a whole-valued float (``2.0``, an integer in JSON Schema's sense) made an
+    ``int`` in place so the upstream gets an integer."""
     v = body.get(name)
+    if isinstance(v, float) and v.is_integer():
+        v = body[name] = int(v)
+    return v
+
+
+def _integer(body: dict[str, Any], name: str, lo: int, hi: int | None) -> None:
+    v = _whole(body, name)
     if v is None:
         return
     _expect(
@@ -313,7 +322,7 @@ def _check_options(body: dict[str, Any]) -> None:
         )
     for name, (ilo, ihi) in INT_RANGES.items():
         _integer(body, name, ilo, ihi)
-    seed = body.get("seed")
+    seed = _whole(body, "seed")
     _expect(
         seed is None or (isinstance(seed, int) and not isinstance(seed, bool)),
         "seed",

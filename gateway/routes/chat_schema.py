@@ -199,12 +199,28 @@ CHAT_REQUEST_SCHEMA: Schema = {
 """The ``POST /v1/chat/completions`` body (OpenAI API reference); unknown fields pass through."""
 
 
+SSE_EVENT: Schema = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "a chat.completion.chunk as JSON, an OpenAI-shaped error, or [DONE]",
+        },
+        "event": STRING,
+        "id": STRING,
+    },
+}
+"""One server-sent event (OpenAPI 3.1 reads a ``text/event-stream`` schema as one event's; the
+3.2 ``itemSchema`` convention: ``data``, ``event``, ``id``)."""
+
+
 def ok(schema: Schema, description: str = "OK", *, sse: bool = False) -> dict[int | str, dict[str, Any]]:
     """A documented 200 answer: ``schema`` as JSON, and with ``sse`` also ``text/event-stream``
     (a streamed chat completion: ``data:`` lines, OpenAI's SSE format)."""
     content: dict[str, Any] = {"application/json": {"schema": schema}}
     if sse:
-        content["text/event-stream"] = {"schema": STRING}
+        content["text/event-stream"] = {"schema": SSE_EVENT}
     return {200: {"description": description, "content": content}}
 
 
