@@ -25,11 +25,11 @@ _END = 1 << 62
 
 
 def check_arguments(args: str, param: str) -> None:
-    """``args`` (a tool call's or function call's ``arguments``) must be one JSON object, or empty
-    (a call without arguments; some SDKs send ``""``). Two objects glued together
+    """``args`` (a tool call's or function call's ``arguments``) must be one JSON object, or ``""``
+    (a call without arguments; some SDKs send that). Two objects glued together
     (``{"a":1}{"b":2}``, as a provider that merged parallel calls sends them), a bare value or
     a truncated object is refused. Raises ``InvalidRequest`` naming ``param``."""
-    if not args.strip():
+    if args == "":
         return
     try:
         parsed = orjson.loads(args)

@@ -61,13 +61,17 @@ RANGES: dict[str, tuple[float, float]] = {
 }
 """Inclusive ranges of the sampling parameters (OpenAI API reference)."""
 
-INT_RANGES: dict[str, tuple[int, int | None]] = {
-    "max_tokens": (1, None),
-    "max_completion_tokens": (1, None),
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""Integers are 64-bit (OpenAI's ``seed``; what the JSON writer serialises)."""
+
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "max_tokens": (1, INT64_MAX),
+    "max_completion_tokens": (1, INT64_MAX),
     "n": (1, MAX_N),
     "top_logprobs": (0, MAX_TOP_LOGPROBS),
+    "seed": (INT64_MIN, INT64_MAX),
 }
-"""Inclusive integer ranges (None: no upper bound)."""
+"""Inclusive integer ranges."""
 
 
 class UnsupportedEncoding(ClientError):
@@ -175,26 +179,27 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> None:
 
 
 def _whole(body: dict[str, Any], name: str) -> Any:
-    """``body[name]``, a whole-valued float (``2.0``, an integer in JSON Schema's sense) made an
-    ``int`` in place so the upstream gets an integer."""
+    """``body[name]``, a whole-valued 64-bit float (``2.0``, an integer in JSON Schema's sense) made
+    an ``int`` in place so the upstream gets an integer."""
     v = body.get(name)
-    if isinstance(v, float) and v.is_integer():
+    if isinstance(v, float) and v.is_integer() and INT64_MIN <= v <= INT64_MAX:
         v = body[name] = int(v)
     return v
 
 
-def _integer(body: dict[str, Any], name: str, lo: int, hi: int | None) -> None:
+def _integer(body: dict[str, Any], name: str, lo: int, hi: int) -> None:
     v = _whole(body, name)
     if v is None:
         return
     _expect(
         isinstance(v, int) and not isinstance(v, bool),
         name,
-        f"{name} must be an integer, got {_type_name(v)}",
+        f"{name} must be an integer"
+        + (" of 64 bits" if isinstance(v, float) and v.is_integer() else "")
+        + f", got {_type_name(v)}",
     )
-    if v < lo or (hi is not None and v > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-        raise _out_of_range(f"{name} must be {bound}, got {v}", name)
+    if not lo <= v <= hi:
+        raise _out_of_range(f"{name} must be between {lo} and {hi}, got {v}", name)
 
 
 def _check_parts(content: list[Any], param: str, text_only: bool) -> None:
@@ -322,12 +327,6 @@ def _check_options(body: dict[str, Any]) -> None:
         )
     for name, (ilo, ihi) in INT_RANGES.items():
         _integer(body, name, ilo, ihi)
-    seed = _whole(body, "seed")
-    _expect(
-        seed is None or (isinstance(seed, int) and not isinstance(seed, bool)),
-        "seed",
-        "seed must be an integer",
-    )
     for name, (lo, hi) in RANGES.items():
         _number(body, name, lo, hi)
     stop = body.get("stop")

@@ -58,8 +58,7 @@ def parts(text_only: bool) -> Schema:
 
 
 ARGUMENTS: Schema = {
-    "type": "string",
-    "format": "json-object",
+    "anyOf": [{"const": ""}, {"type": "string", "format": "json-object"}],
     "description": 'one JSON object serialised as a string, e.g. \'{"city": "Paris"}\', or empty; '
     "two objects glued together, a bare value or truncated JSON is a 400",
 }
@@ -157,10 +156,7 @@ TOOL: Schema = {
 def _options() -> dict[str, Schema]:
     out: dict[str, Schema] = {}
     for name, (lo, hi) in INT_RANGES.items():
-        bound: Schema = {"type": "integer", "minimum": lo}
-        if hi is not None:
-            bound["maximum"] = hi
-        out[name] = nullable(bound)
+        out[name] = nullable({"type": "integer", "minimum": lo, "maximum": hi})
     for name, (flo, fhi) in RANGES.items():
         out[name] = nullable({"type": "number", "minimum": flo, "maximum": fhi})
     return out
@@ -179,7 +175,6 @@ CHAT_REQUEST_SCHEMA: Schema = {
             {"type": "object", "properties": {"include_usage": nullable({"type": "boolean"})}}
         ),
         **_options(),
-        "seed": nullable({"type": "integer"}),
         "stop": nullable({"anyOf": [STRING, {"type": "array", "maxItems": MAX_STOP, "items": STRING}]}),
         "tools": nullable({"type": "array", "maxItems": MAX_TOOLS, "items": TOOL}),
         "tool_choice": {},

@@ -55,19 +55,16 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies"),
 ]
 
-MAX_EXAMPLES = 150
+MAX_EXAMPLES = 300
 """Generated cases per operation (and generation mode); 23 operations."""
 
 SERVED = ("echo", "demo")
-"""Model aliases a generated valid body is pointed at (half of them; the others keep their random
+"""Model aliases a generated valid body is pointed at (three in four; the others keep their random
 model and get the documented 404)."""
 
-JSON_OBJECT_TEXT = st.one_of(
-    st.just(""),
-    st.dictionaries(st.text(max_size=8), st.one_of(st.integers(), st.text(max_size=8)), max_size=3).map(
-        json.dumps
-    ),
-)
+JSON_OBJECT_TEXT = st.dictionaries(
+    st.text(max_size=8), st.one_of(st.integers(), st.text(max_size=8)), max_size=3
+).map(json.dumps)
 schemathesis.openapi.format("json-object", JSON_OBJECT_TEXT)
 
 STATUSES: Counter[str] = Counter()
@@ -113,18 +110,18 @@ def repair(case: Case, policies: list[str]) -> None:
     if isinstance(body.get("messages"), list):
         body["messages"] = repair_history(body["messages"])
     model = body.get("model")
-    if case.path == "/v1/chat/completions" and isinstance(model, str) and len(model) % 2 == 0:
-        body["model"] = SERVED[len(model) % 4 // 2]
+    if case.path == "/v1/chat/completions" and isinstance(model, str) and len(model) % 4 != 3:
+        body["model"] = SERVED[len(model) % 2]
     if case.path == "/v1/guard/check" and isinstance(body.get("policies"), list):
         body["policies"] = [policies[len(str(p)) % len(policies)] for p in body["policies"]]
 
 
 def valid_bodies_accepted(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """A request the schema calls valid is not refused as invalid (chat and guard routes)."""
-    if case.path in ("/v1/chat/completions", "/v1/guard/check") and _positive(case):
-        if response.status_code == 400:
-            error = json.loads(response.content)["error"]
-            assert error["code"] == "content_filter", f"valid request refused: {error}"
+    guarded = case.path in ("/v1/chat/completions", "/v1/guard/check")
+    if guarded and _positive(case) and response.status_code == 400:
+        error = json.loads(response.content)["error"]
+        assert error["code"] == "content_filter", f"valid request refused: {error}"
     return None
 
 
