@@ -55,7 +55,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies"),
 ]
 
-MAX_EXAMPLES = 300
+MAX_EXAMPLES = 200
 """Generated cases per operation (and generation mode); 23 operations."""
 
 SERVED = ("echo", "demo")
