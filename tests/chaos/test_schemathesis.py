@@ -24,6 +24,7 @@ under two minutes on one core.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -56,8 +57,9 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies"),
 ]
 
-MAX_EXAMPLES = 40
-"""Generated cases per operation (and generation mode); 23 operations."""
+MAX_EXAMPLES = int(os.environ.get("ROLLGUARD_CHAOS_EXAMPLES", "40"))
+"""Generated cases per operation and generation mode (23 operations); CI uses the default, a
+deeper local run sets ``ROLLGUARD_CHAOS_EXAMPLES``."""
 
 SERVED = ("echo", "demo")
 """Model aliases a generated valid body is pointed at (three in four; the others keep their random
