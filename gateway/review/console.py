@@ -89,7 +89,7 @@ def _lease_for(lease: str, item: ReviewItem) -> bool:
 
 def _render_error(request: Request, exc: RollguardError | RequestValidationError) -> Response:
     """No session: GET -> 303 to the login page, other methods -> 401 with the login page; other
-    rollguard errors -> the error page with their status; a bad query value -> a 422 error page."""
+    rollguard errors -> the error page with their status; a bad query value -> a 400 error page."""
     if isinstance(exc, AuthenticationFailed):
         if request.method in ("GET", "HEAD"):
             return RedirectResponse(f"/review/login?next={quote(request.url.path)}", status_code=303)
@@ -101,7 +101,7 @@ def _render_error(request: Request, exc: RollguardError | RequestValidationError
     if isinstance(exc, RequestValidationError):
         errors = exc.errors()
         where = ".".join(str(p) for p in (errors[0].get("loc", ()) if errors else ()))
-        status, message = 422, f"invalid value for {where or 'the request'}"
+        status, message = 400, f"invalid value for {where or 'the request'}"
     else:
         status, message = exc.status, exc.message
     html = _env.get_template("error.html").render(status=status, message=message, me=None)

@@ -55,12 +55,12 @@ def _assert_openai_error(
         ),
         (
             b'{"model": "echo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}',
-            422,
+            400,
             "max_tokens",
         ),
         (
             b'{"model": "echo", "messages": [{"role": "user", "content": "x"}], "temperature": 9}',
-            422,
+            400,
             "temperature",
         ),
         (b'{"model": "echo", "messages": [{"role": "user", "content": "caf\xe9"}]}', 400, None),
