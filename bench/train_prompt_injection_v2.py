@@ -31,11 +31,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from injection_templates import attack_rows, benign_rows  # noqa: E402
+from injection_templates import attack_rows, benign_rows
 
-from policies.builtin.injection_features import LinearTextModel  # noqa: E402
-from policies.builtin.normalize import normalize  # noqa: E402
-from policies.training import prompt_injection as v1  # noqa: E402
+from policies.builtin.injection_features import LinearTextModel
+from policies.builtin.normalize import normalize
+from policies.training import prompt_injection as v1
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def template_examples(seed: int = 0) -> list[v1.Example]:
     """The template rows as training examples (kinds ``synthetic_attack`` / ``synthetic_benign``:
     trained on, reported per source, never in the headline rates)."""
     out = []
-    for text, label, group in attack_rows(seed):
+    for text, _label, group in attack_rows(seed):
         lang = group.split(":")[0]
         out.append(v1.Example(text, 1, f"templates-override-{lang}", f"tpl:{group}", "synthetic_attack"))
     for text, label, group in benign_rows(seed):
@@ -91,7 +91,14 @@ def headline(scores: np.ndarray, test: list[v1.Example], threshold: float) -> di
         "xstest_safe_blocked": blocked("xstest-safe"),
         "mt_bench_blocked": blocked("mt-bench-vicuna-questions"),
         "per_subset_recall": {
-            s: round(float((scores[(kinds == "attack") & np.array([e.subset == s for e in test])] >= threshold).mean()), 4)
+            s: round(
+                float(
+                    (
+                        scores[(kinds == "attack") & np.array([e.subset == s for e in test])] >= threshold
+                    ).mean()
+                ),
+                4,
+            )
             for s in sorted(subsets)
         },
     }
@@ -118,7 +125,11 @@ def train(out_dir: Path, seed: int, log: Any) -> dict[str, Any]:
     doc["word_model"], _ = v1.fit_word_model(plain, labels, seed)
     doc["stage2"], _ = v1.fit_stage2(inputs, labels, seed)
     doc.update(format="rollguard.prompt_injection.stacked/4", threshold=threshold, seed=seed)
-    doc["trained_on"] = {"train_rows": len(train_rows), "test_rows": len(test), "trainer": "bench/train_prompt_injection_v2.py"}
+    doc["trained_on"] = {
+        "train_rows": len(train_rows),
+        "test_rows": len(test),
+        "trainer": "bench/train_prompt_injection_v2.py",
+    }
     model = v1._to_model(doc, threshold)
     texts = [e.text for e in test]
     scores = v1.score_all(model, texts)
@@ -131,10 +142,14 @@ def train(out_dir: Path, seed: int, log: Any) -> dict[str, Any]:
             metrics["before"] = headline(v1.score_all(old, texts), test, old.threshold)
     metrics["cross_validation"] = {k: v for k, v in cv.items() if not k.startswith("per_")}
     n_shipped_test = sum(1 for e in test if not e.source.startswith("templates-"))
-    metrics.update(seed=seed, train_rows=len(train_rows), test_rows=n_shipped_test, terms=len(doc["vocabulary"]))
+    metrics.update(
+        seed=seed, train_rows=len(train_rows), test_rows=n_shipped_test, terms=len(doc["vocabulary"])
+    )
     metrics["template_test_rows"] = len(test) - n_shipped_test
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / v1.MODEL_FILE).write_text(json.dumps(doc, separators=(",", ":"), ensure_ascii=False), encoding="utf-8")
+    (out_dir / v1.MODEL_FILE).write_text(
+        json.dumps(doc, separators=(",", ":"), ensure_ascii=False), encoding="utf-8"
+    )
     (out_dir / v1.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return metrics
 
