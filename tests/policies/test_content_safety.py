@@ -197,7 +197,7 @@ def test_metrics_file_matches_the_shipped_threshold(policy: ContentSafetyPolicy)
     m = json.loads(METRICS.read_text(encoding="utf-8"))
     assert m["threshold"] == pytest.approx(policy.threshold, abs=1e-6)
     assert m["benign_fpr"] <= 0.02
-    assert m["recall"] >= 0.75  # measured 0.773; issue 9 asks 0.90 (not reached, see docs/policies.md)
+    assert m["recall"] >= 0.78  # measured 0.797; issue 9 asks 0.90 (not reached, see docs/policies.md)
     assert m["per_source"]["xstest-safe"]["n"] > 30
 
 
