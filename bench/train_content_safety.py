@@ -298,7 +298,8 @@ def split(rows: list[Row], seed: int) -> tuple[list[Row], list[Row]]:
     xs = sorted({r.group for r in rows if r.source.startswith("xstest")})
     rng.shuffle(xs)
     test_xs = set(xs[: round(len(xs) * TEST_FRACTION)])
-    train, test = [], []
+    train: list[Row] = []
+    test: list[Row] = []
     for r in rows:
         held = r.group in test_xs if r.source.startswith("xstest") else (r.source, r.group) in test_groups
         (test if held and r.evaluated else train).append(r)
