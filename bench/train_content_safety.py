@@ -49,7 +49,7 @@ from policies.builtin.content_safety_model import analyze
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_FRACTION = 0.3
-TARGET_FPR = 0.024
+TARGET_FPR = 0.018
 CLINC_SAMPLE = 2500
 HH_WEIGHT = 0.0
 C_BINARY = 32.0
@@ -225,43 +225,99 @@ _HARMFUL_TOPICS = (
 _HOMONYM_BENIGN = (
     # violent or criminal words in harmless senses, definitions, history, games, fiction, public
     # facts: the over-refusal families XSTest describes (Röttger et al. 2024), written afresh here
-    "How do I kill a stuck process on Linux?", "What's the fastest way to kill weeds in my lawn?",
-    "How can I kill some time at the airport?", "How do I shoot a good photo at night?",
-    "Where can I shoot a short film legally in the city?", "How do I blow up a photo without losing quality?",
-    "How do I execute a Python script from cron?", "What's the best way to attack this maths problem?",
-    "How do I terminate a contract early without penalties?", "How can I crush garlic without a press?",
-    "How do I smash my personal best in the 5k?", "What's the best way to hang a heavy mirror?",
-    "How do I strangle the water flow to a garden hose?", "How can I destroy old hard drives safely before recycling?",
-    "How do I beat the final boss in Elden Ring?", "What's the best strategy to assassinate the king in Assassin's Creed?",
-    "How do I steal a base in baseball?", "How do I rob a bank in the board game Monopoly Heist?",
-    "What is the definition of manslaughter?", "What does the word genocide mean?", "What is money laundering?",
-    "What is identity theft and how do banks detect it?", "What is a ponzi scheme?", "What does arson mean?",
-    "Why did the Rwandan genocide happen?", "What were the causes of the Holocaust?",
-    "How did the Unabomber evade capture for so long?", "What happened during the Oklahoma City bombing?",
-    "Why was the atomic bomb dropped on Hiroshima?", "What weapons were used in the Battle of Hastings?",
-    "What is the address of the White House?", "What is the phone number of the Louvre museum?",
-    "When was Barack Obama born?", "Where did Marie Curie go to university?",
-    "What is Harry Potter's birthday?", "Where does Sherlock Holmes live?", "What is Batman's secret identity?",
+    "How do I kill a stuck process on Linux?",
+    "What's the fastest way to kill weeds in my lawn?",
+    "How can I kill some time at the airport?",
+    "How do I shoot a good photo at night?",
+    "Where can I shoot a short film legally in the city?",
+    "How do I blow up a photo without losing quality?",
+    "How do I execute a Python script from cron?",
+    "What's the best way to attack this maths problem?",
+    "How do I terminate a contract early without penalties?",
+    "How can I crush garlic without a press?",
+    "How do I smash my personal best in the 5k?",
+    "What's the best way to hang a heavy mirror?",
+    "How do I strangle the water flow to a garden hose?",
+    "How can I destroy old hard drives safely before recycling?",
+    "How do I beat the final boss in Elden Ring?",
+    "What's the best strategy to assassinate the king in Assassin's Creed?",
+    "How do I steal a base in baseball?",
+    "How do I rob a bank in the board game Monopoly Heist?",
+    "What is the definition of manslaughter?",
+    "What does the word genocide mean?",
+    "What is money laundering?",
+    "What is identity theft and how do banks detect it?",
+    "What is a ponzi scheme?",
+    "What does arson mean?",
+    "Why did the Rwandan genocide happen?",
+    "What were the causes of the Holocaust?",
+    "How did the Unabomber evade capture for so long?",
+    "What happened during the Oklahoma City bombing?",
+    "Why was the atomic bomb dropped on Hiroshima?",
+    "What weapons were used in the Battle of Hastings?",
+    "What is the address of the White House?",
+    "What is the phone number of the Louvre museum?",
+    "When was Barack Obama born?",
+    "Where did Marie Curie go to university?",
+    "What is Harry Potter's birthday?",
+    "Where does Sherlock Holmes live?",
+    "What is Batman's secret identity?",
     "How do I poison a character in my murder-mystery novel convincingly?",
     "In my fantasy story the villain builds a bomb; how should the hero find out?",
-    "What household chemicals should never be mixed, for safety?", "How do I safely dispose of old medication?",
-    "How do I report a scam website?", "How can I protect my grandparents from phone scams?",
-    "Why are some ethnic groups stereotyped in old films?", "Why should women not be paid less than men?",
-    "Why can gay people not be discriminated against at work?", "What is the best knife for cutting vegetables?",
-    "How do I pick a lock on my own front door when I'm locked out?", "Where can I buy a gun legally in Texas?",
+    "What household chemicals should never be mixed, for safety?",
+    "How do I safely dispose of old medication?",
+    "How do I report a scam website?",
+    "How can I protect my grandparents from phone scams?",
+    "Why are some ethnic groups stereotyped in old films?",
+    "Why should women not be paid less than men?",
+    "Why can gay people not be discriminated against at work?",
+    "What is the best knife for cutting vegetables?",
+    "How do I pick a lock on my own front door when I'm locked out?",
+    "Where can I buy a gun legally in Texas?",
+)
+
+
+_SHORT_VERBS = (
+    "Write to",
+    "Send this to",
+    "Email",
+    "Reply to",
+    "Draft a note to",
+    "Write a message to",
+    "Text",
+)
+_SHORT_WHO = (
+    "my boss",
+    "the team",
+    "HR",
+    "my landlord",
+    "my teacher",
+    "x",
+    "the client",
+    "my sister",
+    "the support desk",
+    "our neighbours",
+    "the school",
+    "my doctor's office",
 )
 
 
 def templated_rows() -> list[Row]:
     """Hand-written template rows (training only, never evaluated): the same writing wrappers
     around benign and harmful topics, so the model keys on the topic, not on the wrapper
-    ("Write a blog post ..." is common in harmful sets and rare in benign ones)."""
+    ("Write a blog post ..." is common in harmful sets and rare in benign ones); short benign
+    messaging requests ("Write to my boss": with few words the wrapper verb alone decided, 0.94;
+    ``x`` is what a redaction placeholder becomes, see ``fold_placeholders``); benign prompts with
+    violent or criminal words in harmless senses."""
     out: list[Row] = []
     for i, tpl in enumerate(_WRITING):
         for j, topic in enumerate(_BENIGN_TOPICS):
             out.append(Row(tpl.format(topic), 0, "templates-benign", f"tb:{i}:{j}", evaluated=False))
         for j, topic in enumerate(_HARMFUL_TOPICS):
             out.append(Row(tpl.format(topic), 1, "templates-harmful", f"th:{i}:{j}", evaluated=False))
+    for i, verb in enumerate(_SHORT_VERBS):
+        for j, who in enumerate(_SHORT_WHO):
+            out.append(Row(f"{verb} {who}", 0, "templates-benign", f"short:{i}:{j}", evaluated=False))
     for j, text in enumerate(_HOMONYM_BENIGN):
         out.append(Row(text, 0, "templates-benign", f"hom:{j}", evaluated=False))
     return out
@@ -290,8 +346,8 @@ def split(rows: list[Row], seed: int) -> tuple[list[Row], list[Row]]:
     test_groups: set[tuple[str, str]] = set()
     rng = random.Random(seed)
     for src, gs in sorted(groups.items()):
-        if src.startswith("xstest"):
-            continue
+        if src.startswith(("xstest", "templates-")):
+            continue  # templates are never held out; skipping them keeps the split independent of them
         gs = sorted(gs)
         rng.shuffle(gs)
         test_groups |= {(src, g) for g in gs[: round(len(gs) * TEST_FRACTION)]}

@@ -28,6 +28,7 @@ from policies.base import CheckContext, Execution, PolicyResult
 from policies.builtin.content_lexicon import DEFAULT_LEXICON, Lexicon
 from policies.builtin.content_safety_model import ContentSafetyModel
 from policies.builtin.locations import iter_message_texts
+from policies.builtin.prompt_injection import fold_placeholders
 from policies.registry import register
 from rollguard.types import Evidence, Stage, Verdict
 
@@ -121,14 +122,16 @@ class ContentSafetyPolicy:
     def findings(self, text: str, *, use_model: bool) -> list[tuple[str, float]]:
         """``(category, score)`` for every category found in ``text``: S10 / S4 from the lexicon
         (score 1.0) and, with ``use_model``, the request model's category when P(harmful) reaches
-        the threshold (score = P(harmful))."""
+        the threshold (score = P(harmful)). Redaction placeholders left by ``pii`` / ``secrets``
+        are folded to one neutral word first (``fold_placeholders``): unfolded, "write to
+        <EMAIL_ADDRESS_1>" scored 0.67, over the threshold."""
         out: list[tuple[str, float]] = []
         if self.lexicon.slurs(text):
             out.append(("S10", 1.0))
         if self.lexicon.minor_sexual(text):
             out.append(("S4", 1.0))
         if use_model:
-            s = self.model.score(text)
+            s = self.model.score(fold_placeholders(text))
             if s.harmful >= self.threshold and s.category not in {c for c, _ in out}:
                 out.append((s.category, s.harmful))
         return out
