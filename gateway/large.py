@@ -12,7 +12,8 @@ hundreds of thousands of characters holds it for its whole C call, and on a load
 descheduled GIL holder stalls the loop far longer (measured: /healthz p99 190-680 ms at load 10
 with a thread, for a 390,000-character request). Threads remain the fallback (a pipeline that
 cannot be pickled, a broken child, unit tests). Several large requests at once queue behind each
-other instead of competing with the loop.
+other instead of competing with the loop. In the child, policies record no OpenTelemetry spans
+(the request's span stays in the gateway, with the stage's decisions and metrics as usual).
 
 A request rejected by ``limits`` never pays for redacting its whole body: its audit record keeps
 the first ``CLIP_CHARS`` characters of each text (``clip_messages``), with a marker naming how many
