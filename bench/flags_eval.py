@@ -7,7 +7,10 @@ Usage (from the repository root)::
 
 Prints microseconds per request (median of 5 runs; wall time and this process's CPU time, which is
 less disturbed by other processes on a shared machine) for: a known user id, anonymous traffic, and
-all-unknown flags (gating not configured in Unleash). Numbers depend on the machine; no test asserts them.
+all-unknown flags (gating not configured in Unleash); then the same through the result cache
+(``gateway.flags.cache.CachedFlags``, what the gateway uses): a repeated user id (hits), and 1,000
+distinct user ids asked in turn (the cache's own cost on misses is included). Numbers depend on the
+machine; no test asserts them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from typing import Any
 
 from gateway.flags import FlagContext, Flags
+from gateway.flags.cache import CachedFlags
 from rollguard.settings import FlagSettings
 
 
@@ -63,13 +67,20 @@ def main() -> None:
         "anonymous, same flags": (FlagContext(tenant="acme"), names),
         "8 unknown flags (no gating configured)": (FlagContext(user_id="u-1"), [f"x{i}" for i in range(7)]),
     }
-    for label, (ctx, ns) in cases.items():
+    cached = CachedFlags(flags, settle_s=0.0)
+    users = [FlagContext(user_id=f"u-{i}", tenant="acme") for i in range(1000)]
+    runs: dict[str, tuple[Any, list[FlagContext], list[str]]] = {
+        label: (flags, [ctx], ns) for label, (ctx, ns) in cases.items()
+    }
+    runs["cached: user id repeated (hits), 6 known flags"] = (cached, [users[0]], names)
+    runs["cached: 1,000 user ids in turn, 6 known flags"] = (cached, users, names)
+    for label, (source, contexts, ns) in runs.items():
         variant_flags = ["rollout.demo"] if ns is names else ["x7"]
         wall, cpu = [], []
         for _ in range(5):
             t0, c0 = time.perf_counter(), time.process_time()
-            for _ in range(args.requests):
-                flags.evaluate(ns, ctx, variant_flags=variant_flags)
+            for i in range(args.requests):
+                source.evaluate(ns, contexts[i % len(contexts)], variant_flags=variant_flags)
             wall.append((time.perf_counter() - t0) / args.requests * 1e6)
             cpu.append((time.process_time() - c0) / args.requests * 1e6)
         print(

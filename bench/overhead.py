@@ -11,7 +11,8 @@ Setup, all on this machine, each in its own process:
 
 * upstreams: ``bench/stub.py`` (the demo upstream stub, a fixed 512-character reply, 16 chunks when
   streamed) once per upstream delay (default 0 and 50 ms before the reply starts);
-* the gateway: one uvicorn worker (``uvicorn gateway.app:create_app --factory --workers 1``), started
+* the gateway: one uvicorn worker (``uvicorn gateway.app:create_app --factory --workers 1``;
+  ``--workers N`` for the scale-out curve, CPU then summed over the worker processes), started
   with ``policies: []`` (``policies_off``) and with the default policy set (``policies_on``); alias
   ``bench-d<delay>`` goes to the stub with that delay; the audit store is the embedded Valkey in a
   temporary directory;
@@ -167,7 +168,7 @@ def run_gateway_mode(
     port, log = free_port(), work / f"{mode}.log"
     env = {**os.environ, "PYTHONPATH": str(REPO), "ROLLGUARD_CONFIG": str(cfg)}
     first_index = plan.next_index
-    with process(gateway_command(port), env, log) as gw:
+    with process(gateway_command(port, args.workers), env, log) as gw:
         wait_http(f"http://127.0.0.1:{port}/readyz", gw, log)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         for d in plan.delays_ms:
@@ -225,12 +226,17 @@ def targets(cells: list[Cell], report: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _workers(report: dict[str, Any]) -> str:
+    n = int(report.get("workers", 1))
+    return "one uvicorn worker" if n == 1 else f"{n} uvicorn workers"
+
+
 def markdown(cells: list[Cell], report: dict[str, Any]) -> str:
     m, w = report["machine"], report["workload"]
     lines = [
         f"Gateway overhead, `bench/overhead.py`, {m['date']}, commit `{m['commit']}` "
         f"(code under test: `{m['code_commit']}`): {m['nproc']} CPU(s) "
-        f"({m['cpu_model']}), Python {m['python']}, one uvicorn worker, load generator `bench/loadgen.py` "
+        f"({m['cpu_model']}), Python {m['python']}, {_workers(report)}, load generator `bench/loadgen.py` "
         f"(uvloop + httptools, closed loop), {report['plan']['duration_s']:g} s per cell after "
         f"{report['plan']['warmup_s']:g} s warm-up. Traffic: {w['user_turns']} real user turns, "
         f"{w['turns_per_conversation']}-turn conversations, a {w['system_prompt_chars']}-character system "
@@ -292,6 +298,7 @@ def run(args: argparse.Namespace) -> int:
     modes = [m for m in args.modes.split(",") if m]
     report: dict[str, Any] = {"machine": machine(), "workload": Workload(plan.turns).describe()}
     report["plan"] = {k: v for k, v in asdict(plan).items() if k not in ("log", "next_index")}
+    report["workers"] = args.workers
     cells: list[Cell] = []
     failures: list[str] = []
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -389,6 +396,9 @@ def parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="also serve N requests (policies_on) and report RSS after 10k and after N",
     )
     p.add_argument("--out", default=str(RESULTS), help="directory for the .json / .md")
+    p.add_argument(
+        "--workers", type=int, default=1, help="uvicorn workers of the gateway (the --workers N curve)"
+    )
     p.add_argument("--tag", default="", help="file name suffix: overhead-TAG.json")
     p.add_argument("--note", default="", help="a note written under the table (e.g. machine load)")
     return p

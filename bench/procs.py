@@ -23,14 +23,46 @@ REPO = BENCH.parent
 PYTHON = sys.executable
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def descendants(pid: int) -> list[int]:
+    """Live descendant process ids of ``pid`` (uvicorn's workers with ``--workers N``, the
+    gateway's large-input child), from the parent ids in ``/proc/<p>/stat``; [] without ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if entry.name.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc/<pid>/stat`` fields 14
-    and 15, in clock ticks); ``None`` where ``/proc`` is not available."""
+    """User + system CPU seconds so far of process ``pid`` and its live descendants (Linux
+    ``/proc/<p>/stat`` fields 14 and 15, in clock ticks); ``None`` where ``/proc`` is not
+    available. A descendant that exits between two readings takes its CPU with it: the gateway's
+    workers live as long as the cells."""
+    total = 0
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        fields = _stat(pid)
+        total = int(fields[11]) + int(fields[12])
     except (OSError, IndexError, ValueError):
         return None
+    for child in descendants(pid):
+        try:
+            fields = _stat(child)
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float | None:
@@ -124,12 +156,12 @@ def stub_command(port: int, delay_ms: float) -> list[str]:
     return [PYTHON, str(BENCH / "stub.py"), "--port", str(port), "--delay-ms", str(delay_ms)]
 
 
-def gateway_command(port: int) -> list[str]:
-    """One uvicorn worker serving the gateway app factory on 127.0.0.1:``port`` (as
-    ``rollguard serve --workers 1`` does)."""
+def gateway_command(port: int, workers: int = 1) -> list[str]:
+    """``workers`` uvicorn workers serving the gateway app factory on 127.0.0.1:``port`` (as
+    ``rollguard serve --workers N`` does)."""
     return [
         PYTHON, "-m", "uvicorn", "gateway.app:create_app", "--factory", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning",
+        "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
 
 

@@ -14,12 +14,14 @@ modules are renamed, edit ``STAGES`` (the report lists the unmatched share as ``
 ==========================  =====================================================================
 stage                       frames (file suffix or ``file:function``)
 ==========================  =====================================================================
-audit record                ``gateway/audit.py``, ``gateway/store.py``, ``ChatService._finish``, redis
+audit record                ``gateway/audit.py``, ``gateway/store/``, ``ChatService._finish``,
+                            ``policies/privacy.py``, redis
 post_call/stream policies   ``policies/``/``detectors/`` under ``_complete``/``_stream``/``_relay``
-                            or ``gateway/streaming.py``
+                            or ``gateway/streaming/``
 pre_call policies           ``policies/``, ``detectors/`` (anywhere else)
-flags                       ``gateway/flags.py``, ``UnleashClient``, ``evaluate_flags``, ``resolve_model``
-upstream relay              ``gateway/upstream*.py``, ``gateway/streaming.py``, aiohttp, litellm
+flags                       ``gateway/flags/``, ``UnleashClient``, ``evaluate_flags``, ``resolve_model``
+upstream relay              ``gateway/upstream/``, ``gateway/relay.py``, ``gateway/streaming/``,
+                            aiohttp, litellm
 request parsing+validation  ``gateway/chat_request.py``, ``gateway/auth.py``, starlette requests
 response                    ``gateway/sse_response.py``, ``gateway/errors.py``, starlette responses
 handler (other)             ``gateway/service.py``, ``gateway/routes/``, ``gateway/app.py``,
@@ -43,20 +45,28 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 POST_FUNCS = ("_complete", "_stream", "_relay")
 
 STAGES: list[tuple[str, tuple[str, ...]]] = [
-    ("audit record", ("gateway/audit.py", "gateway/store.py", "gateway/service.py:_finish", "/redis/")),
+    (
+        "audit record",
+        (
+            "gateway/audit.py",
+            "gateway/store/",
+            "gateway/service.py:_finish",
+            "policies/privacy.py",
+            "/redis/",
+        ),
+    ),
     ("post_call/stream policies", ()),  # decided in ``stage_of``: policies under a post frame
     ("pre_call policies", ("/policies/", "/detectors/")),
     (
         "flags",
-        ("gateway/flags.py", "UnleashClient", "/UnleashClient/", ":evaluate_flags", ":resolve_model"),
+        ("gateway/flags/", "UnleashClient", "/UnleashClient/", ":evaluate_flags", ":resolve_model"),
     ),
     (
         "upstream relay",
         (
-            "gateway/upstream.py",
-            "gateway/upstream_transport.py",
-            "gateway/upstream_errors.py",
-            "gateway/streaming.py",
+            "gateway/upstream/",
+            "gateway/relay.py",
+            "gateway/streaming/",
             "/aiohttp/",
             "/litellm/",
             "/yarl/",
@@ -112,8 +122,7 @@ def stage_of(stack: str) -> str:
         if name == "post_call/stream policies":
             in_policy = any(_matches(f, policy_frames) for f in frames)
             under_post = any(
-                f.endswith(tuple(":" + fn for fn in POST_FUNCS)) or "gateway/streaming.py" in f
-                for f in frames
+                f.endswith(tuple(":" + fn for fn in POST_FUNCS)) or "gateway/streaming/" in f for f in frames
             )
             if in_policy and under_post:
                 return name

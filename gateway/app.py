@@ -25,6 +25,8 @@ from gateway.config_check import check_config
 from gateway.defaults import demo_model_entries
 from gateway.errors import install_error_handlers, response_for
 from gateway.flags import Flags
+from gateway.flags.cache import CachedFlags
+from gateway.large import LargeInputs
 from gateway.routes import admin, guard, health, openai
 from gateway.runtime import Runtime
 from gateway.service import ChatService
@@ -188,8 +190,10 @@ async def _start(
         extras["review"].start()
         _cleanup(stack, extras["review"].aclose, "review service")
         escalate = _escalator(extras["review"])
-    audit = AuditTrail(store.append_interaction, escalate=escalate, raw_tenants=raw)
-    service = ChatService(settings, pipeline, upstream, flags, audit, metrics)
+    large = LargeInputs(settings.gateway.large_input_chars, pipeline=pipeline)
+    _cleanup(stack, large.aclose, "large-input pool")
+    audit = AuditTrail(store.append_interaction, escalate=escalate, raw_tenants=raw, large=large)
+    service = ChatService(settings, pipeline, upstream, CachedFlags(flags), audit, metrics, large=large)
     app.state.runtime = Runtime(
         settings=settings,
         auth=Authenticator(settings.gateway.api_keys),

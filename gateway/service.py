@@ -22,6 +22,7 @@ from gateway.audit import Coverage
 from gateway.exchange import ChatResult, Exchange, RequestMeta
 from gateway.flags import FlagContext
 from gateway.flags.variants import CAPABILITY_STREAMING, CAPABILITY_TOOLS, VariantResolver
+from gateway.large import LargeInputs
 from gateway.relay import CLIENT_CLOSED_STATUS, CLIENT_DISCONNECTED, StreamRelay
 from gateway.restore import restore_calls
 from gateway.telemetry import (
@@ -134,8 +135,12 @@ class ChatService:
         flags: FlagSource,
         audit: AuditPort,
         metrics: GatewayMetrics,
+        large: LargeInputs | None = None,
     ) -> None:
         self.settings = settings
+        self.large = large
+        """Large requests' pre_call checks and large completions' post_call checks run on its
+        worker thread (``gateway.large``)."""
         self.pipeline = pipeline
         self.upstream = upstream
         self.flags = flags
@@ -279,7 +284,10 @@ class ChatService:
             max_tokens=max_tokens if isinstance(max_tokens, int) else None,
         )
         ex.check = ctx
-        pre = await self.pipeline.run(ctx, ex.enabled)
+        if self.large is not None and self.large.is_large(ctx.messages):
+            pre = await self.large.run_stage(self.pipeline, ctx, ex.enabled)
+        else:
+            pre = await self.pipeline.run(ctx, ex.enabled)
         self._record_decisions(ex, pre)
         ex.interaction.messages = ctx.messages
         if pre.blocked:
@@ -324,7 +332,10 @@ class ChatService:
             completion_tool_calls=list(calls),
             vault=ctx.vault,
         )
-        post = await self.pipeline.run(post_ctx, ex.enabled)
+        if self.large is not None and len(post_ctx.completion or "") > self.large.threshold_chars:
+            post = await self.large.run_stage(self.pipeline, post_ctx, ex.enabled)
+        else:
+            post = await self.pipeline.run(post_ctx, ex.enabled)
         self._record_decisions(ex, post)
         if first:
             interaction.completion = post_ctx.completion

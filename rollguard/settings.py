@@ -122,6 +122,11 @@ class GatewaySettings(_Strict):
     restore_redactions: bool = Field(
         default=False, description="put redacted values back into the response from the vault"
     )
+    large_input_chars: int = Field(
+        default=32_000,
+        ge=1,
+        description="characters of message text above which a request is checked off the event loop",
+    )
     api_keys: list[ApiKey] = Field(default_factory=list)
     log_level: str = "info"
 

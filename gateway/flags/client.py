@@ -120,6 +120,8 @@ class Flags:
         self._state_saved_ms: int | None = None
         self._init_thread: threading.Thread | None = None
         self._restart_after_fork = False
+        self._state_seq = 0
+        self._state_changed = time.monotonic()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -141,6 +143,7 @@ class Flags:
         self._known = names
         self._source = source
         self._client = client
+        self._state_changed_now()
         _STARTED.add(self)
         if self._url is None:
             log.info("flags: bootstrap file only (%s), %d flags", self._bootstrap_origin(), len(names))
@@ -187,6 +190,7 @@ class Flags:
             state = self._cache.get(FEATURES_URL) if self._cache is not None else None
             client, cache = self._new_client(state if isinstance(state, str) else self._bootstrap[0])
             self._cache, self._client = cache, client
+            self._state_changed_now()
             self._spawn_init(client, 0.0)
 
     def close(self) -> None:
@@ -266,6 +270,21 @@ class Flags:
                     snapshot.payloads[name] = str(payload["value"])
         return snapshot
 
+    def state_version(self) -> tuple[int, float]:
+        """``(sequence, monotonic time of the last change)`` of what ``evaluate`` answers from: the
+        sequence grows on every answered poll, reload, client swap, ``kill`` and ``revive``. A result
+        cache keys on it (``gateway.flags.cache``)."""
+        return self._state_seq, self._state_changed
+
+    def raw_state(self) -> str | None:
+        """The client-features document the client evaluates from (JSON text), if started."""
+        state = self._cache.get(FEATURES_URL) if self._cache is not None else None
+        return state if isinstance(state, str) else None
+
+    def _state_changed_now(self) -> None:
+        self._state_seq += 1
+        self._state_changed = time.monotonic()
+
     # -- local kill switch ---------------------------------------------------------------------
 
     def kill(self, name: str) -> None:
@@ -274,12 +293,14 @@ class Flags:
         ``evaluate``; other worker processes are not affected (turn the flag off in Unleash for that)."""
         with self._lock:
             self._killed = self._killed | {name}
+            self._state_changed_now()
         log.warning("flags: local kill switch ON for %r", name)
 
     def revive(self, name: str) -> None:
         """Undo ``kill(name)``; the flag evaluates from its source again."""
         with self._lock:
             self._killed = self._killed - {name}
+            self._state_changed_now()
         log.warning("flags: local kill switch OFF for %r", name)
 
     @property
@@ -312,6 +333,7 @@ class Flags:
         elif self._source == "bootstrap" and self._cache is not None:
             self._cache.replace_state(state)
             self._known = self._known | names
+        self._state_changed_now()  # after the swap: nothing cached before it outlives it
         log.info("flags: bootstrap file reloaded from %s (%d flags)", self._bootstrap_origin(), len(names))
         return True
 
@@ -416,7 +438,10 @@ class Flags:
             log.error("flags: Unleash client failed to start (%s); serving %s flags", exc, self._source)
 
     def _on_fetch(self, raw_state: str | None) -> None:
-        """Called on the poll thread after an answered poll (``raw_state`` is the new body on a 200)."""
+        """Called on the poll thread after an answered poll (``raw_state`` is the new body on a 200),
+        just *before* the SDK hands the state to its engine (hence the settling time a result cache
+        waits after every change)."""
+        self._state_changed_now()
         self._last_fetch_ms = int(time.time() * 1000)
         self._fetches += 1
         self._source = "server"

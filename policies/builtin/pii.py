@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from policies.base import CheckContext, Execution, PolicyResult
 from policies.builtin.pii_entities import ENTITIES, PiiFinder
-from policies.builtin.redaction import Action, parse_roles, run_span_policy
+from policies.builtin.redaction import Action, cached_finder, parse_roles, run_span_policy
 from policies.registry import register
 from rollguard.types import Stage
 
@@ -49,10 +49,15 @@ class PiiPolicy:
             raise ValueError("entities must be a list of names")
         self.finder = PiiFinder(ENTITIES if entities is None else entities)
         self.roles = parse_roles(roles, DEFAULT_ROLES)
+        # Message texts repeat across a conversation's turns: their spans are cached per
+        # configuration (``redaction.MESSAGE_SPANS``).
+        self.message_finder = cached_finder(self.finder, f"pii:{','.join(self.finder.entities)}")
 
     def check(self, ctx: CheckContext) -> PolicyResult:
         """Find (and by default redact) PII in ``ctx`` for its stage; see ``run_span_policy``."""
-        return run_span_policy(ctx, self.finder, action=self.action, roles=self.roles)
+        return run_span_policy(
+            ctx, self.finder, action=self.action, roles=self.roles, message_finder=self.message_finder
+        )
 
     def describe(self) -> Mapping[str, Any]:
         return {

@@ -23,6 +23,7 @@ from policies.builtin.locations import (
     rewrite_text,
     rewrite_tool_calls,
 )
+from policies.score_cache import ScoreCache
 from rollguard.types import Evidence, Stage, Verdict
 
 ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool")
@@ -55,6 +56,41 @@ class Span:
 
 
 Finder = Callable[[str], list[Span]]
+
+MESSAGE_SPANS: ScoreCache[tuple[Span, ...]] = ScoreCache(max_entries=8192, max_items=64)
+"""The process-wide cache of the spans found in request message texts (``pre_call`` only: the
+history and system prompt re-sent with every turn), shared by the ``pii`` / ``secrets`` policies
+and the audit record's redaction, keyed by each finder's namespace (its kind and configuration).
+At most 8,192 texts with at most 64 findings each; completions are never cached (a new reply is
+new text)."""
+
+
+class CachedFinder:
+    """``finder`` with its non-overlapping spans (``resolve_overlaps``) remembered per text in
+    ``cache`` (default ``MESSAGE_SPANS``) under ``namespace``, which must change whenever what
+    ``finder`` finds changes. A ``Finder``; picklable (the default cache is the receiving
+    process's own ``MESSAGE_SPANS``)."""
+
+    def __init__(
+        self, finder: Finder, namespace: str, cache: ScoreCache[tuple[Span, ...]] | None = None
+    ) -> None:
+        self.finder = finder
+        self.namespace = namespace
+        self.cache = cache
+
+    def _compute(self, text: str) -> tuple[Span, ...]:
+        return tuple(resolve_overlaps(self.finder(text)))
+
+    def __call__(self, text: str) -> list[Span]:
+        cache = self.cache if self.cache is not None else MESSAGE_SPANS
+        return list(cache.get_or_compute(self.namespace, text, self._compute))
+
+
+def cached_finder(
+    finder: Finder, namespace: str, cache: ScoreCache[tuple[Span, ...]] | None = None
+) -> Finder:
+    """``CachedFinder(finder, namespace, cache)``."""
+    return CachedFinder(finder, namespace, cache)
 
 
 class Action(enum.StrEnum):
@@ -234,7 +270,12 @@ def reserve_lookalikes(ctx: CheckContext) -> None:
 
 
 def run_span_policy(
-    ctx: CheckContext, finder: Finder, *, action: Action, roles: Collection[str] | None
+    ctx: CheckContext,
+    finder: Finder,
+    *,
+    action: Action,
+    roles: Collection[str] | None,
+    message_finder: Finder | None = None,
 ) -> PolicyResult:
     """Apply ``finder`` to the texts of ``ctx`` for its stage and turn the findings into a result.
 
@@ -243,15 +284,18 @@ def run_span_policy(
     Verdict: ``redact`` (with rewritten content), ``block`` or ``flag`` per ``action``; ``allow``
     with score 0.0 when nothing was found, else score 1.0. When redacting, look-alike placeholders
     already in the texts are reserved first (``reserve_lookalikes``). O(L + n log n) for L
-    characters and n findings.
+    characters and n findings. ``message_finder`` (e.g. a ``cached_finder`` of ``finder``) is used
+    for the messages on ``pre_call`` instead of ``finder``.
     """
-    collector = _Collector(finder, ctx.vault, redact=action is Action.REDACT)
+    pre_call = ctx.stage is Stage.PRE_CALL
+    use = message_finder if pre_call and message_finder is not None else finder
+    collector = _Collector(use, ctx.vault, redact=action is Action.REDACT)
     if action is Action.REDACT:
         reserve_lookalikes(ctx)
     new_messages = None
     new_completion = None
     new_calls = None
-    if ctx.stage is Stage.PRE_CALL:
+    if pre_call:
         new_messages = rewrite_messages(ctx.messages, collector, roles=roles)
     else:
         if ctx.completion:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from policies.base import CheckContext, Execution, PolicyResult
-from policies.builtin.redaction import ROLES, Action, parse_roles, run_span_policy
+from policies.builtin.redaction import ROLES, Action, cached_finder, parse_roles, run_span_policy
 from policies.builtin.secret_patterns import KINDS, SecretFinder
 from policies.registry import register
 from rollguard.types import Stage
@@ -44,10 +44,15 @@ class SecretsPolicy:
             raise ValueError("kinds must be a list of names")
         self.finder = SecretFinder(KINDS if kinds is None else kinds)
         self.roles = parse_roles(roles, ROLES)
+        # Message texts repeat across a conversation's turns: their spans are cached per
+        # configuration (``redaction.MESSAGE_SPANS``).
+        self.message_finder = cached_finder(self.finder, f"secrets:{','.join(self.finder.kinds)}")
 
     def check(self, ctx: CheckContext) -> PolicyResult:
         """Find (and by default redact) credentials in ``ctx`` for its stage."""
-        return run_span_policy(ctx, self.finder, action=self.action, roles=self.roles)
+        return run_span_policy(
+            ctx, self.finder, action=self.action, roles=self.roles, message_finder=self.message_finder
+        )
 
     def describe(self) -> Mapping[str, Any]:
         return {"action": self.action.value, "kinds": list(self.finder.kinds), "roles": sorted(self.roles)}
