@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from rollguard.errors import ClientError, RollguardError, UpstreamError
+from rollguard.errors import ClientError, RollguardError, StoreFull, UpstreamError
 
 log = logging.getLogger("rollguard.gateway")
 
@@ -45,10 +45,11 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def error_response(exc: RollguardError, headers: dict[str, str] | None = None, **extra: Any) -> Response:
     """``exc`` as an OpenAI-shaped error response; ``extra`` fields go into the ``error`` object.
     An upstream error that carries the upstream's wait (``UpstreamError.retry_after``, seconds)
-    adds ``Retry-After``: whole seconds, rounded up (RFC 9110 10.2.3), which the OpenAI SDKs
+    or a full audit store (``StoreFull.retry_after``) adds ``Retry-After``: whole seconds, rounded up (RFC 9110 10.2.3), which the OpenAI SDKs
     honour when it is at most 60."""
-    if isinstance(exc, UpstreamError) and exc.retry_after is not None:
-        headers = {**(headers or {}), "Retry-After": str(math.ceil(exc.retry_after))}
+    retry_after = exc.retry_after if isinstance(exc, UpstreamError | StoreFull) else None
+    if retry_after is not None:
+        headers = {**(headers or {}), "Retry-After": str(math.ceil(retry_after))}
     return json_response(exc.to_body(**extra), status=exc.status, headers=headers)
 
 

@@ -25,7 +25,9 @@ so the single error boundary in ``gateway/errors.py`` needs no lookup table.
     └── StoreError                   the Redis store failed (the request is still answered; the
         │                            interaction is kept in memory and retried)
         ├── StoreUnavailable         503 the server cannot be reached (refused, reset, closed)
-        └── StoreTimeout             503 the server did not answer in time
+        ├── StoreTimeout             503 the server did not answer in time
+        └── StoreFull                503 no room to keep another record (refused at admission,
+                                     with Retry-After)
 """
 
 from __future__ import annotations
@@ -179,3 +181,13 @@ class StoreUnavailable(StoreError):
 
 class StoreTimeout(StoreError):
     """The Redis server did not answer in time."""
+
+
+class StoreFull(StoreError):
+    """No room for another audit record (memory queue or spool full): the request is refused at
+    admission, before anything is accepted. ``retry_after``: seconds the client should wait (sent
+    as ``Retry-After``)."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
