@@ -44,9 +44,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def error_response(exc: RollguardError, headers: dict[str, str] | None = None, **extra: Any) -> Response:
     """``exc`` as an OpenAI-shaped error response; ``extra`` fields go into the ``error`` object.
-    An upstream error that carries the upstream's wait (``UpstreamError.retry_after``, seconds)
-    or a full audit store (``StoreFull.retry_after``) adds ``Retry-After``: whole seconds, rounded up (RFC 9110 10.2.3), which the OpenAI SDKs
-    honour when it is at most 60."""
+    An upstream error that carries the upstream's wait (``UpstreamError.retry_after``, seconds) or
+    a full audit store (``StoreFull.retry_after``) adds ``Retry-After``: whole seconds, rounded up
+    (RFC 9110 10.2.3), which the OpenAI SDKs honour when it is at most 60."""
     retry_after = exc.retry_after if isinstance(exc, UpstreamError | StoreFull) else None
     if retry_after is not None:
         headers = {**(headers or {}), "Retry-After": str(math.ceil(retry_after))}

@@ -26,6 +26,7 @@ from gateway.relay import CLIENT_CLOSED_STATUS, CLIENT_DISCONNECTED, StreamRelay
 from gateway.restore import restore_calls
 from gateway.telemetry import (
     GatewayMetrics,
+    model_label,
     record_completion,
     record_outcome,
     record_rejection,
@@ -187,7 +188,11 @@ class ChatService:
         interaction = ex.interaction
         interaction.latency_ms = (time.perf_counter() - ex.t0) * 1000.0
         interaction.metadata["outcome"] = outcome
-        record_outcome(self.metrics, ex.span, interaction, outcome)
+        record_outcome(self.metrics, ex.span, interaction, outcome, self._label(interaction.model))
+
+    def _label(self, model: str) -> str:
+        """The model as spans and metric labels may carry it: a configured alias or ``unknown``."""
+        return model_label(model, self.upstream.has_model)
 
     def _record(self, interaction: Interaction) -> None:
         """The audit record (after the response)."""
@@ -248,9 +253,10 @@ class ChatService:
         t0 = time.perf_counter()
         interaction = _new_interaction(body, meta)
         stream = interaction.stream
-        with _tracer.start_as_current_span(f"chat {interaction.model}", end_on_exit=not stream) as span:
+        label = self._label(interaction.model)
+        with _tracer.start_as_current_span(f"chat {label}", end_on_exit=not stream) as span:
             ex = Exchange(body, interaction, span, t0)
-            record_request(span, interaction)
+            record_request(span, interaction, label)
             try:
                 snapshot = self.evaluate_flags(meta)
                 interaction.flags = snapshot
