@@ -19,7 +19,8 @@ so the single error boundary in ``gateway/errors.py`` needs no lookup table.
     │   ├── UpstreamBadRequest       400 the upstream rejected the request (message passed on)
     │   ├── UpstreamRateLimited      429 the upstream throttled us
     │   ├── UpstreamUnavailable      502 connection refused / 5xx / broken stream / bad credentials
-    │   │   └── UpstreamOverloaded   503 the upstream answered 503 (overloaded, try later)
+    │   │   ├── UpstreamOverloaded   503 the upstream answered 503 (overloaded, try later)
+    │   │   └── UpstreamInvalidResponse 502 the reply is not a chat completion (or chunk)
     │   └── UpstreamTimeout          504 no answer in time
     ├── GuardrailUnavailable         503 a policy with on_error=block raised or timed out
     └── StoreError                   the Redis store failed (the request is still answered; the
@@ -156,6 +157,14 @@ class UpstreamOverloaded(UpstreamUnavailable):
 
     status = 503
     code = "upstream_overloaded"
+
+
+class UpstreamInvalidResponse(UpstreamUnavailable):
+    """The upstream answered, but not with a valid chat completion (or stream chunk): wrong
+    shape, wrong types, invalid JSON (``gateway.upstream.shapes``). Retried and fallen back like
+    other upstream faults."""
+
+    code = "upstream_invalid_response"
 
 
 class UpstreamTimeout(UpstreamError):
