@@ -98,7 +98,7 @@ async def test_a_bad_completion_falls_back_to_the_next_alias() -> None:
 async def test_a_bad_first_stream_chunk_is_a_502_before_any_byte() -> None:
     bad = Stream([{"object": "chat.completion.chunk", "choices": "x"}])
     transport = InMemoryTransport(replies=[bad])
-    svc, capture, _ = service(transport, router_settings={"num_retries": 1, "retry_after": 0})
+    svc, _, _ = service(transport, router_settings={"num_retries": 1, "retry_after": 0})
     result = await svc.chat_completion(ask("hi", stream=True), META)
     assert isinstance(result.error, UpstreamInvalidResponse) and result.stream is None
     assert len(transport.calls) == 2
