@@ -10,6 +10,7 @@ policy id and interaction id and the upstream is never called; a policy failure 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
@@ -266,12 +267,26 @@ class ChatService:
             except RollguardError as exc:
                 return self._error(ex, exc, "rejected")
             ex.enabled = self._enabled(snapshot)
-            blocked = await self._pre_call(ex, meta, target)
-            if blocked is not None:
-                return blocked
-            if not stream:
-                return await self._complete(ex)
-            return await self._stream(ex)
+            if stream:
+                blocked = await self._pre_call(ex, meta, target)
+                return blocked if blocked is not None else await self._stream(ex)
+            try:
+                blocked = await self._pre_call(ex, meta, target)
+                return blocked if blocked is not None else await self._complete(ex)
+            except asyncio.CancelledError:
+                self._client_left(ex)
+                raise
+
+    def _client_left(self, ex: Exchange) -> None:
+        """A non-streamed request cancelled because its client disconnected
+        (``gateway.disconnect``): the upstream call was cancelled with it (no retry); recorded
+        now with status 499 and outcome ``client_disconnected``, as a stream the client left."""
+        if ex.u0:
+            ex.upstream_done()
+        ex.interaction.status = CLIENT_CLOSED_STATUS
+        ex.interaction.error_code = CLIENT_DISCONNECTED
+        self._finish(ex, CLIENT_DISCONNECTED)
+        self._record(ex.interaction)
 
     async def _pre_call(self, ex: Exchange, meta: RequestMeta, target: str) -> ChatResult | None:
         """Run the pre_call stage; an error result on a block, else ``ex.body`` is what the

@@ -10,9 +10,11 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from gateway.chat_request import read_json_body, validate_chat_request
+from gateway.disconnect import unless_disconnected
 from gateway.errors import error_response, json_response
 from gateway.exchange import ChatResult, RequestMeta
 from gateway.flags import FlagContext
+from gateway.relay import CLIENT_CLOSED_STATUS
 from gateway.runtime import runtime
 from gateway.sse_response import RelayResponse
 from gateway.store.admission import Reservation
@@ -93,7 +95,14 @@ async def chat_completions(request: Request) -> Response:
             tenant=tenant,
             remote_address=client.host if client is not None else None,
         )
-        result = await rt.service.chat_completion(body, RequestMeta(tenant=tenant, flags=flags))
+        work = rt.service.chat_completion(body, RequestMeta(tenant=tenant, flags=flags))
+        if body.get("stream"):
+            result = await work
+        else:
+            done = await unless_disconnected(work, request.receive)
+            if done is None:  # the client left: upstream cancelled, recorded as 499
+                return Response(status_code=CLIENT_CLOSED_STATUS)
+            result = done
         if result.after is not None and rt.store.degraded:
             # Store down: the record goes to the spool file before the response is sent, so a
             # gateway killed right after answering loses nothing (issue 10).
