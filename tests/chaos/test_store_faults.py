@@ -95,7 +95,7 @@ def test_store_killed_and_restarted_under_load_loses_no_record(
     gw.start()
     gw.wait_ready("ready")
     result: list[Outcome] = []
-    runner = threading.Thread(target=lambda: result.append(load(gw.url, 1500, concurrency=16)))
+    runner = threading.Thread(target=lambda: result.append(load(gw.url, 600, concurrency=16)))
     runner.start()
     time.sleep(1.0)
     server.terminate()  # SIGKILL of the store under load
@@ -113,7 +113,7 @@ def test_store_killed_and_restarted_under_load_loses_no_record(
             f"5xx={out.fives} lost={len(lost)} readiness during outage={code} {during['status']}"
         )
         assert code == 200 and during["status"] == "ready-degraded", during
-        assert out.fives == 0 and len(out.ok_ids) == 1500
+        assert out.fives == 0 and len(out.ok_ids) == 600
         assert lost == []
     finally:
         gw.stop()
@@ -136,9 +136,9 @@ def test_store_emptied_loses_no_later_record_and_the_worker_resumes(
     url = f"redis://127.0.0.1:{server.port}/0"
     gw = GatewayProcess(tmp_path, gateway_config(stub.base_url, url, tmp_path / "var"))
     gateways.append(gw)
-    worker = _worker(url)
+    gw.start()
+    worker = _worker(url)  # after the gateway's start: its idle exit counts from now
     try:
-        gw.start()
         before = load(gw.url, 100)
         assert before.statuses == [200] * 100
         client = redis.Redis.from_url(url)
@@ -191,6 +191,7 @@ def test_a_full_spool_refuses_with_503_and_loses_nothing_accepted(
     try:
         gw.wait_ready("ready", timeout=30)
         lost = missing(url, out.ok_ids)
+        written = len(set(stream_ids(url)))
         again = load(gw.url, 20)
         print(
             f"\n[spool full] 200s={out.count(200)} 503s={out.count(503)} "
@@ -199,7 +200,7 @@ def test_a_full_spool_refuses_with_503_and_loses_nothing_accepted(
         assert out.count(200) == 200 and out.count(503) == 70
         assert {ra for s, ra in zip(out.statuses, out.retry_after, strict=True) if s == 503} == {"1"}
         assert code == 503 and full["status"] == "not_ready" and full["spool"]["room"] <= 0
-        assert lost == [] and len(set(stream_ids(url))) == 200
+        assert lost == [] and written == 200
         assert again.statuses == [200] * 20  # room again once written back
     finally:
         gw.stop()
