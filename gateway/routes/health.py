@@ -6,17 +6,41 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.errors import json_response
+from gateway.routes.chat_schema import ok
 from gateway.runtime import runtime
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness: the process serves HTTP")
+READY: dict[str, object] = {
+    "type": "object",
+    "required": ["status", "checks"],
+    "properties": {
+        "status": {"enum": ["ready", "ready-degraded", "not_ready"]},
+        "checks": {"type": "object"},
+        "dependencies": {"type": "object"},
+        "spool": {"type": ["object", "null"]},
+    },
+}
+
+
+@router.get(
+    "/healthz",
+    summary="Liveness: the process serves HTTP",
+    responses=ok({"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}),
+)
 async def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: this gateway can serve (store outages degrade it)")
+@router.get(
+    "/readyz",
+    summary="Readiness: this gateway can serve (store outages degrade it)",
+    responses={
+        **ok(READY),
+        503: {"description": "not ready", "content": {"application/json": {"schema": READY}}},
+    },
+)
 async def readyz(request: Request) -> Response:
     """Readiness means "can serve" (issue 10). 200 ``ready`` when the store answers and nothing
     is spooled; 200 ``ready-degraded`` while the store is down or the spool is being written back
