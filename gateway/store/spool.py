@@ -84,10 +84,10 @@ class Spool:
         this every ``fsync_interval_s``). Errors are logged, not raised."""
         if self._fh is None or not self._dirty:
             return
+        self._dirty = False  # before the fsync: a record written meanwhile marks the file again
         try:
             os.fsync(self._fh.fileno())
-            self._dirty = False
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: closed by seal() meanwhile
             log.error("store: cannot fsync the spool file %s: %s", self._path, exc)
 
     def seal(self) -> Path | None:
