@@ -68,7 +68,12 @@ class FastPath:
                 response = await openai.chat_completions(request)
             except Exception as exc:
                 response = response_for(request, exc)
-            await response(scope, receive, send)
+            try:
+                await response(scope, receive, send)
+            finally:
+                reservation = scope.get("state", {}).get("reservation")
+                if reservation is not None:
+                    reservation.release()  # idempotent: the response's background released it
             return
         if scope["type"] == "lifespan":
             await self.app(scope, receive, self._lifespan_send(send))

@@ -83,7 +83,8 @@ def serve(
     """Run the gateway (uvicorn). With no config: embedded store, bootstrap flags, local demo model.
 
     Exit codes: 0 stopped; 2 invalid config (the same one-line error as 'rollguard config check');
-    3 startup failed (port in use, the store or another part cannot start).
+    3 startup failed (port in use, the embedded store or another part cannot start; a configured
+    Redis that does not answer is not fatal: serve starts degraded, spooling to disk).
     """
     from rollguard.errors import ConfigError
     from rollguard.settings import config_source, load_settings

@@ -10,6 +10,7 @@ policy id and interaction id and the upstream is never called; a policy failure 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
@@ -27,6 +28,7 @@ from gateway.relay import CLIENT_CLOSED_STATUS, CLIENT_DISCONNECTED, StreamRelay
 from gateway.restore import restore_calls
 from gateway.telemetry import (
     GatewayMetrics,
+    model_label,
     record_completion,
     record_outcome,
     record_rejection,
@@ -192,7 +194,11 @@ class ChatService:
         interaction = ex.interaction
         interaction.latency_ms = (time.perf_counter() - ex.t0) * 1000.0
         interaction.metadata["outcome"] = outcome
-        record_outcome(self.metrics, ex.span, interaction, outcome)
+        record_outcome(self.metrics, ex.span, interaction, outcome, self._label(interaction.model))
+
+    def _label(self, model: str) -> str:
+        """The model as spans and metric labels may carry it: a configured alias or ``unknown``."""
+        return model_label(model, self.upstream.has_model)
 
     def _record(self, interaction: Interaction) -> None:
         """The audit record (after the response)."""
@@ -253,9 +259,10 @@ class ChatService:
         t0 = time.perf_counter()
         interaction = _new_interaction(body, meta)
         stream = interaction.stream
-        with _tracer.start_as_current_span(f"chat {interaction.model}", end_on_exit=not stream) as span:
+        label = self._label(interaction.model)
+        with _tracer.start_as_current_span(f"chat {label}", end_on_exit=not stream) as span:
             ex = Exchange(body, interaction, span, t0)
-            record_request(span, interaction)
+            record_request(span, interaction, label)
             try:
                 snapshot = self.evaluate_flags(meta)
                 interaction.flags = snapshot
@@ -265,12 +272,26 @@ class ChatService:
             except RollguardError as exc:
                 return self._error(ex, exc, "rejected")
             ex.enabled = self._enabled(snapshot)
-            blocked = await self._pre_call(ex, meta, target)
-            if blocked is not None:
-                return blocked
-            if not stream:
-                return await self._complete(ex)
-            return await self._stream(ex)
+            if stream:
+                blocked = await self._pre_call(ex, meta, target)
+                return blocked if blocked is not None else await self._stream(ex)
+            try:
+                blocked = await self._pre_call(ex, meta, target)
+                return blocked if blocked is not None else await self._complete(ex)
+            except asyncio.CancelledError:
+                self._client_left(ex)
+                raise
+
+    def _client_left(self, ex: Exchange) -> None:
+        """A non-streamed request cancelled because its client disconnected
+        (``gateway.disconnect``): the upstream call was cancelled with it (no retry); recorded
+        now with status 499 and outcome ``client_disconnected``, as a stream the client left."""
+        if ex.u0:
+            ex.upstream_done()
+        ex.interaction.status = CLIENT_CLOSED_STATUS
+        ex.interaction.error_code = CLIENT_DISCONNECTED
+        self._finish(ex, CLIENT_DISCONNECTED)
+        self._record(ex.interaction)
 
     async def _pre_call(self, ex: Exchange, meta: RequestMeta, target: str) -> ChatResult | None:
         """Run the pre_call stage; an error result on a block, else ``ex.body`` is what the

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,11 +135,24 @@ def shutdown_telemetry() -> None:
 # ----------------------------------------------------------------------------- chat completion
 
 
-def record_request(span: trace.Span, interaction: Interaction) -> None:
-    """The attributes of a chat request's server span, set when it starts."""
+UNKNOWN_MODEL = "unknown"
+"""The span-name part, ``gen_ai.request.model`` and ``model`` label of a model name that is not a
+configured alias (issue 10: a client's raw ``model`` once reached traces and metrics, and any
+client could create unlimited metric series)."""
+
+
+def model_label(model: object, configured: Callable[[str], bool]) -> str:
+    """``model`` when ``configured(model)`` says it is a configured alias, else ``"unknown"``:
+    the only form of the client's ``model`` that spans and metric labels carry."""
+    return model if isinstance(model, str) and configured(model) else UNKNOWN_MODEL
+
+
+def record_request(span: trace.Span, interaction: Interaction, label: str) -> None:
+    """The attributes of a chat request's server span, set when it starts; ``label``: the model
+    alias from ``model_label`` (never the raw client value)."""
     if span.is_recording():
         span.set_attribute("gen_ai.operation.name", "chat")
-        span.set_attribute("gen_ai.request.model", interaction.model)
+        span.set_attribute("gen_ai.request.model", label)
         span.set_attribute("rollguard.interaction.id", interaction.id)
         span.set_attribute("rollguard.tenant", interaction.tenant)
         span.set_attribute("rollguard.stream", interaction.stream)
@@ -183,11 +196,14 @@ def record_completion(span: trace.Span, resp: Mapping[str, Any]) -> None:
         span.set_attribute("gen_ai.response.finish_reasons", [str(c.get("finish_reason")) for c in choices])
 
 
-def record_outcome(metrics: GatewayMetrics, span: trace.Span, interaction: Interaction, outcome: str) -> None:
-    """A finished request: the requests counter (by ``outcome``, model, stream), its duration
-    (``interaction.latency_ms``, ms), and verdict, outcome, status and token usage on ``span``."""
-    metrics.requests.add(1, {"outcome": outcome, "model": interaction.model, "stream": interaction.stream})
-    metrics.request_duration.record(interaction.latency_ms, {"model": interaction.model})
+def record_outcome(
+    metrics: GatewayMetrics, span: trace.Span, interaction: Interaction, outcome: str, label: str
+) -> None:
+    """A finished request: the requests counter (by ``outcome``, model ``label`` from
+    ``model_label``, stream), its duration (``interaction.latency_ms``, ms), and verdict, outcome,
+    status and token usage on ``span``."""
+    metrics.requests.add(1, {"outcome": outcome, "model": label, "stream": interaction.stream})
+    metrics.request_duration.record(interaction.latency_ms, {"model": label})
     if span.is_recording():
         span.set_attribute("rollguard.verdict", interaction.verdict.value)
         span.set_attribute("rollguard.outcome", outcome)
@@ -198,8 +214,11 @@ def record_outcome(metrics: GatewayMetrics, span: trace.Span, interaction: Inter
 
 
 def record_rejection(span: trace.Span, exc: BaseException) -> None:
-    """A request refused before its policies ran, on its (still open) span: the exception event
-    and ERROR status, as ``start_as_current_span`` records an exception leaving its block."""
+    """A request refused before its policies ran, on its (still open) span: an exception event
+    and ERROR status naming the error class and code only (the message may quote what the client
+    sent, such as an unknown model name)."""
     if span.is_recording():
-        span.record_exception(exc)
-        span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        code = getattr(exc, "code", None)
+        text = f"{type(exc).__name__}" + (f" ({code})" if code else "")
+        span.add_event("exception", {"exception.type": type(exc).__name__, "exception.message": text})
+        span.set_status(trace.Status(trace.StatusCode.ERROR, text))

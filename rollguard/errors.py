@@ -19,13 +19,16 @@ so the single error boundary in ``gateway/errors.py`` needs no lookup table.
     │   ├── UpstreamBadRequest       400 the upstream rejected the request (message passed on)
     │   ├── UpstreamRateLimited      429 the upstream throttled us
     │   ├── UpstreamUnavailable      502 connection refused / 5xx / broken stream / bad credentials
-    │   │   └── UpstreamOverloaded   503 the upstream answered 503 (overloaded, try later)
+    │   │   ├── UpstreamOverloaded   503 the upstream answered 503 (overloaded, try later)
+    │   │   └── UpstreamInvalidResponse 502 the reply is not a chat completion (or chunk)
     │   └── UpstreamTimeout          504 no answer in time
     ├── GuardrailUnavailable         503 a policy with on_error=block raised or timed out
     └── StoreError                   the Redis store failed (the request is still answered; the
         │                            interaction is kept in memory and retried)
         ├── StoreUnavailable         503 the server cannot be reached (refused, reset, closed)
-        └── StoreTimeout             503 the server did not answer in time
+        ├── StoreTimeout             503 the server did not answer in time
+        └── StoreFull                503 no room to keep another record (refused at admission,
+                                     with Retry-After)
 """
 
 from __future__ import annotations
@@ -159,6 +162,14 @@ class UpstreamOverloaded(UpstreamUnavailable):
     code = "upstream_overloaded"
 
 
+class UpstreamInvalidResponse(UpstreamUnavailable):
+    """The upstream answered, but not with a valid chat completion (or stream chunk): wrong
+    shape, wrong types, invalid JSON (``gateway.upstream.shapes``). Retried and fallen back like
+    other upstream faults."""
+
+    code = "upstream_invalid_response"
+
+
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
@@ -182,3 +193,13 @@ class StoreUnavailable(StoreError):
 
 class StoreTimeout(StoreError):
     """The Redis server did not answer in time."""
+
+
+class StoreFull(StoreError):
+    """No room for another audit record (memory queue or spool full): the request is refused at
+    admission, before anything is accepted. ``retry_after``: seconds the client should wait (sent
+    as ``Retry-After``)."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

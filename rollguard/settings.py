@@ -202,7 +202,13 @@ class StoreSettings(_Strict):
     interactions_stream: str = "rollguard:interactions"
     retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=0, description="0 = keep forever")
     flush_interval_ms: float = Field(default=5.0, gt=0)
-    max_buffer: int = Field(default=100_000, ge=100)
+    max_buffer: int = Field(
+        default=100_000, ge=100, description="records queued in memory while the store is slow"
+    )
+    max_spool_records: int = Field(
+        default=10_000_000, ge=100, description="records kept on disk while the store is down"
+    )
+    spool_fsync_ms: float = Field(default=100.0, gt=0, description="fsync interval of the spool file")
 
     @field_validator("redis_url")
     @classmethod

@@ -15,7 +15,12 @@ router = APIRouter(tags=["health"])
 READY: dict[str, object] = {
     "type": "object",
     "required": ["status", "checks"],
-    "properties": {"status": {"enum": ["ready", "not_ready"]}, "checks": {"type": "object"}},
+    "properties": {
+        "status": {"enum": ["ready", "ready-degraded", "not_ready"]},
+        "checks": {"type": "object"},
+        "dependencies": {"type": "object"},
+        "spool": {"type": ["object", "null"]},
+    },
 }
 
 
@@ -30,27 +35,42 @@ async def healthz() -> Response:
 
 @router.get(
     "/readyz",
-    summary="Readiness: store reachable, models configured",
+    summary="Readiness: this gateway can serve (store outages degrade it)",
     responses={
         **ok(READY),
         503: {"description": "not ready", "content": {"application/json": {"schema": READY}}},
     },
 )
 async def readyz(request: Request) -> Response:
-    """200 ``{"status": "ready", "checks": {"store", "models"}, "policies": n, "flags": mode}``
-    or 503 ``not_ready`` when a check fails. Only what can fail after startup is a check (the
-    store's PING); the pipeline and the flags exist once the lifespan ran, so they are reported,
-    not checked (an empty policy list is a valid config)."""
+    """Readiness means "can serve" (issue 10). 200 ``ready`` when the store answers and nothing
+    is spooled; 200 ``ready-degraded`` while the store is down or the spool is being written back
+    (requests are still served: their records go to the spool file); 503 ``not_ready`` only when
+    no request can be served: no model alias configured, or no room left to admit a record (the
+    spool or memory queue is full, requests are refused with 503 and ``Retry-After``).
+
+    Body: ``status``; ``checks`` (``store``: PING answered, ``models``: an alias configured);
+    ``dependencies`` (``store``: ``up`` / ``down`` / ``recovering``, ``flags``: the flags mode);
+    ``spool`` (``gateway.store.Store.spool_state``: spooling, records, files, bytes, reserved,
+    room); ``policies`` (count) and ``flags`` (mode). The upstream models are not probed (see
+    docs/operations.md)."""
     rt = runtime(request)
-    checks = {
-        "store": await rt.store_ready(),
-        "models": bool(rt.settings.model_names()),
-    }
-    ok = all(checks.values())
+    store_up = await rt.store_ready()
+    checks = {"store": store_up, "models": bool(rt.settings.model_names())}
+    degraded = bool(getattr(rt.store, "degraded", not store_up))
+    store_state = "down" if not store_up else ("recovering" if degraded else "up")
+    can_admit = rt.store is not None and rt.store.has_capacity()
+    if not checks["models"] or not can_admit:
+        status = "not_ready"
+    elif store_state != "up":
+        status = "ready-degraded"
+    else:
+        status = "ready"
     body = {
-        "status": "ready" if ok else "not_ready",
+        "status": status,
         "checks": checks,
+        "dependencies": {"store": store_state, "flags": rt.flags.mode},
+        "spool": rt.store.spool_state() if rt.store is not None else None,
         "policies": len(rt.service.pipeline.policies),
         "flags": rt.flags.mode,
     }
-    return json_response(body, status=200 if ok else 503)
+    return json_response(body, status=503 if status == "not_ready" else 200)

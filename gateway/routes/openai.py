@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from fastapi import APIRouter, Request
@@ -9,9 +10,11 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from gateway.chat_request import read_json_body, validate_chat_request
+from gateway.disconnect import unless_disconnected
 from gateway.errors import documented_errors, error_response, json_response
 from gateway.exchange import ChatResult, RequestMeta
 from gateway.flags import FlagContext
+from gateway.relay import CLIENT_CLOSED_STATUS
 from gateway.routes.chat_schema import (
     CHAT_COMPLETION,
     CHAT_REQUEST_SCHEMA,
@@ -21,7 +24,7 @@ from gateway.routes.chat_schema import (
 )
 from gateway.runtime import runtime
 from gateway.sse_response import RelayResponse
-from rollguard.errors import StoreError
+from gateway.store.admission import Reservation
 
 router = APIRouter(tags=["openai"])
 
@@ -71,18 +74,52 @@ async def chat_completions(request: Request) -> Response:
     tenant = rt.auth.tenant_for(request)
     body = await read_json_body(request, rt.settings.gateway.max_body_bytes)
     validate_chat_request(body)
-    if not rt.store.has_capacity():
-        # Refuse before accepting: an accepted interaction is never dropped from the audit trail.
-        raise StoreError("the audit store is unavailable and its buffer is full; retry shortly")
-    client = request.client
-    flags = FlagContext.from_request(
-        user=body.get("user"),
-        headers=request.headers,
-        tenant=tenant,
-        remote_address=client.host if client is not None else None,
-    )
-    result = await rt.service.chat_completion(body, RequestMeta(tenant=tenant, flags=flags))
-    return render(result)
+    # Admission reserves the record's place before anything is accepted (StoreFull: 503 with
+    # Retry-After), so an accepted interaction is never dropped from the audit trail. Released
+    # once the response is over (here, and by ``gateway.app.FastPath`` on every other exit).
+    reservation = rt.store.reserve()
+    request.state.reservation = reservation
+    try:
+        client = request.client
+        flags = FlagContext.from_request(
+            user=body.get("user"),
+            headers=request.headers,
+            tenant=tenant,
+            remote_address=client.host if client is not None else None,
+        )
+        work = rt.service.chat_completion(body, RequestMeta(tenant=tenant, flags=flags))
+        if body.get("stream"):
+            result = await work
+        else:
+            done = await unless_disconnected(work, request.receive)
+            if done is None:  # the client left: upstream cancelled, recorded as 499
+                return Response(status_code=CLIENT_CLOSED_STATUS)
+            result = done
+        if result.after is not None and rt.store.degraded:
+            # Store down: the record goes to the spool file before the response is sent, so a
+            # gateway killed right after answering loses nothing (issue 10).
+            await result.after()
+            result = dataclasses.replace(result, after=None)
+    except BaseException:
+        reservation.release()
+        raise
+    response = render(result)
+    _release_after(response, reservation)
+    return response
+
+
+def _release_after(response: Response, reservation: Reservation) -> None:
+    """Release ``reservation`` after ``response``'s background task (the audit write)."""
+    first = response.background
+
+    async def done() -> None:
+        try:
+            if first is not None:
+                await first()
+        finally:
+            reservation.release()
+
+    response.background = BackgroundTask(done)
 
 
 def render(result: ChatResult) -> Response:

@@ -63,3 +63,14 @@ def redis_boundary(action: str) -> Callable[[Callable[P, Awaitable[T]]], Callabl
         return wrapper
 
     return decorate
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url

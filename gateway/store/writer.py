@@ -11,12 +11,14 @@ fields ``record`` (``orjson`` JSON of ``Interaction.to_record()``) plus ``id``, 
 ``variant`` and ``verdict`` for cheap filtering. Delivery is at least once: a pipeline cut by a
 connection failure is retried whole, so a consumer may see an interaction twice (dedupe by ``id``).
 
-Nothing lost: while Redis is down the queue is kept and retried with exponential backoff (up to 5 s);
-``has_capacity()`` turns False at 90 % of ``max_buffer`` so the gateway can refuse new requests with 503
-(backpressure at admission, before anything is accepted); a record arriving at a full queue is dropped,
-counted (``dropped``) and logged at ERROR. On ``aclose()`` the queue is flushed; whatever cannot be
-written is spilled to ``<data_dir>/spill/*.jsonl`` (``gateway.store.spill``) and written back by the
-next ``start()``.
+Nothing lost (issue 10): admission reserves each record's place (``reserve()``, refused with 503
+``store_unavailable`` and ``Retry-After`` when there is no room), so an accepted record is never
+dropped. While Redis cannot be written the writer *spools*: the queue and every later record go to
+an append-only local file before the response completes (``gateway.store.spool``: the fsync policy
+is documented there), and the files are written back in order when Redis answers again, before
+anything newer. ``start()`` with Redis unreachable starts spooling instead of failing (the gateway
+serves, degraded). On ``aclose()`` the queue is flushed; whatever cannot be written is spilled to
+``<data_dir>/spill/*.jsonl`` (``gateway.store.spill``) and written back on recovery.
 
 Errors: redis exceptions are translated to ``rollguard.errors.StoreError`` subclasses at this boundary
 (``start``, ``ensure_group``, ``trim_stream``; ``gateway.store.errors``); ``ping`` answers False instead
@@ -32,17 +34,21 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.store import spill, streams
+from gateway.store import spill, spool
+from gateway.store.admission import Reservation
 from gateway.store.embedded import EmbeddedValkey
-from gateway.store.errors import redis_errors
-from rollguard.errors import StoreError
+from gateway.store.errors import redact_url, redis_errors
+from gateway.store.upkeep import StreamUpkeep
+from rollguard.errors import StoreError, StoreFull, StoreTimeout, StoreUnavailable
 from rollguard.settings import StoreSettings
 
 log = logging.getLogger("rollguard.store")
@@ -50,20 +56,17 @@ log = logging.getLogger("rollguard.store")
 Fields = dict[str, str]
 
 _BACKOFF_MAX_S = 5.0
-_CAPACITY_FRACTION = 0.9
 
 
-# ---------------------------------------------------------------------------------- store
-
-
-class Store:
+class Store(StreamUpkeep):
     """The process's Redis store. Create, ``await start()`` in the app lifespan, ``await aclose()``
     at shutdown.
 
     ``batch_size``: records per pipeline (a flush is also triggered when that many wait; 200 records
     keep one pipeline's event-loop time to a few ms);
     ``retention_check_s``: seconds between retention trims of the interactions stream (0 = never);
-    ``close_timeout_s``: how long ``aclose`` keeps retrying the final flush before spilling to disk.
+    ``close_timeout_s``: how long ``aclose`` keeps retrying the final flush before spilling to disk;
+    ``write_timeout_s``: a pipeline that takes longer counts as a failed write (Redis hung: spool).
     """
 
     def __init__(
@@ -73,16 +76,22 @@ class Store:
         batch_size: int = 200,
         retention_check_s: float = 60.0,
         close_timeout_s: float = 5.0,
+        write_timeout_s: float = 5.0,
     ) -> None:
         self.settings = settings
         self.stream = settings.interactions_stream
         self.batch_size = batch_size
         self.retention_check_s = retention_check_s
         self.close_timeout_s = close_timeout_s
+        self.write_timeout_s = write_timeout_s
         self.embedded: EmbeddedValkey | None = None
         self.url: str | None = settings.redis_url
         self._redis: aioredis.Redis | None = None
         self._buffer: deque[Fields] = deque()
+        self._spool = spool.Spool(spill.spill_dir(settings.data_dir))
+        self._spooling = False
+        self._spool_broken = False
+        self._reserved = 0
         self._nonempty = asyncio.Event()
         self._full = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -94,6 +103,7 @@ class Store:
         self.flush_errors = 0
         self.dropped = 0
         self.spilled = 0
+        self.spooled = 0
         self.quarantined = 0
         self.restored = 0
         self.trimmed = 0
@@ -102,9 +112,12 @@ class Store:
 
     async def start(self) -> None:
         """Connect (starting the embedded server when no URL is configured), write back any spilled
-        records, and start the flusher and retention tasks. Raises ``StoreError`` if the server does
-        not answer or the spilled records cannot be written back; a start that fails after it
-        started the embedded server stops that server again (no orphan under PID 1)."""
+        or spooled records, and start the flusher and retention tasks. A configured server that
+        does not answer (refused, reset, timed out) is not fatal: the store starts *spooling*
+        (``degraded``) and writes back once the server answers. Raises ``StoreError`` when the
+        embedded server cannot start or the spilled records cannot be written back (a server
+        that answers with an error); a start that fails after it started the embedded server
+        stops that server again (no orphan under PID 1)."""
         if self._redis is not None:
             return
         self._closed = False
@@ -112,10 +125,18 @@ class Store:
             self.embedded = EmbeddedValkey(self.settings.data_dir)
             self.url = await asyncio.to_thread(self.embedded.acquire)
         try:
-            self._redis = aioredis.Redis.from_url(self.url, decode_responses=True, health_check_interval=30)
-            with redis_errors(f"Redis at {_redact(self.url)} does not answer", detail=True):
-                await self._redis.ping()
-            await self._restore_spill()
+            self._redis = aioredis.Redis.from_url(
+                self.url, decode_responses=True, health_check_interval=30, socket_connect_timeout=2.0
+            )
+            self._spool.adopt_orphans()
+            try:
+                with redis_errors(f"Redis at {redact_url(self.url)} does not answer", detail=True):
+                    await self._redis.ping()
+            except (StoreUnavailable, StoreTimeout) as exc:
+                log.error("store: %s; serving degraded, spooling audit records to disk", exc)
+                self._spooling = True
+            else:
+                await self._restore_spill()
         except BaseException:
             await self._abort_start()
             raise
@@ -139,9 +160,10 @@ class Store:
             await asyncio.to_thread(self.embedded.release)
 
     async def aclose(self) -> None:
-        """Stop the background tasks, flush the queue (retrying up to ``close_timeout_s``), spill what
-        is left to ``<data_dir>/spill/``, close the pool and stop an embedded server this process
-        started. Idempotent; safe after a ``start()`` that failed or never ran."""
+        """Stop the background tasks, flush the queue (retrying up to ``close_timeout_s``; not
+        while spooling), spill what is left to ``<data_dir>/spill/``, seal the spool file, close
+        the pool and stop an embedded server this process started. Idempotent; safe after a
+        ``start()`` that failed or never ran."""
         if self._redis is None:
             await self._release_embedded()
             return
@@ -152,18 +174,19 @@ class Store:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        deadline = time.monotonic() + self.close_timeout_s
+        deadline = time.monotonic() + (0.0 if self._spooling else self.close_timeout_s)
         delay = 0.05
-        while self._buffer:
+        while self._buffer and not self._spooling:
             try:
                 await self._flush_batch()
-            except RedisError:
+            except (RedisError, TimeoutError):
                 if time.monotonic() >= deadline:
                     break
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
         if self._buffer:
             self._spill()
+        self._spool.close()
         self._closed = True
         await self._redis.aclose()
         self._redis = None
@@ -186,62 +209,109 @@ class Store:
         except RedisError:
             return False
 
+    @property
+    def degraded(self) -> bool:
+        """True while records go to the spool (the store cannot be written, or the spool is being
+        written back): the route writes a record before its response then."""
+        return self._spooling
+
+    # -- admission -----------------------------------------------------------------------------
+
+    def room(self) -> int:
+        """Records that can still be admitted: the spool's room while spooling to a writable
+        disk, else the memory queue's (``max_buffer``); reserved places count as taken."""
+        if self._spooling and not self._spool_broken:
+            return self.settings.max_spool_records - self._spool.records - self._reserved
+        return self.settings.max_buffer - len(self._buffer) - self._reserved
+
+    def reserve(self) -> Reservation:
+        """Reserve one record's place at admission, before anything is accepted. Raises
+        ``StoreFull`` (503 ``store_unavailable``, ``Retry-After``) when there is no room, so an
+        accepted interaction is never dropped (issue 10: 270 in flight once overfilled 200)."""
+        if self.room() <= 0:
+            raise StoreFull(
+                "the audit store is unavailable and its buffer is full; retry shortly", retry_after=1.0
+            )
+        self._reserved += 1
+        return Reservation(self._unreserve)
+
+    def _unreserve(self) -> None:
+        self._reserved -= 1
+
+    def has_capacity(self) -> bool:
+        """True while ``reserve()`` would succeed (readiness reports it)."""
+        return self.room() > 0
+
     # -- audit trail (hot path) ---------------------------------------------------------------
 
     def append_interaction(self, record: Mapping[str, Any]) -> None:
-        """Queue one ``Interaction.to_record()`` for the interactions stream. No I/O: serialises the
-        record (a snapshot: later changes to ``record`` are not written) and returns. Call from the
-        event loop's thread. After ``aclose()`` the record goes straight to the spill file. When the
-        queue holds ``max_buffer`` records the record is dropped, counted and logged at ERROR -- callers
-        avoid that with ``has_capacity()``. Raises ``StoreError`` for a
-        record that cannot be serialised."""
+        """Queue one ``Interaction.to_record()`` for the interactions stream. No network I/O:
+        serialises the record (a snapshot: later changes to ``record`` are not written) and queues
+        it in memory, or, while spooling, writes it to the spool file (one ``write(2)``). Never
+        drops a record (admission reserved its place); call from the event loop's thread. After
+        ``aclose()`` the record goes straight to a spill file. Raises ``StoreError`` for a record
+        that cannot be serialised."""
         try:
             payload = orjson.dumps(record, default=str).decode()
         except (TypeError, orjson.JSONEncodeError) as exc:
             raise StoreError(f"interaction record is not serialisable: {exc}") from exc
-        if len(self._buffer) >= self.settings.max_buffer:
-            self.dropped += 1
-            log.error(
-                "store: audit queue full (%d records; Redis down?): interaction %s DROPPED (%d so far)",
-                len(self._buffer),
-                record.get("id"),
-                self.dropped,
-            )
-            return
         meta = record.get("metadata")
         variant = meta.get("variant") if isinstance(meta, Mapping) else None
-        self._buffer.append(
-            {
-                "record": payload,
-                "id": str(record.get("id") or ""),
-                "tenant": str(record.get("tenant") or ""),
-                "model": str(record.get("model") or ""),
-                "variant": str(variant or ""),
-                "verdict": str(record.get("verdict") or ""),
-            }
-        )
+        fields = {
+            "record": payload,
+            "id": str(record.get("id") or ""),
+            "tenant": str(record.get("tenant") or ""),
+            "model": str(record.get("model") or ""),
+            "variant": str(variant or ""),
+            "verdict": str(record.get("verdict") or ""),
+        }
         self.appended += 1
+        if self._spooling and not self._spool_broken and not self._closed:
+            try:
+                return self._spool_one(fields)
+            except OSError as exc:
+                self._spool_failed(exc)
+        self._buffer.append(fields)
         if self._closed:  # a straggler after aclose(): straight to the spill file
             self._spill()
             return
+        if len(self._buffer) > self.settings.max_buffer:
+            log.warning("store: %d records queued in memory (over max_buffer)", len(self._buffer))
         if not self._nonempty.is_set():
             self._nonempty.set()
         if len(self._buffer) >= self.batch_size:
             self._full.set()
 
-    def has_capacity(self) -> bool:
-        """False once the queue holds 90 % of ``max_buffer`` records: refuse new requests (503
-        ``store_unavailable``) so that an accepted interaction is never dropped."""
-        return len(self._buffer) < self.settings.max_buffer * _CAPACITY_FRACTION
+    def _spool_one(self, fields: Fields) -> None:
+        self._spool.append(fields)
+        self.spooled += 1
+
+    def _spool_failed(self, exc: OSError) -> None:
+        log.error("store: cannot write the spool (%s); keeping records in memory", exc)
+        self._spool_broken = True
 
     @property
     def buffered(self) -> int:
         """Records waiting in memory."""
         return len(self._buffer)
 
+    def spool_state(self) -> dict[str, Any]:
+        """What readiness reports: ``spooling`` (bool), ``records`` (spooled by this process, not
+        yet written back), ``files`` and ``bytes`` waiting in the spool directory, ``reserved``
+        (admitted requests in flight), ``room`` (records still admissible)."""
+        return {
+            "spooling": self._spooling,
+            "records": self._spool.records,
+            "files": len(self._spool.pending_files()),
+            "bytes": self._spool.pending_bytes(),
+            "reserved": self._reserved,
+            "room": self.room(),
+        }
+
     def stats(self) -> dict[str, int]:
         """Counters for metrics: ``appended``, ``written``, ``buffered``, ``flush_errors``, ``dropped``,
-        ``spilled``, ``quarantined`` (unreadable spill lines kept aside), ``restored``, ``trimmed``."""
+        ``spilled``, ``spooled``, ``quarantined`` (unreadable spill lines kept aside), ``restored``,
+        ``trimmed``."""
         return {
             "appended": self.appended,
             "written": self.written,
@@ -249,6 +319,7 @@ class Store:
             "flush_errors": self.flush_errors,
             "dropped": self.dropped,
             "spilled": self.spilled,
+            "spooled": self.spooled,
             "quarantined": self.quarantined,
             "restored": self.restored,
             "trimmed": self.trimmed,
@@ -266,28 +337,33 @@ class Store:
     async def _flush_batch(self) -> int:
         """Write the oldest ``batch_size`` queued records with one pipeline, then dequeue them. One
         flush at a time (``flush()``, the flusher and ``aclose`` share a lock): a batch is never sent
-        twice by two concurrent flushes."""
+        twice by two concurrent flushes. Raises ``RedisError`` or ``TimeoutError``."""
         async with self._flush_lock:
             batch = list(islice(self._buffer, self.batch_size))
             if not batch:
                 return 0
-            r = self.redis
-            async with r.pipeline(transaction=False) as pipe:
-                for fields in batch:
-                    pipe.xadd(self.stream, fields)  # type: ignore[arg-type]
-                await pipe.execute()
+            await self._xadd_all(batch)
             for _ in batch:
                 self._buffer.popleft()
             self.written += len(batch)
             return len(batch)
 
+    async def _xadd_all(self, rows: list[Any]) -> None:
+        """XADD ``rows`` in one pipeline, within ``write_timeout_s``."""
+        async with asyncio.timeout(self.write_timeout_s), self.redis.pipeline(transaction=False) as pipe:
+            for fields in rows:
+                pipe.xadd(self.stream, fields)
+            await pipe.execute()
+
     async def _flush_loop(self) -> None:
         """Idle (no wakeups) while the queue is empty; once a record arrives, linger up to
         ``flush_interval_ms`` (or until ``batch_size`` records wait), then write everything. On an
-        error: keep the queue, back off exponentially (up to 5 s) and retry."""
+        error: move the queue to the spool and spool until Redis answers (``_spool_until_back``)."""
         interval = self.settings.flush_interval_ms / 1000
-        delay = interval
         while True:
+            if self._spooling:
+                await self._spool_until_back()
+                continue
             await self._nonempty.wait()
             if len(self._buffer) < self.batch_size:
                 with contextlib.suppress(TimeoutError):
@@ -297,23 +373,78 @@ class Store:
                 while self._buffer:
                     await self._flush_batch()
                 self._nonempty.clear()  # no await since the queue was seen empty
-                if self._failing:
-                    self._failing = False
-                    log.warning("store: Redis reachable again; audit queue written")
-                delay = interval
-            except RedisError as exc:
+            except (RedisError, TimeoutError) as exc:
                 self.flush_errors += 1
-                if not self._failing:
-                    self._failing = True
-                    log.warning(
-                        "store: cannot write the audit queue (%s: %s); keeping %d records queued, retrying",
-                        type(exc).__name__,
-                        exc,
-                        len(self._buffer),
-                    )
-                await self._maybe_take_over(exc)
-                await asyncio.sleep(delay)
-                delay = min(max(delay * 2, 0.05), _BACKOFF_MAX_S)
+                log.error(
+                    "store: cannot write the audit queue (%s: %s); spooling %d queued records to disk",
+                    type(exc).__name__,
+                    exc,
+                    len(self._buffer),
+                )
+                self._spooling = True
+                if isinstance(exc, RedisError):
+                    await self._maybe_take_over(exc)
+
+    async def _spool_until_back(self) -> None:
+        """While spooling: move the memory queue to the spool, fsync it every ``spool_fsync_ms``,
+        PING with exponential backoff (up to 5 s) and, once Redis answers, write the spool back
+        (``_write_back``)."""
+        fsync_s = self.settings.spool_fsync_ms / 1000
+        delay, next_ping = 0.05, 0.0
+        while self._spooling:
+            self._drain_to_spool()
+            await asyncio.to_thread(self._spool.sync)
+            now = time.monotonic()
+            if now >= next_ping:
+                try:
+                    async with asyncio.timeout(self.write_timeout_s):
+                        await self.redis.ping()
+                except (RedisError, TimeoutError) as exc:
+                    if isinstance(exc, RedisError):
+                        await self._maybe_take_over(exc)
+                    next_ping, delay = now + delay, min(delay * 2, _BACKOFF_MAX_S)
+                else:
+                    if await self._write_back():
+                        log.warning("store: Redis reachable again; spooled audit records written back")
+                        return
+                    next_ping, delay = now + delay, min(delay * 2, _BACKOFF_MAX_S)
+            await asyncio.sleep(fsync_s)
+
+    def _drain_to_spool(self) -> None:
+        """Move the memory queue to the spool (one write), unless the disk failed before: a
+        broken spool is tried again each round."""
+        if not self._buffer:
+            return
+        try:
+            self.spooled += self._spool.extend(self._buffer)
+        except OSError as exc:
+            self._spool_failed(exc)
+            return
+        self._spool_broken = False
+        self._buffer.clear()
+        self._nonempty.clear()
+
+    async def _write_back(self) -> bool:
+        """Write every spool and spill file back, oldest first, then the memory queue, and leave
+        spooling. Records arriving meanwhile go to a new spool file, written back in the next
+        round; spooling ends only when a round found nothing new (no await between that check and
+        the switch). Returns False when Redis failed again (files given back, still spooling)."""
+        while True:
+            self._spool.adopt_orphans()
+            self._spool.seal()
+            try:
+                await self._restore_spill()
+                while self._buffer:  # kept in memory only when the spool could not be written
+                    await self._flush_batch()
+            except (StoreError, RedisError, TimeoutError) as exc:
+                self.flush_errors += 1
+                log.warning("store: writing the spool back failed (%s); still spooling", exc)
+                return False
+            if self._spool.active is None and not self._buffer:
+                self._spooling = False
+                self._spool_broken = False
+                self._spool.records = 0
+                return True
 
     async def _maybe_take_over(self, exc: RedisError) -> None:
         """Embedded mode: the server's owner stopped it -> start a successor on the same files."""
@@ -335,84 +466,24 @@ class Store:
     def _spill(self) -> None:
         """Move the whole queue to a spill file (``gateway.store.spill``)."""
         count = len(self._buffer)
-        try:
-            path = spill.write_spill(spill.spill_dir(self.settings.data_dir), self._buffer)
-        except OSError as exc:
-            log.error("store: %d interactions LOST: cannot spill to %s: %s", count, exc.filename, exc)
+        if spool.spill_queue(self.settings.data_dir, self._buffer):
+            self.spilled += count
+        else:
             self.dropped += count
-            self._buffer.clear()
-            return
-        self.spilled += count
-        log.error("store: %d interactions spilled to %s (written back at the next start)", count, path)
         self._buffer.clear()
 
     async def _restore_spill(self) -> None:
-        """Write every spill file back to the stream (see ``gateway.store.spill``). Raises
-        ``StoreError`` (the file is given back for the next start)."""
-        for path, claimed in spill.claim_spill_files(spill.spill_dir(self.settings.data_dir)):
-            rows, corrupt = spill.read_spill(claimed)
-            if corrupt:
-                kept = spill.quarantine(path, corrupt)
-                self.quarantined += len(corrupt)
-                log.error(
-                    "store: %d unreadable line(s) in %s kept in %s (not written to %s)",
-                    len(corrupt),
-                    path,
-                    kept,
-                    self.stream,
-                )
-            try:
-                with redis_errors(f"cannot restore spilled interactions from {path}", detail=True):
-                    async with self.redis.pipeline(transaction=False) as pipe:
-                        for fields in rows:
-                            pipe.xadd(self.stream, fields)
-                        await pipe.execute()
-            except StoreError:
-                claimed.rename(path)
-                raise
-            claimed.unlink()
-            self.restored += len(rows)
-            log.warning("store: %d spilled interactions from %s written to %s", len(rows), path, self.stream)
+        """Write every sealed spill/spool file back to the stream, oldest first
+        (``gateway.store.spool.write_back``). Raises ``StoreError`` (the file is given back)."""
 
-    # -- consumer groups and retention ---------------------------------------------------------
+        async def write(rows: list[dict[Any, Any]], path: Path) -> None:
+            with redis_errors(f"cannot restore spilled interactions from {path}", detail=True):
+                try:
+                    await self._xadd_all(rows)
+                except TimeoutError as exc:
+                    raise RedisTimeoutError("write timed out") from exc
 
-    async def ensure_group(self, stream: str, group: str, start_id: str = "0") -> None:
-        """``gateway.store.streams.ensure_group`` on this store's client. Raises ``StoreError``."""
-        await streams.ensure_group(self.redis, stream, group, start_id)
-
-    async def safe_min_id(self, stream: str, retention_ms: int, now_ms: int | None = None) -> str:
-        """``gateway.store.streams.safe_min_id`` on this store's client. Raises ``StoreError``."""
-        return await streams.safe_min_id(self.redis, stream, retention_ms, now_ms)
-
-    async def trim_stream(self, stream: str, retention_ms: int, now_ms: int | None = None) -> int:
-        """Drop entries older than ``retention_ms`` that every consumer group has acknowledged
-        (``gateway.store.streams.trim_stream``). Returns the number of entries removed. Raises
-        ``StoreError``."""
-        removed = await streams.trim_stream(self.redis, stream, retention_ms, now_ms)
-        self.trimmed += removed
-        return removed
-
-    async def trim_interactions(self, now_ms: int | None = None) -> int:
-        """``trim_stream`` on the interactions stream with ``retention_ms`` from the settings."""
-        return await self.trim_stream(self.stream, self.settings.retention_ms, now_ms)
-
-    async def _retention_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.retention_check_s)
-            try:
-                removed = await self.trim_interactions()
-                if removed:
-                    log.info("store: retention trimmed %d entries from %s", removed, self.stream)
-            except StoreError as exc:
-                log.warning("store: retention trim skipped: %s", exc)
-
-
-def _redact(url: str) -> str:
-    """``url`` without its password."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+        async for written, corrupt in spool.write_back(self._spool.directory, write, self.stream):
+            self.restored += written
+            self.quarantined += corrupt
+            self._spool.records = max(0, self._spool.records - written)

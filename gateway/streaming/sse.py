@@ -3,7 +3,7 @@
 * ``SSEParser``: incremental parser for the upstream's ``text/event-stream`` (WHATWG HTML
   "server-sent events" parsing rules: CRLF/LF/CR line ends, ``:`` comment lines, multi-line
   ``data``, a final event without a trailing blank line via ``close()``). ``decode_chunk`` turns an
-  event into a chunk dict, ``None`` for ``[DONE]``, and raises ``UpstreamUnavailable`` on invalid
+  event into a chunk dict, ``None`` for ``[DONE]``, and raises ``UpstreamInvalidResponse`` on invalid
   JSON.
 * ``encode_sse``, ``content_chunk``, ``finish_chunk``, ``usage_chunk``, ``error_event``, ``DONE``:
   the chunks and events the gateway writes.
@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from rollguard.errors import RollguardError, UpstreamUnavailable
+from rollguard.errors import RollguardError, UpstreamInvalidResponse
 
 __all__ = [
     "DONE",
@@ -135,7 +135,7 @@ class SSEParser:
 def decode_chunk(event: SSEEvent) -> dict[str, Any] | None:
     """The chunk dict carried by ``event``; ``None`` for ``[DONE]``; ``{}`` for an empty ``data:``.
 
-    Raises ``UpstreamUnavailable`` (502) when the data is not a JSON object: a broken upstream
+    Raises ``UpstreamInvalidResponse`` (502) when the data is not a JSON object: a broken upstream
     must become a mapped error, not a crash. The message never quotes the data.
     """
     data = event.data
@@ -146,13 +146,11 @@ def decode_chunk(event: SSEEvent) -> dict[str, Any] | None:
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise UpstreamUnavailable(
-            f"upstream sent an invalid JSON event ({len(data)} characters)", code="upstream_invalid_json"
+        raise UpstreamInvalidResponse(
+            f"upstream sent an invalid JSON event ({len(data)} characters)"
         ) from exc
     if not isinstance(obj, dict):
-        raise UpstreamUnavailable(
-            "upstream sent a JSON event that is not an object", code="upstream_invalid_json"
-        )
+        raise UpstreamInvalidResponse("upstream sent a JSON event that is not an object")
     return obj
 
 

