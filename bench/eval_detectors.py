@@ -28,11 +28,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from detectors import eval as E
-from detectors import shipped
 from detectors.engine import EngineConfig, WindowEngine
 from detectors.reference_model import ReferenceModel
 from detectors.shortcuts import ShortcutDetectors, format_gaming, hedging, repetition, sycophancy
+from gateway.tools import eval as E
+from gateway.tools import shipped
 
 REPO = Path(__file__).resolve().parents[1]
 CHEAP = {"hedging": hedging, "repetition": repetition}

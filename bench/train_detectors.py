@@ -26,7 +26,8 @@ from sklearn.model_selection import GroupKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors import reference_model, refusal_model, shipped
+from detectors import reference_model, refusal_model
+from gateway.tools import shipped
 
 OUT = Path(__file__).resolve().parents[1] / "detectors" / "data"
 SENTENCE_THRESHOLD = 0.85
@@ -140,7 +141,9 @@ def main() -> int:
     safe, _ = refusal_model.fit_head(refusal_model.prompt_blocks(benign + harmful), ys, c=10.0)
     sentence = _fit_sentence(train)
     heads = {"refusal": refusal, "partial": partial, "sentence": sentence, "safe_prompt": safe}
-    refusal_model.save(OUT / "refusal_model.npz", heads, threshold, SENTENCE_THRESHOLD)
+    arrays = refusal_model.model_arrays(heads, threshold, SENTENCE_THRESHOLD)
+    OUT.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(OUT / "refusal_model.npz", **arrays)  # type: ignore[arg-type]
 
     ref = (
         [e for e in shipped.arena_answers() if e.source in ("arena/gpt-4-0314", "arena/gpt-4-0613")]

@@ -517,87 +517,91 @@ class InputDrift:
         return max(self.null_mu + z * self.null_sd, self.floors.auc)
 
     def check(self, group: dict[str, str]) -> list[Alert]:
-        """Run every test on the current window; return the alerts that pass all three gates."""
+        """Run every test on the current window; return the alerts that pass all three gates:
+        the domain classifier, then PSI per categorical feature, then Wasserstein + KS per
+        numeric feature (features in name order)."""
         cur = list(self.cur)
         alerts: list[Alert] = []
+        domain = self._check_domain(cur, group)
+        if domain is not None:
+            alerts.append(domain)
+        for feat in sorted({k for r in self.ref for k in r.categorical}):
+            found = self._check_categorical(feat, cur, group)
+            if found is not None:
+                alerts.append(found)
+        for feat in sorted({k for r in self.ref for k in r.numeric}):
+            found = self._check_numeric(feat, cur, group)
+            if found is not None:
+                alerts.append(found)
+        return alerts
+
+    def _check_domain(self, cur: list[InputItem], group: dict[str, str]) -> Alert | None:
+        """The domain-classifier test (sets ``last_auc``): an alert when its AUC reaches the
+        threshold, with the most window-like current and most reference-like exemplars."""
         ref_counts, cur_counts = self._counts()
         auc, scores = domain_auc(ref_counts, cur_counts, seed=_seed(_group_key(group)))
         self.last_auc = auc
-        if auc >= self.auc_threshold:
-            z = (auc - self.null_mu) / self.null_sd
-            a = self._alert(
-                "input_domain_classifier",
-                "roc_auc",
-                auc,
-                self.auc_threshold,
-                auc,
-                self.floors.auc,
-                float(stats.norm.sf(z)),
-                cur,
-                group,
-            )
-            ref_scores, cur_scores = scores
-            a.exemplars_current = [cur[i].id for i in np.argsort(-cur_scores)[:10]]
-            a.exemplars_reference = [self.ref[i].id for i in np.argsort(ref_scores)[:10]]
-            a.top_features = top_ngrams([r.text for r in self.ref], [c.text for c in cur])
-            alerts.append(a)
-        for feat in sorted({k for r in self.ref for k in r.categorical}):
-            ref_count = Counter(r.categorical.get(feat, "") for r in self.ref)
-            cur_count = Counter(c.categorical.get(feat, "") for c in cur)
-            cats = sorted(set(ref_count) | set(cur_count))
-            rc = np.array([ref_count[v] for v in cats], float)
-            cc = np.array([cur_count[v] for v in cats], float)
-            if len(cats) < 2:
-                continue
-            value = psi(rc, cc)
-            _, p, _, _ = stats.chi2_contingency(np.vstack([rc, cc]) + 0.5)
-            if value >= self.floors.psi and p < self.floors.alpha:
-                a = self._alert(
-                    f"input_{feat}",
-                    "psi",
-                    value,
-                    self.floors.psi,
-                    value,
-                    self.floors.psi,
-                    float(p),
-                    cur,
-                    group,
-                )
-                share = cc / cc.sum() - rc / rc.sum()
-                order = np.argsort(-np.abs(share))[:5]
-                a.top_features = [
-                    {"value": cats[i], "share_change": round(float(share[i]), 4)} for i in order
-                ]
-                grown = {cats[i] for i in order if share[i] > 0}
-                a.exemplars_current = [c.id for c in cur if c.categorical.get(feat, "") in grown][:10]
-                a.exemplars_reference = [r.id for r in self.ref if r.categorical.get(feat, "") not in grown][
-                    :10
-                ]
-                alerts.append(a)
-        for feat in sorted({k for r in self.ref for k in r.numeric}):
-            rv = np.array([r.numeric.get(feat, 0.0) for r in self.ref])
-            cv = np.array([c.numeric.get(feat, 0.0) for c in cur])
-            sd = max(float(rv.std()), 1e-6)
-            wd = float(stats.wasserstein_distance(rv, cv)) / sd
-            p = float(stats.ks_2samp(rv, cv).pvalue)
-            if wd >= self.floors.wasserstein_sd and p < self.floors.alpha:
-                a = self._alert(
-                    f"input_{feat}",
-                    "ks",
-                    wd,
-                    self.floors.wasserstein_sd,
-                    wd,
-                    self.floors.wasserstein_sd,
-                    p,
-                    cur,
-                    group,
-                )
-                up = float(cv.mean()) > float(rv.mean())
-                a.direction = "up" if up else "down"
-                a.exemplars_current = [cur[i].id for i in np.argsort(-cv if up else cv)[:10]]
-                a.exemplars_reference = [self.ref[i].id for i in np.argsort(rv if up else -rv)[:10]]
-                alerts.append(a)
-        return alerts
+        if auc < self.auc_threshold:
+            return None
+        z = (auc - self.null_mu) / self.null_sd
+        a = self._alert(
+            "input_domain_classifier",
+            "roc_auc",
+            auc,
+            self.auc_threshold,
+            auc,
+            self.floors.auc,
+            float(stats.norm.sf(z)),
+            cur,
+            group,
+        )
+        ref_scores, cur_scores = scores
+        a.exemplars_current = [cur[i].id for i in np.argsort(-cur_scores)[:10]]
+        a.exemplars_reference = [self.ref[i].id for i in np.argsort(ref_scores)[:10]]
+        a.top_features = top_ngrams([r.text for r in self.ref], [c.text for c in cur])
+        return a
+
+    def _check_categorical(self, feat: str, cur: list[InputItem], group: dict[str, str]) -> Alert | None:
+        """PSI of categorical feature ``feat`` with a chi-squared test: an alert when both pass."""
+        ref_count = Counter(r.categorical.get(feat, "") for r in self.ref)
+        cur_count = Counter(c.categorical.get(feat, "") for c in cur)
+        cats = sorted(set(ref_count) | set(cur_count))
+        rc = np.array([ref_count[v] for v in cats], float)
+        cc = np.array([cur_count[v] for v in cats], float)
+        if len(cats) < 2:
+            return None
+        value = psi(rc, cc)
+        _, p, _, _ = stats.chi2_contingency(np.vstack([rc, cc]) + 0.5)
+        if not (value >= self.floors.psi and p < self.floors.alpha):
+            return None
+        a = self._alert(
+            f"input_{feat}", "psi", value, self.floors.psi, value, self.floors.psi, float(p), cur, group
+        )
+        share = cc / cc.sum() - rc / rc.sum()
+        order = np.argsort(-np.abs(share))[:5]
+        a.top_features = [{"value": cats[i], "share_change": round(float(share[i]), 4)} for i in order]
+        grown = {cats[i] for i in order if share[i] > 0}
+        a.exemplars_current = [c.id for c in cur if c.categorical.get(feat, "") in grown][:10]
+        a.exemplars_reference = [r.id for r in self.ref if r.categorical.get(feat, "") not in grown][:10]
+        return a
+
+    def _check_numeric(self, feat: str, cur: list[InputItem], group: dict[str, str]) -> Alert | None:
+        """Wasserstein distance (in reference SDs) of numeric feature ``feat`` with a KS test: an
+        alert when both pass, with the direction of the shift."""
+        rv = np.array([r.numeric.get(feat, 0.0) for r in self.ref])
+        cv = np.array([c.numeric.get(feat, 0.0) for c in cur])
+        sd = max(float(rv.std()), 1e-6)
+        wd = float(stats.wasserstein_distance(rv, cv)) / sd
+        p = float(stats.ks_2samp(rv, cv).pvalue)
+        if not (wd >= self.floors.wasserstein_sd and p < self.floors.alpha):
+            return None
+        floor = self.floors.wasserstein_sd
+        a = self._alert(f"input_{feat}", "ks", wd, floor, wd, floor, p, cur, group)
+        up = float(cv.mean()) > float(rv.mean())
+        a.direction = "up" if up else "down"
+        a.exemplars_current = [cur[i].id for i in np.argsort(-cv if up else cv)[:10]]
+        a.exemplars_reference = [self.ref[i].id for i in np.argsort(rv if up else -rv)[:10]]
+        return a
 
     def _alert(
         self,

@@ -13,7 +13,7 @@ arrays in ``detectors/data/reference_model.npz`` (``allow_pickle=False``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from importlib import resources
 
 import numpy as np
 from scipy import sparse
@@ -21,7 +21,8 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorize
 
 from detectors.features import fit_idf, tfidf, word_hasher
 
-MODEL_PATH = Path(__file__).parent / "data" / "reference_model.npz"
+MODEL_PATH = resources.files("detectors") / "data" / "reference_model.npz"
+"""The shipped model (package data, read with ``importlib.resources``)."""
 N_CLUSTER_FEATURES = 2**14
 N_REL_FEATURES = 2**16
 N_CLUSTERS = 16
@@ -43,8 +44,8 @@ class ReferenceModel:
     Raises ``FileNotFoundError`` / ``KeyError`` for a missing or malformed model file.
     """
 
-    def __init__(self, path: Path = MODEL_PATH) -> None:
-        with np.load(path, allow_pickle=False) as z:
+    def __init__(self) -> None:
+        with MODEL_PATH.open("rb") as f, np.load(f, allow_pickle=False) as z:
             self.cluster_idf = z["cluster_idf"]
             self.centroids = z["centroids"]
             self.len_mu = z["len_mu"]

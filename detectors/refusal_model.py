@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
 
 import numpy as np
 from scipy import sparse
@@ -23,7 +23,8 @@ from sklearn.linear_model import LogisticRegression
 
 from detectors.features import fit_idf, mask_spans, quoted_spans, sentences, tfidf, word_hasher
 
-MODEL_PATH = Path(__file__).parent / "data" / "refusal_model.npz"
+MODEL_PATH = resources.files("detectors") / "data" / "refusal_model.npz"
+"""The shipped model (package data, read with ``importlib.resources``)."""
 N_FEATURES = 2**17
 LEAD_SENTENCES = 3
 
@@ -76,8 +77,8 @@ class RefusalModel:
     Raises ``FileNotFoundError`` / ``KeyError`` for a missing or malformed model file.
     """
 
-    def __init__(self, path: Path = MODEL_PATH) -> None:
-        with np.load(path, allow_pickle=False) as z:
+    def __init__(self) -> None:
+        with MODEL_PATH.open("rb") as f, np.load(f, allow_pickle=False) as z:
             self.refusal = _head(z, "refusal", 2)
             self.partial = _head(z, "partial", 2)
             self.safe_prompt = _head(z, "safe_prompt", 1)
@@ -177,14 +178,14 @@ def sentence_training_rows(texts: Sequence[str], labels: Sequence[str]) -> tuple
     return xs, np.array(ys)
 
 
-def save(
-    path: Path,
+def model_arrays(
     heads: dict[str, LinearHead],
     threshold: float,
     sentence_threshold: float,
-) -> None:
-    """Write the heads (``refusal``, ``partial``, ``sentence``, ``safe_prompt``) as a compressed npz
-    of plain arrays."""
+) -> dict[str, np.ndarray]:
+    """The heads (``refusal``, ``partial``, ``sentence``, ``safe_prompt``) and thresholds as the
+    plain arrays of the shipped npz (``bench/train_detectors.py`` writes them with
+    ``np.savez_compressed``; ``RefusalModel`` reads them)."""
     arrays: dict[str, np.ndarray] = {
         "refusal_threshold": np.array(threshold, dtype=np.float64),
         "sentence_threshold": np.array(sentence_threshold, dtype=np.float64),
@@ -195,5 +196,4 @@ def save(
             arrays[f"{name}_index_{b}"] = head.index[b]
             arrays[f"{name}_idf_{b}"] = head.idf[b]
             arrays[f"{name}_coef_{b}"] = head.coef[b]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+    return arrays

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,7 @@ from gateway.store import Store
 from gateway.telemetry import setup_telemetry
 from gateway.upstream import Upstream
 from rollguard.errors import RollguardError
-from rollguard.settings import RollguardSettings, load_settings
+from rollguard.settings import RollguardSettings, config_source, load_settings
 
 if TYPE_CHECKING:
     from policies.pipeline import Pipeline
@@ -98,10 +97,10 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
     line (``app.state.startup_error``, see ``FastPath``), not a traceback.
     """
     if settings is None:
-        source = os.environ.get("ROLLGUARD_CONFIG") or "environment"
+        source = config_source()
         settings = load_settings()
     checked = check_config(settings, source)
-    pipeline = checked.pipeline
+    settings, pipeline = checked.settings, checked.pipeline
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -175,7 +174,8 @@ async def _start(
 
         stub_runner, base_url = await start_stub("127.0.0.1", 0)
         _cleanup(stack, stub_runner.cleanup, "demo upstream")
-        settings.model_list = demo_model_entries(base_url)
+        # A copy: the loaded settings are never changed after loading (issue 7).
+        settings = settings.model_copy(update={"model_list": demo_model_entries(base_url)})
         log.warning("no model_list configured: serving the local demo model at %s", base_url)
     store = Store(settings.store)
     _cleanup(stack, store.aclose, "store")  # also stops an embedded Valkey a failed start() acquired

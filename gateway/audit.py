@@ -1,19 +1,10 @@
 """The audit trail: one record per interaction, PII redacted, appended to the interactions stream;
 interactions with an enforced ``flag`` decision are also escalated to review.
 
-Runs after the response is sent (off the request's latency path). The privacy redaction is applied
+Runs after the response is sent (off the request's latency path). The privacy redaction
+(``policies.privacy.PrivacyRedactor.redact_record``: what it masks is documented there) is applied
 to every record whatever the request's own policies did (a policy can be off by flag or in shadow
 mode), unless the tenant opted in to raw content.
-
-What is redacted: the ``pii`` and ``secrets`` transforms handle the text locations
-(``policies.builtin.locations``: message content and text parts, tool-call arguments, the
-completion and its tool calls), skipping those the request's own enforced transforms already
-redacted; then *every other string* of the record that did not come from the gateway itself goes
-through the same finders (``PrivacyRedactor.sweep``): message ``name`` / ``tool_call_id`` /
-``refusal`` / image URLs / unknown fields, tool names and ids, the requested ``model``,
-``finish_reason``, ``metadata`` values (e.g. the redacted upstream error), decision reasons,
-evidence details and policy error texts. Only the fields the gateway writes itself are left as
-they are (``SWEEP_EXEMPT``).
 """
 
 from __future__ import annotations
@@ -21,212 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from policies.base import CheckContext, Policy, RedactionVault
-from policies.builtin.pii_entities import PiiFinder
-from policies.builtin.redaction import Finder, resolve_overlaps, substitute
-from policies.builtin.secret_patterns import SecretFinder
-from policies.registry import build
-from rollguard.types import Interaction, Stage, Verdict
+from policies.privacy import Coverage, PrivacyRedactor
+from rollguard.types import Interaction, Verdict
+
+__all__ = ["AuditTrail", "Coverage", "PrivacyRedactor"]
 
 log = logging.getLogger("rollguard.audit")
 
 Sink = Callable[[dict[str, Any]], None]
 Escalate = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-ALL_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-PRIVACY_TYPES = ("pii", "secrets")
-
-SWEEP_EXEMPT = frozenset(
-    {
-        "id",
-        "created_ms",
-        "tenant",
-        "upstream_model",
-        "subject",
-        "session",
-        "stream",
-        "status",
-        "usage",
-        "verdict",
-        "flags",
-        "latency_ms",
-        "upstream_ms",
-        "policy_ms",
-    }
-)
-"""Top-level record fields the sweep leaves alone: written by the gateway (ids, hashes, numbers,
-configured names, the flag snapshot), never copied from the request or the upstream's reply."""
-
-_CLEAN_CACHE = 4096
-_CLEAN_MAX_CHARS = 64
-
-_ROLE_NAMES = frozenset({*ALL_ROLES, "function"})
-
-
-@dataclass(slots=True)
-class Coverage:
-    """What the request's own enforced transforms already redacted: for each privacy policy type,
-    the roles its ``pre_call`` run scanned, and whether it ran on the completion (``post_call`` /
-    ``stream``). The audit redactor then scans only what is left."""
-
-    pre: dict[str, frozenset[str]] = field(default_factory=dict)
-    post: set[str] = field(default_factory=set)
-
-
-class PrivacyRedactor:
-    """Masks PII and secrets in an interaction record with the ``pii`` and ``secrets`` policies'
-    transforms (default entity sets), scanning only roles and parts the request's own enforced
-    policies did not already redact. Placeholders use a fresh vault per record."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, frozenset[str]], Policy] = {}
-        self.defaults = {t: dict(self._policy(t, ALL_ROLES).describe()) for t in PRIVACY_TYPES}
-        # The same finders, default entity sets, in the same order as PRIVACY_TYPES.
-        self._finders: tuple[Finder, ...] = (PiiFinder(), SecretFinder())
-        self._clean: dict[str, None] = {}
-
-    def _policy(self, type_name: str, roles: frozenset[str]) -> Policy:
-        key = (type_name, roles)
-        found = self._cache.get(key)
-        if found is None:
-            found = self._cache[key] = build(type_name, {"roles": sorted(roles)})
-        return found
-
-    def eligible_roles(self, policy: Policy) -> frozenset[str] | None:
-        """The roles ``policy`` redacts with the default entity set, or None when it is not a
-        privacy transform the audit can rely on (another action, fewer entities)."""
-        default = self.defaults.get(policy.type_name)
-        if default is None:
-            return None
-        desc = dict(policy.describe())
-        roles = frozenset(desc.pop("roles", ()))
-        base = {k: v for k, v in default.items() if k != "roles"}
-        return roles if desc == base else None
-
-    def redact_record(self, interaction: Interaction, coverage: Coverage | None = None) -> dict[str, Any]:
-        """The JSON-ready audit record of ``interaction`` with PII and secrets masked everywhere:
-        ``redact`` (the text locations) then the sweep of every other string the record copied
-        from the request or the reply. One vault per record, so a value gets the same placeholder
-        in every field."""
-        vault = RedactionVault()
-        self.redact(interaction, coverage, vault)
-        rec = interaction.to_record()
-        for key, value in rec.items():
-            if key in SWEEP_EXEMPT or key == "completion":  # completion: scanned by ``redact``
-                continue
-            if key == "messages" and isinstance(value, list):
-                rec[key] = [self._sweep_message(m, vault) for m in value]
-            else:
-                rec[key] = self.sweep(value, vault)
-        return rec
-
-    def redact_text(self, text: str, vault: RedactionVault) -> str:
-        """``text`` with every PII / secret finding replaced by its placeholder from ``vault``.
-
-        Short strings found clean are remembered (``_CLEAN_CACHE`` of them, up to
-        ``_CLEAN_MAX_CHARS`` characters: field names, roles, ``stop``, tool names), because the
-        two finders cost about 15 microseconds per call even on a four-letter word. Only strings
-        with no finding are kept, so the cache never holds a value the redaction masks."""
-        if text in self._clean:
-            return text
-        out = text
-        for finder in self._finders:
-            spans = resolve_overlaps(finder(out))
-            if spans:
-                out = substitute(out, spans, vault)
-        if out is text and len(text) <= _CLEAN_MAX_CHARS:
-            if len(self._clean) >= _CLEAN_CACHE:
-                self._clean.pop(next(iter(self._clean)))
-            self._clean[text] = None
-        return out
-
-    def sweep(self, value: Any, vault: RedactionVault) -> Any:
-        """``value`` (any JSON value) with every string, every dict key and every integer (as its
-        decimal text: a card number sent as a JSON number) passed through ``redact_text``.
-        Returns new containers; the input is not mutated."""
-        if isinstance(value, str):
-            return self.redact_text(value, vault) if value else value
-        if isinstance(value, bool) or value is None or isinstance(value, float):
-            return value
-        if isinstance(value, int):
-            text = str(value)
-            out = self.redact_text(text, vault)
-            return value if out == text else out
-        if isinstance(value, list | tuple):
-            return [self.sweep(v, vault) for v in value]
-        if isinstance(value, dict):
-            return {self._key(k, vault): self.sweep(v, vault) for k, v in value.items()}
-        return value
-
-    def _key(self, key: Any, vault: RedactionVault) -> Any:
-        return self.redact_text(key, vault) if isinstance(key, str) and key else key
-
-    def _sweep_except(self, obj: dict[str, Any], keep: str, vault: RedactionVault) -> dict[str, Any]:
-        """``sweep`` of ``obj`` except the string under ``keep`` (a text location ``redact``
-        already scanned)."""
-        return {
-            self._key(k, vault): v if k == keep and isinstance(v, str) else self.sweep(v, vault)
-            for k, v in obj.items()
-        }
-
-    def _sweep_message(self, msg: Any, vault: RedactionVault) -> Any:
-        """A request message: every field but the text locations ``redact`` scanned whole
-        (string ``content``, the ``text`` of content parts) and a valid ``role``. Tool-call and
-        ``function_call`` arguments are swept too: the transforms scanned the *values* inside the
-        JSON, the sweep also catches object keys (a placeholder holds no quote, so the arguments
-        stay valid JSON)."""
-        if not isinstance(msg, dict):
-            return self.sweep(msg, vault)
-        out: dict[Any, Any] = {}
-        for k, v in msg.items():
-            nk = self._key(k, vault)
-            if (k == "content" and isinstance(v, str)) or (k == "role" and v in _ROLE_NAMES):
-                out[nk] = v
-            elif k == "content" and isinstance(v, list):
-                out[nk] = [
-                    self._sweep_except(p, "text", vault) if isinstance(p, dict) else self.sweep(p, vault)
-                    for p in v
-                ]
-            else:
-                out[nk] = self.sweep(v, vault)
-        return out
-
-    def redact(
-        self, interaction: Interaction, coverage: Coverage | None = None, vault: RedactionVault | None = None
-    ) -> None:
-        """Rewrite the text locations of ``interaction.messages`` / ``completion`` /
-        ``tool_calls`` in place with the ``pii`` and ``secrets`` transforms (only what
-        ``coverage`` says is not redacted yet). ``redact_record`` adds the sweep of the rest."""
-        cov = coverage or Coverage()
-        vault = vault if vault is not None else RedactionVault()
-        for type_name in PRIVACY_TYPES:
-            left = ALL_ROLES - cov.pre.get(type_name, frozenset())
-            if left:
-                policy = self._policy(type_name, frozenset(left))
-                ctx = CheckContext(stage=Stage.PRE_CALL, messages=interaction.messages, vault=vault)
-                out = policy.check(ctx)
-                if out.verdict is not Verdict.ALLOW and out.messages is not None:
-                    interaction.messages = out.messages
-            if type_name in cov.post or not (interaction.completion or interaction.tool_calls):
-                continue
-            policy = self._policy(type_name, ALL_ROLES)
-            ctx = CheckContext(
-                stage=Stage.POST_CALL,
-                messages=interaction.messages,
-                completion=interaction.completion or "",
-                completion_tool_calls=list(interaction.tool_calls),
-                vault=vault,
-            )
-            out = policy.check(ctx)
-            if out.verdict is not Verdict.ALLOW:
-                if out.completion is not None:
-                    interaction.completion = out.completion
-                if out.completion_tool_calls is not None:
-                    interaction.tool_calls = out.completion_tool_calls
 
 
 class AuditTrail:

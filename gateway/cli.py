@@ -8,8 +8,8 @@ Commands: ``serve``, ``demo``, ``config check``, ``keys hash``, ``train prompt-i
 from __future__ import annotations
 
 import errno
+import functools
 import logging
-import os
 import socket
 import sys
 from pathlib import Path
@@ -85,14 +85,12 @@ def serve(
     3 startup failed (port in use, the store or another part cannot start).
     """
     from rollguard.errors import ConfigError
+    from rollguard.settings import config_source, load_settings
 
-    if config is not None:
-        os.environ["ROLLGUARD_CONFIG"] = str(config)
-    if host is not None:
-        os.environ["ROLLGUARD_GATEWAY__HOST"] = host
-    source = str(config) if config is not None else os.environ.get("ROLLGUARD_CONFIG") or "environment"
+    cli = _cli_settings(host=host, port=port, workers=workers)
+    source = config_source(config)
     try:
-        settings = _load_for_serve(config, host, port, workers)
+        settings = load_settings(config, cli)
         # Bound first, before the seconds of imports and model loading below: a busy port is
         # reported at once. The process exits (closing it) if the checks then fail.
         sock = _bind(settings.gateway.host, settings.gateway.port)
@@ -101,7 +99,7 @@ def serve(
             from gateway.config_check import check_config
 
             check_config(settings, source)  # each worker runs it again in create_app
-            app_obj = None
+            app_obj: Any = functools.partial(worker_app, config, cli)
         else:
             from gateway.app import create_app
 
@@ -111,19 +109,20 @@ def serve(
     _run(settings, sock, app_obj)
 
 
-def _load_for_serve(
-    config: Path | None, host: str | None, port: int | None, workers: int | None
-) -> RollguardSettings:
-    from rollguard.settings import load_settings
+def _cli_settings(**gateway: object) -> dict[str, Any]:
+    """The command line's settings layer (the top source of ``load_settings``): the ``gateway``
+    options that were given."""
+    given = {key: value for key, value in gateway.items() if value is not None}
+    return {"gateway": given} if given else {}
 
-    settings = load_settings(config)
-    if host is not None:
-        settings.gateway.host = host
-    if port is not None:
-        settings.gateway.port = port
-    if workers is not None:
-        settings.gateway.workers = workers
-    return settings
+
+def worker_app(config: Path | None, cli: dict[str, Any]) -> Any:
+    """The app factory each ``serve --workers N`` process runs (uvicorn imports and calls it): the
+    settings loaded again from the same sources (``cli``, the environment, ``config``)."""
+    from gateway.app import create_app
+    from rollguard.settings import config_source, load_settings
+
+    return create_app(load_settings(config, cli), source=config_source(config))
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -145,18 +144,18 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _run(settings: RollguardSettings, sock: socket.socket, app_obj: Any) -> None:
-    """Serve on ``sock``: in this process (``app_obj``, one worker) or in ``workers`` processes that
-    each build the app (``gateway.app:create_app``). uvicorn exits 3 when the lifespan fails; the
-    lifespan has then stopped what it started."""
+    """Serve on ``sock``: in this process (``app_obj`` is the app, one worker) or in ``workers``
+    processes that each build the app (``app_obj`` is the factory, ``worker_app``). uvicorn exits 3
+    when the lifespan fails; the lifespan has then stopped what it started."""
     import uvicorn
 
     gw = settings.gateway
     options: dict[str, Any] = {"log_level": gw.log_level, "access_log": False}
     logging.getLogger("rollguard").info("listening on http://%s:%d", gw.host, sock.getsockname()[1])
-    if app_obj is None:
+    if gw.workers > 1:
         from uvicorn.supervisors import Multiprocess
 
-        cfg = uvicorn.Config("gateway.app:create_app", factory=True, workers=gw.workers, **options)
+        cfg = uvicorn.Config(app_obj, factory=True, workers=gw.workers, **options)
         Multiprocess(cfg, sockets=[sock]).run()
         return
     uvicorn.Server(uvicorn.Config(app_obj, **options)).run(sockets=[sock])
@@ -215,7 +214,7 @@ def train_prompt_injection(
     seed: int = 0,
 ) -> None:
     """Retrain the prompt-injection classifier and write its metrics."""
-    from policies.training.prompt_injection import main as train_main
+    from gateway.tools.train_injection import main as train_main
 
     raise typer.Exit(train_main(["--data", str(data_dir), "--out", str(out_dir), "--seed", str(seed)]))
 
@@ -228,7 +227,7 @@ def detect(
     out: Annotated[Path | None, typer.Option("--out", help="write here instead of standard output")] = None,
 ) -> None:
     """Score offline records with every per-interaction detector; one JSON line per record, in order."""
-    from detectors.offline import run_detect
+    from gateway.tools.offline import run_detect
 
     try:
         errors = run_detect(file, out)

@@ -6,22 +6,22 @@ What is checked, in order (each failure is one ``rollguard.errors.ConfigError`` 
 the dotted field; the first problem stops the check):
 
 1. ``gateway``: a non-loopback ``host`` needs ``api_keys`` (``gateway.auth.check_bind``);
-2. ``model_list``: every deployment resolves to a transport (``gateway.upstream_transport``);
+2. ``model_list``: every deployment resolves to a transport (``gateway.upstream.transports``);
 3. ``policies``: the pipeline builds (unknown type, bad params, unsupported stage);
 4. ``flags``: the bootstrap file parses; an ``unleash_url`` needs an ``api_token`` that resolves;
-5. ``review``: the section parses (``gateway.review.config.parse_review_settings``);
-6. ``detectors``: the window-engine and worker options build (``detectors:`` is read by
+5. ``detectors``: the window-engine and worker options build (``detectors:`` is read by
    ``rollguard worker``; serve refuses it too, so one file never half-works).
 
-The field shapes themselves (types, ranges, unknown keys, URLs) are checked earlier, by
-``rollguard.settings.load_settings``. Nothing here opens a socket, starts a process or reads the
-store: runtime failures (store unreachable, port in use) are reported by ``serve`` itself.
+The field shapes themselves (types, ranges, unknown keys, URLs; every section, ``review`` and
+``detectors`` included) are checked earlier, once, by ``rollguard.settings.load_settings``.
+Nothing here opens a socket, starts a process or reads the store: runtime failures (store
+unreachable, port in use) are reported by ``serve`` itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rollguard.errors import ConfigError
 from rollguard.settings import RollguardSettings
@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class CheckedConfig:
-    """A config that passed ``check_config``: the settings (with the embedded defaults filled in) and
-    the built policy pipeline (built once: loading the shipped classifiers takes about a second)."""
+    """A config that passed ``check_config``: the settings (a copy with the embedded defaults filled
+    in; serve runs with these) and the built policy pipeline (built once: loading the shipped
+    classifiers takes about a second)."""
 
     settings: RollguardSettings
     pipeline: Pipeline
@@ -41,8 +42,8 @@ class CheckedConfig:
 
 def check_config(settings: RollguardSettings, source: str = "") -> CheckedConfig:
     """Run every startup validation of ``serve`` on ``settings`` (loaded from ``source``, a file path
-    or ``environment``; used only in messages). Fills in the embedded defaults
-    (``gateway.defaults.with_embedded_defaults``) in place, as serve does.
+    or ``environment``; used only in messages). The returned settings have the embedded defaults
+    filled in (``gateway.defaults.with_embedded_defaults``, a copy: ``settings`` is not changed).
 
     Raises ``ConfigError`` whose message starts ``<source>: <field>: ``.
     """
@@ -50,12 +51,11 @@ def check_config(settings: RollguardSettings, source: str = "") -> CheckedConfig
     from gateway.defaults import with_embedded_defaults
 
     try:
-        with_embedded_defaults(settings)
+        settings = with_embedded_defaults(settings)
         check_bind(settings.gateway.host, settings.gateway.api_keys)
         _check_models(settings)
         pipeline = _build_pipeline(settings)
         _check_flags(settings)
-        _check_review(settings)
         _check_detectors(settings)
     except ConfigError as exc:
         raise _with_source(exc, source) from exc
@@ -74,7 +74,7 @@ def _with_source(exc: ConfigError, source: str) -> ConfigError:
 
 
 def _check_models(settings: RollguardSettings) -> None:
-    from gateway.upstream_transport import Deployment
+    from gateway.upstream.transports import Deployment
 
     for i, entry in enumerate(settings.model_list):
         Deployment.from_entry(entry, i)
@@ -95,24 +95,12 @@ def _check_flags(settings: RollguardSettings) -> None:
     Flags(settings.flags)  # validates only: no client, thread or socket before ``start()``
 
 
-def _check_review(settings: RollguardSettings) -> None:
-    if not settings.review:
-        return
-    from gateway.review.config import parse_review_settings
-
-    parse_review_settings(settings.review)
-
-
 def _check_detectors(settings: RollguardSettings) -> None:
     from detectors.engine import EngineConfig
     from gateway.worker import WorkerOptions
 
-    cfg: dict[str, Any] = dict(settings.detectors or {})
-    worker = cfg.pop("worker", None) or {}
     try:
-        if not isinstance(worker, dict):
-            raise TypeError("detectors.worker must be a mapping")
-        EngineConfig.from_config(cfg)
-        WorkerOptions(**worker)
+        EngineConfig.from_config(settings.detectors.engine())
+        WorkerOptions(**settings.detectors.worker_options())
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc), field="detectors") from exc

@@ -5,7 +5,9 @@ under ``./var/`` (see ``gateway.store``), the bootstrap flags file shipped in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from rollguard.review_settings import ReviewSettings
 from rollguard.settings import ModelEntry, RollguardSettings
 
 DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
@@ -16,14 +18,16 @@ DEMO_MODEL = "demo"
 def with_embedded_defaults(settings: RollguardSettings) -> RollguardSettings:
     """``settings`` with the bootstrap flags file filled in when none is configured, and, for a
     gateway without API keys (loopback only), the demo review queues and reviewer tokens
-    (``gateway.review.demo``) when no ``review`` section is configured."""
+    (``gateway.review.demo``) when no ``review`` section is configured. A copy: ``settings`` itself is
+    not changed (``settings`` when there is nothing to fill in)."""
+    update: dict[str, Any] = {}
     if settings.flags.bootstrap_file is None and BOOTSTRAP_FLAGS.exists():
-        settings.flags.bootstrap_file = BOOTSTRAP_FLAGS
+        update["flags"] = settings.flags.model_copy(update={"bootstrap_file": BOOTSTRAP_FLAGS})
     if not settings.review and not settings.gateway.api_keys:
         from gateway.review.demo import demo_review_config
 
-        settings.review = demo_review_config()
-    return settings
+        update["review"] = ReviewSettings.model_validate(demo_review_config())
+    return settings.model_copy(update=update) if update else settings
 
 
 def demo_model_entries(base_url: str) -> list[ModelEntry]:

@@ -1,9 +1,13 @@
-"""Configuration: one YAML file, validated at startup, with environment overrides.
+"""Configuration: one YAML file, validated at startup, with environment and command-line overrides.
 
 Precedence (highest first), declared once in ``RollguardSettings.settings_customise_sources``:
-``ROLLGUARD_*`` environment variables (nested with ``__``, e.g. ``ROLLGUARD_GATEWAY__PORT=9000``),
-then the YAML file, then the defaults here. ``ROLLGUARD_REDIS_URL`` is the documented short form of
-``ROLLGUARD_STORE__REDIS_URL``.
+command-line options (``load_settings(path, cli={...})``: the init values), then ``ROLLGUARD_*``
+environment variables (nested with ``__``, e.g. ``ROLLGUARD_GATEWAY__PORT=9000``), then the YAML
+file, then the defaults here. Sources are merged field by field (a nested value set by a higher
+source replaces only that value). ``ROLLGUARD_REDIS_URL`` is the documented short form of
+``ROLLGUARD_STORE__REDIS_URL``; ``ROLLGUARD_DATA_DIR`` sets ``data_dir`` (the shipped data sets).
+Every section is typed and parsed once, here (``review``: ``rollguard.review_settings``;
+``detectors``: ``rollguard.detector_settings``); nothing changes the settings after loading.
 
 The model list uses LiteLLM's ``model_list`` schema unchanged (``model_name`` + ``litellm_params``,
 ``os.environ/NAME`` for secrets), so an existing LiteLLM proxy config's model list works as is.
@@ -15,32 +19,25 @@ field path of every problem.
 
 from __future__ import annotations
 
-import hashlib
 import os
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from rollguard.detector_settings import DetectorSettings
 from rollguard.errors import ConfigError
+from rollguard.review_settings import ReviewSettings
+from rollguard.secrets import ENV_PREFIX as ENV_PREFIX
+from rollguard.secrets import hash_api_key as hash_api_key
+from rollguard.secrets import resolve_secret as resolve_secret
 from rollguard.types import Mode, OnError, Stage
-
-ENV_PREFIX = "os.environ/"
-
-
-def resolve_secret(value: str | None) -> str | None:
-    """LiteLLM's secret reference: ``os.environ/NAME`` -> the value of ``$NAME`` (None if unset)."""
-    if isinstance(value, str) and value.startswith(ENV_PREFIX):
-        return os.environ.get(value[len(ENV_PREFIX) :])
-    return value
-
-
-def hash_api_key(key: str) -> str:
-    """The stored form of an app API key: ``sha256:<hex>``. Keys are never stored in clear."""
-    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 def _is_url(value: str, schemes: tuple[str, ...]) -> bool:
@@ -230,9 +227,25 @@ class RollguardSettings(BaseSettings):
     flags: FlagSettings = Field(default_factory=FlagSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
-    review: dict[str, Any] = Field(default_factory=dict)
-    detectors: dict[str, Any] = Field(default_factory=dict)
+    review: ReviewSettings | None = Field(
+        default=None, description="review queues and console; unset (or empty): not mounted"
+    )
+    detectors: DetectorSettings = Field(default_factory=DetectorSettings)
     redis_url: str | None = Field(default=None, description="short form of store.redis_url (env)")
+    data_dir: Path | None = Field(
+        default=None,
+        description="the shipped data sets (demo corpus, recorded replies); unset: <repo>/data",
+    )
+
+    @field_validator("review", mode="before")
+    @classmethod
+    def _empty_review_is_unset(cls, v: Any) -> Any:
+        return None if v == {} else v
+
+    @field_validator("detectors", mode="before")
+    @classmethod
+    def _null_detectors_is_empty(cls, v: Any) -> Any:
+        return {} if v is None else v
 
     @classmethod
     def settings_customise_sources(
@@ -243,8 +256,9 @@ class RollguardSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment beats the YAML file (passed as init values), which beats the defaults.
-        return (env_settings, init_settings)
+        # Highest first: command-line options (init values), the environment, the YAML file; then
+        # the field defaults.
+        return (init_settings, env_settings, _FileSource(settings_cls))
 
     @model_validator(mode="after")
     def _post(self) -> RollguardSettings:
@@ -292,6 +306,21 @@ class RollguardSettings(BaseSettings):
 
 Source = Literal["environment"] | str
 
+_FILE_LAYER: ContextVar[Mapping[str, Any] | None] = ContextVar("rollguard_file_layer", default=None)
+"""The YAML file's values while ``load_settings`` builds the settings (one build per context)."""
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The YAML file as a settings source (below the environment): the mapping ``load_settings``
+    read, or nothing when settings are built directly."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        layer = _FILE_LAYER.get() or {}
+        return layer.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FILE_LAYER.get() or {})
+
 
 def _format_errors(exc: ValidationError, source: str) -> ConfigError:
     """One ``ConfigError`` naming the file and the first bad field; further problems follow on
@@ -304,35 +333,59 @@ def _format_errors(exc: ValidationError, source: str) -> ConfigError:
     return ConfigError("\n".join([message, *more]), source=source, field=locs[0] if locs else "")
 
 
-def load_settings(path: str | os.PathLike[str] | None = None) -> RollguardSettings:
-    """Read and validate the config. ``path=None`` uses ``$ROLLGUARD_CONFIG`` or, when unset, the
-    built-in embedded defaults (demo model on loopback).
+def config_path(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to read: ``path``, else ``$ROLLGUARD_CONFIG``, else None (no file: the
+    built-in embedded defaults)."""
+    if path is None:
+        path = os.environ.get("ROLLGUARD_CONFIG") or None
+    return Path(path) if path is not None else None
+
+
+def config_source(path: str | os.PathLike[str] | None = None) -> str:
+    """What error messages name as the config's source: the file ``config_path(path)`` or
+    ``environment``."""
+    found = config_path(path)
+    return str(found) if found is not None else "environment"
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path`` (an empty or null document is ``{}``; ``policies: null`` is
+    dropped so the default policy set applies). Raises ``ConfigError`` naming the file."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file: {exc}", source=source) from exc
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError("the top level must be a mapping", source=source)
+    if loaded.get("policies") is None:
+        loaded.pop("policies", None)
+    return loaded
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, cli: Mapping[str, Any] | None = None
+) -> RollguardSettings:
+    """Read and validate the config, once: ``cli`` (command-line options, nested like the YAML,
+    e.g. ``{"gateway": {"port": 9000}}``) over the ``ROLLGUARD_*`` environment over the YAML file
+    ``config_path(path)`` over the defaults. With no file: the built-in embedded defaults (demo
+    model on loopback).
 
     Raises ``ConfigError`` (file + field) on unreadable YAML, a non-mapping document, unknown or
     invalid fields.
     """
-    if path is None:
-        path = os.environ.get("ROLLGUARD_CONFIG") or None
-    data: dict[str, Any] = {}
-    source = "environment"
-    if path is not None:
-        source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config file: {exc}", source=source) from exc
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError("the top level must be a mapping", source=source)
-        data = loaded
-        if data.get("policies") is None:
-            data.pop("policies", None)
+    found = config_path(path)
+    data = _read_file(found) if found is not None else {}
+    token = _FILE_LAYER.set(data)
     try:
-        return RollguardSettings(**data)
+        return RollguardSettings(**dict(cli or {}))
     except ValidationError as exc:
-        raise _format_errors(exc, source) from exc
+        raise _format_errors(exc, config_source(found)) from exc
+    finally:
+        _FILE_LAYER.reset(token)

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rollguard.errors import RollguardError
+from rollguard.settings import load_settings
 
 DEMO_MODEL = "demo"
 """The model alias every demo request asks for (the demo upstream's recorded-replies model)."""
@@ -92,12 +92,13 @@ class DemoItem:
 
 
 def data_dir() -> Path:
-    """The shipped data directory: ``$ROLLGUARD_DATA_DIR`` or ``<repo>/data``.
+    """The shipped data directory: the settings' ``data_dir`` (``$ROLLGUARD_DATA_DIR``) or
+    ``<repo>/data``.
 
     Raises ``CorpusError`` when it does not exist.
     """
-    env = os.environ.get("ROLLGUARD_DATA_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "data"
+    configured = load_settings().data_dir
+    path = configured if configured is not None else Path(__file__).resolve().parents[2] / "data"
     if not path.is_dir():
         raise CorpusError(
             f"demo data directory not found: {path} (set ROLLGUARD_DATA_DIR to the shipped data/ folder)"

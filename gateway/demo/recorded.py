@@ -15,20 +15,21 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rollguard.settings import load_settings
+
 VARIANTS = ("good", "regressed")
 
 
 def data_dir() -> Path:
-    """``$ROLLGUARD_DATA_DIR`` or ``data/`` at the repository root."""
-    env = os.environ.get("ROLLGUARD_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "data"
+    """The settings' ``data_dir`` (``$ROLLGUARD_DATA_DIR``) or ``data/`` at the repository root."""
+    configured = load_settings().data_dir
+    return configured if configured is not None else Path(__file__).resolve().parents[2] / "data"
 
 
 def normalise(text: str) -> str:

@@ -1,5 +1,5 @@
 """Human review: escalation into review queues, claims (leases), verdicts, the reviewer console,
-agreement and preference-data export (issue 4; docs/review.md).
+agreement (``detectors.agreement``) and preference-data export (issue 4; docs/review.md).
 
 Public entry points:
 

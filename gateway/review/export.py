@@ -34,7 +34,7 @@ from typing import Any, Literal
 import orjson
 import redis.asyncio as aioredis
 
-from gateway.review.agreement import dawid_skene
+from detectors.agreement import dawid_skene
 from gateway.review.config import LabelSpec, ReviewSettings, default_taxonomy
 from gateway.review.queue import ReviewItem, ReviewQueues
 from gateway.review.service import votes_of

@@ -1,12 +1,11 @@
 """Reviewer free text (a verdict's ``note`` and ``corrected`` reply) through the gateway's own
 privacy redaction before it is stored in a review queue or exported as training data.
 
-Review items hold audit records that are already redacted (``gateway.audit.PrivacyRedactor``,
-unless the tenant opted in with ``tenants.<t>.raw_content_opt_in``); a reviewer's note or corrected
-reply is new text and gets the same treatment: the ``pii`` and ``secrets`` policies' transforms
-with their default entity sets, one placeholder vault per verdict, so ``jane.roe@example.com``
-becomes ``<EMAIL_ADDRESS_1>`` in the note and in the corrected reply alike. The redactor is the
-audit trail's class, reused, not copied.
+Review items hold audit records that are already redacted (``policies.privacy``, unless the tenant
+opted in with ``tenants.<t>.raw_content_opt_in``); a reviewer's note or corrected reply is new text
+and gets the same treatment (``PrivacyRedactor.redact_note``: one placeholder vault per verdict, so
+``jane.roe@example.com`` becomes ``<EMAIL_ADDRESS_1>`` in the note and in the corrected reply
+alike). This module holds only the tenant opt-in rule.
 """
 
 from __future__ import annotations
@@ -14,14 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import cached_property
 
-from gateway.audit import PrivacyRedactor
-from rollguard.types import Interaction
+from policies.privacy import PrivacyRedactor
 
 
 class ReviewerTextRedactor:
     """Redacts reviewer free text unless the item's tenant is in ``raw_tenants``.
 
-    The policies are built on first use (about 0.2 s once); a call then costs well under a
+    The redactor is built on first use (about 0.2 s once); a call then costs well under a
     millisecond for a note of a few hundred characters."""
 
     def __init__(self, raw_tenants: Iterable[str] = ()) -> None:
@@ -39,17 +37,6 @@ class ReviewerTextRedactor:
         """``(note, corrected)`` with PII and secrets replaced by placeholders (one vault for
         both), or unchanged for a tenant that opted in to raw content. Empty text is passed
         through without scanning."""
-        if self.keeps_raw(tenant) or not (note or corrected):
+        if self.keeps_raw(tenant):
             return note, corrected
-        record = Interaction(
-            id="review-verdict",
-            created_ms=0,
-            tenant=tenant,
-            model="",
-            messages=[{"role": "user", "content": note}] if note else [],
-            completion=corrected or None,
-        )
-        self._redactor.redact(record)
-        out_note = str(record.messages[0]["content"]) if note else note
-        out_corrected = record.completion if corrected else corrected
-        return out_note, out_corrected
+        return self._redactor.redact_note(note, corrected)

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway.review.agreement import (
+from detectors.agreement import (
     Aggregate,
     alpha_per_label,
     dawid_skene,

@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from gateway.chat_request import read_json_body, validate_chat_request
-from gateway.errors import json_response
+from gateway.errors import error_response, json_response
+from gateway.exchange import ChatResult, RequestMeta
 from gateway.flags import FlagContext
 from gateway.runtime import runtime
-from gateway.service import RequestMeta
+from gateway.sse_response import RelayResponse
 from rollguard.errors import StoreError
 
 router = APIRouter(tags=["openai"])
@@ -80,9 +82,32 @@ async def chat_completions(request: Request) -> Response:
     if not rt.store.has_capacity():
         # Refuse before accepting: an accepted interaction is never dropped from the audit trail.
         raise StoreError("the audit store is unavailable and its buffer is full; retry shortly")
-    ids = FlagContext.from_request(user=body.get("user"), headers=request.headers, tenant=tenant)
-    meta = RequestMeta(tenant=tenant, user=ids.user_id, session=ids.session_id)
-    return await rt.service.chat_completion(body, meta)
+    client = request.client
+    flags = FlagContext.from_request(
+        user=body.get("user"),
+        headers=request.headers,
+        tenant=tenant,
+        remote_address=client.host if client is not None else None,
+    )
+    result = await rt.service.chat_completion(body, RequestMeta(tenant=tenant, flags=flags))
+    return render(result)
+
+
+def render(result: ChatResult) -> Response:
+    """The HTTP response of a ``ChatResult``: SSE for a stream (which records itself at its
+    end), else JSON (the completion or an OpenAI error body) with the audit record written in a
+    background task once the response is sent."""
+    if result.stream is not None:
+        sse_headers = dict(result.headers or {})
+        return RelayResponse(result.stream, media_type="text/event-stream", headers=sse_headers)
+    headers = dict(result.headers) if result.headers is not None else None
+    if result.error is not None:
+        response = error_response(result.error, headers=headers, **result.error_fields)
+    else:
+        response = json_response(result.completion, headers=headers)
+    if result.after is not None:
+        response.background = BackgroundTask(result.after)
+    return response
 
 
 @router.get("/v1/models", summary="List the model aliases this gateway serves")

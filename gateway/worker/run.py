@@ -23,10 +23,9 @@ log = logging.getLogger("rollguard.worker")
 
 def worker_options(settings: RollguardSettings) -> tuple[EngineConfig, WorkerOptions]:
     """The engine config and the worker knobs from the ``detectors:`` section (``worker:`` holds
-    the ``WorkerOptions`` fields). Raises ``TypeError`` for an unknown worker knob."""
-    cfg = dict(settings.detectors or {})
-    worker = dict(cfg.pop("worker", None) or {})
-    return EngineConfig.from_config(cfg), WorkerOptions(**worker)
+    the ``WorkerOptions`` fields), typed and validated when the settings load."""
+    detectors = settings.detectors
+    return EngineConfig.from_config(detectors.engine()), WorkerOptions(**detectors.worker_options())
 
 
 def _redis_url(settings: RollguardSettings, override: str | None) -> tuple[str, EmbeddedValkey | None]:

@@ -1,6 +1,6 @@
 """Features and the exported linear model behind the ``prompt_injection`` policy.
 
-One feature definition, used twice: by training (``policies.training.prompt_injection``, through
+One feature definition, used twice: by training (``gateway.tools.train_injection``, through
 scikit-learn's ``TfidfVectorizer(analyzer=analyze)``) and by inference (``LinearTextModel``, a
 few dictionary look-ups and a dot product, no scikit-learn on the hot path).
 
@@ -44,8 +44,8 @@ import json
 import math
 import re
 from collections.abc import Sequence
+from importlib.resources.abc import Traversable
 from itertools import pairwise, repeat
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -472,8 +472,9 @@ class LinearTextModel:
         self.word_model = word_model
 
     @classmethod
-    def load(cls, path: Path) -> LinearTextModel:
-        """Read a model JSON file written by ``policies.training.prompt_injection``.
+    def load(cls, path: Traversable) -> LinearTextModel:
+        """Read a model JSON file written by ``gateway.tools.train_injection``: the shipped one
+        (``importlib.resources``) or the one a ``prompt_injection`` policy's ``model_path`` names.
 
         Raises ``ModelFileError`` when the file is missing, not JSON, or inconsistent.
         """

@@ -3,7 +3,7 @@ user-controlled positions of the current turn (user and tool messages by default
 
 Model: ``policies/data/prompt_injection.model.json`` (TF-IDF word + character n-grams and hand
 features, logistic regression, then gradient-boosted trees over its logit and dense features of the
-best view; trained by ``policies.training.prompt_injection`` on the shipped
+best view; trained by ``gateway.tools.train_injection`` on the shipped
 data sets; metrics in ``prompt_injection.metrics.json`` and ``docs/policies.md``). Loaded once in
 ``__init__`` from JSON (no pickle). Each text is normalised (NFKC, homoglyph folding, invisible
 characters removed) and scored on every view (plain, spaced-out letters collapsed, base64 / hex /
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,8 +40,8 @@ from rollguard.types import Evidence, Stage, Verdict
 
 __all__ = ["DEFAULT_MODEL", "PromptInjectionPolicy", "fold_placeholders"]
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "prompt_injection.model.json"
-"""The shipped model file."""
+DEFAULT_MODEL = resources.files("policies") / "data" / "prompt_injection.model.json"
+"""The shipped model file (package data, read with ``importlib.resources``)."""
 
 _PLACEHOLDER_RUN = re.compile(rf"{PLACEHOLDER_RE.pattern}(?:[\s,;|/]*{PLACEHOLDER_RE.pattern})*")
 
@@ -99,7 +101,7 @@ class PromptInjectionPolicy:
         if not isinstance(scan_history, bool):
             raise ValueError(f"scan_history must be true or false, got {scan_history!r}")
         self.scan_history = scan_history
-        self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
+        self.model_path: Traversable = Path(model_path) if model_path is not None else DEFAULT_MODEL
         self.model = LinearTextModel.load(self.model_path)
         if threshold is None:
             threshold = self.model.threshold

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from detectors import eval as E
-from detectors import shipped
 from detectors.reference_model import ReferenceModel
 from detectors.shortcuts import ShortcutDetectors
+from gateway.tools import eval as E
+from gateway.tools import shipped
 
 
 @pytest.fixture(scope="session")

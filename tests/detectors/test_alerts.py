@@ -10,10 +10,10 @@ from dataclasses import replace
 
 import pytest
 
-from detectors import eval as E
 from detectors.alerts import LifecycleConfig
 from detectors.drift import Floors
 from detectors.engine import EngineConfig, Observation, WindowEngine
+from gateway.tools import eval as E
 
 CFG = EngineConfig(
     reference_size=300,

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from detectors import shipped
-from detectors.offline import detect_records, run_detect
 from detectors.shortcuts import DETECTORS, ShortcutDetectors
+from gateway.tools import shipped
+from gateway.tools.offline import detect_records, run_detect
 
 
 def test_run_detect_in_order_with_error_records(tmp_path: Path, detectors: ShortcutDetectors) -> None:

@@ -8,7 +8,6 @@ import random
 import numpy as np
 import pytest
 
-from detectors import shipped
 from detectors.refusal_model import RefusalModel, opening_sentences
 from detectors.shortcuts import (
     DETECTORS,
@@ -19,6 +18,7 @@ from detectors.shortcuts import (
     repetition,
     sycophancy,
 )
+from gateway.tools import shipped
 
 SIX = [
     (

@@ -10,11 +10,11 @@ import random
 import numpy as np
 import pytest
 
-from detectors import eval as E
 from detectors.canary import VariantComparison
 from detectors.drift import CusumMonitor, Floors, InputDrift, calibrate_cusum_h, domain_auc, psi
 from detectors.engine import EngineConfig, WindowEngine
 from detectors.reference_model import ReferenceModel
+from gateway.tools import eval as E
 
 FLOORS = Floors(min_sample=100)
 

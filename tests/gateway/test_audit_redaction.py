@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from gateway.audit import PrivacyRedactor
-from gateway.upstream_errors import map_http_error, redact_message
+from gateway.upstream.errors import map_http_error, redact_message
 from policies.base import RedactionVault
+from policies.privacy import PrivacyRedactor
 from rollguard.types import Decision, Evidence, Interaction, Stage, Verdict
 
 EMAIL = "jane.roe@example.com"

@@ -130,6 +130,30 @@ def test_tenant_is_a_custom_property_usable_in_constraints(flags: Flags) -> None
     assert flags.evaluate(["tenant-acme"], ANON).enabled["tenant-acme"] is False
 
 
+def test_remote_address_strategy_sees_the_clients_address(tmp_path: Path) -> None:
+    """Unleash's ``remoteAddress`` strategy (IP allow-list) matches on the context's
+    ``remote_address``, as the chat route fills it from the client's socket address."""
+    state = {
+        "version": 2,
+        "features": [
+            {
+                "name": "office-only",
+                "enabled": True,
+                "strategies": [{"name": "remoteAddress", "parameters": {"IPs": "10.1.2.3, 192.168.7.0/24"}}],
+            }
+        ],
+    }
+    f = Flags(FlagSettings(bootstrap_file=write_state(tmp_path / "flags.json", state)))
+    f.start()
+    try:
+        for address, expected in (("10.1.2.3", True), ("192.168.7.42", True), ("10.1.2.4", False)):
+            ctx = FlagContext.from_request(user="u1", headers={}, tenant="t", remote_address=address)
+            assert f.evaluate(["office-only"], ctx).enabled["office-only"] is expected, address
+        assert f.evaluate(["office-only"], FlagContext(user_id="u1")).enabled["office-only"] is False
+    finally:
+        f.close()
+
+
 _CONNECTS: list[Any] = []
 _RECORDING = threading.Event()
 

@@ -468,30 +468,6 @@ async def test_fallback_to_other_alias(stub: Stub, path: str, failure: dict[str,
     assert stub.calls("echo") == 2
 
 
-async def test_no_fallback_on_bad_request(stub: Stub) -> None:
-    up = make(
-        [entry("primary", "broken", stub.base), entry("backup", "echo", stub.base)],
-        fallbacks=[{"primary": ["backup"]}],
-    )
-    stub.script("broken", {"status": 400, "error": {"message": "context too long"}})
-    try:
-        with pytest.raises(UpstreamBadRequest, match="context too long"):
-            await up.complete("primary", ask())
-    finally:
-        await up.aclose()
-    assert stub.calls("echo") == 0
-
-
-async def test_deployments_of_one_alias_round_robin(stub: Stub) -> None:
-    up = make([entry("alias", "echo", stub.base), entry("alias", "echo-2", stub.base)])
-    try:
-        for _ in range(4):
-            await up.complete("alias", ask())
-    finally:
-        await up.aclose()
-    assert stub.calls("echo") == 2 and stub.calls("echo-2") == 2
-
-
 # ---------------------------------------------------------------------------------------- telemetry
 
 

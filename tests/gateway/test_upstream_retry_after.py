@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 
 from gateway.demo.upstream import start_stub
 from gateway.upstream import Upstream
-from gateway.upstream_errors import MAX_RETRY_AFTER, parse_retry_after
+from gateway.upstream.errors import MAX_RETRY_AFTER, parse_retry_after
 from rollguard.errors import UpstreamOverloaded, UpstreamRateLimited
 from tests.gateway.test_upstream import PATHS, Stub, ask, collect, entry, make, text_of
 

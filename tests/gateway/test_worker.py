@@ -17,8 +17,8 @@ import orjson
 import pytest
 import redis
 
-from detectors import shipped
 from gateway.store.keys import ANOMALIES_STREAM, ANOMALY_EVENTS_STREAM, SEEN_KEY, SIGNALS_STREAM, STATE_KEY
+from gateway.tools import shipped
 from rollguard.types import Interaction
 
 pytestmark = pytest.mark.integration

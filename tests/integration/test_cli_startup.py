@@ -114,7 +114,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         MODEL + "detectors: {bogus_knob: 3}\n",
-        "detectors: EngineConfig.__init__() got an unexpected keyword argument 'bogus_knob'",
+        "detectors.bogus_knob: Extra inputs are not permitted",
         id="detectors",
     ),
 ]

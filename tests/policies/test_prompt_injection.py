@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gateway.tools import train_injection as training
 from policies.base import CheckContext, Policy
 from policies.builtin.injection_features import (
     GCG_FEATURES,
@@ -28,7 +29,6 @@ from policies.builtin.pii import PiiPolicy
 from policies.builtin.prompt_injection import DEFAULT_MODEL, PromptInjectionPolicy, fold_placeholders
 from policies.pipeline import ConfiguredPolicy, Pipeline
 from policies.registry import build
-from policies.training import prompt_injection as training
 from rollguard.types import Message, Stage, Verdict
 
 REPO = Path(__file__).resolve().parents[2]

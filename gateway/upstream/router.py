@@ -44,8 +44,11 @@ credentials (never retried; message does not quote the upstream's text, which ma
 404 unknown upstream model, invalid JSON, a broken stream, an ``{"error": ...}`` event in the
 stream).
 
-Modules: this one routes (``Upstream``, ``UpstreamStream``, spans); ``gateway.upstream_transport``
-holds ``Deployment`` and the two transports; ``gateway.upstream_errors`` the error mapping.
+Modules: this one routes (``Upstream``, ``UpstreamStream``, spans); ``gateway.upstream.transports``
+holds ``Deployment`` and the ``Transport`` protocol; ``lean`` and ``litellm_path`` are the two
+transports; ``gateway.upstream.errors`` the error mapping. ``Upstream(settings, transport=...)``
+sends every deployment through one given transport (``rollguard.testing.InMemoryTransport`` in
+unit tests).
 
 Telemetry: one span per attempt, ``chat {model}``, kind CLIENT, with the OpenTelemetry GenAI
 semantic-convention attributes (``gen_ai.*``, ``server.address``/``server.port``, ``error.type``);
@@ -64,8 +67,10 @@ from typing import Any, TypeVar
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from gateway.upstream_errors import AttemptFailed, failed, map_http_error, map_transport_error
-from gateway.upstream_transport import LEAN_PROVIDERS, Deployment, LeanTransport, LiteLLMTransport
+from gateway.upstream.errors import AttemptFailed, failed, map_http_error, map_transport_error
+from gateway.upstream.lean import LeanTransport
+from gateway.upstream.litellm_path import LiteLLMTransport
+from gateway.upstream.transports import LEAN_PROVIDERS, Deployment, Transport, checked
 from rollguard.errors import (
     NotFound,
     UpstreamError,
@@ -235,7 +240,9 @@ class Upstream:
     docstring). Build once at startup, ``await aclose()`` at shutdown.
     """
 
-    def __init__(self, settings: RollguardSettings, *, connector_limit: int = 1000) -> None:
+    def __init__(
+        self, settings: RollguardSettings, *, connector_limit: int = 1000, transport: Transport | None = None
+    ) -> None:
         rs = settings.router_settings
         self.num_retries = rs.num_retries
         self.timeout = rs.timeout
@@ -256,9 +263,12 @@ class Upstream:
         self._rr = {alias: itertools.count() for alias in self._deployments}
         self._cooldown: dict[int, float] = {}
         """``id(deployment)`` -> ``time.monotonic()`` until which its upstream asked us to wait."""
+        self._given = checked(transport) if transport is not None else None
+        """Every deployment's transport when given (``rollguard.testing.InMemoryTransport``)."""
         self._lean = LeanTransport(connector_limit)
         self._litellm = LiteLLMTransport()
-        if any(d.path == "litellm" for deps in self._deployments.values() for d in deps):
+        uses_litellm = any(d.path == "litellm" for deps in self._deployments.values() for d in deps)
+        if self._given is None and uses_litellm:
             self._litellm.litellm()  # import (seconds) at startup, never inside a request's timeout
 
     # -- lookup
@@ -304,7 +314,9 @@ class Upstream:
         """Whether an alias after ``chain[i]`` has a deployment free now."""
         return any(self._cooling(fb) == 0.0 for fb in chain[i + 1 :])
 
-    def _transport(self, dep: Deployment) -> LeanTransport | LiteLLMTransport:
+    def _transport(self, dep: Deployment) -> Transport:
+        if self._given is not None:
+            return self._given
         return self._lean if dep.path == "lean" else self._litellm
 
     # -- the retry / fallback loop
@@ -424,6 +436,8 @@ class Upstream:
     async def aclose(self) -> None:
         """Close the pooled connections."""
         await self._lean.aclose()
+        if self._given is not None:
+            await self._given.aclose()
 
 
 async def _aclose(it: AsyncIterator[Any] | None) -> None:

@@ -1,8 +1,8 @@
 """Error mapping of the upstream boundary: HTTP statuses, aiohttp and litellm exceptions ->
 ``rollguard.errors`` (``UpstreamError`` subclasses), each with its retry/fallback policy
 (``AttemptFailed``), and the upstream's ``Retry-After`` hint (``parse_retry_after``) on the error
-of a 429 or 503. Used by ``gateway.upstream_transport`` and ``gateway.upstream``; see the
-``gateway.upstream`` docstring for the table.
+of a 429 or 503. Used by ``gateway.upstream.transports`` and ``gateway.upstream.router``; see the
+``gateway.upstream.router`` docstring for the table.
 
 An upstream's own error text (a 400's or 429's message) is passed on to the client, truncated to
 500 characters and with PII and secrets masked (``redact_message``): upstreams quote the request
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.utils
-import functools
 import math
 import re
 import time
@@ -24,10 +23,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from policies.base import RedactionVault
-from policies.builtin.pii_entities import PiiFinder
-from policies.builtin.redaction import Finder, resolve_overlaps, substitute
-from policies.builtin.secret_patterns import SecretFinder
+from policies.privacy import redact_text
 from rollguard.errors import (
     UpstreamBadRequest,
     UpstreamError,
@@ -122,22 +118,11 @@ class AttemptFailed(Exception):
     fallback: bool
 
 
-@functools.cache
-def _privacy_finders() -> tuple[Finder, ...]:
-    return (PiiFinder(), SecretFinder())
-
-
 def redact_message(text: str) -> str:
     """``text`` (an upstream's error message) with PII and secrets replaced by typed placeholders
-    (``<EMAIL_ADDRESS_1>``, the ``pii`` / ``secrets`` default entity sets, a fresh vault), so that
-    an upstream quoting the request never makes the gateway echo a value its guardrails mask.
-    Linear in ``len(text)``; at most 500 characters reach it."""
-    vault = RedactionVault()
-    for finder in _privacy_finders():
-        spans = resolve_overlaps(finder(text))
-        if spans:
-            text = substitute(text, spans, vault)
-    return text
+    (``policies.privacy.redact_text``), so that an upstream quoting the request never makes the
+    gateway echo a value its guardrails mask. At most ~1,000 characters reach it."""
+    return redact_text(text)
 
 
 def _upstream_message(raw: bytes) -> str:

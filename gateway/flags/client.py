@@ -36,34 +36,28 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from itertools import count
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from UnleashClient.cache import BaseCache
 from UnleashClient.clients.unleash_client import UnleashClient
-from UnleashClient.constants import ETAG, FEATURES_URL
+from UnleashClient.constants import FEATURES_URL
 
+from gateway.flags.context import FlagContext
+from gateway.flags.state import LOG_GATE, StateCache, parse_state, read_state_file
 from rollguard.errors import ConfigError
 from rollguard.settings import FlagSettings, resolve_secret
 from rollguard.types import FlagSnapshot
 
 log = logging.getLogger("rollguard.flags")
 
-DEFAULT_BOOTSTRAP_FILE = Path(__file__).resolve().parent / "defaults" / "flags.json"
+DEFAULT_BOOTSTRAP_FILE = Path(__file__).resolve().parents[1] / "defaults" / "flags.json"
 """The embedded bootstrap flags file, used when ``flags.bootstrap_file`` is unset."""
 
-USER_HEADER = "x-rollguard-user"
-SESSION_HEADER = "x-rollguard-session"
-TENANT_PROPERTY = "tenantId"
-"""The Unleash custom context property carrying the tenant (use it in strategy constraints)."""
 
-_MAX_ID_CHARS = 256
-_MISSING_LITERALS = frozenset({"", "none", "null", "undefined", "nil"})
 _OFFLINE_URL = "http://127.0.0.1:9/rollguard-offline/api"  # never contacted: no initialize_client()
 _INSTANCE_SEQ = count(1)
 _STARTED: weakref.WeakSet[Flags] = weakref.WeakSet()
@@ -75,213 +69,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-# --------------------------------------------------------------------------------------- context
-
-
-def _clean_id(value: object) -> str | None:
-    """A usable stickiness id, or None. Strings and ints only; blank values and the literals
-    ``None``/``null``/``undefined``/``nil`` (any case) are missing ids -- sending them would put every
-    such caller into the same bucket. Longer than 256 characters: truncated."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return None
-    text = str(value).strip()
-    if text.lower() in _MISSING_LITERALS:
-        return None
-    return text[:_MAX_ID_CHARS]
-
-
-@dataclass(frozen=True, slots=True)
-class FlagContext:
-    """The Unleash context of one request.
-
-    ``user_id`` / ``session_id`` drive ``default`` stickiness (Unleash hashes
-    ``<groupId>:<userId or sessionId>`` with murmur3 into 1..100). A missing id is left out of the context
-    entirely (never ``"None"``, ``"null"`` or ``""``); with neither id, Unleash's ``default`` stickiness
-    buckets each evaluation at random, so anonymous traffic spreads across a percentage rollout instead of
-    landing in one bucket. A rollout whose stickiness names ``userId`` explicitly is *off* for every
-    anonymous request -- use ``default`` stickiness for traffic that may be anonymous.
-
-    ``tenant`` becomes the custom property ``tenantId`` (for constraints such as "tenant in [acme]").
-    ``remote_address`` is passed for Unleash's ``remoteAddress`` (IP allow-list) strategy; it does not
-    influence stickiness. The context is evaluated in-process and never sent to the Unleash server
-    (metrics carry only per-flag counts).
-    """
-
-    user_id: str | None = None
-    session_id: str | None = None
-    tenant: str | None = None
-    remote_address: str | None = None
-    properties: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_request(
-        cls,
-        *,
-        user: object = None,
-        headers: Mapping[str, str] | None = None,
-        tenant: str | None = None,
-        remote_address: str | None = None,
-    ) -> FlagContext:
-        """Build the context from a chat-completion request.
-
-        ``user`` is the body's OpenAI ``user`` field; ``headers`` a mapping with lower-case keys (ASGI /
-        Starlette headers are). The ``x-rollguard-user`` header wins over ``user`` (it is the explicit,
-        rollguard-specific one); ``x-rollguard-session`` gives the session id. Ids are cleaned by the
-        rules in the class docstring.
-        """
-        hdrs = headers or {}
-        user_id = _clean_id(hdrs.get(USER_HEADER)) or _clean_id(user)
-        return cls(
-            user_id=user_id,
-            session_id=_clean_id(hdrs.get(SESSION_HEADER)),
-            tenant=_clean_id(tenant),
-            remote_address=_clean_id(remote_address),
-        )
-
-    def to_unleash(self) -> dict[str, Any]:
-        """The context dict handed to the Unleash client. Keys appear only with a value:
-        ``userId``, ``sessionId``, ``remoteAddress``, ``properties`` (``tenantId`` plus ``properties``)."""
-        ctx: dict[str, Any] = {}
-        user_id = _clean_id(self.user_id)
-        if user_id is not None:
-            ctx["userId"] = user_id
-        session_id = _clean_id(self.session_id)
-        if session_id is not None:
-            ctx["sessionId"] = session_id
-        remote = _clean_id(self.remote_address)
-        if remote is not None:
-            ctx["remoteAddress"] = remote
-        props = {k: v for k, v in self.properties.items() if _clean_id(v) is not None}
-        tenant = _clean_id(self.tenant)
-        if tenant is not None:
-            props[TENANT_PROPERTY] = tenant
-        if props:
-            ctx["properties"] = props
-        return ctx
-
-
-# --------------------------------------------------------------------------------- state + cache
-
-
-def _parse_state(raw: str | bytes, source: str) -> tuple[str, frozenset[str]]:
-    """Validate an Unleash client-features document; returns (the JSON text, the flag names).
-    Raises ``ConfigError`` naming ``source``."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ConfigError(f"not valid JSON: {exc}", source=source) from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("features"), list):
-        raise ConfigError(
-            "expected an object with a 'features' list (GET /api/client/features)", source=source
-        )
-    names = frozenset(
-        f["name"] for f in doc["features"] if isinstance(f, dict) and isinstance(f.get("name"), str)
-    )
-    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    return text, names
-
-
-def _read_state_file(path: Path) -> tuple[str, frozenset[str]]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read flags file: {exc}", source=str(path), field="flags.bootstrap_file"
-        ) from exc
-    return _parse_state(raw, str(path))
-
-
-class _StateCache(BaseCache):
-    """UnleashClient's cache port, in memory. The client writes ``FEATURES_URL`` after a poll that
-    returned a body (HTTP 200) and ``ETAG`` after any answered poll (200 or 304); a failed poll writes
-    neither. Those writes are how ``Flags`` learns the time of the last successful fetch."""
-
-    def __init__(self, state: str, on_fetch: Callable[[str | None], None]) -> None:
-        self._data: dict[str, Any] = {FEATURES_URL: state}
-        self._on_fetch = on_fetch
-        self.bootstrapped = True
-
-    def replace_state(self, state: str) -> None:
-        """Swap the held state without counting it as a fetch (``Flags.reload``)."""
-        self._data[FEATURES_URL] = state
-
-    def set(self, key: str, value: Any) -> None:
-        self._data[key] = value
-        if key == FEATURES_URL:
-            self._on_fetch(value)
-        elif key == ETAG and value:
-            self._on_fetch(None)
-
-    def mset(self, data: dict[str, Any]) -> None:
-        self._data.update(data)
-
-    def get(self, key: str, default: Any | None = None) -> Any:
-        return self._data.get(key, default)
-
-    def exists(self, key: str) -> bool:
-        return key in self._data
-
-    def destroy(self) -> None:
-        self._data.clear()
-
-
-# ------------------------------------------------------------------------------------- log gate
-
-
-class _UnleashLogGate(logging.Filter):
-    """Installed once on the ``UnleashClient`` logger. A poll against an unreachable server logs a full
-    stack trace every ``refresh_interval_s``; this turns the first warning of each kind into one line
-    (exception type and message, no trace) and drops its repeats until a poll succeeds again, when one
-    INFO line reports how many were suppressed."""
-
-    def __init__(self) -> None:
-        super().__init__("UnleashClient")
-        self._seen: set[str] = set()
-        self._suppressed = 0
-        self._lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        key = str(record.msg)
-        with self._lock:
-            if key in self._seen:
-                self._suppressed += 1
-                return False
-            self._seen.add(key)
-        message = record.getMessage().splitlines()[0] if record.getMessage() else key
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            if type(exc).__name__ not in message:
-                message = f"{message} ({type(exc).__name__})"
-        record.msg = message + " [repeats suppressed until the next successful poll]"
-        record.args = None
-        record.exc_info = None
-        record.exc_text = None
-        return True
-
-    def reset(self) -> None:
-        with self._lock:
-            suppressed, self._suppressed = self._suppressed, 0
-            had = bool(self._seen)
-            self._seen.clear()
-        if had:
-            log.info("Unleash poll succeeded again (%d repeated client warnings suppressed)", suppressed)
-
-
-def _install_log_gate() -> _UnleashLogGate:
-    logger = logging.getLogger("UnleashClient")
-    for f in logger.filters:
-        if isinstance(f, _UnleashLogGate):
-            return f
-    gate = _UnleashLogGate()
-    logger.addFilter(gate)
-    return gate
-
-
-_LOG_GATE = _install_log_gate()
 
 
 # ----------------------------------------------------------------------------------------- flags
@@ -323,7 +110,7 @@ class Flags:
         self._bootstrap_dict = dict(bootstrap_state) if bootstrap_state is not None else None
         self._bootstrap = self._load_bootstrap()
         self._client: UnleashClient | None = None
-        self._cache: _StateCache | None = None
+        self._cache: StateCache | None = None
         self._known: frozenset[str] = frozenset()
         self._killed: frozenset[str] = frozenset()
         self._lock = threading.Lock()
@@ -579,8 +366,8 @@ class Flags:
 
     def _load_bootstrap(self) -> tuple[str, frozenset[str]]:
         if self._bootstrap_dict is not None:
-            return _parse_state(orjson.dumps(self._bootstrap_dict), "<bootstrap dict>")
-        return _read_state_file(Path(self._bootstrap_path))
+            return parse_state(orjson.dumps(self._bootstrap_dict), "<bootstrap dict>")
+        return read_state_file(Path(self._bootstrap_path))
 
     def _lkg_path(self) -> Path | None:
         """The last-known-good file: only with ``cache_dir`` and a server; keyed by URL and token (hashed)
@@ -594,7 +381,7 @@ class Flags:
         path = self._lkg_path()
         if path is not None and path.exists():
             try:
-                state, names = _read_state_file(path)
+                state, names = read_state_file(path)
                 self._state_saved_ms = int(path.stat().st_mtime * 1000)
                 return state, names, "cache"
             except ConfigError as exc:
@@ -602,8 +389,8 @@ class Flags:
         state, names = self._bootstrap
         return state, names, "bootstrap"
 
-    def _new_client(self, state: str) -> tuple[UnleashClient, _StateCache]:
-        cache = _StateCache(state, self._on_fetch)
+    def _new_client(self, state: str) -> tuple[UnleashClient, StateCache]:
+        cache = StateCache(state, self._on_fetch)
         s = self.settings
         server = self._url is not None
         client = UnleashClient(
@@ -633,11 +420,11 @@ class Flags:
         self._last_fetch_ms = int(time.time() * 1000)
         self._fetches += 1
         self._source = "server"
-        _LOG_GATE.reset()
+        LOG_GATE.reset()
         if raw_state is None:
             return
         try:
-            _, names = _parse_state(raw_state, "Unleash response")
+            _, names = parse_state(raw_state, "Unleash response")
         except ConfigError as exc:
             log.warning("flags: unparseable Unleash response ignored for names: %s", exc)
             return

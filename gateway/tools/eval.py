@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from detectors import shipped
 from detectors.drift import Alert, InputItem
 from detectors.engine import EngineConfig, Observation, WindowEngine
 from detectors.features import sentences
 from detectors.reference_model import ReferenceModel
 from detectors.shortcuts import DETECTORS, ShortcutDetectors
+from gateway.tools import shipped
 from rollguard.types import Signal
 
 

@@ -12,11 +12,12 @@ import gzip
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 XSTEST_MODELS = ("gpt4", "llama2new", "llama2orig", "mistralguard", "mistralinstruct")
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +175,8 @@ def harmful_prompts(data_dir: Path = DEFAULT_DATA_DIR) -> list[str]:
 def refusal_augment() -> list[Exchange]:
     """The hand-written hard cases shipped in ``detectors/data/refusal_augment.jsonl`` (compliant
     replies that say "sorry" or quote a refusal; short bare refusals)."""
-    path = Path(__file__).parent / "data" / "refusal_augment.jsonl"
+    with resources.as_file(resources.files("detectors") / "data" / "refusal_augment.jsonl") as path:
+        rows = list(_jsonl(path))
     return [
         Exchange(
             id=f"augment-{i}",
@@ -184,5 +186,5 @@ def refusal_augment() -> list[Exchange]:
             reply=r["completion"],
             label=r["label"],
         )
-        for i, r in enumerate(_jsonl(path))
+        for i, r in enumerate(rows)
     ]

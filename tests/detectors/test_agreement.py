@@ -7,7 +7,7 @@ import random
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from gateway.review.agreement import (
+from detectors.agreement import (
     alpha_per_label,
     dawid_skene,
     detector_precision,

@@ -1,0 +1,44 @@
+"""``policies.privacy``: the one privacy redaction (audit records, upstream error messages, reviewer
+notes), pure and usable on any text or JSON value."""
+
+from __future__ import annotations
+
+from policies.base import RedactionVault
+from policies.builtin.redaction import Span
+from policies.privacy import PrivacyRedactor, redact_text
+
+EMAIL = "jane.roe@example.com"
+KEY = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0"
+
+
+def test_redact_text_masks_pii_and_secrets_and_keeps_clean_text() -> None:
+    out = redact_text(f"user {EMAIL} sent {KEY}")
+    assert EMAIL not in out and KEY not in out
+    assert "<EMAIL_ADDRESS_1>" in out
+    assert redact_text("plain text, nothing to hide") == "plain text, nothing to hide"
+
+
+def test_a_record_is_swept_at_every_depth_with_one_vault() -> None:
+    record = {"a": [EMAIL, {"b": EMAIL, EMAIL: 1}], "n": 4111111111111111, "ok": True, "x": 1.5}
+    out = PrivacyRedactor().sweep(record, RedactionVault())
+    assert out["a"][0] == out["a"][1]["b"] == "<EMAIL_ADDRESS_1>"
+    assert "<EMAIL_ADDRESS_1>" in out["a"][1]  # a dict key is redacted too
+    assert out["n"] != 4111111111111111 and "CREDIT_CARD" in str(out["n"])
+    assert out["ok"] is True and out["x"] == 1.5
+    assert record["a"][0] == EMAIL  # the input is not changed
+
+
+def test_a_note_and_its_corrected_reply_share_placeholders() -> None:
+    note, corrected = PrivacyRedactor().redact_note(f"wrote to {EMAIL}", f"Reply to {EMAIL}.")
+    assert note == "wrote to <EMAIL_ADDRESS_1>"
+    assert corrected == "Reply to <EMAIL_ADDRESS_1>."
+    assert PrivacyRedactor().redact_note("", None) == ("", None)
+
+
+def test_the_finders_are_configurable() -> None:
+    def bob(text: str) -> list[Span]:
+        i = text.find("Bob")
+        return [Span("PERSON", i, i + 3)] if i >= 0 else []
+
+    redactor = PrivacyRedactor(finders=[bob])
+    assert redactor.redact_text(f"Bob <{EMAIL}>", RedactionVault()) == f"<PERSON_1> <{EMAIL}>"
