@@ -25,6 +25,7 @@ from gateway.config_check import check_config
 from gateway.defaults import demo_model_entries
 from gateway.errors import install_error_handlers, response_for
 from gateway.flags import Flags
+from gateway.rollout import api as rollout_api
 from gateway.routes import admin, guard, health, openai
 from gateway.runtime import Runtime
 from gateway.service import ChatService
@@ -91,7 +92,8 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
     ``rollguard config check`` (``gateway.config_check.check_config``).
 
     The lifespan starts, in order, telemetry, the demo upstream (no ``model_list``), the store, the
-    flags, the review service and the upstream pool; it registers each one's cleanup as soon as it is
+    flags, the rollout parts (override listener, configured plans, controller: gateway.rollout), the
+    review service and the upstream pool; it registers each one's cleanup as soon as it is
     started, so a startup that fails part-way stops everything started so far (the embedded Valkey
     included) before the error reaches the server. A ``RollguardError`` at startup is reported as one
     line (``app.state.startup_error``, see ``FastPath``), not a traceback.
@@ -127,6 +129,7 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
     app.include_router(guard.router)
     app.include_router(admin.router)
     app.include_router(health.router)
+    app.include_router(rollout_api.router)
     return FastPath(app)
 
 
@@ -184,10 +187,14 @@ async def _start(
     _cleanup(stack, flags.aclose, "flags")
     await flags.astart()
     flags.install_sighup_handler()
+    from gateway.rollout.runtime import start_rollouts
+
+    rollouts = await start_rollouts(settings, store.redis, flags)  # override map loaded before serving
+    _cleanup(stack, rollouts.aclose, "rollouts")
     upstream = Upstream(settings)
     _cleanup(stack, upstream.aclose, "upstream pool")
     raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
-    extras: dict[str, Any] = {}
+    extras: dict[str, Any] = {"rollouts": rollouts.service}
     escalate = None
     review_router = _review(settings, store, extras)
     if review_router is not None:

@@ -22,6 +22,7 @@ unreachable, port in use) are reported by ``serve`` itself.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -117,10 +118,8 @@ def known_flags(settings: RollguardSettings) -> set[str]:
     names = {p.flag for p in settings.policies if p.flag}
     names |= set(fs.capabilities.values()) | set(fs.models.values())
     names |= {ro.flag for ro in fs.rollouts.values()}
-    try:
+    with contextlib.suppress(ConfigError):  # an unreadable file is reported by _check_flags
         names |= set(Flags(fs).bootstrap_flag_names())
-    except ConfigError:
-        pass
     return names
 
 

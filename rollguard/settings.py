@@ -7,7 +7,8 @@ file, then the defaults here. Sources are merged field by field (a nested value 
 source replaces only that value). ``ROLLGUARD_REDIS_URL`` is the documented short form of
 ``ROLLGUARD_STORE__REDIS_URL``; ``ROLLGUARD_DATA_DIR`` sets ``data_dir`` (the shipped data sets).
 Every section is typed and parsed once, here (``review``: ``rollguard.review_settings``;
-``detectors``: ``rollguard.detector_settings``; ``rollouts``: ``rollguard.rollout_settings``); nothing changes the settings after loading.
+``detectors``: ``rollguard.detector_settings``; ``rollouts``: ``rollguard.rollout_settings``);
+nothing changes the settings after loading.
 
 The model list uses LiteLLM's ``model_list`` schema unchanged (``model_name`` + ``litellm_params``,
 ``os.environ/NAME`` for secrets), so an existing LiteLLM proxy config's model list works as is.
@@ -233,7 +234,7 @@ class RollguardSettings(BaseSettings):
     )
     detectors: DetectorSettings = Field(default_factory=DetectorSettings)
     rollouts: RolloutsSettings = Field(
-        default_factory=RolloutsSettings, description="rollout controller + plans (rollguard.rollout_settings)"
+        default_factory=RolloutsSettings, description="rollout controller and plans"
     )
     redis_url: str | None = Field(default=None, description="short form of store.redis_url (env)")
     data_dir: Path | None = Field(

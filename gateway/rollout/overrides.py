@@ -165,7 +165,9 @@ class OverrideStore:
         Returns the new version. Raises ``StoreError``."""
         body = orjson.dumps({**fields, "at_ms": int(time.time() * 1000)}).decode()
         with redis_errors("cannot write the flag override"):
-            v = await self._patch(keys=[FLAG_OVERRIDES, FLAG_OVERRIDES_VERSION], args=[flag, body, FLAG_OVERRIDES_CHANNEL])
+            v = await self._patch(
+                keys=[FLAG_OVERRIDES, FLAG_OVERRIDES_VERSION], args=[flag, body, FLAG_OVERRIDES_CHANNEL]
+            )
         return int(v)
 
     async def kill(self, flag: str, by: str, reason: str = "") -> int:

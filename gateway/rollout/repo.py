@@ -176,8 +176,8 @@ class RolloutRepo:
         with redis_errors("cannot read the rollout stream"):
             rows = await self.redis.xrevrange(stream, count=count * (1 if rollout_id is None else 20))
         out = []
-        for entry_id, fields in rows:
-            f = {text(k): text(v) for k, v in fields.items()}
+        for entry_id, fields in rows or []:
+            f = {text(k): text(v) for k, v in (fields or {}).items()}
             if rollout_id is not None and f.get("rollout") != rollout_id:
                 continue
             out.append({"id": text(entry_id), **orjson.loads(f.get("data", "{}"))})
@@ -203,7 +203,9 @@ class ControllerLease:
     async def acquire_or_renew(self) -> int:
         """This holder's fencing token (> 0) when it holds the lease after the call, else 0."""
         with redis_errors("cannot take the controller lease"):
-            fence = int(await self._acquire(keys=[ROLLOUT_LEASE, ROLLOUT_FENCE], args=[self.holder, self.ttl_ms]))
+            fence = int(
+                await self._acquire(keys=[ROLLOUT_LEASE, ROLLOUT_FENCE], args=[self.holder, self.ttl_ms])
+            )
         self.fence = fence
         return fence
 

@@ -130,7 +130,9 @@ def step_data(
         if wm is None or wm not in now.sums:
             continue
         cur, b = now.sums[wm], base.get(wm, {})
-        metrics[m.name] = MetricData(_moments(cur["control"], b.get("control")), _moments(cur["canary"], b.get("canary")))
+        metrics[m.name] = MetricData(
+            _moments(cur["control"], b.get("control")), _moments(cur["canary"], b.get("canary"))
+        )
     assign = now.sums.get(ASSIGNMENT_METRIC)
     b_assign = base.get(ASSIGNMENT_METRIC, {})
     n_control = _moments(assign["control"], b_assign.get("control")).n if assign else 0
