@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ class OverrideMap:
 
     def describe(self) -> dict[str, Any]:
         return {
+            "pid": os.getpid(),
             "version": self.version,
             "loaded_ms": self.loaded_ms,
             "overrides": {k: v.to_dict() for k, v in sorted(self.entries.items())},

@@ -18,7 +18,11 @@ REVIEW = {
     ],
 }
 ROLLOUTS = {"flag": "chat-rollout", "variants": {"control": "echo", "canary": "demo"}}
-PLAN = {"flag": "chat-rollout", "subject": {"kind": "model", "control": "echo", "canary": "demo"}, "steps": [50, 100]}
+PLAN = {
+    "flag": "chat-rollout",
+    "subject": {"kind": "model", "control": "echo", "canary": "demo"},
+    "steps": [50, 100],
+}
 
 
 def h(token: str) -> dict[str, str]:
