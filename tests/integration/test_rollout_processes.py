@@ -278,7 +278,7 @@ def test_rollback_and_kill_reach_every_worker_of_both_replicas_within_a_second(
         capture_output=True,
         text=True,
         timeout=120,
-    )  # noqa: E501
+    )
     assert done.returncode == 0, done.stderr
     assert "rolled_back" in done.stdout
     t0 = time.perf_counter()  # the CLI has exited: within 1 s no worker serves the canary
@@ -291,7 +291,7 @@ def test_rollback_and_kill_reach_every_worker_of_both_replicas_within_a_second(
         capture_output=True,
         text=True,
         timeout=120,
-    )  # noqa: E501
+    )
     assert again.returncode == 1 and "rolled_back" in again.stderr  # 409: not awaiting approval
     killed = subprocess.run(
         [*cli, "flags", "kill", "demo-gate", "--config", str(cfg)],
@@ -300,7 +300,7 @@ def test_rollback_and_kill_reach_every_worker_of_both_replicas_within_a_second(
         capture_output=True,
         text=True,
         timeout=120,
-    )  # noqa: E501
+    )
     assert killed.returncode == 0, killed.stderr
     t0 = time.perf_counter()
     while any(variant(u, "x", model="demo") != "404" for u in urls for _ in range(4)):
