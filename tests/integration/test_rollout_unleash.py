@@ -90,7 +90,8 @@ async def test_steps_through_the_admin_api_reach_flags_within_refresh_plus_one_s
         )
         assert [v["name"] for v in strategies[0]["variants"]] == ["control"]
         print(
-            f"\nUnleash step seen after (s): {[round(d, 2) for d in delays]} (refresh {refresh} s); rollback {rollback_s:.3f} s"
+            f"\nUnleash step seen after (s): {[round(d, 2) for d in delays]} (refresh {refresh} s); "
+            f"rollback {rollback_s:.3f} s"
         )
     finally:
         await listener.aclose()
