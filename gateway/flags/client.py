@@ -253,9 +253,10 @@ class Flags:
         ``default`` is what a flag that Unleash does not know evaluates to: True, so gating is opt-in
         (policies, capabilities and models stay on until a flag that exists says otherwise). A store
         override (``overrides``) wins over every source; a locally killed flag (``kill()``) is off
-        with no variant. Unknown flags are answered without calling the client. Cost (``bench/flags_eval.py``, 2 shared cores): about 60 microseconds of CPU per
-        known flag (the SDK's context enrichment, then the Unleash engine's FFI calls with JSON both ways:
-        ~370 us for 6 known of 8 flags), about 0.5 microseconds per unknown flag.
+        with no variant. Unknown flags are answered without calling the client. Cost
+        (``bench/flags_eval.py``, 2 shared cores): about 60 microseconds of CPU per known flag (the
+        SDK's context enrichment, then the Unleash engine's FFI calls with JSON both ways: ~370 us for
+        6 known of 8 flags), about 0.5 microseconds per unknown flag.
         Raises ``RuntimeError`` before ``start()``.
         """
         if self._restart_after_fork:
