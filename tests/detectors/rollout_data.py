@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors import shipped
+from gateway.tools import shipped
 from detectors.features import sentences
 from detectors.rollout_replay import Pool, score_records
 from detectors.shortcuts import ShortcutDetectors

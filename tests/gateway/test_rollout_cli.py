@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from detectors import shipped
+from gateway.tools import shipped
 from gateway.cli import app
 
 runner = CliRunner()
