@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gateway.tools import shipped
 from gateway.cli import app
+from gateway.tools import shipped
 
 runner = CliRunner()
 

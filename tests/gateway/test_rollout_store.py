@@ -315,3 +315,47 @@ async def test_configured_plans_are_created_once_pending(r: aioredis.Redis) -> N
     assert await svc.ensure({"a": PLAN}) == ["a"]
     assert await svc.ensure({"a": PLAN}) == []
     assert (await svc.repo.get("a")).status is Status.PENDING
+
+
+async def test_a_rollback_calls_the_alert_webhook_with_the_evidence_id(r: aioredis.Redis) -> None:
+    import http.server
+    import threading
+
+    got: list[dict[str, Any]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(orjson.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        s = settings()
+        s = s.model_copy(
+            update={
+                "rollouts": s.rollouts.model_copy(
+                    update={"webhook_url": f"http://127.0.0.1:{server.server_port}/hook"}
+                )
+            }
+        )
+        svc = build_service(s, r)
+        await started(svc)
+        w = Worker(r)
+        await w.flush()
+        ctl = Controller(svc, r, "ctl-1", interval_s=60)
+        await ctl.tick()
+        w.add("control", 2700, refusals=27)
+        w.add("canary", 300, refusals=60)
+        await w.flush()
+        await ctl.tick()
+        [body] = got
+        state = await svc.repo.get("r1")
+        assert body["event"] == "rollout_rollback" and body["metric"] == "refusal_rate"
+        assert body["evidence_id"] == state.last_judgment and body["review_item"]
+    finally:
+        server.shutdown()
