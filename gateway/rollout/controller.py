@@ -13,6 +13,9 @@ Each look (every ``interval_s`` seconds), for every running rollout:
    sample ratio) paused with a P2 item; ``rollback`` (guardrail metric) canary to 0 %, a P1 item
    and the alert webhook.
 
+Before judging, the holder re-applies each live rollout's percentage once per revision
+(``_reconcile``): a crash between a transition's write and its flag change is repaired.
+
 Every write carries the lease's fencing token and the revision the judgment was made on, so a
 controller that lost its lease, or a judgment overtaken by a person's approval, changes nothing.
 Judging runs off the request path.
@@ -40,6 +43,9 @@ from rollguard.errors import Conflict, StoreError
 
 log = logging.getLogger("rollguard.rollout.controller")
 
+RECONCILE_ROLLED_BACK_MS = 10 * 60 * 1000
+"""A rollback younger than this is re-applied by a new lease holder (10 minutes)."""
+
 
 class Controller:
     """See the module docstring. ``holder``: this process's lease name (unique per process)."""
@@ -60,6 +66,7 @@ class Controller:
         self.lease = ControllerLease(redis, holder, lease_ms)
         self._task: asyncio.Task[None] | None = None
         self.looks = 0
+        self._applied: dict[str, int] = {}  # rollout id -> revision whose percentage this process set
 
     async def tick(self) -> int:
         """One look: returns how many rollouts it judged (0 when another process holds the lease)."""
@@ -68,6 +75,7 @@ class Controller:
             return 0
         judged = 0
         for state in await self.service.repo.all():
+            await self._reconcile(state)
             if state.status is not Status.RUNNING:
                 continue
             try:
@@ -80,6 +88,21 @@ class Controller:
                 log.info("rollout %s: %s (judged again at the next look)", state.id, exc)
         self.looks += 1
         return judged
+
+    async def _reconcile(self, state: RolloutState) -> None:
+        """Set the flag to the state's percentage once per (rollout, revision) in this process: a
+        crash between a transition's write and its flag change is repaired by the next lease
+        holder. Rollouts that are pending, completed, or rolled back more than
+        ``RECONCILE_ROLLED_BACK_MS`` ago are left alone (an operator may have changed the flag
+        since)."""
+        if self._applied.get(state.id) == state.revision or state.status is Status.PENDING:
+            return
+        recent = now_ms() - state.updated_ms < RECONCILE_ROLLED_BACK_MS
+        if state.status is Status.COMPLETED or (state.status is Status.ROLLED_BACK and not recent):
+            self._applied[state.id] = state.revision
+            return
+        await self.service.actuate(state, who=self.holder, why="reconcile")
+        self._applied[state.id] = state.revision
 
     async def _look(self, state: RolloutState, fence: int) -> None:
         snap = await read_snapshot(self.redis)

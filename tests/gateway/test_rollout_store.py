@@ -359,3 +359,17 @@ async def test_a_rollback_calls_the_alert_webhook_with_the_evidence_id(r: aiored
         assert body["evidence_id"] == state.last_judgment and body["review_item"]
     finally:
         server.shutdown()
+
+
+async def test_a_crash_between_the_state_write_and_the_flag_change_is_repaired(r: aioredis.Redis) -> None:
+    from gateway.rollout.state import RolloutState, apply
+
+    svc = build_service(settings(), r)
+    # the transition was written, the process died before it set the flag
+    state = apply(RolloutState(id="r1", plan=PLAN), Event.START, now_ms=int(time.time() * 1000))
+    await svc.repo.save(state, expected_revision=-1, who="lead:ana", event="start")
+    _v, entries = await svc.overrides.load()
+    assert "chat-rollout" not in entries
+    await Controller(svc, r, "ctl-1", interval_s=60).tick()
+    _v, entries = await svc.overrides.load()
+    assert entries["chat-rollout"].percent == 10.0
