@@ -53,13 +53,12 @@ class _Arm:
 
     @property
     def mean(self) -> float:
-        return self.s / self.n if self.n else 0.0
+        return sequential.mean_of(self.n, self.s)
 
     @property
     def var(self) -> float:
-        if self.n < 2:
-            return 0.0
-        return max((self.ss - self.s * self.s / self.n) / (self.n - 1), 0.0)
+        """Sample variance (n - 1 denominator); 0 below two observations."""
+        return sequential.var_of(self.n, self.s, self.ss)
 
     def to_dict(self) -> dict[str, Any]:
         return {"n": self.n, "s": self.s, "ss": self.ss, "hi": list(self.hi), "lo": list(self.lo)}

@@ -100,14 +100,12 @@ class Moments:
 
     @property
     def mean(self) -> float:
-        return self.s / self.n if self.n else 0.0
+        return sequential.mean_of(self.n, self.s)
 
     @property
     def var(self) -> float:
         """Sample variance (n - 1 denominator); 0 below two observations."""
-        if self.n < 2:
-            return 0.0
-        return max((self.ss - self.s * self.s / self.n) / (self.n - 1), 0.0)
+        return sequential.var_of(self.n, self.s, self.ss)
 
 
 @dataclass(frozen=True, slots=True)

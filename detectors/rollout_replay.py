@@ -31,8 +31,8 @@ import numpy as np
 
 from detectors.rollout_judge import Action, Judgment, MetricData, Moments, StepData, judge_step
 from detectors.shortcuts import ShortcutDetectors
-from rollguard.rollout import METRICS, SHORTCUT_DETECTORS, RolloutPlan
-from rollguard.types import Signal
+from rollguard.rollout import METRICS, RolloutPlan
+from rollguard.types import SHORTCUT_DETECTORS, Signal
 
 _NOT_ACCEPTABLE_FREE = ("acceptable", "detector_false_positive")
 

@@ -39,6 +39,19 @@ import math
 from scipy import optimize, special
 
 
+def mean_of(n: int, s: float) -> float:
+    """The mean of ``n`` observations summing to ``s`` (0 when ``n`` is 0)."""
+    return s / n if n else 0.0
+
+
+def var_of(n: int, s: float, ss: float) -> float:
+    """Sample variance (n - 1 denominator) from count, sum and sum of squares; 0 below two
+    observations, never negative (rounding)."""
+    if n < 2:
+        return 0.0
+    return max((ss - s * s / n) / (n - 1), 0.0)
+
+
 def log_mixture_lr(d: float, v: float, tau2: float) -> float:
     """log Lambda of the two-sided normal-mixture SPRT (module docstring). ``v`` > 0 is the
     variance of ``d``, ``tau2`` > 0 the mixing variance; both on ``d``'s scale squared."""

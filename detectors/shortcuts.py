@@ -44,19 +44,10 @@ from detectors import features as F
 from detectors import refusal_model as rm
 from detectors.reference_model import ReferenceModel
 from detectors.refusal_model import RefusalModel
-from rollguard.types import Evidence, Message, Signal
+from rollguard.types import SHORTCUT_DETECTORS, Evidence, Message, Signal
 
 LOC = "completion"
-DETECTORS = (
-    "refusal",
-    "over_refusal",
-    "hedging",
-    "sycophancy",
-    "verbosity",
-    "repetition",
-    "evasion",
-    "format_gaming",
-)
+DETECTORS = SHORTCUT_DETECTORS
 CHEAP_DETECTORS = ("hedging", "sycophancy", "repetition", "format_gaming")
 """Lexical detectors without a model: run inline (p99 measured in bench/eval_detectors.py)."""
 

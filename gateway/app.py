@@ -172,14 +172,7 @@ async def _start(
     metrics = setup_telemetry(
         span_exporter=overrides.get("span_exporter"), metric_reader=overrides.get("metric_reader")
     )
-    if not settings.model_list:
-        from gateway.demo.upstream import start_stub
-
-        stub_runner, base_url = await start_stub("127.0.0.1", 0)
-        _cleanup(stack, stub_runner.cleanup, "demo upstream")
-        # A copy: the loaded settings are never changed after loading (issue 7).
-        settings = settings.model_copy(update={"model_list": demo_model_entries(base_url)})
-        log.warning("no model_list configured: serving the local demo model at %s", base_url)
+    settings = await _with_demo_upstream(settings, stack)
     store = Store(settings.store)
     _cleanup(stack, store.aclose, "store")  # also stops an embedded Valkey a failed start() acquired
     await store.start()
@@ -224,6 +217,21 @@ async def _start(
         len(pipeline.policies),
     )
     return audit
+
+
+async def _with_demo_upstream(
+    settings: RollguardSettings, stack: contextlib.AsyncExitStack
+) -> RollguardSettings:
+    """With no ``model_list``, start the local demo upstream and return a copy of the settings that
+    serves it (the loaded settings are never changed after loading); otherwise the settings as given."""
+    if settings.model_list:
+        return settings
+    from gateway.demo.upstream import start_stub
+
+    stub_runner, base_url = await start_stub("127.0.0.1", 0)
+    _cleanup(stack, stub_runner.cleanup, "demo upstream")
+    log.warning("no model_list configured: serving the local demo model at %s", base_url)
+    return settings.model_copy(update={"model_list": demo_model_entries(base_url)})
 
 
 def _escalator(service: Any) -> Any:

@@ -8,18 +8,26 @@ fields rollguard relies on are checked. Shapes follow the OpenAI API reference f
 Errors raised: ``PayloadTooLarge`` (413, body over ``max_body_bytes``), ``UnsupportedEncoding``
 (415: a ``Content-Encoding`` other than ``identity``; compressed bodies are refused rather than
 inflated, so the size cap never has to guard against a decompression bomb), ``InvalidRequest``
-(400: malformed JSON, invalid UTF-8, wrong types, missing fields), ``UnprocessableEntity`` (422:
-valid types with impossible values, e.g. ``max_tokens: 0``).
+(400: malformed JSON, invalid UTF-8, a lone UTF-16 surrogate escape, wrong types, missing fields,
+and, ``code: invalid_value``, valid types with impossible values, e.g. ``max_tokens: 0``: OpenAI
+answers 400 there too, never 422). History rules that span messages (tool calls and their answers)
+are in ``gateway.chat_history``.
+
+The OpenAPI schema of the body (``gateway.routes.chat_schema``) states these same rules; a test
+keeps the two in step (tests/chaos).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 
-from rollguard.errors import ClientError, InvalidRequest, PayloadTooLarge, UnprocessableEntity
+from gateway.chat_history import check_arguments, check_tool_pairing
+from gateway.text_checks import LONE_SURROGATE
+from rollguard.errors import ClientError, InvalidRequest, PayloadTooLarge
 
 MAX_CONTENT_PARTS = 128
 """Content parts per message. Every part is a text location each guardrail scans separately, so
@@ -32,6 +40,38 @@ METADATA_MAX_KEY_CHARS = 64
 METADATA_MAX_VALUE_CHARS = 512
 """OpenAI's limits on ``metadata``: at most 16 pairs, keys up to 64 characters, string values up to
 512 characters."""
+
+
+TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+"""OpenAI's rule for a function name in ``tools``: a-z, A-Z, 0-9, underscores and dashes, at most
+64 characters."""
+_TOOL_NAME = re.compile(TOOL_NAME_PATTERN)
+
+MAX_TOOLS = 128
+"""OpenAI: "A max of 128 functions are supported"."""
+MAX_N = 128
+MAX_STOP = 4
+MAX_TOP_LOGPROBS = 20
+
+RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "presence_penalty": (-2.0, 2.0),
+    "frequency_penalty": (-2.0, 2.0),
+}
+"""Inclusive ranges of the sampling parameters (OpenAI API reference)."""
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""Integers are 64-bit (OpenAI's ``seed``; what the JSON writer serialises)."""
+
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "max_tokens": (1, INT64_MAX),
+    "max_completion_tokens": (1, INT64_MAX),
+    "n": (1, MAX_N),
+    "top_logprobs": (0, MAX_TOP_LOGPROBS),
+    "seed": (INT64_MIN, INT64_MAX),
+}
+"""Inclusive integer ranges."""
 
 
 class UnsupportedEncoding(ClientError):
@@ -78,6 +118,8 @@ async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         if _bad_utf8(raw):
             raise InvalidRequest("request body is not valid UTF-8") from None
+        if "surrogate" in str(exc):
+            raise InvalidRequest(LONE_SURROGATE) from None
         raise InvalidRequest(f"request body is not valid JSON: {exc.args[0] if exc.args else exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest(f"request body must be a JSON object, not {type(body).__name__}")
@@ -114,6 +156,15 @@ def _expect(cond: bool, param: str, message: str) -> None:
         raise InvalidRequest(message, param=param)
 
 
+def _out_of_range(message: str, param: str) -> InvalidRequest:
+    """OpenAI's answer to a value of the right type outside its range: 400 ``invalid_value``."""
+    return InvalidRequest(message, param=param, code="invalid_value")
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
 def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> None:
     v = body.get(name)
     if v is None:
@@ -124,58 +175,127 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> None:
         f"{name} must be a number, got {_type_name(v)}",
     )
     if not lo <= v <= hi:
-        raise UnprocessableEntity(f"{name} must be between {lo} and {hi}, got {v}", param=name)
+        raise _out_of_range(f"{name} must be between {lo} and {hi}, got {v}", name)
 
 
-def _positive_int(body: dict[str, Any], name: str) -> None:
+def _whole(body: dict[str, Any], name: str) -> Any:
+    """``body[name]``, a whole-valued 64-bit float (``2.0``, an integer in JSON Schema's sense) made
+    an ``int`` in place so the upstream gets an integer."""
     v = body.get(name)
+    if isinstance(v, float) and v.is_integer() and INT64_MIN <= v <= INT64_MAX:
+        v = body[name] = int(v)
+    return v
+
+
+def _integer(body: dict[str, Any], name: str, lo: int, hi: int) -> None:
+    v = _whole(body, name)
     if v is None:
         return
     _expect(
         isinstance(v, int) and not isinstance(v, bool),
         name,
-        f"{name} must be an integer, got {_type_name(v)}",
+        f"{name} must be an integer"
+        + (" of 64 bits" if isinstance(v, float) and v.is_integer() else "")
+        + f", got {_type_name(v)}",
     )
-    if v < 1:
-        raise UnprocessableEntity(f"{name} must be at least 1, got {v}", param=name)
+    if not lo <= v <= hi:
+        raise _out_of_range(f"{name} must be between {lo} and {hi}, got {v}", name)
 
 
-def _check_content(content: Any, param: str, role: str, has_tool_calls: bool) -> None:
-    if content is None:
-        # OpenAI: an assistant message may carry tool_calls, a function_call or a refusal instead.
-        _expect(role == "assistant" and has_tool_calls, param, f"{param} is required for role {role!r}")
-        return
-    if isinstance(content, str):
-        return
-    _expect(isinstance(content, list), param, f"{param} must be a string or an array of content parts")
+def _check_parts(content: list[Any], param: str, text_only: bool) -> None:
     if len(content) > MAX_CONTENT_PARTS:
-        raise UnprocessableEntity(
-            f"{param} has {len(content)} content parts; at most {MAX_CONTENT_PARTS} are accepted", param=param
+        raise _out_of_range(
+            f"{param} has {len(content)} content parts; at most {MAX_CONTENT_PARTS} are accepted", param
         )
     for j, part in enumerate(content):
         p = f"{param}[{j}]"
         _expect(isinstance(part, dict), p, f"{p} must be an object")
         ptype = part.get("type")
-        _expect(isinstance(ptype, str), f"{p}.type", f"{p}.type must be a string")
+        _expect(_is_str(ptype), f"{p}.type", f"{p}.type must be a string")
+        _expect(ptype == "text" or not text_only, f"{p}.type", f"{p}.type must be 'text' in this message")
         if ptype == "text":
-            _expect(isinstance(part.get("text"), str), f"{p}.text", f"{p}.text must be a string")
+            _expect(_is_str(part.get("text")), f"{p}.text", f"{p}.text must be a string")
+
+
+TEXT_ONLY_ROLES = frozenset({"system", "developer", "tool"})
+"""Roles whose array content may hold only text parts (OpenAI API reference)."""
+
+
+def _check_content(m: dict[str, Any], param: str, role: str) -> None:
+    content = m.get("content")
+    if content is None:
+        # OpenAI: an assistant message may carry tool_calls, a function_call or a refusal instead;
+        # a function message's content may be null.
+        alt = (
+            bool(m.get("tool_calls")) or isinstance(m.get("function_call"), dict) or _is_str(m.get("refusal"))
+        )
+        _expect(
+            (role == "assistant" and alt) or role == "function",
+            param,
+            f"{param} is required for role {role!r}",
+        )
+        return
+    if isinstance(content, str):
+        return
+    _expect(
+        isinstance(content, list) and role != "function",
+        param,
+        f"{param} must be a string" + ("" if role == "function" else " or an array of content parts"),
+    )
+    _check_parts(content, param, role in TEXT_ONLY_ROLES)
 
 
 def _check_tool_calls(calls: Any, param: str) -> None:
-    _expect(isinstance(calls, list), param, f"{param} must be an array")
+    _expect(isinstance(calls, list) and len(calls) > 0, param, f"{param} must be a non-empty array")
     for j, call in enumerate(calls):
         p = f"{param}[{j}]"
         _expect(isinstance(call, dict), p, f"{p} must be an object")
+        _expect(_is_str(call.get("id")), f"{p}.id", f"{p}.id must be a string")
+        _expect(call.get("type") == "function", f"{p}.type", f"{p}.type must be 'function'")
         fn = call.get("function")
         _expect(isinstance(fn, dict), f"{p}.function", f"{p}.function must be an object")
-        _expect(isinstance(fn.get("name"), str), f"{p}.function.name", f"{p}.function.name must be a string")
-        args = fn.get("arguments", "")
-        _expect(isinstance(args, str), f"{p}.function.arguments", f"{p}.function.arguments must be a string")
+        _expect(_is_str(fn.get("name")), f"{p}.function.name", f"{p}.function.name must be a string")
+        args = fn.get("arguments")
+        _expect(_is_str(args), f"{p}.function.arguments", f"{p}.function.arguments must be a string")
+        check_arguments(args, f"{p}.function.arguments")
+
+
+def _check_function_call(fc: Any, param: str) -> None:
+    """The deprecated ``function_call`` of an assistant message: ``{name, arguments}``."""
+    _expect(isinstance(fc, dict), param, f"{param} must be an object")
+    _expect(_is_str(fc.get("name")), f"{param}.name", f"{param}.name must be a string")
+    args = fc.get("arguments")
+    _expect(_is_str(args), f"{param}.arguments", f"{param}.arguments must be a string")
+    check_arguments(args, f"{param}.arguments")
+
+
+def _check_message(m: Any, i: int) -> None:
+    p = f"messages[{i}]"
+    _expect(isinstance(m, dict), p, f"{p} must be an object, got {_type_name(m)}")
+    role = m.get("role")
+    _expect(_is_str(role), f"{p}.role", f"{p}.role must be a string")
+    _expect(role in ROLES, f"{p}.role", f"{p}.role must be one of {sorted(ROLES)}")
+    name = m.get("name")
+    _expect(name is None or _is_str(name), f"{p}.name", f"{p}.name must be a string")
+    _expect(role != "function" or _is_str(name), f"{p}.name", f"{p}.name is required for role 'function'")
+    for key in ("tool_calls", "function_call", "refusal"):
+        if m.get(key) is not None:
+            _expect(role == "assistant", f"{p}.{key}", f"{p}.{key} is only valid on assistant messages")
+    if m.get("tool_calls") is not None:
+        _check_tool_calls(m["tool_calls"], f"{p}.tool_calls")
+    if m.get("function_call") is not None:
+        _check_function_call(m["function_call"], f"{p}.function_call")
+    refusal = m.get("refusal")
+    _expect(refusal is None or _is_str(refusal), f"{p}.refusal", f"{p}.refusal must be a string")
+    _check_content(m, f"{p}.content", role)
+    if role == "tool":
+        _expect(_is_str(m.get("tool_call_id")), f"{p}.tool_call_id", f"{p}.tool_call_id must be a string")
 
 
 def validate_chat_request(body: dict[str, Any]) -> None:
-    """Check the fields rollguard relies on; raise ``InvalidRequest`` / ``UnprocessableEntity``
-    naming ``param`` (e.g. ``messages[2].content``). Unknown fields are left alone."""
+    """Check the fields rollguard relies on and the rules a real provider applies; raise
+    ``InvalidRequest`` (400) naming ``param`` (e.g. ``messages[2].content``). Unknown fields are
+    left alone (passed through to the upstream)."""
     model = body.get("model")
     _expect(model is not None, "model", "you must provide a model parameter")
     _expect(isinstance(model, str) and model != "", "model", "model must be a non-empty string")
@@ -185,51 +305,70 @@ def validate_chat_request(body: dict[str, Any]) -> None:
         raise InvalidRequest(f"messages must be an array, got {_type_name(messages)}", param="messages")
     _expect(len(messages) > 0, "messages", "messages must contain at least one message")
     for i, m in enumerate(messages):
-        p = f"messages[{i}]"
-        _expect(isinstance(m, dict), p, f"{p} must be an object, got {_type_name(m)}")
-        role = m.get("role")
-        _expect(isinstance(role, str), f"{p}.role", f"{p}.role must be a string")
-        _expect(role in ROLES, f"{p}.role", f"{p}.role {role!r} is not one of {sorted(ROLES)}")
-        tool_calls = m.get("tool_calls")
-        if tool_calls is not None:
-            _expect(
-                role == "assistant", f"{p}.tool_calls", f"{p}.tool_calls is only valid on assistant messages"
-            )
-            _check_tool_calls(tool_calls, f"{p}.tool_calls")
-        has_alt = (
-            bool(tool_calls) or isinstance(m.get("function_call"), dict) or isinstance(m.get("refusal"), str)
-        )
-        _check_content(m.get("content"), f"{p}.content", role, has_alt)
-        if role == "tool":
-            tcid = m.get("tool_call_id")
-            _expect(isinstance(tcid, str), f"{p}.tool_call_id", f"{p}.tool_call_id must be a string")
-    stream = body.get("stream")
-    _expect(stream is None or isinstance(stream, bool), "stream", "stream must be a boolean")
+        _check_message(m, i)
+    check_tool_pairing(messages)
+    _check_options(body)
+    _check_tools(body.get("tools"))
+    _check_metadata(body.get("metadata"))
+
+
+def _check_options(body: dict[str, Any]) -> None:
+    """The scalar request options: types and OpenAI's ranges."""
+    for flag in ("stream", "logprobs"):
+        v = body.get(flag)
+        _expect(v is None or isinstance(v, bool), flag, f"{flag} must be a boolean")
     so = body.get("stream_options")
     _expect(so is None or isinstance(so, dict), "stream_options", "stream_options must be an object")
-    if isinstance(so, dict) and "include_usage" in so:
+    if isinstance(so, dict) and so.get("include_usage") is not None:
         _expect(
             isinstance(so["include_usage"], bool),
             "stream_options.include_usage",
             "include_usage must be a boolean",
         )
-    _positive_int(body, "max_tokens")
-    _positive_int(body, "max_completion_tokens")
-    _positive_int(body, "n")
-    _number(body, "temperature", 0.0, 2.0)
-    _number(body, "top_p", 0.0, 1.0)
-    _number(body, "presence_penalty", -2.0, 2.0)
-    _number(body, "frequency_penalty", -2.0, 2.0)
-    tools = body.get("tools")
-    if tools is not None:
-        _expect(isinstance(tools, list), "tools", "tools must be an array")
-        for j, t in enumerate(tools):
-            _expect(isinstance(t, dict), f"tools[{j}]", f"tools[{j}] must be an object")
+    for name, (ilo, ihi) in INT_RANGES.items():
+        _integer(body, name, ilo, ihi)
+    for name, (lo, hi) in RANGES.items():
+        _number(body, name, lo, hi)
+    stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str):
+        _expect(
+            isinstance(stop, list) and all(_is_str(s) for s in stop),
+            "stop",
+            "stop must be a string or an array of strings",
+        )
+        if len(stop) > MAX_STOP:
+            raise _out_of_range(f"stop holds {len(stop)} sequences; at most {MAX_STOP} are allowed", "stop")
     rf = body.get("response_format")
     _expect(rf is None or isinstance(rf, dict), "response_format", "response_format must be an object")
     user = body.get("user")
     _expect(user is None or isinstance(user, str), "user", "user must be a string")
-    _check_metadata(body.get("metadata"))
+
+
+def _check_tools(tools: Any) -> None:
+    """``tools``: at most 128 function tools, each named by OpenAI's rule (``TOOL_NAME_PATTERN``)."""
+    if tools is None:
+        return
+    _expect(isinstance(tools, list), "tools", "tools must be an array")
+    if len(tools) > MAX_TOOLS:
+        raise _out_of_range(f"tools holds {len(tools)} tools; at most {MAX_TOOLS} are allowed", "tools")
+    for j, t in enumerate(tools):
+        p = f"tools[{j}]"
+        _expect(isinstance(t, dict), p, f"{p} must be an object")
+        _expect(t.get("type") == "function", f"{p}.type", f"{p}.type must be 'function'")
+        fn = t.get("function")
+        _expect(isinstance(fn, dict), f"{p}.function", f"{p}.function must be an object")
+        name = fn.get("name")
+        _expect(
+            _is_str(name) and _TOOL_NAME.match(name) is not None,
+            f"{p}.function.name",
+            f"{p}.function.name must match {TOOL_NAME_PATTERN} (letters, digits, _ and -, at most 64)",
+        )
+        params = fn.get("parameters")
+        _expect(
+            params is None or isinstance(params, dict),
+            f"{p}.function.parameters",
+            f"{p}.function.parameters must be an object (a JSON Schema)",
+        )
 
 
 def _check_metadata(meta: Any) -> None:
@@ -253,11 +392,7 @@ def _check_metadata(meta: Any) -> None:
             "metadata",
             f"metadata keys must be at most {METADATA_MAX_KEY_CHARS} characters",
         )
-        _expect(
-            isinstance(v, str),
-            "metadata",
-            f"metadata values must be strings, got {_type_name(v)}",
-        )
+        _expect(isinstance(v, str), "metadata", f"metadata values must be strings, got {_type_name(v)}")
         _expect(
             len(v) <= METADATA_MAX_VALUE_CHARS,
             "metadata",

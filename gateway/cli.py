@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from gateway.eval_guardrails_cli import eval_guardrails
 from gateway.rollout.cli import flags_app, register
 from gateway.rollout_cli import rollout_app
 
@@ -171,10 +172,17 @@ def demo(
         int, typer.Option("--requests", "-n", help="prompts to replay (>= 1000 for the demo)")
     ] = 1000,
     concurrency: Annotated[int, typer.Option(help="concurrent clients")] = 8,
+    scenario: Annotated[str, typer.Option(help="traffic (default) or rollout")] = "traffic",
 ) -> None:
     """Start the embedded store, a local demo upstream and the gateway; replay real prompts; print
-    a summary."""
+    a summary. ``--scenario rollout``: a regressed canary caught and rolled back (a report)."""
     _setup_logging("warning")
+    if scenario not in ("traffic", "rollout"):
+        _fail(f"--scenario: unknown scenario {scenario!r} (traffic or rollout)")
+    if scenario == "rollout":
+        from gateway.demo.rollout_scenario import run_rollout_demo
+
+        raise typer.Exit(run_rollout_demo(Path("var")))
     from gateway.demo.run import run_demo
 
     raise typer.Exit(run_demo(n=requests, concurrency=concurrency, store_dir=Path("var")))
@@ -290,6 +298,9 @@ def eval_detectors(
         _fail(f"{script} not found: the evaluation runs from a source checkout")
     args = [sys.executable, str(script), "--out", str(out_dir), *(["--quick"] if quick else [])]
     raise typer.Exit(subprocess.call([*args, *(["--docs"] if docs else [])]))  # noqa: S603
+
+
+eval_app.command("guardrails")(eval_guardrails)
 
 
 @review_app.command("export")

@@ -9,6 +9,15 @@ Each configured policy has an id, a mode (enforce / shadow), a timeout and an ``
 ``on_error`` verdict: it never silently allows. Shadow-mode decisions are recorded but change
 nothing (their redactions are not applied either).
 
+Decode, then judge: the pipeline looks for encoded or obfuscated spans in the content as it
+arrived (``policies.decoded_context``: base64/32/16, ascii85, uuencode, base2048, emoji,
+ROT13/Atbash when asked for, Morse, NATO, Braille, Unicode tags, Zalgo, leetspeak). Every
+policy of the stage then also judges each decoded view. A ``flag`` or ``block`` on a decoded
+view becomes a ``block``: what a policy flags in plain text is blocked when it arrives hidden,
+because hiding it is the attack. The decision's reason names the encoding and the location,
+never the decoded text. A redaction computed on a view is never applied. Text that the pre-scan
+finds plain costs one regular-expression search.
+
 Telemetry: one span per policy through the OpenTelemetry *API* (a no-op unless the gateway installs
 an SDK and the request is traced), with ``rollguard.policy.*`` attributes and never any content.
 """
@@ -18,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry import trace
@@ -26,7 +35,8 @@ from opentelemetry.trace import Status, StatusCode
 
 from policies.base import CheckContext, Execution, Policy, PolicyResult
 from policies.cpu_clock import policy_cpu_seconds
-from rollguard.types import Decision, Message, Mode, OnError, Stage, Verdict
+from policies.decoded_context import ContextView, context_views
+from rollguard.types import Decision, Evidence, Message, Mode, OnError, Stage, Verdict
 
 _tracer = trace.get_tracer("rollguard.policies")
 
@@ -111,8 +121,10 @@ class Pipeline:
     """Runs ``policies`` (in configured order) for a stage. Immutable after construction; cheap to
     share across requests."""
 
-    def __init__(self, policies: Sequence[ConfiguredPolicy]) -> None:
+    def __init__(self, policies: Sequence[ConfiguredPolicy], *, decode_views: bool = True) -> None:
         self.policies: tuple[ConfiguredPolicy, ...] = tuple(policies)
+        self.decode_views = decode_views
+        """Judge decoded views too (module docstring); False runs each policy on the original only."""
         self._by_stage: dict[Stage, tuple[ConfiguredPolicy, ...]] = {
             s: tuple(p for p in self.policies if s in p.stages) for s in Stage
         }
@@ -131,11 +143,22 @@ class Pipeline:
         active = [p for p in self._by_stage[ctx.stage] if enabled(p)]
         if not active:
             return result
+        # decoded views of the content as it arrived (before any redaction or stripping, so text
+        # hidden in Unicode tag characters is judged even when a transform strips the tags);
+        # computed once, when a segment did not already block (``limits`` first keeps 1 MB away)
+        original = replace(ctx) if self.decode_views else None
+        views: list[ContextView] | None = None
         for segment in _segments(active):
             if segment[0].policy.transforms:
                 decisions = [await self._transform(cp, ctx, result) for cp in segment]
             else:
                 decisions = await self._checks(segment, ctx)
+            if original is not None and not any(
+                d.verdict is Verdict.BLOCK and d.policy_type == "limits" for d in decisions
+            ):
+                views = _views_of(original) if views is None else views
+                if views:
+                    decisions = await self._judge_views(segment, views, decisions)
             for d in decisions:
                 result.decisions.append(d)
                 if d.enforced and d.verdict.severity > result.verdict.severity:
@@ -149,7 +172,8 @@ class Pipeline:
 
     async def _transform(self, cp: ConfiguredPolicy, ctx: CheckContext, result: StageResult) -> Decision:
         decision, out = await self._run_one(cp, ctx)
-        if out is not None and decision.enforced and out.verdict is Verdict.REDACT:
+        rewrites = out is not None and out.verdict in (Verdict.REDACT, Verdict.FLAG)
+        if out is not None and decision.enforced and rewrites:
             if out.messages is not None:
                 ctx.messages = out.messages
                 result.messages = out.messages
@@ -173,6 +197,37 @@ class Pipeline:
         for cp, (decision, _) in zip(threaded, await asyncio.gather(*pending), strict=True):
             slots[cp.id] = decision
         return [slots[cp.id] for cp in segment]
+
+    async def _judge_views(
+        self, segment: list[ConfiguredPolicy], views: list[ContextView], decisions: list[Decision]
+    ) -> list[Decision]:
+        """Run ``segment`` on each decoded view; a flag or block there (or a policy failure) replaces
+        the original decision unless that already blocks. A block of the original that a whole-span
+        decoding clears (``_CLEARING``: the framing kept, the span decoded), while no reading is
+        flagged and every payload scores below ``_CLEAR_SCORE``, was caused by the encoded letters
+        alone: it becomes a flag for review. A transform's output on a view is discarded."""
+        out = list(decisions)
+        clear = [False] * len(segment)  # a whole-span decoding of the blocked text passed
+        doubt = [False] * len(segment)  # some reading of it was not clearly benign
+        for view in views:
+            if segment[0].policy.transforms:
+                found = [(await self._run_one(cp, view.ctx))[0] for cp in segment]
+            else:
+                found = await self._checks(segment, view.ctx)
+            for i, d in enumerate(found):
+                near = view.part == "payload" and d.score >= _CLEAR_SCORE
+                if d.error is not None or d.verdict.severity >= Verdict.FLAG.severity or near:
+                    doubt[i] = True
+                elif view.part == "text" and view.encoding in _CLEARING:
+                    clear[i] = True
+                if out[i].verdict is Verdict.BLOCK or d.verdict.severity < Verdict.FLAG.severity:
+                    continue
+                out[i] = _encoded(d, view) if d.error is None else d
+        for i, original in enumerate(decisions):
+            blocked = original.verdict is Verdict.BLOCK and original.error is None
+            if blocked and clear[i] and not doubt[i] and out[i] is original:
+                out[i] = _cleared(original, views)
+        return out
 
     async def _run_one(self, cp: ConfiguredPolicy, ctx: CheckContext) -> tuple[Decision, PolicyResult | None]:
         # A span per policy only when the request is traced: a no-op span still costs a context
@@ -239,6 +294,63 @@ class Pipeline:
             enforced=enforce,
         )
         return decision, out
+
+
+def _views_of(ctx: CheckContext) -> list[ContextView]:
+    """``context_views(ctx)``; ``[]`` if decoding itself fails (the original is judged anyway: a
+    decoder bug must not turn into a failed request)."""
+    try:
+        return context_views(ctx)
+    except Exception:
+        return []
+
+
+_CLEARING = frozenset(
+    {"base64", "base32", "hex", "ascii85", "uuencode", "base2048", "emoji", "morse", "nato", "braille"}
+    | {"emoji_letters"}
+)
+"""Encodings whose decoding replaces a whole span (no letters of the encoded form survive), so a
+block that the decoded reading clears came from the encoded letters alone."""
+
+
+_CLEAR_SCORE = 0.5
+"""A decoded payload (the spans alone) clears a block only when it scores below this (0 benign ..
+1 violation), well under any sensible threshold: a payload near the threshold is doubt, and doubt
+keeps the block. Readings with the framing only need to pass (the framing of a benign "decode
+this" request can score near the threshold on its own)."""
+
+
+def _cleared(d: Decision, views: list[ContextView]) -> Decision:
+    """``d`` (a block of the encoded original) as a flag: every decoded reading passes."""
+    view = next(v for v in views if v.part == "text" and v.encoding in _CLEARING)
+    return Decision(
+        policy=d.policy,
+        policy_type=d.policy_type,
+        stage=d.stage,
+        verdict=Verdict.FLAG,
+        score=d.score,
+        reason=f"encoded form only ({view.encoding} in {view.location}); the decoded text passes: {d.reason}",
+        evidence=d.evidence,
+        elapsed_ms=d.elapsed_ms,
+        enforced=d.enforced,
+    )
+
+
+def _encoded(d: Decision, view: ContextView) -> Decision:
+    """``d`` (a flag or block on a decoded view) as a block that names the encoding and where it
+    was found, never the decoded text."""
+    where = Evidence(f"encoded:{view.encoding}", view.location)
+    return Decision(
+        policy=d.policy,
+        policy_type=d.policy_type,
+        stage=d.stage,
+        verdict=Verdict.BLOCK,
+        score=d.score,
+        reason=f"found encoded ({view.encoding}) in {view.location}: {d.reason}",
+        evidence=(*d.evidence, where),
+        elapsed_ms=d.elapsed_ms,
+        enforced=d.enforced,
+    )
 
 
 def _annotate(span: trace.Span, decision: Decision) -> None:

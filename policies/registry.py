@@ -20,6 +20,7 @@ _BUILTIN_MODULES = (
     "policies.builtin.prompt_injection",
     "policies.builtin.system_prompt_leak",
     "policies.builtin.limits",
+    "policies.builtin.invisible_text",
 )
 
 _TYPES: dict[str, Callable[..., Policy]] = {}

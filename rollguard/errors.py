@@ -14,7 +14,7 @@ so the single error boundary in ``gateway/errors.py`` needs no lookup table.
     │   ├── NotFound                 404 not_found (unknown model -> code model_not_found)
     │   ├── Conflict                 409 conflict (a transition the current state does not allow)
     │   ├── PayloadTooLarge          413 request_too_large
-    │   ├── UnprocessableEntity      422 invalid_request_error (valid JSON, impossible values)
+    │   ├── UnprocessableEntity      400 invalid_value (valid JSON, impossible values; OpenAI: 400)
     │   └── RateLimited              429 rate_limit_exceeded (our own limits)
     ├── UpstreamError                anything from the model endpoint
     │   ├── UpstreamBadRequest       400 the upstream rejected the request (message passed on)
@@ -116,7 +116,10 @@ class PayloadTooLarge(ClientError):
 
 
 class UnprocessableEntity(ClientError):
-    status = 422
+    """Valid JSON of the right types with impossible values. 400, as OpenAI answers (never 422);
+    ``code: invalid_value`` tells it apart from a malformed request."""
+
+    status = 400
     type = "invalid_request_error"
     code = "invalid_value"
 

@@ -60,22 +60,13 @@ from pydantic import (
 )
 
 from rollguard.errors import ConfigError
+from rollguard.types import SHORTCUT_DETECTORS
 
 Direction = Literal["increase_is_bad", "decrease_is_bad"]
 ToleranceType = Literal["absolute", "relative"]
 MetricKind = Literal["guardrail", "signal"]
 Estimator = Literal["rate", "log_ratio", "p95"]
 
-SHORTCUT_DETECTORS = (
-    "refusal",
-    "over_refusal",
-    "hedging",
-    "sycophancy",
-    "verbosity",
-    "repetition",
-    "evasion",
-    "format_gaming",
-)
 """The per-interaction detectors of ``detectors.shortcuts.DETECTORS`` (rollguard may not import
 detectors; a test pins the two lists together)."""
 

@@ -148,6 +148,7 @@ def default_policies() -> list[PolicySpec]:
     """The policy set used when the config has no ``policies`` key."""
     return [
         PolicySpec(id="limits", type="limits"),
+        PolicySpec(id="invisible_text", type="invisible_text"),
         PolicySpec(id="pii", type="pii"),
         PolicySpec(id="secrets", type="secrets"),
         PolicySpec(id="prompt_injection", type="prompt_injection"),

@@ -262,3 +262,17 @@ def text_of(content: Any) -> str:
                 parts.append(part["text"])
         return "\n".join(parts)
     return ""
+
+
+SHORTCUT_DETECTORS = (
+    "refusal",
+    "over_refusal",
+    "hedging",
+    "sycophancy",
+    "verbosity",
+    "repetition",
+    "evasion",
+    "format_gaming",
+)
+"""The shortcut / reward-hacking detectors by name, in their fixed order (``detectors.shortcuts``
+runs them; rollout plans name their rates ``<detector>_rate``)."""

@@ -6,8 +6,9 @@ The router carries ``router.review_service`` (a ``ReviewService``) for the gatew
 
 Errors are rollguard errors rendered in OpenAI's error shape by this router itself (so it works in
 any FastAPI app): 401 no/unknown token, 403 no grant, 404 unknown queue/item, 409 lease lost or
-expired or for another item, 400 bad label/lease/format, 422 a body that is not JSON
-(``param`` null, the message says where) or a body or query value of the wrong shape, 503 store unavailable.
+expired or for another item, 400 bad label/lease/format, a body that is not JSON (``param`` null,
+the message says where) or a body or query value of the wrong shape (``code: invalid_value``; a
+string with a lone UTF-16 surrogate included), 503 store unavailable.
 Authentication and the grants the URL decides (role, queue, lease's queue) are checked first,
 before the body is read (``auth.guarded_route``): no token is 401 whatever the body.
 """
@@ -21,11 +22,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
-from gateway.errors import response_for
+from gateway.errors import documented_errors, response_for
+from gateway.review.audit_scope import scoped_audit
 from gateway.review.auth import ReviewAuth, current_reviewer, guarded_route
 from gateway.review.config import ReviewerSpec, Role, parse_review_settings
 from gateway.review.queue import Lease, now_ms
 from gateway.review.service import ReviewService
+from gateway.text_checks import ValidText
 from rollguard.errors import PermissionDenied, RollguardError, UnprocessableEntity
 from rollguard.settings import RollguardSettings
 
@@ -64,7 +67,7 @@ def _render(request: Request, exc: RollguardError | RequestValidationError) -> R
 
 
 def _json_error(exc: RequestValidationError) -> UnprocessableEntity | None:
-    """``UnprocessableEntity`` (422 ``invalid_value`` like every other bad body, ``param`` None:
+    """``UnprocessableEntity`` (400 ``invalid_value`` like every other bad body, ``param`` None:
     there is no field to name) for a request body that does not parse as JSON, else None."""
     first = next(iter(exc.errors()), None)
     if not first or first.get("type") != "json_invalid":
@@ -89,17 +92,17 @@ class LeaseOut(BaseModel):
 
 
 class ReleaseBody(BaseModel):
-    item_id: str
+    item_id: ValidText
 
 
 class VerdictBody(BaseModel):
-    item_id: str
-    label: str = Field(description="a taxonomy label id")
-    note: str = Field(default="", max_length=4000)
+    item_id: ValidText
+    label: ValidText = Field(description="a taxonomy label id")
+    note: ValidText = Field(default="", max_length=4000)
     preference: Literal["canary", "control", "tie"] | None = Field(
         default=None, description="pairwise preference when two replies were shown"
     )
-    corrected: str | None = Field(default=None, max_length=20000, description="a corrected reply")
+    corrected: ValidText | None = Field(default=None, max_length=20000, description="a corrected reply")
 
 
 class VerdictOut(BaseModel):
@@ -128,7 +131,12 @@ def build_api(service: ReviewService, auth: ReviewAuth) -> APIRouter:
         request.state.reviewer = reviewer
         authorize(service, reviewer, route, dict(request.path_params))
 
-    api = APIRouter(prefix=PREFIX, tags=["review"], route_class=guarded_route(guard, _render))
+    api = APIRouter(
+        prefix=PREFIX,
+        tags=["review"],
+        route_class=guarded_route(guard, _render),
+        responses=documented_errors(400, 401, 403, 404, 409, 503),
+    )
 
     _queue_routes(api, service)
     _lease_routes(api, service)
@@ -230,9 +238,13 @@ def _knowledge_routes(api: APIRouter, service: ReviewService) -> None:
     async def variants(request: Request) -> dict[str, Any]:
         return {"at_ms": now_ms(), "variants": await service.variant_summary()}
 
-    @api.get("/queues/{queue}/audit", summary="Newest audit events (leads and operators)")
+    @api.get(
+        "/queues/{queue}/audit",
+        summary="Newest audit events of the granted tenants' items (leads, operators)",
+    )
     async def audit(request: Request, queue: str, count: int = 100) -> list[dict[str, str]]:
-        return await service.queues.audit(queue, count=min(max(count, 1), 10_000))
+        scope = service.tenant_scope(current_reviewer(request))
+        return await scoped_audit(service.queues, queue, min(max(count, 1), 10_000), scope)
 
 
 def create_review_router(settings: RollguardSettings, redis: aioredis.Redis) -> APIRouter:
@@ -241,9 +253,11 @@ def create_review_router(settings: RollguardSettings, redis: aioredis.Redis) -> 
     ``router.review_service`` is the ``ReviewService``: the gateway passes
     ``review_service.escalate_interaction`` to its audit trail, and may call
     ``review_service.start()`` / ``await review_service.aclose()`` in its lifespan (the first
-    request starts the background loops otherwise). Raises ``ConfigError`` for a bad ``review``
-    section."""
+    request starts the background loops otherwise). ``router.rollout_views`` is the console's
+    ``RolloutViewSlot``: a rollout controller sets its ``source`` to serve ``/review/rollouts``.
+    Raises ``ConfigError`` for a bad ``review`` section."""
     from gateway.review.console import build_console
+    from gateway.review.rollout_view import RolloutViewSlot
 
     review = parse_review_settings(settings.review)
     raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
@@ -253,6 +267,8 @@ def create_review_router(settings: RollguardSettings, redis: aioredis.Redis) -> 
     auth = ReviewAuth(review, redis)
     router = APIRouter()
     router.include_router(build_api(service, auth))
-    router.include_router(build_console(service, auth))
+    slot = RolloutViewSlot()
+    router.include_router(build_console(service, auth, slot))
     router.review_service = service  # type: ignore[attr-defined]
+    router.rollout_views = slot  # type: ignore[attr-defined]
     return router

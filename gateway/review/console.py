@@ -5,7 +5,8 @@ JSON API). Not in the OpenAPI schema; everything it does is also in ``/v1/review
 Pages: ``/review/login``, ``/review`` (queues), ``/review/queues/{q}`` (queue, claim next),
 ``/review/queues/{q}/items/{id}`` (item view with highlighted evidence and verdicts; an anomaly's
 numbers through ``anomaly_view``),
-``/review/insights`` (agreement and detector precision).
+``/review/insights`` (agreement and detector precision), ``/review/rollouts`` and
+``/review/rollouts/{id}`` (staged rollouts: ``rollout_pages``).
 
 Every page but login, logout and the static files authenticates first (``auth.guarded_route``),
 before any query value is validated: a GET without a session is redirected to the login page
@@ -30,6 +31,8 @@ from gateway.review.auth import COOKIE, ReviewAuth, current_reviewer, guarded_ro
 from gateway.review.config import ReviewerSpec, Role
 from gateway.review.highlight import highlight_conversation
 from gateway.review.queue import Lease, ReviewItem, now_ms
+from gateway.review.rollout_pages import register_filters, rollout_routes
+from gateway.review.rollout_view import RolloutViewSlot
 from gateway.review.service import ReviewService
 from rollguard.errors import AuthenticationFailed, InvalidRequest, RollguardError
 
@@ -65,6 +68,7 @@ def _when(ms: int | None) -> str:
 
 _env.filters["age"] = _age
 _env.filters["when"] = _when
+register_filters(_env)
 
 
 PUBLIC = frozenset({"/review/login", "/review/logout", "/review/static/{name}"})
@@ -85,7 +89,7 @@ def _lease_for(lease: str, item: ReviewItem) -> bool:
 
 def _render_error(request: Request, exc: RollguardError | RequestValidationError) -> Response:
     """No session: GET -> 303 to the login page, other methods -> 401 with the login page; other
-    rollguard errors -> the error page with their status; a bad query value -> a 422 error page."""
+    rollguard errors -> the error page with their status; a bad query value -> a 400 error page."""
     if isinstance(exc, AuthenticationFailed):
         if request.method in ("GET", "HEAD"):
             return RedirectResponse(f"/review/login?next={quote(request.url.path)}", status_code=303)
@@ -97,15 +101,18 @@ def _render_error(request: Request, exc: RollguardError | RequestValidationError
     if isinstance(exc, RequestValidationError):
         errors = exc.errors()
         where = ".".join(str(p) for p in (errors[0].get("loc", ()) if errors else ()))
-        status, message = 422, f"invalid value for {where or 'the request'}"
+        status, message = 400, f"invalid value for {where or 'the request'}"
     else:
         status, message = exc.status, exc.message
     html = _env.get_template("error.html").render(status=status, message=message, me=None)
     return HTMLResponse(html, status_code=status)
 
 
-def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
-    """The console routes (prefix ``/review``)."""
+def build_console(
+    service: ReviewService, auth: ReviewAuth, rollouts: RolloutViewSlot | None = None
+) -> APIRouter:
+    """The console routes (prefix ``/review``); the rollout pages read ``rollouts.source``
+    (no rollouts without one)."""
 
     async def guard(request: Request, route: str) -> None:
         if route in PUBLIC:
@@ -121,6 +128,7 @@ def build_console(service: ReviewService, auth: ReviewAuth) -> APIRouter:
     _session_routes(ui, service, auth)
     _queue_routes(ui, service)
     _item_routes(ui, service)
+    rollout_routes(ui, service, rollouts or RolloutViewSlot(), _page)
     return ui
 
 

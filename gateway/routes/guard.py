@@ -9,8 +9,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.chat_request import read_json_body, validate_chat_request
-from gateway.errors import json_response
-from gateway.routes.openai import MESSAGE_SCHEMA, json_body
+from gateway.errors import documented_errors, json_response
+from gateway.routes.chat_schema import CHAT_REQUEST_SCHEMA, Schema, nullable, ok
+from gateway.routes.openai import json_body
 from gateway.runtime import runtime
 from policies.base import CheckContext
 from rollguard.errors import InvalidRequest
@@ -32,17 +33,39 @@ def _public(d: Decision) -> dict[str, Any]:
     }
 
 
-GUARD_REQUEST_SCHEMA: dict[str, object] = {
+GUARD_REQUEST_SCHEMA: Schema = {
     "type": "object",
     "required": ["messages"],
+    "additionalProperties": True,
     "properties": {
-        "messages": {"type": "array", "minItems": 1, "items": MESSAGE_SCHEMA},
-        "completion": {"type": "string", "description": "a reply to check with the post_call policies"},
-        "policies": {"type": "array", "items": {"type": "string"}, "description": "only these policy ids"},
+        **{k: v for k, v in CHAT_REQUEST_SCHEMA["properties"].items() if k != "stream"},
+        "stream": {"description": "ignored: the check is never streamed"},
+        "completion": nullable(
+            {"type": "string", "description": "a reply to check with the post_call policies"}
+        ),
+        "policies": nullable(
+            {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "only these policy ids (each one configured: GET /v1/policies)",
+            }
+        ),
     },
     "example": {
         "messages": [{"role": "user", "content": "mail me at jo@example.com"}],
         "completion": "Sure.",
+    },
+}
+"""The chat-completion body (``model`` optional) plus ``completion`` and ``policies``."""
+
+GUARD_RESULT: Schema = {
+    "type": "object",
+    "required": ["verdict", "decisions", "messages", "completion"],
+    "properties": {
+        "verdict": {"type": "string", "enum": [v.value for v in Verdict]},
+        "decisions": {"type": "array", "items": {"type": "object"}},
+        "messages": {"type": "array"},
+        "completion": nullable({"type": "string"}),
     },
 }
 
@@ -51,6 +74,7 @@ GUARD_REQUEST_SCHEMA: dict[str, object] = {
     "/v1/guard/check",
     summary="Run the guardrail pipeline on messages (and a completion)",
     openapi_extra=json_body(GUARD_REQUEST_SCHEMA),
+    responses={**ok(GUARD_RESULT), **documented_errors(400, 401, 413, 415, 503)},
 )
 async def guard_check(request: Request) -> Response:
     """Body ``{"messages": [...], "completion": optional str, "policies": optional [ids]}``.

@@ -9,59 +9,47 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from gateway.chat_request import read_json_body, validate_chat_request
-from gateway.errors import error_response, json_response
+from gateway.errors import documented_errors, error_response, json_response
 from gateway.exchange import ChatResult, RequestMeta
 from gateway.flags import FlagContext
+from gateway.routes.chat_schema import (
+    CHAT_COMPLETION,
+    CHAT_REQUEST_SCHEMA,
+    MESSAGE_SCHEMA,
+    Schema,
+    ok,
+)
 from gateway.runtime import runtime
 from gateway.sse_response import RelayResponse
 from rollguard.errors import StoreError
 
 router = APIRouter(tags=["openai"])
 
-MESSAGE_SCHEMA: dict[str, object] = {
+__all__ = ["CHAT_REQUEST_SCHEMA", "MESSAGE_SCHEMA", "json_body", "router"]
+
+MODEL_LIST: Schema = {
     "type": "object",
-    "required": ["role"],
+    "required": ["object", "data"],
     "properties": {
-        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool", "function"]},
-        "content": {
-            "oneOf": [
-                {"type": "string"},
-                {"type": "array", "items": {"type": "object", "properties": {"type": {"type": "string"}}}},
-                {"type": "null"},
-            ]
+        "object": {"const": "list"},
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "object", "created", "owned_by"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "object": {"const": "model"},
+                    "created": {"type": "integer"},
+                    "owned_by": {"type": "string"},
+                },
+            },
         },
-        "tool_calls": {"type": "array", "items": {"type": "object"}},
-        "tool_call_id": {"type": "string"},
-        "name": {"type": "string"},
     },
 }
-"""An OpenAI chat message (the schema the OpenAPI document shows; validation is in
-``gateway.chat_request``)."""
-
-CHAT_REQUEST_SCHEMA: dict[str, object] = {
-    "type": "object",
-    "required": ["model", "messages"],
-    "additionalProperties": True,
-    "properties": {
-        "model": {"type": "string", "example": "demo"},
-        "messages": {"type": "array", "minItems": 1, "items": MESSAGE_SCHEMA},
-        "stream": {"type": "boolean", "default": False},
-        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "max_completion_tokens": {"type": "integer", "minimum": 1},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-        "n": {"type": "integer", "minimum": 1},
-        "tools": {"type": "array", "items": {"type": "object"}},
-        "tool_choice": {},
-        "response_format": {"type": "object"},
-        "user": {"type": "string", "description": "end-user id: flag stickiness (stored hashed)"},
-    },
-    "example": {"model": "demo", "messages": [{"role": "user", "content": "Hello!"}]},
-}
 
 
-def json_body(schema: dict[str, object]) -> dict[str, object]:
+def json_body(schema: Schema) -> dict[str, object]:
     """``openapi_extra`` documenting a JSON request body read by hand (the hot path does not use
     FastAPI's body parsing)."""
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
@@ -71,6 +59,10 @@ def json_body(schema: dict[str, object]) -> dict[str, object]:
     "/v1/chat/completions",
     summary="Create a chat completion (OpenAI-compatible)",
     openapi_extra=json_body(CHAT_REQUEST_SCHEMA),
+    responses={
+        **ok(CHAT_COMPLETION, "the chat completion (text/event-stream with stream: true)", sse=True),
+        **documented_errors(400, 401, 404, 413, 415, 429, 502, 503, 504),
+    },
 )
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, guarded. Streaming with ``stream: true`` (SSE). Blocks: HTTP 400
@@ -110,7 +102,11 @@ def render(result: ChatResult) -> Response:
     return response
 
 
-@router.get("/v1/models", summary="List the model aliases this gateway serves")
+@router.get(
+    "/v1/models",
+    summary="List the model aliases this gateway serves",
+    responses={**ok(MODEL_LIST), **documented_errors(401)},
+)
 async def list_models(request: Request) -> Response:
     rt = runtime(request)
     rt.auth.tenant_for(request)

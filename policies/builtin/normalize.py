@@ -41,7 +41,17 @@ import unicodedata
 
 from confusable_homoglyphs import confusables as _confusables
 
-__all__ = ["INVISIBLE", "decoded_views", "fold_map", "json_strings", "normalize", "views"]
+__all__ = [
+    "INVISIBLE",
+    "TAG_CHARACTERS",
+    "decoded_views",
+    "fold_map",
+    "invisible_counts",
+    "json_strings",
+    "normalize",
+    "strip_invisible",
+    "views",
+]
 
 INVISIBLE: frozenset[int] = frozenset(
     [
@@ -54,6 +64,35 @@ INVISIBLE: frozenset[int] = frozenset(
     ]
 )
 """Code points deleted before anything else: zero-width, bidi controls, invisible fillers."""
+
+TAG_CHARACTERS = re.compile("[\U000e0000-\U000e007f]+")
+"""Unicode tag characters (U+E0000-U+E007F, block "Tags"): invisible in most renderers, yet many
+models read U+E0020-U+E007E as the ASCII they shadow ("ASCII smuggling")."""
+
+_INVISIBLE_RUN = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(INVISIBLE)) + "]+")
+
+
+def invisible_counts(text: str) -> tuple[int, int]:
+    """``(tag characters, other invisible characters)`` in ``text``. One regex pass each; ASCII
+    text returns ``(0, 0)`` at once."""
+    if text.isascii():
+        return 0, 0
+    tags = sum(len(m) for m in TAG_CHARACTERS.findall(text))
+    other = sum(len(m) for m in _INVISIBLE_RUN.findall(text))
+    return tags, other
+
+
+def strip_invisible(text: str, *, tags: bool = True, other: bool = False) -> str:
+    """``text`` without its tag characters (``tags``) and/or its other invisible characters
+    (``other``: zero-width, bidi controls, fillers; off by default, since zero-width joiners are
+    legitimate in emoji sequences and some scripts)."""
+    if text.isascii():
+        return text
+    if tags:
+        text = TAG_CHARACTERS.sub("", text)
+    if other:
+        text = _INVISIBLE_RUN.sub("", text)
+    return text
 
 
 def _build_fold_map() -> dict[int, str]:

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from gateway.tools import shipped
 from detectors.features import sentences
 from detectors.rollout_replay import Pool, score_records
 from detectors.shortcuts import ShortcutDetectors
+from gateway.tools import shipped
 
 
 def _record(prompt: str, reply: str) -> dict[str, Any]:

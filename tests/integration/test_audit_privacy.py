@@ -48,6 +48,7 @@ class Planted:
 def maximal_request(p: Planted, model: str, stream: bool) -> dict[str, Any]:
     """Every request field of ``POST /v1/chat/completions`` (OpenAI API reference, 2025) with text
     in it, each holding its own planted value."""
+    call_id = p("assistant.tool_call.id")
     return {
         "model": model,
         "stream": stream,
@@ -74,14 +75,21 @@ def maximal_request(p: Planted, model: str, stream: bool) -> dict[str, Any]:
                 "audio": {"id": p("assistant.audio.id")},
                 "tool_calls": [
                     {
-                        "id": p("assistant.tool_call.id"),
+                        "id": call_id,
                         "type": "function",
-                        "function": {"name": p("assistant.tool.name"), "arguments": p("assistant.args")},
+                        "function": {
+                            "name": p("assistant.tool.name"),
+                            "arguments": json.dumps({"note": p("assistant.args")}),
+                        },
                     }
                 ],
-                "function_call": {"name": p("assistant.fc.name"), "arguments": p("assistant.fc.args")},
+                "function_call": {
+                    "name": p("assistant.fc.name"),
+                    "arguments": json.dumps({"note": p("assistant.fc.args")}),
+                },
             },
-            {"role": "tool", "tool_call_id": p("tool.tool_call_id"), "content": p("tool.content")},
+            # A tool message answers the call by its id (a 400 otherwise): the same planted value.
+            {"role": "tool", "tool_call_id": call_id, "content": p("tool.content")},
             {"role": "function", "name": p("function.name"), "content": p("function.content")},
             {"role": "user", "content": p("user.last")},
         ],

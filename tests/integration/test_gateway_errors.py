@@ -55,12 +55,12 @@ def _assert_openai_error(
         ),
         (
             b'{"model": "echo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}',
-            422,
+            400,
             "max_tokens",
         ),
         (
             b'{"model": "echo", "messages": [{"role": "user", "content": "x"}], "temperature": 9}',
-            422,
+            400,
             "temperature",
         ),
         (b'{"model": "echo", "messages": [{"role": "user", "content": "caf\xe9"}]}', 400, None),
@@ -281,6 +281,7 @@ def test_operator_endpoints(gateway: GatewayFactory) -> None:
         pol = httpx.get(f"{url}/v1/policies").json()["data"]
         assert [p["id"] for p in pol] == [
             "limits",
+            "invisible_text",
             "pii",
             "secrets",
             "prompt_injection",

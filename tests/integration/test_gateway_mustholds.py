@@ -424,7 +424,7 @@ def test_a_huge_input_is_stopped_by_limits_before_other_policies(gateway: Gatewa
         big = chat(url, {"model": "echo", "messages": [{"role": "user", "content": "x " * 300_000}]})
         many = chat(url, {"model": "echo", "messages": [{"role": "user", "content": parts}]})
     assert big.status_code == 400 and big.json()["error"]["policy"] == "limits"
-    assert many.status_code == 422
+    assert many.status_code == 400 and many.json()["error"]["code"] == "invalid_value"
     assert many.json()["error"]["param"] == "messages[0].content"
     assert stub.calls() == 0
 

@@ -1,7 +1,7 @@
 """Every review route of the real gateway (JSON API and console) authenticates before it validates:
 no token, a wrong token or a cookie write without the CSRF header is 401 whatever the body, query
 or path values; a token without the grant the URL needs is 403 before the body is read; and only a
-client that may call the route learns about its bad body (422, OpenAI-shaped). The routes are
+client that may call the route learns about its bad body (400, OpenAI-shaped). The routes are
 walked from the app itself, so a route added later is covered too."""
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def test_cookie_writes_without_the_csrf_header_are_401_before_validation(
             assert r.status_code == 401, (method, path, r.status_code, r.text[:200])
 
 
-def test_missing_grants_are_403_before_validation_and_bad_bodies_422_after(
+def test_missing_grants_are_403_before_validation_and_bad_bodies_400_after(
     gateway_with_review: tuple[str, list[tuple[str, str]]],
 ) -> None:
     base, routes = gateway_with_review
@@ -152,10 +152,10 @@ def test_missing_grants_are_403_before_validation_and_bad_bodies_422_after(
             if path.endswith("/aggregate"):
                 assert r.status_code == 403, path  # ana is no lead: refused before the body
                 continue
-            assert r.status_code == 422, (method, path, r.status_code, r.text[:200])
+            assert r.status_code == 400, (method, path, r.status_code, r.text[:200])
             err = r.json()["error"]
             assert err["type"] == "invalid_request_error" and err["code"] == "invalid_value", path
             # Not JSON at all: said so, with where; no field named after the character offset.
             assert err["param"] is None and "not valid JSON" in err["message"], (path, err)
         r = c.get("/v1/review/queues/safety/items", params={"limit": "lots"}, headers=ana)
-        assert r.status_code == 422 and r.json()["error"]["param"] == "query.limit"
+        assert r.status_code == 400 and r.json()["error"]["param"] == "query.limit"

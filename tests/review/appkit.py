@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from gateway.review.api import create_review_router
+from gateway.review.rollout_view import RolloutViews
 from gateway.review.service import ReviewService
 from rollguard.settings import RollguardSettings
 
@@ -48,11 +49,15 @@ def review_config(**overrides: Any) -> dict[str, Any]:
     return cfg
 
 
-def build_app(redis_url: str, review: dict[str, Any] | None = None) -> tuple[FastAPI, ReviewService]:
+def build_app(
+    redis_url: str, review: dict[str, Any] | None = None, rollouts: RolloutViews | None = None
+) -> tuple[FastAPI, ReviewService]:
     settings = RollguardSettings(review=review or review_config())
     client = aioredis.Redis.from_url(redis_url)
     router = create_review_router(settings, client)
     service: ReviewService = router.review_service  # type: ignore[attr-defined]
+    if rollouts is not None:
+        router.rollout_views.source = rollouts  # type: ignore[attr-defined]
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

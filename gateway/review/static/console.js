@@ -109,9 +109,34 @@
     });
   }
 
+  // Rollout page: the Approve button posts the step it approves to the controller's route, so a
+  // second click (or a second lead) on the same step promotes once.
+  function setupRollout() {
+    var btn = document.getElementById("approve");
+    if (!btn) return;
+    var message = document.getElementById("approve-message");
+    btn.addEventListener("click", function () {
+      btn.disabled = true;
+      message.textContent = "Approving…";
+      message.className = "";
+      api("/v1/rollouts/" + encodeURIComponent(btn.dataset.rollout) + "/approve", {
+        step: Number(btn.dataset.step),
+      }).then(function () {
+        message.textContent = "Approved: promoting to the next step.";
+        message.className = "ok";
+        window.setTimeout(function () { window.location.reload(); }, 800);
+      }).catch(function (err) {
+        btn.disabled = false;
+        message.textContent = "Approval not recorded: " + err.message;
+        message.className = "error";
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var root = document.getElementById("item");
     if (root) setupItem(root);
     setupQueue();
+    setupRollout();
   });
 })();

@@ -1,0 +1,244 @@
+"""The OpenAPI (3.1, JSON Schema 2020-12) description of the chat-completion body and of the answers
+the gateway's routes give. The body schema states exactly what ``gateway.chat_request`` accepts
+(a body valid here is never answered 400 for its shape, and a body invalid here is refused), except
+the rules JSON Schema cannot state, which the descriptions name: a tool call's ``arguments`` is a
+JSON object in a string (``format: json-object``) and the tool-call pairing across messages
+(``gateway.chat_history``). ``null`` is accepted wherever the validator treats it as "absent".
+
+Kept in step by ``tests/chaos/test_schemathesis.py`` (schemathesis: generated valid bodies are
+accepted, invalid ones refused, every answer documented).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.chat_request import (
+    INT_RANGES,
+    MAX_CONTENT_PARTS,
+    MAX_STOP,
+    MAX_TOOLS,
+    METADATA_MAX_KEY_CHARS,
+    METADATA_MAX_KEYS,
+    METADATA_MAX_VALUE_CHARS,
+    RANGES,
+    TOOL_NAME_PATTERN,
+)
+
+Schema = dict[str, Any]
+
+
+def nullable(schema: Schema) -> Schema:
+    """``schema`` or JSON ``null``."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+STRING: Schema = {"type": "string"}
+ABSENT: Schema = {"type": "null"}
+"""A field that may appear only as ``null`` on this message role (e.g. ``tool_calls`` on a user
+message)."""
+
+TEXT_PART: Schema = {
+    "type": "object",
+    "required": ["type", "text"],
+    "properties": {"type": {"const": "text"}, "text": STRING},
+}
+OTHER_PART: Schema = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"type": "string", "not": {"const": "text"}}},
+    "description": "image_url, input_audio, file, ...: passed through to the model",
+}
+
+
+def parts(text_only: bool) -> Schema:
+    """An array of content parts (at most ``MAX_CONTENT_PARTS``)."""
+    item = TEXT_PART if text_only else {"anyOf": [TEXT_PART, OTHER_PART]}
+    return {"type": "array", "maxItems": MAX_CONTENT_PARTS, "items": item}
+
+
+ARGUMENTS: Schema = {
+    "anyOf": [{"const": ""}, {"type": "string", "format": "json-object"}],
+    "description": 'one JSON object serialised as a string, e.g. \'{"city": "Paris"}\', or empty; '
+    "two objects glued together, a bare value or truncated JSON is a 400",
+}
+TOOL_CALL: Schema = {
+    "type": "object",
+    "required": ["id", "type", "function"],
+    "properties": {
+        "id": STRING,
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name", "arguments"],
+            "properties": {"name": STRING, "arguments": ARGUMENTS},
+        },
+    },
+}
+FUNCTION_CALL: Schema = {
+    "type": "object",
+    "required": ["name", "arguments"],
+    "properties": {"name": STRING, "arguments": ARGUMENTS},
+}
+
+
+def _message(role: str, required: list[str], **props: Schema) -> Schema:
+    base: dict[str, Schema] = {
+        "role": {"const": role},
+        "name": nullable(STRING),
+        "tool_calls": ABSENT,
+        "function_call": ABSENT,
+        "refusal": ABSENT,
+    }
+    base.update(props)
+    return {"type": "object", "required": ["role", *required], "properties": base}
+
+
+ASSISTANT_MESSAGE: Schema = {
+    **_message(
+        "assistant",
+        [],
+        content=nullable({"anyOf": [STRING, parts(text_only=False)]}),
+        tool_calls=nullable({"type": "array", "minItems": 1, "items": TOOL_CALL}),
+        function_call=nullable(FUNCTION_CALL),
+        refusal=nullable(STRING),
+    ),
+    "anyOf": [
+        {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
+        {"required": ["tool_calls"], "properties": {"tool_calls": {"type": "array"}}},
+        {"required": ["function_call"], "properties": {"function_call": {"type": "object"}}},
+        {"required": ["refusal"], "properties": {"refusal": STRING}},
+    ],
+    "description": "content, or tool_calls, a function_call or a refusal instead; every tool call "
+    "must be answered by a tool message (its tool_call_id) before the next message of another role",
+}
+
+MESSAGE_SCHEMA: Schema = {
+    "oneOf": [
+        _message("system", ["content"], content={"anyOf": [STRING, parts(text_only=True)]}),
+        _message("developer", ["content"], content={"anyOf": [STRING, parts(text_only=True)]}),
+        _message("user", ["content"], content={"anyOf": [STRING, parts(text_only=False)]}),
+        ASSISTANT_MESSAGE,
+        {
+            **_message(
+                "tool",
+                ["content", "tool_call_id"],
+                content={"anyOf": [STRING, parts(text_only=True)]},
+                tool_call_id=STRING,
+            ),
+            "description": "answers a tool call of the assistant message before its run of tool "
+            "messages (tool_call_id = that call's id)",
+        },
+        _message("function", ["name"], name=STRING, content=nullable(STRING)),
+    ],
+    "description": "an OpenAI chat message; unknown fields are passed through to the model",
+}
+"""An OpenAI chat message, one schema per role."""
+
+TOOL: Schema = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "pattern": TOOL_NAME_PATTERN},
+                "description": {},
+                "parameters": nullable({"type": "object"}),
+            },
+        },
+    },
+}
+
+
+def _options() -> dict[str, Schema]:
+    out: dict[str, Schema] = {}
+    for name, (lo, hi) in INT_RANGES.items():
+        out[name] = nullable({"type": "integer", "minimum": lo, "maximum": hi})
+    for name, (flo, fhi) in RANGES.items():
+        out[name] = nullable({"type": "number", "minimum": flo, "maximum": fhi})
+    return out
+
+
+CHAT_REQUEST_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "additionalProperties": True,
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "example": "demo"},
+        "messages": {"type": "array", "minItems": 1, "items": MESSAGE_SCHEMA},
+        "stream": nullable({"type": "boolean"}),
+        "logprobs": nullable({"type": "boolean"}),
+        "stream_options": nullable(
+            {"type": "object", "properties": {"include_usage": nullable({"type": "boolean"})}}
+        ),
+        **_options(),
+        "stop": nullable({"anyOf": [STRING, {"type": "array", "maxItems": MAX_STOP, "items": STRING}]}),
+        "tools": nullable({"type": "array", "maxItems": MAX_TOOLS, "items": TOOL}),
+        "tool_choice": {},
+        "response_format": nullable({"type": "object"}),
+        "user": nullable({"type": "string", "description": "end-user id: flag stickiness (stored hashed)"}),
+        "metadata": nullable(
+            {
+                "type": "object",
+                "maxProperties": METADATA_MAX_KEYS,
+                "propertyNames": {"maxLength": METADATA_MAX_KEY_CHARS},
+                "additionalProperties": {"type": "string", "maxLength": METADATA_MAX_VALUE_CHARS},
+            }
+        ),
+    },
+    "example": {"model": "demo", "messages": [{"role": "user", "content": "Hello!"}]},
+}
+"""The ``POST /v1/chat/completions`` body (OpenAI API reference); unknown fields pass through."""
+
+
+SSE_EVENT: Schema = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "a chat.completion.chunk as JSON, an OpenAI-shaped error, or [DONE]",
+        },
+        "event": STRING,
+        "id": STRING,
+    },
+}
+"""One server-sent event (OpenAPI 3.1 reads a ``text/event-stream`` schema as one event's; the
+3.2 ``itemSchema`` convention: ``data``, ``event``, ``id``)."""
+
+
+def ok(schema: Schema, description: str = "OK", *, sse: bool = False) -> dict[int | str, dict[str, Any]]:
+    """A documented 200 answer: ``schema`` as JSON, and with ``sse`` also ``text/event-stream``
+    (a streamed chat completion: ``data:`` lines, OpenAI's SSE format)."""
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
+    if sse:
+        content["text/event-stream"] = {"schema": SSE_EVENT}
+    return {200: {"description": description, "content": content}}
+
+
+CHAT_COMPLETION: Schema = {
+    "type": "object",
+    "required": ["choices"],
+    "properties": {
+        "id": STRING,
+        "object": STRING,
+        "created": {"type": "integer"},
+        "model": STRING,
+        "choices": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "message": {"type": "object"},
+                    "finish_reason": nullable(STRING),
+                },
+            },
+        },
+        "usage": nullable({"type": "object"}),
+    },
+}
+"""The upstream's ``chat.completion`` after the post_call guardrails (OpenAI API reference)."""

@@ -1,0 +1,381 @@
+"""Text-to-text obfuscations: substitution ciphers, symbol alphabets and Unicode tricks. Each
+decoder has the shape ``decode_x(text, limit) -> str | None`` (as in ``codecs``): the text with
+the obfuscated spans replaced by plain text, or ``None`` when there is nothing to undo.
+
+ROT13 and Atbash apply only when the text asks for them (a cue word: ``rot13``, ``atbash``,
+``cipher``, ``decode`` ...) or when the rotated span reads more like English than the span itself
+(common-word counts): both are plain letters, so without a cue every text would be a candidate.
+Tables: ITU-R M.1677-1 (Morse), the ICAO/NATO spelling alphabet, Unicode's Braille Patterns block
+(grade-1 English letters), Unicode tag characters U+E0020-U+E007E (they shadow ASCII 0x20-0x7E).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+
+from policies.decoding.codecs import CLOSE, OPEN
+from policies.decoding.prescan import NATO_WORDS
+
+__all__ = ["CIPHERS", "tag_text"]
+
+_COMMON = frozenset(
+    [
+        "the",
+        "and",
+        "you",
+        "to",
+        "of",
+        "a",
+        "is",
+        "in",
+        "that",
+        "it",
+        "for",
+        "your",
+        "all",
+        "are",
+        "with",
+        "this",
+        "be",
+        "on",
+        "as",
+        "or",
+        "not",
+        "i",
+        "me",
+        "my",
+        "what",
+        "do",
+        "can",
+        "will",
+        "from",
+        "have",
+        "an",
+        "by",
+        "if",
+        "any",
+        "now",
+        "no",
+        "was",
+        "how",
+        "tell",
+        "print",
+        "say",
+        "give",
+        "show",
+        "make",
+        "write",
+        "ignore",
+        "previous",
+        "instructions",
+    ]
+)
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def _common(text: str) -> int:
+    """Common English words of 2+ letters among the whitespace-separated tokens of ``text``."""
+    words = (t.strip(".,;:!?\"'()[]").lower() for t in text.split())
+    return sum(1 for w in words if len(w) >= 2 and w.isalpha() and w in _COMMON)
+
+
+def _rotate_spans(text: str, table: dict[int, int], named: bool) -> str | None:
+    """Apply ``table`` to each line / colon- or quote-delimited chunk that reads more like English
+    after it; when the cipher is ``named`` in the text and no chunk does, to the longest chunk."""
+    chunks = re.split(r"([\n:\"'`«»“”]+)", text)
+    changed = False
+    for i in range(0, len(chunks), 2):
+        chunk = chunks[i]
+        rotated = chunk.translate(table)
+        if _common(rotated) > max(1, _common(chunk)):
+            chunks[i] = OPEN + rotated + CLOSE
+            changed = True
+    if changed:
+        return "".join(chunks)
+    if named:
+        longest = max(range(0, len(chunks), 2), key=lambda i: len(chunks[i]))
+        chunks[longest] = OPEN + chunks[longest].translate(table) + CLOSE
+        return "".join(chunks)
+    return None
+
+
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_UPPER = _LOWER.upper()
+_ROT13 = str.maketrans(_LOWER + _UPPER, _LOWER[13:] + _LOWER[:13] + _UPPER[13:] + _UPPER[:13])
+_ATBASH = str.maketrans(_LOWER + _UPPER, _LOWER[::-1] + _UPPER[::-1])
+_ROT_CUE = re.compile(r"(?i)rot[\s_-]?13|caesar|cipher|decod|unscrambl")
+_ROT_NAMED = re.compile(r"(?i)rot[\s_-]?13|caesar")
+_ATBASH_CUE = re.compile(r"(?i)atbash|reverse[d]? alphabet|mirror alphabet|cipher|decod|decipher")
+
+
+def decode_rot13(text: str, limit: int) -> str | None:
+    """ROT13 (Caesar shift 13) of the chunks that read as English after it, only with a cue word
+    (see module doc)."""
+    if _ROT_CUE.search(text) is None:
+        return None
+    return _rotate_spans(text[:limit], _ROT13, _ROT_NAMED.search(text) is not None)
+
+
+def decode_atbash(text: str, limit: int) -> str | None:
+    """Atbash (a<->z) of the chunks that read as English after it; only with a cue word."""
+    if _ATBASH_CUE.search(text) is None:
+        return None
+    return _rotate_spans(text[:limit], _ATBASH, "atbash" in text.lower())
+
+
+# International Morse (ITU-R M.1677-1), code -> character; the red-team encoders invert it.
+MORSE_TABLE = dict(
+    zip(
+        [
+            ".-",
+            "-...",
+            "-.-.",
+            "-..",
+            ".",
+            "..-.",
+            "--.",
+            "....",
+            "..",
+            ".---",
+            "-.-",
+            ".-..",
+            "--",
+            "-.",
+            "---",
+            ".--.",
+            "--.-",
+            ".-.",
+            "...",
+            "-",
+            "..-",
+            "...-",
+            ".--",
+            "-..-",
+            "-.--",
+            "--..",
+            "-----",
+            ".----",
+            "..---",
+            "...--",
+            "....-",
+            ".....",
+            "-....",
+            "--...",
+            "---..",
+            "----.",
+            ".-.-.-",
+            "--..--",
+            "..--..",
+            "-.-.--",
+            ".----.",
+            "-..-.",
+            "---...",
+        ],
+        "abcdefghijklmnopqrstuvwxyz0123456789.,?!'/:",
+        strict=True,
+    )
+)
+_MORSE = re.compile(r"(?:[.\-]{1,7}(?:[ ]{1,3}|\s*/\s*|\|)){3,}[.\-]{1,7}")
+_MORSE_WORD = re.compile(r"\s*[/|]\s*|[ ]{2,}")
+
+
+def decode_morse(text: str, limit: int) -> str | None:
+    """International Morse (ITU-R M.1677-1): letters separated by one space, words by ``/``, ``|``
+    or two or more spaces; at least 4 symbols, 80 % of them valid letters."""
+
+    def one(m: re.Match[str]) -> str:
+        words = []
+        total = bad = 0
+        for word in _MORSE_WORD.split(m.group(0)[:limit].strip()):
+            letters = []
+            for sym in word.split():
+                total += 1
+                ch = MORSE_TABLE.get(sym)
+                if ch is None:
+                    bad += 1
+                else:
+                    letters.append(ch)
+            words.append("".join(letters))
+        if total < 4 or bad > 0.2 * total:
+            return m.group(0)
+        return f" {OPEN}" + " ".join(w for w in words if w) + f"{CLOSE} "
+
+    out = _MORSE.sub(one, text)
+    return out if out != text else None
+
+
+_NATO_RE = re.compile(
+    rf"(?i)(?:\b(?:{'|'.join(re.escape(w) for w in NATO_WORDS)}|space|stop)\b[\s,./|-]*){{4,}}"
+)
+_NATO_LETTER = {w: ("x" if w.startswith("x") else w[0]) for w in NATO_WORDS}
+
+
+def decode_nato(text: str, limit: int) -> str | None:
+    """NATO / ICAO spelling: a run of 4+ alphabet words becomes its letters; ``/``, ``|``, ``space``
+    or ``stop`` separate words."""
+
+    def one(m: re.Match[str]) -> str:
+        words: list[str] = []
+        cur: list[str] = []
+        for tok in re.findall(r"[A-Za-z-]+|[/|]", m.group(0)[:limit]):
+            low = tok.lower()
+            if low in ("/", "|", "space", "stop"):
+                words.append("".join(cur))
+                cur = []
+            elif low in _NATO_LETTER:
+                cur.append(_NATO_LETTER[low])
+        words.append("".join(cur))
+        return f" {OPEN}" + " ".join(w for w in words if w) + f"{CLOSE} "
+
+    out = _NATO_RE.sub(one, text)
+    return out if out != text else None
+
+
+_BRAILLE_LETTERS = dict(zip("⠁⠃⠉⠙⠑⠋⠛⠓⠊⠚⠅⠇⠍⠝⠕⠏⠟⠗⠎⠞⠥⠧⠺⠭⠽⠵", _LOWER, strict=True))
+_BRAILLE_PUNCT = {"⠀": " ", "⠲": ".", "⠂": ",", "⠦": "?", "⠖": "!", "⠄": "'", "⠤": "-", "⠒": ":"}
+_BRAILLE_DIGITS = dict(zip("⠁⠃⠉⠙⠑⠋⠛⠓⠊⠚", "1234567890", strict=True))
+_BRAILLE = re.compile("[\u2800-\u28ff][\u2800-\u28ff\\s]*")
+
+
+def decode_braille(text: str, limit: int) -> str | None:
+    """Grade-1 English Braille (Unicode Braille Patterns): letters, capital sign ⠠, number sign ⠼
+    (digits until a space), common punctuation."""
+
+    def one(m: re.Match[str]) -> str:
+        out: list[str] = []
+        capital = number = False
+        for c in m.group(0)[:limit]:
+            if c == "⠠":
+                capital = True
+            elif c == "⠼":
+                number = True
+            elif number and c in _BRAILLE_DIGITS:
+                out.append(_BRAILLE_DIGITS[c])
+            elif c in _BRAILLE_LETTERS:
+                letter = _BRAILLE_LETTERS[c]
+                out.append(letter.upper() if capital else letter)
+                capital = False
+            else:
+                number = False
+                out.append(_BRAILLE_PUNCT.get(c, " " if c.isspace() else ""))
+        return OPEN + "".join(out) + CLOSE
+
+    out = _BRAILLE.sub(one, text)
+    return out if out != text else None
+
+
+_TAGS = re.compile("[\U000e0000-\U000e007f]+")
+
+
+def tag_text(text: str) -> str:
+    """The ASCII text hidden in Unicode tag characters (U+E0020-U+E007E -> 0x20-0x7E; the language
+    tag U+E0001 and cancel tag U+E007F dropped), runs joined by a space; ``""`` when none."""
+    runs = _TAGS.findall(text)
+    return " ".join(
+        "".join(chr(ord(c) - 0xE0000) for c in run if 0xE0020 <= ord(c) <= 0xE007E) for run in runs
+    )
+
+
+def decode_tags(text: str, limit: int) -> str | None:
+    """The visible text followed by the hidden tag-character text on its own line."""
+    hidden = tag_text(text[: limit * 4]).strip()
+    if not hidden:
+        return None
+    return f"{_TAGS.sub('', text)}\n{OPEN}{hidden[:limit]}{CLOSE}"
+
+
+_MARKS = re.compile("[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+_FLOOD = re.compile("[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]{3,}")
+
+
+def decode_zalgo(text: str, limit: int) -> str | None:
+    """Combining-mark floods ("Zalgo"): when a run of 3+ combining marks occurs, every combining
+    mark is removed (NFD first, so accented letters keep their base letter)."""
+    if _FLOOD.search(text) is None:
+        return None
+    return _MARKS.sub("", unicodedata.normalize("NFD", text[: limit * 8]))[:limit]
+
+
+_LEET_MAP = str.maketrans(
+    {
+        "0": "o",
+        "1": "i",
+        "3": "e",
+        "4": "a",
+        "5": "s",
+        "7": "t",
+        "8": "b",
+        "@": "a",
+        "$": "s",
+        "|": "l",
+        "!": "i",
+    }
+)
+_LEET_WORD = re.compile(r"(?<![\w@$|!.+/=-])[A-Za-z013457@$|!8]{3,15}(?![\w@$|!+/=-])")
+
+
+def decode_leet(text: str, limit: int) -> str | None:
+    """Leetspeak: words mixing letters with look-alike digits/symbols (0->o 1->i 3->e 4->a 5->s
+    7->t 8->b @->a $->s |->l !->i); ``11`` after a letter reads ``ll`` ("a11" -> "all"). Needs
+    two such words; each line with one is marked as payload. Lines that are mostly punctuation
+    (encoded data) are left alone."""
+    changed = 0
+
+    def one(m: re.Match[str]) -> str:
+        nonlocal changed
+        word = m.group(0)
+        letters = sum(c.isalpha() for c in word)
+        if (
+            letters < 1
+            or letters == len(word)
+            or not (word.islower() or word.isupper() or word[1:].islower())
+        ):
+            return word
+        changed += 1
+        word = re.sub(r"(?<=[A-Za-z])11|11(?=[A-Za-z])", "ll", word)
+        return word.translate(_LEET_MAP)
+
+    lines = []
+    for line in text[:limit].split("\n"):
+        if sum(c.isalnum() or c.isspace() for c in line) < 0.85 * len(line):
+            lines.append(line)  # punctuation-dense: encoded data (uuencode, ascii85), not leetspeak
+            continue
+        before = changed
+        new = _LEET_WORD.sub(one, line)
+        lines.append(OPEN + new + CLOSE if changed > before else new)
+    return "\n".join(lines) if changed >= 2 else None
+
+
+_ENCLOSED_CHARS = "[\U0001f100-\U0001f1ff\u24b6-\u24e9]"
+_ENCLOSED = re.compile(_ENCLOSED_CHARS)
+_ENCLOSED_RUN = re.compile(f"{_ENCLOSED_CHARS}+(?:[ \t]+{_ENCLOSED_CHARS}+)*")
+
+
+def _enclosed_letter(m: re.Match[str]) -> str:
+    name = unicodedata.name(m.group(0), "")
+    tail = name.rsplit(" ", 1)[-1]
+    return tail.lower() if len(tail) == 1 and tail.isalpha() else m.group(0)
+
+
+def decode_emoji_letters(text: str, limit: int) -> str | None:
+    """Letters written as emoji: regional indicators (🇦 -> a), squared / circled / negative
+    letters (🅰 -> a), named in their Unicode character name."""
+    source = text[:limit]
+    out = _ENCLOSED_RUN.sub(lambda m: OPEN + _ENCLOSED.sub(_enclosed_letter, m.group(0)) + CLOSE, source)
+    return out if out.replace(OPEN, "").replace(CLOSE, "") != source else None
+
+
+CIPHERS: tuple[tuple[str, Callable[[str, int], str | None]], ...] = (
+    ("unicode_tags", decode_tags),
+    ("zalgo", decode_zalgo),
+    ("braille", decode_braille),
+    ("morse", decode_morse),
+    ("nato", decode_nato),
+    ("emoji_letters", decode_emoji_letters),
+    ("rot13", decode_rot13),
+    ("atbash", decode_atbash),
+    ("leetspeak", decode_leet),
+)
+"""``(encoding name, decoder)`` in the order they are tried."""

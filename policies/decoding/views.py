@@ -1,0 +1,119 @@
+"""Decoded views of a text, bounded in depth, size and time.
+
+``decoded_views(text)`` returns ``[DecodedView(encoding, text), ...]``: for every encoding found
+(``codecs.BINARY_CODECS``, ``ciphers.CIPHERS``) the text with its spans decoded, then, up to
+``DecodeLimits.max_depth`` levels, the views of those views (``"base64>rot13"``). The original is
+not included. A text the pre-scan (``prescan.looks_encoded``) passes over costs one regex search.
+
+Bounds (``DecodeLimits``; defaults in brackets), so decoding can never become a denial of service:
+``max_depth`` [3] nesting levels, ``max_views`` [12] views, ``max_span_chars`` [65,536] characters of
+one encoded span decoded, ``max_total_chars`` [65,536] decoded characters in all views together,
+``max_input_chars`` [262,144] characters of the input scanned, and ``max_ms`` [25] milliseconds of
+wall time (checked between decoders). A 1 MB prompt of nested base64 decodes its first 64 KB to
+depth 3 and stops (measured in ``tests/policies/test_decoding.py``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from policies.decoding.ciphers import CIPHERS
+from policies.decoding.codecs import BINARY_CODECS, CLOSE, OPEN
+from policies.decoding.prescan import looks_encoded
+
+__all__ = ["DecodeLimits", "DecodedView", "decoded_views"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """Bounds on decoding (see the module docstring); characters are Unicode code points."""
+
+    max_depth: int = 3
+    max_views: int = 12
+    max_span_chars: int = 65_536
+    max_total_chars: int = 65_536
+    max_input_chars: int = 262_144
+    max_ms: float = 25.0
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedView:
+    """One decoded reading of a text: ``encoding`` names the chain (``base64`` or
+    ``base64>rot13``), ``text`` is the reading; ``part`` is ``text`` (framing kept, spans decoded)
+    or ``payload`` (the decoded spans alone: a classifier sees an override without the benign
+    framing around it)."""
+
+    encoding: str
+    text: str
+    part: str = "text"
+
+
+_DECODERS = BINARY_CODECS + CIPHERS
+_INVOLUTIONS = frozenset({"rot13", "atbash"})
+
+
+def decoded_views(text: str, limits: DecodeLimits | None = None) -> list[DecodedView]:
+    """The decoded views of ``text`` (see the module docstring), breadth first, at most
+    ``limits.max_views``; ``[]`` when nothing decodes. Never raises for a ``str``: a decoder that
+    fails is skipped."""
+    limits = limits or DecodeLimits()
+    deadline = time.perf_counter() + limits.max_ms / 1000.0
+    out: list[DecodedView] = []
+    seen = {text}
+    budget = limits.max_total_chars
+    source_text = text[: limits.max_input_chars]
+    if OPEN in source_text or CLOSE in source_text:
+        source_text = source_text.replace(OPEN, " ").replace(CLOSE, " ")
+    frontier: list[tuple[str, str]] = [("", source_text)]
+    for _ in range(limits.max_depth):
+        nxt: list[tuple[str, str]] = []
+        for chain, source in frontier:
+            if not looks_encoded(source):
+                continue
+            for name, decode in _DECODERS:
+                if name in _INVOLUTIONS and chain.endswith(name):
+                    continue  # ROT13 of ROT13 is the text again
+                if len(out) >= limits.max_views or budget <= 0 or time.perf_counter() > deadline:
+                    return out
+                try:
+                    marked = decode(source, min(limits.max_span_chars, budget))
+                except Exception:  # noqa: S112 - a decoder bug must not fail the request
+                    continue
+                if marked is None:
+                    continue
+                label = f"{chain}>{name}" if chain else name
+                for view in _readings(label, marked[:budget]):
+                    if (
+                        budget <= 0
+                        or view.text in seen
+                        or not view.text.strip()
+                        or len(out) >= limits.max_views
+                    ):
+                        continue
+                    if len(view.text) > budget:
+                        view = DecodedView(view.encoding, view.text[:budget], view.part)
+                    seen.add(view.text)
+                    budget -= len(view.text)
+                    out.append(view)
+                    if view.part == "text":
+                        nxt.append((label, view.text))
+        if not nxt:
+            break
+        frontier = nxt
+    return out
+
+
+_SPAN = re.compile(f"{OPEN}(.*?){CLOSE}", re.DOTALL)
+
+
+def _readings(label: str, marked: str) -> list[DecodedView]:
+    """The ``text`` reading of a decoder's marked output and, when it differs, the ``payload``."""
+    full = marked.replace(OPEN, "").replace(CLOSE, "")
+    spans = [s.strip() for s in _SPAN.findall(marked) if s.strip()]
+    out = [DecodedView(label, full)]
+    payload = "\n".join(spans)
+    if payload and payload != full.strip():
+        out.append(DecodedView(label, payload, "payload"))
+    return out
