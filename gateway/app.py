@@ -188,13 +188,7 @@ async def _start(
     _cleanup(stack, upstream.aclose, "upstream pool")
     raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
     extras: dict[str, Any] = {"rollouts": rollouts.service}
-    escalate = None
-    review_router = _review(settings, store, extras)
-    if review_router is not None:
-        app.include_router(review_router)
-        extras["review"].start()
-        _cleanup(stack, extras["review"].aclose, "review service")
-        escalate = _escalator(extras["review"])
+    escalate = _mount_review(app, settings, store, extras, stack)
     audit = AuditTrail(store.append_interaction, escalate=escalate, raw_tenants=raw)
     service = ChatService(settings, pipeline, upstream, flags, audit, metrics)
     app.state.runtime = Runtime(
@@ -232,6 +226,29 @@ async def _with_demo_upstream(
     _cleanup(stack, stub_runner.cleanup, "demo upstream")
     log.warning("no model_list configured: serving the local demo model at %s", base_url)
     return settings.model_copy(update={"model_list": demo_model_entries(base_url)})
+
+
+def _mount_review(
+    app: FastAPI,
+    settings: RollguardSettings,
+    store: Store,
+    extras: dict[str, Any],
+    stack: contextlib.AsyncExitStack,
+) -> Any:
+    """Mount and start the review service when configured; its console's rollout pages read the
+    rollout controller's store. Returns the audit trail's escalation hook (None without review)."""
+    review_router = _review(settings, store, extras)
+    if review_router is None:
+        return None
+    app.include_router(review_router)
+    extras["review"].start()
+    _cleanup(stack, extras["review"].aclose, "review service")
+    slot = getattr(review_router, "rollout_views", None)
+    if slot is not None:
+        from gateway.rollout.views import StoreRolloutViews
+
+        slot.source = StoreRolloutViews(extras["rollouts"].repo)
+    return _escalator(extras["review"])
 
 
 def _escalator(service: Any) -> Any:

@@ -72,7 +72,7 @@ class BreachNotifier:
             decide_by_ms=now + sla.decide_s * 1000,
             payload={
                 "kind": "rollout_breach",
-                "rollout": rollout_id,
+                "rollout_id": rollout_id,
                 "flag": flag,
                 "step": step,
                 "evidence_id": evidence_id,

@@ -35,8 +35,8 @@ from gateway.store.keys import (
     ROLLOUT_AUDIT,
     ROLLOUT_FENCE,
     ROLLOUT_INDEX,
-    ROLLOUT_JUDGMENTS,
     ROLLOUT_LEASE,
+    rollout_judgments,
     rollout_state,
 )
 from gateway.store.streams import text
@@ -157,16 +157,17 @@ class RolloutRepo:
         return text(detail)
 
     async def append_judgment(self, rollout_id: str, record: Mapping[str, Any]) -> str:
-        """Append one judgment (its evidence) to the judgments stream; returns the entry id."""
+        """Append one judgment (its evidence) to the rollout's judgments stream; returns the entry
+        id (the evidence id transitions and review items name)."""
         with redis_errors("cannot append the judgment"):
             rid = await self.redis.xadd(
-                ROLLOUT_JUDGMENTS, {"rollout": rollout_id, "data": orjson.dumps(record).decode()}
+                rollout_judgments(rollout_id), {"rollout": rollout_id, "data": orjson.dumps(record).decode()}
             )
         return text(rid)
 
-    async def judgments(self, rollout_id: str | None = None, count: int = 100) -> list[dict[str, Any]]:
-        """The newest ``count`` judgments (of one rollout when ``rollout_id``), newest first."""
-        return await self._tail(ROLLOUT_JUDGMENTS, rollout_id, count)
+    async def judgments(self, rollout_id: str, count: int = 100) -> list[dict[str, Any]]:
+        """The rollout's newest ``count`` judgments, newest first."""
+        return await self._tail(rollout_judgments(rollout_id), None, count)
 
     async def audit(self, rollout_id: str | None = None, count: int = 100) -> list[dict[str, Any]]:
         """The newest ``count`` audit entries (of one rollout when ``rollout_id``), newest first."""

@@ -31,7 +31,8 @@ import redis.asyncio as aioredis
 from detectors.rollout_judge import MetricData, Moments, StepData
 from gateway.store.errors import redis_errors
 from gateway.store.keys import SEEN_KEY, STATE_KEY
-from rollguard.rollout import SHORTCUT_DETECTORS, RolloutPlan
+from rollguard.rollout import RolloutPlan
+from rollguard.types import SHORTCUT_DETECTORS
 
 WORKER_METRIC = {
     "reply_length_ratio": "reply_log_chars",

@@ -16,7 +16,7 @@ module that spells them; every reader and writer imports them from here.
       group "reviewers"                          on the queue's priority streams (claim = lease)
     rollguard:{rollout}:index           set      rollout ids (rollout controller, issue 8)
     rollguard:{rollout}:state:<id>      string   JSON of one rollout's state machine (revision-CAS)
-    rollguard:{rollout}:judgments       stream   every judgment with its evidence (append-only)
+    rollguard:{rollout}:judgments:<id>  stream   one rollout's judgments with evidence (append-only)
     rollguard:{rollout}:audit           stream   every transition: who, when, why, evidence id
     rollguard:{rollout}:lease           string   the controller lease "<holder> <fence>" (SET NX PX)
     rollguard:{rollout}:fence           string   fencing-token counter (INCR per acquisition)
@@ -70,7 +70,6 @@ ROLLOUT_TAG = "rollguard:{rollout}"
 """One hash tag for every rollout key: the controller's Lua scripts touch state, audit and lease
 together (one cluster slot)."""
 ROLLOUT_INDEX = f"{ROLLOUT_TAG}:index"
-ROLLOUT_JUDGMENTS = f"{ROLLOUT_TAG}:judgments"
 ROLLOUT_AUDIT = f"{ROLLOUT_TAG}:audit"
 ROLLOUT_LEASE = f"{ROLLOUT_TAG}:lease"
 ROLLOUT_FENCE = f"{ROLLOUT_TAG}:fence"
@@ -84,6 +83,11 @@ FLAGS_RELOAD_CHANNEL = "rollguard:flags:reload"
 def rollout_state(rollout_id: str) -> str:
     """The key of one rollout's state JSON."""
     return f"{ROLLOUT_TAG}:state:{rollout_id}"
+
+
+def rollout_judgments(rollout_id: str) -> str:
+    """The stream of one rollout's judgments (append-only, never trimmed)."""
+    return f"{ROLLOUT_TAG}:judgments:{rollout_id}"
 
 
 REVIEW_DECIDED_MATCH = f"{REVIEW_PREFIX}:{{*}}:decided"

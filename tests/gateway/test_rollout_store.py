@@ -221,6 +221,14 @@ async def test_a_guardrail_breach_rolls_back_opens_a_p1_item_and_records_evidenc
     keys = ReviewQueueKeys("rollouts")
     p1 = await r.xrange(keys.stream_of_rank(1))
     assert len(p1 or []) == 1
+    # the console's view of it, from the same store
+    from gateway.rollout.views import StoreRolloutViews
+
+    view = await StoreRolloutViews(svc.repo).get_rollout("r1")
+    assert view is not None and view.state.value == "rolled_back" and view.percent == 0.0
+    assert view.metric == "refusal_rate" and view.evidence_id == judgment["id"]
+    refusal = next(m for m in view.metrics if m.name == "refusal_rate")
+    assert refusal.current is not None and refusal.current.status == "fail" and refusal.current.canary_n == 300
 
 
 async def test_a_signal_breach_pauses_with_a_p2_item(r: aioredis.Redis) -> None:

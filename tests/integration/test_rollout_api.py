@@ -65,6 +65,11 @@ def test_rollout_routes_roles_conflicts_and_the_kill_switch(gateway: GatewayFact
         events = [a["event"] for a in detail["audit"]]
         assert events[0] == "rollback" and events[-2:] == ["start", "create"]  # newest first
         assert detail["audit"][0]["who"] == "operator:ops"
+        # the console's rollout pages read the same store
+        page = httpx.get(f"{url}/review/rollouts/r1", headers=h("tok-lead"))
+        assert page.status_code == 200 and "r1" in page.text and "rolled" in page.text.lower()
+        listing = httpx.get(f"{url}/review/rollouts", headers=h("tok-rev"))
+        assert listing.status_code == 200 and "/review/rollouts/r1" in listing.text
         # the kill switch: the model's rollout flag off -> the control route, for every user
         resp = httpx.post(f"{url}/v1/flags/chat-rollout/kill", headers=h("tok-ops"))
         assert resp.status_code == 200 and resp.json()["killed"] is True
