@@ -228,7 +228,8 @@ async def test_a_guardrail_breach_rolls_back_opens_a_p1_item_and_records_evidenc
     assert view is not None and view.state.value == "rolled_back" and view.percent == 0.0
     assert view.metric == "refusal_rate" and view.evidence_id == judgment["id"]
     refusal = next(m for m in view.metrics if m.name == "refusal_rate")
-    assert refusal.current is not None and refusal.current.status == "fail" and refusal.current.canary_n == 300
+    assert refusal.current is not None
+    assert (refusal.current.status, refusal.current.canary_n) == ("fail", 300)
 
 
 async def test_a_signal_breach_pauses_with_a_p2_item(r: aioredis.Redis) -> None:
