@@ -24,7 +24,13 @@ pytestmark = pytest.mark.integration
 
 BAD_JSON = b'{"item_id": "x", "label": '
 BAD_QUERY = {"limit": "lots", "count": "many", "empty": "maybe"}
-PARAMS = {"queue": "safety", "item_id": "0123456789abcdef01234567", "lease": "safety:P1:1-0", "name": "x"}
+PARAMS = {
+    "queue": "safety",
+    "item_id": "0123456789abcdef01234567",
+    "lease": "safety:P1:1-0",
+    "name": "x",
+    "rollout_id": "r1",
+}
 """Path values for the walk; a forbidden grant swaps ``safety`` for ``rollout`` (eve: safety only)."""
 
 
