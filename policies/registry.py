@@ -21,6 +21,7 @@ _BUILTIN_MODULES = (
     "policies.builtin.system_prompt_leak",
     "policies.builtin.limits",
     "policies.builtin.invisible_text",
+    "policies.builtin.content_safety",
 )
 
 _TYPES: dict[str, Callable[..., Policy]] = {}

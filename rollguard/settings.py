@@ -153,6 +153,7 @@ def default_policies() -> list[PolicySpec]:
         PolicySpec(id="secrets", type="secrets"),
         PolicySpec(id="prompt_injection", type="prompt_injection"),
         PolicySpec(id="system_prompt_leak", type="system_prompt_leak"),
+        PolicySpec(id="content_safety", type="content_safety"),
     ]
 
 

@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from detectors.engine import WindowEngine, observation
-from gateway.worker import STATE_KEY
+from gateway.store.keys import STATE_KEY
 from rollguard.settings import hash_api_key
 from tests.integration.conftest import GatewayFactory, Stub
 from tests.review.appkit import TOKENS, review_config

@@ -286,6 +286,7 @@ def test_operator_endpoints(gateway: GatewayFactory) -> None:
             "secrets",
             "prompt_injection",
             "system_prompt_leak",
+            "content_safety",
         ]
         assert httpx.get(f"{url}/v1/flags").status_code == 200
         det = httpx.get(f"{url}/v1/detectors")

@@ -39,7 +39,7 @@ def test_serve_with_no_configuration(tmp_path: Path) -> None:
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"store": True, "models": True}
-        assert ready.json()["policies"] == 5 and ready.json()["flags"] == "bootstrap"
+        assert ready.json()["policies"] == 6 and ready.json()["flags"] == "bootstrap"
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()
         assert "demo" in [m["id"] for m in models["data"]]
         reply = httpx.post(
