@@ -176,8 +176,10 @@ async def test_one_lease_holder_and_a_fenced_write_after_losing_it(r: aioredis.R
     fa = await a.acquire_or_renew()
     assert fa > 0 and await b.acquire_or_renew() == 0
     assert await a.acquire_or_renew() == fa  # a renewal keeps the fence
-    await asyncio.sleep(0.45)  # a went silent: its lease expired
-    fb = await b.acquire_or_renew()
+    deadline = time.monotonic() + 5  # a goes silent: b gets the lease once it expires (~300 ms)
+    while (fb := await b.acquire_or_renew()) == 0:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
     assert fb > fa
     svc = build_service(settings(), r)
     await started(svc)
@@ -286,9 +288,12 @@ async def test_a_restarted_controller_continues_at_the_same_step_with_the_same_e
     await w.flush()
     # the process dies without releasing its lease; a new one takes over after lease_ms
     second = Controller(build_service(settings(), r), r, "ctl-2", interval_s=60, lease_ms=500)
+    await first.lease.acquire_or_renew()  # the first still holds the lease: the second stands by
     assert await look(second) == 0
-    await asyncio.sleep(0.6)
-    assert await look(second) == 1
+    deadline = time.monotonic() + 10  # then the first goes silent: its lease expires
+    while await look(second) == 0:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
     after = await svc.repo.get("r1")
     assert (after.step, after.baseline, after.step_started_ms) == (
         before.step,
