@@ -27,6 +27,7 @@ from gateway.errors import install_error_handlers, response_for
 from gateway.flags import Flags
 from gateway.flags.cache import CachedFlags
 from gateway.large import LargeInputs
+from gateway.rollout import api as rollout_api
 from gateway.routes import admin, guard, health, openai
 from gateway.runtime import Runtime
 from gateway.service import ChatService
@@ -98,7 +99,8 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
     ``rollguard config check`` (``gateway.config_check.check_config``).
 
     The lifespan starts, in order, telemetry, the demo upstream (no ``model_list``), the store, the
-    flags, the review service and the upstream pool; it registers each one's cleanup as soon as it is
+    flags, the rollout parts (override listener, configured plans, controller: gateway.rollout), the
+    review service and the upstream pool; it registers each one's cleanup as soon as it is
     started, so a startup that fails part-way stops everything started so far (the embedded Valkey
     included) before the error reaches the server. A ``RollguardError`` at startup is reported as one
     line (``app.state.startup_error``, see ``FastPath``), not a traceback.
@@ -134,6 +136,7 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
     app.include_router(guard.router)
     app.include_router(admin.router)
     app.include_router(health.router)
+    app.include_router(rollout_api.router)
     return FastPath(app)
 
 
@@ -184,17 +187,15 @@ async def _start(
     _cleanup(stack, flags.aclose, "flags")
     await flags.astart()
     flags.install_sighup_handler()
+    from gateway.rollout.runtime import start_rollouts
+
+    rollouts = await start_rollouts(settings, store.redis, flags)  # override map loaded before serving
+    _cleanup(stack, rollouts.aclose, "rollouts")
     upstream = Upstream(settings)
     _cleanup(stack, upstream.aclose, "upstream pool")
     raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
-    extras: dict[str, Any] = {}
-    escalate = None
-    review_router = _review(settings, store, extras)
-    if review_router is not None:
-        app.include_router(review_router)
-        extras["review"].start()
-        _cleanup(stack, extras["review"].aclose, "review service")
-        escalate = _escalator(extras["review"])
+    extras: dict[str, Any] = {"rollouts": rollouts.service}
+    escalate = _mount_review(app, settings, store, extras, stack)
     large = LargeInputs(settings.gateway.large_input_chars, pipeline=pipeline)
     _cleanup(stack, large.aclose, "large-input pool")
     audit = AuditTrail(store.append_interaction, escalate=escalate, raw_tenants=raw, large=large)
@@ -234,6 +235,29 @@ async def _with_demo_upstream(
     _cleanup(stack, stub_runner.cleanup, "demo upstream")
     log.warning("no model_list configured: serving the local demo model at %s", base_url)
     return settings.model_copy(update={"model_list": demo_model_entries(base_url)})
+
+
+def _mount_review(
+    app: FastAPI,
+    settings: RollguardSettings,
+    store: Store,
+    extras: dict[str, Any],
+    stack: contextlib.AsyncExitStack,
+) -> Any:
+    """Mount and start the review service when configured; its console's rollout pages read the
+    rollout controller's store. Returns the audit trail's escalation hook (None without review)."""
+    review_router = _review(settings, store, extras)
+    if review_router is None:
+        return None
+    app.include_router(review_router)
+    extras["review"].start()
+    _cleanup(stack, extras["review"].aclose, "review service")
+    slot = getattr(review_router, "rollout_views", None)
+    if slot is not None:
+        from gateway.rollout.views import StoreRolloutViews
+
+        slot.source = StoreRolloutViews(extras["rollouts"].repo)
+    return _escalator(extras["review"])
 
 
 def _escalator(service: Any) -> Any:

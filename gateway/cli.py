@@ -2,7 +2,8 @@
 ``rollguard --help`` and ``rollguard config check`` stay quick.
 
 Commands: ``serve``, ``demo``, ``config check``, ``keys hash``, ``train prompt-injection``,
-``detect``, ``worker``, ``eval detectors``, ``review export``.
+``detect``, ``worker``, ``eval detectors``, ``review export``, ``rollout replay|list|show|start|
+``approve|pause|resume|rollback``, ``flags kill|revive|list|reload``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from gateway.eval_guardrails_cli import eval_guardrails
+from gateway.rollout.cli import flags_app, register
 from gateway.rollout_cli import rollout_app
 
 if TYPE_CHECKING:
@@ -49,7 +51,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(review_app, name="review")
+register(rollout_app)
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(flags_app, name="flags")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -155,10 +159,10 @@ def _run(settings: RollguardSettings, sock: socket.socket, app_obj: Any) -> None
     options: dict[str, Any] = {"log_level": gw.log_level, "access_log": False}
     logging.getLogger("rollguard").info("listening on http://%s:%d", gw.host, sock.getsockname()[1])
     if gw.workers > 1:
-        from uvicorn.supervisors import Multiprocess
+        from gateway.supervisor import ReloadingMultiprocess
 
         cfg = uvicorn.Config(app_obj, factory=True, workers=gw.workers, **options)
-        Multiprocess(cfg, sockets=[sock]).run()
+        ReloadingMultiprocess(cfg, sockets=[sock]).run()  # SIGHUP reloads flags in every worker
         return
     uvicorn.Server(uvicorn.Config(app_obj, **options)).run(sockets=[sock])
 

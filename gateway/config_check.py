@@ -11,6 +11,8 @@ the dotted field; the first problem stops the check):
 4. ``flags``: the bootstrap file parses; an ``unleash_url`` needs an ``api_token`` that resolves;
 5. ``detectors``: the window-engine and worker options build (``detectors:`` is read by
    ``rollguard worker``; serve refuses it too, so one file never half-works).
+6. ``rollouts``: every plan names a known flag, model alias and policy
+   (``rollguard.rollout.validate_against``).
 
 The field shapes themselves (types, ranges, unknown keys, URLs; every section, ``review`` and
 ``detectors`` included) are checked earlier, once, by ``rollguard.settings.load_settings``.
@@ -20,6 +22,7 @@ unreachable, port in use) are reported by ``serve`` itself.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -57,6 +60,7 @@ def check_config(settings: RollguardSettings, source: str = "") -> CheckedConfig
         pipeline = _build_pipeline(settings)
         _check_flags(settings)
         _check_detectors(settings)
+        _check_rollouts(settings)
     except ConfigError as exc:
         raise _with_source(exc, source) from exc
     return CheckedConfig(settings=settings, pipeline=pipeline)
@@ -104,3 +108,29 @@ def _check_detectors(settings: RollguardSettings) -> None:
         WorkerOptions(**settings.detectors.worker_options())
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc), field="detectors") from exc
+
+
+def known_flags(settings: RollguardSettings) -> set[str]:
+    """Every flag name the config or the bootstrap flags file knows."""
+    from gateway.flags import Flags
+
+    fs = settings.flags
+    names = {p.flag for p in settings.policies if p.flag}
+    names |= set(fs.capabilities.values()) | set(fs.models.values())
+    names |= {ro.flag for ro in fs.rollouts.values()}
+    with contextlib.suppress(ConfigError):  # an unreadable file is reported by _check_flags
+        names |= set(Flags(fs).bootstrap_flag_names())
+    return names
+
+
+def _check_rollouts(settings: RollguardSettings) -> None:
+    from rollguard.rollout import validate_against
+
+    flags = known_flags(settings)
+    aliases = set(settings.model_names())
+    policies = {p.id for p in settings.policies}
+    for rid, plan in settings.rollouts.plans.items():
+        problems = validate_against(plan, flags, aliases, policies, prefix=f"rollouts.plans.{rid}")
+        if problems:
+            field, _, message = problems[0].partition(": ")
+            raise ConfigError(message, field=field)

@@ -12,6 +12,7 @@ so the single error boundary in ``gateway/errors.py`` needs no lookup table.
     │   ├── AuthenticationFailed     401 authentication_error (missing or wrong API key)
     │   ├── PermissionDenied         403 permission_denied (key or reviewer lacks the grant)
     │   ├── NotFound                 404 not_found (unknown model -> code model_not_found)
+    │   ├── Conflict                 409 conflict (a transition the current state does not allow)
     │   ├── PayloadTooLarge          413 request_too_large
     │   ├── UnprocessableEntity      400 invalid_value (valid JSON, impossible values; OpenAI: 400)
     │   └── RateLimited              429 rate_limit_exceeded (our own limits)
@@ -103,6 +104,12 @@ class NotFound(ClientError):
     status = 404
     type = "invalid_request_error"
     code = "not_found"
+
+
+class Conflict(ClientError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class PayloadTooLarge(ClientError):

@@ -7,7 +7,8 @@ file, then the defaults here. Sources are merged field by field (a nested value 
 source replaces only that value). ``ROLLGUARD_REDIS_URL`` is the documented short form of
 ``ROLLGUARD_STORE__REDIS_URL``; ``ROLLGUARD_DATA_DIR`` sets ``data_dir`` (the shipped data sets).
 Every section is typed and parsed once, here (``review``: ``rollguard.review_settings``;
-``detectors``: ``rollguard.detector_settings``); nothing changes the settings after loading.
+``detectors``: ``rollguard.detector_settings``; ``rollouts``: ``rollguard.rollout_settings``);
+nothing changes the settings after loading.
 
 The model list uses LiteLLM's ``model_list`` schema unchanged (``model_name`` + ``litellm_params``,
 ``os.environ/NAME`` for secrets), so an existing LiteLLM proxy config's model list works as is.
@@ -34,6 +35,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from rollguard.detector_settings import DetectorSettings
 from rollguard.errors import ConfigError
 from rollguard.review_settings import ReviewSettings
+from rollguard.rollout_settings import RolloutsSettings
 from rollguard.secrets import ENV_PREFIX as ENV_PREFIX
 from rollguard.secrets import hash_api_key as hash_api_key
 from rollguard.secrets import resolve_secret as resolve_secret
@@ -244,6 +246,9 @@ class RollguardSettings(BaseSettings):
         default=None, description="review queues and console; unset (or empty): not mounted"
     )
     detectors: DetectorSettings = Field(default_factory=DetectorSettings)
+    rollouts: RolloutsSettings = Field(
+        default_factory=RolloutsSettings, description="rollout controller and plans"
+    )
     redis_url: str | None = Field(default=None, description="short form of store.redis_url (env)")
     data_dir: Path | None = Field(
         default=None,
@@ -255,9 +260,9 @@ class RollguardSettings(BaseSettings):
     def _empty_review_is_unset(cls, v: Any) -> Any:
         return None if v == {} else v
 
-    @field_validator("detectors", mode="before")
+    @field_validator("detectors", "rollouts", mode="before")
     @classmethod
-    def _null_detectors_is_empty(cls, v: Any) -> Any:
+    def _null_section_is_empty(cls, v: Any) -> Any:
         return {} if v is None else v
 
     @classmethod

@@ -20,7 +20,9 @@ run in the worker, after any fork (the app lifespan), never at import time. As a
 client started before a fork is replaced in the child at its first ``evaluate`` (with a warning).
 
 Gating is opt-in: a flag named in the config that Unleash does not know evaluates to ``default`` (True), so
-a flag must exist (and be off) to switch something off. A local kill switch (``Flags.kill``) overrides any
+a flag must exist (and be off) to switch something off. The store-backed override map (``overrides``:
+``rollguard flags kill|revive``, the rollout controller; ``gateway.rollout.overrides``) reaches every
+process of every replica and wins over every source. A local kill switch (``Flags.kill``) overrides any
 flag to off in this process.
 
 Errors: ``ConfigError`` at construction/start for an unreadable bootstrap file, a malformed URL or a
@@ -36,7 +38,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,7 @@ from UnleashClient.constants import FEATURES_URL
 
 from gateway.flags.context import FlagContext
 from gateway.flags.state import LOG_GATE, StateCache, parse_state, read_state_file
+from gateway.rollout.overrides import OverrideMap, decide
 from rollguard.errors import ConfigError
 from rollguard.settings import FlagSettings, resolve_secret
 from rollguard.types import FlagSnapshot
@@ -83,6 +86,25 @@ def _api_url(url: str) -> str:
     return base if base.endswith("/api") else base + "/api"
 
 
+def _constant(value: bool) -> Callable[[str, dict[str, Any]], bool]:
+    """The SDK's ``fallback_function`` answering ``value`` for every flag."""
+
+    def fallback(_name: str, _ctx: dict[str, Any]) -> bool:
+        return value
+
+    return fallback
+
+
+def _read_variant(snapshot: FlagSnapshot, name: str, variant: Mapping[str, Any]) -> None:
+    """Put one ``get_variant`` answer into ``snapshot``: on/off, variant name, payload value."""
+    snapshot.enabled[name] = bool(variant.get("feature_enabled"))
+    if variant.get("enabled") and isinstance(variant.get("name"), str):
+        snapshot.variants[name] = variant["name"]
+        payload = variant.get("payload")
+        if isinstance(payload, dict) and payload.get("value") is not None:
+            snapshot.payloads[name] = str(payload["value"])
+
+
 class Flags:
     """Feature flags for one worker process: ONE ``UnleashClient``, created by ``start()`` (in the app
     lifespan, after any fork), evaluated with ``evaluate()`` once per request.
@@ -113,6 +135,9 @@ class Flags:
         self._cache: StateCache | None = None
         self._known: frozenset[str] = frozenset()
         self._killed: frozenset[str] = frozenset()
+        self.overrides = OverrideMap(on_change=self._state_changed_now)
+        """The store-backed override map (kill switch, rollout percentage), kept current by
+        ``gateway.rollout.overrides.OverrideListener``; its changes move ``state_version``."""
         self._lock = threading.Lock()
         self._source = "none"
         self._last_fetch_ms: int | None = None
@@ -122,6 +147,10 @@ class Flags:
         self._restart_after_fork = False
         self._state_seq = 0
         self._state_changed = time.monotonic()
+
+    def bootstrap_flag_names(self) -> frozenset[str]:
+        """The flag names the bootstrap file (or dict) defines."""
+        return self._bootstrap[1]
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -226,11 +255,12 @@ class Flags:
         no variant applies) and ``payloads[name]`` (the variant payload's ``value`` as a string, if any).
 
         ``default`` is what a flag that Unleash does not know evaluates to: True, so gating is opt-in
-        (policies, capabilities and models stay on until a flag that exists says otherwise). A killed flag
-        (``kill()``) is off with no variant, whatever the source says. Unknown flags are answered without
-        calling the client. Cost (``bench/flags_eval.py``, 2 shared cores): about 60 microseconds of CPU per
-        known flag (the SDK's context enrichment, then the Unleash engine's FFI calls with JSON both ways:
-        ~370 us for 6 known of 8 flags), about 0.5 microseconds per unknown flag.
+        (policies, capabilities and models stay on until a flag that exists says otherwise). A store
+        override (``overrides``) wins over every source; a locally killed flag (``kill()``) is off
+        with no variant. Unknown flags are answered without calling the client. Cost
+        (``bench/flags_eval.py``, 2 shared cores): about 60 microseconds of CPU per known flag (the
+        SDK's context enrichment, then the Unleash engine's FFI calls with JSON both ways: ~370 us for
+        6 known of 8 flags), about 0.5 microseconds per unknown flag.
         Raises ``RuntimeError`` before ``start()``.
         """
         if self._restart_after_fork:
@@ -241,38 +271,38 @@ class Flags:
         ctx = context.to_unleash()
         known = self._known
         killed = self._killed
+        overrides = self.overrides.entries  # the request's one in-memory override read
+        subject = ctx.get("userId") or ctx.get("sessionId")
         snapshot = FlagSnapshot()
         enabled = snapshot.enabled
-
-        def fallback(_name: str, _ctx: dict[str, Any]) -> bool:
-            return default
-
+        fallback = _constant(default)
         for name in names:
-            if name in killed:
+            ov = overrides.get(name) if overrides else None
+            if ov is not None:
+                enabled[name] = decide(ov, name, subject, variant_flag=False)[0]
+            elif name in killed:
                 enabled[name] = False
             elif name not in known:
                 enabled[name] = default
             else:
                 enabled[name] = bool(client.is_enabled(name, ctx, fallback_function=fallback))
         for name in variant_flags:
-            if name in killed:
+            ov = overrides.get(name) if overrides else None
+            if ov is not None:
+                enabled[name], arm = decide(ov, name, subject, variant_flag=True)
+                if arm is not None:
+                    snapshot.variants[name] = arm
+            elif name in killed:
                 enabled[name] = False
-                continue
-            if name not in known:
+            elif name not in known:
                 enabled[name] = default
-                continue
-            variant = client.get_variant(name, ctx)
-            enabled[name] = bool(variant.get("feature_enabled"))
-            if variant.get("enabled") and isinstance(variant.get("name"), str):
-                snapshot.variants[name] = variant["name"]
-                payload = variant.get("payload")
-                if isinstance(payload, dict) and payload.get("value") is not None:
-                    snapshot.payloads[name] = str(payload["value"])
+            else:
+                _read_variant(snapshot, name, client.get_variant(name, ctx))
         return snapshot
 
     def state_version(self) -> tuple[int, float]:
         """``(sequence, monotonic time of the last change)`` of what ``evaluate`` answers from: the
-        sequence grows on every answered poll, reload, client swap, ``kill`` and ``revive``. A result
+        sequence grows on every answered poll, reload, client swap, kill, revive or override. A result
         cache keys on it (``gateway.flags.cache``)."""
         return self._state_seq, self._state_changed
 
@@ -379,6 +409,7 @@ class Flags:
             "bootstrap": self._bootstrap_origin(),
             "flags": sorted(self._known),
             "killed": sorted(self._killed),
+            "overrides": self.overrides.describe(),
         }
 
     # -- internals -----------------------------------------------------------------------------

@@ -14,6 +14,16 @@ module that spells them; every reader and writer imports them from here.
     rollguard:review:session:<sid>      string   reviewer console session -> reviewer name (TTL)
     rollguard:review:{<queue>}:...      per review queue, one hash tag (``ReviewQueueKeys``)
       group "reviewers"                          on the queue's priority streams (claim = lease)
+    rollguard:{rollout}:index           set      rollout ids (rollout controller, issue 8)
+    rollguard:{rollout}:state:<id>      string   JSON of one rollout's state machine (revision-CAS)
+    rollguard:{rollout}:judgments:<id>  stream   one rollout's judgments with evidence (append-only)
+    rollguard:{rollout}:audit           stream   every transition: who, when, why, evidence id
+    rollguard:{rollout}:lease           string   the controller lease "<holder> <fence>" (SET NX PX)
+    rollguard:{rollout}:fence           string   fencing-token counter (INCR per acquisition)
+    rollguard:{flags}:overrides         hash     flag -> JSON override (killed / percent / weights)
+    rollguard:{flags}:version           string   override map version (INCR per write)
+    rollguard:flags:changed             channel  pub/sub push: the override map changed
+    rollguard:flags:reload              channel  pub/sub push: reload the bootstrap flags (SIGHUP)
 
 Consumer names are unique per process and replica (``consumer_name``): two replicas never share
 a pending-entries list, and a restarted process takes over its predecessor's pending entries by
@@ -54,6 +64,30 @@ def consumer_name(role: str) -> str:
     suffix tells apart two processes that reuse a pid, e.g. PID 1 in two containers on one
     host)."""
     return f"{role}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+ROLLOUT_TAG = "rollguard:{rollout}"
+"""One hash tag for every rollout key: the controller's Lua scripts touch state, audit and lease
+together (one cluster slot)."""
+ROLLOUT_INDEX = f"{ROLLOUT_TAG}:index"
+ROLLOUT_AUDIT = f"{ROLLOUT_TAG}:audit"
+ROLLOUT_LEASE = f"{ROLLOUT_TAG}:lease"
+ROLLOUT_FENCE = f"{ROLLOUT_TAG}:fence"
+
+FLAG_OVERRIDES = "rollguard:{flags}:overrides"
+FLAG_OVERRIDES_VERSION = "rollguard:{flags}:version"
+FLAG_OVERRIDES_CHANNEL = "rollguard:flags:changed"
+FLAGS_RELOAD_CHANNEL = "rollguard:flags:reload"
+
+
+def rollout_state(rollout_id: str) -> str:
+    """The key of one rollout's state JSON."""
+    return f"{ROLLOUT_TAG}:state:{rollout_id}"
+
+
+def rollout_judgments(rollout_id: str) -> str:
+    """The stream of one rollout's judgments (append-only, never trimmed)."""
+    return f"{ROLLOUT_TAG}:judgments:{rollout_id}"
 
 
 REVIEW_DECIDED_MATCH = f"{REVIEW_PREFIX}:{{*}}:decided"

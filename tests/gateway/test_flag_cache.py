@@ -114,3 +114,18 @@ def test_memory_is_bounded(flags: Flags) -> None:
     assert len(cached) == 50
     cached.evaluate(NAMES, FlagContext(user_id="u999"))
     assert cached.hits == 1  # the most recent entries are the ones kept
+
+
+def test_an_override_map_change_invalidates(flags: Flags) -> None:
+    """The store-backed override map (kill switch, rollout rollback) is part of the flag state: a
+    cached answer never outlives a change of it (a rollback must reach cached contexts too)."""
+    from gateway.rollout.overrides import Override
+
+    cached = CachedFlags(flags, settle_s=0.0)
+    ctx = FlagContext(user_id="alice")
+    assert cached.evaluate(["pii-on"], ctx).enabled["pii-on"]
+    assert cached.evaluate(["pii-on"], ctx).enabled["pii-on"]  # now a hit
+    flags.overrides.replace({"pii-on": Override(killed=True)}, version=1)
+    assert not cached.evaluate(["pii-on"], ctx).enabled["pii-on"]
+    flags.overrides.replace({}, version=2)
+    assert cached.evaluate(["pii-on"], ctx).enabled["pii-on"]

@@ -1,0 +1,90 @@
+"""Building the rollout parts from the settings, and starting them in a gateway process: the
+override listener (every process), the configured plans (created pending if missing) and the
+controller loop (every process; the lease picks the one that acts)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from gateway.flags import Flags
+from gateway.rollout.actuator import Actuator, OverrideActuator, UnleashActuator
+from gateway.rollout.controller import Controller
+from gateway.rollout.notify import BreachNotifier
+from gateway.rollout.overrides import OverrideListener, OverrideStore
+from gateway.rollout.repo import RolloutRepo
+from gateway.rollout.service import RolloutService
+from gateway.store.keys import consumer_name
+from rollguard.errors import StoreError
+from rollguard.secrets import resolve_secret
+from rollguard.settings import RollguardSettings
+
+log = logging.getLogger("rollguard.rollout")
+
+
+def build_actuator(settings: RollguardSettings, overrides: OverrideStore) -> Actuator:
+    """The Unleash Admin API actuator when ``rollouts.unleash_admin.token`` resolves and a URL is
+    known, else the store override."""
+    admin = settings.rollouts.unleash_admin
+    token = resolve_secret(admin.token)
+    url = admin.url or settings.flags.unleash_url
+    if token and url:
+        env = admin.environment or settings.flags.environment
+        return UnleashActuator(url, token, project=admin.project, environment=env, overrides=overrides)
+    return OverrideActuator(overrides)
+
+
+def build_service(settings: RollguardSettings, redis: aioredis.Redis) -> RolloutService:
+    overrides = OverrideStore(redis)
+    return RolloutService(
+        RolloutRepo(redis),
+        build_actuator(settings, overrides),
+        BreachNotifier(redis, settings.review, settings.rollouts),
+        overrides,
+    )
+
+
+@dataclass
+class RolloutRuntime:
+    """The rollout parts of one gateway process."""
+
+    service: RolloutService
+    listener: OverrideListener
+    controller: Controller | None
+
+    async def aclose(self) -> None:
+        if self.controller is not None:
+            await self.controller.aclose()
+        await self.listener.aclose()
+
+
+async def start_rollouts(settings: RollguardSettings, redis: aioredis.Redis, flags: Flags) -> RolloutRuntime:
+    """Start the override listener (its first load happens before this returns: no request is
+    served with a stale kill switch), create the configured plans, start the controller. Raises
+    ``StoreError`` when the store cannot be read."""
+    service = build_service(settings, redis)
+    listener = OverrideListener(redis, flags.overrides, on_reload=flags.reload)
+    await listener.start()
+    runtime = RolloutRuntime(service, listener, None)
+    try:
+        made = await service.ensure(settings.rollouts.plans)
+        if made:
+            log.info("rollouts: configured plan(s) created (pending): %s", ", ".join(made))
+        ctl = settings.rollouts.controller
+        if ctl.enabled:
+            runtime.controller = Controller(
+                service,
+                redis,
+                consumer_name("rollout-controller"),
+                interval_s=ctl.interval_s,
+                lease_ms=ctl.lease_ms,
+            )
+            runtime.controller.start()
+    except StoreError:
+        with contextlib.suppress(StoreError):
+            await runtime.aclose()
+        raise
+    return runtime
