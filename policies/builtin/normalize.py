@@ -239,6 +239,7 @@ _COMMON_WORDS = (
     "do can will from have an by if any now no was how tell print say give show"
 )
 _COMMON = frozenset(_COMMON_WORDS.split(" "))
+_COMMON_ROT13 = frozenset(w.translate(_ROT13) for w in _COMMON)
 
 
 def _printable_text(raw: bytes) -> str | None:
@@ -287,10 +288,6 @@ def _decode_hex(m: re.Match[str]) -> str:
     return token if out is None else f" {out} "
 
 
-def _common_words(words: list[str]) -> int:
-    return sum(1 for w in words if w in _COMMON)
-
-
 def views(text: str) -> list[tuple[str, str]]:
     """``[(view_name, text), ...]``: ``("plain", normalize(text))`` first, then every decoded view
     that differs from it (names: ``spaced``, ``base64``, ``hex``, ``rot13``). Never raises."""
@@ -334,8 +331,20 @@ def decoded_views(plain: str, folded: str | None = None) -> list[tuple[str, str]
         if decoded != plain:
             out.append(("hex", " ".join(decoded.split())))
     low = plain.lower()
-    rot = plain.translate(_ROT13)
     named = "rot" in low and _ROT13_NAMED.search(plain) is not None
-    if named or _common_words(rot.lower().split()) > max(2, _common_words(low.split())):
-        out.append(("rot13", rot))
+    if named or _reads_better_in_rot13(low.split()):
+        out.append(("rot13", plain.translate(_ROT13)))
     return out
+
+
+def _reads_better_in_rot13(words: list[str]) -> bool:
+    """Whether the ROT13 of the lower-cased ``words`` has more common English words than they
+    do (and more than two). One pass: a word's ROT13 is common iff the word is in the ROT13 of
+    the common-word set."""
+    plain = rot = 0
+    for w in words:
+        if w in _COMMON:
+            plain += 1
+        if w in _COMMON_ROT13:  # not elif: "or" and its ROT13 "be" are both common
+            rot += 1
+    return rot > max(2, plain)
