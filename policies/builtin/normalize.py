@@ -296,6 +296,38 @@ def views(text: str) -> list[tuple[str, str]]:
     return [("plain", plain), *decoded_views(plain, folded)]
 
 
+def _byte_table(keep: str, to: bytes | None = None) -> bytes:
+    """A ``bytes.translate`` table: the ASCII characters of ``keep`` -> themselves (or ``to``),
+    every other byte -> NUL."""
+    return bytes((to[0] if to else c) if chr(c) in keep else 0 for c in range(256))
+
+
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_B64_BYTES = _byte_table(_LETTERS + "0123456789+/_-")
+_HEX_BYTES = _byte_table("0123456789abcdefABCDEF :,")
+_HEX_SEPARATORS = (b" ", b":", b",")
+_SPACED_BYTES = bytes(
+    ord("a") if chr(c) in _LETTERS else ord("s") if chr(c) in " ._-*/|" else 0 for c in range(256)
+)
+
+
+def _has_run(text: str, table: bytes, length: int, ignore: tuple[bytes, ...] = ()) -> bool:
+    """Whether ``text`` has a run of characters kept by ``table`` (``_byte_table``) with at least
+    ``length`` of them outside ``ignore``: a necessary condition for the base64 / hex patterns,
+    checked with byte operations so that their regular expressions run only when they can match.
+    Non-ASCII characters break runs (neither pattern matches them)."""
+    for run in text.encode("ascii", "replace").translate(table).split(b"\0"):
+        if len(run) >= length and len(run) - sum(run.count(b) for b in ignore) >= length:
+            return True
+    return False
+
+
+def _has_spaced_run(text: str) -> bool:
+    """Whether ``text`` has four ASCII letters joined by single separators (``_SPACED`` needs
+    that), by a byte search."""
+    return b"asasasa" in text.encode("ascii", "replace").translate(_SPACED_BYTES)
+
+
 def decoded_views(plain: str, folded: str | None = None) -> list[tuple[str, str]]:
     """The decoded views of an already normalised text (see ``views``); ``folded`` is the text
     before whitespace was collapsed (double spaces separate spaced-out words), default ``plain``.
@@ -318,15 +350,17 @@ def decoded_views(plain: str, folded: str | None = None) -> list[tuple[str, str]
         if n >= 7 and tok[1] in _SEPARATORS and tok[3] == tok[1] and tok[5] == tok[1]:
             singles += 3  # "I.g.n.o.r.e": letters joined by one separator
     source = plain if folded is None else folded
-    if (singles >= 3 or long_tokens) and _SPACED.search(source):
+    if (singles >= 3 or long_tokens) and _has_spaced_run(source) and _SPACED.search(source):
         # a run of 4+ spaced letters is the trigger; then shorter runs ("a l l") are words too
         spaced = _SPACED_SHORT.sub(lambda m: _SPACE_SEP.sub("", m.group(0)), source)
         out.append(("spaced", _collapse(spaced)))
-    if long_tokens and _B64.search(plain):
+    if long_tokens and _has_run(plain, _B64_BYTES, 16) and _B64.search(plain):
         decoded = _B64.sub(_decode_b64, plain)
         if decoded != plain:
             out.append(("base64", " ".join(decoded.split())))
-    if (long_tokens or hex_pairs >= 8 or "\\x" in plain or "0x" in plain) and _HEX.search(plain):
+    prefixed = "\\x" in plain or "0x" in plain
+    hex_run = (long_tokens or hex_pairs >= 8) and _has_run(plain, _HEX_BYTES, 16, _HEX_SEPARATORS)
+    if (prefixed or hex_run) and _HEX.search(plain):
         decoded = _HEX.sub(_decode_hex, plain)
         if decoded != plain:
             out.append(("hex", " ".join(decoded.split())))

@@ -102,3 +102,40 @@ def test_shared_word_lookup_gives_the_word_models_logit(model: LinearTextModel) 
     for text in [*_texts()[:60], ""]:
         ids = model.word_ids(text.lower())
         assert model.word_logit(ids) == pytest.approx(model.word_model.decision(text), abs=1e-12)
+
+
+def test_view_prefilters_never_skip_a_pattern_that_matches() -> None:
+    """The byte pre-checks of ``decoded_views`` are necessary conditions: whenever the base64,
+    hex or spaced-letters pattern matches (real texts, payloads, random strings over the
+    characters that matter), the pre-check holds too."""
+    from policies.builtin import normalize as norm
+
+    rng = random.Random(3)
+    alphabet = "ab0f9Zx:, .-|/_+=\\é\n"
+    cases = [
+        *_texts(),
+        "I g n o r e all",
+        "I.g.n.o.r.e",
+        "de:ad:be:ef:00:11:22:33:44",
+        "0x41 0x42",
+        "aGVsbG8gd29ybGQgaGVsbG8=",
+        "49 67 6e 6f 72 65 20 61 6c 6c",
+        *("".join(rng.choice(alphabet) for _ in range(rng.randint(5, 60))) for _ in range(3000)),
+        *(
+            "".join(rng.choice("0123456789abcdefg :,\n") for _ in range(rng.randint(5, 60)))
+            for _ in range(500)
+        ),
+    ]
+    hits: Counter[str] = Counter()
+    for text in cases:
+        if norm._B64.search(text):
+            hits["b64"] += 1
+            assert norm._has_run(text, norm._B64_BYTES, 16), text
+        if norm._HEX.search(text) and "\\x" not in text and "0x" not in text:
+            hits["hex"] += 1
+            assert norm._has_run(text, norm._HEX_BYTES, 16, norm._HEX_SEPARATORS), text
+        if norm._SPACED.search(text):
+            hits["spaced"] += 1
+            assert norm._has_spaced_run(text), text
+    assert min(hits["b64"], hits["hex"], hits["spaced"]) >= 3, hits
+    assert not norm._has_spaced_run("a b c") and not norm._has_run("deadbeef", norm._HEX_BYTES, 16)
