@@ -326,6 +326,18 @@ _TAIL_TOKENS = 25
 _CAMEL = re.compile(r"[a-z][A-Z]")
 _LETTER_SYMBOL = re.compile(r"[A-Za-z][^A-Za-z0-9\s]|[^A-Za-z0-9\s][A-Za-z]")
 _SYMBOL = re.compile(r"[^\w\s.,']")
+_NOT_SYMBOL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_ .,'"
+
+
+def _symbols(joined: str) -> int:
+    """``len(_SYMBOL.findall(joined))`` for text joined from ``str.split()`` tokens by single
+    spaces: for ASCII text by deleting the allowed bytes (the only whitespace is " "), else by
+    the regex."""
+    if joined.isascii():
+        return len(joined.encode("ascii").translate(None, _NOT_SYMBOL))
+    return len(_SYMBOL.findall(joined))
+
+
 _CLASS_CHANGE = re.compile(r"[A-Za-z](?=[0-9]|[^\w\s])|[0-9](?=[A-Za-z]|[^\w\s])|[^\w\s](?=[A-Za-z0-9])")
 
 
@@ -347,9 +359,7 @@ def gcg_features(text: str) -> list[float]:
     n_tail = max(1, len(tail_s))
     camel = sum(1 for t in tail if _CAMEL.search(t)) / len(tail)
     alternation = len(_LETTER_SYMBOL.findall(tail_s)) / n_tail
-    contrast = (
-        len(_SYMBOL.findall(tail_s)) / n_tail - len(_SYMBOL.findall(head_s)) / len(head_s) if head_s else 0.0
-    )
+    contrast = _symbols(tail_s) / n_tail - _symbols(head_s) / len(head_s) if head_s else 0.0
     unbalanced = (
         sum(abs(tail_s.count(o) - tail_s.count(c)) for o, c in ("()", "[]", "{}")) + tail_s.count('"') % 2
     )

@@ -139,3 +139,14 @@ def test_view_prefilters_never_skip_a_pattern_that_matches() -> None:
             assert norm._has_spaced_run(text), text
     assert min(hits["b64"], hits["hex"], hits["spaced"]) >= 3, hits
     assert not norm._has_spaced_run("a b c") and not norm._has_run("deadbeef", norm._HEX_BYTES, 16)
+
+
+def test_symbol_count_matches_the_regex() -> None:
+    """``_symbols`` (byte deletion for ASCII) counts what ``_SYMBOL.findall`` finds, on texts
+    joined from whitespace tokens, ASCII and not."""
+    rng = random.Random(5)
+    alphabet = "aZ09_ .,'!@#$%^&*()[]{}<>~`|\\/-+=:;\"?é中\x1c"
+    cases = [*_texts(), *("".join(rng.choice(alphabet) for _ in range(80)) for _ in range(500))]
+    for text in cases:
+        joined = " ".join(text.split())
+        assert features._symbols(joined) == len(features._SYMBOL.findall(joined)), joined
