@@ -47,6 +47,8 @@ from gateway.tools.injection_data import (
     markdown_tables,
     threshold_at_fpr,
 )
+from gateway.tools.injection_report import headline
+from gateway.tools.injection_templates import template_examples
 from policies.builtin.injection_features import (
     CHAR_NGRAMS,
     HAND_FEATURES,
@@ -73,12 +75,15 @@ __all__ = [
     "load_examples",
     "main",
     "markdown_tables",
+    "split_examples",
     "stage2_inputs",
     "train_prompt_injection",
 ]
 
 MODEL_FILE = "prompt_injection.model.json"
 METRICS_FILE = "prompt_injection.metrics.json"
+TRAINER = "gateway/tools/train_injection.py"
+"""Recorded in the model file's ``trained_on`` (provenance)."""
 
 C_REGULARISATION = 8.0
 MIN_DF = 2
@@ -322,14 +327,29 @@ def _cross_validate(
     return threshold_at_fpr(oof[benign]), oof, inputs, linear
 
 
+def split_examples(data_dir: Path, seed: int = 0) -> tuple[list[Example], list[Example]]:
+    """``(train, test)``: the shipped examples under ``data_dir`` (``load_examples``) plus the
+    template rows (``gateway.tools.injection_templates``), each split by group; the two are split
+    apart, so the shipped rows fall exactly as without the templates. Rows with ``fit=False``
+    (operator system prompts) are left out of ``train``. Raises ``FileNotFoundError``."""
+    shipped, templates = load_examples(data_dir, seed), template_examples(seed)
+    is_test = assign_splits(shipped, seed) + assign_splits(templates, seed)
+    examples = shipped + templates
+    train = [e for e, t in zip(examples, is_test, strict=True) if not t and e.fit]
+    test = [e for e, t in zip(examples, is_test, strict=True) if t]
+    return train, test
+
+
 def train_prompt_injection(
     data_dir: Path, out_dir: Path, seed: int = 0, verbose: bool = False
 ) -> dict[str, Any]:
-    """Train on the shipped data under ``data_dir``, write the model and metrics JSON files into
-    ``out_dir`` (created if needed) and return the metrics (see ``evaluate``; plus
-    ``cross_validation`` = the out-of-fold metrics on the training part, and row counts).
+    """Train on ``split_examples(data_dir, seed)``, write the model and metrics JSON files into
+    ``out_dir`` (created if needed) and return the metrics (see ``evaluate``; plus ``must_hold``:
+    ``injection_report.headline`` with 95 % intervals; ``before``: the same for the model that was
+    in ``out_dir`` before, if any; ``cross_validation`` = the out-of-fold metrics on the training
+    part; row counts, ``test_rows`` counting the shipped sources only).
 
-    Takes about 2-5 minutes on 2 cores. Raises ``FileNotFoundError`` for missing data files.
+    Takes about 5-10 minutes on 2 cores. Raises ``FileNotFoundError`` for missing data files.
     """
     t0 = time.perf_counter()
 
@@ -337,35 +357,29 @@ def train_prompt_injection(
         if verbose:
             print(f"[{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr)
 
-    examples = load_examples(data_dir, seed)
-    is_test = assign_splits(examples, seed)
-    train = [e for e, t in zip(examples, is_test, strict=True) if not t and e.fit]
-    test = [e for e, t in zip(examples, is_test, strict=True) if t]
+    train, test = split_examples(data_dir, seed)
     log(f"{len(train)} train / {len(test)} test examples")
     plain = [normalize(e.text) for e in train]
-    threshold, oof, inputs, linear_oof = _cross_validate(train, plain, seed, log)
+    threshold, oof, inputs, _ = _cross_validate(train, plain, seed, log)
     cv = evaluate(oof, train, threshold)
     log(f"threshold {threshold:.4f}; cross-validated recall {cv['recall']} fpr {cv['benign_fpr']}")
     labels = np.array([e.label for e in train], dtype=np.int64)
     doc, _ = fit_model(plain, labels, seed)
     doc["word_model"], _ = fit_word_model(plain, labels, seed)
     doc["stage2"], _ = fit_stage2(inputs, labels, seed)
-    doc["format"] = "rollguard.prompt_injection.stacked/4"
-    doc["threshold"] = threshold
-    doc["seed"] = seed
-    doc["trained_on"] = {"train_rows": len(train), "test_rows": len(test)}
-    model = _to_model(doc, threshold)
-    metrics = evaluate(score_all(model, [e.text for e in test]), test, threshold)
+    n_shipped_test = sum(1 for e in test if not e.source.startswith("templates-"))
+    doc.update(format="rollguard.prompt_injection.stacked/4", threshold=threshold, seed=seed)
+    doc["trained_on"] = {"train_rows": len(train), "test_rows": len(test), "trainer": TRAINER}
+    texts = [e.text for e in test]
+    scores = score_all(_to_model(doc, threshold), texts)
+    metrics = evaluate(scores, test, threshold)
+    metrics["must_hold"] = headline(scores, test, threshold)
+    if (out_dir / MODEL_FILE).exists():
+        old = LinearTextModel.load(out_dir / MODEL_FILE)
+        metrics["before"] = headline(score_all(old, texts), test, old.threshold)
     metrics["cross_validation"] = {k: v for k, v in cv.items() if not k.startswith("per_")}
-    benign = np.array([e.kind == "benign" for e in train])
-    linear_cv = evaluate(linear_oof, train, threshold_at_fpr(linear_oof[benign]))
-    metrics["cross_validation_linear_only"] = {
-        k: linear_cv[k] for k in ("threshold", "roc_auc", "recall", "benign_fpr", "xstest_safe_fpr")
-    }
-    metrics["seed"] = seed
-    metrics["train_rows"] = len(train)
-    metrics["test_rows"] = len(test)
-    metrics["terms"] = len(doc["vocabulary"])
+    metrics.update(seed=seed, train_rows=len(train), test_rows=n_shipped_test, terms=len(doc["vocabulary"]))
+    metrics["template_test_rows"] = len(test) - n_shipped_test
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MODEL_FILE).write_text(
         json.dumps(doc, separators=(",", ":"), ensure_ascii=False), encoding="utf-8"
@@ -400,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
         f"threshold {m['threshold']:.4f}  recall {m['recall']:.3f}  benign FPR {m['benign_fpr']:.3f}  "
         f"XSTest-safe FPR {m['xstest_safe_fpr']}  ROC AUC {m['roc_auc']:.4f}  "
         f"recall@1%FPR(test oracle) {m['recall_at_1pct_fpr']:.3f}"
+    )
+    must = m["must_hold"]
+    print(
+        f"held-out recall at 1% FPR {must['recall_at_1pct_fpr']:.3f} {must['recall_at_1pct_fpr_95ci']}  "
+        f"XSTest safe blocked {must['xstest_safe_blocked']}  MT-bench blocked {must['mt_bench_blocked']}"
     )
     if args.markdown:
         print(markdown_tables(m))

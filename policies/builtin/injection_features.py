@@ -59,6 +59,7 @@ __all__ = [
     "HAND_FEATURES",
     "STAGE2_FEATURES",
     "BoostedStage",
+    "HashTable",
     "LinearTextModel",
     "ModelFileError",
     "WordModel",
@@ -103,6 +104,81 @@ _FORCING = re.compile(
     r"|respond only|answer only|always (?:respond|answer|reply)|never refuse|must not refuse|do not refuse"
     r"|don't refuse|never (?:say|mention)|without (?:any )?(?:warnings?|disclaimers?)|sure, here is)\b"
 )
+
+# Substrings of which a text must hold at least one for the pattern to match (each alternative of
+# the pattern contains one): a text with none skips the regular expression (a few ``in`` tests
+# instead of a regex pass over the whole text; the counts are the same).
+_NEEDS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    (
+        _OVERRIDE,
+        ("ignore", "disregard", "forget", "override", "bypass", "skip", "abandon", "drop", "neglect"),
+    ),
+    (
+        _ROLEPLAY,
+        (
+            "you are now",
+            "you're now",
+            "act as",
+            "acting as",
+            "pretend",
+            "role",
+            "from now on",
+            "character",
+            "persona",
+            "simulat",
+            "developer mode",
+            "dan",
+            "jailbr",
+            "anything now",
+            "unfiltered",
+            "uncensored",
+            "unrestricted",
+            "amoral",
+            "no ethical",
+            "no moral",
+            "without",
+            "hypothetical",
+            "opposite mode",
+            "evil",
+            "two responses",
+            "dual response",
+        ),
+    ),
+    (
+        _EXTRACTION,
+        (
+            "prompt",
+            "instructions",
+            "configuration",
+            "password",
+            "secret",
+            "system message",
+            "your rules",
+            "repeat ",
+        ),
+    ),
+    (
+        _FORCING,
+        (
+            "start ",
+            "begin ",
+            "respond only",
+            "answer only",
+            "always ",
+            "refuse",
+            "never ",
+            "without",
+            "sure, here is",
+        ),
+    ),
+)
+
+
+def _phrase_counts(low: str) -> list[int]:
+    """Matches of ``_OVERRIDE``, ``_ROLEPLAY``, ``_EXTRACTION``, ``_FORCING`` in a lower-cased
+    text (``findall``), skipping a pattern when none of its needed substrings is present."""
+    return [len(pattern.findall(low)) if any(k in low for k in needs) else 0 for pattern, needs in _NEEDS]
+
 
 HAND_FEATURES: tuple[str, ...] = (
     "override_phrases",
@@ -209,11 +285,12 @@ def hand_features(text: str) -> list[float]:
     last_n = count - last_start
     one_line = 0.0 if "\n" in text else 1.0
     last_len = sum(len(t) for t in tokens[last_start:]) + last_n - 1
+    override, roleplay, extraction, forcing = _phrase_counts(low)
     return [
-        math.log1p(len(_OVERRIDE.findall(low))),
-        math.log1p(len(_ROLEPLAY.findall(low))),
-        math.log1p(len(_EXTRACTION.findall(low))),
-        math.log1p(len(_FORCING.findall(low))),
+        math.log1p(override),
+        math.log1p(roleplay),
+        math.log1p(extraction),
+        math.log1p(forcing),
         math.log1p(n) / 8.0,
         max(0, symbols) / n if n else 0.0,
         upper / letters if letters else 0.0,
@@ -228,13 +305,8 @@ def hand_features(text: str) -> list[float]:
 def phrase_counts(text: str) -> dict[str, int]:
     """Counts of the phrase families in a normalised ``text``: ``override``, ``roleplay``,
     ``extraction``, ``forcing`` (the same patterns as the hand features)."""
-    low = text.lower()
-    return {
-        "override": len(_OVERRIDE.findall(low)),
-        "roleplay": len(_ROLEPLAY.findall(low)),
-        "extraction": len(_EXTRACTION.findall(low)),
-        "forcing": len(_FORCING.findall(low)),
-    }
+    override, roleplay, extraction, forcing = _phrase_counts(text.lower())
+    return {"override": override, "roleplay": roleplay, "extraction": extraction, "forcing": forcing}
 
 
 GCG_FEATURES: tuple[str, ...] = (
@@ -254,6 +326,18 @@ _TAIL_TOKENS = 25
 _CAMEL = re.compile(r"[a-z][A-Z]")
 _LETTER_SYMBOL = re.compile(r"[A-Za-z][^A-Za-z0-9\s]|[^A-Za-z0-9\s][A-Za-z]")
 _SYMBOL = re.compile(r"[^\w\s.,']")
+_NOT_SYMBOL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_ .,'"
+
+
+def _symbols(joined: str) -> int:
+    """``len(_SYMBOL.findall(joined))`` for text joined from ``str.split()`` tokens by single
+    spaces: for ASCII text by deleting the allowed bytes (the only whitespace is " "), else by
+    the regex."""
+    if joined.isascii():
+        return len(joined.encode("ascii").translate(None, _NOT_SYMBOL))
+    return len(_SYMBOL.findall(joined))
+
+
 _CLASS_CHANGE = re.compile(r"[A-Za-z](?=[0-9]|[^\w\s])|[0-9](?=[A-Za-z]|[^\w\s])|[^\w\s](?=[A-Za-z0-9])")
 
 
@@ -275,9 +359,7 @@ def gcg_features(text: str) -> list[float]:
     n_tail = max(1, len(tail_s))
     camel = sum(1 for t in tail if _CAMEL.search(t)) / len(tail)
     alternation = len(_LETTER_SYMBOL.findall(tail_s)) / n_tail
-    contrast = (
-        len(_SYMBOL.findall(tail_s)) / n_tail - len(_SYMBOL.findall(head_s)) / len(head_s) if head_s else 0.0
-    )
+    contrast = _symbols(tail_s) / n_tail - _symbols(head_s) / len(head_s) if head_s else 0.0
     unbalanced = (
         sum(abs(tail_s.count(o) - tail_s.count(c)) for o, c in ("()", "[]", "{}")) + tail_s.count('"') % 2
     )
@@ -308,7 +390,7 @@ class WordModel:
     features (``word_features``) kept in ``vocabulary``. Raises ``ModelFileError`` for inconsistent
     arrays."""
 
-    __slots__ = ("_coef_idf", "_idf", "_index", "intercept", "size")
+    __slots__ = ("_coef_idf", "_idf", "index", "intercept", "size")
 
     def __init__(self, doc: dict[str, Any]) -> None:
         vocabulary, idf, coef = doc["vocabulary"], doc["idf"], doc["coef"]
@@ -319,7 +401,7 @@ class WordModel:
             )
         if not all(isinstance(t, str) for t in vocabulary) or len(set(vocabulary)) != n:
             raise ModelFileError("inconsistent word model: terms must be distinct word features")
-        self._index = {t: i for i, t in enumerate(vocabulary)}
+        self.index = {t: i for i, t in enumerate(vocabulary)}
         self._idf = np.zeros(n + 1, dtype=np.float64)  # slot n: terms outside the vocabulary
         self._idf[:n] = np.asarray(idf, dtype=np.float64)
         self._coef_idf = np.zeros(n + 1, dtype=np.float64)
@@ -327,11 +409,19 @@ class WordModel:
         self.intercept = float(doc["intercept"])
         self.size = n
 
-    def decision(self, text: str) -> float:
-        """The logit (log-odds of attack) of a normalised ``text``."""
-        words = word_features(text.lower())
+    def decision(self, text: str, words: Sequence[str] | None = None) -> float:
+        """The logit (log-odds of attack) of a normalised ``text``; ``words``: its
+        ``word_features`` when the caller has them already (saves recomputing them)."""
+        if words is None:
+            words = word_features(text.lower())
         n = self.size
-        cols = np.fromiter(map(self._index.get, words, repeat(n)), dtype=np.intp, count=len(words))
+        cols = np.fromiter(map(self.index.get, words, repeat(n)), dtype=np.intp, count=len(words))
+        return self.decision_columns(cols)
+
+    def decision_columns(self, cols: NDArray[np.intp]) -> float:
+        """The logit of a text given the columns of its word features (``size`` for a feature
+        outside the vocabulary), as ``decision`` computes them."""
+        n = self.size
         terms, tf = np.unique(cols[cols < n], return_counts=True)
         if not terms.size:
             return self.intercept
@@ -396,6 +486,56 @@ def _sigmoid(z: float) -> float:
     return e / (1.0 + e)
 
 
+class HashTable:
+    """Map from 64-bit character n-gram hashes to model columns, looked up for a whole array of
+    hashes at once with numpy: each key has a home slot in a power-of-two table at most 1/4 full
+    (Fibonacci hashing, Knuth, TAOCP vol. 3, 6.4); a key whose home slot is taken goes to a small
+    sorted overflow array. A query costs one gather (and a binary search in the overflow only when
+    its home slot holds another key) instead of sorting all queries and a binary search each."""
+
+    __slots__ = ("_cols", "_keys", "_over_cols", "_over_keys", "_shift")
+
+    _MULT = np.uint64(0x9E3779B97F4A7C15)
+
+    def __init__(self, keys: Sequence[int], cols: Sequence[int]) -> None:
+        bits = max(4, (4 * max(1, len(keys)) - 1).bit_length())
+        self._shift = np.uint64(64 - bits)
+        self._keys = np.zeros(1 << bits, dtype=np.uint64)
+        self._cols = np.full(1 << bits, -1, dtype=np.intp)
+        over_keys: list[int] = []
+        over_cols: list[int] = []
+        slots = self._slots(np.asarray(keys, dtype=np.uint64)).tolist()
+        for key, col, slot in zip(keys, cols, slots, strict=True):
+            if self._cols[slot] >= 0:
+                over_keys.append(key)
+                over_cols.append(col)
+            else:
+                self._keys[slot] = key
+                self._cols[slot] = col
+        order = np.argsort(np.asarray(over_keys, dtype=np.uint64), kind="stable")
+        self._over_keys = np.asarray(over_keys, dtype=np.uint64)[order]
+        self._over_cols = np.asarray(over_cols, dtype=np.intp)[order]
+
+    def _slots(self, keys: NDArray[np.uint64]) -> NDArray[np.intp]:
+        return ((keys * self._MULT) >> self._shift).astype(np.intp)
+
+    def lookup(self, keys: NDArray[np.uint64]) -> NDArray[np.intp]:
+        """The columns of the ``keys`` present in the table (one entry per present key, repeats
+        kept, in no particular order)."""
+        slots = self._slots(keys)
+        cols = self._cols[slots]
+        used = cols >= 0
+        hit = self._keys[slots] == keys
+        hit &= used
+        found: NDArray[np.intp] = cols[hit]
+        rest = keys[used ^ hit]  # home slot holds another key: try the overflow
+        if not (rest.size and self._over_keys.size):
+            return found
+        pos = np.searchsorted(self._over_keys, rest)
+        pos[pos == self._over_keys.size] = 0
+        return np.concatenate([found, self._over_cols[pos[self._over_keys[pos] == rest]]])
+
+
 class ModelFileError(ValueError):
     """The model file is missing, unreadable or inconsistent (raised by ``LinearTextModel.load``)."""
 
@@ -408,12 +548,13 @@ class LinearTextModel:
     """
 
     __slots__ = (
-        "_char_cols",
-        "_char_hashes",
+        "_char_table",
         "_coef_idf",
         "_hand_coef",
         "_idf",
-        "_word_index",
+        "_lin_of",
+        "_wm_of",
+        "_word_ids",
         "intercept",
         "meta",
         "stage2",
@@ -454,10 +595,15 @@ class LinearTextModel:
                 raise ModelFileError(f"inconsistent model: term {i} is neither a string nor a 64-bit hash")
         if len(words) + len(set(hashes)) != n:
             raise ModelFileError("inconsistent model: repeated terms in the vocabulary")
-        order = np.argsort(np.array(hashes, dtype=np.uint64), kind="stable")
-        self._char_hashes = np.array(hashes, dtype=np.uint64)[order]
-        self._char_cols = np.array(cols, dtype=np.intp)[order]
-        self._word_index = words
+        self._char_table = HashTable(hashes, cols)
+        # One look-up per word feature serves both models: word -> id in the union of the two
+        # word vocabularies (id len(union): unknown), then id -> column of each model.
+        wm_index = word_model.index if word_model is not None else {}
+        union = list(words) + [t for t in wm_index if t not in words]
+        self._word_ids = {t: i for i, t in enumerate(union)}
+        self._lin_of = np.array([*(words.get(t, n) for t in union), n], dtype=np.intp)
+        wm_size = word_model.size if word_model is not None else 0
+        self._wm_of = np.array([*(wm_index.get(t, wm_size) for t in union), wm_size], dtype=np.intp)
         # One extra slot (index n, weight 0) for terms outside the vocabulary.
         self._idf = np.zeros(n + 1, dtype=np.float64)
         self._idf[:n] = np.asarray(idf, dtype=np.float64)
@@ -507,21 +653,14 @@ class LinearTextModel:
                 raise
             raise ModelFileError(f"model file {path} lacks a field: {exc}") from exc
 
-    def _term_counts(self, text: str) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-        """``(columns, counts)`` of the vocabulary terms present in a normalised ``text``."""
-        low = text.lower()
+    def _term_counts(self, low: str, ids: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """``(columns, counts)`` of the vocabulary terms present in a lower-cased normalised text
+        ``low`` whose word features have the union ids ``ids`` (``word_ids``)."""
         n = self.vocab_size
-        words = word_features(low)
-        word_cols = np.fromiter(map(self._word_index.get, words, repeat(n)), dtype=np.intp, count=len(words))
-        w_terms, w_tf = np.unique(word_cols[word_cols < n], return_counts=True)
-        hashes, h_tf = np.unique(char_ngram_hashes(low), return_counts=True)
-        table = self._char_hashes
-        if not (hashes.size and table.size):
-            return w_terms, w_tf
-        pos = np.searchsorted(table, hashes)  # sorted queries: cache-friendly
-        pos[pos == table.size] = 0
-        hit = table[pos] == hashes
-        return np.concatenate([w_terms, self._char_cols[pos[hit]]]), np.concatenate([w_tf, h_tf[hit]])
+        cols = self._lin_of[ids]
+        char_cols = self._char_table.lookup(char_ngram_hashes(low))
+        terms, tf = np.unique(np.concatenate([cols[cols < n], char_cols]), return_counts=True)
+        return terms, tf
 
     def decision(self, text: str) -> float:
         """The logit (log-odds of attack) of a normalised ``text``."""
@@ -530,7 +669,29 @@ class LinearTextModel:
     def decision_and_hand(self, text: str) -> tuple[float, list[float]]:
         """``(logit, hand features)`` of a normalised ``text`` (the hand features are reused by
         the second stage)."""
-        terms, tf = self._term_counts(text)
+        z, hand, _ = self.evaluate(text)
+        return z, hand
+
+    def word_ids(self, low: str) -> NDArray[np.intp]:
+        """Ids of the ``word_features`` of a lower-cased normalised text in the union of the
+        linear and the word model's vocabularies (one dictionary look-up per feature)."""
+        words = word_features(low)
+        unknown = len(self._lin_of) - 1
+        return np.fromiter(map(self._word_ids.get, words, repeat(unknown)), dtype=np.intp, count=len(words))
+
+    def word_logit(self, ids: NDArray[np.intp]) -> float:
+        """The word model's logit (``WordModel.decision``) of a text whose ``word_ids`` are
+        ``ids``; 0.0 without a word model."""
+        if self.word_model is None:
+            return 0.0
+        return self.word_model.decision_columns(self._wm_of[ids])
+
+    def evaluate(self, text: str) -> tuple[float, list[float], NDArray[np.intp]]:
+        """``(logit, hand features, word ids)`` of a normalised ``text``: what the second stage
+        reuses (``hand_features``, and the ``word_ids`` for the word model, ``word_logit``)."""
+        low = text.lower()
+        ids = self.word_ids(low)
+        terms, tf = self._term_counts(low, ids)
         z = self.intercept
         if terms.size:
             w = 1.0 + np.log(tf)  # sublinear tf, as TfidfTransformer(sublinear_tf=True)
@@ -540,7 +701,7 @@ class LinearTextModel:
                 z += float(w @ self._coef_idf[terms]) / norm
         hand = hand_features(text)
         z += float(self._hand_coef @ np.asarray(hand, dtype=np.float64))
-        return z, hand
+        return z, hand, ids
 
     def score(self, text: str) -> float:
         """P(attack) in [0, 1] of the *linear* model alone for a normalised ``text``."""
@@ -561,7 +722,14 @@ def linear_best(model: LinearTextModel, text: str) -> tuple[float, str, str, lis
     (``normalize.json_strings``). Texts over ``CHUNK_CHARS`` are scored in chunks (overlap 1,000
     characters) up to ``MAX_CHARS``. ``hand`` is the view's ``hand_features``. An empty text gives
     ``(-inf, "plain", "", [])``."""
+    z, view, view_text, hand, _ = _linear_best(model, text)
+    return z, view, view_text, hand
+
+
+def _linear_best(model: LinearTextModel, text: str) -> tuple[float, str, str, list[float], NDArray[np.intp]]:
+    """``linear_best`` plus the best view's ``word_ids`` (reused by the word model)."""
     best, best_view, best_text, best_hand = -math.inf, "plain", "", []
+    best_words: NDArray[np.intp] = np.zeros(0, dtype=np.intp)
     values = json_strings(text)
     if values is not None:
         text = values
@@ -574,10 +742,10 @@ def linear_best(model: LinearTextModel, text: str) -> tuple[float, str, str, lis
         for name, view in views(chunk):
             if not view:
                 continue
-            z, hand = model.decision_and_hand(view)
+            z, hand, words = model.evaluate(view)
             if z > best:
-                best, best_view, best_text, best_hand = z, name, view, hand
-    return best, best_view, best_text, best_hand
+                best, best_view, best_text, best_hand, best_words = z, name, view, hand, words
+    return best, best_view, best_text, best_hand, best_words
 
 
 def score_text(model: LinearTextModel, text: str) -> tuple[float, str]:
@@ -585,10 +753,10 @@ def score_text(model: LinearTextModel, text: str) -> tuple[float, str]:
     from. The linear model picks the view with the highest logit (``linear_best``); with a second
     stage the score is the trees' probability for that view (``stage2_vector``), else the linear
     probability. An empty text scores ``(0.0, "plain")``."""
-    z, view, view_text, hand = linear_best(model, text)
+    z, view, view_text, hand, words = _linear_best(model, text)
     if z == -math.inf:
         return 0.0, "plain"
     if model.stage2 is not None and model.word_model is not None:
-        x = stage2_vector(z, view_text, hand, model.word_model.decision(view_text))
+        x = stage2_vector(z, view_text, hand, model.word_logit(words))
         return _sigmoid(model.stage2.decision(x)), view
     return _sigmoid(z), view

@@ -239,6 +239,7 @@ _COMMON_WORDS = (
     "do can will from have an by if any now no was how tell print say give show"
 )
 _COMMON = frozenset(_COMMON_WORDS.split(" "))
+_COMMON_ROT13 = frozenset(w.translate(_ROT13) for w in _COMMON)
 
 
 def _printable_text(raw: bytes) -> str | None:
@@ -287,16 +288,44 @@ def _decode_hex(m: re.Match[str]) -> str:
     return token if out is None else f" {out} "
 
 
-def _common_words(words: list[str]) -> int:
-    return sum(1 for w in words if w in _COMMON)
-
-
 def views(text: str) -> list[tuple[str, str]]:
     """``[(view_name, text), ...]``: ``("plain", normalize(text))`` first, then every decoded view
     that differs from it (names: ``spaced``, ``base64``, ``hex``, ``rot13``). Never raises."""
     folded = _fold(text)
     plain = _collapse(folded)
     return [("plain", plain), *decoded_views(plain, folded)]
+
+
+def _byte_table(keep: str, to: bytes | None = None) -> bytes:
+    """A ``bytes.translate`` table: the ASCII characters of ``keep`` -> themselves (or ``to``),
+    every other byte -> NUL."""
+    return bytes((to[0] if to else c) if chr(c) in keep else 0 for c in range(256))
+
+
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_B64_BYTES = _byte_table(_LETTERS + "0123456789+/_-")
+_HEX_BYTES = _byte_table("0123456789abcdefABCDEF :,")
+_HEX_SEPARATORS = (b" ", b":", b",")
+_SPACED_BYTES = bytes(
+    ord("a") if chr(c) in _LETTERS else ord("s") if chr(c) in " ._-*/|" else 0 for c in range(256)
+)
+
+
+def _has_run(text: str, table: bytes, length: int, ignore: tuple[bytes, ...] = ()) -> bool:
+    """Whether ``text`` has a run of characters kept by ``table`` (``_byte_table``) with at least
+    ``length`` of them outside ``ignore``: a necessary condition for the base64 / hex patterns,
+    checked with byte operations so that their regular expressions run only when they can match.
+    Non-ASCII characters break runs (neither pattern matches them)."""
+    for run in text.encode("ascii", "replace").translate(table).split(b"\0"):
+        if len(run) >= length and len(run) - sum(run.count(b) for b in ignore) >= length:
+            return True
+    return False
+
+
+def _has_spaced_run(text: str) -> bool:
+    """Whether ``text`` has four ASCII letters joined by single separators (``_SPACED`` needs
+    that), by a byte search."""
+    return b"asasasa" in text.encode("ascii", "replace").translate(_SPACED_BYTES)
 
 
 def decoded_views(plain: str, folded: str | None = None) -> list[tuple[str, str]]:
@@ -321,21 +350,35 @@ def decoded_views(plain: str, folded: str | None = None) -> list[tuple[str, str]
         if n >= 7 and tok[1] in _SEPARATORS and tok[3] == tok[1] and tok[5] == tok[1]:
             singles += 3  # "I.g.n.o.r.e": letters joined by one separator
     source = plain if folded is None else folded
-    if (singles >= 3 or long_tokens) and _SPACED.search(source):
+    if (singles >= 3 or long_tokens) and _has_spaced_run(source) and _SPACED.search(source):
         # a run of 4+ spaced letters is the trigger; then shorter runs ("a l l") are words too
         spaced = _SPACED_SHORT.sub(lambda m: _SPACE_SEP.sub("", m.group(0)), source)
         out.append(("spaced", _collapse(spaced)))
-    if long_tokens and _B64.search(plain):
+    if long_tokens and _has_run(plain, _B64_BYTES, 16) and _B64.search(plain):
         decoded = _B64.sub(_decode_b64, plain)
         if decoded != plain:
             out.append(("base64", " ".join(decoded.split())))
-    if (long_tokens or hex_pairs >= 8 or "\\x" in plain or "0x" in plain) and _HEX.search(plain):
+    prefixed = "\\x" in plain or "0x" in plain
+    hex_run = (long_tokens or hex_pairs >= 8) and _has_run(plain, _HEX_BYTES, 16, _HEX_SEPARATORS)
+    if (prefixed or hex_run) and _HEX.search(plain):
         decoded = _HEX.sub(_decode_hex, plain)
         if decoded != plain:
             out.append(("hex", " ".join(decoded.split())))
     low = plain.lower()
-    rot = plain.translate(_ROT13)
     named = "rot" in low and _ROT13_NAMED.search(plain) is not None
-    if named or _common_words(rot.lower().split()) > max(2, _common_words(low.split())):
-        out.append(("rot13", rot))
+    if named or _reads_better_in_rot13(low.split()):
+        out.append(("rot13", plain.translate(_ROT13)))
     return out
+
+
+def _reads_better_in_rot13(words: list[str]) -> bool:
+    """Whether the ROT13 of the lower-cased ``words`` has more common English words than they
+    do (and more than two). One pass: a word's ROT13 is common iff the word is in the ROT13 of
+    the common-word set."""
+    plain = rot = 0
+    for w in words:
+        if w in _COMMON:
+            plain += 1
+        if w in _COMMON_ROT13:  # not elif: "or" and its ROT13 "be" are both common
+            rot += 1
+    return rot > max(2, plain)

@@ -67,3 +67,21 @@ def test_help_for_every_command(cmd: list[str]) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Usage" in proc.stdout
     assert "<bool>" not in proc.stdout  # flags take no value; Typer's rich help printed one
+
+
+def test_train_prompt_injection_without_data_is_a_one_line_error(tmp_path: Path) -> None:
+    """A missing data folder is the operator's mistake: exit code 2 and one ``error:`` line, no
+    traceback, and nothing written."""
+    proc = rollguard(
+        "train",
+        "prompt-injection",
+        "--data-dir",
+        str(tmp_path / "missing"),
+        "--out-dir",
+        str(tmp_path / "out"),
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -3,7 +3,7 @@ and leetspeak are blocked, role / style / follow-up requests pass, XSTest safe p
 MT-bench turns stay clean, and the recorded must-hold numbers are what the model file gives.
 
 The attack texts here are phrased afresh (not the training templates of
-``bench/injection_templates.py``), so they test generalisation, not recall of a training row.
+``gateway/tools/injection_templates.py``), so they test generalisation, not recall of a training row.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def test_xstest_safe_prompts_are_never_blocked(policy: PromptInjectionPolicy) ->
 
 
 def test_recorded_must_hold_numbers() -> None:
-    """The numbers written by ``bench/train_prompt_injection_v2.py`` (held-out split)."""
+    """The numbers written by ``rollguard train prompt-injection`` (held-out split)."""
     m = json.loads(METRICS.read_text(encoding="utf-8"))["must_hold"]
     assert m["xstest_safe_blocked"][0] == 0
     assert m["benign_fpr"] <= 0.01
@@ -103,3 +103,20 @@ def test_recorded_must_hold_numbers() -> None:
     benign = [m[f"templates-benign-{fam}"] for fam in ("role", "style", "followup", "persona", "format")]
     assert all(n > 0 for _, n in benign)
     assert sum(k for k, _ in benign) / sum(n for _, n in benign) <= 0.01  # measured 1 of 167
+
+
+def test_the_cli_trainer_trains_on_the_template_rows_too() -> None:
+    """``rollguard train prompt-injection`` trains what ships: the shipped rows plus the template
+    rows, each template on one side of the split, and the shipped rows split as without them."""
+    from gateway.tools import train_injection as training
+
+    train, test = training.split_examples(DATA)
+    sources = {e.source for e in train}
+    assert {"templates-override-fr", "templates-benign-role", "oasst-prompt-lottery"} <= sources
+    train_groups = {e.group for e in train if e.source.startswith("templates-")}
+    assert train_groups and not train_groups & {e.group for e in test}
+    shipped = training.load_examples(DATA)
+    is_test = training.assign_splits(shipped)
+    assert [e.text for e in test if not e.source.startswith("templates-")] == [
+        e.text for e, t in zip(shipped, is_test, strict=True) if t
+    ]

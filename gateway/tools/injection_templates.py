@@ -13,6 +13,8 @@ from __future__ import annotations
 import itertools
 import random
 
+from gateway.tools.injection_data import Example
+
 __all__ = ["LEET", "attack_rows", "benign_rows", "leet"]
 
 LEET = str.maketrans({"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"})
@@ -346,5 +348,21 @@ def benign_rows(seed: int = 0) -> list[tuple[str, int, str]]:
             (f"My username is {name}. Can you suggest a similar gamer tag for my brother?", 0, f"tag:{i}")
         )
         out.append((f"Is {name} a good name for a Twitch channel about speedruns?", 0, f"tag:{i}"))
-    seen: set[str] = set()
-    return [r for r in out if not (r[0] in seen or seen.add(r[0]))]
+    first: dict[str, tuple[str, int, str]] = {}
+    for row in out:
+        first.setdefault(row[0], row)  # the first row of each text, in order
+    return list(first.values())
+
+
+def template_examples(seed: int = 0) -> list[Example]:
+    """The template rows as training examples (kinds ``synthetic_attack`` / ``synthetic_benign``:
+    trained on, reported per source ``templates-*``, never in the headline rates); split by
+    template (``group``) like every source."""
+    out = []
+    for text, _label, group in attack_rows(seed):
+        lang = group.split(":")[0]
+        out.append(Example(text, 1, f"templates-override-{lang}", f"tpl:{group}", "synthetic_attack"))
+    for text, label, group in benign_rows(seed):
+        fam = group.split(":")[0]
+        out.append(Example(text, label, f"templates-benign-{fam}", f"tpl:{group}", "synthetic_benign"))
+    return out
