@@ -43,7 +43,13 @@ PLAN = RolloutPlan(
 
 @pytest.fixture()
 async def r(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of the shared test store with no rollout state left by an earlier test (a
+    controller's default 15 s lease would otherwise outlive its test)."""
     client = aioredis.from_url(redis_url)
+    stale = [k async for k in client.scan_iter(match="rollguard:{rollout}*")]
+    stale += [k async for k in client.scan_iter(match="rollguard:{flags}*")]
+    if stale:
+        await client.delete(*stale)
     yield client
     await client.aclose()
 
