@@ -1,5 +1,7 @@
 """The ``prompt_injection`` policy: a shipped linear classifier over normalised text, applied to the
-user-controlled positions of the current turn (user and tool messages by default).
+user-controlled positions of the conversation (user and tool messages by default, every turn: a
+client writes its own history, so an override planted in an "earlier" turn is judged too; each
+text's score is cached across turns, so a long chat pays for its new turn only).
 
 Model: ``policies/data/prompt_injection.model.json`` (TF-IDF word + character n-grams and hand
 features, logistic regression, then gradient-boosted trees over its logit and dense features of the
@@ -29,7 +31,8 @@ them" are what they legitimately contain.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -43,6 +46,7 @@ from policies.builtin.locations import iter_message_texts
 from policies.builtin.normalize import normalize
 from policies.decoding.blobs import mask_binary
 from policies.registry import register
+from policies.score_cache import ScoreCache
 from policies.segments import candidate_sentences, data_part, directive_in_data
 from rollguard.types import Evidence, Stage, Verdict
 
@@ -67,14 +71,19 @@ def fold_placeholders(text: str) -> str:
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
+_SCORES: ScoreCache[tuple[float, str]] = ScoreCache(max_entries=8192)
+"""``(score, view)`` per message text, role and policy instance: a conversation's earlier turns
+(judged again with ``scan_history``, since a client writes its own history) cost one lookup."""
+
 
 @register
 class PromptInjectionPolicy:
     """Params: ``threshold`` (score in (0, 1) at or above which a text is an attack; default the
     shipped operating point, chosen for at most 1% false positives on benign prompts), ``action``
     (``block`` | ``flag``, default ``block``), ``roles`` (message roles judged, default
-    ``["user", "tool"]``), ``scan_history`` (default False: only the current turn,
-    ``CheckContext.current_turn``; True: every message), ``model_path`` (default the shipped model),
+    ``["user", "tool"]``), ``scan_history`` (default True: every message of those roles, since the
+    client writes the history; False: only the current turn, ``CheckContext.current_turn``),
+    ``model_path`` (default the shipped model),
     ``flag_threshold`` (default none: scores in ``[flag_threshold, threshold)`` are borderline and
     escalated for human review with verdict ``flag`` instead of allowed), ``segments`` (default
     True: also judge the data inside a message sentence by sentence, ``policies.segments``),
@@ -98,7 +107,7 @@ class PromptInjectionPolicy:
         threshold: float | None = None,
         action: str = "block",
         roles: Iterable[str] | None = None,
-        scan_history: bool = False,
+        scan_history: bool = True,
         model_path: str | Path | None = None,
         flag_threshold: float | None = None,
         segments: bool = True,
@@ -127,6 +136,8 @@ class PromptInjectionPolicy:
         if not isinstance(scan_history, bool):
             raise ValueError(f"scan_history must be true or false, got {scan_history!r}")
         self.scan_history = scan_history
+        self._namespace = f"prompt_injection:{uuid.uuid4().hex}"
+        """This instance's key space in ``_SCORES`` (a new configuration never reads old scores)."""
         self.model_path: Traversable = Path(model_path) if model_path is not None else DEFAULT_MODEL
         self.model = LinearTextModel.load(self.model_path)
         if threshold is None:
@@ -160,9 +171,9 @@ class PromptInjectionPolicy:
         scanned = 0
         for site, text in iter_message_texts(ctx.messages, roles=self.roles, start=start):
             scanned += 1
-            score, view = score_text(self.model, fold_placeholders(text))
-            if self.segments and score < self.threshold:
-                score, view = max((score, view), self._data_score(text, site.role))
+            score, view = _SCORES.get_or_compute(
+                f"{self._namespace}:{site.role}", text, self._scorer(site.role)
+            )
             if score > best:
                 best, best_site = score, site.location
             if score >= self.threshold:
@@ -183,6 +194,19 @@ class PromptInjectionPolicy:
         where = top.location if len(hits) == 1 else f"{top.location} and {len(hits) - 1} more"
         reason = f"prompt {top.kind} score {best:.2f} >= {self.threshold:.2f} ({where})"
         return PolicyResult(self.verdict, best, reason, tuple(e for _, e in hits))
+
+    def _scorer(self, role: str) -> Callable[[str], tuple[float, str]]:
+        """``text -> (score, view)`` for a message of ``role``: the whole text, then (below the
+        threshold) its data part sentence by sentence. A pure function of the text, the role and
+        this policy's configuration, so results are cached across turns (``_SCORES``)."""
+
+        def score(text: str) -> tuple[float, str]:
+            found = score_text(self.model, fold_placeholders(text))
+            if self.segments and found[0] < self.threshold:
+                found = max(found, self._data_score(text, role))
+            return found
+
+        return score
 
     def _data_score(self, text: str, role: str) -> tuple[float, str]:
         """``(score, view)`` of the data inside ``text`` judged sentence by sentence:
