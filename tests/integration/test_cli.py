@@ -51,9 +51,7 @@ def test_detect_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     src.write_text((row + "\n") * 3000)
     # `rollguard detect FILE | head -1`: the reader closes the pipe after one line.
     cmd = f"{sys.executable} -m gateway.cli detect {src} | head -1"
-    proc = subprocess.run(
-        ["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=300
-    )
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=300)
     assert len(proc.stdout.splitlines()) == 1
     assert proc.stderr == ""
     assert proc.returncode in (0, 141)

@@ -78,6 +78,16 @@ BAD_CONFIGS = [
         id="model_list",
     ),
     pytest.param(
+        "model_list:\n  - {model_name: m, litellm_params: {model: openai/m, api_base: 'not a url'}}\n",
+        "model_list[0].litellm_params.api_base: not an http(s) URL: 'not a url'",
+        id="model_list-api_base",
+    ),
+    pytest.param(
+        "model_list:\n  - {model_name: m, litellm_params: {model: nosuchprovider/whatever}}\n",
+        "model_list[0].litellm_params.model: unknown provider 'nosuchprovider'",
+        id="model_list-provider",
+    ),
+    pytest.param(
         MODEL + "gateway: {host: 0.0.0.0}\n",
         "gateway.api_keys: refusing to bind 0.0.0.0 without API keys",
         id="gateway",
