@@ -47,7 +47,9 @@ def check_config(settings: RollguardSettings, source: str = "") -> CheckedConfig
     or ``environment``; used only in messages). The returned settings have the embedded defaults
     filled in (``gateway.defaults.with_embedded_defaults``, a copy: ``settings`` is not changed).
 
-    Raises ``ConfigError`` whose message starts ``<source>: <field>: ``.
+    Raises ``ConfigError`` whose message starts ``<source>: <field>: ``; the source is where the
+    field's value came from when that was not the file (``settings.source_of``: ``command line
+    (--host)``, ``environment (ROLLGUARD_...)``).
     """
     from gateway.auth import check_bind
     from gateway.defaults import with_embedded_defaults
@@ -60,7 +62,7 @@ def check_config(settings: RollguardSettings, source: str = "") -> CheckedConfig
         _check_flags(settings)
         _check_detectors(settings)
     except ConfigError as exc:
-        raise _with_source(exc, source) from exc
+        raise _with_source(exc, settings.source_of(exc.field) or source) from exc
     return CheckedConfig(settings=settings, pipeline=pipeline)
 
 
