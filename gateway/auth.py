@@ -33,7 +33,7 @@ def check_bind(host: str, keys: list[ApiKey]) -> None:
     if not keys and not is_loopback(host):
         raise ConfigError(
             f"refusing to bind {host} without API keys: add gateway.api_keys or bind 127.0.0.1",
-            field="gateway.api_keys",
+            field="gateway.host",
         )
 
 

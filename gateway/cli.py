@@ -239,14 +239,36 @@ def detect(
     ],
     out: Annotated[Path | None, typer.Option("--out", help="write here instead of standard output")] = None,
 ) -> None:
-    """Score offline records with every per-interaction detector; one JSON line per record, in order."""
+    """Score offline records with every per-interaction detector; one JSON line per scored record,
+    in order. A line that cannot be scored (bad JSON, wrong types) prints ``error: FILE: line N: ...``
+    on standard error and is skipped; the other lines are still scored.
+
+    Exit codes: 0 every line scored; 2 a file cannot be read or written, or a line was bad;
+    141 standard output was closed early (``detect ... | head``), quietly."""
     from gateway.tools.offline import run_detect
 
+    def report(message: str) -> None:
+        typer.echo(f"error: {file}: {message}", err=True)
+
     try:
-        errors = run_detect(file, out)
+        errors = run_detect(file, out, on_error=report)
+    except BrokenPipeError:
+        _stdout_closed()
     except OSError as exc:
         _fail(f"{exc.strerror or exc}: {exc.filename or file}")
-    raise typer.Exit(1 if errors else 0)
+    raise typer.Exit(2 if errors else 0)
+
+
+def _stdout_closed() -> None:
+    """End quietly after the reader closed standard output (``| head``): point the descriptor at
+    /dev/null so the interpreter's final flush cannot fail again, then exit 141 (128 + SIGPIPE, what
+    a shell reports for a command killed by the signal; Python's documented recipe,
+    docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise typer.Exit(141)
 
 
 @app.command()

@@ -6,7 +6,9 @@ What is checked, in order (each failure is one ``rollguard.errors.ConfigError`` 
 the dotted field; the first problem stops the check):
 
 1. ``gateway``: a non-loopback ``host`` needs ``api_keys`` (``gateway.auth.check_bind``);
-2. ``model_list``: every deployment resolves to a transport (``gateway.upstream.transports``);
+2. ``model_list``: every deployment resolves to a transport (``gateway.upstream.transports``),
+   its ``api_base`` is an http(s) URL and a deployment served by litellm names a provider litellm
+   knows (``gateway.upstream.deployment_check``);
 3. ``policies``: the pipeline builds (unknown type, bad params, unsupported stage);
 4. ``flags``: the bootstrap file parses; an ``unleash_url`` needs an ``api_token`` that resolves;
 5. ``detectors``: the window-engine and worker options build (``detectors:`` is read by
@@ -48,7 +50,9 @@ def check_config(settings: RollguardSettings, source: str = "") -> CheckedConfig
     or ``environment``; used only in messages). The returned settings have the embedded defaults
     filled in (``gateway.defaults.with_embedded_defaults``, a copy: ``settings`` is not changed).
 
-    Raises ``ConfigError`` whose message starts ``<source>: <field>: ``.
+    Raises ``ConfigError`` whose message starts ``<source>: <field>: ``; the source is where the
+    field's value came from when that was not the file (``settings.source_of``: ``command line
+    (--host)``, ``environment (ROLLGUARD_...)``).
     """
     from gateway.auth import check_bind
     from gateway.defaults import with_embedded_defaults
@@ -62,7 +66,7 @@ def check_config(settings: RollguardSettings, source: str = "") -> CheckedConfig
         _check_detectors(settings)
         _check_rollouts(settings)
     except ConfigError as exc:
-        raise _with_source(exc, source) from exc
+        raise _with_source(exc, settings.source_of(exc.field) or source) from exc
     return CheckedConfig(settings=settings, pipeline=pipeline)
 
 
@@ -78,10 +82,14 @@ def _with_source(exc: ConfigError, source: str) -> ConfigError:
 
 
 def _check_models(settings: RollguardSettings) -> None:
+    from gateway.upstream.deployment_check import check_api_base, check_providers
     from gateway.upstream.transports import Deployment
 
+    deployments = []
     for i, entry in enumerate(settings.model_list):
-        Deployment.from_entry(entry, i)
+        check_api_base(entry, i)
+        deployments.append((i, entry, Deployment.from_entry(entry, i)))
+    check_providers(deployments)
 
 
 def _build_pipeline(settings: RollguardSettings) -> Pipeline:

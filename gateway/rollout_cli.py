@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from detectors.rollout_judge import MetricEvidence
     from detectors.rollout_replay import ReplayResult
     from rollguard.rollout import RolloutPlan
 
@@ -81,6 +82,28 @@ def _fmt(x: float | None, digits: int = 4) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
 
 
+def _metric_line(m: MetricEvidence) -> str:
+    """One metric's row. A p95 metric is tested on shares, not milliseconds: its row says so
+    (``share > threshold``: the share of requests above the control's tolerance-adjusted p95;
+    the control's is 0.05 by definition) and gives the p95s and threshold in ms after it."""
+    p95 = "threshold_ms" in m.extra
+    unit = "share > threshold: " if p95 else ""
+    row = (
+        f"  {m.name:<26} {m.kind:<9} {m.status:<9} {unit}control {_fmt(m.control.mean)} (n={m.control.n})"
+        f"  canary {_fmt(m.canary.mean)} (n={m.canary.n})  effect {_fmt(m.effect)}"
+        f"  interval [{_fmt(m.lower)}, {_fmt(m.upper)}]  tolerance {_fmt(m.tolerance)}"
+    )
+    if p95:
+        e = m.extra
+        row += (
+            f"  (p95 ms: control {_fmt(e.get('control_p95_ms'))}, canary {_fmt(e.get('canary_p95_ms'))},"
+            f" threshold {_fmt(e.get('threshold_ms'))})"
+        )
+    if "length_ratio" in m.extra:
+        row += f"  (length ratio {_fmt(m.extra['length_ratio'], 3)})"
+    return row
+
+
 def render_text(result: ReplayResult) -> str:
     """The human report: one block per step (outcome, requests, each metric's estimate and
     interval against its tolerance), then the final decision."""
@@ -94,17 +117,7 @@ def render_text(result: ReplayResult) -> str:
             f"{': ' + j.metric if j.metric else ''}) after {s.canary_requests} canary / "
             f"{s.control_requests} control requests, {s.looks} looks, sample-ratio p={_fmt(j.srm.p, 3)}"
         )
-        for m in j.metrics:
-            lines.append(
-                f"  {m.name:<26} {m.kind:<9} {m.status:<9} control {_fmt(m.control.mean)} (n={m.control.n})"
-                f"  canary {_fmt(m.canary.mean)} (n={m.canary.n})  effect {_fmt(m.effect)}"
-                f"  interval [{_fmt(m.lower)}, {_fmt(m.upper)}]  tolerance {_fmt(m.tolerance)}"
-                + (
-                    f"  (length ratio {_fmt(m.extra['length_ratio'], 3)})"
-                    if "length_ratio" in m.extra
-                    else ""
-                )
-            )
+        lines.extend(_metric_line(m) for m in j.metrics)
     where = f" ({result.reason}{': ' + result.metric if result.metric else ''})"
     lines.append(
         f"final: {result.final}{where} after {result.decided_after_canary_requests} canary requests"
@@ -123,7 +136,14 @@ def replay_cmd(
 ) -> None:
     """Simulate a staged rollout of the canary records against the control records and judge every
     step as the controller would (promotions approved automatically). Records are shaped as
-    ``rollguard detect`` reads them, with optional ``latency_ms``, ``ttft_ms`` and ``error``."""
+    ``rollguard detect`` reads them, with optional ``latency_ms``, ``ttft_ms`` and ``error``.
+
+    Each arm's requests are drawn from its file at random WITH replacement (seeded by --seed), so a
+    step's canary/control request counts can exceed the number of lines in the file.
+
+    A p95 metric (latency_p95_ms, ttft_p95_ms) is tested on shares: its row shows the share of
+    requests above the control's tolerance-adjusted p95 ("share > threshold"; the control's is
+    0.05 by definition), then the p95s and the threshold in milliseconds."""
     from detectors.rollout_replay import replay, score_records
     from detectors.shortcuts import ShortcutDetectors
 

@@ -14,13 +14,17 @@ The model list uses LiteLLM's ``model_list`` schema unchanged (``model_name`` + 
 ``os.environ/NAME`` for secrets), so an existing LiteLLM proxy config's model list works as is.
 A config holding only ``model_list`` gets the default policy set (``default_policies()``).
 
-Errors: ``load_settings`` raises ``rollguard.errors.ConfigError`` naming the file and the dotted
-field path of every problem.
+Errors: ``load_settings`` raises ``rollguard.errors.ConfigError`` whose message is ONE line,
+``SOURCE: FIELD: message``: SOURCE is where the bad value came from (the file, ``command line
+(--host)`` or ``environment (ROLLGUARD_GATEWAY__PORT)``: ``RollguardSettings.source_of``), FIELD the
+dotted path. Several problems: the first in full, then ``(and N more: FIELD, FIELD)`` naming the
+others. Invalid YAML: ``FILE:LINE:COLUMN: invalid YAML: problem``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -28,7 +32,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -53,6 +65,15 @@ def _check_redis_url(value: str | None) -> str | None:
     if value is not None and not (value.startswith("unix://") or _is_url(value, ("redis", "rediss"))):
         raise ValueError(f"not a redis://, rediss:// or unix:// URL: {value!r}")
     return value
+
+
+def _check_short_redis_url(value: str | None) -> str | None:
+    """``_check_redis_url`` for the top-level ``redis_url`` (checked in a model validator, so the
+    message names its field)."""
+    try:
+        return _check_redis_url(value)
+    except ValueError as exc:
+        raise ValueError(f"redis_url: {exc}") from None
 
 
 class _Strict(BaseModel):
@@ -278,25 +299,34 @@ class RollguardSettings(BaseSettings):
         # the field defaults.
         return (init_settings, env_settings, _FileSource(settings_cls))
 
+    _origin: _Origin | None = PrivateAttr(default=None)
+
     @model_validator(mode="after")
     def _post(self) -> RollguardSettings:
+        # Messages start "<field>: " (a model validator's error has no location of its own).
         if self.redis_url and not self.store.redis_url:
-            self.store.redis_url = _check_redis_url(self.redis_url)
+            self.store.redis_url = _check_short_redis_url(self.redis_url)
         names = [m.model_name for m in self.model_list]
         ids = [p.id for p in self.policies]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
-            raise ValueError(f"duplicate policy id(s): {sorted(dup)}")
+            raise ValueError(f"policies: duplicate policy id(s): {sorted(dup)}")
         for fb in self.router_settings.fallbacks:
             for src, targets in fb.items():
                 for t in [src, *targets]:
                     if t not in names:
-                        raise ValueError(f"router_settings.fallbacks names unknown model {t!r}")
+                        raise ValueError(f"router_settings.fallbacks: unknown model {t!r}")
         for alias, ro in self.flags.rollouts.items():
             for variant, target in ro.variants.items():
                 if target not in names:
                     raise ValueError(f"flags.rollouts.{alias}.variants.{variant}: unknown model {target!r}")
         return self
+
+    def source_of(self, field: str) -> str | None:
+        """Where the value of ``field`` (a dotted path, ``gateway.host``) came from when it was not
+        the config file: ``command line (--host)``, ``environment (ROLLGUARD_GATEWAY__HOST)``; None
+        for the file, a default, or settings not built by ``load_settings``."""
+        return self._origin.source_of(field) if self._origin is not None else None
 
     def tenant(self, name: str) -> TenantSettings:
         return self.tenants.get(name) or self.tenants.get("default") or TenantSettings()
@@ -340,15 +370,58 @@ class _FileSource(PydanticBaseSettingsSource):
         return dict(_FILE_LAYER.get() or {})
 
 
-def _format_errors(exc: ValidationError, source: str) -> ConfigError:
-    """One ``ConfigError`` naming the file and the first bad field; further problems follow on
-    their own lines as ``file: field: message``."""
-    errors = exc.errors()
-    locs = [".".join(str(p) for p in err["loc"]) or "(top level)" for err in errors]
-    msgs = [str(err["msg"]).removeprefix("Value error, ") for err in errors]
-    message = msgs[0] if msgs else "invalid configuration"
-    more = [f"{source}: {loc}: {msg}" for loc, msg in zip(locs[1:], msgs[1:], strict=True)]
-    return ConfigError("\n".join([message, *more]), source=source, field=locs[0] if locs else "")
+ENV_PREFIX_SETTINGS = "ROLLGUARD_"
+"""The prefix of the environment variables that set fields (``RollguardSettings.model_config``)."""
+_FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w.\[\]-]*): (.+)$", re.DOTALL)
+_MORE_FIELDS = 5
+"""Fields named after ``(and N more: ...)``; further ones are ``…``."""
+
+
+class _Origin:
+    """The layers ``load_settings`` merged, to tell where a field's value came from."""
+
+    def __init__(self, cli: Mapping[str, Any], env_names: frozenset[str]) -> None:
+        self._cli = cli
+        self._env = env_names
+
+    def source_of(self, field: str) -> str | None:
+        """``command line (--opt)`` when the command line set ``field``, ``environment (NAME)``
+        when a ``ROLLGUARD_*`` variable did (the longest one that covers it), else None."""
+        parts = [p for p in re.split(r"[.\[\]]+", field) if p]
+        cur: Any = self._cli
+        for part in parts:
+            if not isinstance(cur, Mapping) or part not in cur:
+                break
+            cur = cur[part]
+        else:
+            if parts and not isinstance(cur, Mapping):
+                return f"command line (--{parts[-1].replace('_', '-')})"
+        for i in range(len(parts), 0, -1):
+            name = ENV_PREFIX_SETTINGS + "__".join(parts[:i]).upper()
+            if name in self._env:
+                return f"environment ({name})"
+        return None
+
+
+def _format_errors(exc: ValidationError, origin: _Origin, source: str) -> ConfigError:
+    """One one-line ``ConfigError``: the first problem's source (``origin``, else ``source``),
+    field and message, then ``(and N more: field, ...)`` naming the other fields."""
+    found: list[tuple[str, str]] = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
+        match = _FIELD_PREFIX.match(msg) if not loc else None
+        if match:  # a model validator's "<field>: message"
+            loc, msg = match.group(1), match.group(2)
+        found.append((loc, msg))
+    if not found:
+        return ConfigError("invalid configuration", source=source)
+    field, message = found[0]
+    others = [loc or "(settings)" for loc, _ in found[1:]]
+    if others:
+        names = others[:_MORE_FIELDS] + (["…"] if len(others) > _MORE_FIELDS else [])
+        message += f" (and {len(others)} more: {', '.join(names)})"
+    return ConfigError(message, source=origin.source_of(field) or source, field=field)
 
 
 def config_path(path: str | os.PathLike[str] | None = None) -> Path | None:
@@ -377,7 +450,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
+        raise _yaml_error(exc, source) from exc
     if loaded is None:
         loaded = {}
     if not isinstance(loaded, dict):
@@ -385,6 +458,17 @@ def _read_file(path: Path) -> dict[str, Any]:
     if loaded.get("policies") is None:
         loaded.pop("policies", None)
     return loaded
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str) -> ConfigError:
+    """PyYAML's several-line message as one line: ``FILE:LINE:COLUMN: invalid YAML: problem
+    (context)`` (line and column from 1, where the parser stopped)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+        context = f" ({exc.context})" if exc.context else ""
+        return ConfigError(f"invalid YAML: {exc.problem}{context}", source=where)
+    return ConfigError(f"invalid YAML: {' '.join(str(exc).split())}", source=source)
 
 
 def load_settings(
@@ -395,15 +479,21 @@ def load_settings(
     ``config_path(path)`` over the defaults. With no file: the built-in embedded defaults (demo
     model on loopback).
 
-    Raises ``ConfigError`` (file + field) on unreadable YAML, a non-mapping document, unknown or
-    invalid fields.
+    Raises ``ConfigError`` (one line: source + field, see the module docstring) on unreadable
+    YAML, a non-mapping document, unknown or invalid fields.
     """
     found = config_path(path)
     data = _read_file(found) if found is not None else {}
+    origin = _Origin(
+        dict(cli or {}),
+        frozenset(k.upper() for k in os.environ if k.upper().startswith(ENV_PREFIX_SETTINGS)),
+    )
     token = _FILE_LAYER.set(data)
     try:
-        return RollguardSettings(**dict(cli or {}))
+        settings = RollguardSettings(**dict(cli or {}))
     except ValidationError as exc:
-        raise _format_errors(exc, config_source(found)) from exc
+        raise _format_errors(exc, origin, config_source(found)) from exc
     finally:
         _FILE_LAYER.reset(token)
+    settings._origin = origin
+    return settings

@@ -4,14 +4,38 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 import orjson
 from aiohttp import web
 
 if TYPE_CHECKING:
     from gateway.demo.upstream import StubState
+
+log = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+
+
+def _quiet_on_disconnect(
+    handler: Callable[_P, Awaitable[web.StreamResponse]],
+) -> Callable[_P, Awaitable[web.StreamResponse]]:
+    """A stream handler whose client may leave mid-stream: the write into the closed connection
+    (aiohttp's ``ClientConnectionResetError``, a ``ConnectionResetError``) ends the handler with a
+    debug line instead of aiohttp's logged traceback. The response then goes nowhere."""
+
+    @functools.wraps(handler)
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> web.StreamResponse:
+        try:
+            return await handler(*args, **kwargs)
+        except ConnectionResetError as exc:
+            log.debug("demo upstream: the client left mid-stream (%s)", exc)
+            return web.StreamResponse()
+
+    return run
 
 
 def split_text(text: str, n: int) -> list[str]:
@@ -42,6 +66,7 @@ def _sse(obj: Any) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
+@_quiet_on_disconnect
 async def stream_plain(
     request: web.Request, body: dict[str, Any], state: StubState, model: str, text: str, usage: Any
 ) -> web.StreamResponse:
@@ -104,6 +129,7 @@ def _item_bytes(item: dict[str, Any], c: _Chunks) -> bytes | None:
     return data
 
 
+@_quiet_on_disconnect
 async def stream_script(
     request: web.Request, body: dict[str, Any], state: StubState, model: str, script: dict[str, Any]
 ) -> web.StreamResponse:

@@ -48,6 +48,12 @@ async def store_state(request: Request) -> Response:
 @router.get(
     "/v1/detectors",
     summary="Detector state per detector and flag variant (from the workers), scoped to the caller",
+    description=(
+        "What the detector workers keep in the store. `rollguard serve` computes none of it: with no "
+        "`rollguard worker` running against the same store the answer is "
+        '`{"object": "detectors", "data": {}}`. Start one with `rollguard worker -c CONFIG`; '
+        "it catches up on the interactions already recorded."
+    ),
     responses={**DOCUMENTED, **documented_errors(503)},
 )
 async def detectors_state(request: Request) -> Response:

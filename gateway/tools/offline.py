@@ -1,17 +1,19 @@
 """Offline scoring of exported records (what ``rollguard detect FILE.jsonl [--out FILE]`` runs).
 
 Input: one JSON object per line, ``{"messages": [...], "completion": "..."}`` (the OpenAI message
-shape; extra keys are ignored). Output: one JSON line per input line, in order:
+shape; extra keys are ignored). ``detect_records`` yields one result per record, in order:
 ``{"<detector>": {"score", "flagged", "evidence"}, ...}`` for every per-interaction detector, or
 ``{"error": "line N: ..."}`` for a line that cannot be scored (bad JSON, wrong types). Blank lines
-are skipped (no output). A bad line never stops the run.
+are skipped. ``run_detect`` writes the scored records as JSON lines and hands each error to its
+``on_error`` callback instead (the command line prints ``error: FILE: line N: ...`` on standard
+error and exits 2, as ``rollguard rollout replay`` does). A bad line never stops the run.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -85,10 +87,16 @@ def _flush(
         yield res
 
 
-def run_detect(in_path: str | Path, out_path: str | Path | None = None) -> int:
-    """Score ``in_path`` and write JSON lines to ``out_path`` (standard output when None).
-    Returns the number of error records written (0 = every line scored). Raises ``OSError`` when
-    the input cannot be opened or the output cannot be written."""
+def run_detect(
+    in_path: str | Path,
+    out_path: str | Path | None = None,
+    on_error: Callable[[str], None] | None = None,
+) -> int:
+    """Score ``in_path`` and write one JSON line per scored record to ``out_path`` (standard output
+    when None). A line that cannot be scored writes nothing: its message (``line N: ...``) goes to
+    ``on_error`` (dropped when None). Returns the number of such lines (0 = every line scored).
+    Raises ``OSError`` when the input cannot be opened or the output cannot be written
+    (``BrokenPipeError`` when standard output was closed by the reader)."""
     errors = 0
     out: TextIO
     with open(in_path, encoding="utf-8", errors="replace") as src:
@@ -97,6 +105,9 @@ def run_detect(in_path: str | Path, out_path: str | Path | None = None) -> int:
             for res in detect_records(src):
                 if "error" in res:
                     errors += 1
+                    if on_error is not None:
+                        on_error(str(res["error"]))
+                    continue
                 out.write(json.dumps(res, ensure_ascii=False) + "\n")
         finally:
             if out_path is not None:

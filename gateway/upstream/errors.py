@@ -41,6 +41,7 @@ __all__ = [
     "map_http_error",
     "map_litellm_error",
     "map_transport_error",
+    "misconfigured",
     "parse_retry_after",
     "redact_message",
     "stream_error_event",
@@ -50,7 +51,7 @@ _MAX_MESSAGE = 500
 _REDACT_MARGIN = 512
 """Characters past ``_MAX_MESSAGE`` read before redacting, so an entity that starts before the cut
 is seen whole (then the result is cut to ``_MAX_MESSAGE``)."""
-_NOT_RETRIED = frozenset({"upstream_auth_failed", "upstream_model_not_found"})
+_NOT_RETRIED = frozenset({"upstream_auth_failed", "upstream_model_not_found", "upstream_misconfigured"})
 _HINTED_STATUSES = frozenset({429, 503})
 """Statuses whose ``Retry-After`` we honour (RFC 9110 10.2.3: 503; RFC 6585: 429)."""
 
@@ -203,7 +204,20 @@ def failed(
     return AttemptFailed(err, retryable=True, fallback=True)
 
 
+def misconfigured(what: str) -> UpstreamUnavailable:
+    """The error for a deployment the gateway cannot call as configured (a provider litellm does
+    not know, an ``api_base`` that is not a URL): a server-side fault (502
+    ``upstream_misconfigured``, not retried on the alias, may fall back), never a 400 that blames
+    the client; the message names no library internals."""
+    return UpstreamUnavailable(
+        f"the gateway's model deployment is misconfigured ({what}); the operator must fix the config",
+        code="upstream_misconfigured",
+    )
+
+
 def map_transport_error(exc: BaseException, what: str) -> AttemptFailed:
+    if isinstance(exc, aiohttp.InvalidURL):
+        return failed(misconfigured("its api_base is not a valid URL"), exc)
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):  # aiohttp.ServerTimeoutError included
         return failed(UpstreamTimeout(f"the upstream did not answer in time ({what})"), exc)
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -216,6 +230,12 @@ def map_transport_error(exc: BaseException, what: str) -> AttemptFailed:
 
 
 _LITELLM_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*)?(?:\w+Exception\s*-\s*)?")
+_LITELLM_SETUP_FAULT = re.compile(
+    r"LLM Provider NOT provided|Unmapped LLM provider|Provider List|docs\.litellm\.ai", re.IGNORECASE
+)
+"""litellm's own refusals of a deployment before any request is sent (``get_llm_provider``:
+"LLM Provider NOT provided ... Learn more: https://docs.litellm.ai/docs/providers"). They come as
+``BadRequestError`` (400) but are the configuration's fault, not the client's."""
 
 
 def map_litellm_error(exc: BaseException) -> AttemptFailed:
@@ -236,6 +256,8 @@ def map_litellm_error(exc: BaseException) -> AttemptFailed:
         return failed(map_http_error(status if status in (401, 403) else 401), exc)
     if isinstance(exc, ex.NotFoundError):
         return failed(map_http_error(404), exc)
+    if isinstance(exc, ex.BadRequestError) and _LITELLM_SETUP_FAULT.search(str(exc)):
+        return failed(misconfigured("its provider is unknown"), exc)
     if isinstance(exc, ex.BadRequestError | ex.UnprocessableEntityError):
         return failed(UpstreamBadRequest(msg or "the upstream rejected the request"), exc)
     if isinstance(exc, ex.APIConnectionError):

@@ -41,9 +41,12 @@ Error mapping (``UpstreamError`` subclasses, ``raise ... from`` the foreign exce
 429, ``UpstreamTimeout`` 504 (no answer in time, upstream 408), ``UpstreamOverloaded`` 503 (upstream
 503), ``UpstreamUnavailable`` 502 (connection refused/reset, other 5xx, 401/403 bad upstream
 credentials (never retried; message does not quote the upstream's text, which may echo the key),
-404 unknown upstream model, a broken stream, an ``{"error": ...}`` event in the stream),
-``UpstreamInvalidResponse`` 502 ``upstream_invalid_response`` (invalid JSON, or a reply or chunk
-that is not a chat completion: ``gateway.upstream.shapes``, checked here for every transport).
+404 unknown upstream model, a broken stream, an ``{"error": ...}`` event in the stream; code
+``upstream_misconfigured``, not retried, for a deployment that cannot be called as configured: a
+provider litellm does not know (its "LLM Provider NOT provided" 400 is the config's fault, not the
+client's) or an ``api_base`` that is not a URL), ``UpstreamInvalidResponse`` 502
+``upstream_invalid_response`` (invalid JSON, or a reply or chunk that is not a chat completion:
+``gateway.upstream.shapes``, checked here for every transport).
 
 Modules: this one routes (``Upstream``, ``UpstreamStream``, spans); ``gateway.upstream.transports``
 holds ``Deployment`` and the ``Transport`` protocol; ``lean`` and ``litellm_path`` are the two

@@ -22,17 +22,18 @@ def test_run_detect_in_order_with_error_records(tmp_path: Path, detectors: Short
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    errors = run_detect(src, out)
+    reported: list[str] = []
+    errors = run_detect(src, out, on_error=reported.append)
     got = [json.loads(line) for line in out.read_text().splitlines()]
     assert errors == 2
-    assert len(got) == 7
-    assert got[2] == {"error": got[2]["error"]} and got[2]["error"].startswith("line 3: invalid JSON")
-    assert got[4]["error"].startswith("line 5: 'messages'")
-    for res in (got[0], got[1], got[3], got[5], got[6]):
+    assert len(got) == 5  # the two bad lines are reported, not written
+    assert reported[0].startswith("line 3: invalid JSON")
+    assert reported[1].startswith("line 5: 'messages'")
+    for res in got:
         assert set(res) == set(DETECTORS)
         assert set(res["refusal"]) == {"score", "flagged", "evidence"}
     want = [not r.label.startswith("1") for r in rows]
-    scored = [got[i]["refusal"]["flagged"] for i in (0, 1, 3, 5, 6)]
+    scored = [res["refusal"]["flagged"] for res in got]
     assert sum(a == b for a, b in zip(scored, want, strict=True)) >= 4
 
 

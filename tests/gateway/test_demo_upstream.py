@@ -215,3 +215,24 @@ async def test_scripted_null_content_is_null_not_the_string_none(
     headers = {"x-stub-script": json.dumps({"content": None})}
     async with session.post(base + "/chat/completions", json=ask("m1", "hi"), headers=headers) as resp:
         assert (await resp.json())["choices"][0]["message"]["content"] == ""
+
+
+@pytest.mark.parametrize("scripted", [False, True])
+async def test_a_client_leaving_mid_stream_logs_no_traceback(
+    stub: tuple[web.AppRunner, str, aiohttp.ClientSession], caplog: pytest.LogCaptureFixture, scripted: bool
+) -> None:
+    _, base, session = stub
+    headers = {"x-stub-chunks": "40", "x-stub-chunk-delay-ms": "20"}
+    body = ask("echo", "a long enough reply " * 20, stream=True)
+    if scripted:
+        items = [{"content": f"piece {i} "} for i in range(40)]
+        script = {"chunks": [x for i in items for x in (i, {"delay_ms": 20})]}
+        body["metadata"] = {"stub_script": json.dumps(script)}
+    caplog.set_level("DEBUG")
+    async with session.post(f"{base}/chat/completions", json=body, headers=headers) as resp:
+        assert resp.status == 200
+        await resp.content.readany()
+        resp.connection.transport.abort()  # type: ignore[union-attr]  # the client goes away
+    await asyncio.sleep(0.5)  # the server writes on into the closed connection
+    bad = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL") or r.exc_info]
+    assert bad == [], [r.getMessage() for r in bad]

@@ -4,6 +4,7 @@ output for the same inputs and seed, exit 2 with one line on bad input."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,32 @@ def test_bad_input_exits_2_with_one_line(records: Path, tmp_path: Path, setup: s
     code, out, err = _run(*plan, "--control", str(records), "--canary", str(canary))
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and expect in err
+
+
+def test_p95_rows_say_they_show_shares_and_give_the_milliseconds(records: Path, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in records.read_text(encoding="utf-8").splitlines() if line]
+    timed = tmp_path / "timed.jsonl"
+    timed.write_text(
+        "\n".join(json.dumps({**r, "latency_ms": 100 + (i % 50) * 10}) for i, r in enumerate(rows)) + "\n",
+        encoding="utf-8",
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "rollout:\n  flag: model-rollout\n  steps: [50, 100]\n  min_samples: 200\n  min_duration_s: 0\n"
+        "  metrics:\n    - {name: latency_p95_ms, tolerance: 50}\n",
+        encoding="utf-8",
+    )
+    code, out, _ = _run("--plan", str(plan), "--control", str(timed), "--canary", str(timed))
+    assert code == 0
+    [row] = [line for line in out.splitlines() if "latency_p95_ms" in line]
+    assert "share > threshold: control 0.05 " in row
+    # Resampled p95s; the threshold is the control's p95 + the 50 ms tolerance.
+    m = re.search(r"\(p95 ms: control ([\d.]+), canary ([\d.]+), threshold ([\d.]+)\)", row)
+    assert m is not None and float(m.group(3)) == float(m.group(1)) + 50
+
+
+def test_help_says_records_are_resampled_with_replacement() -> None:
+    res = runner.invoke(app, ["rollout", "replay", "--help"])
+    assert res.exit_code == 0
+    text = " ".join(res.stdout.split())
+    assert "WITH replacement" in text and "can exceed the number of lines" in text

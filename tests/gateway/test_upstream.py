@@ -502,3 +502,34 @@ async def test_span_per_call_with_genai_attributes_and_no_content(
         assert a["gen_ai.response.finish_reasons"] == ("stop",)
         assert a["server.address"] == "127.0.0.1" and isinstance(a["server.port"], int)
         assert "secret" not in orjson.dumps({k: str(v) for k, v in a.items()}).decode()
+
+
+# A deployment the gateway cannot call as configured (``config check`` refuses these; a config
+# built without the check can still hold them): a server-side fault, never a 400 blaming the
+# client, and no library internals in the message.
+MISCONFIGURED = [
+    pytest.param({"model": "nosuchprovider/whatever", "api_key": "k"}, id="litellm-unknown-provider"),
+    pytest.param(
+        {"model": "m", "rollguard_path": "litellm", "custom_llm_provider": "nope", "api_key": "k"},
+        id="litellm-unknown-custom-provider",
+    ),
+    pytest.param({"model": "openai/m", "api_base": "not a url", "api_key": "k"}, id="lean-bad-api-base"),
+]
+
+
+@pytest.mark.parametrize("params", MISCONFIGURED)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_misconfigured_deployment_is_a_server_fault(params: dict[str, Any], stream: bool) -> None:
+    up = make([{"model_name": "alias", "litellm_params": params}])
+    try:
+        with pytest.raises(UpstreamUnavailable) as caught:
+            if stream:
+                await collect(await up.open_stream("alias", ask(stream=True)))
+            else:
+                await up.complete("alias", ask())
+    finally:
+        await up.aclose()
+    err = caught.value
+    assert (err.status, err.code, err.type) == (502, "upstream_misconfigured", "upstream_error")
+    assert "litellm" not in err.message.lower()
+    assert "docs.litellm.ai" not in err.message and "LLM Provider" not in err.message

@@ -34,12 +34,27 @@ def test_detect_scores_records_in_order_and_survives_bad_lines(tmp_path: Path) -
     out = tmp_path / "scores.jsonl"
     proc = rollguard("detect", str(src), "--out", str(out))
     assert "Traceback" not in proc.stderr
+    # The bad line is one error line on standard error naming the file and line (exit 2, as
+    # `rollout replay`); the other lines are still scored.
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"error: {src}: line 2: invalid JSON (Expecting value at column 1)"]
     lines = [json.loads(x) for x in out.read_text().splitlines()]
-    assert len(lines) == 3
+    assert len(lines) == 2
     assert lines[0]["refusal"]["flagged"] is True
-    assert "error" in lines[1] and "line 2" in lines[1]["error"]
-    assert lines[2]["refusal"]["flagged"] is False
-    assert {"score", "flagged", "evidence"} <= set(lines[2]["hedging"])
+    assert lines[1]["refusal"]["flagged"] is False
+    assert {"score", "flagged", "evidence"} <= set(lines[1]["hedging"])
+
+
+def test_detect_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    src = tmp_path / "records.jsonl"
+    row = json.dumps({"messages": [{"role": "user", "content": "hi"}], "completion": "Hello there."})
+    src.write_text((row + "\n") * 3000)
+    # `rollguard detect FILE | head -1`: the reader closes the pipe after one line.
+    cmd = f"{sys.executable} -m gateway.cli detect {src} | head -1"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=300)
+    assert len(proc.stdout.splitlines()) == 1
+    assert proc.stderr == ""
+    assert proc.returncode in (0, 141)
 
 
 def test_keys_hash_matches_the_config_hash() -> None:

@@ -78,8 +78,18 @@ BAD_CONFIGS = [
         id="model_list",
     ),
     pytest.param(
+        "model_list:\n  - {model_name: m, litellm_params: {model: openai/m, api_base: 'not a url'}}\n",
+        "model_list[0].litellm_params.api_base: not an http(s) URL: 'not a url'",
+        id="model_list-api_base",
+    ),
+    pytest.param(
+        "model_list:\n  - {model_name: m, litellm_params: {model: nosuchprovider/whatever}}\n",
+        "model_list[0].litellm_params.model: unknown provider 'nosuchprovider'",
+        id="model_list-provider",
+    ),
+    pytest.param(
         MODEL + "gateway: {host: 0.0.0.0}\n",
-        "gateway.api_keys: refusing to bind 0.0.0.0 without API keys",
+        "gateway.host: refusing to bind 0.0.0.0 without API keys",
         id="gateway",
     ),
     pytest.param(
@@ -159,3 +169,12 @@ def test_startup_failure_after_the_store_started_stops_the_embedded_valkey(tmp_p
     info = orjson.loads((var / "redis.json").read_bytes())
     assert info["pid"] == -1  # released by this process, not left running under PID 1
     assert EmbeddedValkey(var).running() is None
+
+
+def test_serve_names_the_command_line_when_an_option_is_the_problem(tmp_path: Path) -> None:
+    proc = rollguard(tmp_path, "serve", "--host", "0.0.0.0", "--port", str(free_port()), timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert error_lines(proc.stderr) == [
+        "error: command line (--host): gateway.host: refusing to bind 0.0.0.0 without API keys:"
+        " add gateway.api_keys or bind 127.0.0.1"
+    ]

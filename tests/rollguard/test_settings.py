@@ -119,3 +119,76 @@ def test_config_check_cli(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert str(bad_path) in bad.stderr and "no_such_policy" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------------ one line, naming source + field
+
+
+def test_invalid_yaml_is_one_line_with_file_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "model_list:\n  - model_name: a\n   bad: [\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}:3:4: invalid YAML: expected <block end>")
+
+
+def test_several_bad_fields_are_one_line_naming_each_field(tmp_path: Path) -> None:
+    path = write(tmp_path, "gateway: {port: -1, workers: 0, bogus: 1}\nstore: {retention_ms: -5}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path)
+    assert str(exc.value) == (
+        f"{path}: gateway.port: Input should be greater than or equal to 0"
+        " (and 3 more: gateway.workers, gateway.bogus, store.retention_ms)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "model_list: [{model_name: m, litellm_params: {model: openai/m}}]\n"
+            "flags: {rollouts: {chat: {flag: f, variants: {canary: nope}}}}\n",
+            "flags.rollouts.chat.variants.canary: unknown model 'nope'",
+        ),
+        (
+            "policies: [{id: p, type: pii}, {id: p, type: pii}]\n",
+            "policies: duplicate policy id(s): ['p']",
+        ),
+        (
+            "model_list: [{model_name: m, litellm_params: {model: openai/m}}]\n"
+            "router_settings: {fallbacks: [{m: [x]}]}\n",
+            "router_settings.fallbacks: unknown model 'x'",
+        ),
+    ],
+)
+def test_cross_field_errors_name_their_field_without_a_top_level_prefix(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path)
+    assert str(exc.value) == f"{path}: {expected}"
+    assert exc.value.field == expected.split(": ")[0]
+
+
+def test_errors_name_the_command_line_or_the_environment_when_the_value_came_from_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "gateway: {port: 8080}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path, cli={"gateway": {"workers": 0}})
+    assert str(exc.value).startswith("command line (--workers): gateway.workers: ")
+    monkeypatch.setenv("ROLLGUARD_GATEWAY__PORT", "99999")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path)
+    assert str(exc.value).startswith("environment (ROLLGUARD_GATEWAY__PORT): gateway.port: ")
+    monkeypatch.setenv("ROLLGUARD_REDIS_URL", "localhost:6379")
+    monkeypatch.delenv("ROLLGUARD_GATEWAY__PORT")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path)
+    assert str(exc.value).startswith("environment (ROLLGUARD_REDIS_URL): redis_url: not a redis://")
+    monkeypatch.delenv("ROLLGUARD_REDIS_URL")
+    settings = load_settings(path, cli={"gateway": {"host": "0.0.0.0"}})
+    assert settings.source_of("gateway.host") == "command line (--host)"
+    assert settings.source_of("gateway.port") is None  # the file
