@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -22,7 +23,8 @@ from gateway.rollout.repo import ControllerLease, Fenced
 from gateway.rollout.runtime import build_service
 from gateway.rollout.service import RolloutService
 from gateway.rollout.state import Event, Status
-from gateway.store.keys import SEEN_KEY, STATE_KEY, ReviewQueueKeys
+from gateway.store.keys import SEEN_KEY, STATE_KEY, VARIANT_SUMS_KEY, ReviewQueueKeys
+from gateway.worker.variant_sums import VariantSums, fold
 from rollguard.errors import Conflict
 from rollguard.review_settings import ReviewSettings
 from rollguard.rollout import MetricSpec, RolloutPlan
@@ -54,8 +56,10 @@ def settings(**review: Any) -> RollguardSettings:
 
 
 class Worker:
-    """Writes the detector worker's state: per arm, ``n`` requests with ``refusals`` refusals and
-    replies of ``chars`` characters, as the worker's ``VariantComparison`` objects hold them."""
+    """Writes the detector worker's state: per arm, ``n`` requests with ``refusals`` refusals,
+    replies of ``chars`` characters, latencies around ``latency_ms`` (1.0x .. 1.19x) and
+    ``shadow_blocks`` shadow would-blocks, as the worker's ``VariantComparison`` objects and its
+    per-variant sums (``gateway.worker.variant_sums.fold``, the worker's own code) hold them."""
 
     def __init__(self, r: aioredis.Redis) -> None:
         self.r = r
@@ -65,9 +69,20 @@ class Worker:
             for name, kind in (("refusal", "rate"), ("reply_log_chars", "log_length"), ("error", "rate"))
         }
         self.i = 0
+        self.sums: VariantSums = {}
 
-    def add(self, variant: str, n: int, refusals: int = 0, chars: float = 400.0) -> None:
+    def add(
+        self,
+        variant: str,
+        n: int,
+        refusals: int = 0,
+        chars: float = 400.0,
+        latency_ms: float = 800.0,
+        shadow_blocks: int = 0,
+    ) -> None:
         import math
+
+        shadow = {"policy": "pii", "verdict": "block", "enforced": False}
 
         for k in range(n):
             self.i += 1
@@ -75,6 +90,8 @@ class Worker:
             self.comps["refusal"].update(variant, 1.0 if k < refusals else 0.0, iid, 0, {})
             self.comps["reply_log_chars"].update(variant, math.log(chars * (1 + 0.1 * (k % 3))), iid, 0, {})
             self.comps["error"].update(variant, 0.0, iid, 0, {})
+            rec = {"metadata": {"variant": variant}, "latency_ms": latency_ms * (1 + 0.01 * (k % 20))}
+            fold(self.sums, {**rec, "decisions": [shadow] if k < shadow_blocks else []})
 
     async def flush(self, seen_ms: int | None = None) -> None:
         state = {
@@ -83,6 +100,7 @@ class Worker:
             }
         }
         await self.r.set(STATE_KEY, orjson.dumps(state))
+        await self.r.set(VARIANT_SUMS_KEY, orjson.dumps(self.sums))
         await self.r.zadd(
             SEEN_KEY, {f"x{self.i}": seen_ms if seen_ms is not None else int(time.time() * 1000)}
         )
@@ -216,7 +234,7 @@ async def test_a_guardrail_breach_rolls_back_opens_a_p1_item_and_records_evidenc
     [judgment] = await svc.repo.judgments("r1")
     assert judgment["outcome"] == "fail" and judgment["metric"] == "refusal_rate"
     assert judgment["n"] == {"control": 2700, "canary": 300}  # the step's data only: minus the baseline
-    assert judgment["dropped_metrics"] == ["latency_p95_ms"]
+    assert judgment["dropped_metrics"] == []
     assert s.last_judgment == judgment["id"]
     audit = await svc.repo.audit("r1")
     assert audit[0]["event"] == "rollback" and audit[0]["evidence_id"] == judgment["id"]
@@ -248,6 +266,80 @@ async def test_a_signal_breach_pauses_with_a_p2_item(r: aioredis.Redis) -> None:
     s = await svc.repo.get("r1")
     assert s.status is Status.PAUSED and s.percent == 10.0
     assert len(await r.xrange(ReviewQueueKeys("rollouts").stream_of_rank(2)) or []) == 1
+
+
+async def _latency_breach(r: aioredis.Redis, plan: RolloutPlan) -> tuple[RolloutService, dict[str, Any]]:
+    """Control at 800 ms, canary 50 % slower, everything else healthy; one look after the
+    baseline. Returns the service and the judgment."""
+    svc = build_service(settings(), r)
+    await started(svc, plan=plan)
+    w = Worker(r)
+    w.add("control", 100, latency_ms=700.0)  # before the step: left out by the baseline
+    await w.flush()
+    ctl = Controller(svc, r, "ctl-1", interval_s=60)
+    await look(ctl)
+    w.add("control", 2700, refusals=27)
+    w.add("canary", 300, refusals=3, latency_ms=1200.0)
+    await w.flush()
+    await look(ctl)
+    [judgment] = await svc.repo.judgments("r1")
+    return svc, judgment
+
+
+async def test_a_canary_with_50_percent_higher_latency_pauses_on_a_signal_metric(r: aioredis.Redis) -> None:
+    svc, judgment = await _latency_breach(r, PLAN)
+    assert (judgment["outcome"], judgment["reason"], judgment["metric"]) == (
+        "fail",
+        "signal_breach",
+        "latency_p95_ms",
+    )
+    assert judgment["dropped_metrics"] == []
+    lat = next(m for m in judgment["metrics"] if m["metric"] == "latency_p95_ms")
+    # the exact p95 of the step's latencies, within the histogram's 1 % (relative)
+    exact = {v: float(np.quantile([m * (1 + 0.01 * (k % 20)) for k in range(n)], 0.95))
+             for v, m, n in (("control", 800.0, 2700), ("canary", 1200.0, 300))}  # fmt: skip
+    assert lat["extra"]["control_p95_ms"] == pytest.approx(exact["control"], rel=0.01)
+    assert lat["extra"]["canary_p95_ms"] == pytest.approx(exact["canary"], rel=0.01)
+    assert lat["canary"]["n"] == 300  # the step's canary requests
+    assert lat["extra"]["canary_share_above_threshold"] > 0.5
+    s = await svc.repo.get("r1")
+    assert s.status is Status.PAUSED and s.percent == 10.0
+
+
+async def test_a_latency_guardrail_rolls_back(r: aioredis.Redis) -> None:
+    metrics = tuple(
+        m.model_copy(update={"kind": "guardrail"}) if m.name == "latency_p95_ms" else m for m in PLAN.metrics
+    )
+    svc, judgment = await _latency_breach(r, PLAN.model_copy(update={"metrics": metrics}))
+    assert (judgment["action"], judgment["metric"]) == ("rollback", "latency_p95_ms")
+    s = await svc.repo.get("r1")
+    assert (s.status, s.percent) == (Status.ROLLED_BACK, 0.0)
+
+
+async def test_shadow_would_block_rate_is_judged_from_the_worker_sums(r: aioredis.Redis) -> None:
+    plan = RolloutPlan(
+        flag="chat-rollout",
+        steps=(10, 50, 100),
+        min_samples=200,
+        min_duration_s=0,
+        metrics=(MetricSpec(name="shadow_would_block_rate", tolerance=0.02, kind="guardrail"),),
+    )
+    svc = build_service(settings(), r)
+    await started(svc, plan=plan)
+    w = Worker(r)
+    await w.flush()
+    ctl = Controller(svc, r, "ctl-1", interval_s=60)
+    await look(ctl)
+    w.add("control", 2700, shadow_blocks=27)  # 1 %
+    w.add("canary", 300, shadow_blocks=45)  # 15 %
+    await w.flush()
+    await look(ctl)
+    [judgment] = await svc.repo.judgments("r1")
+    [ev] = judgment["metrics"]
+    assert (ev["metric"], ev["status"]) == ("shadow_would_block_rate", "fail")
+    assert (ev["control"]["n"], ev["control"]["sum"]) == (2700, 27.0)
+    assert (ev["canary"]["n"], ev["canary"]["sum"]) == (300, 45.0)
+    assert (await svc.repo.get("r1")).status is Status.ROLLED_BACK
 
 
 async def test_a_stopped_worker_makes_the_step_inconclusive_never_pass(r: aioredis.Redis) -> None:
