@@ -342,6 +342,95 @@ async def test_shadow_would_block_rate_is_judged_from_the_worker_sums(r: aioredi
     assert (await svc.repo.get("r1")).status is Status.ROLLED_BACK
 
 
+async def _review(r: aioredis.Redis, variant: str, labels: list[str], tag: str) -> None:
+    """Enqueue one item per label in queue ``safety`` (raised by a block of policy ``pii`` on an
+    interaction of ``variant``) and decide each with that label (k = 1)."""
+    from gateway.review.items import NewItem
+    from gateway.review.queue import ReviewQueues
+    from rollguard.review_settings import Priority
+
+    q = ReviewQueues(r, lease_ms=60_000)
+    block = {"policy": "pii", "verdict": "block", "stage": "pre_call", "enforced": True}
+    for i, _label in enumerate(labels):
+        item = NewItem(
+            source="interaction",
+            source_id=f"{tag}-{variant}-{i}",
+            tenant="t",
+            priority=Priority.P3,
+            claim_by_ms=0,
+            decide_by_ms=0,
+            payload={"decisions": [block], "flags": {"variants": {"chat-rollout": variant}}},
+            detectors=("pii",),
+            variant=variant,
+        )
+        await q.enqueue("safety", item, 1)
+    want = {f"{tag}-{variant}-{i}": lab for i, lab in enumerate(labels)}
+    decided = 0
+    while decided < len(labels):
+        leases = await q.claim("safety", "rev", count=100)
+        assert leases
+        for lease in leases:
+            it = await q.get_item("safety", lease.item_id)
+            assert it is not None
+            label = want.get(it.source_id)
+            if label is None:  # another call's item: leave it to its own call
+                await q.release(lease.id, "rev", lease.item_id)
+                continue
+            await q.verdict(lease.id, "rev", lease.item_id, {"label": label})
+            decided += 1
+
+
+async def test_reviewer_verdicts_reach_the_judgment_and_stale_ones_never_pass(r: aioredis.Redis) -> None:
+    from gateway.review.service import ReviewService
+
+    plan = PLAN.model_copy(
+        update={
+            "metrics": (
+                MetricSpec(name="refusal_rate", tolerance=0.01, kind="guardrail"),
+                MetricSpec(name="reviewer_regression_rate", tolerance=0.05, kind="guardrail"),
+                MetricSpec(name="reviewer_false_positive_rate", tolerance=0.05, kind="signal"),
+            )
+        }
+    )
+    st = settings(queues=[{"name": "rollouts"}, {"name": "safety"}])
+    assert st.review is not None
+    svc = build_service(st, r)
+    await started(svc, plan=plan)
+    # verdicts from before the step started: stale, never counted for it
+    await _review(r, "canary", ["acceptable"] * 40, "old")
+    await _review(r, "control", ["acceptable"] * 40, "old")
+    await asyncio.sleep(0.01)
+    w = Worker(r)
+    await w.flush()
+    ctl = Controller(svc, r, "ctl-1", interval_s=60, reviews=ReviewService(st.review, r))
+    await look(ctl)  # baseline: the step starts now
+    w.add("control", 2700, refusals=27)
+    w.add("canary", 300, refusals=3)  # healthy detector data, enough of it
+    await w.flush()
+    await look(ctl)
+    [j1] = await svc.repo.judgments("r1")
+    no_data = ("inconclusive", "no_data", "reviewer_regression_rate")
+    assert (j1["outcome"], j1["reason"], j1["metric"]) == no_data
+    assert j1["dropped_metrics"] == []
+    assert (await svc.repo.get("r1")).status is Status.RUNNING
+    # fresh verdicts: control 5 of 100 not acceptable, canary 60 of 100 (refusals); of the
+    # canary's 100 policy blocks 40 were not confirmed (acceptable or a detector false positive)
+    await _review(r, "control", ["acceptable"] * 95 + ["refusal"] * 5, "new")
+    fp_labels = ["acceptable"] * 20 + ["detector_false_positive"] * 20
+    await _review(r, "canary", fp_labels + ["refusal"] * 60, "new")
+    await look(ctl)
+    j2 = (await svc.repo.judgments("r1"))[0]  # newest first
+    ev = {m["metric"]: m for m in j2["metrics"]}
+    reg, fp = ev["reviewer_regression_rate"], ev["reviewer_false_positive_rate"]
+    assert (reg["control"]["n"], reg["control"]["sum"]) == (100, 5.0)  # the 40 stale ones left out
+    assert (reg["canary"]["n"], reg["canary"]["sum"]) == (100, 60.0)
+    assert (fp["control"]["n"], fp["control"]["sum"]) == (100, 95.0)  # acceptable: block not confirmed
+    assert (fp["canary"]["n"], fp["canary"]["sum"]) == (100, 40.0)
+    assert reg["status"] == "fail" and fp["status"] != "fail"
+    assert (j2["action"], j2["metric"]) == ("rollback", "reviewer_regression_rate")
+    assert (await svc.repo.get("r1")).status is Status.ROLLED_BACK
+
+
 async def test_a_stopped_worker_makes_the_step_inconclusive_never_pass(r: aioredis.Redis) -> None:
     svc = build_service(settings(), r)
     await started(svc)
