@@ -403,11 +403,12 @@ async def test_reviewer_verdicts_reach_the_judgment_and_stale_ones_never_pass(r:
     w = Worker(r)
     await w.flush()
     ctl = Controller(svc, r, "ctl-1", interval_s=60, reviews=ReviewService(st.review, r))
-    await look(ctl)  # baseline: the step starts now
+    assert await look(ctl) == 1  # baseline: the step starts now
+    assert (await svc.repo.get("r1")).baseline is not None
     w.add("control", 2700, refusals=27)
     w.add("canary", 300, refusals=3)  # healthy detector data, enough of it
     await w.flush()
-    await look(ctl)
+    assert await look(ctl) == 1
     [j1] = await svc.repo.judgments("r1")
     no_data = ("inconclusive", "no_data", "reviewer_regression_rate")
     assert (j1["outcome"], j1["reason"], j1["metric"]) == no_data
