@@ -45,6 +45,7 @@ TokenOpt = Annotated[
         show_default=False,
     ),
 ]
+StepOpt = Annotated[int | None, typer.Option(help="the step you approve (refused if it moved on)")]
 T = TypeVar("T")
 Work = Callable[[Any, str], Awaitable[T]]
 """``work(service, who)``: ``who`` is ``<role>:<name>`` of the token's reviewer (``reader`` for a
@@ -138,9 +139,7 @@ def register(rollout_app: typer.Typer) -> None:
     @rollout_app.command("approve")
     def approve_cmd(
         rollout_id: str,
-        step: Annotated[
-            int | None, typer.Option(help="the step you approve (refused if it moved on)")
-        ] = None,
+        step: StepOpt = None,
         config: ConfigOpt = None,
         token: TokenOpt = None,
     ) -> None:
