@@ -403,7 +403,8 @@ async def test_reviewer_verdicts_reach_the_judgment_and_stale_ones_never_pass(r:
     w = Worker(r)
     await w.flush()
     ctl = Controller(svc, r, "ctl-1", interval_s=60, reviews=ReviewService(st.review, r))
-    assert await look(ctl) == 1  # baseline: the step starts now
+    # baseline: the step starts now (0 here means another process on this Valkey holds the lease)
+    assert await look(ctl) == 1, await ctl.lease.holder_now()
     assert (await svc.repo.get("r1")).baseline is not None
     w.add("control", 2700, refusals=27)
     w.add("canary", 300, refusals=3)  # healthy detector data, enough of it
