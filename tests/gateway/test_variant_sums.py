@@ -26,3 +26,12 @@ def test_a_step_is_now_minus_the_baseline_exactly() -> None:
     got = values_of(sums["canary"]["latency_ms"], base["latency_ms"])
     assert len(got) == 3 and abs(got[0] - 300.0) / 300.0 < 0.01 and abs(got[2] - 5000.0) / 5000.0 < 0.01
     assert sums["canary"]["shadow_would_block"][0] == 6
+
+
+def test_every_catalog_metric_has_a_live_source_so_the_default_plan_drops_none() -> None:
+    from gateway.rollout.stats import judged_plan, live_metric
+    from rollguard.rollout import METRICS, default_plan
+
+    assert [m for m in METRICS if not live_metric(m)] == []
+    plan, dropped = judged_plan(default_plan())
+    assert dropped == [] and plan == default_plan()
