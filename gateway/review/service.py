@@ -367,11 +367,18 @@ class ReviewService:
     async def _labelled_window(self) -> list[tuple[ReviewItem, LabelSpec | None]]:
         """``(item, label spec or None)`` for the decided items in the window of every queue but
         adjudication/escalation; the final label as in ``precision()``."""
+        return await self.labelled_since(now_ms() - self.settings.window_s * 1000)
+
+    async def labelled_since(self, since_ms: int) -> list[tuple[ReviewItem, LabelSpec | None]]:
+        """``(item, label spec or None)`` for the items decided at or after ``since_ms`` (UTC epoch
+        ms) in every queue but adjudication/escalation; the final label as in ``precision()``
+        (the rollout judge's reviewer rates, ``gateway.rollout.review_stats``). Raises
+        ``StoreError``."""
         out: list[tuple[ReviewItem, LabelSpec | None]] = []
         for q in self.settings.queues:
             if q.name in (self.settings.adjudication_queue, self.settings.escalation_queue):
                 continue
-            items = await self.window_items(q.name)
+            items = await self.queues.decided_items(q.name, since_ms)
             agg = dawid_skene(votes_of(items))
             for it in items:
                 lab = self.final_label(it, agg)

@@ -26,12 +26,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.errors import json_response
+from gateway.rollout.roles import NO_ACCOUNTS, operator_name
 from gateway.rollout.service import RolloutService
 from rollguard.errors import ConfigError, InvalidRequest, PermissionDenied
-from rollguard.review_settings import Role
 from rollguard.rollout import parse_plan
 
-WRITE_ROLES = frozenset({Role.LEAD, Role.OPERATOR})
 MAX_BODY = 256 * 1024
 
 
@@ -46,12 +45,12 @@ async def _person(request: Request, *, write: bool) -> str:
     """``<role>:<name>`` of the caller. Raises ``AuthenticationFailed`` / ``PermissionDenied``."""
     review = request.app.state.runtime.settings.review
     if review is None:
-        raise PermissionDenied("no operator accounts: configure review.reviewers with role lead or operator")
+        raise PermissionDenied(NO_ACCOUNTS)
     from gateway.review.auth import ReviewAuth
 
     reviewer = await ReviewAuth(review, request.app.state.runtime.store.redis).reviewer(request, write=write)
-    if write and reviewer.role not in WRITE_ROLES:
-        raise PermissionDenied("this needs the lead or operator role")
+    if write:
+        return operator_name(reviewer)
     return f"{reviewer.role.value}:{reviewer.name}"
 
 

@@ -6,7 +6,9 @@ Each look (every ``interval_s`` seconds), for every running rollout:
 
 1. no baseline yet (the step just started): take the detector worker's sums as the step's
    baseline and start the step's clock (a fenced write);
-2. otherwise: the step's data is the worker's sums minus the baseline (``gateway.rollout.stats``);
+2. otherwise: the step's data is the worker's sums minus the baseline (``gateway.rollout.stats``)
+   and the reviewer rates of the items reviewed since the step started
+   (``gateway.rollout.review_stats``);
    the judge (``detectors.rollout_judge.judge_step``) decides; the judgment and its evidence are
    appended to ``rollguard:{rollout}:judgments``; then the action: ``wait`` nothing; ``promote``
    awaiting approval (or the next step when the plan auto-promotes); ``pause`` (signal metric,
@@ -35,7 +37,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from detectors.rollout_judge import Action, judge_step
+from gateway.review.service import ReviewService
 from gateway.rollout.repo import ControllerLease, Fenced
+from gateway.rollout.review_stats import read_reviewer_metrics
 from gateway.rollout.service import RolloutService, now_ms
 from gateway.rollout.state import Event, RolloutState, Status
 from gateway.rollout.stats import judged_plan, read_snapshot, step_data
@@ -48,7 +52,9 @@ RECONCILE_ROLLED_BACK_MS = 10 * 60 * 1000
 
 
 class Controller:
-    """See the module docstring. ``holder``: this process's lease name (unique per process)."""
+    """See the module docstring. ``holder``: this process's lease name (unique per process);
+    ``reviews``: the review service whose verdicts give the reviewer rates (None: no review
+    section, so a plan's reviewer rates have no data and its steps stay inconclusive)."""
 
     def __init__(
         self,
@@ -58,8 +64,10 @@ class Controller:
         *,
         interval_s: float = 5.0,
         lease_ms: int = 15_000,
+        reviews: ReviewService | None = None,
     ) -> None:
         self.service = service
+        self.reviews = reviews
         self.redis = redis
         self.holder = holder
         self.interval_s = interval_s
@@ -119,6 +127,7 @@ class Controller:
             return
         plan, dropped = judged_plan(state.plan)
         now = now_ms()
+        reviews = await read_reviewer_metrics(self.reviews, plan, state.step_started_ms)
         data = step_data(
             plan,
             state.step,
@@ -126,6 +135,7 @@ class Controller:
             state.baseline,
             elapsed_s=max(0.0, (now - state.step_started_ms) / 1000.0),
             flag_snapshot={"flag": plan.flag, "percent": state.percent, "revision": state.revision},
+            reviews=reviews,
         )
         judgment = judge_step(plan, data)
         record: dict[str, Any] = {

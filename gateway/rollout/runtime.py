@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from gateway.flags import Flags
+from gateway.review.service import ReviewService
 from gateway.rollout.actuator import Actuator, OverrideActuator, UnleashActuator
 from gateway.rollout.controller import Controller
 from gateway.rollout.notify import BreachNotifier
@@ -81,6 +82,7 @@ async def start_rollouts(settings: RollguardSettings, redis: aioredis.Redis, fla
                 consumer_name("rollout-controller"),
                 interval_s=ctl.interval_s,
                 lease_ms=ctl.lease_ms,
+                reviews=ReviewService(settings.review, redis) if settings.review is not None else None,
             )
             runtime.controller.start()
     except StoreError:

@@ -7,6 +7,8 @@ module that spells them; every reader and writer imports them from here.
       group "detectors"                          detector workers (gateway.detector_worker)
     rollguard:detectors:state           string   JSON of the window engine (worker; GET /v1/detectors)
     rollguard:detectors:seen            zset     interaction ids already counted, scored by time
+    rollguard:detectors:variant_sums    string   JSON per flag variant: latency / TTFT histograms,
+                                                 shadow would-block counts (worker; rollout judge)
     rollguard:signals                   stream   per-interaction detector results
     rollguard:anomalies                 stream   one anomaly bundle per opened incident
       group "review-router"                      the review service's anomaly consumers
@@ -43,6 +45,8 @@ INTERACTIONS_STREAM = "rollguard:interactions"
 DETECTORS_GROUP = "detectors"
 STATE_KEY = "rollguard:detectors:state"
 SEEN_KEY = "rollguard:detectors:seen"
+VARIANT_SUMS_KEY = "rollguard:detectors:variant_sums"
+"""``gateway.worker.variant_sums`` JSON, written with ``STATE_KEY`` in one transaction."""
 SIGNALS_STREAM = "rollguard:signals"
 ANOMALIES_STREAM = "rollguard:anomalies"
 ANOMALY_EVENTS_STREAM = "rollguard:anomaly_events"

@@ -26,7 +26,9 @@ logged, counted (``bad_records``), written to ``rollguard:signals`` as an error 
 
 State keys: ``rollguard:detectors:state`` (JSON of ``WindowEngine.to_dict()``; reference windows,
 CUSUM statistics, comparisons, open incidents of the alert lifecycle), ``rollguard:detectors:seen``
-(sorted set of interaction ids). Reference
+(sorted set of interaction ids), ``rollguard:detectors:variant_sums`` (JSON of
+``gateway.worker.variant_sums``: per flag variant, latency / time-to-first-token histograms and
+shadow would-block counts for the rollout judge; written in the same transaction). Reference
 policy: ``detectors.rolling_reference`` (fixed baseline by default) from config.
 
 Config (``detectors:`` in the YAML): the ``EngineConfig`` fields, plus ``worker:`` with ``group``,
@@ -59,10 +61,12 @@ from gateway.store.keys import (
     SEEN_KEY,
     SIGNALS_STREAM,
     STATE_KEY,
+    VARIANT_SUMS_KEY,
 )
 from gateway.store.streams import ensure_group, forget_idle_consumers, text
 from gateway.worker.entries import Entry, dumps, parse_entry
 from gateway.worker.exemplars import ExemplarCache
+from gateway.worker.variant_sums import VariantSums, fold
 from rollguard.errors import StoreError
 from rollguard.types import Signal
 
@@ -128,6 +132,7 @@ class _Applied:
     events: list[dict[str, Any]] = field(default_factory=list)
     bundles: list[bytes] = field(default_factory=list)
     state: bytes = b""
+    variant_sums: bytes = b""
 
 
 def _without_bundle(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -303,8 +308,9 @@ class DetectorWorker:
     async def _apply(self, pipe: Pipeline, entries: Sequence[Entry], scores: Scores) -> _Applied:
         """One optimistic transaction: WATCH the state and the seen-set, fold the unseen entries
         into the window engine, write everything and acknowledge. Raises ``WatchError``."""
-        await pipe.watch(STATE_KEY, SEEN_KEY)
+        await pipe.watch(STATE_KEY, SEEN_KEY, VARIANT_SUMS_KEY)
         raw = await pipe.get(STATE_KEY)
+        raw_sums = await pipe.get(VARIANT_SUMS_KEY)
         ids = [e.interaction_id for e in entries]
         seen_scores = await pipe.zmscore(SEEN_KEY, ids)
         seen = {i for i, s in zip(ids, seen_scores, strict=True) if s is not None}
@@ -313,7 +319,8 @@ class DetectorWorker:
             if raw
             else WindowEngine(self.engine_config)
         )
-        applied = self._fold(engine, entries, seen, scores)
+        sums: VariantSums = orjson.loads(raw_sums) if raw_sums else {}
+        applied = self._fold(engine, entries, seen, scores, sums)
         pipe.multi()  # type: ignore[no-untyped-call]
         self._write(pipe, applied)
         pipe.xack(self.stream, self.opt.group, *[e.entry_id for e in entries])
@@ -321,9 +328,15 @@ class DetectorWorker:
         return applied
 
     def _fold(
-        self, engine: WindowEngine, entries: Sequence[Entry], seen: set[str], scores: Scores
+        self,
+        engine: WindowEngine,
+        entries: Sequence[Entry],
+        seen: set[str],
+        scores: Scores,
+        sums: VariantSums,
     ) -> _Applied:
-        """Feed the entries not yet counted to ``engine`` (no I/O); drain its lifecycle events."""
+        """Feed the entries not yet counted to ``engine`` and to the per-variant ``sums``
+        (``gateway.worker.variant_sums``; no I/O); drain the engine's lifecycle events."""
         signals, clusters = scores
         out = _Applied()
         for e in entries:
@@ -334,6 +347,7 @@ class DetectorWorker:
                 out.results.append((e.interaction_id, orjson.dumps({"error": e.error})))
                 continue
             sig = signals[e.entry_id]
+            fold(sums, e.record)
             out.results.append((e.interaction_id, dumps({k: s.to_dict() for k, s in sig.items()})))
             try:
                 engine.update(observation(e.record, sig, clusters[e.entry_id]))
@@ -350,6 +364,7 @@ class DetectorWorker:
             dumps(self.exemplars.with_exemplars(ev["anomaly"])) for ev in out.events if ev["event"] == "open"
         ]
         out.state = dumps(engine.to_dict())
+        out.variant_sums = dumps(sums)
         return out
 
     def _write(self, pipe: Pipeline, applied: _Applied) -> None:
@@ -357,6 +372,7 @@ class DetectorWorker:
         bundles and lifecycle events."""
         if applied.new_ids:
             pipe.set(STATE_KEY, applied.state)
+            pipe.set(VARIANT_SUMS_KEY, applied.variant_sums)
             now_ms = int(time.time() * 1000)
             pipe.zadd(SEEN_KEY, dict.fromkeys(applied.new_ids, now_ms))
             if self.opt.seen_retention_ms > 0:

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -22,7 +23,8 @@ from gateway.rollout.repo import ControllerLease, Fenced
 from gateway.rollout.runtime import build_service
 from gateway.rollout.service import RolloutService
 from gateway.rollout.state import Event, Status
-from gateway.store.keys import SEEN_KEY, STATE_KEY, ReviewQueueKeys
+from gateway.store.keys import SEEN_KEY, STATE_KEY, VARIANT_SUMS_KEY, ReviewQueueKeys
+from gateway.worker.variant_sums import VariantSums, fold
 from rollguard.errors import Conflict
 from rollguard.review_settings import ReviewSettings
 from rollguard.rollout import MetricSpec, RolloutPlan
@@ -60,8 +62,10 @@ def settings(**review: Any) -> RollguardSettings:
 
 
 class Worker:
-    """Writes the detector worker's state: per arm, ``n`` requests with ``refusals`` refusals and
-    replies of ``chars`` characters, as the worker's ``VariantComparison`` objects hold them."""
+    """Writes the detector worker's state: per arm, ``n`` requests with ``refusals`` refusals,
+    replies of ``chars`` characters, latencies around ``latency_ms`` (1.0x .. 1.19x) and
+    ``shadow_blocks`` shadow would-blocks, as the worker's ``VariantComparison`` objects and its
+    per-variant sums (``gateway.worker.variant_sums.fold``, the worker's own code) hold them."""
 
     def __init__(self, r: aioredis.Redis) -> None:
         self.r = r
@@ -71,9 +75,20 @@ class Worker:
             for name, kind in (("refusal", "rate"), ("reply_log_chars", "log_length"), ("error", "rate"))
         }
         self.i = 0
+        self.sums: VariantSums = {}
 
-    def add(self, variant: str, n: int, refusals: int = 0, chars: float = 400.0) -> None:
+    def add(
+        self,
+        variant: str,
+        n: int,
+        refusals: int = 0,
+        chars: float = 400.0,
+        latency_ms: float = 800.0,
+        shadow_blocks: int = 0,
+    ) -> None:
         import math
+
+        shadow = {"policy": "pii", "verdict": "block", "enforced": False}
 
         for k in range(n):
             self.i += 1
@@ -81,6 +96,8 @@ class Worker:
             self.comps["refusal"].update(variant, 1.0 if k < refusals else 0.0, iid, 0, {})
             self.comps["reply_log_chars"].update(variant, math.log(chars * (1 + 0.1 * (k % 3))), iid, 0, {})
             self.comps["error"].update(variant, 0.0, iid, 0, {})
+            rec = {"metadata": {"variant": variant}, "latency_ms": latency_ms * (1 + 0.01 * (k % 20))}
+            fold(self.sums, {**rec, "decisions": [shadow] if k < shadow_blocks else []})
 
     async def flush(self, seen_ms: int | None = None) -> None:
         state = {
@@ -89,6 +106,7 @@ class Worker:
             }
         }
         await self.r.set(STATE_KEY, orjson.dumps(state))
+        await self.r.set(VARIANT_SUMS_KEY, orjson.dumps(self.sums))
         await self.r.zadd(
             SEEN_KEY, {f"x{self.i}": seen_ms if seen_ms is not None else int(time.time() * 1000)}
         )
@@ -222,7 +240,7 @@ async def test_a_guardrail_breach_rolls_back_opens_a_p1_item_and_records_evidenc
     [judgment] = await svc.repo.judgments("r1")
     assert judgment["outcome"] == "fail" and judgment["metric"] == "refusal_rate"
     assert judgment["n"] == {"control": 2700, "canary": 300}  # the step's data only: minus the baseline
-    assert judgment["dropped_metrics"] == ["latency_p95_ms"]
+    assert judgment["dropped_metrics"] == []
     assert s.last_judgment == judgment["id"]
     audit = await svc.repo.audit("r1")
     assert audit[0]["event"] == "rollback" and audit[0]["evidence_id"] == judgment["id"]
@@ -254,6 +272,171 @@ async def test_a_signal_breach_pauses_with_a_p2_item(r: aioredis.Redis) -> None:
     s = await svc.repo.get("r1")
     assert s.status is Status.PAUSED and s.percent == 10.0
     assert len(await r.xrange(ReviewQueueKeys("rollouts").stream_of_rank(2)) or []) == 1
+
+
+async def _latency_breach(r: aioredis.Redis, plan: RolloutPlan) -> tuple[RolloutService, dict[str, Any]]:
+    """Control at 800 ms, canary 50 % slower, everything else healthy; one look after the
+    baseline. Returns the service and the judgment."""
+    svc = build_service(settings(), r)
+    await started(svc, plan=plan)
+    w = Worker(r)
+    w.add("control", 100, latency_ms=700.0)  # before the step: left out by the baseline
+    await w.flush()
+    ctl = Controller(svc, r, "ctl-1", interval_s=60)
+    await look(ctl)
+    w.add("control", 2700, refusals=27)
+    w.add("canary", 300, refusals=3, latency_ms=1200.0)
+    await w.flush()
+    await look(ctl)
+    [judgment] = await svc.repo.judgments("r1")
+    return svc, judgment
+
+
+async def test_a_canary_with_50_percent_higher_latency_pauses_on_a_signal_metric(r: aioredis.Redis) -> None:
+    svc, judgment = await _latency_breach(r, PLAN)
+    assert (judgment["outcome"], judgment["reason"], judgment["metric"]) == (
+        "fail",
+        "signal_breach",
+        "latency_p95_ms",
+    )
+    assert judgment["dropped_metrics"] == []
+    lat = next(m for m in judgment["metrics"] if m["metric"] == "latency_p95_ms")
+    # the exact p95 of the step's latencies, within the histogram's 1 % (relative)
+    exact = {v: float(np.quantile([m * (1 + 0.01 * (k % 20)) for k in range(n)], 0.95))
+             for v, m, n in (("control", 800.0, 2700), ("canary", 1200.0, 300))}  # fmt: skip
+    assert lat["extra"]["control_p95_ms"] == pytest.approx(exact["control"], rel=0.01)
+    assert lat["extra"]["canary_p95_ms"] == pytest.approx(exact["canary"], rel=0.01)
+    assert lat["canary"]["n"] == 300  # the step's canary requests
+    assert lat["extra"]["canary_share_above_threshold"] > 0.5
+    s = await svc.repo.get("r1")
+    assert s.status is Status.PAUSED and s.percent == 10.0
+
+
+async def test_a_latency_guardrail_rolls_back(r: aioredis.Redis) -> None:
+    metrics = tuple(
+        m.model_copy(update={"kind": "guardrail"}) if m.name == "latency_p95_ms" else m for m in PLAN.metrics
+    )
+    svc, judgment = await _latency_breach(r, PLAN.model_copy(update={"metrics": metrics}))
+    assert (judgment["action"], judgment["metric"]) == ("rollback", "latency_p95_ms")
+    s = await svc.repo.get("r1")
+    assert (s.status, s.percent) == (Status.ROLLED_BACK, 0.0)
+
+
+async def test_shadow_would_block_rate_is_judged_from_the_worker_sums(r: aioredis.Redis) -> None:
+    plan = RolloutPlan(
+        flag="chat-rollout",
+        steps=(10, 50, 100),
+        min_samples=200,
+        min_duration_s=0,
+        metrics=(MetricSpec(name="shadow_would_block_rate", tolerance=0.02, kind="guardrail"),),
+    )
+    svc = build_service(settings(), r)
+    await started(svc, plan=plan)
+    w = Worker(r)
+    await w.flush()
+    ctl = Controller(svc, r, "ctl-1", interval_s=60)
+    await look(ctl)
+    w.add("control", 2700, shadow_blocks=27)  # 1 %
+    w.add("canary", 300, shadow_blocks=45)  # 15 %
+    await w.flush()
+    await look(ctl)
+    [judgment] = await svc.repo.judgments("r1")
+    [ev] = judgment["metrics"]
+    assert (ev["metric"], ev["status"]) == ("shadow_would_block_rate", "fail")
+    assert (ev["control"]["n"], ev["control"]["sum"]) == (2700, 27.0)
+    assert (ev["canary"]["n"], ev["canary"]["sum"]) == (300, 45.0)
+    assert (await svc.repo.get("r1")).status is Status.ROLLED_BACK
+
+
+async def _review(r: aioredis.Redis, variant: str, labels: list[str], tag: str) -> None:
+    """Enqueue one item per label in queue ``safety`` (raised by a block of policy ``pii`` on an
+    interaction of ``variant``) and decide each with that label (k = 1)."""
+    from gateway.review.items import NewItem
+    from gateway.review.queue import ReviewQueues
+    from rollguard.review_settings import Priority
+
+    q = ReviewQueues(r, lease_ms=60_000)
+    block = {"policy": "pii", "verdict": "block", "stage": "pre_call", "enforced": True}
+    for i, _label in enumerate(labels):
+        item = NewItem(
+            source="interaction",
+            source_id=f"{tag}-{variant}-{i}",
+            tenant="t",
+            priority=Priority.P3,
+            claim_by_ms=0,
+            decide_by_ms=0,
+            payload={"decisions": [block], "flags": {"variants": {"chat-rollout": variant}}},
+            detectors=("pii",),
+            variant=variant,
+        )
+        await q.enqueue("safety", item, 1)
+    want = {f"{tag}-{variant}-{i}": lab for i, lab in enumerate(labels)}
+    decided = 0
+    while decided < len(labels):
+        leases = await q.claim("safety", "rev", count=100)
+        assert leases
+        for lease in leases:
+            it = await q.get_item("safety", lease.item_id)
+            assert it is not None
+            label = want.get(it.source_id)
+            if label is None:  # another call's item: leave it to its own call
+                await q.release(lease.id, "rev", lease.item_id)
+                continue
+            await q.verdict(lease.id, "rev", lease.item_id, {"label": label})
+            decided += 1
+
+
+async def test_reviewer_verdicts_reach_the_judgment_and_stale_ones_never_pass(r: aioredis.Redis) -> None:
+    from gateway.review.service import ReviewService
+
+    plan = PLAN.model_copy(
+        update={
+            "metrics": (
+                MetricSpec(name="refusal_rate", tolerance=0.01, kind="guardrail"),
+                MetricSpec(name="reviewer_regression_rate", tolerance=0.05, kind="guardrail"),
+                MetricSpec(name="reviewer_false_positive_rate", tolerance=0.05, kind="signal"),
+            )
+        }
+    )
+    st = settings(queues=[{"name": "rollouts"}, {"name": "safety"}])
+    assert st.review is not None
+    svc = build_service(st, r)
+    await started(svc, plan=plan)
+    # verdicts from before the step started: stale, never counted for it
+    await _review(r, "canary", ["acceptable"] * 40, "old")
+    await _review(r, "control", ["acceptable"] * 40, "old")
+    await asyncio.sleep(0.01)
+    w = Worker(r)
+    await w.flush()
+    ctl = Controller(svc, r, "ctl-1", interval_s=60, reviews=ReviewService(st.review, r))
+    # baseline: the step starts now (0 here means another process on this Valkey holds the lease)
+    assert await look(ctl) == 1, await ctl.lease.holder_now()
+    assert (await svc.repo.get("r1")).baseline is not None
+    w.add("control", 2700, refusals=27)
+    w.add("canary", 300, refusals=3)  # healthy detector data, enough of it
+    await w.flush()
+    assert await look(ctl) == 1
+    [j1] = await svc.repo.judgments("r1")
+    no_data = ("inconclusive", "no_data", "reviewer_regression_rate")
+    assert (j1["outcome"], j1["reason"], j1["metric"]) == no_data
+    assert j1["dropped_metrics"] == []
+    assert (await svc.repo.get("r1")).status is Status.RUNNING
+    # fresh verdicts: control 5 of 100 not acceptable, canary 60 of 100 (refusals); of the
+    # canary's 100 policy blocks 40 were not confirmed (acceptable or a detector false positive)
+    await _review(r, "control", ["acceptable"] * 95 + ["refusal"] * 5, "new")
+    fp_labels = ["acceptable"] * 20 + ["detector_false_positive"] * 20
+    await _review(r, "canary", fp_labels + ["refusal"] * 60, "new")
+    await look(ctl)
+    j2 = (await svc.repo.judgments("r1"))[0]  # newest first
+    ev = {m["metric"]: m for m in j2["metrics"]}
+    reg, fp = ev["reviewer_regression_rate"], ev["reviewer_false_positive_rate"]
+    assert (reg["control"]["n"], reg["control"]["sum"]) == (100, 5.0)  # the 40 stale ones left out
+    assert (reg["canary"]["n"], reg["canary"]["sum"]) == (100, 60.0)
+    assert (fp["control"]["n"], fp["control"]["sum"]) == (100, 95.0)  # acceptable: block not confirmed
+    assert (fp["canary"]["n"], fp["canary"]["sum"]) == (100, 40.0)
+    assert reg["status"] == "fail" and fp["status"] != "fail"
+    assert (j2["action"], j2["metric"]) == ("rollback", "reviewer_regression_rate")
+    assert (await svc.repo.get("r1")).status is Status.ROLLED_BACK
 
 
 async def test_a_stopped_worker_makes_the_step_inconclusive_never_pass(r: aioredis.Redis) -> None:

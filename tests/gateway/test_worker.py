@@ -17,7 +17,14 @@ import orjson
 import pytest
 import redis
 
-from gateway.store.keys import ANOMALIES_STREAM, ANOMALY_EVENTS_STREAM, SEEN_KEY, SIGNALS_STREAM, STATE_KEY
+from gateway.store.keys import (
+    ANOMALIES_STREAM,
+    ANOMALY_EVENTS_STREAM,
+    SEEN_KEY,
+    SIGNALS_STREAM,
+    STATE_KEY,
+    VARIANT_SUMS_KEY,
+)
 from gateway.tools import shipped
 from rollguard.types import Interaction
 
@@ -113,6 +120,33 @@ def test_must_hold_2_crashed_worker_entries_processed_exactly_once(redis_url: st
     assert state["monitors"]["all"]["refusal"]["ref"].__len__() == 300  # each counted once
     ids = {e[1][b"id"].decode() for e in r.xrange(SIGNALS_STREAM)}
     assert len(ids) == 300
+    sums = orjson.loads(r.get(VARIANT_SUMS_KEY))  # same transaction: counted once too
+    assert sum(sums["control"]["latency_ms"].values()) == 300
+    assert sums["control"]["shadow_would_block"][0] == 300
+
+
+def test_per_variant_latency_histogram_and_shadow_would_blocks(redis_url: str) -> None:
+    r: Any = redis.Redis.from_url(redis_url)
+    recs = _records(40, variant="control") + _records(40, variant="canary", offset=40)
+    shadow = {"policy": "pii", "policy_type": "pii", "verdict": "block", "enforced": False}
+    enforced = {**shadow, "enforced": True}
+    for i, rec in enumerate(recs):
+        rec["latency_ms"] = 100.0 * (1 + i % 10) * (1.5 if i >= 40 else 1.0)
+        rec["decisions"] = [shadow] if i % 10 == 0 and i >= 40 else [enforced] if i % 10 == 1 else []
+        if i >= 40 and i % 2 == 0:
+            rec["ttft_ms"] = 50.0
+    _append(r, recs)
+    _finish(_start_worker(redis_url, "worker-sums"))
+    sums = orjson.loads(r.get(VARIANT_SUMS_KEY))
+    assert sums["control"]["shadow_would_block"] == [40, 0.0, 0.0]  # enforced blocks are not shadow
+    assert sums["canary"]["shadow_would_block"] == [40, 4.0, 4.0]
+    assert sum(sums["canary"]["ttft_ms"].values()) == 20 and "ttft_ms" not in sums["control"]
+    from gateway.worker.variant_sums import values_of
+
+    for variant, factor in (("control", 1.0), ("canary", 1.5)):
+        got = values_of(sums[variant]["latency_ms"], None)
+        want = sorted(100.0 * (1 + i % 10) * factor for i in range(40))
+        assert got == pytest.approx(want, rel=0.01)
 
 
 def test_deleted_pending_entries_are_counted_and_acknowledged(redis_url: str) -> None:

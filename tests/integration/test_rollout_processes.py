@@ -85,6 +85,13 @@ def cfg(tmp_path: Path, stub: Stub, redis_url: str) -> Path:
             "rollouts": {"chat": {"flag": FLAG, "variants": {"control": "echo", "canary": "demo"}}},
         },
         "rollouts": {"controller": {"interval_s": 0.5}},
+        "review": {
+            "queues": [{"name": "rollouts"}],
+            "reviewers": [
+                {"name": "ops", "token": "tok-ops", "role": "operator"},
+                {"name": "rev", "token": "tok-rev", "role": "reviewer"},
+            ],
+        },
     }
     path = tmp_path / "rollguard.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -279,10 +286,21 @@ def test_rollback_and_kill_reach_every_worker_of_both_replicas_within_a_second(
     while not sees_canary(urls):
         assert time.monotonic() < deadline
     cli = [sys.executable, "-m", "gateway.cli"]
+    refused = subprocess.run(  # a reviewer may not roll back (the API's 403)
+        [*cli, "rollout", "rollback", "cli", "--config", str(cfg), "--token", "tok-rev"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "error: this needs the lead or operator role"
+    assert sees_canary(urls)  # nothing changed
     done = subprocess.run(
         [*cli, "rollout", "rollback", "cli", "--config", str(cfg)],
         cwd=REPO,
-        env=_env(),
+        env={**_env(), "ROLLGUARD_REVIEW_TOKEN": "tok-ops"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -293,7 +311,7 @@ def test_rollback_and_kill_reach_every_worker_of_both_replicas_within_a_second(
     while time.perf_counter() - t0 < 1.0:
         assert {variant(u, CANARY_USERS[0]) for u in urls} == {"control"}
     again = subprocess.run(
-        [*cli, "rollout", "approve", "cli", "--config", str(cfg)],
+        [*cli, "rollout", "approve", "cli", "--config", str(cfg), "--token", "tok-ops"],
         cwd=REPO,
         env=_env(),
         capture_output=True,
@@ -302,7 +320,7 @@ def test_rollback_and_kill_reach_every_worker_of_both_replicas_within_a_second(
     )
     assert again.returncode == 1 and "rolled_back" in again.stderr  # 409: not awaiting approval
     killed = subprocess.run(
-        [*cli, "flags", "kill", "demo-gate", "--config", str(cfg)],
+        [*cli, "flags", "kill", "demo-gate", "--config", str(cfg), "--token", "tok-ops"],
         cwd=REPO,
         env=_env(),
         capture_output=True,
