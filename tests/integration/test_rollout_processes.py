@@ -20,6 +20,7 @@ includes the rollback's own store write and over-estimates by up to one request'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -356,10 +357,12 @@ def test_killing_a_replica_mid_rollout_loses_no_state(cfg: Path, replicas: tuple
         assert time.monotonic() < deadline
         time.sleep(0.2)
     before = run(cfg, lambda s: s.repo.get("mid"))
+    workers = a.children()  # before the parent dies: its orphans are re-parented and lost from view
     b.stop(signal.SIGKILL)
     a.stop(signal.SIGKILL)
-    for child in a.children():
-        os.kill(child, signal.SIGKILL)
+    for child in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
     b.start()
     after = run(cfg, lambda s: s.repo.get("mid"))
     assert (after.status, after.step, after.baseline, after.step_started_ms) == (
