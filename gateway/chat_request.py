@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from gateway.chat_history import check_arguments, check_tool_pairing
+from gateway.chat_history import check_arguments, check_parts, check_tool_pairing
 from gateway.text_checks import LONE_SURROGATE
 from rollguard.errors import ClientError, InvalidRequest, PayloadTooLarge
 
@@ -202,25 +202,6 @@ def _integer(body: dict[str, Any], name: str, lo: int, hi: int) -> None:
         raise _out_of_range(f"{name} must be between {lo} and {hi}, got {v}", name)
 
 
-def _check_parts(content: list[Any], param: str, text_only: bool) -> None:
-    if len(content) > MAX_CONTENT_PARTS:
-        raise _out_of_range(
-            f"{param} has {len(content)} content parts; at most {MAX_CONTENT_PARTS} are accepted", param
-        )
-    for j, part in enumerate(content):
-        p = f"{param}[{j}]"
-        _expect(isinstance(part, dict), p, f"{p} must be an object")
-        ptype = part.get("type")
-        _expect(_is_str(ptype), f"{p}.type", f"{p}.type must be a string")
-        _expect(ptype == "text" or not text_only, f"{p}.type", f"{p}.type must be 'text' in this message")
-        if ptype == "text":
-            _expect(_is_str(part.get("text")), f"{p}.text", f"{p}.text must be a string")
-
-
-TEXT_ONLY_ROLES = frozenset({"system", "developer", "tool"})
-"""Roles whose array content may hold only text parts (OpenAI API reference)."""
-
-
 def _check_content(m: dict[str, Any], param: str, role: str) -> None:
     content = m.get("content")
     if content is None:
@@ -242,7 +223,11 @@ def _check_content(m: dict[str, Any], param: str, role: str) -> None:
         param,
         f"{param} must be a string" + ("" if role == "function" else " or an array of content parts"),
     )
-    _check_parts(content, param, role in TEXT_ONLY_ROLES)
+    if len(content) > MAX_CONTENT_PARTS:
+        raise _out_of_range(
+            f"{param} has {len(content)} content parts; at most {MAX_CONTENT_PARTS} are accepted", param
+        )
+    check_parts(content, param, role)
 
 
 def _check_tool_calls(calls: Any, param: str) -> None:

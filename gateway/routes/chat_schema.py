@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.chat_history import AUDIO_FORMATS, IMAGE_DETAILS, PART_TYPES, TEXT_PARTS
 from gateway.chat_request import (
     INT_RANGES,
     MAX_CONTENT_PARTS,
@@ -38,22 +39,46 @@ ABSENT: Schema = {"type": "null"}
 """A field that may appear only as ``null`` on this message role (e.g. ``tool_calls`` on a user
 message)."""
 
-TEXT_PART: Schema = {
-    "type": "object",
-    "required": ["type", "text"],
-    "properties": {"type": {"const": "text"}, "text": STRING},
-}
-OTHER_PART: Schema = {
-    "type": "object",
-    "required": ["type"],
-    "properties": {"type": {"type": "string", "not": {"const": "text"}}},
-    "description": "image_url, input_audio, file, ...: passed through to the model",
-}
+
+def _part(ptype: str, inner: Schema) -> Schema:
+    return {
+        "type": "object",
+        "required": ["type", ptype],
+        "properties": {"type": {"const": ptype}, ptype: inner},
+    }
 
 
-def parts(text_only: bool) -> Schema:
-    """An array of content parts (at most ``MAX_CONTENT_PARTS``)."""
-    item = TEXT_PART if text_only else {"anyOf": [TEXT_PART, OTHER_PART]}
+def _obj(required: list[str], **props: Schema) -> Schema:
+    return {"type": "object", "required": required, "properties": props}
+
+
+PART_SCHEMAS: dict[str, Schema] = {
+    "text": _part("text", STRING),
+    "refusal": _part("refusal", STRING),
+    "image_url": _part(
+        "image_url", _obj(["url"], url=STRING, detail=nullable({"enum": list(IMAGE_DETAILS)}))
+    ),
+    "input_audio": _part(
+        "input_audio", _obj(["data", "format"], data=STRING, format={"enum": list(AUDIO_FORMATS)})
+    ),
+    "file": _part(
+        "file",
+        {
+            **_obj([], file_id=nullable(STRING), file_data=nullable(STRING), filename=nullable(STRING)),
+            "anyOf": [
+                {"required": ["file_id"], "properties": {"file_id": STRING}},
+                {"required": ["file_data"], "properties": {"file_data": STRING}},
+            ],
+        },
+    ),
+}
+"""One schema per content part type (``gateway.chat_history.check_parts``)."""
+
+
+def parts(role: str) -> Schema:
+    """An array of the content parts ``role`` allows (at most ``MAX_CONTENT_PARTS``)."""
+    allowed = PART_TYPES.get(role, TEXT_PARTS)
+    item = PART_SCHEMAS[allowed[0]] if len(allowed) == 1 else {"oneOf": [PART_SCHEMAS[t] for t in allowed]}
     return {"type": "array", "maxItems": MAX_CONTENT_PARTS, "items": item}
 
 
@@ -98,7 +123,7 @@ ASSISTANT_MESSAGE: Schema = {
     **_message(
         "assistant",
         [],
-        content=nullable({"anyOf": [STRING, parts(text_only=False)]}),
+        content=nullable({"anyOf": [STRING, parts("assistant")]}),
         tool_calls=nullable({"type": "array", "minItems": 1, "items": TOOL_CALL}),
         function_call=nullable(FUNCTION_CALL),
         refusal=nullable(STRING),
@@ -115,15 +140,15 @@ ASSISTANT_MESSAGE: Schema = {
 
 MESSAGE_SCHEMA: Schema = {
     "oneOf": [
-        _message("system", ["content"], content={"anyOf": [STRING, parts(text_only=True)]}),
-        _message("developer", ["content"], content={"anyOf": [STRING, parts(text_only=True)]}),
-        _message("user", ["content"], content={"anyOf": [STRING, parts(text_only=False)]}),
+        _message("system", ["content"], content={"anyOf": [STRING, parts("system")]}),
+        _message("developer", ["content"], content={"anyOf": [STRING, parts("developer")]}),
+        _message("user", ["content"], content={"anyOf": [STRING, parts("user")]}),
         ASSISTANT_MESSAGE,
         {
             **_message(
                 "tool",
                 ["content", "tool_call_id"],
-                content={"anyOf": [STRING, parts(text_only=True)]},
+                content={"anyOf": [STRING, parts("tool")]},
                 tool_call_id=STRING,
             ),
             "description": "answers a tool call of the assistant message before its run of tool "

@@ -249,3 +249,48 @@ def test_a_tenant_reads_only_its_own_detector_groups() -> None:
     assert scope_summary(SUMMARY, None) is SUMMARY  # an operator sees everything
     assert key_tenant("model=a|tenant=b|variant=c") == "b"
     assert key_tenant("model=a|tenant=evil|variant=c|tenant=b") is None
+
+
+@pytest.mark.parametrize(
+    ("part", "param"),
+    [
+        ({"type": "image_url", "image_url": 5}, "messages[0].content[0].image_url"),
+        ({"type": "image_url", "image_url": {}}, "messages[0].content[0].image_url.url"),
+        (
+            {"type": "image_url", "image_url": {"url": "u", "detail": "ultra"}},
+            "messages[0].content[0].image_url.detail",
+        ),
+        (
+            {"type": "input_audio", "input_audio": {"data": "AAA", "format": "ogg"}},
+            "messages[0].content[0].input_audio.format",
+        ),
+        (
+            {"type": "input_audio", "input_audio": {"format": "wav"}},
+            "messages[0].content[0].input_audio.data",
+        ),
+        ({"type": "file", "file": {"filename": "a.pdf"}}, "messages[0].content[0].file"),
+        ({"type": "file", "file": {"file_id": 7}}, "messages[0].content[0].file.file_id"),
+        ({"type": "video", "video": {}}, "messages[0].content[0].type"),
+        ({"type": "refusal", "refusal": "no"}, "messages[0].content[0].type"),
+        ({"type": "text", "text": None}, "messages[0].content[0].text"),
+    ],
+)
+def test_user_content_parts_have_openais_shapes(part: dict[str, Any], param: str) -> None:
+    assert _refused(_body({"role": "user", "content": [part]})).param == param
+
+
+def test_each_role_takes_its_own_part_types() -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}}
+    user_parts = [
+        {"type": "text", "text": "look"},
+        image,
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+        {"type": "file", "file": {"file_id": "file-1", "filename": None}},
+    ]
+    validate_chat_request(_body({"role": "user", "content": user_parts}))
+    said = [{"type": "text", "text": "a"}, {"type": "refusal", "refusal": "no"}]
+    validate_chat_request(_body(USER, {"role": "assistant", "content": said}))
+    err = _refused(_body(USER, {"role": "assistant", "content": [image]}))
+    assert err.param == "messages[1].content[0].type" and err.code == "invalid_value"
+    assert _refused(_body({"role": "developer", "content": [image]})).param == "messages[0].content[0].type"
+    assert "x@y.z" not in _refused(_body({"role": "user", "content": [{"type": "x@y.z"}]})).message
