@@ -14,17 +14,27 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.chat_history import AUDIO_FORMATS, IMAGE_DETAILS, PART_TYPES, TEXT_PARTS
-from gateway.chat_request import (
+from gateway.chat_options import (
+    ALLOWED_TOOLS_MODES,
+    BOOLEANS,
+    ENUMS,
     INT_RANGES,
-    MAX_CONTENT_PARTS,
+    LOGIT_BIAS_KEY,
+    LOGIT_BIAS_RANGE,
     MAX_STOP,
     MAX_TOOLS,
     METADATA_MAX_KEY_CHARS,
     METADATA_MAX_KEYS,
     METADATA_MAX_VALUE_CHARS,
+    MODALITIES,
     RANGES,
+    RESPONSE_FORMATS,
+    STREAM_OPTION_FLAGS,
+    STRINGS,
+    TOOL_CHOICE_MODES,
     TOOL_NAME_PATTERN,
 )
+from gateway.chat_request import MAX_CONTENT_PARTS
 
 Schema = dict[str, Any]
 
@@ -184,7 +194,78 @@ def _options() -> dict[str, Schema]:
         out[name] = nullable({"type": "integer", "minimum": lo, "maximum": hi})
     for name, (flo, fhi) in RANGES.items():
         out[name] = nullable({"type": "number", "minimum": flo, "maximum": fhi})
+    out.update({name: nullable({"type": "boolean"}) for name in BOOLEANS})
+    out.update({name: nullable(STRING) for name in STRINGS})
+    out.update({name: nullable({"enum": list(values)}) for name, values in ENUMS.items()})
     return out
+
+
+NAMED_FUNCTION: Schema = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": _obj(["name"], name={"type": "string", "pattern": TOOL_NAME_PATTERN}),
+    },
+    "description": "function.name is the name of a function in tools",
+}
+TOOL_CHOICE: Schema = {
+    "anyOf": [
+        {"enum": list(TOOL_CHOICE_MODES)},
+        NAMED_FUNCTION,
+        {
+            "type": "object",
+            "required": ["type", "allowed_tools"],
+            "properties": {
+                "type": {"const": "allowed_tools"},
+                "allowed_tools": _obj(
+                    ["mode", "tools"],
+                    mode={"enum": list(ALLOWED_TOOLS_MODES)},
+                    tools={"type": "array", "minItems": 1, "items": NAMED_FUNCTION},
+                ),
+            },
+        },
+    ],
+    "description": "every function named is one of tools; 'required' or an object needs tools",
+}
+RESPONSE_FORMAT: Schema = {
+    "oneOf": [
+        *(
+            {"type": "object", "required": ["type"], "properties": {"type": {"const": t}}}
+            for t in RESPONSE_FORMATS
+            if t != "json_schema"
+        ),
+        {
+            "type": "object",
+            "required": ["type", "json_schema"],
+            "properties": {
+                "type": {"const": "json_schema"},
+                "json_schema": _obj(
+                    ["name"],
+                    name={"type": "string", "pattern": TOOL_NAME_PATTERN},
+                    description=nullable(STRING),
+                    schema=nullable({"type": "object"}),
+                    strict=nullable({"type": "boolean"}),
+                ),
+            },
+        },
+    ]
+}
+RULES_BETWEEN_OPTIONS: list[Schema] = [
+    {
+        "if": {"required": ["stream_options"], "properties": {"stream_options": {"type": "object"}}},
+        "then": {"required": ["stream"], "properties": {"stream": {"const": True}}},
+    },
+    {
+        "if": {
+            "required": ["tool_choice"],
+            "properties": {"tool_choice": {"anyOf": [{"const": "required"}, {"type": "object"}]}},
+        },
+        "then": {"required": ["tools"], "properties": {"tools": {"type": "array"}}},
+    },
+]
+"""``stream_options`` only with ``stream: true``; a ``tool_choice`` that calls a tool needs
+``tools``."""
 
 
 CHAT_REQUEST_SCHEMA: Schema = {
@@ -194,17 +275,31 @@ CHAT_REQUEST_SCHEMA: Schema = {
     "properties": {
         "model": {"type": "string", "minLength": 1, "example": "demo"},
         "messages": {"type": "array", "minItems": 1, "items": MESSAGE_SCHEMA},
-        "stream": nullable({"type": "boolean"}),
-        "logprobs": nullable({"type": "boolean"}),
-        "stream_options": nullable(
-            {"type": "object", "properties": {"include_usage": nullable({"type": "boolean"})}}
-        ),
         **_options(),
-        "stop": nullable({"anyOf": [STRING, {"type": "array", "maxItems": MAX_STOP, "items": STRING}]}),
-        "tools": nullable({"type": "array", "maxItems": MAX_TOOLS, "items": TOOL}),
-        "tool_choice": {},
-        "response_format": nullable({"type": "object"}),
         "user": nullable({"type": "string", "description": "end-user id: flag stickiness (stored hashed)"}),
+        "stream_options": nullable(
+            _obj([], **{flag: nullable({"type": "boolean"}) for flag in STREAM_OPTION_FLAGS})
+        ),
+        "stop": nullable({"anyOf": [STRING, {"type": "array", "maxItems": MAX_STOP, "items": STRING}]}),
+        "modalities": nullable({"type": "array", "items": {"enum": list(MODALITIES)}}),
+        "tools": nullable({"type": "array", "minItems": 1, "maxItems": MAX_TOOLS, "items": TOOL}),
+        "tool_choice": nullable(TOOL_CHOICE),
+        "response_format": nullable(RESPONSE_FORMAT),
+        "logit_bias": nullable(
+            {
+                "type": "object",
+                "propertyNames": {"pattern": LOGIT_BIAS_KEY},
+                "additionalProperties": {
+                    "type": "integer",
+                    "minimum": LOGIT_BIAS_RANGE[0],
+                    "maximum": LOGIT_BIAS_RANGE[1],
+                },
+                "description": "token id (a string of digits) -> bias",
+            }
+        ),
+        "prediction": nullable(
+            _obj(["type", "content"], type={"const": "content"}, content={"anyOf": [STRING, parts("system")]})
+        ),
         "metadata": nullable(
             {
                 "type": "object",
@@ -214,6 +309,7 @@ CHAT_REQUEST_SCHEMA: Schema = {
             }
         ),
     },
+    "allOf": RULES_BETWEEN_OPTIONS,
     "example": {"model": "demo", "messages": [{"role": "user", "content": "Hello!"}]},
 }
 """The ``POST /v1/chat/completions`` body (OpenAI API reference); unknown fields pass through."""
