@@ -251,21 +251,19 @@ RESPONSE_FORMAT: Schema = {
         },
     ]
 }
-RULES_BETWEEN_OPTIONS: list[Schema] = [
-    {
-        "if": {"required": ["stream_options"], "properties": {"stream_options": {"type": "object"}}},
-        "then": {"required": ["stream"], "properties": {"stream": {"const": True}}},
+STREAM_OPTIONS_NEED_STREAM: Schema = {
+    "if": {"required": ["stream_options"], "properties": {"stream_options": {"type": "object"}}},
+    "then": {"required": ["stream"], "properties": {"stream": {"const": True}}},
+}
+TOOL_CHOICE_NEEDS_TOOLS: Schema = {
+    "if": {
+        "required": ["tool_choice"],
+        "properties": {"tool_choice": {"anyOf": [{"const": "required"}, {"type": "object"}]}},
     },
-    {
-        "if": {
-            "required": ["tool_choice"],
-            "properties": {"tool_choice": {"anyOf": [{"const": "required"}, {"type": "object"}]}},
-        },
-        "then": {"required": ["tools"], "properties": {"tools": {"type": "array"}}},
-    },
-]
-"""``stream_options`` only with ``stream: true``; a ``tool_choice`` that calls a tool needs
-``tools``."""
+    "then": {"required": ["tools"], "properties": {"tools": {"type": "array"}}},
+}
+"""The rules between options: ``stream_options`` only with ``stream: true``; a ``tool_choice`` that
+calls a tool needs ``tools``."""
 
 
 CHAT_REQUEST_SCHEMA: Schema = {
@@ -309,7 +307,7 @@ CHAT_REQUEST_SCHEMA: Schema = {
             }
         ),
     },
-    "allOf": RULES_BETWEEN_OPTIONS,
+    "allOf": [STREAM_OPTIONS_NEED_STREAM, TOOL_CHOICE_NEEDS_TOOLS],
     "example": {"model": "demo", "messages": [{"role": "user", "content": "Hello!"}]},
 }
 """The ``POST /v1/chat/completions`` body (OpenAI API reference); unknown fields pass through."""

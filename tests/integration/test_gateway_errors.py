@@ -267,6 +267,13 @@ def test_guard_check_runs_policies_without_a_model(gateway: GatewayFactory, stub
         ).json()
         assert only["verdict"] == "block"
         assert [d["policy"] for d in only["decisions"]] == ["prompt_injection"]
+        # A chat body copied as is: the check is never streamed, its stream options are ignored;
+        # the other options are checked as for a chat completion.
+        msgs = [{"role": "user", "content": "hi"}]
+        copied = {"messages": msgs, "stream": True, "stream_options": {"include_usage": True}}
+        assert httpx.post(f"{url}/v1/guard/check", json=copied).status_code == 200
+        bad = httpx.post(f"{url}/v1/guard/check", json={"messages": msgs, "tool_choice": "required"})
+        _assert_openai_error(bad, 400, param="tool_choice")
     assert stub.calls() == 0
 
 
