@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gateway.upstream.errors import map_http_error, map_litellm_error, redact_message
+from gateway.upstream.errors import map_http_error, redact_message
 from policies.base import RedactionVault
 from policies.privacy import PrivacyRedactor
 from rollguard.types import Decision, Evidence, Interaction, Stage, Verdict
@@ -95,14 +95,3 @@ def test_an_upstream_400_keeps_its_param_and_code_masked() -> None:
         err = map_http_error(400, json.dumps({"error": error}).encode())
         assert (err.param, err.code) == (None, "upstream_rejected_request")
     assert map_http_error(400, b"not json").param is None
-
-
-def test_a_litellm_bad_request_keeps_the_providers_param_and_code() -> None:
-    import litellm
-
-    body = {"error": {"message": "bad", "param": "tool_choice", "code": "invalid_value"}}
-    exc = litellm.BadRequestError(message="bad", model="m", llm_provider="openai", body=body)
-    err = map_litellm_error(exc).error
-    assert (err.status, err.param, err.code) == (400, "tool_choice", "invalid_value")
-    plain = map_litellm_error(litellm.BadRequestError(message="bad", model="m", llm_provider="openai")).error
-    assert (plain.param, plain.code) == (None, "upstream_rejected_request")
