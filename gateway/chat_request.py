@@ -10,8 +10,9 @@ Errors raised: ``PayloadTooLarge`` (413, body over ``max_body_bytes``), ``Unsupp
 inflated, so the size cap never has to guard against a decompression bomb), ``InvalidRequest``
 (400: malformed JSON, invalid UTF-8, a lone UTF-16 surrogate escape, wrong types, missing fields,
 and, ``code: invalid_value``, valid types with impossible values, e.g. ``max_tokens: 0``: OpenAI
-answers 400 there too, never 422). History rules that span messages (tool calls and their answers)
-are in ``gateway.chat_history``.
+answers 400 there too, never 422). Content parts and the history rules that span messages (tool
+calls and their answers) are in ``gateway.chat_history``, the request options (everything but
+``model`` and ``messages``) in ``gateway.chat_options``.
 
 The OpenAPI schema of the body (``gateway.routes.chat_schema``) states these same rules; a test
 keeps the two in step (tests/chaos).
@@ -19,13 +20,22 @@ keeps the two in step (tests/chaos).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 
-from gateway.chat_history import check_arguments, check_tool_pairing
+from gateway.chat_history import check_arguments, check_parts, check_tool_pairing
+from gateway.chat_options import (
+    check_metadata,
+    check_options,
+    check_tool_choice,
+    check_tools,
+    expect,
+    is_str,
+    out_of_range,
+    type_name,
+)
 from gateway.text_checks import LONE_SURROGATE
 from rollguard.errors import ClientError, InvalidRequest, PayloadTooLarge
 
@@ -34,44 +44,6 @@ MAX_CONTENT_PARTS = 128
 the count, not only the size, bounds the work one request can cause."""
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-
-METADATA_MAX_KEYS = 16
-METADATA_MAX_KEY_CHARS = 64
-METADATA_MAX_VALUE_CHARS = 512
-"""OpenAI's limits on ``metadata``: at most 16 pairs, keys up to 64 characters, string values up to
-512 characters."""
-
-
-TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
-"""OpenAI's rule for a function name in ``tools``: a-z, A-Z, 0-9, underscores and dashes, at most
-64 characters."""
-_TOOL_NAME = re.compile(TOOL_NAME_PATTERN)
-
-MAX_TOOLS = 128
-"""OpenAI: "A max of 128 functions are supported"."""
-MAX_N = 128
-MAX_STOP = 4
-MAX_TOP_LOGPROBS = 20
-
-RANGES: dict[str, tuple[float, float]] = {
-    "temperature": (0.0, 2.0),
-    "top_p": (0.0, 1.0),
-    "presence_penalty": (-2.0, 2.0),
-    "frequency_penalty": (-2.0, 2.0),
-}
-"""Inclusive ranges of the sampling parameters (OpenAI API reference)."""
-
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-"""Integers are 64-bit (OpenAI's ``seed``; what the JSON writer serialises)."""
-
-INT_RANGES: dict[str, tuple[int, int]] = {
-    "max_tokens": (1, INT64_MAX),
-    "max_completion_tokens": (1, INT64_MAX),
-    "n": (1, MAX_N),
-    "top_logprobs": (0, MAX_TOP_LOGPROBS),
-    "seed": (INT64_MIN, INT64_MAX),
-}
-"""Inclusive integer ranges."""
 
 
 class UnsupportedEncoding(ClientError):
@@ -140,96 +112,15 @@ def _bad_utf8(raw: bytes) -> bool:
     return False
 
 
-def _type_name(v: Any) -> str:
-    return {
-        dict: "object",
-        list: "array",
-        str: "string",
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-    }.get(type(v), "null" if v is None else type(v).__name__)
-
-
-def _expect(cond: bool, param: str, message: str) -> None:
-    if not cond:
-        raise InvalidRequest(message, param=param)
-
-
-def _out_of_range(message: str, param: str) -> InvalidRequest:
-    """OpenAI's answer to a value of the right type outside its range: 400 ``invalid_value``."""
-    return InvalidRequest(message, param=param, code="invalid_value")
-
-
-def _is_str(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> None:
-    v = body.get(name)
-    if v is None:
-        return
-    _expect(
-        isinstance(v, int | float) and not isinstance(v, bool),
-        name,
-        f"{name} must be a number, got {_type_name(v)}",
-    )
-    if not lo <= v <= hi:
-        raise _out_of_range(f"{name} must be between {lo} and {hi}, got {v}", name)
-
-
-def _whole(body: dict[str, Any], name: str) -> Any:
-    """``body[name]``, a whole-valued 64-bit float (``2.0``, an integer in JSON Schema's sense) made
-    an ``int`` in place so the upstream gets an integer."""
-    v = body.get(name)
-    if isinstance(v, float) and v.is_integer() and INT64_MIN <= v <= INT64_MAX:
-        v = body[name] = int(v)
-    return v
-
-
-def _integer(body: dict[str, Any], name: str, lo: int, hi: int) -> None:
-    v = _whole(body, name)
-    if v is None:
-        return
-    _expect(
-        isinstance(v, int) and not isinstance(v, bool),
-        name,
-        f"{name} must be an integer"
-        + (" of 64 bits" if isinstance(v, float) and v.is_integer() else "")
-        + f", got {_type_name(v)}",
-    )
-    if not lo <= v <= hi:
-        raise _out_of_range(f"{name} must be between {lo} and {hi}, got {v}", name)
-
-
-def _check_parts(content: list[Any], param: str, text_only: bool) -> None:
-    if len(content) > MAX_CONTENT_PARTS:
-        raise _out_of_range(
-            f"{param} has {len(content)} content parts; at most {MAX_CONTENT_PARTS} are accepted", param
-        )
-    for j, part in enumerate(content):
-        p = f"{param}[{j}]"
-        _expect(isinstance(part, dict), p, f"{p} must be an object")
-        ptype = part.get("type")
-        _expect(_is_str(ptype), f"{p}.type", f"{p}.type must be a string")
-        _expect(ptype == "text" or not text_only, f"{p}.type", f"{p}.type must be 'text' in this message")
-        if ptype == "text":
-            _expect(_is_str(part.get("text")), f"{p}.text", f"{p}.text must be a string")
-
-
-TEXT_ONLY_ROLES = frozenset({"system", "developer", "tool"})
-"""Roles whose array content may hold only text parts (OpenAI API reference)."""
-
-
 def _check_content(m: dict[str, Any], param: str, role: str) -> None:
     content = m.get("content")
     if content is None:
         # OpenAI: an assistant message may carry tool_calls, a function_call or a refusal instead;
         # a function message's content may be null.
         alt = (
-            bool(m.get("tool_calls")) or isinstance(m.get("function_call"), dict) or _is_str(m.get("refusal"))
+            bool(m.get("tool_calls")) or isinstance(m.get("function_call"), dict) or is_str(m.get("refusal"))
         )
-        _expect(
+        expect(
             (role == "assistant" and alt) or role == "function",
             param,
             f"{param} is required for role {role!r}",
@@ -237,59 +128,63 @@ def _check_content(m: dict[str, Any], param: str, role: str) -> None:
         return
     if isinstance(content, str):
         return
-    _expect(
+    expect(
         isinstance(content, list) and role != "function",
         param,
         f"{param} must be a string" + ("" if role == "function" else " or an array of content parts"),
     )
-    _check_parts(content, param, role in TEXT_ONLY_ROLES)
+    if len(content) > MAX_CONTENT_PARTS:
+        raise out_of_range(
+            f"{param} has {len(content)} content parts; at most {MAX_CONTENT_PARTS} are accepted", param
+        )
+    check_parts(content, param, role)
 
 
 def _check_tool_calls(calls: Any, param: str) -> None:
-    _expect(isinstance(calls, list) and len(calls) > 0, param, f"{param} must be a non-empty array")
+    expect(isinstance(calls, list) and len(calls) > 0, param, f"{param} must be a non-empty array")
     for j, call in enumerate(calls):
         p = f"{param}[{j}]"
-        _expect(isinstance(call, dict), p, f"{p} must be an object")
-        _expect(_is_str(call.get("id")), f"{p}.id", f"{p}.id must be a string")
-        _expect(call.get("type") == "function", f"{p}.type", f"{p}.type must be 'function'")
+        expect(isinstance(call, dict), p, f"{p} must be an object")
+        expect(is_str(call.get("id")), f"{p}.id", f"{p}.id must be a string")
+        expect(call.get("type") == "function", f"{p}.type", f"{p}.type must be 'function'")
         fn = call.get("function")
-        _expect(isinstance(fn, dict), f"{p}.function", f"{p}.function must be an object")
-        _expect(_is_str(fn.get("name")), f"{p}.function.name", f"{p}.function.name must be a string")
+        expect(isinstance(fn, dict), f"{p}.function", f"{p}.function must be an object")
+        expect(is_str(fn.get("name")), f"{p}.function.name", f"{p}.function.name must be a string")
         args = fn.get("arguments")
-        _expect(_is_str(args), f"{p}.function.arguments", f"{p}.function.arguments must be a string")
+        expect(is_str(args), f"{p}.function.arguments", f"{p}.function.arguments must be a string")
         check_arguments(args, f"{p}.function.arguments")
 
 
 def _check_function_call(fc: Any, param: str) -> None:
     """The deprecated ``function_call`` of an assistant message: ``{name, arguments}``."""
-    _expect(isinstance(fc, dict), param, f"{param} must be an object")
-    _expect(_is_str(fc.get("name")), f"{param}.name", f"{param}.name must be a string")
+    expect(isinstance(fc, dict), param, f"{param} must be an object")
+    expect(is_str(fc.get("name")), f"{param}.name", f"{param}.name must be a string")
     args = fc.get("arguments")
-    _expect(_is_str(args), f"{param}.arguments", f"{param}.arguments must be a string")
+    expect(is_str(args), f"{param}.arguments", f"{param}.arguments must be a string")
     check_arguments(args, f"{param}.arguments")
 
 
 def _check_message(m: Any, i: int) -> None:
     p = f"messages[{i}]"
-    _expect(isinstance(m, dict), p, f"{p} must be an object, got {_type_name(m)}")
+    expect(isinstance(m, dict), p, f"{p} must be an object, got {type_name(m)}")
     role = m.get("role")
-    _expect(_is_str(role), f"{p}.role", f"{p}.role must be a string")
-    _expect(role in ROLES, f"{p}.role", f"{p}.role must be one of {sorted(ROLES)}")
+    expect(is_str(role), f"{p}.role", f"{p}.role must be a string")
+    expect(role in ROLES, f"{p}.role", f"{p}.role must be one of {sorted(ROLES)}")
     name = m.get("name")
-    _expect(name is None or _is_str(name), f"{p}.name", f"{p}.name must be a string")
-    _expect(role != "function" or _is_str(name), f"{p}.name", f"{p}.name is required for role 'function'")
+    expect(name is None or is_str(name), f"{p}.name", f"{p}.name must be a string")
+    expect(role != "function" or is_str(name), f"{p}.name", f"{p}.name is required for role 'function'")
     for key in ("tool_calls", "function_call", "refusal"):
         if m.get(key) is not None:
-            _expect(role == "assistant", f"{p}.{key}", f"{p}.{key} is only valid on assistant messages")
+            expect(role == "assistant", f"{p}.{key}", f"{p}.{key} is only valid on assistant messages")
     if m.get("tool_calls") is not None:
         _check_tool_calls(m["tool_calls"], f"{p}.tool_calls")
     if m.get("function_call") is not None:
         _check_function_call(m["function_call"], f"{p}.function_call")
     refusal = m.get("refusal")
-    _expect(refusal is None or _is_str(refusal), f"{p}.refusal", f"{p}.refusal must be a string")
+    expect(refusal is None or is_str(refusal), f"{p}.refusal", f"{p}.refusal must be a string")
     _check_content(m, f"{p}.content", role)
     if role == "tool":
-        _expect(_is_str(m.get("tool_call_id")), f"{p}.tool_call_id", f"{p}.tool_call_id must be a string")
+        expect(is_str(m.get("tool_call_id")), f"{p}.tool_call_id", f"{p}.tool_call_id must be a string")
 
 
 def validate_chat_request(body: dict[str, Any]) -> None:
@@ -297,104 +192,17 @@ def validate_chat_request(body: dict[str, Any]) -> None:
     ``InvalidRequest`` (400) naming ``param`` (e.g. ``messages[2].content``). Unknown fields are
     left alone (passed through to the upstream)."""
     model = body.get("model")
-    _expect(model is not None, "model", "you must provide a model parameter")
-    _expect(isinstance(model, str) and model != "", "model", "model must be a non-empty string")
+    expect(model is not None, "model", "you must provide a model parameter")
+    expect(isinstance(model, str) and model != "", "model", "model must be a non-empty string")
     messages = body.get("messages")
-    _expect(messages is not None, "messages", "you must provide a messages parameter")
+    expect(messages is not None, "messages", "you must provide a messages parameter")
     if not isinstance(messages, list):
-        raise InvalidRequest(f"messages must be an array, got {_type_name(messages)}", param="messages")
-    _expect(len(messages) > 0, "messages", "messages must contain at least one message")
+        raise InvalidRequest(f"messages must be an array, got {type_name(messages)}", param="messages")
+    expect(len(messages) > 0, "messages", "messages must contain at least one message")
     for i, m in enumerate(messages):
         _check_message(m, i)
     check_tool_pairing(messages)
-    _check_options(body)
-    _check_tools(body.get("tools"))
-    _check_metadata(body.get("metadata"))
-
-
-def _check_options(body: dict[str, Any]) -> None:
-    """The scalar request options: types and OpenAI's ranges."""
-    for flag in ("stream", "logprobs"):
-        v = body.get(flag)
-        _expect(v is None or isinstance(v, bool), flag, f"{flag} must be a boolean")
-    so = body.get("stream_options")
-    _expect(so is None or isinstance(so, dict), "stream_options", "stream_options must be an object")
-    if isinstance(so, dict) and so.get("include_usage") is not None:
-        _expect(
-            isinstance(so["include_usage"], bool),
-            "stream_options.include_usage",
-            "include_usage must be a boolean",
-        )
-    for name, (ilo, ihi) in INT_RANGES.items():
-        _integer(body, name, ilo, ihi)
-    for name, (lo, hi) in RANGES.items():
-        _number(body, name, lo, hi)
-    stop = body.get("stop")
-    if stop is not None and not isinstance(stop, str):
-        _expect(
-            isinstance(stop, list) and all(_is_str(s) for s in stop),
-            "stop",
-            "stop must be a string or an array of strings",
-        )
-        if len(stop) > MAX_STOP:
-            raise _out_of_range(f"stop holds {len(stop)} sequences; at most {MAX_STOP} are allowed", "stop")
-    rf = body.get("response_format")
-    _expect(rf is None or isinstance(rf, dict), "response_format", "response_format must be an object")
-    user = body.get("user")
-    _expect(user is None or isinstance(user, str), "user", "user must be a string")
-
-
-def _check_tools(tools: Any) -> None:
-    """``tools``: at most 128 function tools, each named by OpenAI's rule (``TOOL_NAME_PATTERN``)."""
-    if tools is None:
-        return
-    _expect(isinstance(tools, list), "tools", "tools must be an array")
-    if len(tools) > MAX_TOOLS:
-        raise _out_of_range(f"tools holds {len(tools)} tools; at most {MAX_TOOLS} are allowed", "tools")
-    for j, t in enumerate(tools):
-        p = f"tools[{j}]"
-        _expect(isinstance(t, dict), p, f"{p} must be an object")
-        _expect(t.get("type") == "function", f"{p}.type", f"{p}.type must be 'function'")
-        fn = t.get("function")
-        _expect(isinstance(fn, dict), f"{p}.function", f"{p}.function must be an object")
-        name = fn.get("name")
-        _expect(
-            _is_str(name) and _TOOL_NAME.match(name) is not None,
-            f"{p}.function.name",
-            f"{p}.function.name must match {TOOL_NAME_PATTERN} (letters, digits, _ and -, at most 64)",
-        )
-        params = fn.get("parameters")
-        _expect(
-            params is None or isinstance(params, dict),
-            f"{p}.function.parameters",
-            f"{p}.function.parameters must be an object (a JSON Schema)",
-        )
-
-
-def _check_metadata(meta: Any) -> None:
-    """OpenAI's ``metadata``: an object of at most 16 string values (keys up to 64 characters,
-    values up to 512)."""
-    if meta is None:
-        return
-    _expect(
-        isinstance(meta, dict),
-        "metadata",
-        f"metadata must be an object of string values, got {_type_name(meta)}",
-    )
-    _expect(
-        len(meta) <= METADATA_MAX_KEYS,
-        "metadata",
-        f"metadata has {len(meta)} keys; at most {METADATA_MAX_KEYS} are allowed",
-    )
-    for k, v in meta.items():
-        _expect(
-            len(k) <= METADATA_MAX_KEY_CHARS,
-            "metadata",
-            f"metadata keys must be at most {METADATA_MAX_KEY_CHARS} characters",
-        )
-        _expect(isinstance(v, str), "metadata", f"metadata values must be strings, got {_type_name(v)}")
-        _expect(
-            len(v) <= METADATA_MAX_VALUE_CHARS,
-            "metadata",
-            f"metadata values must be at most {METADATA_MAX_VALUE_CHARS} characters",
-        )
+    check_options(body)
+    check_tools(body.get("tools"))
+    check_tool_choice(body)
+    check_metadata(body.get("metadata"))

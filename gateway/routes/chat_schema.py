@@ -13,17 +13,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.chat_request import (
+from gateway.chat_history import AUDIO_FORMATS, IMAGE_DETAILS, PART_TYPES, TEXT_PARTS
+from gateway.chat_options import (
+    ALLOWED_TOOLS_MODES,
+    BOOLEANS,
+    ENUMS,
     INT_RANGES,
-    MAX_CONTENT_PARTS,
+    LOGIT_BIAS_KEY,
+    LOGIT_BIAS_RANGE,
     MAX_STOP,
     MAX_TOOLS,
     METADATA_MAX_KEY_CHARS,
     METADATA_MAX_KEYS,
     METADATA_MAX_VALUE_CHARS,
+    MODALITIES,
     RANGES,
+    RESPONSE_FORMATS,
+    STREAM_OPTION_FLAGS,
+    STRINGS,
+    TOOL_CHOICE_MODES,
     TOOL_NAME_PATTERN,
 )
+from gateway.chat_request import MAX_CONTENT_PARTS
 
 Schema = dict[str, Any]
 
@@ -38,22 +49,46 @@ ABSENT: Schema = {"type": "null"}
 """A field that may appear only as ``null`` on this message role (e.g. ``tool_calls`` on a user
 message)."""
 
-TEXT_PART: Schema = {
-    "type": "object",
-    "required": ["type", "text"],
-    "properties": {"type": {"const": "text"}, "text": STRING},
-}
-OTHER_PART: Schema = {
-    "type": "object",
-    "required": ["type"],
-    "properties": {"type": {"type": "string", "not": {"const": "text"}}},
-    "description": "image_url, input_audio, file, ...: passed through to the model",
-}
+
+def _part(ptype: str, inner: Schema) -> Schema:
+    return {
+        "type": "object",
+        "required": ["type", ptype],
+        "properties": {"type": {"const": ptype}, ptype: inner},
+    }
 
 
-def parts(text_only: bool) -> Schema:
-    """An array of content parts (at most ``MAX_CONTENT_PARTS``)."""
-    item = TEXT_PART if text_only else {"anyOf": [TEXT_PART, OTHER_PART]}
+def _obj(required: list[str], **props: Schema) -> Schema:
+    return {"type": "object", "required": required, "properties": props}
+
+
+PART_SCHEMAS: dict[str, Schema] = {
+    "text": _part("text", STRING),
+    "refusal": _part("refusal", STRING),
+    "image_url": _part(
+        "image_url", _obj(["url"], url=STRING, detail=nullable({"enum": list(IMAGE_DETAILS)}))
+    ),
+    "input_audio": _part(
+        "input_audio", _obj(["data", "format"], data=STRING, format={"enum": list(AUDIO_FORMATS)})
+    ),
+    "file": _part(
+        "file",
+        {
+            **_obj([], file_id=nullable(STRING), file_data=nullable(STRING), filename=nullable(STRING)),
+            "anyOf": [
+                {"required": ["file_id"], "properties": {"file_id": STRING}},
+                {"required": ["file_data"], "properties": {"file_data": STRING}},
+            ],
+        },
+    ),
+}
+"""One schema per content part type (``gateway.chat_history.check_parts``)."""
+
+
+def parts(role: str) -> Schema:
+    """An array of the content parts ``role`` allows (at most ``MAX_CONTENT_PARTS``)."""
+    allowed = PART_TYPES.get(role, TEXT_PARTS)
+    item = PART_SCHEMAS[allowed[0]] if len(allowed) == 1 else {"oneOf": [PART_SCHEMAS[t] for t in allowed]}
     return {"type": "array", "maxItems": MAX_CONTENT_PARTS, "items": item}
 
 
@@ -98,7 +133,7 @@ ASSISTANT_MESSAGE: Schema = {
     **_message(
         "assistant",
         [],
-        content=nullable({"anyOf": [STRING, parts(text_only=False)]}),
+        content=nullable({"anyOf": [STRING, parts("assistant")]}),
         tool_calls=nullable({"type": "array", "minItems": 1, "items": TOOL_CALL}),
         function_call=nullable(FUNCTION_CALL),
         refusal=nullable(STRING),
@@ -115,15 +150,15 @@ ASSISTANT_MESSAGE: Schema = {
 
 MESSAGE_SCHEMA: Schema = {
     "oneOf": [
-        _message("system", ["content"], content={"anyOf": [STRING, parts(text_only=True)]}),
-        _message("developer", ["content"], content={"anyOf": [STRING, parts(text_only=True)]}),
-        _message("user", ["content"], content={"anyOf": [STRING, parts(text_only=False)]}),
+        _message("system", ["content"], content={"anyOf": [STRING, parts("system")]}),
+        _message("developer", ["content"], content={"anyOf": [STRING, parts("developer")]}),
+        _message("user", ["content"], content={"anyOf": [STRING, parts("user")]}),
         ASSISTANT_MESSAGE,
         {
             **_message(
                 "tool",
                 ["content", "tool_call_id"],
-                content={"anyOf": [STRING, parts(text_only=True)]},
+                content={"anyOf": [STRING, parts("tool")]},
                 tool_call_id=STRING,
             ),
             "description": "answers a tool call of the assistant message before its run of tool "
@@ -159,7 +194,76 @@ def _options() -> dict[str, Schema]:
         out[name] = nullable({"type": "integer", "minimum": lo, "maximum": hi})
     for name, (flo, fhi) in RANGES.items():
         out[name] = nullable({"type": "number", "minimum": flo, "maximum": fhi})
+    out.update({name: nullable({"type": "boolean"}) for name in BOOLEANS})
+    out.update({name: nullable(STRING) for name in STRINGS})
+    out.update({name: nullable({"enum": list(values)}) for name, values in ENUMS.items()})
     return out
+
+
+NAMED_FUNCTION: Schema = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": _obj(["name"], name={"type": "string", "pattern": TOOL_NAME_PATTERN}),
+    },
+    "description": "function.name is the name of a function in tools",
+}
+TOOL_CHOICE: Schema = {
+    "anyOf": [
+        {"enum": list(TOOL_CHOICE_MODES)},
+        NAMED_FUNCTION,
+        {
+            "type": "object",
+            "required": ["type", "allowed_tools"],
+            "properties": {
+                "type": {"const": "allowed_tools"},
+                "allowed_tools": _obj(
+                    ["mode", "tools"],
+                    mode={"enum": list(ALLOWED_TOOLS_MODES)},
+                    tools={"type": "array", "minItems": 1, "items": NAMED_FUNCTION},
+                ),
+            },
+        },
+    ],
+    "description": "every function named is one of tools; 'required' or an object needs tools",
+}
+RESPONSE_FORMAT: Schema = {
+    "oneOf": [
+        *(
+            {"type": "object", "required": ["type"], "properties": {"type": {"const": t}}}
+            for t in RESPONSE_FORMATS
+            if t != "json_schema"
+        ),
+        {
+            "type": "object",
+            "required": ["type", "json_schema"],
+            "properties": {
+                "type": {"const": "json_schema"},
+                "json_schema": _obj(
+                    ["name"],
+                    name={"type": "string", "pattern": TOOL_NAME_PATTERN},
+                    description=nullable(STRING),
+                    schema=nullable({"type": "object"}),
+                    strict=nullable({"type": "boolean"}),
+                ),
+            },
+        },
+    ]
+}
+STREAM_OPTIONS_NEED_STREAM: Schema = {
+    "if": {"required": ["stream_options"], "properties": {"stream_options": {"type": "object"}}},
+    "then": {"required": ["stream"], "properties": {"stream": {"const": True}}},
+}
+TOOL_CHOICE_NEEDS_TOOLS: Schema = {
+    "if": {
+        "required": ["tool_choice"],
+        "properties": {"tool_choice": {"anyOf": [{"const": "required"}, {"type": "object"}]}},
+    },
+    "then": {"required": ["tools"], "properties": {"tools": {"type": "array"}}},
+}
+"""The rules between options: ``stream_options`` only with ``stream: true``; a ``tool_choice`` that
+calls a tool needs ``tools``."""
 
 
 CHAT_REQUEST_SCHEMA: Schema = {
@@ -169,17 +273,31 @@ CHAT_REQUEST_SCHEMA: Schema = {
     "properties": {
         "model": {"type": "string", "minLength": 1, "example": "demo"},
         "messages": {"type": "array", "minItems": 1, "items": MESSAGE_SCHEMA},
-        "stream": nullable({"type": "boolean"}),
-        "logprobs": nullable({"type": "boolean"}),
-        "stream_options": nullable(
-            {"type": "object", "properties": {"include_usage": nullable({"type": "boolean"})}}
-        ),
         **_options(),
-        "stop": nullable({"anyOf": [STRING, {"type": "array", "maxItems": MAX_STOP, "items": STRING}]}),
-        "tools": nullable({"type": "array", "maxItems": MAX_TOOLS, "items": TOOL}),
-        "tool_choice": {},
-        "response_format": nullable({"type": "object"}),
         "user": nullable({"type": "string", "description": "end-user id: flag stickiness (stored hashed)"}),
+        "stream_options": nullable(
+            _obj([], **{flag: nullable({"type": "boolean"}) for flag in STREAM_OPTION_FLAGS})
+        ),
+        "stop": nullable({"anyOf": [STRING, {"type": "array", "maxItems": MAX_STOP, "items": STRING}]}),
+        "modalities": nullable({"type": "array", "items": {"enum": list(MODALITIES)}}),
+        "tools": nullable({"type": "array", "minItems": 1, "maxItems": MAX_TOOLS, "items": TOOL}),
+        "tool_choice": nullable(TOOL_CHOICE),
+        "response_format": nullable(RESPONSE_FORMAT),
+        "logit_bias": nullable(
+            {
+                "type": "object",
+                "propertyNames": {"pattern": LOGIT_BIAS_KEY},
+                "additionalProperties": {
+                    "type": "integer",
+                    "minimum": LOGIT_BIAS_RANGE[0],
+                    "maximum": LOGIT_BIAS_RANGE[1],
+                },
+                "description": "token id (a string of digits) -> bias",
+            }
+        ),
+        "prediction": nullable(
+            _obj(["type", "content"], type={"const": "content"}, content={"anyOf": [STRING, parts("system")]})
+        ),
         "metadata": nullable(
             {
                 "type": "object",
@@ -189,6 +307,7 @@ CHAT_REQUEST_SCHEMA: Schema = {
             }
         ),
     },
+    "allOf": [STREAM_OPTIONS_NEED_STREAM, TOOL_CHOICE_NEEDS_TOOLS],
     "example": {"model": "demo", "messages": [{"role": "user", "content": "Hello!"}]},
 }
 """The ``POST /v1/chat/completions`` body (OpenAI API reference); unknown fields pass through."""

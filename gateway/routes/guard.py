@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from gateway.chat_request import read_json_body, validate_chat_request
 from gateway.errors import documented_errors, json_response
-from gateway.routes.chat_schema import CHAT_REQUEST_SCHEMA, Schema, nullable, ok
+from gateway.routes.chat_schema import CHAT_REQUEST_SCHEMA, TOOL_CHOICE_NEEDS_TOOLS, Schema, nullable, ok
 from gateway.routes.openai import json_body
 from gateway.runtime import runtime
 from policies.base import CheckContext
@@ -33,13 +33,16 @@ def _public(d: Decision) -> dict[str, Any]:
     }
 
 
+IGNORED = ("stream", "stream_options")
+"""Chat-completion fields the check ignores (it is never streamed)."""
+
 GUARD_REQUEST_SCHEMA: Schema = {
     "type": "object",
     "required": ["messages"],
     "additionalProperties": True,
     "properties": {
-        **{k: v for k, v in CHAT_REQUEST_SCHEMA["properties"].items() if k != "stream"},
-        "stream": {"description": "ignored: the check is never streamed"},
+        **{k: v for k, v in CHAT_REQUEST_SCHEMA["properties"].items() if k not in IGNORED},
+        **{k: {"description": "ignored: the check is never streamed"} for k in IGNORED},
         "completion": nullable(
             {"type": "string", "description": "a reply to check with the post_call policies"}
         ),
@@ -51,6 +54,7 @@ GUARD_REQUEST_SCHEMA: Schema = {
             }
         ),
     },
+    "allOf": [TOOL_CHOICE_NEEDS_TOOLS],
     "example": {
         "messages": [{"role": "user", "content": "mail me at jo@example.com"}],
         "completion": "Sure.",
@@ -92,7 +96,7 @@ async def guard_check(request: Request) -> Response:
     known = {p.id for p in rt.service.pipeline.policies}
     if only is not None and (unknown := sorted(set(only) - known)):
         raise InvalidRequest(f"unknown policy id(s) {unknown}; configured: {sorted(known)}", param="policies")
-    validate_chat_request({"model": "guard-check", **body, "stream": False})
+    validate_chat_request({"model": "guard-check", **body, "stream": False, "stream_options": None})
     selected = set(only) if only is not None else known
 
     def enabled(cp: Any) -> bool:

@@ -6,7 +6,10 @@ of a 429 or 503. Used by ``gateway.upstream.transports`` and ``gateway.upstream.
 
 An upstream's own error text (a 400's or 429's message) is passed on to the client, truncated to
 500 characters and with PII and secrets masked (``redact_message``): upstreams quote the request
-("context too long for user john.doe@example.com"), and the gateway never echoes such a value."""
+("context too long for user john.doe@example.com"), and the gateway never echoes such a value.
+A 4xx's ``param`` and ``code`` (OpenAI's error fields: which field, what kind) are kept when they
+are strings, masked and cut the same way (``upstream_fields``); otherwise ``param`` is null and
+``code`` is ``upstream_rejected_request``."""
 
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ __all__ = [
     "parse_retry_after",
     "redact_message",
     "stream_error_event",
+    "upstream_fields",
 ]
 
 _MAX_MESSAGE = 500
@@ -149,11 +153,31 @@ def _raw_message(raw: bytes) -> str:
     return str(msg) if msg else ""
 
 
+def upstream_fields(err: Any) -> tuple[str | None, str | None]:
+    """``(param, code)`` of an upstream error object (the ``error`` of an OpenAI error body, or a
+    provider SDK's exception): each kept when it is a non-empty string, ``redact_message``-ed and
+    cut to 500 characters; else None (a numeric ``code`` such as 400 is dropped)."""
+    fields = []
+    for key in ("param", "code"):
+        v = err.get(key) if isinstance(err, dict) else getattr(err, key, None)
+        fields.append(_clean(v) if isinstance(v, str) and v.strip() else None)
+    return fields[0], fields[1]
+
+
+def _body_fields(raw: bytes) -> tuple[str | None, str | None]:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, None
+    return upstream_fields(obj.get("error", obj) if isinstance(obj, dict) else None)
+
+
 def map_http_error(status: int, raw: bytes = b"") -> UpstreamError:
     """The rollguard error for an upstream HTTP error ``status`` with body ``raw``.
 
     400/409/413/422 and other 4xx -> ``UpstreamBadRequest`` with the upstream's message (PII and
-    secrets masked by ``redact_message``, then truncated to 500 characters); 401/403 ->
+    secrets masked by ``redact_message``, then truncated to 500 characters) and its string
+    ``param`` and ``code`` (``upstream_fields``; default code ``upstream_rejected_request``); 401/403 ->
     ``UpstreamUnavailable`` (the gateway's upstream credentials are wrong, the client cannot fix
     that; the upstream's text is not passed on); 404 -> ``UpstreamUnavailable`` (the configured
     model or api_base is wrong); 408 -> ``UpstreamTimeout``; 429 -> ``UpstreamRateLimited`` (its
@@ -172,8 +196,11 @@ def map_http_error(status: int, raw: bytes = b"") -> UpstreamError:
     if status == 429:
         return UpstreamRateLimited(_upstream_message(raw) or "the upstream is rate limiting (HTTP 429)")
     if 400 <= status < 500:
+        param, code = _body_fields(raw)
         return UpstreamBadRequest(
-            _upstream_message(raw) or f"the upstream rejected the request (HTTP {status})"
+            _upstream_message(raw) or f"the upstream rejected the request (HTTP {status})",
+            param=param,
+            code=code,
         )
     if status == 503:
         return UpstreamOverloaded("the upstream is overloaded or unavailable (HTTP 503)")
@@ -259,7 +286,13 @@ def map_litellm_error(exc: BaseException) -> AttemptFailed:
     if isinstance(exc, ex.BadRequestError) and _LITELLM_SETUP_FAULT.search(str(exc)):
         return failed(misconfigured("its provider is unknown"), exc)
     if isinstance(exc, ex.BadRequestError | ex.UnprocessableEntityError):
-        return failed(UpstreamBadRequest(msg or "the upstream rejected the request"), exc)
+        param, code = upstream_fields(exc)
+        body = getattr(exc, "body", None)
+        if param is None and code is None and isinstance(body, dict):
+            param, code = upstream_fields(body.get("error", body))
+        return failed(
+            UpstreamBadRequest(msg or "the upstream rejected the request", param=param, code=code), exc
+        )
     if isinstance(exc, ex.APIConnectionError):
         return failed(UpstreamUnavailable("cannot connect to the upstream"), exc)
     if isinstance(status, int) and 400 <= status < 600:

@@ -12,9 +12,10 @@ requests, and every answer must be
   schema is not looser than the validator; a guardrail block, ``code: content_filter``, is an
   answer, not a rejection).
 
-Two rules JSON Schema cannot state are applied to generated valid bodies before they are sent, the
-way a client obeys them (``repair_history``): tool messages answer the calls of the assistant
-message before them, and ``policies`` names configured policies. A tool call's ``arguments``
+Three rules JSON Schema cannot state are applied to generated valid bodies before they are sent,
+the way a client obeys them (``repair_history``, ``repair_tool_choice``): tool messages answer the
+calls of the assistant message before them, a ``tool_choice`` names functions of ``tools``, and
+``policies`` names configured policies. A tool call's ``arguments``
 (``format: json-object``) is generated as a JSON object serialised to text.
 
 Bounded for CI: ``MAX_EXAMPLES`` per operation, no deadline, a fixed seed (derandomized), well
@@ -46,7 +47,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gateway.chat_request import INT_RANGES
+from gateway.chat_options import INT_RANGES
 from tests.chaos.conftest import ChaosGateway
 
 pytestmark = [
@@ -101,6 +102,18 @@ def repair_history(messages: list[Any]) -> list[Any]:
     return out
 
 
+def repair_tool_choice(body: dict[str, Any]) -> None:
+    """A generated ``tool_choice`` object names functions of the body's ``tools`` (the schema
+    already makes such a choice come with tools)."""
+    choice, tools = body.get("tool_choice"), body.get("tools")
+    if not isinstance(choice, dict) or not isinstance(tools, list) or not tools:
+        return
+    names = [t["function"]["name"] for t in tools]
+    named = [choice] if choice.get("type") == "function" else choice["allowed_tools"]["tools"]
+    for k, fn in enumerate(named):
+        fn["function"]["name"] = names[k % len(names)]
+
+
 def _positive(case: Case) -> bool:
     return case.meta is not None and case.meta.generation.mode.is_positive
 
@@ -115,6 +128,7 @@ def repair(case: Case, policies: list[str]) -> None:
         return
     if isinstance(body.get("messages"), list):
         body["messages"] = repair_history(body["messages"])
+    repair_tool_choice(body)
     for name, (lo, hi) in INT_RANGES.items():
         v = body.get(name)
         if isinstance(v, int | float) and not isinstance(v, bool) and abs(v) >= 2**53:

@@ -80,3 +80,18 @@ def test_an_entity_across_the_500_character_cut_is_masked_not_half_leaked() -> N
     raw = json.dumps({"error": {"message": "x" * 490 + " " + EMAIL}}).encode()
     msg = map_http_error(400, raw).message
     assert len(msg) <= 500 and "jane" not in msg
+
+
+def test_an_upstream_400_keeps_its_param_and_code_masked() -> None:
+    raw = json.dumps(
+        {"error": {"message": "too long", "param": "messages[0].content", "code": "context_length_exceeded"}}
+    ).encode()
+    err = map_http_error(400, raw)
+    assert (err.status, err.param, err.code) == (400, "messages[0].content", "context_length_exceeded")
+    assert err.to_body()["error"]["param"] == "messages[0].content"
+    masked = map_http_error(422, json.dumps({"error": {"message": "x", "param": f"user {EMAIL}"}}).encode())
+    assert masked.param == "user <EMAIL_ADDRESS_1>" and masked.code == "upstream_rejected_request"
+    for error in ({"message": "x", "code": 400, "param": None}, {"message": "x", "param": ""}, "plain"):
+        err = map_http_error(400, json.dumps({"error": error}).encode())
+        assert (err.param, err.code) == (None, "upstream_rejected_request")
+    assert map_http_error(400, b"not json").param is None

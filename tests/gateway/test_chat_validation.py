@@ -249,3 +249,169 @@ def test_a_tenant_reads_only_its_own_detector_groups() -> None:
     assert scope_summary(SUMMARY, None) is SUMMARY  # an operator sees everything
     assert key_tenant("model=a|tenant=b|variant=c") == "b"
     assert key_tenant("model=a|tenant=evil|variant=c|tenant=b") is None
+
+
+@pytest.mark.parametrize(
+    ("part", "param"),
+    [
+        ({"type": "image_url", "image_url": 5}, "messages[0].content[0].image_url"),
+        ({"type": "image_url", "image_url": {}}, "messages[0].content[0].image_url.url"),
+        (
+            {"type": "image_url", "image_url": {"url": "u", "detail": "ultra"}},
+            "messages[0].content[0].image_url.detail",
+        ),
+        (
+            {"type": "input_audio", "input_audio": {"data": "AAA", "format": "ogg"}},
+            "messages[0].content[0].input_audio.format",
+        ),
+        (
+            {"type": "input_audio", "input_audio": {"format": "wav"}},
+            "messages[0].content[0].input_audio.data",
+        ),
+        ({"type": "file", "file": {"filename": "a.pdf"}}, "messages[0].content[0].file"),
+        ({"type": "file", "file": {"file_id": 7}}, "messages[0].content[0].file.file_id"),
+        ({"type": "video", "video": {}}, "messages[0].content[0].type"),
+        ({"type": "refusal", "refusal": "no"}, "messages[0].content[0].type"),
+        ({"type": "text", "text": None}, "messages[0].content[0].text"),
+    ],
+)
+def test_user_content_parts_have_openais_shapes(part: dict[str, Any], param: str) -> None:
+    assert _refused(_body({"role": "user", "content": [part]})).param == param
+
+
+def test_each_role_takes_its_own_part_types() -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}}
+    user_parts = [
+        {"type": "text", "text": "look"},
+        image,
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+        {"type": "file", "file": {"file_id": "file-1", "filename": None}},
+    ]
+    validate_chat_request(_body({"role": "user", "content": user_parts}))
+    said = [{"type": "text", "text": "a"}, {"type": "refusal", "refusal": "no"}]
+    validate_chat_request(_body(USER, {"role": "assistant", "content": said}))
+    err = _refused(_body(USER, {"role": "assistant", "content": [image]}))
+    assert err.param == "messages[1].content[0].type" and err.code == "invalid_value"
+    assert _refused(_body({"role": "developer", "content": [image]})).param == "messages[0].content[0].type"
+    assert "x@y.z" not in _refused(_body({"role": "user", "content": [{"type": "x@y.z"}]})).message
+
+
+TOOLS = [{"type": "function", "function": {"name": "weather"}}]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"response_format": {"type": "bogus"}}, "response_format.type"),
+        ({"response_format": {}}, "response_format.type"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "a b"}}},
+            "response_format.json_schema.name",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "strict": "yes"}}},
+            "response_format.json_schema.strict",
+        ),
+        ({"tool_choice": "sometimes"}, "tool_choice"),
+        ({"tool_choice": 1}, "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tool_choice": {"function": {"name": "nope"}}}, "tool_choice.type"),
+        ({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice.function.name"),
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "nope"}}, "tools": TOOLS},
+            "tool_choice.function.name",
+        ),
+        (
+            {"tool_choice": {"type": "custom", "custom": {"name": "weather"}}, "tools": TOOLS},
+            "tool_choice.type",
+        ),
+        (
+            {
+                "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "none", "tools": []}},
+                "tools": TOOLS,
+            },
+            "tool_choice.allowed_tools.mode",
+        ),
+        ({"tools": []}, "tools"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"stream_options": {"include_usage": True}, "stream": False}, "stream_options"),
+        (
+            {"stream_options": {"include_obfuscation": 1}, "stream": True},
+            "stream_options.include_obfuscation",
+        ),
+        ({"logit_bias": {"abc": 5}}, "logit_bias"),
+        ({"logit_bias": {"-1": 5}}, "logit_bias"),
+        ({"logit_bias": {"50256": 500}}, "logit_bias"),
+        ({"logit_bias": {"50256": True}}, "logit_bias"),
+        ({"logit_bias": {"50256": 1.5}}, "logit_bias"),
+        ({"logit_bias": [1]}, "logit_bias"),
+        ({"parallel_tool_calls": "yes"}, "parallel_tool_calls"),
+        ({"store": 1}, "store"),
+        ({"seed": "7"}, "seed"),
+        ({"user": 7}, "user"),
+        ({"safety_identifier": 7}, "safety_identifier"),
+        ({"modalities": "text"}, "modalities"),
+        ({"modalities": ["text", "video"]}, "modalities[1]"),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({"service_tier": "gold"}, "service_tier"),
+        ({"verbosity": 3}, "verbosity"),
+        ({"prediction": {"type": "content"}}, "prediction.content"),
+        ({"prediction": {"type": "diff", "content": "x"}}, "prediction.type"),
+        (
+            {"prediction": {"type": "content", "content": [{"type": "image_url"}]}},
+            "prediction.content[0].type",
+        ),
+        ({"max_completion_tokens": 0}, "max_completion_tokens"),
+    ],
+)
+def test_request_options_have_openais_shapes(extra: dict[str, Any], param: str) -> None:
+    err = _refused(_body(USER, **extra))
+    assert err.param == param, err.message
+
+
+def test_values_outside_a_set_are_invalid_value_and_not_echoed() -> None:
+    err = _refused(_body(USER, response_format={"type": "jane@example.com"}))
+    assert err.code == "invalid_value" and "jane@example.com" not in err.message
+    assert "'json_schema'" in err.message
+    err = _refused(
+        _body(USER, tool_choice={"type": "function", "function": {"name": "jane_doe"}}, tools=TOOLS)
+    )
+    assert err.code == "invalid_value" and "jane_doe" not in err.message
+
+
+def test_valid_request_options_are_accepted() -> None:
+    schema_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": True},
+    }
+    allowed = {"mode": "required", "tools": [{"type": "function", "function": {"name": "weather"}}]}
+    for extra in (
+        {"response_format": {"type": "text"}},
+        {"response_format": {"type": "json_object"}},
+        {"response_format": schema_format},
+        {"tool_choice": "none"},
+        {"tool_choice": "auto"},
+        {"tool_choice": "required", "tools": TOOLS},
+        {"tool_choice": {"type": "function", "function": {"name": "weather"}}, "tools": TOOLS},
+        {"tool_choice": {"type": "allowed_tools", "allowed_tools": allowed}, "tools": TOOLS},
+        {"stream": True, "stream_options": {"include_usage": True, "include_obfuscation": False}},
+        {"stream": False, "stream_options": None},
+        {"logit_bias": {"50256": -100, "1": 100.0}},
+        {
+            "parallel_tool_calls": False,
+            "store": True,
+            "seed": 7,
+            "user": "u",
+            "modalities": ["text", "audio"],
+        },
+        {"reasoning_effort": "minimal", "service_tier": "flex", "verbosity": "low"},
+        {"prediction": {"type": "content", "content": [{"type": "text", "text": "x"}]}},
+        {"max_completion_tokens": 1},
+    ):
+        body = _body(USER, **extra)
+        validate_chat_request(body)
+    assert body["max_completion_tokens"] == 1
+    body = _body(USER, logit_bias={"1": 100.0})
+    validate_chat_request(body)
+    assert body["logit_bias"] == {"1": 100} and isinstance(body["logit_bias"]["1"], int)

@@ -101,6 +101,47 @@ def test_history_that_cannot_be_valid_is_400_and_never_forwarded(
     assert stub.calls() == 1
 
 
+INVALID_OPTIONS = [
+    ({"response_format": {"type": "bogus"}}, "response_format.type"),
+    ({"tool_choice": "sometimes"}, "tool_choice"),
+    ({"tool_choice": {"function": {"name": "nope"}}}, "tool_choice.type"),
+    ({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice.function.name"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}]}, None),
+    ({"stream": False, "stream_options": {"include_usage": True}}, "stream_options"),
+    ({"logit_bias": {"abc": 500}}, "logit_bias"),
+    ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+    ({"parallel_tool_calls": "yes"}, "parallel_tool_calls"),
+]
+"""Requests OpenAI answers 400 that the fresh-user trial saw forwarded (200 from the model)."""
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"), INVALID_OPTIONS, ids=[p or "image_url" for _, p in INVALID_OPTIONS]
+)
+def test_invalid_request_options_are_400_and_never_forwarded(
+    two_tenants: httpx.Client, stub: Stub, extra: dict[str, Any], param: str | None
+) -> None:
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], **extra}
+    r = _chat(two_tenants, body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == (param or "messages[0].content[0].image_url")
+    assert stub.calls() == 0
+    valid = {
+        "model": "echo",
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]}
+        ],
+        "response_format": {"type": "json_object"},
+        "tools": [{"type": "function", "function": {"name": "pay"}}],
+        "tool_choice": {"type": "function", "function": {"name": "pay"}},
+        "logit_bias": {"50256": -100},
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    assert _chat(two_tenants, valid).status_code == 200
+    assert stub.calls() == 1
+
+
 def test_a_lone_surrogate_in_a_chat_body_is_400(two_tenants: httpx.Client) -> None:
     raw = b'{"model": "echo", "messages": [{"role": "user", "content": "a\\ud800b"}]}'
     r = _chat(two_tenants, raw)

@@ -173,6 +173,32 @@ def test_upstream_faults_are_mapped(
         _assert_openai_error(resp, status, code=code)
 
 
+def test_an_upstream_400_passes_on_its_param_and_code_masked(gateway: GatewayFactory, stub: Stub) -> None:
+    error = {
+        "message": "max_tokens is too large",
+        "type": "invalid_request_error",
+        "param": "max_tokens",
+        "code": "integer_above_max_value",
+    }
+    with gateway(router_settings={"num_retries": 0}) as url:
+        for stream in (False, True):
+            stub.script("scripted", {"status": 400, "error": error})
+            resp = httpx.post(
+                f"{url}/v1/chat/completions",
+                timeout=30,
+                json={"model": "scripted", "stream": stream, "messages": OK_MSG},
+            )
+            _assert_openai_error(resp, 400, code="integer_above_max_value", param="max_tokens")
+        stub.script(
+            "scripted", {"status": 400, "error": {**error, "param": "user jo@example.com", "code": 7}}
+        )
+        resp = httpx.post(
+            f"{url}/v1/chat/completions", timeout=30, json={"model": "scripted", "messages": OK_MSG}
+        )
+        err = _assert_openai_error(resp, 400, code="upstream_rejected_request")
+        assert err["param"] == "user <EMAIL_ADDRESS_1>" and "jo@example" not in resp.text
+
+
 def test_upstream_connection_refused_is_502(gateway: GatewayFactory) -> None:
     with gateway() as url:
         resp = httpx.post(
@@ -241,6 +267,13 @@ def test_guard_check_runs_policies_without_a_model(gateway: GatewayFactory, stub
         ).json()
         assert only["verdict"] == "block"
         assert [d["policy"] for d in only["decisions"]] == ["prompt_injection"]
+        # A chat body copied as is: the check is never streamed, its stream options are ignored;
+        # the other options are checked as for a chat completion.
+        msgs = [{"role": "user", "content": "hi"}]
+        copied = {"messages": msgs, "stream": True, "stream_options": {"include_usage": True}}
+        assert httpx.post(f"{url}/v1/guard/check", json=copied).status_code == 200
+        bad = httpx.post(f"{url}/v1/guard/check", json={"messages": msgs, "tool_choice": "required"})
+        _assert_openai_error(bad, 400, param="tool_choice")
     assert stub.calls() == 0
 
 
