@@ -47,6 +47,7 @@ from gateway.store.keys import (
     FLAGS_RELOAD_CHANNEL,
 )
 from gateway.store.streams import text
+from rollguard.errors import StoreError
 
 log = logging.getLogger("rollguard.flags.overrides")
 
@@ -251,9 +252,14 @@ class OverrideListener:
         return True
 
     async def start(self) -> None:
-        """Load the map once (before the first request), then listen in a background task. Raises
-        ``StoreError`` when the first load fails."""
-        await self.refresh()
+        """Load the map once (before the first request), then listen in a background task. With
+        the store down the process starts degraded (issue 10): the map stays empty, so flags
+        answer from Unleash or the bootstrap file, and the background task loads the map as soon
+        as the store answers (logged once)."""
+        try:
+            await self.refresh()
+        except StoreError as exc:
+            log.warning("flags: the override map cannot be read (%s); starting without it", exc)
         self._task = asyncio.create_task(self._run(), name="rollguard-flag-overrides")
 
     async def aclose(self) -> None:

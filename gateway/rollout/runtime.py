@@ -4,6 +4,7 @@ controller loop (every process; the lease picks the one that acts)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -55,23 +56,50 @@ class RolloutRuntime:
     service: RolloutService
     listener: OverrideListener
     controller: Controller | None
+    ensure_task: asyncio.Task[None] | None = None
 
     async def aclose(self) -> None:
         if self.controller is not None:
             await self.controller.aclose()
         await self.listener.aclose()
+        if self.ensure_task is not None:
+            self.ensure_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.ensure_task
+
+
+async def _ensure_later(service: RolloutService, settings: RollguardSettings, every_s: float = 5.0) -> None:
+    """Create the configured plans once the store answers (every ``every_s`` seconds until then)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            made = await service.ensure(settings.rollouts.plans)
+        except StoreError:
+            continue
+        if made:
+            log.info("rollouts: configured plan(s) created (pending): %s", ", ".join(made))
+        return
 
 
 async def start_rollouts(settings: RollguardSettings, redis: aioredis.Redis, flags: Flags) -> RolloutRuntime:
-    """Start the override listener (its first load happens before this returns: no request is
-    served with a stale kill switch), create the configured plans, start the controller. Raises
-    ``StoreError`` when the store cannot be read."""
+    """Start the override listener (its first load happens before this returns when the store
+    answers: no request is served with a stale kill switch), create the configured plans, start the
+    controller. With the store down the gateway still starts (degraded, issue 10): the listener
+    and the controller retry in the background, and the plans are created by the first controller
+    look that reaches the store."""
     service = build_service(settings, redis)
     listener = OverrideListener(redis, flags.overrides, on_reload=flags.reload)
     await listener.start()
     runtime = RolloutRuntime(service, listener, None)
     try:
-        made = await service.ensure(settings.rollouts.plans)
+        try:
+            made = await service.ensure(settings.rollouts.plans)
+        except StoreError as exc:
+            made = []
+            log.warning("rollouts: the store does not answer (%s); plans are created later", exc)
+            runtime.ensure_task = asyncio.create_task(
+                _ensure_later(service, settings), name="rollguard-plans"
+            )
         if made:
             log.info("rollouts: configured plan(s) created (pending): %s", ", ".join(made))
         ctl = settings.rollouts.controller

@@ -9,7 +9,6 @@ Each failure is one ``ConfigError`` naming the field (``model_list[2].litellm_pa
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -65,7 +64,7 @@ def check_providers(deployments: Iterable[tuple[int, ModelEntry, Deployment]]) -
 def _known_providers() -> frozenset[str]:
     """litellm's provider names (``litellm.provider_list``; its model price map is read from the
     package, never fetched)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+    from gateway.upstream.litellm_path import import_litellm
 
+    litellm = import_litellm()
     return frozenset(str(getattr(p, "value", p)) for p in litellm.provider_list)

@@ -57,6 +57,27 @@ def _plain(obj: Any, stream: bool) -> dict[str, Any]:
     return out
 
 
+def import_litellm() -> Any:
+    """The ``litellm`` module, imported the one way rollguard imports it (the config check and the
+    transport alike): its model price map read from the package, never fetched from the network
+    (``LITELLM_LOCAL_MODEL_COST_MAP``, read by litellm at import, the one environment variable
+    rollguard sets); debug banners and telemetry off; its lazily-built pydantic schemas built now,
+    not inside the first request's timeout. pydantic warns about ``ReadOnly`` TypedDict items while
+    litellm is imported and its schemas are built (theirs, harmless): those warnings are silenced
+    here, so a strict warnings filter cannot leave litellm half-imported."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import litellm
+        from litellm.types.utils import Delta, ModelResponse, ModelResponseStream, StreamingChoices
+
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        ModelResponseStream(choices=[StreamingChoices(delta=Delta(content="x"))])
+        ModelResponse()
+    return litellm
+
+
 class LiteLLMTransport:
     """Everything else, through ``litellm.acompletion`` (imported on first use)."""
 
@@ -65,21 +86,7 @@ class LiteLLMTransport:
 
     def litellm(self) -> Any:
         if self._mod is None:
-            # Never fetch the model price map from the network at import.
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            import litellm
-
-            litellm.suppress_debug_info = True
-            litellm.telemetry = False
-            # Build litellm's lazily-built pydantic schemas now, not inside the first request's
-            # timeout; pydantic warns about a ReadOnly TypedDict item there (theirs, harmless).
-            from litellm.types.utils import Delta, ModelResponse, ModelResponseStream, StreamingChoices
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ModelResponseStream(choices=[StreamingChoices(delta=Delta(content="x"))])
-                ModelResponse()
-            self._mod = litellm
+            self._mod = import_litellm()
         return self._mod
 
     def _kwargs(self, dep: Deployment, body: Mapping[str, Any], seconds: float) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The ``prompt_injection`` policy: a shipped linear classifier over normalised text, applied to the
-user-controlled positions of the conversation (user and tool messages by default, every turn: a
-client writes its own history, so an override planted in an "earlier" turn is judged too; each
-text's score is cached across turns, so a long chat pays for its new turn only).
+user-controlled positions of the current turn (user and tool messages by default). A history
+turn the gateway refused before must not block the client's next turn, so earlier turns are judged
+only with ``scan_history: true`` (for clients that cannot be trusted to write their own history);
+each text's score is cached across turns, so a long chat then pays for its new turn only.
 
 Model: ``policies/data/prompt_injection.model.json`` (TF-IDF word + character n-grams and hand
 features, logistic regression, then gradient-boosted trees over its logit and dense features of the
@@ -81,8 +82,9 @@ class PromptInjectionPolicy:
     """Params: ``threshold`` (score in (0, 1) at or above which a text is an attack; default the
     shipped operating point, chosen for at most 1% false positives on benign prompts), ``action``
     (``block`` | ``flag``, default ``block``), ``roles`` (message roles judged, default
-    ``["user", "tool"]``), ``scan_history`` (default True: every message of those roles, since the
-    client writes the history; False: only the current turn, ``CheckContext.current_turn``),
+    ``["user", "tool"]``), ``scan_history`` (default False: only the current turn,
+    ``CheckContext.current_turn``, so a resent refused turn never blocks the next one; True: every
+    message of those roles, for clients that write a history the app does not check),
     ``model_path`` (default the shipped model),
     ``flag_threshold`` (default none: scores in ``[flag_threshold, threshold)`` are borderline and
     escalated for human review with verdict ``flag`` instead of allowed), ``segments`` (default
@@ -107,7 +109,7 @@ class PromptInjectionPolicy:
         threshold: float | None = None,
         action: str = "block",
         roles: Iterable[str] | None = None,
-        scan_history: bool = True,
+        scan_history: bool = False,
         model_path: str | Path | None = None,
         flag_threshold: float | None = None,
         segments: bool = True,

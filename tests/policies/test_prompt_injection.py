@@ -175,24 +175,27 @@ def test_benign_base64_is_not_an_attack(policy: PromptInjectionPolicy) -> None:
 # --- positions ---------------------------------------------------------------------------
 
 
-def test_an_override_planted_in_an_earlier_turn_is_judged(policy: PromptInjectionPolicy) -> None:
-    """The client writes the history: by default every user turn is judged (scan_history), and
-    only the current turn with scan_history false."""
+def test_only_the_current_turn_is_judged_unless_scan_history(policy: PromptInjectionPolicy) -> None:
+    """A resent refused turn must not block the next one (the default); with scan_history an
+    override planted in an earlier turn (a client that writes its own history) is judged."""
     messages: list[Message] = [
         {"role": "user", "content": ATTACK},
         {"role": "assistant", "content": "Sure."},
         {"role": "user", "content": "OK. What is the boiling point of water at sea level?"},
     ]
-    result = policy.check(CheckContext(stage=Stage.PRE_CALL, messages=messages))
+    assert policy.check(CheckContext(stage=Stage.PRE_CALL, messages=messages)).verdict is Verdict.ALLOW
+    history = PromptInjectionPolicy(scan_history=True)
+    result = history.check(CheckContext(stage=Stage.PRE_CALL, messages=messages))
     assert result.verdict is Verdict.BLOCK
     assert result.evidence[0].location == "messages[0].content"
-    current_only = PromptInjectionPolicy(scan_history=False)
-    assert current_only.check(CheckContext(stage=Stage.PRE_CALL, messages=messages)).verdict is Verdict.ALLOW
 
 
 def test_history_scores_are_cached_across_turns(policy: PromptInjectionPolicy) -> None:
-    """A 20-turn chat scores each earlier text once: the next request pays for its new turn."""
+    """With scan_history, a 20-turn chat scores each earlier text once: the next request pays for
+    its new turn only."""
     from policies.builtin import prompt_injection as pi
+
+    policy = PromptInjectionPolicy(scan_history=True)
 
     turns: list[Message] = []
     for i in range(20):
@@ -309,7 +312,7 @@ def test_registered_protocol_and_describe() -> None:
     d = dict(p.describe())
     json.dumps(d)
     assert d["roles"] == ["tool", "user"]
-    assert d["scan_history"] is True
+    assert d["scan_history"] is False
     assert d["threshold"] == pytest.approx(LinearTextModel.load(DEFAULT_MODEL).threshold)
 
 
