@@ -25,9 +25,10 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.errors import json_response
+from gateway.errors import documented_errors, json_response
 from gateway.rollout.roles import NO_ACCOUNTS, operator_name
 from gateway.rollout.service import RolloutService
+from gateway.routes.chat_schema import ok
 from rollguard.errors import ConfigError, InvalidRequest, PermissionDenied
 from rollguard.rollout import parse_plan
 
@@ -87,15 +88,25 @@ def _reason(body: dict[str, Any], default: str) -> str:
 
 router = APIRouter(tags=["rollouts"])
 
+_OBJECT: dict[str, object] = {"type": "object"}
+_READ = {**ok(_OBJECT), **documented_errors(401, 403, 404, 503)}
+_WRITE = {**ok(_OBJECT), **documented_errors(400, 401, 403, 404, 409, 503)}
+_CREATED = {
+    201: {"description": "Created", "content": {"application/json": {"schema": _OBJECT}}},
+    **documented_errors(400, 401, 403, 409, 503),
+}
 
-@router.get("/v1/rollouts", summary="Every rollout's state")
+
+@router.get("/v1/rollouts", summary="Every rollout's state", responses=_READ)
 async def list_rollouts(request: Request) -> Response:
     await _person(request, write=False)
     states = await _service(request).repo.all()
     return json_response({"object": "list", "data": [s.to_dict() for s in states]})
 
 
-@router.post("/v1/rollouts", summary="Create (and by default start) a rollout")
+@router.post(
+    "/v1/rollouts", summary="Create (and by default start) a rollout", status_code=201, responses=_CREATED
+)
 async def create_rollout(request: Request) -> Response:
     who = await _person(request, write=True)
     body = await _body(request)
@@ -112,7 +123,7 @@ async def create_rollout(request: Request) -> Response:
     return json_response(state.to_dict(), status=201)
 
 
-@router.get("/v1/rollouts/{rollout_id}", summary="One rollout: state, judgments, audit")
+@router.get("/v1/rollouts/{rollout_id}", summary="One rollout: state, judgments, audit", responses=_READ)
 async def get_rollout(request: Request, rollout_id: str) -> Response:
     await _person(request, write=False)
     svc = _service(request)
@@ -126,7 +137,11 @@ async def get_rollout(request: Request, rollout_id: str) -> Response:
     )
 
 
-@router.post("/v1/rollouts/{rollout_id}/{action}", summary="start | approve | pause | resume | rollback")
+@router.post(
+    "/v1/rollouts/{rollout_id}/{action}",
+    summary="start | approve | pause | resume | rollback",
+    responses=_WRITE,
+)
 async def act(request: Request, rollout_id: str, action: str) -> Response:
     if action not in ("start", "approve", "pause", "resume", "rollback"):
         raise InvalidRequest(f"unknown action {action!r}", param="action", code="not_found")
@@ -146,7 +161,9 @@ async def act(request: Request, rollout_id: str, action: str) -> Response:
     return json_response(state.to_dict())
 
 
-@router.post("/v1/flags/{flag}/{action}", summary="Kill switch: kill | revive (every process, < 1 s)")
+@router.post(
+    "/v1/flags/{flag}/{action}", summary="Kill switch: kill | revive (every process, < 1 s)", responses=_WRITE
+)
 async def kill_switch(request: Request, flag: str, action: str) -> Response:
     if action not in ("kill", "revive"):
         raise InvalidRequest(f"unknown action {action!r}", param="action", code="not_found")

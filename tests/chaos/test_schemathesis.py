@@ -200,6 +200,11 @@ OPERATIONS = [
     ("GET", "/v1/review/detectors/precision"),
     ("GET", "/v1/review/variants"),
     ("GET", "/v1/review/queues/{queue}/audit"),
+    ("GET", "/v1/rollouts"),
+    ("POST", "/v1/rollouts"),
+    ("GET", "/v1/rollouts/{rollout_id}"),
+    ("POST", "/v1/rollouts/{rollout_id}/{action}"),
+    ("POST", "/v1/flags/{flag}/{action}"),
 ]
 """Every operation of the served document (``test_the_run_covers_every_operation`` keeps it so)."""
 
@@ -234,7 +239,7 @@ def test_every_operation_answers_as_documented(
     mode: GenerationMode,
 ) -> None:
     operation = api_schema[path][method]
-    if path.startswith("/v1/review"):
+    if path.startswith(("/v1/review", "/v1/rollouts", "/v1/flags/")):  # the review accounts
         headers = chaos_gateway.reviewer_headers("lea")
     else:
         headers = chaos_gateway.app_headers("acme")
