@@ -5,6 +5,7 @@ state (completion, tool calls, finish reason, usage, outcome) handed to ``finish
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -115,6 +116,9 @@ class StreamRelay:
         ended = False
         try:
             async for piece in guard_stream(self._upstream, self._guard):
+                if not delivered:  # time to first byte, for the rollout judge's ttft_p95_ms
+                    ttft_ms = (time.perf_counter() - self._ex.t0) * 1000.0
+                    self._ex.interaction.metadata["ttft_ms"] = f"{ttft_ms:.3f}"
                 yield restore_piece(piece, vault) if self._restore else piece
                 delivered.append(piece)  # resumed: the server has written it
             ended = True

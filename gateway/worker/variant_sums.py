@@ -24,8 +24,8 @@ fixed-bucket special case.)
 
 Values: ``latency_ms`` is the record's end-to-end latency (``Interaction.latency_ms``);
 ``ttft_ms`` is the time to the first streamed chunk (``ttft_ms`` at the top level or in
-``metadata``; the gateway does not write it yet, so ``ttft_p95_ms`` is ``no_data`` and a plan
-naming it stays inconclusive until it does). A missing or non-numeric value is not counted. A
+``metadata``; the gateway writes ``metadata.ttft_ms`` for every streamed reply: request arrival to
+its first SSE piece; a non-streamed record has none). A missing or non-numeric value is not counted. A
 shadow would-block is a decision with ``enforced`` false and verdict ``block`` (shadow mode);
 every record counts as one 0/1 observation.
 """

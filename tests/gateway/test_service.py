@@ -154,6 +154,8 @@ async def test_a_stream_records_itself_at_its_end() -> None:
     assert body.endswith(b"data: [DONE]\n\n") and b"streamed" in body
     (rec,) = capture.interactions
     assert rec.metadata["outcome"] == "ok" and rec.completion == "streamed back to you"
+    # the time to the first byte, which the rollout judge's ttft_p95_ms reads from the record
+    assert 0.0 < float(rec.metadata["ttft_ms"]) <= rec.latency_ms
 
 
 async def test_an_output_block_ends_the_stream_with_content_filter() -> None:
