@@ -45,6 +45,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
+from gateway.tools.injection_report import wilson
 from policies.builtin.content_safety_model import analyze
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -386,17 +387,6 @@ def oof_threshold(rows: list[Row], seed: int) -> tuple[float, list[float]]:
     k = math.floor(TARGET_FPR * len(benign))
     thr = float(benign[k]) + 1e-6
     return thr, oof.tolist()
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
-    """95 % Wilson score interval of k/n (Wilson 1927)."""
-    if n == 0:
-        return [0.0, 1.0]
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return [round(max(0.0, c - h), 4), round(min(1.0, c + h), 4)]
 
 
 def evaluate(scores: list[float], rows: list[Row], thr: float) -> dict[str, Any]:

@@ -4,26 +4,22 @@ Wilson intervals (written into ``prompt_injection.metrics.json`` as ``must_hold`
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from gateway.tools.eval_guardrails import wilson as _wilson
 from gateway.tools.injection_data import Example, threshold_at_fpr
 
 __all__ = ["headline", "wilson"]
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
-    """95 % Wilson score interval of ``k / n`` (Wilson 1927)."""
-    if n == 0:
-        return [0.0, 1.0]
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return [round(max(0.0, c - h), 4), round(min(1.0, c + h), 4)]
+def wilson(k: int, n: int) -> list[float]:
+    """95 % Wilson score interval of ``k / n``, rounded to 4 places (scipy's ``binomtest``,
+    ``gateway.tools.eval_guardrails.wilson``); ``[0, 1]`` when ``n`` is 0."""
+    low, high = _wilson(k, n)
+    return [round(low, 4), round(high, 4)]
 
 
 def headline(scores: NDArray[np.float64], test: list[Example], threshold: float) -> dict[str, Any]:
