@@ -34,9 +34,9 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from policies.base import CheckContext
-from policies.pipeline import Enabled, Pipeline, StageResult
+from policies.pipeline import ConfiguredPolicy, Enabled, Pipeline, StageResult
 from policies.privacy import Coverage, PrivacyRedactor
-from rollguard.types import Interaction, Message, Stage, Verdict
+from rollguard.types import Interaction, Message, Mode, Stage, Verdict
 
 __all__ = [
     "CLIP_CHARS",
@@ -154,9 +154,15 @@ def _child_ready() -> bool:
     return "pipeline" in _CHILD
 
 
-def _child_stage(ctx: CheckContext, enabled_ids: frozenset[str]) -> tuple[StageResult, CheckContext]:
+def _child_stage(
+    ctx: CheckContext, enabled_ids: frozenset[str], shadow_ids: frozenset[str] = frozenset()
+) -> tuple[StageResult, CheckContext]:
     pipeline: Pipeline = _CHILD["pipeline"]
-    result = asyncio.run(pipeline.run(ctx, lambda cp: cp.id in enabled_ids))
+
+    def enabled(cp: ConfiguredPolicy) -> bool | Mode:
+        return Mode.SHADOW if cp.id in shadow_ids else cp.id in enabled_ids
+
+    result = asyncio.run(pipeline.run(ctx, enabled))
     return result, ctx
 
 
@@ -248,8 +254,10 @@ class LargeInputs:
         policies keep their CPU-time timeout, measured where they run; threaded ones their
         wall-clock timeout)."""
         if pipeline is self._pipeline and self._procs is not None:
-            ids = frozenset(cp.id for cp in pipeline.policies if enabled(cp))
-            done = await self._in_child(_child_stage, ctx, ids)
+            modes = {cp.id: enabled(cp) for cp in pipeline.policies}
+            ids = frozenset(i for i, on in modes.items() if on)
+            shadow = frozenset(i for i, on in modes.items() if on is Mode.SHADOW)
+            done = await self._in_child(_child_stage, ctx, ids, shadow)
             if done is not None:
                 result, out = done
                 _adopt(ctx, out)

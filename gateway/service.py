@@ -140,6 +140,9 @@ class ChatService:
         large: LargeInputs | None = None,
     ) -> None:
         self.settings = settings
+        self._policy_rollout_flags = frozenset(
+            plan.flag for plan in settings.rollouts.plans.values() if plan.subject.kind == "policy"
+        )
         self.large = large
         """Large requests' pre_call checks and large completions' post_call checks run on its
         worker thread (``gateway.large``)."""
@@ -175,9 +178,21 @@ class ChatService:
             interaction.metadata["rollout_flag"] = choice.rollout_flag
         return choice.target
 
-    def _enabled(self, snapshot: FlagSnapshot) -> Enabled:
-        def enabled(cp: ConfiguredPolicy) -> bool:
-            return snapshot.is_enabled(cp.flag)
+    def _enabled(self, snapshot: FlagSnapshot, interaction: Interaction) -> Enabled:
+        """Which policies run: a policy's flag decides; a policy under a rollout plan (its flag
+        is the plan's) runs in shadow mode where the flag is off (the control arm) and enforced
+        where it is on (the canary), and the arm goes into ``interaction.metadata``."""
+        shadow_flags = self._policy_rollout_flags
+        for flag in shadow_flags:
+            if flag in snapshot.enabled:
+                interaction.metadata["variant"] = "canary" if snapshot.enabled[flag] else "control"
+                interaction.metadata["rollout_flag"] = flag
+
+        def enabled(cp: ConfiguredPolicy) -> bool | Mode:
+            on = snapshot.is_enabled(cp.flag)
+            if not on and cp.flag in shadow_flags:
+                return Mode.SHADOW
+            return on
 
         return enabled
 
@@ -271,7 +286,7 @@ class ChatService:
                 self.variants.gate_capabilities(body, snapshot)
             except RollguardError as exc:
                 return self._error(ex, exc, "rejected")
-            ex.enabled = self._enabled(snapshot)
+            ex.enabled = self._enabled(snapshot, interaction)
             if stream:
                 blocked = await self._pre_call(ex, meta, target)
                 return blocked if blocked is not None else await self._stream(ex)

@@ -106,11 +106,26 @@ def _segments(policies: list[ConfiguredPolicy]) -> list[list[ConfiguredPolicy]]:
     return out
 
 
+def _active(policies: tuple[ConfiguredPolicy, ...], enabled: Enabled) -> list[ConfiguredPolicy]:
+    """The policies ``enabled`` runs, those it puts in shadow mode for this request as copies."""
+    out: list[ConfiguredPolicy] = []
+    for p in policies:
+        on = enabled(p)
+        if on is Mode.SHADOW and p.mode is not Mode.SHADOW:
+            out.append(replace(p, mode=Mode.SHADOW))
+        elif on:
+            out.append(p)
+    return out
+
+
 class PolicyFailure(Exception):
     """Internal: a policy raised or exceeded its timeout."""
 
 
-Enabled = Callable[[ConfiguredPolicy], bool]
+Enabled = Callable[[ConfiguredPolicy], "bool | Mode"]
+"""Which policies run for one request: ``False`` skips a policy, ``True`` runs it in its configured
+mode, ``Mode.SHADOW`` runs it in shadow mode for this request only (the control arm of a policy
+rollout: shadow -> enforce for x % -> 100 %, one policy id, one configuration)."""
 
 
 def _always(_: ConfiguredPolicy) -> bool:
@@ -140,7 +155,7 @@ class Pipeline:
         redactions (transforms see the output of the previous transform)."""
         t0 = time.perf_counter()
         result = StageResult(stage=ctx.stage)
-        active = [p for p in self._by_stage[ctx.stage] if enabled(p)]
+        active = _active(self._by_stage[ctx.stage], enabled)
         if not active:
             return result
         # decoded views of the content as it arrived (before any redaction or stripping, so text

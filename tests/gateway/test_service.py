@@ -165,3 +165,38 @@ async def test_an_output_block_ends_the_stream_with_content_filter() -> None:
     body = b"".join([piece async for piece in result.stream])
     assert b'"finish_reason":"content_filter"' in body and b"forbidden" not in body
     assert capture.interactions[0].metadata["outcome"] == "output_blocked"
+
+
+def policy_rollout(on: bool) -> tuple[ChatService, DecisionCapture]:
+    """The ``words`` policy under a policy rollout on flag ``words-rollout``, whose flag is
+    ``on`` (canary: enforce) or off (control: shadow) for the request."""
+    from rollguard.rollout_settings import RolloutsSettings
+
+    plan = {"flag": "words-rollout", "subject": {"kind": "policy", "policy": "words"}}
+    entry = {
+        "model_name": "demo",
+        "litellm_params": {"model": "openai/demo-model", "api_base": "http://up.test/v1"},
+    }
+    s = RollguardSettings(
+        model_list=[entry], rollouts=RolloutsSettings.model_validate({"plans": {"v2": plan}})
+    )
+    words = ConfiguredPolicy(id="words", policy=Forbidden(), stages=frozenset(Stage), flag="words-rollout")
+    capture = DecisionCapture()
+    upstream = Upstream(s, transport=InMemoryTransport(replies=[completion("fine")]))
+    meter = GatewayMetrics(metrics.get_meter("test"))
+    flags = StaticFlags(enabled={"words-rollout": on})
+    return ChatService(s, Pipeline([words]), upstream, flags, capture, meter), capture
+
+
+async def test_a_policy_rollout_shadows_the_control_arm_and_enforces_the_canary() -> None:
+    control, captured = policy_rollout(False)
+    result = await control.chat_completion(ask("forbidden"), META)
+    assert result.error is None  # shadow: recorded, never enforced
+    await result.after()  # type: ignore[misc]
+    (rec,) = captured.interactions
+    (d,) = [d for d in rec.decisions if d.policy == "words" and d.stage is Stage.PRE_CALL]
+    assert d.verdict is Verdict.BLOCK and d.enforced is False
+    assert rec.metadata["variant"] == "control" and rec.metadata["rollout_flag"] == "words-rollout"
+    canary, _ = policy_rollout(True)
+    blocked = await canary.chat_completion(ask("forbidden"), META)
+    assert blocked.error is not None and blocked.error.code == "content_filter"
