@@ -27,7 +27,10 @@ import contextvars
 import dataclasses
 import logging
 import multiprocessing
+import os
 import pickle
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -148,6 +151,17 @@ _CHILD: dict[str, Any] = {}
 def _child_init(pipeline_blob: bytes) -> None:
     _CHILD["pipeline"] = pickle.loads(pipeline_blob)  # noqa: S301 - our own parent's pipeline
     _CHILD["redactor"] = PrivacyRedactor()
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), name="rollguard-parent-watch", daemon=True).start()
+
+
+def _exit_with(parent: int, every_s: float = 1.0) -> None:
+    """End this child process within ``every_s`` seconds of its gateway process dying (a SIGKILLed
+    gateway must not leave its large-input workers running: they are re-parented, so the parent
+    pid changes)."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(0)
 
 
 def _child_ready() -> bool:
