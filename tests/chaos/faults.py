@@ -192,9 +192,18 @@ def stream_ids(redis_url: str) -> list[str]:
         client.close()
 
 
-def missing(redis_url: str, ids: Iterable[str]) -> list[str]:
-    have = set(stream_ids(redis_url))
-    return [i for i in ids if i not in have]
+def missing(redis_url: str, ids: Iterable[str], settle_s: float = 30.0) -> list[str]:
+    """The ``ids`` whose record is not in the interactions stream ``settle_s`` seconds from now at
+    the latest (accepted records reach the stream with the writer's next flush, milliseconds
+    later, longer on a loaded machine): what is still missing then is lost."""
+    wanted = list(ids)
+    deadline = time.monotonic() + settle_s
+    while True:
+        have = set(stream_ids(redis_url))
+        out = [i for i in wanted if i not in have]
+        if not out or time.monotonic() >= deadline:
+            return out
+        time.sleep(0.2)
 
 
 def records(redis_url: str) -> list[dict[str, Any]]:
