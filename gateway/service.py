@@ -14,14 +14,14 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from opentelemetry import trace
 
 from gateway.audit import Coverage
 from gateway.exchange import ChatResult, Exchange, RequestMeta
-from gateway.flags import FlagContext
+from gateway.flags.source import FlagSource
 from gateway.flags.variants import CAPABILITY_STREAMING, CAPABILITY_TOOLS, VariantResolver
 from gateway.large import LargeInputs
 from gateway.relay import CLIENT_CLOSED_STATUS, CLIENT_DISCONNECTED, StreamRelay
@@ -68,20 +68,6 @@ class AuditPort(Protocol):
     def redactor(self) -> _Redactor: ...
 
     def record(self, interaction: Interaction, coverage: Coverage | None = None) -> None: ...
-
-
-class FlagSource(Protocol):
-    """Where a request's flags come from: ``gateway.flags.Flags`` (Unleash) in the gateway,
-    ``rollguard.testing.StaticFlags`` in unit tests."""
-
-    def evaluate(
-        self,
-        names: Iterable[str],
-        context: FlagContext,
-        *,
-        variant_flags: Iterable[str] = (),
-        default: bool = True,
-    ) -> FlagSnapshot: ...
 
 
 def _content_filter_error(decision: Decision) -> RollguardError:

@@ -29,9 +29,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.flags.context import FlagContext
+from gateway.flags.source import VersionedFlagSource
 from rollguard.types import FlagSnapshot
 
 __all__ = ["NONDETERMINISTIC_MARKERS", "CachedFlags"]
@@ -40,21 +41,6 @@ NONDETERMINISTIC_MARKERS = ('"random"', "gradualRolloutRandom", '"currentTime"')
 """Strings whose presence in a feature-state document makes evaluation depend on more than the
 context (Unleash strategy and constraint reference: stickiness ``random``, the
 ``gradualRolloutRandom`` strategy, ``currentTime`` date constraints)."""
-
-
-class _Source(Protocol):
-    def evaluate(
-        self,
-        names: Iterable[str],
-        context: FlagContext,
-        *,
-        variant_flags: Iterable[str] = (),
-        default: bool = True,
-    ) -> FlagSnapshot: ...
-
-    def state_version(self) -> tuple[int, float]: ...
-
-    def raw_state(self) -> str | None: ...
 
 
 def _copy(s: FlagSnapshot) -> FlagSnapshot:
@@ -73,7 +59,7 @@ class CachedFlags:
     """``flags`` (a ``gateway.flags.Flags``) with a result cache; the same ``evaluate`` signature.
     ``hits`` / ``misses`` count cacheable lookups."""
 
-    def __init__(self, flags: _Source, max_entries: int = 10_000, settle_s: float = 1.0) -> None:
+    def __init__(self, flags: VersionedFlagSource, max_entries: int = 10_000, settle_s: float = 1.0) -> None:
         self.flags = flags
         self.max_entries = max_entries
         self.settle_s = settle_s
