@@ -160,7 +160,8 @@ def test_k8s_configs_pass_config_check(manifests: list[dict[str, Any]], name: st
     (container,) = pod["containers"]
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/etc/rollguard")
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
-    data = named(manifests, "ConfigMap", volume["configMap"]["name"].rsplit("-", 1)[0])["data"]
+    cm = volume["configMap"]["name"]  # as rendered: with kustomize's hash suffix, if any
+    (data,) = [d["data"] for d in manifests if d["kind"] == "ConfigMap" and d["metadata"]["name"] == cm]
     path = tmp_path / "rollguard.yaml"
     path.write_text(data["rollguard.yaml"])
     env = k8s_env(container, manifests)
