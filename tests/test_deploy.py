@@ -266,11 +266,16 @@ def test_prometheus_config_passes_promtool() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def copy_sources() -> set[str]:
+    """The paths ``deploy/Dockerfile`` copies from the build context."""
+    copied = re.findall(r"^COPY (.+) \S+$", (DEPLOY / "Dockerfile").read_text(), re.M)
+    return {s for line in copied for s in line.split()}
+
+
 def test_dockerignore_keeps_the_context_small() -> None:
     ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip()}
     assert {".venv", "var", "**/__pycache__", ".pytest_cache", ".mypy_cache", ".git"} <= ignored
-    copied = re.findall(r"^COPY (.+) \S+$", (DEPLOY / "Dockerfile").read_text(), re.M)
-    sources = {s for line in copied for s in line.split()}
+    sources = copy_sources()
     assert sources and not sources & ignored, sources & ignored
     assert all((REPO / s).exists() for s in sources)
 
@@ -350,42 +355,121 @@ def http_probe_paths(manifests: list[dict[str, Any]], name: str) -> set[str]:
 
 
 def healthcheck(svc: dict[str, Any], port: int) -> list[str]:
-    """A compose ``CMD`` healthcheck with the gateway's port 8080 swapped for ``port``."""
+    """A compose ``CMD`` healthcheck with the gateway's port 8080 swapped for ``port`` and the
+    image's ``python`` for this interpreter."""
     test = svc["healthcheck"]["test"]
     assert test[0] == "CMD", test
-    return [part.replace("127.0.0.1:8080", f"127.0.0.1:{port}") for part in test[1:]]
+    cmd = [part.replace("127.0.0.1:8080", f"127.0.0.1:{port}") for part in test[1:]]
+    return [sys.executable if cmd[0] == "python" else cmd[0], *cmd[1:]]
+
+
+@pytest.fixture(scope="module")
+def image_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of a process in the image, on this machine: the package installed the way
+    ``deploy/Dockerfile`` installs it (``pip install .``, not the source tree) on ``PYTHONPATH``,
+    and the Dockerfile's ``ENV`` with the image's paths mapped to local ones."""
+    site = tmp_path_factory.mktemp("image")
+    context = site / "app"  # what the Dockerfile COPYs (data/ is mapped, not copied: 15 MB)
+    context.mkdir()
+    for src in copy_sources() - {"data"}:
+        if (REPO / src).is_dir():
+            shutil.copytree(REPO / src, context / src, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(REPO / src, context / src)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--target",
+        str(site / "lib"),
+        str(context),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    dockerfile = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    paths = {"/app/data": str(REPO / "data"), "/var/lib/rollguard": str(site / "spool")}
+    pairs = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("ENV ")]
+    env = dict(p.split("=", 1) for group in pairs for p in group)
+    env = {k: paths.get(v, v) for k, v in env.items()}
+    assert {"ROLLGUARD_CONFIG", "ROLLGUARD_STORE__DATA_DIR", "ROLLGUARD_DATA_DIR"} <= set(env)
+    env |= {"PATH": os.environ["PATH"], "HOME": str(site), "PYTHONPATH": str(site / "lib")}
+    where = [sys.executable, "-c", "import gateway, policies; print(gateway.__file__, policies.__file__)"]
+    done = subprocess.run(where, env=env, cwd=site, capture_output=True, text=True, timeout=60)
+    assert all(Path(f).is_relative_to(site / "lib") for f in done.stdout.split()), done.stdout
+    return env
+
+
+def in_image(args: list[str]) -> list[str]:
+    """``rollguard ARGS`` from the installed package (the image's entry point, ``gateway.cli:main``)."""
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from gateway.cli import main; sys.argv[0] = 'rollguard'; main()",
+        *args,
+    ]
+
+
+def service_env(svc: dict[str, Any], image_env: dict[str, str], redis_url: str) -> dict[str, str]:
+    """``image_env`` overlaid with the compose service's environment, as Docker does; the store
+    swapped for the test's Valkey, no OTLP export, the mounted config file at its source."""
+    env = image_env | compose_env(svc) | {"ROLLGUARD_REDIS_URL": redis_url}
+    env["ROLLGUARD_STORE__DATA_DIR"] = image_env["ROLLGUARD_STORE__DATA_DIR"]
+    env["ROLLGUARD_CONFIG"] = str(compose_mount(svc, "/etc/rollguard/rollguard.yaml"))
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return env
 
 
 def test_probes_answer_on_a_real_gateway(
-    rendered: dict[str, Any], manifests: list[dict[str, Any]], redis_url: str, tmp_path: Path
+    rendered: dict[str, Any],
+    manifests: list[dict[str, Any]],
+    image_env: dict[str, str],
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
-    """The gateway started with the compose service's command, config and environment (the store
-    swapped for the test's Valkey); its compose healthcheck and its k8s probe paths answer 200;
-    the worker's healthcheck passes against the same store. Once stopped, the healthcheck fails."""
+    """The gateway started as the image and the compose service start it (installed package,
+    Dockerfile and service environment, the service's command, the mounted config; the store
+    swapped for the test's Valkey, cwd outside the source tree); its compose healthcheck and its
+    k8s probe paths answer 200. Once it is stopped, the healthcheck fails."""
     import httpx
 
     svc = rendered["services"]["gateway"]
-    env = {**compose_env(svc), "ROLLGUARD_REDIS_URL": redis_url}
-    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT")
-    env |= {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "ROLLGUARD_STORE__DATA_DIR": str(tmp_path)}
-    env["ROLLGUARD_CONFIG"] = str(compose_mount(svc, "/etc/rollguard/rollguard.yaml"))
     port = free_port()
-    command = [str(ROLLGUARD), *svc["command"][1:]]
+    command = in_image(svc["command"][1:])
     command[command.index("--host") + 1], command[command.index("--port") + 1] = "127.0.0.1", str(port)
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = service_env(svc, image_env, redis_url)
+    proc = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=90)
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120)
         check = healthcheck(svc, port)
-        check[0] = sys.executable if check[0] == "python" else check[0]
         done = subprocess.run(check, capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, (shlex.join(check), done.stderr)
         for path in http_probe_paths(manifests, "rollguard-gateway"):
             assert httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10).status_code == 200, path
-        worker = healthcheck(rendered["services"]["worker"], port)
-        worker[0] = sys.executable
-        done = subprocess.run(worker, env={"ROLLGUARD_REDIS_URL": redis_url}, timeout=30)
-        assert done.returncode == 0
     finally:
         proc.terminate()
         proc.wait(timeout=60)
     assert subprocess.run(check, capture_output=True, timeout=30).returncode != 0
+
+
+def test_worker_starts_as_shipped(
+    rendered: dict[str, Any], image_env: dict[str, str], redis_url: str, tmp_path: Path
+) -> None:
+    """The worker, started like the gateway above, consumes and exits when idle (exit 0, its
+    counters printed); its compose healthcheck passes against the same store and fails without it."""
+    svc = rendered["services"]["worker"]
+    env = service_env(svc, image_env, redis_url)
+    command = in_image([*svc["command"][1:], "--idle-exit-s", "1"])
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "processed" in json.loads(done.stdout.strip().splitlines()[-1])
+    check = healthcheck(svc, 0)
+    assert subprocess.run(check, env={"ROLLGUARD_REDIS_URL": redis_url}, timeout=30).returncode == 0
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    assert subprocess.run(
+        check, env={"ROLLGUARD_REDIS_URL": closed}, capture_output=True, timeout=30
+    ).returncode
