@@ -10,12 +10,13 @@
    --factory``, ``ROLLGUARD_CONFIG`` = that file) on a free loopback port, then waits for ``/readyz``;
 5. replays the corpus through the gateway and a sample straight to the stub (``gateway.demo.replay``)
    and prints the summary tables;
-6. stops the gateway (SIGTERM: it flushes its audit queue), counts the audit records in the
-   interactions stream, stops the stub and the store, and removes the temporary directory (unless
-   ``keep_dir`` is given).
+6. stops the gateway (SIGTERM: it flushes its audit queue), raises one anomaly item
+   (``raise_demo_anomaly``: the rollout check of a regressed canary; the console shows its
+   canary/control comparison), counts the audit records in the interactions stream, stops the
+   stub and the store, and removes the temporary directory (unless ``keep_dir`` is given).
 
-Exit code: 0 when requests ran and errors are at most ``MAX_ERROR_SHARE`` of them; 1 otherwise;
-2 when the servers did not start.
+Exit code: 0 when requests ran, errors are at most ``MAX_ERROR_SHARE`` of them and the anomaly
+item opened; 1 otherwise; 2 when the servers or the store did not start.
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ def run_demo(
     summary_out: dict[str, Any] | None = None,
     config_overrides: dict[str, Any] | None = None,
     store_dir: Path | None = None,
+    anomaly: bool = True,
 ) -> int:
     """Run the whole demo (see the module docstring) and return the process exit code.
 
@@ -191,7 +193,8 @@ def run_demo(
     the interactions stream after the gateway stopped, ``None`` if the store did not answer).
     ``config_overrides``: top-level config keys replacing the demo's (e.g. ``{"policies": [...]}``).
     ``store_dir``: keep the embedded store here (``rollguard demo`` uses ``./var``, the store
-    ``rollguard serve`` uses, so the review items wait for the console afterwards).
+    ``rollguard serve`` uses, so the review items wait for the console afterwards). ``anomaly``:
+    then raise the anomaly item (``raise_demo_anomaly``; exit code 1 when it does not open).
     """
     console = console or Console()
     items = build_corpus(n)
@@ -202,8 +205,7 @@ def run_demo(
         redis_url = _start_store(stack, store_path, console)
         if redis_url is None:
             return 2
-        audit_before = count_audit_records(redis_url) or 0
-        stub_port, gw_port = free_port(), free_port()
+        audit_before, stub_port, gw_port = count_audit_records(redis_url) or 0, free_port(), free_port()
         config = _write_config(work, f"http://127.0.0.1:{stub_port}", redis_url, store_path, config_overrides)
         try:
             summary = _serve_and_replay(
@@ -219,17 +221,41 @@ def run_demo(
                 show_progress,
             )
         except StartupError as exc:
-            console.print("[red]demo servers did not start:[/red]")
-            console.print(str(exc), markup=False, highlight=False)
+            console.print(f"demo servers did not start:\n{exc}", style="red", markup=False, highlight=False)
             return 2
+        code = _check_replay(console, summary, work)
+        if code == 0 and anomaly:
+            code = raise_demo_anomaly(store_path, redis_url, console)
         _report_store(console, summary, redis_url, audit_before)
-        code = exit_code(summary)
-        if code != 0:
-            console.print("[red]demo failed; gateway log tail:[/red]")
-            console.print(_tail(work / "gateway.log"), markup=False, highlight=False)
     if summary_out is not None:
         summary_out.update(summary)
     return code
+
+
+def _check_replay(console: Console, summary: dict[str, Any], work: Path) -> int:
+    """``exit_code(summary)``; on failure the gateway log's tail is printed."""
+    code = exit_code(summary)
+    if code != 0:
+        console.print("[red]demo failed; gateway log tail:[/red]")
+        console.print(_tail(work / "gateway.log"), markup=False, highlight=False)
+    return code
+
+
+def raise_demo_anomaly(var_dir: Path, redis_url: str, console: Console) -> int:
+    """Step 7 of the demo: the rollout check of a regressed canary of the demo's chat model
+    (``gateway.demo.rollout_scenario``: shipped replies for both arms, the same shortcut detectors
+    and rollout judge the worker and the controller run, replayed offline in about 20 s). Its
+    guardrail breach opens one P1 anomaly item in the ``rollout`` review queue of the store at
+    ``redis_url``, carrying the failed metric against its tolerance and a canary/control pair
+    answering the same prompt, which the console shows side by side; the report goes to
+    ``var_dir / "rollout-demo"``. Returns 0 when the item opened, else 1 (2: the store failed)."""
+    from gateway.demo.rollout_scenario import run_rollout_demo
+
+    console.print(
+        "[bold]rollout check[/bold]: a regressed canary of demo-chat against its control "
+        "(shipped replies, judged offline); a breach opens an anomaly item for review"
+    )
+    return run_rollout_demo(var_dir, console=console, redis_url=redis_url)
 
 
 def _work_dir(stack: contextlib.ExitStack, keep_dir: Path | None) -> Path:

@@ -31,6 +31,7 @@ from gateway.review.auth import COOKIE, ReviewAuth, current_reviewer, guarded_ro
 from gateway.review.config import ReviewerSpec, Role
 from gateway.review.highlight import highlight_conversation
 from gateway.review.queue import Lease, ReviewItem, now_ms
+from gateway.review.queue_view import Sort, State, detector_choices, queue_rows
 from gateway.review.rollout_pages import register_filters, rollout_routes
 from gateway.review.rollout_view import RolloutViewSlot
 from gateway.review.service import ReviewService
@@ -197,40 +198,71 @@ def _queue_routes(ui: APIRouter, service: ReviewService) -> None:
         return _page("queues.html", me, rows=rows)
 
     @ui.get("/queues/{queue}")
-    async def queue__page(request: Request, queue: str, empty: int = 0, done: str = "") -> HTMLResponse:
+    async def queue__page(
+        request: Request,
+        queue: str,
+        empty: int = 0,
+        done: str = "",
+        detector: str = "",
+        state: State = State.ALL,
+        sort: Sort = Sort.OLDEST,
+    ) -> HTMLResponse:
         me = current_reviewer(request)
-        st = await service.queues.stats(queue, tenants=service.tenant_scope(me))
-        items = await service.queues.open_items(queue, limit=200)
-        visible = [it for it in items if me.role is Role.OPERATOR or me.can_tenant(it.tenant)]
-        mine = {it.id: lease for it in visible for lease, who_ in it.leases.items() if who_ == me.name}
-        return _page(
-            "queue.html",
-            me,
-            queue=queue,
-            stats=st,
-            items=visible,
-            mine=mine,
-            empty=bool(empty),
-            done=done,
-            can_decide=me.role is not Role.OPERATOR,
-        )
+        ctx = await _queue_context(service, me, queue, detector, state, sort)
+        return _page("queue.html", me, queue=queue, empty=bool(empty), done=done, **ctx)
 
     @ui.post("/queues/{queue}/claim")
     async def claim(request: Request, queue: str) -> Response:
         me = current_reviewer(request)
+        form = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
+        done = (form.get("done") or [""])[0][:128]
+        after = f"&done={quote(done)}" if done else ""
         leases = await service.claim(me, queue, count=1)
         if not leases:
-            return RedirectResponse(f"/review/queues/{quote(queue)}?empty=1", status_code=303)
+            return RedirectResponse(f"/review/queues/{quote(queue)}?empty=1{after}", status_code=303)
         le = leases[0]
-        url = f"/review/queues/{quote(queue)}/items/{le.item_id}?lease={quote(le.id)}"
+        url = f"/review/queues/{quote(queue)}/items/{le.item_id}?lease={quote(le.id)}{after}"
         return RedirectResponse(url, status_code=303)
+
+
+async def _queue_context(
+    service: ReviewService, me: ReviewerSpec, queue: str, detector: str, state: State, sort: Sort
+) -> dict[str, Any]:
+    """The queue page's values: stats, the open items ``me`` may see as filtered and sorted rows
+    (``gateway.review.queue_view``; the oldest 200 open items are read), the filter's options."""
+    st = await service.queues.stats(queue, tenants=service.tenant_scope(me))
+    items = await service.queues.open_items(queue, limit=200)
+    visible = [it for it in items if me.role is Role.OPERATOR or me.can_tenant(it.tenant)]
+    rows = queue_rows(
+        visible,
+        viewer=me.name,
+        now_ms=now_ms(),
+        redact=service.text_redactor.redact_always,
+        detector=detector,
+        state=state,
+        sort=sort,
+    )
+    return {
+        "queues": service.queue_names(me),
+        "stats": st,
+        "rows": rows,
+        "shown": len(rows),
+        "total": len(visible),
+        "detectors": detector_choices(visible),
+        "filters": {"detector": detector, "state": state.value, "sort": sort.value},
+        "states": [s.value for s in State],
+        "sorts": [s.value for s in Sort],
+        "can_decide": me.role is not Role.OPERATOR,
+    }
 
 
 def _item_routes(ui: APIRouter, service: ReviewService) -> None:
     """One item's page and the insights page."""
 
     @ui.get("/queues/{queue}/items/{item_id}")
-    async def item__page(request: Request, queue: str, item_id: str, lease: str = "") -> HTMLResponse:
+    async def item__page(
+        request: Request, queue: str, item_id: str, lease: str = "", done: str = ""
+    ) -> HTMLResponse:
         me = current_reviewer(request)
         it = await service.item(me, queue, item_id)
         held = lease if _lease_for(lease, it) and it.leases.get(lease.rsplit(":", 1)[-1]) == me.name else ""
@@ -259,6 +291,7 @@ def _item_routes(ui: APIRouter, service: ReviewService) -> None:
             adjudicates=adj,
             anomaly_facts=facts,
             lease=held,
+            done=done[:128],
             taxonomy=service.settings.taxonomy,
             show_verdicts=service.shows_verdicts(me, it),
             lease_ms=service.queues.lease_ms,

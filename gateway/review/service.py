@@ -33,6 +33,7 @@ from gateway.review.queue import Lease, NewItem, ReviewItem, ReviewQueues, Verdi
 from gateway.review.routing import interaction_payload, route_anomaly, route_interaction
 from gateway.review.sla import page_breaches
 from gateway.store.keys import ANOMALIES_STREAM, INTERACTIONS_STREAM
+from gateway.tools.eval_guardrails import wilson
 from rollguard.errors import InvalidRequest, NotFound, PermissionDenied, StoreError
 
 log = logging.getLogger("rollguard.review")
@@ -339,16 +340,26 @@ class ReviewService:
 
     async def precision(self) -> dict[str, dict[str, Any]]:
         """Reviewer-confirmed precision per detector / policy id over every queue's window:
-        ``{detector: {"judged", "confirmed", "precision"}}``; an item's label is its adjudicated
-        label, else its Dawid-Skene posterior label, else its unanimous verdict."""
+        ``{detector: {"judged", "confirmed", "precision", "ci_low", "ci_high"}}``, the interval
+        the 95 % Wilson score interval of ``confirmed / judged`` (``gateway.tools.eval_guardrails.
+        wilson``: scipy's ``binomtest``; Wilson 1927), so one judged alert reads as 0 or 1 with an
+        interval nearly as wide as [0, 1]. An item's label is its adjudicated label, else its
+        Dawid-Skene posterior label, else its unanimous verdict."""
         rows: list[tuple[list[str], bool]] = []
         for it, spec in await self._labelled_window():
             if spec is not None:
                 rows.append((it.detectors, spec.confirms_alert))
-        return {
-            d: {"judged": p.judged, "confirmed": p.confirmed, "precision": p.precision}
-            for d, p in detector_precision(rows).items()
-        }
+        out: dict[str, dict[str, Any]] = {}
+        for d, p in detector_precision(rows).items():
+            low, high = wilson(p.confirmed, p.judged)
+            out[d] = {
+                "judged": p.judged,
+                "confirmed": p.confirmed,
+                "precision": p.precision,
+                "ci_low": round(low, 4),
+                "ci_high": round(high, 4),
+            }
+        return out
 
     async def variant_summary(self) -> dict[str, dict[str, int]]:
         """Evidence for the rollout judge: per flag variant (``canary``/``control``/``-``), decided

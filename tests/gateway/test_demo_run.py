@@ -37,6 +37,7 @@ def test_run_demo_end_to_end(tmp_path: Path) -> None:
         show_progress=False,
         keep_dir=tmp_path,
         summary_out=summary,
+        anomaly=False,  # raise_demo_anomaly: tests/integration/test_console_demo_browser.py
     )
     text = out.getvalue()
     assert code == 0, text + (tmp_path / "gateway.log").read_text(errors="replace")[-3000:]

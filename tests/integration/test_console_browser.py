@@ -162,8 +162,10 @@ def test_console_claim_highlight_keyboard_verdict_and_403(
             page.keyboard.type("email placeholder is fine; the reply hedges")
             page.keyboard.press("Escape")
             page.keyboard.press("4")
-            page.wait_for_url("**/review/queues/safety?done=*")
+            # The next item is claimed; none is left for ana (the other is globex's): it says so.
+            page.wait_for_url("**/review/queues/safety?empty=1&done=*")
             expect(page.locator("#done")).to_be_visible()
+            expect(page.locator("#empty")).to_contain_text("That was the last one")
             assert page.locator(f"#items tr[data-item='{ids['acme']}']").count() == 0
 
             item = page.request.get(f"{base}/v1/review/queues/safety/items/{ids['acme']}")
@@ -196,7 +198,7 @@ def test_console_claim_highlight_keyboard_verdict_and_403(
             assert page.locator("input[name=preference][value=control]").is_checked()
             page.screenshot(path=str(shots / "review-compare.png"), full_page=True)
             page.keyboard.press("3")
-            page.wait_for_url("**/review/queues/rollout?done=*")
+            page.wait_for_url("**/review/queues/rollout?empty=1&done=*")
             anomaly = page.request.get(f"{base}/v1/review/queues/rollout/items/{ids['anomaly']}").json()
             assert anomaly["verdict_count"] == 1 and anomaly["status"] == "open"  # k = 2
             assert anomaly["verdicts"] is None  # blind review

@@ -139,7 +139,14 @@ async def test_low_posterior_goes_to_lead_adjudication(aredis: aioredis.Redis) -
     assert item is not None and item.final_label == "policy_violation"
     prec = await svc.precision()
     # drift alerts: 6 acceptable (not confirmed), 6 policy violations (confirmed, incl. adjudicated)
-    assert prec["drift"] == {"judged": 12, "confirmed": 6, "precision": 0.5}
+    # With its 95 % Wilson interval (scipy binomtest; 6 of 12: 0.2538-0.7462).
+    assert prec["drift"] == {
+        "judged": 12,
+        "confirmed": 6,
+        "precision": 0.5,
+        "ci_low": 0.2538,
+        "ci_high": 0.7462,
+    }
     assert await svc.variant_summary() == {"-": {"decided": 12, "acceptable": 6, "confirmed": 6}}
 
 

@@ -21,6 +21,21 @@
     });
   }
 
+  // After a verdict: claim the next item of the queue (a form post, so the server redirects to
+  // the next item, or back to the queue saying nothing is left).
+  function claimNext(queue, done) {
+    var form = document.createElement("form");
+    form.method = "post";
+    form.action = "/review/queues/" + encodeURIComponent(queue) + "/claim";
+    var input = document.createElement("input");
+    input.type = "hidden";
+    input.name = "done";
+    input.value = done;
+    form.appendChild(input);
+    document.body.appendChild(form);
+    form.submit();
+  }
+
   function typing(ev) {
     var t = ev.target;
     return t && (t.tagName === "TEXTAREA" || t.tagName === "INPUT" || t.isContentEditable);
@@ -56,7 +71,8 @@
         preference: preference(),
         corrected: corrected && corrected.value.trim() ? corrected.value : null,
       }).then(function () {
-        window.location.href = "/review/queues/" + encodeURIComponent(queue) + "?done=" + encodeURIComponent(item);
+        say("Verdict recorded; claiming the next item…", "ok");
+        claimNext(queue, item);
       }).catch(function (err) {
         busy = false;
         say("Verdict not recorded: " + err.message, "error");
