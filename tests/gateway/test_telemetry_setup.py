@@ -95,3 +95,26 @@ def test_variant_and_model_labels_are_bounded() -> None:
     }
     assert seen == {"blue", "control", "other", "none"}
     provider.shutdown()
+
+
+def test_two_apps_on_one_meter_both_count() -> None:
+    """The observable counters of a meter are registered once (the SDK ignores a second
+    registration's callbacks): a second app's requests must still be counted."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    meter = provider.get_meter("t")
+    for m in (GatewayMetrics(meter), GatewayMetrics(meter)):
+        i = Interaction(id="x", created_ms=0, tenant="t", model="echo", stream=False, messages=[])
+        m.record_finished(i, "ok", "echo")
+    data = reader.get_metrics_data()
+    assert data is not None
+    (total,) = [
+        dp.value
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == "rollguard.requests"
+        for dp in metric.data.data_points
+    ]
+    assert total == 2
+    provider.shutdown()
