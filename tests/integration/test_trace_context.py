@@ -138,3 +138,23 @@ def test_without_a_traceparent_the_request_starts_its_own_trace(gateway: Gateway
     assert root.parent is None
     sent = stub.requests()[-1]["headers"]["traceparent"]
     assert int(sent.split("-")[1], 16) == root.context.trace_id
+
+
+def test_a_stream_that_fails_midway_marks_its_server_span_error(gateway: GatewayFactory, stub: Stub) -> None:
+    """HTTP 200 was already sent; the mid-stream error event still makes the span ERROR."""
+    stub.script(
+        "echo",
+        {
+            "chunks": [
+                {"content": "The weather today is "},
+                {"error": {"message": "overloaded", "type": "server_error", "code": "overloaded"}},
+            ]
+        },
+    )
+    with gateway(model_list=_models(stub)) as url:
+        trace_id, _, r = _traced_call(url, "echo", True)
+        assert r.status_code == 200
+        assert "error" in r.text
+    (root,) = [s for s in _in_trace(trace_id) if s.kind is SpanKind.SERVER]
+    assert root.status.status_code is StatusCode.ERROR
+    assert root.attributes is not None and root.attributes["rollguard.outcome"] == "upstream_error"
