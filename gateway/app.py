@@ -27,12 +27,13 @@ from gateway.errors import install_error_handlers, response_for
 from gateway.flags import Flags
 from gateway.flags.cache import CachedFlags
 from gateway.large import LargeInputs
+from gateway.metrics_endpoint import mount_metrics_route
 from gateway.rollout import api as rollout_api
 from gateway.routes import admin, guard, health, openai
 from gateway.runtime import Runtime
 from gateway.service import ChatService
 from gateway.store import Store
-from gateway.telemetry import setup_telemetry
+from gateway.telemetry import GatewayMetrics, setup_telemetry
 from gateway.upstream import Upstream
 from rollguard.errors import RollguardError
 from rollguard.settings import RollguardSettings, config_source, load_settings
@@ -137,6 +138,9 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
     app.include_router(admin.router)
     app.include_router(health.router)
     app.include_router(rollout_api.router)
+    prom = settings.telemetry.prometheus
+    if prom.enabled and prom.port is None:
+        mount_metrics_route(app, prom.path)
     return FastPath(app)
 
 
@@ -159,6 +163,13 @@ async def _bounded(step: Awaitable[None], what: str, timeout_s: float = SHUTDOWN
         log.error("shutdown: %s failed: %s", what, exc)
 
 
+def _async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        close()
+
+    return run
+
+
 def _cleanup(stack: contextlib.AsyncExitStack, close: Callable[[], Awaitable[None]], what: str) -> None:
     async def run() -> None:
         await _bounded(close(), what)
@@ -176,9 +187,7 @@ async def _start(
     """Start the runtime into ``app.state.runtime``; every started part's cleanup goes on ``stack``
     (run in reverse order at shutdown or when a later part fails). Returns the audit trail (drained
     first at shutdown)."""
-    metrics = setup_telemetry(
-        span_exporter=overrides.get("span_exporter"), metric_reader=overrides.get("metric_reader")
-    )
+    metrics = _start_telemetry(app, settings, stack, overrides)
     settings = await _with_demo_upstream(settings, stack)
     store = Store(settings.store)
     _cleanup(stack, store.aclose, "store")  # also stops an embedded Valkey a failed start() acquired
@@ -220,6 +229,23 @@ async def _start(
         len(pipeline.policies),
     )
     return audit
+
+
+def _start_telemetry(
+    app: FastAPI, settings: RollguardSettings, stack: contextlib.AsyncExitStack, overrides: dict[str, Any]
+) -> GatewayMetrics:
+    """Tracing, this app's metric readers and its Prometheus endpoint (``gateway.telemetry``);
+    the registry goes to ``app.state.metrics_registry`` for the ``/metrics`` route."""
+    tel = setup_telemetry(
+        settings.telemetry,
+        variants=(v for ro in settings.flags.rollouts.values() for v in ro.variants),
+        workers=settings.gateway.workers,
+        span_exporter=overrides.get("span_exporter"),
+        metric_reader=overrides.get("metric_reader"),
+    )
+    _cleanup(stack, _async(tel.close), "telemetry")
+    app.state.metrics_registry = tel.registry
+    return tel.metrics
 
 
 async def _with_demo_upstream(

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
 from gateway.flags import FlagContext
@@ -22,11 +23,14 @@ __all__ = ["ChatResult", "Exchange", "RequestMeta"]
 
 @dataclass(frozen=True, slots=True)
 class RequestMeta:
-    """Who is asking: the tenant from the API key, and the flag context the route built once
-    (user/session ids from the body or headers, the client's remote address)."""
+    """Who is asking: the tenant from the API key, the flag context the route built once
+    (user/session ids from the body or headers, the client's remote address) and the caller's
+    trace context."""
 
     tenant: str
     flags: FlagContext = field(default_factory=FlagContext)
+    trace_context: Context | None = None
+    """The caller's trace (W3C ``traceparent``, extracted by the route); None: a new trace."""
 
     @property
     def user(self) -> str | None:

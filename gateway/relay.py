@@ -9,6 +9,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from opentelemetry import trace
+
 from gateway.exchange import Exchange
 from gateway.restore import restore_piece
 from gateway.streaming import StreamGuard, delivered_choice, error_event, guard_stream
@@ -47,6 +49,7 @@ class StreamRelay:
         gateway: GatewaySettings,
         want_usage: bool,
         finish: Finish,
+        check_spans: int = 0,
     ) -> None:
         self._ex = ex
         self._upstream = upstream
@@ -62,6 +65,8 @@ class StreamRelay:
             min_release=gateway.stream_check_chars,
         )
         self._restore = gateway.restore_redactions and len(ex.ctx.vault) > 0
+        self._spans_left = check_spans if ex.span.is_recording() else 0
+        """Window checks that still get policy spans (the first ``check_spans`` of a traced stream)."""
 
     def _context(self, stage: Stage, completion: str, calls: list[dict[str, Any]] | None) -> CheckContext:
         ctx = self._ex.ctx
@@ -76,7 +81,14 @@ class StreamRelay:
 
     async def _check_text(self, window_text: str) -> tuple[Verdict, str]:
         sctx = self._context(Stage.STREAM, window_text, None)
-        res = await self._pipeline.run(sctx, self._ex.enabled)
+        if self._spans_left > 0:
+            # The request's span is no longer current here (the route returned): make it so, and
+            # the pipeline opens one ``policy <id>`` span per policy under it.
+            self._spans_left -= 1
+            with trace.use_span(self._ex.span, record_exception=False, set_status_on_exception=False):
+                res = await self._pipeline.run(sctx, self._ex.enabled)
+        else:
+            res = await self._pipeline.run(sctx, self._ex.enabled)
         self._record_window(res)
         return res.verdict, sctx.completion if sctx.completion is not None else window_text
 
@@ -85,7 +97,7 @@ class StreamRelay:
         res = await self._pipeline.run(pctx, self._ex.enabled)
         self._ex.interaction.decisions.extend(res.decisions)
         self._ex.interaction.policy_ms += res.elapsed_ms
-        record_stage(self._metrics, self._ex.span, res)
+        record_stage(self._metrics, self._ex.span, res, self._ex.interaction)
         self._checked_calls[:] = pctx.completion_tool_calls
         return res.verdict, pctx.completion_tool_calls
 
@@ -143,6 +155,8 @@ class StreamRelay:
             guard = self._guard
             if guard.usage:
                 self._ex.interaction.usage = {k: v for k, v in guard.usage.items() if isinstance(v, int)}
+            if self._ex.span.is_recording() and self._upstream.model:
+                self._ex.span.set_attribute("gen_ai.response.model", self._upstream.model)
             self._finish(self._ex, outcome)
             self._ex.span.end()
 

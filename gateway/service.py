@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from gateway.audit import Coverage
 from gateway.exchange import ChatResult, Exchange, RequestMeta
@@ -147,6 +148,7 @@ class ChatService:
                 if roles is not None:
                     self._privacy[p.id] = (p.type_name, roles)
         self._restore = settings.gateway.restore_redactions
+        self._aliases = frozenset(settings.model_names())
 
     # -- request preparation -------------------------------------------------------------
 
@@ -185,7 +187,7 @@ class ChatService:
     def _record_decisions(self, ex: Exchange, result: StageResult) -> None:
         ex.interaction.decisions.extend(result.decisions)
         ex.interaction.policy_ms += result.elapsed_ms
-        record_stage(self.metrics, ex.span, result)
+        record_stage(self.metrics, ex.span, result, ex.interaction)
 
     def _finish(self, ex: Exchange, outcome: str) -> None:
         """Latency, metrics and span attributes of a finished interaction. ``outcome`` (``ok``,
@@ -198,8 +200,9 @@ class ChatService:
         record_outcome(self.metrics, ex.span, interaction, outcome, self._label(interaction.model))
 
     def _label(self, model: str) -> str:
-        """The model as spans and metric labels may carry it: a configured alias or ``unknown``."""
-        return model_label(model, self.upstream.has_model)
+        """The model as spans and metric labels may carry it: a configured alias (a ``model_list``
+        alias or a rolled-out public one, ``flags.rollouts``) or ``unknown``."""
+        return model_label(model, self._aliases.__contains__)
 
     def _record(self, interaction: Interaction) -> None:
         """The audit record (after the response)."""
@@ -261,7 +264,9 @@ class ChatService:
         interaction = _new_interaction(body, meta)
         stream = interaction.stream
         label = self._label(interaction.model)
-        with _tracer.start_as_current_span(f"chat {label}", end_on_exit=not stream) as span:
+        with _tracer.start_as_current_span(
+            f"chat {label}", context=meta.trace_context, kind=SpanKind.SERVER, end_on_exit=not stream
+        ) as span:
             ex = Exchange(body, interaction, span, t0)
             record_request(span, interaction, label)
             try:
@@ -405,5 +410,6 @@ class ChatService:
             gateway=self.settings.gateway,
             want_usage=want_usage,
             finish=self._finish_stream,
+            check_spans=self.settings.telemetry.stream_check_spans,
         )
         return ChatResult(ex.interaction, headers, stream=relay.run())

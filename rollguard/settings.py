@@ -51,6 +51,7 @@ from rollguard.rollout_settings import RolloutsSettings
 from rollguard.secrets import ENV_PREFIX as ENV_PREFIX
 from rollguard.secrets import hash_api_key as hash_api_key
 from rollguard.secrets import resolve_secret as resolve_secret
+from rollguard.telemetry_settings import TelemetrySettings
 from rollguard.types import Mode, OnError, Stage
 
 
@@ -270,6 +271,9 @@ class RollguardSettings(BaseSettings):
     rollouts: RolloutsSettings = Field(
         default_factory=RolloutsSettings, description="rollout controller and plans"
     )
+    telemetry: TelemetrySettings = Field(
+        default_factory=TelemetrySettings, description="Prometheus endpoint, stream-check spans"
+    )
     redis_url: str | None = Field(default=None, description="short form of store.redis_url (env)")
     data_dir: Path | None = Field(
         default=None,
@@ -281,7 +285,7 @@ class RollguardSettings(BaseSettings):
     def _empty_review_is_unset(cls, v: Any) -> Any:
         return None if v == {} else v
 
-    @field_validator("detectors", "rollouts", mode="before")
+    @field_validator("detectors", "rollouts", "telemetry", mode="before")
     @classmethod
     def _null_section_is_empty(cls, v: Any) -> Any:
         return {} if v is None else v

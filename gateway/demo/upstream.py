@@ -4,7 +4,7 @@ upstream of the tests (aiohttp.web + orjson, minimal work per request).
 Endpoints: ``POST /v1/chat/completions`` (streamed or not; ``stream_options.include_usage`` adds a
 final usage chunk with ``"choices": []``), ``GET /v1/models``, and for tests ``GET /stub/calls``
 (``{"calls": {model: n}, "total": n}``), ``POST /stub/reset``, ``GET /stub/requests`` (the last 100
-requests: model, body and the ``authorization``/``x-*`` headers), ``POST /stub/script``
+requests: model, body and the ``authorization``/``traceparent``/``x-*`` headers), ``POST /stub/script``
 (``{"model": m, "script": {...}, "times": n | null}``: the next ``n`` calls for model ``m``, or all
 when ``times`` is null, follow the script).
 
@@ -277,7 +277,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "headers": {
                 k.lower(): v
                 for k, v in request.headers.items()
-                if k.lower() == "authorization" or k.lower().startswith("x-")
+                if k.lower() in ("authorization", "traceparent") or k.lower().startswith("x-")
             },
         }
     )

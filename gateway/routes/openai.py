@@ -6,6 +6,7 @@ import dataclasses
 import time
 
 from fastapi import APIRouter, Request
+from opentelemetry.propagate import extract
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
@@ -87,7 +88,8 @@ async def chat_completions(request: Request) -> Response:
             tenant=tenant,
             remote_address=client.host if client is not None else None,
         )
-        work = rt.service.chat_completion(body, RequestMeta(tenant=tenant, flags=flags))
+        meta = RequestMeta(tenant=tenant, flags=flags, trace_context=extract(request.headers))
+        work = rt.service.chat_completion(body, meta)
         if body.get("stream"):
             result = await work
         else:

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from opentelemetry.propagate import inject
 
 from gateway.streaming.sse import SSEParser, decode_chunk
 from gateway.upstream.errors import (
@@ -44,9 +45,12 @@ class LeanTransport:
 
     @staticmethod
     def _headers(dep: Deployment) -> dict[str, str]:
+        """The request headers: JSON, the deployment's own, its key, and the current span's W3C
+        trace context (``traceparent``; the router makes the attempt's span current)."""
         h = {"Content-Type": "application/json", **dep.headers}
         if dep.api_key:
             h["Authorization"] = f"Bearer {dep.api_key}"
+        inject(h)
         return h
 
     @staticmethod

@@ -10,6 +10,8 @@ import warnings
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from opentelemetry.propagate import inject
+
 from gateway.upstream.errors import AttemptFailed, map_litellm_error
 from gateway.upstream.transports import Deployment
 
@@ -97,8 +99,10 @@ class LiteLLMTransport:
             kw["api_key"] = dep.api_key
         if dep.api_base is not None:
             kw["api_base"] = dep.api_base
-        if dep.headers:
-            kw["extra_headers"] = dict(dep.headers)
+        headers = dict(dep.headers)
+        inject(headers)  # the current (attempt) span's W3C trace context, as on the lean path
+        if headers:
+            kw["extra_headers"] = headers
         kw["timeout"] = seconds
         kw["num_retries"] = 0
         kw["max_retries"] = 0

@@ -56,7 +56,8 @@ unit tests).
 
 Telemetry: one span per attempt, ``chat {model}``, kind CLIENT, with the OpenTelemetry GenAI
 semantic-convention attributes (``gen_ai.*``, ``server.address``/``server.port``, ``error.type``);
-never message content.
+never message content. The attempt's span is the current span while the transport sends the
+request, so the transports propagate its W3C trace context (``traceparent``) to the upstream.
 """
 
 from __future__ import annotations
@@ -379,9 +380,9 @@ class Upstream:
         async def attempt(dep: Deployment, n: int) -> dict[str, Any]:
             span = _start_span(dep, body, n, stream=False)
             try:
-                resp = check_completion(
-                    await self._transport(dep).complete(dep, body, dep.timeout or self.timeout)
-                )
+                with trace.use_span(span, record_exception=False, set_status_on_exception=False):
+                    raw = await self._transport(dep).complete(dep, body, dep.timeout or self.timeout)
+                resp = check_completion(raw)
             except AttemptFailed as f:
                 _end_span(span, f.error)
                 raise
@@ -409,7 +410,8 @@ class Upstream:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(dep.stream_timeout or self.stream_timeout):
-                    rest = await transport.open_stream(dep, body, read_timeout)
+                    with trace.use_span(span, record_exception=False, set_status_on_exception=False):
+                        rest = await transport.open_stream(dep, body, read_timeout)
                     first = check_chunk(await rest.__anext__())
             except StopAsyncIteration as exc:
                 err = failed(UpstreamUnavailable("the upstream stream ended before any chunk"), exc)

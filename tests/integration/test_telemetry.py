@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from opentelemetry.trace import StatusCode
 
 from tests.integration.conftest import SPANS, GatewayFactory
 
@@ -76,7 +77,10 @@ def test_a_client_model_name_reaches_no_span_name_attribute_status_or_metric_lab
     assert names == ["chat echo", "chat unknown"]
     refused = next(s for s in spans if s.name == "chat unknown")
     assert refused.attributes["gen_ai.request.model"] == "unknown"
-    assert refused.status.description == "NotFound (model_not_found)"
+    # a client error: the exception event names the class and code; the server span's status
+    # stays unset (HTTP semantic conventions: 4xx is not a server error)
+    assert [e.attributes["exception.message"] for e in refused.events] == ["NotFound (model_not_found)"]
+    assert refused.status.status_code is StatusCode.UNSET
     for s in spans:
         blob = s.name + repr(dict(s.attributes or {})) + repr([e.attributes for e in s.events])
         blob += str(s.status.description)
