@@ -27,6 +27,7 @@ from gateway.errors import install_error_handlers, response_for
 from gateway.flags import Flags
 from gateway.flags.cache import CachedFlags
 from gateway.large import LargeInputs
+from gateway.ratelimit import RateLimits
 from gateway.rollout import api as rollout_api
 from gateway.routes import admin, guard, health, openai
 from gateway.runtime import Runtime
@@ -193,6 +194,8 @@ async def _start(
     _cleanup(stack, rollouts.aclose, "rollouts")
     upstream = Upstream(settings)
     _cleanup(stack, upstream.aclose, "upstream pool")
+    limits = RateLimits.start(settings.rate_limits, store.url)
+    _cleanup(stack, limits.aclose, "rate limits")
     raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
     extras: dict[str, Any] = {"rollouts": rollouts.service}
     escalate = _mount_review(app, settings, store, extras, stack)
@@ -207,6 +210,7 @@ async def _start(
         flags=flags,
         store=store,
         extras=extras,
+        limits=limits,
     )
     # Everything built so far (imports, models, config) lives as long as the process: move it
     # out of the collector's sight so later full collections walk only request-time objects
