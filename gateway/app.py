@@ -21,7 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway.audit import AuditTrail
 from gateway.auth import Authenticator
-from gateway.config_check import check_config
+from gateway.config_check import check_config, litellm_warning
 from gateway.defaults import demo_model_entries
 from gateway.errors import install_error_handlers, response_for
 from gateway.flags import Flags
@@ -111,10 +111,13 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
         settings = load_settings()
     checked = check_config(settings, source)
     settings, pipeline = checked.settings, checked.pipeline
+    ignored = litellm_warning(checked.ignored)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            if ignored:
+                log.warning("%s", ignored)  # once per serving process, at startup
             try:
                 audit = await _start(app, settings, pipeline, stack, overrides)
             except RollguardError as exc:
