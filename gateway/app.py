@@ -35,6 +35,7 @@ from gateway.service import ChatService
 from gateway.store import Store
 from gateway.telemetry import setup_telemetry
 from gateway.upstream import Upstream
+from gateway.upstream.deployment_limits import deployment_budgets
 from rollguard.errors import RollguardError
 from rollguard.settings import RollguardSettings, config_source, load_settings
 
@@ -195,10 +196,10 @@ async def _start(
 
     rollouts = await start_rollouts(settings, store.redis, flags)  # override map loaded before serving
     _cleanup(stack, rollouts.aclose, "rollouts")
-    upstream = Upstream(settings)
-    _cleanup(stack, upstream.aclose, "upstream pool")
-    limits = RateLimits.start(settings.rate_limits, store.url)
+    limits = RateLimits.start(settings.rate_limits, store.url, deployment_budgets(settings))
     _cleanup(stack, limits.aclose, "rate limits")
+    upstream = Upstream(settings, limits=limits)
+    _cleanup(stack, upstream.aclose, "upstream pool")
     raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
     extras: dict[str, Any] = {"rollouts": rollouts.service}
     escalate = _mount_review(app, settings, store, extras, stack)

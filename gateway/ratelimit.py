@@ -29,13 +29,13 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from limits import RateLimitItemPerMinute
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.errors import StorageError
 from redis.exceptions import RedisError
@@ -52,8 +52,8 @@ WARN_EVERY_S = 30.0
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """One configured budget: ``scope`` (``tenant`` or ``key``), ``name`` and its limits, with
-    the ``limits`` items built once."""
+    """One configured budget: ``scope`` (``tenant``, ``key`` or ``deployment``), ``name`` and its
+    limits."""
 
     scope: str
     name: str
@@ -84,13 +84,18 @@ class RateLimits:
     ``await charge(ticket, tokens)`` after the reply. Build with ``RateLimits.start`` (or
     ``RateLimits.disabled()``), ``await aclose()`` at shutdown."""
 
-    def __init__(self, settings: RateLimitSettings, storage: RedisStorage | None = None) -> None:
+    def __init__(
+        self,
+        settings: RateLimitSettings,
+        storage: Storage | None = None,
+        deployments: Mapping[str, Limit] | None = None,
+    ) -> None:
         self._tenants = {n: Budget("tenant", n, lim) for n, lim in settings.tenants.items()}
         self._keys = {n: Budget("key", n, lim) for n, lim in settings.keys.items()}
+        self._deployments = {n: Budget("deployment", n, lim) for n, lim in (deployments or {}).items()}
         self._default = self._tenants.get("default")
-        self._items = {
-            id(b): (b.requests(), b.tokens()) for b in (*self._tenants.values(), *self._keys.values())
-        }
+        budgets = (*self._tenants.values(), *self._keys.values(), *self._deployments.values())
+        self._items = {id(b): (b.requests(), b.tokens()) for b in budgets}
         self._timeout = settings.store_timeout_ms / 1000.0
         self._storage = storage
         self._requests = MovingWindowRateLimiter(storage) if storage is not None else None
@@ -104,11 +109,23 @@ class RateLimits:
         return cls(RateLimitSettings())
 
     @classmethod
-    def start(cls, settings: RateLimitSettings, redis_url: str | None) -> RateLimits:
-        """The limiter of ``settings`` counting in the store at ``redis_url`` (its own small
-        connection pool with ``store_timeout_ms`` socket timeouts). No budgets or no store URL:
-        the disabled limiter (no connection is made)."""
-        if not settings.enabled or not redis_url:
+    def in_memory(cls, deployments: Mapping[str, Limit]) -> RateLimits:
+        """Deployment budgets counted in this process only (``limits``' memory storage): the
+        router's limiter when it is built without the store (unit tests, tools)."""
+        return cls(RateLimitSettings(), MemoryStorage(), deployments)
+
+    @classmethod
+    def start(
+        cls,
+        settings: RateLimitSettings,
+        redis_url: str | None,
+        deployments: Mapping[str, Limit] | None = None,
+    ) -> RateLimits:
+        """The limiter of ``settings`` (and of the per-deployment ``deployments`` budgets, by
+        deployment name) counting in the store at ``redis_url`` (its own small connection pool
+        with ``store_timeout_ms`` socket timeouts). No budgets or no store URL: the disabled
+        limiter (no connection is made)."""
+        if not (settings.enabled or deployments) or not redis_url:
             return cls.disabled()
         timeout = settings.store_timeout_ms / 1000.0
         pool = aioredis.ConnectionPool.from_url(
@@ -122,7 +139,7 @@ class RateLimits:
             wrap_exceptions=True,
             **options,
         )
-        limiter = cls(settings, storage)
+        limiter = cls(settings, storage, deployments)
         limiter._pool = pool
         return limiter
 
@@ -136,6 +153,13 @@ class RateLimits:
         if self._storage is None:
             return None
         return Ticket(tuple(b for b in (found, by_key) if b is not None))
+
+    def deployment(self, name: str) -> Ticket | None:
+        """The budget of the deployment ``name`` (``rpm``/``tpm`` in its ``litellm_params``)."""
+        found = self._deployments.get(name)
+        if found is None or self._storage is None:
+            return None
+        return Ticket((found,))
 
     async def admit(self, ticket: Ticket) -> None:
         """Count one request against every budget of ``ticket``, refusing it when one is spent.

@@ -71,6 +71,8 @@ from typing import Any, TypeVar
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from gateway.ratelimit import RateLimits
+from gateway.upstream.deployment_limits import DeploymentLimits, deployment_budgets
 from gateway.upstream.errors import AttemptFailed, failed, map_http_error, map_transport_error
 from gateway.upstream.lean import LeanTransport
 from gateway.upstream.litellm_path import LiteLLMTransport
@@ -170,9 +172,15 @@ class UpstreamStream:
     """
 
     def __init__(
-        self, deployment: Deployment, first: dict[str, Any], rest: AsyncIterator[dict[str, Any]], span: Span
+        self,
+        deployment: Deployment,
+        first: dict[str, Any],
+        rest: AsyncIterator[dict[str, Any]],
+        span: Span,
+        charge: Callable[[Deployment, Mapping[str, Any] | None], Awaitable[None]] | None = None,
     ) -> None:
         self.deployment = deployment
+        self._charge = charge
         self._first: dict[str, Any] | None = first
         self._rest = rest
         self._span = span
@@ -219,6 +227,8 @@ class UpstreamStream:
             await aclose()
         _record_response(self._span, {"model": self.model, "usage": self.usage}, self._finish)
         _end_span(self._span, error)
+        if self._charge is not None:
+            await self._charge(self.deployment, self.usage)
 
     async def aclose(self) -> None:
         """Stop reading; close the upstream connection; end the span. Idempotent."""
@@ -246,7 +256,12 @@ class Upstream:
     """
 
     def __init__(
-        self, settings: RollguardSettings, *, connector_limit: int = 1000, transport: Transport | None = None
+        self,
+        settings: RollguardSettings,
+        *,
+        connector_limit: int = 1000,
+        transport: Transport | None = None,
+        limits: RateLimits | None = None,
     ) -> None:
         rs = settings.router_settings
         self.num_retries = rs.num_retries
@@ -266,6 +281,11 @@ class Upstream:
         }
         """alias -> the aliases to try, in order: itself, then its configured fallbacks."""
         self._rr = {alias: itertools.count() for alias in self._deployments}
+        budgets = deployment_budgets(settings)
+        if limits is None and budgets:
+            limits = RateLimits.in_memory(budgets)
+        self._limits = DeploymentLimits(limits, self._deployments)
+        """Per-deployment ``rpm``/``tpm`` (``gateway.upstream.deployment_limits``)."""
         self._cooldown: dict[int, float] = {}
         """``id(deployment)`` -> ``time.monotonic()`` until which its upstream asked us to wait."""
         self._given = checked(transport) if transport is not None else None
@@ -347,6 +367,8 @@ class Upstream:
             for attempt in range(self.num_retries + 1):
                 dep = self._pick(name)
                 try:
+                    if name in self._limits.metered:
+                        dep = await self._limits.pick(self._deployments[name], dep)
                     return await attempt_fn(dep, attempt)
                 except AttemptFailed as f:
                     last = f
@@ -390,6 +412,8 @@ class Upstream:
                 raise
             _record_response(span, resp, _finish_reasons(resp))
             _end_span(span)
+            if dep.alias in self._limits.metered:
+                await self._limits.charge(dep, resp.get("usage"))
             return resp
 
         return await self._route(alias, attempt)
@@ -429,7 +453,8 @@ class Upstream:
                 await _aclose(rest)
                 _end_span(span, UpstreamUnavailable("cancelled"))
                 raise
-            return UpstreamStream(dep, first, rest, span)
+            charge = self._limits.charge if dep.alias in self._limits.metered else None
+            return UpstreamStream(dep, first, rest, span, charge)
 
         return await self._route(alias, attempt)
 

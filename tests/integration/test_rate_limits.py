@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import yaml
 
 from gateway.ratelimit import RateLimits
@@ -172,3 +173,21 @@ def test_no_budget_no_ticket_and_store_down_fails_open(caplog: pytest.LogCapture
         asyncio.run(go())
     warnings = [r for r in caplog.records if "store unavailable" in r.getMessage()]
     assert len(warnings) == 1  # logged once, not per request
+
+
+def test_deployment_rpm_counts_in_the_store(gateway: GatewayFactory, stub: Stub, redis_url: str) -> None:
+    models = [
+        {
+            "model_name": "echo",
+            "litellm_params": {"model": "openai/echo", "api_base": stub.base_url, "api_key": "k", "rpm": 2},
+        }
+    ]
+    with gateway(model_list=models, policies=[]) as url:
+        codes = [httpx.post(f"{url}/v1/chat/completions", json=_chat(), timeout=10) for _ in range(3)]
+    assert [r.status_code for r in codes] == [200, 200, 429]
+    assert codes[2].json()["error"]["code"] == "upstream_rate_limited"
+    assert int(codes[2].headers["Retry-After"]) >= 1
+    assert stub.calls() == 2
+    client = redis.Redis.from_url(redis_url)
+    assert any(b"echo#0" in k for k in client.keys("rollguard:ratelimit*"))  # shared, not per process
+    client.close()
