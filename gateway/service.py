@@ -213,7 +213,7 @@ class ChatService:
 
     def _label(self, model: str) -> str:
         """The model as spans and metric labels may carry it: a configured alias or ``unknown``."""
-        return model_label(model, self.upstream.has_model)
+        return model_label(self.upstream.route_alias(model), self.upstream.has_model)
 
     def _record(self, interaction: Interaction) -> None:
         """The audit record (after the response)."""

@@ -78,6 +78,7 @@ from gateway.upstream.lean import LeanTransport
 from gateway.upstream.litellm_path import LiteLLMTransport
 from gateway.upstream.shapes import check_chunk, check_completion
 from gateway.upstream.transports import LEAN_PROVIDERS, Deployment, Transport, checked
+from gateway.upstream.wildcards import Wildcards
 from rollguard.errors import (
     NotFound,
     UpstreamError,
@@ -281,6 +282,8 @@ class Upstream:
         }
         """alias -> the aliases to try, in order: itself, then its configured fallbacks."""
         self._rr = {alias: itertools.count() for alias in self._deployments}
+        self._wildcards = Wildcards(enumerate(settings.model_list))
+        """``model_name`` patterns (``*``): requested names they serve are added on first use."""
         budgets = deployment_budgets(settings)
         if limits is None and budgets:
             limits = RateLimits.in_memory(budgets)
@@ -299,10 +302,20 @@ class Upstream:
     # -- lookup
     def model_names(self) -> list[str]:
         """Configured aliases (``model_name``), in config order."""
-        return list(self._deployments)
+        return [a for a in self._deployments if not self._wildcards.made(a)]
 
     def has_model(self, alias: str) -> bool:
-        return alias in self._deployments
+        """Whether ``alias`` is served: a configured alias or a name a wildcard pattern matches."""
+        return alias in self._deployments or (
+            bool(self._wildcards) and self._wildcards.match(alias) is not None
+        )
+
+    def route_alias(self, model: str) -> str | None:
+        """The configured ``model_name`` that serves ``model`` (itself, or the wildcard pattern
+        that matches it), or None: what spans and metric labels may name."""
+        if model in self._deployments and not self._wildcards.made(model):
+            return model
+        return self._wildcards.match(model)
 
     def deployments(self, alias: str) -> list[Deployment]:
         return list(self._deployments.get(alias, ()))
@@ -356,7 +369,7 @@ class Upstream:
         deployment is free (at least ``retry_after``), unless the waits of this request would then
         add up to more than ``timeout`` seconds: then it stops retrying and the error (with its
         hint, passed to the client as ``Retry-After``) is raised now."""
-        if alias not in self._deployments:
+        if alias not in self._deployments and not self._wildcards.add(alias, self):
             raise NotFound(f"The model `{alias}` does not exist.", code="model_not_found", param="model")
         chain = self._chains[alias]
         waited = 0.0  # seconds slept on Retry-After hints (no clock read on the hot path)
@@ -367,7 +380,7 @@ class Upstream:
             for attempt in range(self.num_retries + 1):
                 dep = self._pick(name)
                 try:
-                    if name in self._limits.metered:
+                    if dep.alias in self._limits.metered:
                         dep = await self._limits.pick(self._deployments[name], dep)
                     return await attempt_fn(dep, attempt)
                 except AttemptFailed as f:
