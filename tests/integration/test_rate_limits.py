@@ -191,3 +191,16 @@ def test_deployment_rpm_counts_in_the_store(gateway: GatewayFactory, stub: Stub,
     client = redis.Redis.from_url(redis_url)
     assert any(b"echo#0" in k for k in client.keys("rollguard:ratelimit*"))  # shared, not per process
     client.close()
+
+
+def test_streamed_reply_tokens_are_charged(gateway: GatewayFactory) -> None:
+    with gateway(policies=[], rate_limits={"tenants": {"default": {"tpm": 30}}}) as url:
+        body = {**_chat("word " * 40), "stream": True}
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=10) as resp:
+            assert resp.status_code == 200
+            text = "".join(resp.iter_text())
+        assert "[DONE]" in text
+        time.sleep(0.5)  # the charge is written in a task once the stream has ended
+        after = httpx.post(f"{url}/v1/chat/completions", json=_chat(), timeout=10)
+        assert after.status_code == 429  # the very next request: only the stream spent the budget
+        assert "tenant 'default': 30 tokens per minute" in after.json()["error"]["message"]
