@@ -10,7 +10,8 @@ and "All settings" (docs.litellm.ai/docs/proxy/configs, /docs/proxy/config_setti
 Acted on:
 
 * ``router_settings``: ``num_retries``, ``timeout``, ``stream_timeout``, ``fallbacks``,
-  ``retry_after`` (``gateway.upstream.router``);
+  ``retry_after`` (``gateway.upstream.router``), ``allowed_fails`` and ``cooldown_time``
+  (``gateway.upstream.cooldowns``);
 * ``litellm_settings``: ``num_retries``, ``request_timeout`` (-> ``timeout``), ``fallbacks``, used
   when ``router_settings`` does not set the same value (LiteLLM's router settings win too);
 * ``model_list[].litellm_params``: on the lean path ``model``, ``api_base``/``base_url``,
@@ -30,7 +31,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-ROUTER_KEYS = frozenset({"num_retries", "timeout", "stream_timeout", "fallbacks", "retry_after"})
+ROUTER_KEYS = frozenset(
+    {"num_retries", "timeout", "stream_timeout", "fallbacks", "retry_after", "allowed_fails", "cooldown_time"}
+)
 """``router_settings`` keys the router acts on."""
 LITELLM_SETTINGS_MAP = {"num_retries": "num_retries", "request_timeout": "timeout", "fallbacks": "fallbacks"}
 """``litellm_settings`` key -> the ``router_settings`` field it sets."""
@@ -85,6 +88,10 @@ class RouterSettings(BaseModel):
     stream_timeout: float | None = Field(default=None, gt=0)
     fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
     retry_after: float = Field(default=0.0, ge=0, description="seconds between retries")
+    allowed_fails: int | None = Field(
+        default=None, ge=0, description="failures per minute before a deployment cools down; unset: off"
+    )
+    cooldown_time: float = Field(default=5.0, gt=0, description="seconds a failing deployment cools down")
 
 
 def with_litellm_settings(router: RouterSettings, litellm_settings: Mapping[str, Any]) -> RouterSettings:

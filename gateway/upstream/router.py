@@ -72,6 +72,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from gateway.ratelimit import RateLimits
+from gateway.upstream.cooldowns import FailureCooldown
 from gateway.upstream.deployment_limits import DeploymentLimits, deployment_budgets
 from gateway.upstream.errors import AttemptFailed, failed, map_http_error, map_transport_error
 from gateway.upstream.lean import LeanTransport
@@ -269,6 +270,7 @@ class Upstream:
         self.timeout = rs.timeout
         self.stream_timeout = rs.stream_timeout or rs.timeout
         self.retry_after = rs.retry_after
+        self._fails = FailureCooldown(rs.allowed_fails, rs.cooldown_time)
         self._deployments: dict[str, list[Deployment]] = {}
         for i, entry in enumerate(settings.model_list):
             self._deployments.setdefault(entry.model_name, []).append(Deployment.from_entry(entry, i))
@@ -388,6 +390,8 @@ class Upstream:
                     hint = f.error.retry_after
                     if hint is not None:
                         self._cool(dep, hint)
+                    elif self._fails.enabled and f.fallback and len(self._deployments[name]) > 1:
+                        self._cool(dep, self._fails.failed(id(dep)))  # allowed_fails / cooldown_time
                     if not f.retryable or attempt >= self.num_retries:
                         break
                     wait = self.retry_after

@@ -67,7 +67,7 @@ store:
 """
 
 EXPECTED = [
-    "router_settings.{routing_strategy, allowed_fails, cooldown_time, redis_host}",
+    "router_settings.{routing_strategy, redis_host}",
     "litellm_settings.{drop_params, set_verbose, success_callback, context_window_fallbacks}",
     "general_settings.{master_key, database_url}",
     "environment_variables.{REDIS_HOST}",
@@ -89,6 +89,7 @@ def test_docs_style_config_maps_what_it_acts_on_and_names_the_rest(docs_config: 
     assert rs.num_retries == 3  # litellm_settings.num_retries
     assert rs.timeout == 20  # router_settings.timeout wins over litellm_settings.request_timeout
     assert rs.fallbacks == [{"gpt-4o": ["gpt-4o-mini"]}]  # litellm_settings.fallbacks
+    assert (rs.allowed_fails, rs.cooldown_time) == (3, 30)  # router_settings, acted on
     assert list(check_config(settings, str(docs_config)).ignored) == EXPECTED
 
 
