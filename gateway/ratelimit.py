@@ -94,6 +94,7 @@ class RateLimits:
         self._keys = {n: Budget("key", n, lim) for n, lim in settings.keys.items()}
         self._deployments = {n: Budget("deployment", n, lim) for n, lim in (deployments or {}).items()}
         self._default = self._tenants.get("default")
+        self._callers = bool(self._tenants or self._keys) and storage is not None
         budgets = (*self._tenants.values(), *self._keys.values(), *self._deployments.values())
         self._items = {id(b): (b.requests(), b.tokens()) for b in budgets}
         self._timeout = settings.store_timeout_ms / 1000.0
@@ -146,6 +147,8 @@ class RateLimits:
     def ticket(self, tenant: str, key: str | None) -> Ticket | None:
         """The budgets of a request from ``tenant`` with the app key named ``key`` (None: an
         unnamed key or no auth); None when none applies (no store round trip then)."""
+        if not self._callers:  # the default: no tenant or key budget, no work
+            return None
         found = self._tenants.get(tenant) or self._default
         by_key = self._keys.get(key) if key is not None else None
         if found is None and by_key is None:

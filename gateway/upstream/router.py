@@ -309,12 +309,14 @@ class Upstream:
     def has_model(self, alias: str) -> bool:
         """Whether ``alias`` is served: a configured alias or a name a wildcard pattern matches."""
         return alias in self._deployments or (
-            bool(self._wildcards) and self._wildcards.match(alias) is not None
+            self._wildcards.any and self._wildcards.match(alias) is not None
         )
 
     def route_alias(self, model: str) -> str | None:
         """The configured ``model_name`` that serves ``model`` (itself, or the wildcard pattern
         that matches it), or None: what spans and metric labels may name."""
+        if not self._wildcards.any:  # the common case: no patterns configured
+            return model if model in self._deployments else None
         if model in self._deployments and not self._wildcards.made(model):
             return model
         return self._wildcards.match(model)

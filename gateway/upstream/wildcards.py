@@ -57,9 +57,8 @@ class Wildcards:
         order = sorted(found, key=lambda p: (len(p), p.count("*")), reverse=True)  # stable
         self._patterns = [(p, _regex(p), found[p]) for p in order]
         self._made: dict[str, tuple[str, list[Deployment]]] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._patterns)
+        self.any = bool(self._patterns)
+        """Whether any pattern is configured (read on the hot path: an attribute, not a call)."""
 
     def made(self, name: str) -> bool:
         """Whether ``name`` is a requested name added by ``add`` (not a configured alias)."""
