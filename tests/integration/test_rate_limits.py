@@ -74,7 +74,9 @@ def two_gateways(tmp_path: Path, stub: Stub, redis_url: str) -> Iterator[tuple[s
         "policies": [],
         "gateway": {"api_keys": [{"key": KEY, "tenant": "acme", "name": "ci"}]},
         "store": {"redis_url": redis_url, "data_dir": str(tmp_path / "var")},
-        "rate_limits": {"tenants": {"acme": {"rpm": RPM}}},
+        # a loaded shared test machine can stall the store past the 250 ms default; a stalled
+        # store fails open, which is the rule for an outage, not what this test measures
+        "rate_limits": {"tenants": {"acme": {"rpm": RPM}}, "store_timeout_ms": 2000},
     }
     cfg = tmp_path / "rollguard.yaml"
     cfg.write_text(yaml.safe_dump(config))
@@ -87,6 +89,8 @@ def two_gateways(tmp_path: Path, stub: Stub, redis_url: str) -> Iterator[tuple[s
     finally:
         for g in gateways:
             g.stop()
+    for g in gateways:  # had the store stalled, requests would have been admitted unchecked
+        assert "store unavailable" not in g.log.read_text()
 
 
 async def _load(urls: tuple[str, str], sent: int, concurrency: int) -> list[httpx.Response]:
