@@ -252,11 +252,16 @@ _PENDING: set[asyncio.Future[None]] = set()
 async def _then(
     stream: AsyncIterator[bytes], done: Callable[[], Coroutine[Any, Any, None]]
 ) -> AsyncIterator[bytes]:
-    """``stream``'s bytes; when it ends (however), ``done()`` runs in a task of its own."""
+    """``stream``'s bytes; when it ends (however), ``stream`` is closed at once (its cleanup records
+    the interaction: closing this wrapper at its ``yield`` must close the relay too, not leave it to
+    the garbage collector) and then ``done()`` runs in a task of its own."""
     try:
         async for chunk in stream:
             yield chunk
     finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()  # a no-op when the relay already ended (read to the end, or cancelled)
         task = asyncio.ensure_future(done())
         _PENDING.add(task)
         task.add_done_callback(_PENDING.discard)
