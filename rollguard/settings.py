@@ -11,7 +11,7 @@ Every section is typed and parsed once, here (``review``: ``rollguard.review_set
 nothing changes the settings after loading.
 
 The model list uses LiteLLM's ``model_list`` schema unchanged (``model_name`` + ``litellm_params``,
-``os.environ/NAME`` for secrets), so an existing LiteLLM proxy config's model list works as is.
+``os.environ/NAME`` for secrets), and a whole LiteLLM Proxy config loads (``rollguard.litellm_settings``).
 A config holding only ``model_list`` gets the default policy set (``default_policies()``).
 
 Errors: ``load_settings`` raises ``rollguard.errors.ConfigError`` whose message is ONE line,
