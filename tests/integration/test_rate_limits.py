@@ -125,7 +125,7 @@ def test_rpm_holds_within_5_percent_on_two_processes(two_gateways: tuple[str, st
     assert stub.calls() == len(ok)  # a refused request never reaches the upstream
     body = refused[0].json()["error"]
     assert body["code"] == "rate_limit_exceeded" and body["type"] == "rate_limit_error"
-    assert "tenant 'acme'" in body["message"] and "150 requests per minute" in body["message"]
+    assert "tenant 'acme'" in body["message"] and f"{RPM} requests per minute" in body["message"]
     assert 1 <= int(refused[0].headers["Retry-After"]) <= 60
 
 
