@@ -122,7 +122,8 @@ def ignored_keys(
 ) -> list[str]:
     """Every configured key rollguard does not act on, grouped, in config order:
     ``litellm_settings.{set_verbose, success_callback}``, ``router_settings.{routing_strategy}``,
-    ``model_list[0].litellm_params.{temperature}``, ``model_list[0].model_info.{id}``.
+    ``model_list[0].litellm_params.{temperature}``, ``model_list[0, 3].model_info.{id}`` (entries
+    with the same ignored keys are named together).
     ``sections``: ``litellm_settings``, ``general_settings``, ``environment_variables`` by name;
     ``lean``: model_list index -> whether that deployment takes the lean path."""
     out: list[str] = []
@@ -135,13 +136,21 @@ def ignored_keys(
     for name, section in sections.items():
         acted = LITELLM_SETTINGS_MAP if name == "litellm_settings" else {}
         add(name, [str(k) for k in section if k not in acted])
+    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}  # same keys in several entries: once
     for i, entry in enumerate(model_list):
         known = LEAN_PARAMS if lean.get(i, False) else None
         params = entry.litellm_params
-        add(
-            f"model_list[{i}].litellm_params",
-            [k for k in params if (k not in known if known is not None else k in NOT_PASSED)],
+        found = (
+            (
+                ".litellm_params",
+                [k for k in params if (k not in known if known is not None else k in NOT_PASSED)],
+            ),
+            (".model_info", [str(k) for k in entry.model_info]),
+            ("", list(entry.model_extra or {})),
         )
-        add(f"model_list[{i}].model_info", [str(k) for k in entry.model_info])
-        add(f"model_list[{i}]", list(entry.model_extra or {}))
+        for suffix, names in found:
+            if names:
+                groups.setdefault((suffix, tuple(names)), []).append(i)
+    for (suffix, same), indices in groups.items():
+        add(f"model_list[{', '.join(map(str, indices))}]{suffix}", list(same))
     return out
