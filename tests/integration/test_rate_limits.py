@@ -208,3 +208,13 @@ def test_streamed_reply_tokens_are_charged(gateway: GatewayFactory) -> None:
         after = httpx.post(f"{url}/v1/chat/completions", json=_chat(), timeout=10)
         assert after.status_code == 429  # the very next request: only the stream spent the budget
         assert "tenant 'default': 30 tokens per minute" in after.json()["error"]["message"]
+
+
+def test_guard_checks_count_against_the_request_budget(gateway: GatewayFactory) -> None:
+    with gateway(rate_limits={"tenants": {"default": {"rpm": 2}}}) as url:
+        check = {"messages": [{"role": "user", "content": "hello"}]}
+        first = httpx.post(f"{url}/v1/guard/check", json=check, timeout=30)
+        second = httpx.post(f"{url}/v1/chat/completions", json=_chat(), timeout=30)
+        third = httpx.post(f"{url}/v1/guard/check", json=check, timeout=30)
+    assert [first.status_code, second.status_code, third.status_code] == [200, 200, 429]
+    assert third.json()["error"]["code"] == "rate_limit_exceeded" and "Retry-After" in third.headers
