@@ -97,6 +97,9 @@ class RateLimits:
         self._callers = bool(self._tenants or self._keys) and storage is not None
         budgets = (*self._tenants.values(), *self._keys.values(), *self._deployments.values())
         self._items = {id(b): (b.requests(), b.tokens()) for b in budgets}
+        self._deployment_tickets = (
+            {n: Ticket((b,)) for n, b in self._deployments.items()} if storage is not None else {}
+        )
         self._timeout = settings.store_timeout_ms / 1000.0
         self._storage = storage
         self._requests = MovingWindowRateLimiter(storage) if storage is not None else None
@@ -153,16 +156,11 @@ class RateLimits:
         by_key = self._keys.get(key) if key is not None else None
         if found is None and by_key is None:
             return None
-        if self._storage is None:
-            return None
         return Ticket(tuple(b for b in (found, by_key) if b is not None))
 
     def deployment(self, name: str) -> Ticket | None:
         """The budget of the deployment ``name`` (``rpm``/``tpm`` in its ``litellm_params``)."""
-        found = self._deployments.get(name)
-        if found is None or self._storage is None:
-            return None
-        return Ticket((found,))
+        return self._deployment_tickets.get(name)
 
     async def admit(self, ticket: Ticket) -> None:
         """Count one request against every budget of ``ticket``, refusing it when one is spent.
