@@ -14,7 +14,7 @@ work on the hot path (``DeploymentLimits.metered`` is empty).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from gateway.ratelimit import RateLimits, usage_tokens
@@ -35,8 +35,26 @@ def deployment_budgets(settings: RollguardSettings) -> dict[str, Limit]:
     return out
 
 
+Charge = Callable[[Deployment, Mapping[str, Any] | None], Awaitable[None]]
+"""``DeploymentLimits.charge``'s signature (a stream calls it at its end)."""
+
+
 class DeploymentLimits:
     """The router's view of the per-deployment budgets of ``deployments`` (alias -> list)."""
+
+    @classmethod
+    def of(
+        cls,
+        settings: RollguardSettings,
+        limits: RateLimits | None,
+        deployments: Mapping[str, list[Deployment]],
+    ) -> DeploymentLimits:
+        """The budgets of ``settings``' deployments counted by ``limits`` (the gateway's, on the
+        store); None: in this process's memory when any deployment has a budget."""
+        budgets = deployment_budgets(settings)
+        if limits is None and budgets:
+            limits = RateLimits.in_memory(budgets)
+        return cls(limits, deployments)
 
     def __init__(self, limits: RateLimits | None, deployments: Mapping[str, list[Deployment]]) -> None:
         self._limits = limits or RateLimits.disabled()

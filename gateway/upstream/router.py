@@ -29,6 +29,8 @@ the decisions are visible in our spans; see docs/decisions.md):
   ``Retry-After`` (whole seconds, rounded up). LiteLLM's router does the same (cooldown from
   the header, no sleep while another deployment is healthy, give up rather than outwait the
   budget);
+* a deployment at its ``rpm``/``tpm`` is skipped (``deployment_limits``), one failing more than
+  ``allowed_fails`` times a minute cools down (``cooldowns``); ``*`` patterns: ``wildcards``;
 * then ``router_settings.fallbacks`` (``[{alias: [fallback, ...]}]``) on 5xx / timeout /
   unavailable / rate-limit / rejected credentials, each fallback with its own retries. An
   upstream 400 is the request's fault: no retry, no fallback;
@@ -73,7 +75,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from gateway.ratelimit import RateLimits
 from gateway.upstream.cooldowns import FailureCooldown
-from gateway.upstream.deployment_limits import DeploymentLimits, deployment_budgets
+from gateway.upstream.deployment_limits import Charge, DeploymentLimits
 from gateway.upstream.errors import AttemptFailed, failed, map_http_error, map_transport_error
 from gateway.upstream.lean import LeanTransport
 from gateway.upstream.litellm_path import LiteLLMTransport
@@ -173,16 +175,13 @@ class UpstreamStream:
     ``deployment`` is the deployment that answered; ``usage`` the upstream's usage when seen.
     """
 
+    charge: Charge | None = None
+    """Charges the stream's tokens to its deployment's ``tpm`` budget at its end (when it has one)."""
+
     def __init__(
-        self,
-        deployment: Deployment,
-        first: dict[str, Any],
-        rest: AsyncIterator[dict[str, Any]],
-        span: Span,
-        charge: Callable[[Deployment, Mapping[str, Any] | None], Awaitable[None]] | None = None,
+        self, deployment: Deployment, first: dict[str, Any], rest: AsyncIterator[dict[str, Any]], span: Span
     ) -> None:
         self.deployment = deployment
-        self._charge = charge
         self._first: dict[str, Any] | None = first
         self._rest = rest
         self._span = span
@@ -229,8 +228,8 @@ class UpstreamStream:
             await aclose()
         _record_response(self._span, {"model": self.model, "usage": self.usage}, self._finish)
         _end_span(self._span, error)
-        if self._charge is not None:
-            await self._charge(self.deployment, self.usage)
+        if self.charge is not None:
+            await self.charge(self.deployment, self.usage)
 
     async def aclose(self) -> None:
         """Stop reading; close the upstream connection; end the span. Idempotent."""
@@ -286,10 +285,7 @@ class Upstream:
         self._rr = {alias: itertools.count() for alias in self._deployments}
         self._wildcards = Wildcards(enumerate(settings.model_list))
         """``model_name`` patterns (``*``): requested names they serve are added on first use."""
-        budgets = deployment_budgets(settings)
-        if limits is None and budgets:
-            limits = RateLimits.in_memory(budgets)
-        self._limits = DeploymentLimits(limits, self._deployments)
+        self._limits = DeploymentLimits.of(settings, limits, self._deployments)
         """Per-deployment ``rpm``/``tpm`` (``gateway.upstream.deployment_limits``)."""
         self._cooldown: dict[int, float] = {}
         """``id(deployment)`` -> ``time.monotonic()`` until which its upstream asked us to wait."""
@@ -308,9 +304,7 @@ class Upstream:
 
     def has_model(self, alias: str) -> bool:
         """Whether ``alias`` is served: a configured alias or a name a wildcard pattern matches."""
-        return alias in self._deployments or (
-            self._wildcards.any and self._wildcards.match(alias) is not None
-        )
+        return alias in self._deployments or self._wildcards.match(alias) is not None
 
     def route_alias(self, model: str) -> str | None:
         """The configured ``model_name`` that serves ``model`` (itself, or the wildcard pattern
@@ -472,8 +466,9 @@ class Upstream:
                 await _aclose(rest)
                 _end_span(span, UpstreamUnavailable("cancelled"))
                 raise
-            charge = self._limits.charge if dep.alias in self._limits.metered else None
-            return UpstreamStream(dep, first, rest, span, charge)
+            stream = UpstreamStream(dep, first, rest, span)
+            stream.charge = self._limits.charge if dep.alias in self._limits.metered else None
+            return stream
 
         return await self._route(alias, attempt)
 
