@@ -21,13 +21,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway.audit import AuditTrail
 from gateway.auth import Authenticator
-from gateway.config_check import check_config
+from gateway.config_check import check_config, litellm_warning
 from gateway.defaults import demo_model_entries
 from gateway.errors import install_error_handlers, response_for
 from gateway.flags import Flags
 from gateway.flags.cache import CachedFlags
 from gateway.large import LargeInputs
 from gateway.metrics_endpoint import mount_metrics_route
+from gateway.ratelimit import RateLimits
 from gateway.rollout import api as rollout_api
 from gateway.routes import admin, guard, health, openai
 from gateway.runtime import Runtime
@@ -35,6 +36,7 @@ from gateway.service import ChatService
 from gateway.store import Store
 from gateway.telemetry import GatewayMetrics, setup_telemetry
 from gateway.upstream import Upstream
+from gateway.upstream.deployment_limits import deployment_budgets
 from rollguard.errors import RollguardError
 from rollguard.settings import RollguardSettings, config_source, load_settings
 
@@ -111,10 +113,13 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
         settings = load_settings()
     checked = check_config(settings, source)
     settings, pipeline = checked.settings, checked.pipeline
+    ignored = litellm_warning(checked.ignored)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            if ignored:
+                log.warning("%s", ignored)  # once per serving process, at startup
             try:
                 audit = await _start(app, settings, pipeline, stack, overrides)
             except RollguardError as exc:
@@ -200,7 +205,9 @@ async def _start(
 
     rollouts = await start_rollouts(settings, store.redis, flags)  # override map loaded before serving
     _cleanup(stack, rollouts.aclose, "rollouts")
-    upstream = Upstream(settings)
+    limits = RateLimits.start(settings.rate_limits, store.url, deployment_budgets(settings))
+    _cleanup(stack, limits.aclose, "rate limits")
+    upstream = Upstream(settings, limits=limits)
     _cleanup(stack, upstream.aclose, "upstream pool")
     raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
     extras: dict[str, Any] = {"rollouts": rollouts.service}
@@ -216,6 +223,7 @@ async def _start(
         flags=flags,
         store=store,
         extras=extras,
+        limits=limits,
     )
     # Everything built so far (imports, models, config) lives as long as the process: move it
     # out of the collector's sight so later full collections walk only request-time objects

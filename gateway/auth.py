@@ -41,20 +41,25 @@ class Authenticator:
     """Maps ``Authorization: Bearer <key>`` to a tenant."""
 
     def __init__(self, keys: list[ApiKey]) -> None:
-        self._tenants = {k.key_hash: k.tenant for k in keys if k.key_hash}
-        self.enabled = bool(self._tenants)
+        self._callers = {k.key_hash: (k.tenant, k.name or None) for k in keys if k.key_hash}
+        self.enabled = bool(self._callers)
         if not self.enabled:
             log.warning("no API keys configured: serving without authentication (loopback only)")
 
     def tenant_for(self, request: Request) -> str:
         """The caller's tenant. Raises ``AuthenticationFailed`` (401) for a missing or wrong key."""
+        return self.caller(request)[0]
+
+    def caller(self, request: Request) -> tuple[str, str | None]:
+        """The caller's tenant and the ``name`` of its app key (None: unnamed, or no auth).
+        Raises ``AuthenticationFailed`` (401) for a missing or wrong key."""
         if not self.enabled:
-            return ANONYMOUS_TENANT
+            return ANONYMOUS_TENANT, None
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
-        tenant = self._tenants.get(hash_api_key(token.strip()))
-        if tenant is None:
+        found = self._callers.get(hash_api_key(token.strip()))
+        if found is None:
             raise AuthenticationFailed("invalid API key")
-        return tenant
+        return found

@@ -193,7 +193,7 @@ def demo(
 def config_check(file: Annotated[Path, typer.Argument(help="YAML config file")]) -> None:
     """Validate a config file without serving: exit 0 and a summary, or exit 2 naming file and field.
     Runs every check ``serve`` runs before it binds (``gateway.config_check.check_config``)."""
-    from gateway.config_check import check_config
+    from gateway.config_check import check_config, litellm_warning
     from rollguard.errors import ConfigError
     from rollguard.settings import load_settings
 
@@ -204,6 +204,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file")])
     settings, pipeline = checked.settings, checked.pipeline
     for where in settings.unresolved_secrets():
         typer.echo(f"warning: {file}: {where}: the environment variable is unset", err=True)
+    ignored = litellm_warning(checked.ignored)
+    if ignored:
+        typer.echo(f"warning: {file}: {ignored}", err=True)
     typer.echo(
         f"{file}: ok — {len(settings.model_names())} model alias(es), "
         f"{len(pipeline.policies)} policies ({', '.join(p.id for p in pipeline.policies) or 'none'}), "

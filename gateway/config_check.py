@@ -15,6 +15,11 @@ the dotted field; the first problem stops the check):
    ``rollguard worker``; serve refuses it too, so one file never half-works).
 6. ``rollouts``: every plan names a known flag, model alias and policy
    (``rollguard.rollout.validate_against``).
+7. ``rate_limits``: every ``keys`` entry names a ``gateway.api_keys`` entry (by ``name``).
+
+It also lists the configured keys rollguard does not act on (LiteLLM Proxy settings:
+``rollguard.litellm_settings.ignored_keys``), for the one startup warning ``serve`` logs and
+``config check`` prints (``CheckedConfig.ignored``, ``litellm_warning``).
 
 The field shapes themselves (types, ranges, unknown keys, URLs; every section, ``review`` and
 ``detectors`` included) are checked earlier, once, by ``rollguard.settings.load_settings``.
@@ -43,6 +48,8 @@ class CheckedConfig:
 
     settings: RollguardSettings
     pipeline: Pipeline
+    ignored: tuple[str, ...] = ()
+    """Configured keys rollguard does not act on (``rollguard.litellm_settings.ignored_keys``)."""
 
 
 def check_config(settings: RollguardSettings, source: str = "") -> CheckedConfig:
@@ -65,9 +72,40 @@ def check_config(settings: RollguardSettings, source: str = "") -> CheckedConfig
         _check_flags(settings)
         _check_detectors(settings)
         _check_rollouts(settings)
+        _check_rate_limits(settings)
     except ConfigError as exc:
         raise _with_source(exc, settings.source_of(exc.field) or source) from exc
-    return CheckedConfig(settings=settings, pipeline=pipeline)
+    return CheckedConfig(settings=settings, pipeline=pipeline, ignored=tuple(_ignored(settings)))
+
+
+def litellm_warning(ignored: tuple[str, ...]) -> str | None:
+    """The one startup warning naming every ignored key, or None when there is none."""
+    if not ignored:
+        return None
+    return f"config keys rollguard does not act on (LiteLLM Proxy settings, ignored): {', '.join(ignored)}"
+
+
+def _ignored(settings: RollguardSettings) -> list[str]:
+    from gateway.upstream.transports import Deployment
+    from rollguard.litellm_settings import ignored_keys
+
+    lean = {i: Deployment.from_entry(e, i).path == "lean" for i, e in enumerate(settings.model_list)}
+    sections = {
+        "litellm_settings": settings.litellm_settings,
+        "general_settings": settings.general_settings,
+        "environment_variables": settings.environment_variables,
+    }
+    return ignored_keys(settings.model_list, settings.router_settings, sections, lean)
+
+
+def _check_rate_limits(settings: RollguardSettings) -> None:
+    names = {k.name for k in settings.gateway.api_keys if k.name}
+    for key in settings.rate_limits.keys:
+        if key not in names:
+            raise ConfigError(
+                f"no gateway.api_keys entry is named {key!r} (set that key's 'name')",
+                field=f"rate_limits.keys.{key}",
+            )
 
 
 def _with_source(exc: ConfigError, source: str) -> ConfigError:

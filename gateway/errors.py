@@ -25,7 +25,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from gateway.text_checks import LONE_SURROGATE, has_lone_surrogate, is_lone_surrogate
-from rollguard.errors import ClientError, InvalidRequest, RollguardError, StoreFull, UpstreamError
+from rollguard.errors import (
+    ClientError,
+    InvalidRequest,
+    RateLimited,
+    RollguardError,
+    StoreFull,
+    UpstreamError,
+)
 
 log = logging.getLogger("rollguard.gateway")
 
@@ -112,9 +119,10 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def error_response(exc: RollguardError, headers: dict[str, str] | None = None, **extra: Any) -> Response:
     """``exc`` as an OpenAI-shaped error response; ``extra`` fields go into the ``error`` object.
     An upstream error that carries the upstream's wait (``UpstreamError.retry_after``, seconds) or
-    a full audit store (``StoreFull.retry_after``) adds ``Retry-After``: whole seconds, rounded up
+    a full audit store (``StoreFull.retry_after``) or a spent rate limit (``RateLimited``) adds
+    ``Retry-After``: whole seconds, rounded up
     (RFC 9110 10.2.3), which the OpenAI SDKs honour when it is at most 60."""
-    retry_after = exc.retry_after if isinstance(exc, UpstreamError | StoreFull) else None
+    retry_after = exc.retry_after if isinstance(exc, UpstreamError | StoreFull | RateLimited) else None
     if retry_after is not None:
         headers = {**(headers or {}), "Retry-After": str(math.ceil(retry_after))}
     return json_response(exc.to_body(**extra), status=exc.status, headers=headers)

@@ -3,13 +3,14 @@ any fork) and reached through ``runtime(request)``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 
 from gateway.auth import Authenticator
 from gateway.flags import Flags
+from gateway.ratelimit import RateLimits
 from gateway.service import ChatService
 from rollguard.settings import RollguardSettings
 
@@ -22,6 +23,7 @@ class Runtime:
     flags: Flags
     store: Any
     extras: dict[str, Any]
+    limits: RateLimits = field(default_factory=RateLimits.disabled)
 
     async def store_ready(self) -> bool:
         """True when the Redis store answers PING."""

@@ -201,8 +201,9 @@ class ChatService:
 
     def _label(self, model: str) -> str:
         """The model as spans and metric labels may carry it: a configured alias (a ``model_list``
-        alias or a rolled-out public one, ``flags.rollouts``) or ``unknown``."""
-        return model_label(model, self._aliases.__contains__)
+        alias or wildcard pattern, or a rolled-out public one, ``flags.rollouts``) or ``unknown``;
+        a wildcard-routed request is labelled by its pattern."""
+        return model_label(self.upstream.route_alias(model) or model, self._aliases.__contains__)
 
     def _record(self, interaction: Interaction) -> None:
         """The audit record (after the response)."""

@@ -128,9 +128,16 @@ class UnprocessableEntity(ClientError):
 
 
 class RateLimited(ClientError):
+    """A rate limit of ours (``rate_limits:``) refused the request. ``retry_after``: seconds
+    until the budget has room again (sent as ``Retry-After``)."""
+
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UpstreamError(RollguardError):

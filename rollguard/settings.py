@@ -11,7 +11,7 @@ Every section is typed and parsed once, here (``review``: ``rollguard.review_set
 nothing changes the settings after loading.
 
 The model list uses LiteLLM's ``model_list`` schema unchanged (``model_name`` + ``litellm_params``,
-``os.environ/NAME`` for secrets), so an existing LiteLLM proxy config's model list works as is.
+``os.environ/NAME`` for secrets), and a whole LiteLLM Proxy config loads (``rollguard.litellm_settings``).
 A config holding only ``model_list`` gets the default policy set (``default_policies()``).
 
 Errors: ``load_settings`` raises ``rollguard.errors.ConfigError`` whose message is ONE line,
@@ -46,6 +46,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from rollguard.detector_settings import DetectorSettings
 from rollguard.errors import ConfigError
+from rollguard.litellm_settings import ModelEntry as ModelEntry
+from rollguard.litellm_settings import RouterSettings as RouterSettings
+from rollguard.litellm_settings import with_litellm_settings
+from rollguard.ratelimit_settings import RateLimitSettings
 from rollguard.review_settings import ReviewSettings
 from rollguard.rollout_settings import RolloutsSettings
 from rollguard.secrets import ENV_PREFIX as ENV_PREFIX
@@ -79,33 +83,6 @@ def _check_short_redis_url(value: str | None) -> str | None:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class ModelEntry(BaseModel):
-    """One LiteLLM ``model_list`` entry. Unknown keys are kept (LiteLLM has many)."""
-
-    model_config = ConfigDict(extra="allow")
-    model_name: str = Field(min_length=1)
-    litellm_params: dict[str, Any]
-    model_info: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("litellm_params")
-    @classmethod
-    def _needs_model(cls, v: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(v.get("model"), str) or not v["model"]:
-            raise ValueError("litellm_params.model is required (e.g. 'openai/gpt-4o')")
-        return v
-
-
-class RouterSettings(BaseModel):
-    """Retries, timeouts and fallbacks (LiteLLM ``router_settings`` names)."""
-
-    model_config = ConfigDict(extra="allow")
-    num_retries: int = Field(default=1, ge=0, le=10)
-    timeout: float = Field(default=60.0, gt=0, description="seconds per upstream attempt")
-    stream_timeout: float | None = Field(default=None, gt=0)
-    fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
-    retry_after: float = Field(default=0.0, ge=0, description="seconds between retries")
 
 
 class ApiKey(_Strict):
@@ -274,6 +251,10 @@ class RollguardSettings(BaseSettings):
     telemetry: TelemetrySettings = Field(
         default_factory=TelemetrySettings, description="Prometheus endpoint, stream-check spans"
     )
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    litellm_settings: dict[str, Any] = Field(default_factory=dict, description="LiteLLM Proxy section")
+    general_settings: dict[str, Any] = Field(default_factory=dict, description="LiteLLM Proxy section")
+    environment_variables: dict[str, Any] = Field(default_factory=dict, description="LiteLLM Proxy")
     redis_url: str | None = Field(default=None, description="short form of store.redis_url (env)")
     data_dir: Path | None = Field(
         default=None,
@@ -308,6 +289,7 @@ class RollguardSettings(BaseSettings):
     @model_validator(mode="after")
     def _post(self) -> RollguardSettings:
         # Messages start "<field>: " (a model validator's error has no location of its own).
+        self.router_settings = with_litellm_settings(self.router_settings, self.litellm_settings)
         if self.redis_url and not self.store.redis_url:
             self.store.redis_url = _check_short_redis_url(self.redis_url)
         names = [m.model_name for m in self.model_list]

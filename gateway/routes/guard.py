@@ -78,14 +78,15 @@ GUARD_RESULT: Schema = {
     "/v1/guard/check",
     summary="Run the guardrail pipeline on messages (and a completion)",
     openapi_extra=json_body(GUARD_REQUEST_SCHEMA),
-    responses={**ok(GUARD_RESULT), **documented_errors(400, 401, 413, 415, 503)},
+    responses={**ok(GUARD_RESULT), **documented_errors(400, 401, 413, 415, 429, 503)},
 )
 async def guard_check(request: Request) -> Response:
     """Body ``{"messages": [...], "completion": optional str, "policies": optional [ids]}``.
     Returns ``{"verdict", "decisions": [{"policy","verdict","score","reason","enforced",...}],
-    "messages": <after redaction>, "completion": <after redaction or null>}``."""
+    "messages": <after redaction>, "completion": <after redaction or null>}``. Counts against the
+    caller's ``rpm`` budgets like a chat completion (429 ``rate_limit_exceeded`` when spent)."""
     rt = runtime(request)
-    tenant = rt.auth.tenant_for(request)
+    tenant, key = rt.auth.caller(request)
     body = await read_json_body(request, rt.settings.gateway.max_body_bytes)
     completion = body.get("completion")
     if completion is not None and not isinstance(completion, str):
@@ -97,6 +98,9 @@ async def guard_check(request: Request) -> Response:
     if only is not None and (unknown := sorted(set(only) - known)):
         raise InvalidRequest(f"unknown policy id(s) {unknown}; configured: {sorted(known)}", param="policies")
     validate_chat_request({"model": "guard-check", **body, "stream": False, "stream_options": None})
+    ticket = rt.limits.ticket(tenant, key)
+    if ticket is not None:
+        await rt.limits.admit(ticket)
     selected = set(only) if only is not None else known
 
     def enabled(cp: Any) -> bool:

@@ -15,6 +15,7 @@ from gateway.disconnect import unless_disconnected
 from gateway.errors import documented_errors, error_response, json_response
 from gateway.exchange import ChatResult, RequestMeta
 from gateway.flags import FlagContext
+from gateway.ratelimit import charged
 from gateway.relay import CLIENT_CLOSED_STATUS
 from gateway.routes.chat_schema import (
     CHAT_COMPLETION,
@@ -72,9 +73,12 @@ async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, guarded. Streaming with ``stream: true`` (SSE). Blocks: HTTP 400
     ``code: content_filter`` (input) or ``finish_reason: content_filter`` (output)."""
     rt = runtime(request)
-    tenant = rt.auth.tenant_for(request)
+    tenant, key = rt.auth.caller(request)
     body = await read_json_body(request, rt.settings.gateway.max_body_bytes)
     validate_chat_request(body)
+    ticket = rt.limits.ticket(tenant, key)  # None (no store round trip) unless a limit applies
+    if ticket is not None:
+        await rt.limits.admit(ticket)  # RateLimited: 429 with Retry-After, upstream not called
     # Admission reserves the record's place before anything is accepted (StoreFull: 503 with
     # Retry-After), so an accepted interaction is never dropped from the audit trail. Released
     # once the response is over (here, and by ``gateway.app.FastPath`` on every other exit).
@@ -102,6 +106,8 @@ async def chat_completions(request: Request) -> Response:
             # gateway killed right after answering loses nothing (issue 10).
             await result.after()
             result = dataclasses.replace(result, after=None)
+        if ticket is not None:
+            result = charged(result, ticket, rt.limits)
     except BaseException:
         reservation.release()
         raise

@@ -29,6 +29,8 @@ the decisions are visible in our spans; see docs/decisions.md):
   ``Retry-After`` (whole seconds, rounded up). LiteLLM's router does the same (cooldown from
   the header, no sleep while another deployment is healthy, give up rather than outwait the
   budget);
+* a deployment at its ``rpm``/``tpm`` is skipped (``deployment_limits``), one failing more than
+  ``allowed_fails`` times a minute cools down (``cooldowns``); ``*`` patterns: ``wildcards``;
 * then ``router_settings.fallbacks`` (``[{alias: [fallback, ...]}]``) on 5xx / timeout /
   unavailable / rate-limit / rejected credentials, each fallback with its own retries. An
   upstream 400 is the request's fault: no retry, no fallback;
@@ -72,11 +74,15 @@ from typing import Any, TypeVar
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from gateway.ratelimit import RateLimits
+from gateway.upstream.cooldowns import FailureCooldown
+from gateway.upstream.deployment_limits import Charge, DeploymentLimits
 from gateway.upstream.errors import AttemptFailed, failed, map_http_error, map_transport_error
 from gateway.upstream.lean import LeanTransport
 from gateway.upstream.litellm_path import LiteLLMTransport
 from gateway.upstream.shapes import check_chunk, check_completion
 from gateway.upstream.transports import LEAN_PROVIDERS, Deployment, Transport, checked
+from gateway.upstream.wildcards import Wildcards
 from rollguard.errors import (
     NotFound,
     UpstreamError,
@@ -170,6 +176,9 @@ class UpstreamStream:
     ``deployment`` is the deployment that answered; ``usage`` the upstream's usage when seen.
     """
 
+    charge: Charge | None = None
+    """Charges the stream's tokens to its deployment's ``tpm`` budget at its end (when it has one)."""
+
     def __init__(
         self, deployment: Deployment, first: dict[str, Any], rest: AsyncIterator[dict[str, Any]], span: Span
     ) -> None:
@@ -220,6 +229,8 @@ class UpstreamStream:
             await aclose()
         _record_response(self._span, {"model": self.model, "usage": self.usage}, self._finish)
         _end_span(self._span, error)
+        if self.charge is not None:
+            await self.charge(self.deployment, self.usage)
 
     async def aclose(self) -> None:
         """Stop reading; close the upstream connection; end the span. Idempotent."""
@@ -247,13 +258,19 @@ class Upstream:
     """
 
     def __init__(
-        self, settings: RollguardSettings, *, connector_limit: int = 1000, transport: Transport | None = None
+        self,
+        settings: RollguardSettings,
+        *,
+        connector_limit: int = 1000,
+        transport: Transport | None = None,
+        limits: RateLimits | None = None,
     ) -> None:
         rs = settings.router_settings
         self.num_retries = rs.num_retries
         self.timeout = rs.timeout
         self.stream_timeout = rs.stream_timeout or rs.timeout
         self.retry_after = rs.retry_after
+        self._fails = FailureCooldown(rs.allowed_fails, rs.cooldown_time)
         self._deployments: dict[str, list[Deployment]] = {}
         for i, entry in enumerate(settings.model_list):
             self._deployments.setdefault(entry.model_name, []).append(Deployment.from_entry(entry, i))
@@ -267,6 +284,10 @@ class Upstream:
         }
         """alias -> the aliases to try, in order: itself, then its configured fallbacks."""
         self._rr = {alias: itertools.count() for alias in self._deployments}
+        self._wildcards = Wildcards(enumerate(settings.model_list))
+        """``model_name`` patterns (``*``): requested names they serve are added on first use."""
+        self._limits = DeploymentLimits.of(settings, limits, self._deployments)
+        """Per-deployment ``rpm``/``tpm`` (``gateway.upstream.deployment_limits``)."""
         self._cooldown: dict[int, float] = {}
         """``id(deployment)`` -> ``time.monotonic()`` until which its upstream asked us to wait."""
         self._given = checked(transport) if transport is not None else None
@@ -280,10 +301,20 @@ class Upstream:
     # -- lookup
     def model_names(self) -> list[str]:
         """Configured aliases (``model_name``), in config order."""
-        return list(self._deployments)
+        return [a for a in self._deployments if not self._wildcards.made(a)]
 
     def has_model(self, alias: str) -> bool:
-        return alias in self._deployments
+        """Whether ``alias`` is served: a configured alias or a name a wildcard pattern matches."""
+        return alias in self._deployments or self._wildcards.match(alias) is not None
+
+    def route_alias(self, model: str) -> str | None:
+        """The configured ``model_name`` that serves ``model`` (itself, or the wildcard pattern
+        that matches it), or None: what spans and metric labels may name."""
+        if not self._wildcards.any:  # the common case: no patterns configured
+            return model if model in self._deployments else None
+        if model in self._deployments and not self._wildcards.made(model):
+            return model
+        return self._wildcards.match(model)
 
     def deployments(self, alias: str) -> list[Deployment]:
         return list(self._deployments.get(alias, ()))
@@ -337,7 +368,7 @@ class Upstream:
         deployment is free (at least ``retry_after``), unless the waits of this request would then
         add up to more than ``timeout`` seconds: then it stops retrying and the error (with its
         hint, passed to the client as ``Retry-After``) is raised now."""
-        if alias not in self._deployments:
+        if alias not in self._deployments and not self._wildcards.add(alias, self):
             raise NotFound(f"The model `{alias}` does not exist.", code="model_not_found", param="model")
         chain = self._chains[alias]
         waited = 0.0  # seconds slept on Retry-After hints (no clock read on the hot path)
@@ -348,12 +379,16 @@ class Upstream:
             for attempt in range(self.num_retries + 1):
                 dep = self._pick(name)
                 try:
+                    if dep.alias in self._limits.metered:
+                        dep = await self._limits.pick(self._deployments[name], dep)
                     return await attempt_fn(dep, attempt)
                 except AttemptFailed as f:
                     last = f
                     hint = f.error.retry_after
                     if hint is not None:
                         self._cool(dep, hint)
+                    elif self._fails.enabled and f.fallback and len(self._deployments[name]) > 1:
+                        self._cool(dep, self._fails.failed(id(dep)))  # allowed_fails / cooldown_time
                     if not f.retryable or attempt >= self.num_retries:
                         break
                     wait = self.retry_after
@@ -391,6 +426,8 @@ class Upstream:
                 raise
             _record_response(span, resp, _finish_reasons(resp))
             _end_span(span)
+            if dep.alias in self._limits.metered:
+                await self._limits.charge(dep, resp.get("usage"))
             return resp
 
         return await self._route(alias, attempt)
@@ -431,7 +468,9 @@ class Upstream:
                 await _aclose(rest)
                 _end_span(span, UpstreamUnavailable("cancelled"))
                 raise
-            return UpstreamStream(dep, first, rest, span)
+            stream = UpstreamStream(dep, first, rest, span)
+            stream.charge = self._limits.charge if dep.alias in self._limits.metered else None
+            return stream
 
         return await self._route(alias, attempt)
 

@@ -48,6 +48,13 @@ class Deployment:
     stream_timeout: float | None
     params: Mapping[str, Any] = field(default_factory=dict)
     """litellm path: every litellm_param (secrets resolved) except ``model`` and ours."""
+    index: int = -1
+    """Its place in ``model_list`` (names its ``rpm``/``tpm`` budget: ``budget_name``)."""
+
+    @property
+    def budget_name(self) -> str:
+        """``alias#index``: the name of its per-deployment rate limit budget."""
+        return f"{self.alias}#{self.index}"
 
     @property
     def url(self) -> str:
@@ -95,7 +102,7 @@ class Deployment:
             k: resolve_secret(v) if isinstance(v, str) else v
             for k, v in p.items()
             if k not in _ROLLGUARD_KEYS
-            and k not in ("model", "timeout", "stream_timeout", "max_retries", "num_retries")
+            and k not in ("model", "timeout", "stream_timeout", "max_retries", "num_retries", "rpm", "tpm")
         }
         return cls(
             alias=entry.model_name,
@@ -109,6 +116,7 @@ class Deployment:
             timeout=_seconds(p.get("timeout")),
             stream_timeout=_seconds(p.get("stream_timeout")),
             params=params,
+            index=index,
         )
 
 

@@ -39,8 +39,13 @@ def _wait_record(redis_url: str, iid: str, timeout: float) -> dict[str, Any] | N
     return None
 
 
+@pytest.mark.parametrize(
+    "limits",
+    [None, {"tenants": {"default": {"rpm": 100, "tpm": 100000}}}],
+    ids=["no-rate-limits", "rate-limited"],  # a budget wraps the stream to charge its tokens
+)
 def test_client_leaving_mid_stream_stops_the_upstream_and_records_what_was_delivered(
-    gateway: GatewayFactory, stub: Stub, redis_url: str
+    gateway: GatewayFactory, stub: Stub, redis_url: str, limits: dict[str, Any] | None
 ) -> None:
     stub.script(
         "scripted",
@@ -55,7 +60,7 @@ def test_client_leaving_mid_stream_stops_the_upstream_and_records_what_was_deliv
     )
     body = {"model": "scripted", "stream": True, "messages": [{"role": "user", "content": "go"}]}
     received = ""
-    with gateway() as url:
+    with gateway(**({"rate_limits": limits} if limits else {})) as url:
         t0 = time.monotonic()
         with (
             httpx.Client(timeout=30) as client,

@@ -1,0 +1,273 @@
+"""Rate limits and quotas per tenant and per app key (``rate_limits:``,
+``rollguard.ratelimit_settings``), counted in the shared store with the ``limits`` library
+(MIT; its async Redis storage over our ``redis.asyncio``), so every gateway process of one
+deployment spends one budget.
+
+* **requests per minute** (``rpm``): ``limits``' moving window (a sorted list per budget,
+  checked and appended in one Lua script, atomic in the store): at most ``rpm`` requests are
+  admitted in any 60 s, over all processes;
+* **tokens per minute** (``tpm``): a fixed 60 s window that starts with the budget's first
+  charged request. A request is admitted while the window's tokens are below ``tpm``; its
+  ``usage.total_tokens`` is charged once the reply is over (the size of a reply is not known
+  before), so one request may overshoot the budget: the next are refused until the window ends.
+  The same rule as LiteLLM's proxy and OpenAI's own token limits.
+
+A refused request gets ``RateLimited``: HTTP 429, OpenAI's ``rate_limit_exceeded`` shape, and
+``Retry-After`` (whole seconds until the oldest request leaves the moving window, or the token
+window ends). The upstream is never called.
+
+No budget configured (the default), or none that applies to the caller: no store round trip
+(``RateLimits.ticket`` returns None). Store down or slower than ``store_timeout_ms``: the request
+is admitted (fail open) and a warning is logged at most every ``WARN_EVERY_S`` seconds; a rate
+limit must not take the gateway down with the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+from limits.errors import StorageError
+from redis.exceptions import RedisError
+
+from gateway.exchange import ChatResult
+from rollguard.errors import RateLimited
+from rollguard.ratelimit_settings import Limit, RateLimitSettings
+
+log = logging.getLogger("rollguard.ratelimit")
+
+WARN_EVERY_S = 30.0
+"""Seconds between two "store down, failing open" warnings."""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One configured budget: ``scope`` (``tenant``, ``key`` or ``deployment``), ``name`` and its
+    limits."""
+
+    scope: str
+    name: str
+    limit: Limit
+
+    @property
+    def label(self) -> str:
+        return f"{self.scope} {self.name!r}"
+
+    def requests(self) -> RateLimitItemPerMinute | None:
+        return RateLimitItemPerMinute(self.limit.rpm, namespace="rpm") if self.limit.rpm else None
+
+    def tokens(self) -> RateLimitItemPerMinute | None:
+        return RateLimitItemPerMinute(self.limit.tpm, namespace="tpm") if self.limit.tpm else None
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """The budgets one request must fit (its tenant's, its key's): what ``admit`` checks and
+    ``charge`` charges."""
+
+    budgets: tuple[Budget, ...]
+
+
+class RateLimits:
+    """The per-process limiter. ``ticket(tenant, key)`` (no I/O) -> None when nothing applies;
+    else ``await admit(ticket)`` before the upstream call (raises ``RateLimited``) and
+    ``await charge(ticket, tokens)`` after the reply. Build with ``RateLimits.start`` (or
+    ``RateLimits.disabled()``), ``await aclose()`` at shutdown."""
+
+    def __init__(
+        self,
+        settings: RateLimitSettings,
+        storage: Storage | None = None,
+        deployments: Mapping[str, Limit] | None = None,
+    ) -> None:
+        self._tenants = {n: Budget("tenant", n, lim) for n, lim in settings.tenants.items()}
+        self._keys = {n: Budget("key", n, lim) for n, lim in settings.keys.items()}
+        self._deployments = {n: Budget("deployment", n, lim) for n, lim in (deployments or {}).items()}
+        self._default = self._tenants.get("default")
+        self._callers = bool(self._tenants or self._keys) and storage is not None
+        budgets = (*self._tenants.values(), *self._keys.values(), *self._deployments.values())
+        self._items = {id(b): (b.requests(), b.tokens()) for b in budgets}
+        self._deployment_tickets = (
+            {n: Ticket((b,)) for n, b in self._deployments.items()} if storage is not None else {}
+        )
+        self._timeout = settings.store_timeout_ms / 1000.0
+        self._storage = storage
+        self._requests = MovingWindowRateLimiter(storage) if storage is not None else None
+        self._tokens = FixedWindowRateLimiter(storage) if storage is not None else None
+        self._pool: aioredis.ConnectionPool | None = None
+        self._warned = -math.inf
+
+    @classmethod
+    def disabled(cls) -> RateLimits:
+        """No budgets: ``ticket`` is always None."""
+        return cls(RateLimitSettings())
+
+    @classmethod
+    def in_memory(cls, deployments: Mapping[str, Limit]) -> RateLimits:
+        """Deployment budgets counted in this process only (``limits``' memory storage): the
+        router's limiter when it is built without the store (unit tests, tools)."""
+        return cls(RateLimitSettings(), MemoryStorage(), deployments)
+
+    @classmethod
+    def start(
+        cls,
+        settings: RateLimitSettings,
+        redis_url: str | None,
+        deployments: Mapping[str, Limit] | None = None,
+    ) -> RateLimits:
+        """The limiter of ``settings`` (and of the per-deployment ``deployments`` budgets, by
+        deployment name) counting in the store at ``redis_url`` (its own small connection pool
+        with ``store_timeout_ms`` socket timeouts). No budgets or no store URL: the disabled
+        limiter (no connection is made)."""
+        if not (settings.enabled or deployments) or not redis_url:
+            return cls.disabled()
+        timeout = settings.store_timeout_ms / 1000.0
+        pool = aioredis.ConnectionPool.from_url(
+            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, max_connections=64
+        )
+        options: dict[str, Any] = {"connection_pool": pool}
+        storage = RedisStorage(
+            "async+" + redis_url,
+            implementation="redispy",
+            key_prefix=settings.key_prefix,
+            wrap_exceptions=True,
+            **options,
+        )
+        limiter = cls(settings, storage, deployments)
+        limiter._pool = pool
+        return limiter
+
+    def ticket(self, tenant: str, key: str | None) -> Ticket | None:
+        """The budgets of a request from ``tenant`` with the app key named ``key`` (None: an
+        unnamed key or no auth); None when none applies (no store round trip then)."""
+        if not self._callers:  # the default: no tenant or key budget, no work
+            return None
+        found = self._tenants.get(tenant) or self._default
+        by_key = self._keys.get(key) if key is not None else None
+        if found is None and by_key is None:
+            return None
+        return Ticket(tuple(b for b in (found, by_key) if b is not None))
+
+    def deployment(self, name: str) -> Ticket | None:
+        """The budget of the deployment ``name`` (``rpm``/``tpm`` in its ``litellm_params``)."""
+        return self._deployment_tickets.get(name)
+
+    async def admit(self, ticket: Ticket) -> None:
+        """Count one request against every budget of ``ticket``, refusing it when one is spent.
+
+        Raises ``RateLimited`` (429, ``retry_after`` seconds). Token budgets are checked first
+        (read only), then each request budget is taken in turn; a refusal by the second leaves
+        the first's count taken (the request was made). Store errors: admitted, warning logged."""
+        assert self._requests is not None and self._tokens is not None
+        try:
+            async with asyncio.timeout(self._timeout):
+                for b in ticket.budgets:
+                    tokens = self._items[id(b)][1]
+                    if tokens is not None and not await self._tokens.test(tokens, b.scope, b.name):
+                        stats = await self._tokens.get_window_stats(tokens, b.scope, b.name)
+                        raise _refused(b, f"{b.limit.tpm} tokens per minute", stats.reset_time)
+                for b in ticket.budgets:
+                    requests = self._items[id(b)][0]
+                    if requests is not None and not await self._requests.hit(requests, b.scope, b.name):
+                        stats = await self._requests.get_window_stats(requests, b.scope, b.name)
+                        raise _refused(b, f"{b.limit.rpm} requests per minute", stats.reset_time)
+        except (StorageError, RedisError, OSError, TimeoutError) as exc:
+            self._store_down(exc)
+
+    async def charge(self, ticket: Ticket, tokens: int) -> None:
+        """Add ``tokens`` (a finished reply's ``usage.total_tokens``) to each token budget of
+        ``ticket``. Store errors: logged, not raised (the reply is already out)."""
+        if tokens <= 0 or self._tokens is None:
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                for b in ticket.budgets:
+                    item = self._items[id(b)][1]
+                    if item is not None:
+                        await self._tokens.hit(item, b.scope, b.name, cost=tokens)
+        except (StorageError, RedisError, OSError, TimeoutError) as exc:
+            self._store_down(exc)
+
+    def _store_down(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY_S:
+            self._warned = now
+            what = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            log.warning("rate limits: store unavailable (%s): admitting requests unchecked", what)
+
+    async def aclose(self) -> None:
+        """Close the counters' connection pool."""
+        if self._pool is not None:
+            await self._pool.disconnect()
+
+
+def _refused(budget: Budget, what: str, reset_time: float) -> RateLimited:
+    """The 429 for ``budget``: ``reset_time`` (epoch seconds) -> ``retry_after`` (>= 1 s)."""
+    wait = max(1.0, math.ceil(reset_time - time.time()))
+    return RateLimited(
+        f"Rate limit reached for {budget.label}: {what}. Please try again in {int(wait)}s.",
+        retry_after=wait,
+    )
+
+
+def charged(result: ChatResult, ticket: Ticket, limits: RateLimits) -> ChatResult:
+    """``result`` that charges the reply's tokens (``interaction.usage``, read when the reply is
+    over) to ``ticket``'s token budgets: after the audit write of a JSON reply, at the end of a
+    stream (a task of its own: a stream's cleanup may run in a cancelled task)."""
+    interaction = result.interaction
+
+    async def charge() -> None:
+        await limits.charge(ticket, usage_tokens(interaction.usage))
+
+    if result.stream is not None:
+        return dataclasses.replace(result, stream=_then(result.stream, charge))
+    first = result.after
+
+    async def after() -> None:
+        try:
+            if first is not None:
+                await first()
+        finally:
+            await charge()
+
+    return dataclasses.replace(result, after=after)
+
+
+_PENDING: set[asyncio.Future[None]] = set()
+"""Charges in flight (a task with no reference may be collected before it runs)."""
+
+
+async def _then(
+    stream: AsyncIterator[bytes], done: Callable[[], Coroutine[Any, Any, None]]
+) -> AsyncIterator[bytes]:
+    """``stream``'s bytes; when it ends (however), ``stream`` is closed at once (its cleanup records
+    the interaction: closing this wrapper at its ``yield`` must close the relay too, not leave it to
+    the garbage collector) and then ``done()`` runs in a task of its own."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()  # a no-op when the relay already ended (read to the end, or cancelled)
+        task = asyncio.ensure_future(done())
+        _PENDING.add(task)
+        task.add_done_callback(_PENDING.discard)
+
+
+def usage_tokens(usage: dict[str, int]) -> int:
+    """Tokens a reply spent: ``total_tokens``, else ``prompt_tokens + completion_tokens``."""
+    total = usage.get("total_tokens")
+    if isinstance(total, int):
+        return total
+    return int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))

@@ -1,0 +1,82 @@
+"""``gateway.ratelimit.charged``: a reply's tokens are charged once it is over, and wrapping a
+stream never delays the relay's own cleanup (which records the interaction). ``limits``' memory
+storage stands in for the store here; the store-backed path runs in
+tests/integration/test_rate_limits.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from limits.aio.storage import MemoryStorage
+
+from gateway.exchange import ChatResult
+from gateway.ratelimit import RateLimits, charged
+from rollguard.errors import RateLimited
+from rollguard.ratelimit_settings import RateLimitSettings
+from rollguard.types import Interaction
+
+
+def interaction() -> Interaction:
+    return Interaction(
+        id="rg-1", created_ms=0, tenant="t", model="m", subject=None, session=None, stream=True, messages=[]
+    )
+
+
+def limiter() -> RateLimits:
+    settings = RateLimitSettings.model_validate({"tenants": {"t": {"tpm": 10}}})
+    return RateLimits(settings, MemoryStorage())
+
+
+async def test_closing_the_wrapper_at_its_yield_closes_the_relay_and_charges() -> None:
+    rec = interaction()
+    cleaned: list[str] = []
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            yield b"data: one\n\n"
+            yield b"data: two\n\n"
+        finally:
+            rec.usage = {"total_tokens": 12}  # the relay's cleanup sets the usage it saw
+            cleaned.append("relay")
+
+    limits = limiter()
+    ticket = limits.ticket("t", None)
+    assert ticket is not None
+    result = charged(ChatResult(interaction=rec, stream=relay()), ticket, limits)
+    assert result.stream is not None
+    it = result.stream.__aiter__()
+    assert await it.__anext__() == b"data: one\n\n"
+    await it.aclose()  # as RelayResponse does when the client goes while a chunk is out
+    assert cleaned == ["relay"]  # at once, not when the garbage collector finds the generator
+    for _ in range(10):
+        await asyncio.sleep(0)  # the charge runs in its own task
+    try:
+        await limits.admit(ticket)
+    except RateLimited as exc:
+        assert "10 tokens per minute" in str(exc)
+    else:
+        raise AssertionError("the 12 tokens of the closed stream were not charged")
+
+
+async def test_json_reply_charged_after_its_audit_write() -> None:
+    rec = interaction()
+    rec.usage = {"prompt_tokens": 7, "completion_tokens": 5}
+    order: list[str] = []
+
+    async def audit() -> None:
+        order.append("audit")
+
+    limits = limiter()
+    ticket = limits.ticket("t", None)
+    assert ticket is not None
+    result = charged(ChatResult(interaction=rec, completion={}, after=audit), ticket, limits)
+    assert result.after is not None
+    await result.after()
+    assert order == ["audit"]
+    try:
+        await limits.admit(ticket)
+    except RateLimited:
+        pass
+    else:
+        raise AssertionError("7 + 5 tokens were not charged")
