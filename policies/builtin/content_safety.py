@@ -58,7 +58,7 @@ CATEGORIES: Mapping[str, str] = {
     "S13": "elections",
 }
 """Hazard category codes (MLCommons / Llama Guard 3) -> names. The category head predicts S1, S2,
-S5-S12 (what the shipped sets label); S4 and S10 also come from the lexicon."""
+S5-S10 and S12 (what the shipped sets label); S4 and S10 also come from the lexicon."""
 
 _ACTIONS = ("allow", "flag", "block")
 _DEFAULT_INPUT: Mapping[str, str] = {c: "flag" for c in CATEGORIES}
