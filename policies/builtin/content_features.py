@@ -70,7 +70,8 @@ def _bucket(h: NDArray[np.uint64], salt: int) -> NDArray[np.int64]:
 
 def _prefix(s: str) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
     """``(codes, G)``: the code points of ``s`` and the prefix sums ``G`` of ``codes * P**-j``."""
-    codes = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    # surrogatepass: a lone surrogate ("\ud800", valid in JSON) must not raise
+    codes = np.frombuffer(s.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
     with np.errstate(over="ignore"):
         g = np.cumsum(codes * _DOWN[: len(codes)], dtype=np.uint64)
     return codes, np.concatenate((np.zeros(1, dtype=np.uint64), g))
