@@ -2,20 +2,23 @@
 after the MLCommons hazard taxonomy that Llama Guard 3 uses (Inan et al. 2023; Llama Guard 3 model
 card: S1 violent crimes .. S14 code interpreter abuse).
 
-Three detectors:
+Detectors (``policies.builtin.content_safety_model``: linear heads over hashed word and character
+n-grams, trained by ``gateway/tools/train_content_safety.py`` on the shipped sets):
 
-- a request model (``policies.builtin.content_safety_model``: TF-IDF word 1-2-grams, logistic
-  regression, trained by ``bench/train_content_safety.py`` on the shipped harmful / benign sets)
-  gives P(harmful request) and the most likely category; applied to the current turn's user
-  messages at ``pre_call`` (and to replies only with ``score_outputs``);
-- a slur lexicon (S10) and a minors + sexual-content rule (S4)
-  (``policies.builtin.content_lexicon``), applied to inputs and outputs, streams included: on a
-  stream the hold-back window is checked before any of it is released, so a blocked reply leaks
-  no chunk of the matched text.
+- the request model gives P(harmful request); applied to the current turn's user messages at
+  ``pre_call``;
+- the output model gives P(harmful reply); applied to the completion at ``post_call`` and to each
+  stream window (context + held-back text) at ``stream``, with a stricter threshold there since a
+  reply has many windows;
+- a category head names the most likely hazard category of a text the models flag;
+- a slur lexicon (S10) and a minors + sexual-content rule (S4) (``policies.builtin.content_lexicon``),
+  applied to inputs and outputs, streams included: on a stream the hold-back window is checked
+  before any of it is released, so a blocked reply leaks no chunk of the matched text.
 
 Each category has its action per direction; the defaults follow issue 9: outputs with slurs or
-sexual content involving minors are blocked, harmful requests are flagged (the model can decline
-and the review queue sees it). Reasons and evidence name the category and score, never the text.
+sexual content involving minors are blocked, harmful requests and other harmful output are flagged
+(the model can decline and the review queue sees it). Reasons and evidence name the category and
+score, never the text.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from rollguard.types import Evidence, Stage, Verdict
 
 __all__ = ["CATEGORIES", "DEFAULT_MODEL", "ContentSafetyPolicy"]
 
-DEFAULT_MODEL = resources.files("policies") / "data" / "content_safety.model.json"
+DEFAULT_MODEL = resources.files("policies") / "data" / "content_safety.model.npz"
 """The shipped model file (package data, read with ``importlib.resources``)."""
 
 CATEGORIES: Mapping[str, str] = {
@@ -54,7 +57,7 @@ CATEGORIES: Mapping[str, str] = {
     "S12": "sexual content",
     "S13": "elections",
 }
-"""Hazard category codes (MLCommons / Llama Guard 3) -> names. The request model predicts S1, S2,
+"""Hazard category codes (MLCommons / Llama Guard 3) -> names. The category head predicts S1, S2,
 S5-S10 and S12 (what the shipped sets label); S4 and S10 also come from the lexicon."""
 
 _ACTIONS = ("allow", "flag", "block")
@@ -75,14 +78,26 @@ def _actions(given: Mapping[str, str] | None, default: Mapping[str, str], name: 
     return {c: Verdict(a) for c, a in merged.items()}
 
 
+def _probability(value: object, name: str, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+    return float(value)
+
+
 @register
 class ContentSafetyPolicy:
     """Params: ``input_actions`` / ``output_actions`` (category code -> ``allow`` | ``flag`` |
     ``block``, merged over the defaults: inputs flag every category; outputs block S4 and S10 and
-    flag the rest), ``threshold`` (P(harmful request) at or above which a text is harmful; default
-    the shipped operating point, about 2 % false positives on benign prompts), ``roles`` (input
-    roles judged, default ``["user"]``), ``score_outputs`` (default False: replies are judged by the
-    lexicon only; True also applies the request model to them), ``model_path``.
+    flag the rest), ``threshold`` (P(harmful request) at or above which a request is harmful;
+    default the shipped operating point, about 2 % false positives on benign prompts),
+    ``output_threshold`` / ``stream_threshold`` (P(harmful reply) for a whole completion / for a
+    stream window; defaults: the shipped points, about 2 % of benign replies), ``roles`` (input roles
+    judged, default ``["user"]``), ``score_outputs`` (default True: the output model judges
+    replies; False leaves replies to the lexicon), ``model_can_block`` (default False: a model
+    finding is at most a flag, whatever its category's action; only the exact lexicon rules
+    block; True lets a category's ``block`` apply to model findings too), ``model_path``.
 
     Stages: ``pre_call``, ``post_call``, ``stream`` (read-only, inline). Raises ``ValueError`` for
     bad params and ``ContentModelError`` (a ``ValueError``) for an unreadable model file.
@@ -99,8 +114,11 @@ class ContentSafetyPolicy:
         input_actions: Mapping[str, str] | None = None,
         output_actions: Mapping[str, str] | None = None,
         threshold: float | None = None,
+        output_threshold: float | None = None,
+        stream_threshold: float | None = None,
         roles: Iterable[str] | None = None,
-        score_outputs: bool = False,
+        score_outputs: bool = True,
+        model_can_block: bool = False,
         model_path: str | Path | None = None,
     ) -> None:
         self.input_actions = _actions(input_actions, _DEFAULT_INPUT, "input_actions")
@@ -113,30 +131,47 @@ class ContentSafetyPolicy:
         if not isinstance(score_outputs, bool):
             raise ValueError(f"score_outputs must be true or false, got {score_outputs!r}")
         self.score_outputs = score_outputs
+        if not isinstance(model_can_block, bool):
+            raise ValueError(f"model_can_block must be true or false, got {model_can_block!r}")
+        self.model_can_block = model_can_block
         self.model_path: Traversable = Path(model_path) if model_path is not None else DEFAULT_MODEL
         self.model = ContentSafetyModel.load(self.model_path)
         self.lexicon = Lexicon.load()
-        if threshold is None:
-            threshold = self.model.threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
-        self.threshold = float(threshold)
+        self.threshold = _probability(threshold, "threshold", self.model.request_threshold)
+        self.output_threshold = _probability(
+            output_threshold, "output_threshold", self.model.output_threshold
+        )
+        self.stream_threshold = _probability(
+            stream_threshold, "stream_threshold", self.model.stream_threshold
+        )
 
-    def findings(self, text: str, *, use_model: bool) -> list[tuple[str, float]]:
-        """``(category, score)`` for every category found in ``text``: S10 / S4 from the lexicon
-        (score 1.0) and, with ``use_model``, the request model's category when P(harmful) reaches
-        the threshold (score = P(harmful)). Redaction placeholders left by ``pii`` / ``secrets``
-        are folded to one neutral word first (``fold_placeholders``): unfolded, "write to
-        <EMAIL_ADDRESS_1>" scored 0.67, over the threshold."""
-        out: list[tuple[str, float]] = []
+    def findings(self, text: str, stage: Stage = Stage.PRE_CALL) -> list[tuple[str, float, bool]]:
+        """``(category, score, exact)`` for every category found in ``text`` at ``stage``: S10 / S4
+        from the lexicon (score 1.0, ``exact`` True); the request model (``pre_call``) or, with
+        ``score_outputs``, the output model (``post_call`` / ``stream``, each with its threshold)
+        gives P(harmful) and, when it reaches the threshold, the category head names the category
+        (score = P(harmful), ``exact`` False).
+        Redaction placeholders left by ``pii`` / ``secrets`` are folded to one neutral word first
+        (``fold_placeholders``): unfolded, "write to <EMAIL_ADDRESS_1>" scored 0.67, over the
+        threshold of the first request model."""
+        out: list[tuple[str, float, bool]] = []
         if self.lexicon.slurs(text):
-            out.append(("S10", 1.0))
+            out.append(("S10", 1.0, True))
         if self.lexicon.minor_sexual(text):
-            out.append(("S4", 1.0))
-        if use_model:
-            s = self.model.score(fold_placeholders(text))
-            if s.harmful >= self.threshold and s.category not in {c for c, _ in out}:
-                out.append((s.category, s.harmful))
+            out.append(("S4", 1.0, True))
+        if stage is Stage.PRE_CALL:
+            folded = fold_placeholders(text)
+            p, thr = self.model.request(folded), self.threshold
+        elif self.score_outputs:
+            folded = fold_placeholders(text)
+            p = self.model.output(folded)
+            thr = self.output_threshold if stage is Stage.POST_CALL else self.stream_threshold
+        else:
+            return out
+        if p >= thr:
+            category = self.model.category(folded, p).category
+            if category not in {c for c, _, _ in out}:
+                out.append((category, p, False))
         return out
 
     def check(self, ctx: CheckContext) -> PolicyResult:
@@ -148,17 +183,17 @@ class ContentSafetyPolicy:
                 (s.location, t)
                 for s, t in iter_message_texts(ctx.messages, roles=self.roles, start=ctx.turn_start)
             ]
-            use_model = True
         else:
             actions = self.output_actions
             sites = [("completion", ctx.completion)] if ctx.completion else []
-            use_model = self.score_outputs
         verdict, best, evidence = Verdict.ALLOW, 0.0, []
         for location, text in sites:
-            for category, score in self.findings(text, use_model=use_model):
+            for category, score, exact in self.findings(text, ctx.stage):
                 v = actions[category]
                 if v is Verdict.ALLOW:
                     continue
+                if not exact and not self.model_can_block:
+                    v = Verdict.FLAG
                 evidence.append(Evidence(f"content_safety:{category}", location, detail=f"score={score:.3f}"))
                 best = max(best, score)
                 if v.severity > verdict.severity:
@@ -172,10 +207,13 @@ class ContentSafetyPolicy:
     def describe(self) -> Mapping[str, Any]:
         return {
             "threshold": self.threshold,
+            "output_threshold": self.output_threshold,
+            "stream_threshold": self.stream_threshold,
             "input_actions": {c: v.value for c, v in self.input_actions.items()},
             "output_actions": {c: v.value for c, v in self.output_actions.items()},
             "roles": sorted(self.roles),
             "score_outputs": self.score_outputs,
+            "model_can_block": self.model_can_block,
             "model": self.model_path.name,
-            "model_terms": self.model.vocab_size,
+            "model_features": self.model.features,
         }

@@ -1,123 +1,161 @@
-"""The exported model behind ``content_safety``: TF-IDF over word 1-2-grams, a logistic
-regression for "harmful request" and a multinomial logistic regression that names the hazard
-category.
+"""The exported models behind ``content_safety``: three linear heads over one hashed feature space
+(``policies.builtin.content_features``: word 1-2-grams and character 2-5-grams):
 
-Training: ``bench/train_content_safety.py`` (scikit-learn ``TfidfVectorizer`` with
-``analyzer=analyze``, ``sublinear_tf=True``, ``norm="l2"``; ``LogisticRegression``). Inference
-re-computes the same weights with a few dictionary look-ups and dot products, no scikit-learn.
+- ``request``: P(harmful request), logistic regression;
+- ``output``: P(harmful reply: content a model should not have produced), logistic regression;
+- ``category``: multinomial logistic regression naming the hazard category (``S1`` .. ``S13``).
 
-The model file is JSON (nothing executable): ``vocabulary`` (feature strings in column order),
-``idf``, ``coef`` and ``intercept`` (binary harmful-request model), ``categories`` (category codes
-in row order), ``category_coef`` (one row per category, same columns), ``category_intercept``,
-``threshold`` (operating point on P(harmful)) and provenance fields.
+Feature weights, per block (words, characters): an occurrence of column ``c`` adds ``idf[c]``; the
+block is divided by ``sqrt(sum over occurrences of idf[c] ** 2)`` (TF-IDF with raw counts and an
+L2-style norm that needs no de-duplication, so scoring is two gathers and two sums per block; on
+the held-out split it scores as well as sublinear TF-IDF: 0.799 vs 0.808 recall at 2 % FPR).
+Training: ``gateway/tools/train_content_safety.py`` (scikit-learn ``LogisticRegression`` on the
+same vectors, built by ``vectors``).
+
+The model file is a NumPy ``.npz`` archive read with ``allow_pickle=False`` (nothing executable):
+``idf`` (``WIDTH``), ``request_coef``, ``output_coef`` (``WIDTH``), ``category_coef``
+(categories x ``WIDTH``), ``request_intercept``, ``output_intercept``, ``category_intercept``,
+``request_threshold``, ``output_threshold`` (whole replies), ``stream_threshold`` (stream
+windows), ``categories`` (codes in row order), ``format``.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
+import io
 import math
-import re
+import zipfile
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["CategoryScore", "ContentModelError", "ContentSafetyModel", "analyze"]
+from policies.builtin.content_features import BUCKETS, WIDTH, columns
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-MAX_CHARS = 8_000
-"""Characters scored per text: the head and the tail halves of a longer text (a harmful request
-is stated near the start or the end; the bound keeps the cost linear and small)."""
+__all__ = ["FORMAT", "CategoryScore", "ContentModelError", "ContentSafetyModel", "vectors"]
 
-
-def analyze(text: str) -> list[str]:
-    """Features of ``text``: ``w:`` word unigrams and ``b:`` word bigrams (lower-cased ``_WORD``
-    tokens). Character n-grams were tried and cost recall on the held-out split (0.70 vs 0.76 at
-    1 % benign false positives)."""
-    words = _WORD.findall(text.lower())
-    feats = [f"w:{w}" for w in words]
-    feats += [f"b:{a} {b}" for a, b in itertools.pairwise(words)]
-    return feats
+FORMAT = "rollguard-content-safety/2"
+_FIELDS = (
+    "idf",
+    "request_coef",
+    "output_coef",
+    "category_coef",
+    "request_intercept",
+    "output_intercept",
+    "category_intercept",
+    "request_threshold",
+    "output_threshold",
+    "stream_threshold",
+    "categories",
+)
 
 
 class ContentModelError(ValueError):
-    """The model file is missing, not JSON, or lacks a field."""
+    """The model file is missing, not an ``.npz`` archive of this format, or lacks a field."""
 
 
 @dataclass(frozen=True, slots=True)
 class CategoryScore:
-    """P(harmful request) in [0, 1] and the most likely hazard category code (``S1`` .. ``S13``)
-    with its probability among the categories."""
+    """P(harmful) in [0, 1] (request or reply, as asked) and the most likely hazard category code
+    (``S1`` .. ``S13``) with its probability among the categories."""
 
     harmful: float
     category: str
     category_probability: float
 
 
-class ContentSafetyModel:
-    """Loaded once (``load``); ``score(text)`` is side-effect free and thread-safe."""
+def _norms(cols: NDArray[np.int64], idf2: NDArray[np.float64]) -> tuple[float, float]:
+    words = cols < BUCKETS
+    w = float(np.sum(idf2[cols[words]]))
+    c = float(np.sum(idf2[cols[~words]]))
+    return (1.0 / math.sqrt(w) if w > 0 else 0.0), (1.0 / math.sqrt(c) if c > 0 else 0.0)
 
-    def __init__(self, raw: dict[str, Any]) -> None:
+
+def vectors(texts: list[str], idf: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
+    """``(data, indices, indptr)`` of the CSR matrix (rows = ``texts``, ``WIDTH`` columns) the
+    models are trained on: each occurrence weighs ``idf[c]`` times its block's norm (see the
+    module docstring); duplicates are summed by the consumer (``scipy.sparse.csr_matrix``)."""
+    idf2 = idf * idf
+    data, ind, ptr = [], [], [0]
+    for t in texts:
+        cols = columns(t)
+        nw, nc = _norms(cols, idf2)
+        data.append(idf[cols] * np.where(cols < BUCKETS, nw, nc))
+        ind.append(cols)
+        ptr.append(ptr[-1] + len(cols))
+    return np.concatenate(data), np.concatenate(ind).astype(np.float64), np.asarray(ptr, dtype=np.float64)
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
+class ContentSafetyModel:
+    """Loaded once (``load``); ``request``, ``output`` and ``category`` are side-effect free and
+    thread-safe."""
+
+    def __init__(self, raw: dict[str, NDArray[np.generic]]) -> None:
         try:
-            vocab: list[str] = raw["vocabulary"]
-            self.index = {t: i for i, t in enumerate(vocab)}
-            self.idf = np.asarray(raw["idf"], dtype=np.float64)
-            self.coef = np.asarray(raw["coef"], dtype=np.float64)
-            self.intercept = float(raw["intercept"])
-            self.categories: tuple[str, ...] = tuple(raw["categories"])
-            self.category_coef = np.asarray(raw["category_coef"], dtype=np.float64)
+            idf = np.asarray(raw["idf"], dtype=np.float64)
+            self.idf2 = idf * idf
+            self.request_w = np.asarray(raw["request_coef"], dtype=np.float64) * idf
+            self.output_w = np.asarray(raw["output_coef"], dtype=np.float64) * idf
+            self.category_w = np.asarray(raw["category_coef"], dtype=np.float64) * idf
+            self.request_intercept = float(raw["request_intercept"])
+            self.output_intercept = float(raw["output_intercept"])
             self.category_intercept = np.asarray(raw["category_intercept"], dtype=np.float64)
-            self.threshold = float(raw["threshold"])
+            self.request_threshold = float(raw["request_threshold"])
+            self.output_threshold = float(raw["output_threshold"])
+            self.stream_threshold = float(raw["stream_threshold"])
+            self.categories: tuple[str, ...] = tuple(str(c) for c in raw["categories"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ContentModelError(f"content-safety model lacks a field or has a bad one: {exc}") from exc
-        n = len(vocab)
-        if self.idf.shape != (n,) or self.coef.shape != (n,):
-            raise ContentModelError("content-safety model: idf / coef do not match the vocabulary")
-        if self.category_coef.shape != (len(self.categories), n):
-            raise ContentModelError("content-safety model: category_coef does not match")
+        if idf.shape != (WIDTH,) or self.request_w.shape != (WIDTH,) or self.output_w.shape != (WIDTH,):
+            raise ContentModelError(f"content-safety model: vectors must have {WIDTH} columns")
+        if self.category_w.shape != (len(self.categories), WIDTH):
+            raise ContentModelError("content-safety model: category_coef does not match the categories")
+        self.features = int(np.count_nonzero(idf))
 
     @classmethod
     def load(cls, path: Traversable) -> ContentSafetyModel:
-        """Read the JSON model at ``path``. Raises ``ContentModelError`` for an unreadable file."""
+        """Read the ``.npz`` model at ``path``. Raises ``ContentModelError`` for an unreadable
+        file or one of another format."""
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as z:
+                raw = {k: z[k] for k in z.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise ContentModelError(f"cannot read content-safety model {path}: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ContentModelError(f"content-safety model {path} is not a JSON object")
+        if str(raw.get("format", "")) != FORMAT:
+            raise ContentModelError(f"content-safety model {path} is not {FORMAT}")
+        missing = [f for f in _FIELDS if f not in raw]
+        if missing:
+            raise ContentModelError(f"content-safety model {path} lacks {missing}")
         return cls(raw)
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self.index)
+    def _score(
+        self, text: str, weights: NDArray[np.float64], intercept: float
+    ) -> tuple[float, NDArray[np.int64]]:
+        cols = columns(text)
+        nw, nc = _norms(cols, self.idf2)
+        words = cols < BUCKETS
+        z = intercept + nw * float(np.sum(weights[cols[words]])) + nc * float(np.sum(weights[cols[~words]]))
+        return _sigmoid(z), cols
 
-    def _vector(self, text: str) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        if len(text) > MAX_CHARS:
-            half = MAX_CHARS // 2
-            text = f"{text[:half]} {text[-half:]}"
-        counts: dict[int, int] = {}
-        index = self.index
-        for f in analyze(text):
-            j = index.get(f)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
-        if not counts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        w = (1.0 + np.log(tf)) * self.idf[cols]
-        w /= float(np.sqrt(np.dot(w, w)))
-        return cols, w
+    def request(self, text: str) -> float:
+        """P(``text`` is a harmful request), any length (``content_features.MAX_CHARS``)."""
+        return self._score(text, self.request_w, self.request_intercept)[0]
 
-    def score(self, text: str) -> CategoryScore:
-        """Score one text (any length; see ``MAX_CHARS``)."""
-        cols, w = self._vector(text)
-        z = self.intercept + float(np.dot(self.coef[cols], w))
-        harmful = 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
-        logits = self.category_intercept + self.category_coef[:, cols] @ w
+    def output(self, text: str) -> float:
+        """P(``text``, a model's reply or a piece of one, is harmful content)."""
+        return self._score(text, self.output_w, self.output_intercept)[0]
+
+    def category(self, text: str, harmful: float = 1.0) -> CategoryScore:
+        """The most likely hazard category of ``text`` (request or reply), with ``harmful`` as the
+        score to report."""
+        cols = columns(text)
+        nw, nc = _norms(cols, self.idf2)
+        scale = np.where(cols < BUCKETS, nw, nc)
+        logits = self.category_intercept + self.category_w[:, cols] @ scale
         logits -= logits.max()
         p = np.exp(logits)
         p /= p.sum()
