@@ -80,8 +80,14 @@ class Lexicon:
     def minor_sexual(self, text: str) -> int:
         """Number of sentences of ``text`` naming a minor (a word or an age under 18) and an
         explicit sexual term together."""
+        low = text.lower()
+        # Pre-check over the whole text: its tokens (sentence ends as spaces: "!" is a boundary
+        # here but a letter to ``fold``) are the union of every sentence's, so no sexual term
+        # in the text means no sentence can count (most texts: one pass instead of one per sentence).
+        if not set(_TOKEN.findall(fold(low.replace("!", " ")))) & self.sexual_words:
+            return 0
         n = 0
-        for m in _SENTENCE.finditer(text.lower()):
+        for m in _SENTENCE.finditer(low):
             sentence = m.group(0)
             tokens = set(_TOKEN.findall(fold(sentence)))
             minor = bool(tokens & self.minor_words) or _AGE.search(sentence) is not None

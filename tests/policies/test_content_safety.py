@@ -295,3 +295,34 @@ def test_training_reproduces_the_held_out_numbers(tmp_path: Path) -> None:
     assert fresh["benign_fpr"] == pytest.approx(shipped["benign_fpr"], abs=0.005)
     assert fresh["output"]["recall"] == pytest.approx(shipped["output"]["recall"], abs=0.01)
     assert ContentSafetyModel.load(tmp_path / "content_safety.model.npz").features == shipped["features"]
+
+
+def test_minor_sexual_precheck_counts_like_the_sentence_loop(policy: ContentSafetyPolicy) -> None:
+    """The whole-text pre-check may only skip texts no sentence of which counts: compared with the
+    plain per-sentence loop on texts built from lexicon words, with "!" joining or splitting them."""
+    from policies.builtin.content_lexicon import _AGE, _SENTENCE, _TOKEN, fold
+
+    lex = policy.lexicon
+
+    def reference(text: str) -> int:
+        n = 0
+        for m in _SENTENCE.finditer(text.lower()):
+            tokens = set(_TOKEN.findall(fold(m.group(0))))
+            minor = bool(tokens & lex.minor_words) or _AGE.search(m.group(0)) is not None
+            n += bool(minor and tokens & lex.sexual_words)
+        return n
+
+    minor, sexual = sorted(lex.minor_words)[0], sorted(lex.sexual_words)[0]
+    texts = [
+        f"the {minor} and {sexual}",
+        f"the {minor}!{sexual}",
+        f"the {minor}! {sexual}",
+        f"a 12 year old. {sexual}",
+        f"a 12 year old {sexual.upper()}!!",
+        f"{sexual}{sexual}",
+        f"{minor} {sexual[:-1]}!{sexual[-1]}",
+        "how do I kill a Python process?",
+        "",
+    ]
+    for t in texts:
+        assert lex.minor_sexual(t) == reference(t), t
