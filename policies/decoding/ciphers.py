@@ -105,22 +105,42 @@ _LOWER = "abcdefghijklmnopqrstuvwxyz"
 _UPPER = _LOWER.upper()
 _ROT13 = str.maketrans(_LOWER + _UPPER, _LOWER[13:] + _LOWER[:13] + _UPPER[13:] + _UPPER[:13])
 _ATBASH = str.maketrans(_LOWER + _UPPER, _LOWER[::-1] + _UPPER[::-1])
-_ROT_CUE = re.compile(r"(?i)rot[\s_-]?13|caesar|cipher|decod|unscrambl")
-_ROT_NAMED = re.compile(r"(?i)rot[\s_-]?13|caesar")
-_ATBASH_CUE = re.compile(r"(?i)atbash|reverse[d]? alphabet|mirror alphabet|cipher|decod|decipher")
+_ROT_CUE = re.compile(r"rot[\s_-]?13|caesar|cipher|decod|unscrambl")
+_ROT_NAMED = re.compile(r"rot[\s_-]?13|caesar")
+_ATBASH_CUE = re.compile(r"atbash|reverse[d]? alphabet|mirror alphabet|cipher|decod|decipher")
+"""Cue words, searched in ``folded(text)`` (case-sensitive on the folded text: the same matches as
+``(?i)`` on the text, ~3x faster)."""
+_ASCII_FOLDS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+"""The non-ASCII letters ``re.IGNORECASE`` matches to ASCII ones (dotted and dotless i, long s,
+Kelvin sign; Python ``re`` docs), mapped before lower-casing."""
+_last_folded: tuple[str, str] = ("", "")
+
+
+def folded(text: str) -> str:
+    """``text`` lower-cased as ``re.IGNORECASE`` compares ASCII letters (``_ASCII_FOLDS`` first),
+    for case-sensitive searches of lower-case ASCII patterns. The last result is kept: the
+    decoders of one text ask for it in turn."""
+    global _last_folded
+    last = _last_folded
+    if last[0] is text:
+        return last[1]
+    low = text.lower() if text.isascii() else text.translate(_ASCII_FOLDS).lower()
+    _last_folded = (text, low)
+    return low
 
 
 def decode_rot13(text: str, limit: int) -> str | None:
     """ROT13 (Caesar shift 13) of the chunks that read as English after it, only with a cue word
     (see module doc)."""
-    if _ROT_CUE.search(text) is None:
+    low = folded(text)
+    if _ROT_CUE.search(low) is None:
         return None
-    return _rotate_spans(text[:limit], _ROT13, _ROT_NAMED.search(text) is not None)
+    return _rotate_spans(text[:limit], _ROT13, _ROT_NAMED.search(low) is not None)
 
 
 def decode_atbash(text: str, limit: int) -> str | None:
     """Atbash (a<->z) of the chunks that read as English after it; only with a cue word."""
-    if _ATBASH_CUE.search(text) is None:
+    if _ATBASH_CUE.search(folded(text)) is None:
         return None
     return _rotate_spans(text[:limit], _ATBASH, "atbash" in text.lower())
 
@@ -229,17 +249,13 @@ def decode_nato(text: str, limit: int) -> str | None:
         words.append("".join(cur))
         return f" {OPEN}" + " ".join(w for w in words if w) + f"{CLOSE} "
 
-    low = text.lower() if text.isascii() else text.translate(_ASCII_FOLDS).lower()
-    if _nato_tokens(low) < 4:
+    if _nato_tokens(folded(text)) < 4:
         return None
     out = _NATO_RE.sub(one, text)
     return out if out != text else None
 
 
 _NATO_TOKENS = frozenset(NATO_WORDS) | {"x", "ray", "space", "stop"}
-_ASCII_FOLDS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
-"""The non-ASCII letters ``re.IGNORECASE`` matches to ASCII ones (dotted and dotless i, long s,
-Kelvin sign; Python ``re`` docs), so the token count sees what ``_NATO_RE`` matches."""
 _LETTER_RUN = re.compile(r"[a-z]+")
 
 

@@ -101,3 +101,27 @@ def test_leet_hint_and_word_filter_keep_every_leet_word() -> None:
             mixed += 1
             assert ciphers._LEET_HINT.search(text), text
     assert mixed >= 20
+
+
+def test_cue_words_on_folded_text_match_the_case_insensitive_patterns() -> None:
+    """The ROT13 / Atbash cue patterns, searched case-sensitively in ``folded(text)``, find a cue
+    exactly where the ``(?i)`` patterns find one in the text, the non-ASCII letters that
+    ``re.IGNORECASE`` folds onto ASCII (``İ ı ſ K``) included."""
+    rng = random.Random(9)
+    plain = {
+        "rot": re.compile(r"(?i)rot[\s_-]?13|caesar|cipher|decod|unscrambl"),
+        "named": re.compile(r"(?i)rot[\s_-]?13|caesar"),
+        "atbash": re.compile(r"(?i)atbash|reverse[d]? alphabet|mirror alphabet|cipher|decod|decipher"),
+    }
+    fast = {"rot": ciphers._ROT_CUE, "named": ciphers._ROT_NAMED, "atbash": ciphers._ATBASH_CUE}
+    pieces = ["ROT13", "rot-13", "Caeſar", "CİPHER", "cıpher", "DeCoD", "unſcrambl", "ATBASH",
+              "Reversed Alphabet", "mirror  alphabet", "rot 1", "Kelvin \u212a", " ", "x"]  # fmt: skip
+    texts = [*_cases(), *("".join(rng.choice(pieces) for _ in range(rng.randint(1, 6))) for _ in range(3000))]
+    found: Counter[str] = Counter()
+    for text in texts:
+        low = ciphers.folded(text)
+        for name, pattern in plain.items():
+            hit = pattern.search(text) is not None
+            assert (fast[name].search(low) is not None) == hit, (name, text)
+            found[name] += hit
+    assert min(found.values()) >= 100, found
