@@ -44,12 +44,20 @@ MIN_CANARY_CHARS = 8
 class _Prompt:
     words: int
     shingles: frozenset[int]
+    firsts: frozenset[str]
+    """The first words of the shingles: a text window whose first word is not among them cannot
+    match, so it is skipped without building and hashing its tuple (most windows of a reply)."""
 
 
 @lru_cache(maxsize=128)
 def _prompt_shingles(prompt: str, n: int) -> _Prompt:
     words = _WORD.findall(prompt.lower())
-    return _Prompt(len(words), frozenset(hash(tuple(words[i : i + n])) for i in range(len(words) - n + 1)))
+    starts = range(len(words) - n + 1)
+    return _Prompt(
+        len(words),
+        frozenset(hash(tuple(words[i : i + n])) for i in starts),
+        frozenset(words[i] for i in starts),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +74,21 @@ class Overlap:
 def overlap(prompt: str, text: str, n: int = 8) -> Overlap:
     """Word ``n``-gram overlap of ``text`` with ``prompt`` (see the module docstring)."""
     ref = _prompt_shingles(prompt, n)
-    matches = list(_WORD.finditer(text))
-    words = [m.group().lower() for m in matches]
+    if text.isascii():  # lower-casing ASCII keeps every character (and word) where it is
+        words = _WORD.findall(text.lower())
+    else:
+        words = [m.group().lower() for m in _WORD.finditer(text)]
     if not ref.shingles or len(words) < n:
         return Overlap(0.0, 0, -1, -1)
     seen: set[int] = set()
     best_len = 0
     best_end = -1
     run = 0
+    firsts = ref.firsts
     for i in range(len(words) - n + 1):
+        if words[i] not in firsts:
+            run = 0
+            continue
         h = hash(tuple(words[i : i + n]))
         if h in ref.shingles:
             seen.add(h)
@@ -87,6 +101,7 @@ def overlap(prompt: str, text: str, n: int = 8) -> Overlap:
         return Overlap(0.0, 0, -1, -1)
     first = best_end - best_len + 1
     last = best_end + n - 1
+    matches = list(_WORD.finditer(text))  # the run's character offsets (only for a match)
     return Overlap(
         len(seen) / len(ref.shingles), best_len + n - 1, matches[first].start(), matches[last].end()
     )

@@ -147,6 +147,37 @@ async def test_inline_timeout_excludes_garbage_collection_pauses() -> None:
     assert len(heap) == 400_000
 
 
+async def test_inline_timeout_counts_cpu_not_a_wait() -> None:
+    # The CPU clock is read a second time only when the wall time is over the budget (issue 11);
+    # a policy that is slow on the wall clock but cheap on the CPU still passes.
+    def sleeps(c: CheckContext) -> PolicyResult:
+        time.sleep(0.03)
+        return PolicyResult.allow()
+
+    res = await Pipeline([cp("sleep", sleeps, timeout_ms=5.0)]).run(ctx())
+    assert res.decisions[0].error is None and res.verdict is Verdict.ALLOW
+
+
+def test_only_full_collections_read_the_cpu_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Young collections run dozens of times per request: timing each cost two system calls
+    # (~10 % of the gateway's CPU per request, issue 11); only full collections are timed.
+    import policies.cpu_clock  # noqa: F401 - its collector callback is installed on import
+
+    calls: list[float] = []
+    real = time.thread_time
+
+    def counted() -> float:
+        calls.append(0.0)
+        return real()
+
+    monkeypatch.setattr(time, "thread_time", counted)
+    gc.collect(0)
+    gc.collect(1)
+    assert calls == []
+    gc.collect(2)
+    assert len(calls) == 2
+
+
 async def test_thread_policies_time_out_on_wall_time() -> None:
     gate = threading.Event()
 

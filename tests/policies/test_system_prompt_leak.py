@@ -110,3 +110,47 @@ def test_developer_messages_count_as_system_prompt() -> None:
 def test_bad_params(params: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         SystemPromptLeakPolicy(**params)
+
+
+def _reference_overlap(prompt: str, text: str, n: int = 8) -> tuple[float, int, int, int]:
+    """The overlap written out plainly: word tuples (no hashes, no skipping), offsets from the
+    original text."""
+    import re
+
+    pw = re.findall(r"\w+", prompt.lower())  # as the policy reads the prompt
+    shingles = {tuple(pw[i : i + n]) for i in range(len(pw) - n + 1)}
+    matches = list(re.finditer(r"\w+", text))
+    tw = [m.group().lower() for m in matches]
+    seen, best, best_end, run = set(), 0, -1, 0
+    for i in range(len(tw) - n + 1):
+        window = tuple(tw[i : i + n])
+        run = run + 1 if window in shingles else 0
+        if window in shingles:
+            seen.add(window)
+        if run > best:
+            best, best_end = run, i
+    if not shingles or not best:
+        return (0.0, 0, -1, -1)
+    first, last = best_end - best + 1, best_end + n - 1
+    return (len(seen) / len(shingles), best + n - 1, matches[first].start(), matches[last].end())
+
+
+def test_overlap_fast_paths_match_the_plain_computation() -> None:
+    """The first-word skip and the ASCII lower-casing (issue 11) change no result: random mixes
+    of prompt runs and other words, ASCII and not (``İ`` lower-cases to two characters)."""
+    import random
+
+    rng = random.Random(4)
+    prompt = " ".join(f"w{i % 37} word{i}" for i in range(60)) + " Ünïcode İstanbul straße end"
+    vocab = [*prompt.split(), "other", "İ", "ÉCOLE", "x"]
+    hits = 0
+    for _ in range(600):
+        words = [rng.choice(vocab) for _ in range(rng.randint(0, 30))]
+        p = prompt.split()
+        a = rng.randrange(len(p))
+        words[rng.randint(0, len(words)) : 0] = p[a : a + rng.randint(0, 30)]
+        text = " ".join(words)
+        got = overlap(prompt, text)
+        assert (got.containment, got.run_words, got.start, got.end) == _reference_overlap(prompt, text)
+        hits += got.run_words > 0
+    assert hits > 100
