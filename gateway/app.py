@@ -32,6 +32,7 @@ from gateway.routes import admin, guard, health, openai
 from gateway.runtime import Runtime
 from gateway.service import ChatService
 from gateway.store import Store
+from gateway.store.tenant_retention import TenantRetention
 from gateway.telemetry import setup_telemetry
 from gateway.upstream import Upstream
 from rollguard.errors import RollguardError
@@ -180,7 +181,7 @@ async def _start(
         span_exporter=overrides.get("span_exporter"), metric_reader=overrides.get("metric_reader")
     )
     settings = await _with_demo_upstream(settings, stack)
-    store = Store(settings.store)
+    store = Store(settings.store, tenant_retention=TenantRetention.from_settings(settings.tenants))
     _cleanup(stack, store.aclose, "store")  # also stops an embedded Valkey a failed start() acquired
     await store.start()
     flags = Flags(settings.flags)
@@ -193,7 +194,7 @@ async def _start(
     _cleanup(stack, rollouts.aclose, "rollouts")
     upstream = Upstream(settings)
     _cleanup(stack, upstream.aclose, "upstream pool")
-    raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
+    raw = settings.raw_content_tenants()
     extras: dict[str, Any] = {"rollouts": rollouts.service}
     escalate = _mount_review(app, settings, store, extras, stack)
     large = LargeInputs(settings.gateway.large_input_chars, pipeline=pipeline)
