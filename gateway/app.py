@@ -27,6 +27,9 @@ from gateway.errors import install_error_handlers, response_for
 from gateway.flags import Flags
 from gateway.flags.cache import CachedFlags
 from gateway.large import LargeInputs
+from gateway.ops_audit import OperationsAudit, audit_sighup
+from gateway.request_id import CURRENT as CURRENT_REQUEST_ID
+from gateway.request_id import install_log_field, request_id_of, stamp
 from gateway.rollout import api as rollout_api
 from gateway.routes import admin, guard, health, openai
 from gateway.runtime import Runtime
@@ -35,6 +38,7 @@ from gateway.store import Store
 from gateway.store.tenant_retention import TenantRetention
 from gateway.telemetry import setup_telemetry
 from gateway.upstream import Upstream
+from rollguard.config_version import config_version
 from rollguard.errors import RollguardError
 from rollguard.settings import RollguardSettings, config_source, load_settings
 
@@ -57,13 +61,30 @@ class FastPath:
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
+        self.config_version: str = app.state.config_version
 
     @property
     def state(self) -> Any:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (scope["method"], scope["path"]) == self.HOT:
+        if scope["type"] == "http":
+            # Every HTTP response carries x-request-id and the config version (gateway.request_id).
+            rid = request_id_of(scope)
+            scope.setdefault("state", {})["request_id"] = rid
+            token = CURRENT_REQUEST_ID.set(rid)
+            try:
+                await self._http(scope, receive, stamp(send, rid, self.config_version))
+            finally:
+                CURRENT_REQUEST_ID.reset(token)
+            return
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._lifespan_send(send))
+            return
+        await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["method"], scope["path"]) == self.HOT:
             scope["app"] = self.app
             request = Request(scope, receive)
             try:
@@ -76,9 +97,6 @@ class FastPath:
                 reservation = scope.get("state", {}).get("reservation")
                 if reservation is not None:
                     reservation.release()  # idempotent: the response's background released it
-            return
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, self._lifespan_send(send))
             return
         await self.app(scope, receive, send)
 
@@ -111,6 +129,8 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
         settings = load_settings()
     checked = check_config(settings, source)
     settings, pipeline = checked.settings, checked.pipeline
+    version = config_version(settings)
+    install_log_field()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -132,6 +152,7 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
         description="Staged-rollout guardrail gateway for LLMs (OpenAI-compatible).",
     )
     app.state.startup_error = None
+    app.state.config_version = version
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(guard.router)
@@ -187,10 +208,11 @@ async def _start(
     flags = Flags(settings.flags)
     _cleanup(stack, flags.aclose, "flags")
     await flags.astart()
-    flags.install_sighup_handler()
+    version: str = app.state.config_version
+    await _audit_operations(store, flags, version, len(pipeline.policies))
     from gateway.rollout.runtime import start_rollouts
 
-    rollouts = await start_rollouts(settings, store.redis, flags)  # override map loaded before serving
+    rollouts = await start_rollouts(settings, store.redis, flags, version)  # override map loaded first
     _cleanup(stack, rollouts.aclose, "rollouts")
     upstream = Upstream(settings)
     _cleanup(stack, upstream.aclose, "upstream pool")
@@ -200,7 +222,9 @@ async def _start(
     large = LargeInputs(settings.gateway.large_input_chars, pipeline=pipeline)
     _cleanup(stack, large.aclose, "large-input pool")
     audit = AuditTrail(store.append_interaction, escalate=escalate, raw_tenants=raw, large=large)
-    service = ChatService(settings, pipeline, upstream, CachedFlags(flags), audit, metrics, large=large)
+    service = ChatService(
+        settings, pipeline, upstream, CachedFlags(flags), audit, metrics, large=large, config_version=version
+    )
     app.state.runtime = Runtime(
         settings=settings,
         auth=Authenticator(settings.gateway.api_keys),
@@ -221,6 +245,15 @@ async def _start(
         len(pipeline.policies),
     )
     return audit
+
+
+async def _audit_operations(store: Store, flags: Flags, version: str, policies: int) -> None:
+    """Record this process's ``config_loaded`` in the operations audit stream and make SIGHUP flag
+    reloads recorded there too (``gateway.ops_audit``)."""
+    ops = OperationsAudit(store.redis, version)
+    if flags.install_sighup_handler():
+        audit_sighup(flags.reload, ops)
+    await ops.record("config_loaded", by="config", policies=policies)
 
 
 async def _with_demo_upstream(

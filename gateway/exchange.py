@@ -22,11 +22,13 @@ __all__ = ["ChatResult", "Exchange", "RequestMeta"]
 
 @dataclass(frozen=True, slots=True)
 class RequestMeta:
-    """Who is asking: the tenant from the API key, and the flag context the route built once
-    (user/session ids from the body or headers, the client's remote address)."""
+    """Who is asking: the tenant from the API key, the flag context the route built once
+    (user/session ids from the body or headers, the client's remote address) and the request id
+    (``gateway.request_id``)."""
 
     tenant: str
     flags: FlagContext = field(default_factory=FlagContext)
+    request_id: str | None = None
 
     @property
     def user(self) -> str | None:

@@ -87,7 +87,8 @@ async def chat_completions(request: Request) -> Response:
             tenant=tenant,
             remote_address=client.host if client is not None else None,
         )
-        work = rt.service.chat_completion(body, RequestMeta(tenant=tenant, flags=flags))
+        rid = request.scope.get("state", {}).get("request_id")
+        work = rt.service.chat_completion(body, RequestMeta(tenant=tenant, flags=flags, request_id=rid))
         if body.get("stream"):
             result = await work
         else:
