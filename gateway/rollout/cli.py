@@ -65,7 +65,7 @@ def _run(config: Path | None, work: Work[T], *, token: str | None, write: bool =
     from gateway.rollout.roles import token_operator
     from gateway.rollout.runtime import build_service
     from gateway.store import Store
-    from gateway.store.locate import check_embedded_dir
+    from gateway.store.locate import check_embedded_dir, require_rollguard_data
     from rollguard.errors import ClientError, ConfigError, Conflict, NotFound, StoreError
     from rollguard.settings import load_settings
 
@@ -76,6 +76,8 @@ def _run(config: Path | None, work: Work[T], *, token: str | None, write: bool =
         await store.start()
         try:
             who = "reader"
+            if not write:  # an empty or foreign store is a wrong pointer, not "no rollouts"
+                await require_rollguard_data(store.redis, settings.store)
             if write:  # before any work: a refused person changes nothing
                 review = settings.review
                 auth = ReviewAuth(review, store.redis) if review is not None else None

@@ -94,3 +94,20 @@ def test_config_check_prints_the_config_version(tmp_path: Path) -> None:
     res = runner.invoke(app, ["config", "check", str(cfg)])
     assert res.exit_code == 0, res.output
     assert "config version " in res.output
+
+
+def test_rollout_and_flags_reads_refuse_an_empty_store_and_a_missing_embedded_one(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "rollguard.yaml"
+    cfg.write_text(f"store: {{redis_url: '{redis_url}'}}\n")
+    for cmd in (["rollout", "list"], ["flags", "list"]):
+        res = runner.invoke(app, [*cmd, "-c", str(cfg)])
+        assert res.exit_code == 2, res.output
+        assert "holds no rollguard data" in res.output
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ROLLGUARD_CONFIG", raising=False)
+    monkeypatch.delenv("ROLLGUARD_REDIS_URL", raising=False)
+    res = runner.invoke(app, ["rollout", "list"])
+    assert res.exit_code == 2 and "no rollguard store in" in res.output
+    assert not (tmp_path / "var").exists()
