@@ -126,6 +126,33 @@ async def _retention(redis_url: str, tmp: Path) -> None:
         await store.aclose()
 
 
+def test_default_retention_applies_to_the_tenants_not_listed(redis_url: str) -> None:
+    async def go(tmp: Path) -> None:
+        tenants = {
+            "acme": TenantSettings(retention_ms=300_000),
+            "default": TenantSettings(retention_ms=60_000),
+        }
+        store = Store(
+            StoreSettings(redis_url=redis_url, data_dir=tmp),
+            retention_check_s=0,
+            tenant_retention=TenantRetention.from_settings(tenants),
+        )
+        await store.start()
+        try:
+            for tenant in ("acme", "beta", "default"):
+                store.append_interaction({"id": tenant, "tenant": tenant})
+            await store.flush()
+            now = int(time.time() * 1000)
+            assert await store.purge_tenants(now_ms=now + 120_000) == 2  # beta (fallback) and default
+            assert [f["id"] for _, f in await store.redis.xrange(store.stream)] == ["acme"]
+            assert await store.purge_tenants(now_ms=now + 400_000) == 1
+        finally:
+            await store.aclose()
+
+    with tempfile.TemporaryDirectory(prefix="rg-tenant-retention-") as tmp:
+        asyncio.run(go(Path(tmp)))
+
+
 EFFECTS: dict[str, Callable[[GatewayFactory, str], None]] = {
     "max_messages": effect_max_messages,
     "max_chars": effect_max_chars,
