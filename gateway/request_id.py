@@ -1,8 +1,9 @@
 """``x-request-id`` and ``x-rollguard-config-version`` on every response.
 
 The request id is the client's ``x-request-id`` when it is a plain opaque id (``VALID``: 1-128
-characters of letters, digits and ``._:-``; no ``@`` or spaces, so an e-mail address or a sentence
-is never echoed or logged), else a new one (``rg-`` + 32 hex digits). It is echoed in the response
+characters of letters, digits and ``._:-`` with at least one letter; no ``@`` or spaces, so an
+e-mail address, a sentence or a bare number such as a card or phone number is never echoed or
+logged), else a new one (``rg-`` + 32 hex digits). It is echoed in the response
 header, kept in ``scope["state"]["request_id"]`` for the route (the audit record's ``request_id``)
 and in ``CURRENT`` for log lines (``install_log_field``: ``%(request_id)s``, ``-`` outside a request).
 
@@ -22,7 +23,7 @@ from starlette.types import Message, Scope, Send
 
 HEADER = "x-request-id"
 CONFIG_VERSION_HEADER = "x-rollguard-config-version"
-VALID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+VALID = re.compile(rb"(?=[^A-Za-z]*[A-Za-z])[A-Za-z0-9._:\-]{1,128}")
 CURRENT: ContextVar[str] = ContextVar("rollguard_request_id", default="-")
 _HEADER_B = HEADER.encode()
 _VERSION_B = CONFIG_VERSION_HEADER.encode()

@@ -18,6 +18,8 @@ from gateway.request_id import CURRENT, install_log_field, request_id_of
         (b"x" * 129, False),
         (b"jane@example.com", False),  # never echo or log an e-mail address
         (b"two words", False),
+        (b"4111-1111-1111-1111", False),  # digits only: could be a card or phone number
+        (b"12345", False),
         (b"", False),
     ],
 )
