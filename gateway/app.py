@@ -28,15 +28,20 @@ from gateway.flags import Flags
 from gateway.flags.cache import CachedFlags
 from gateway.large import LargeInputs
 from gateway.metrics_endpoint import mount_metrics_route
+from gateway.ops_audit import OperationsAudit, audit_sighup
 from gateway.ratelimit import RateLimits
+from gateway.request_id import CURRENT as CURRENT_REQUEST_ID
+from gateway.request_id import install_log_field, request_id_of, stamp
 from gateway.rollout import api as rollout_api
 from gateway.routes import admin, guard, health, openai
 from gateway.runtime import Runtime
 from gateway.service import ChatService
 from gateway.store import Store
+from gateway.store.tenant_retention import TenantRetention
 from gateway.telemetry import GatewayMetrics, setup_telemetry
 from gateway.upstream import Upstream
 from gateway.upstream.deployment_limits import deployment_budgets
+from rollguard.config_version import config_version
 from rollguard.errors import RollguardError
 from rollguard.settings import RollguardSettings, config_source, load_settings
 
@@ -59,13 +64,30 @@ class FastPath:
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
+        self.config_version: str = app.state.config_version
 
     @property
     def state(self) -> Any:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (scope["method"], scope["path"]) == self.HOT:
+        if scope["type"] == "http":
+            # Every HTTP response carries x-request-id and the config version (gateway.request_id).
+            rid = request_id_of(scope)
+            scope.setdefault("state", {})["request_id"] = rid
+            token = CURRENT_REQUEST_ID.set(rid)
+            try:
+                await self._http(scope, receive, stamp(send, rid, self.config_version))
+            finally:
+                CURRENT_REQUEST_ID.reset(token)
+            return
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._lifespan_send(send))
+            return
+        await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["method"], scope["path"]) == self.HOT:
             scope["app"] = self.app
             request = Request(scope, receive)
             try:
@@ -78,9 +100,6 @@ class FastPath:
                 reservation = scope.get("state", {}).get("reservation")
                 if reservation is not None:
                     reservation.release()  # idempotent: the response's background released it
-            return
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, self._lifespan_send(send))
             return
         await self.app(scope, receive, send)
 
@@ -114,6 +133,8 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
     checked = check_config(settings, source)
     settings, pipeline = checked.settings, checked.pipeline
     ignored = litellm_warning(checked.ignored)
+    version = config_version(settings)
+    install_log_field()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -137,6 +158,7 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
         description="Staged-rollout guardrail gateway for LLMs (OpenAI-compatible).",
     )
     app.state.startup_error = None
+    app.state.config_version = version
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(guard.router)
@@ -194,28 +216,31 @@ async def _start(
     first at shutdown)."""
     metrics = _start_telemetry(app, settings, stack, overrides)
     settings = await _with_demo_upstream(settings, stack)
-    store = Store(settings.store)
+    store = Store(settings.store, tenant_retention=TenantRetention.from_settings(settings.tenants))
     _cleanup(stack, store.aclose, "store")  # also stops an embedded Valkey a failed start() acquired
     await store.start()
     flags = Flags(settings.flags)
     _cleanup(stack, flags.aclose, "flags")
     await flags.astart()
-    flags.install_sighup_handler()
+    version: str = app.state.config_version
+    await _audit_operations(store, flags, version, len(pipeline.policies))
     from gateway.rollout.runtime import start_rollouts
 
-    rollouts = await start_rollouts(settings, store.redis, flags)  # override map loaded before serving
+    rollouts = await start_rollouts(settings, store.redis, flags, version)  # override map loaded first
     _cleanup(stack, rollouts.aclose, "rollouts")
     limits = RateLimits.start(settings.rate_limits, store.url, deployment_budgets(settings))
     _cleanup(stack, limits.aclose, "rate limits")
     upstream = Upstream(settings, limits=limits)
     _cleanup(stack, upstream.aclose, "upstream pool")
-    raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
+    raw = settings.raw_content_tenants()
     extras: dict[str, Any] = {"rollouts": rollouts.service}
     escalate = _mount_review(app, settings, store, extras, stack)
     large = LargeInputs(settings.gateway.large_input_chars, pipeline=pipeline)
     _cleanup(stack, large.aclose, "large-input pool")
     audit = AuditTrail(store.append_interaction, escalate=escalate, raw_tenants=raw, large=large)
-    service = ChatService(settings, pipeline, upstream, CachedFlags(flags), audit, metrics, large=large)
+    service = ChatService(
+        settings, pipeline, upstream, CachedFlags(flags), audit, metrics, large=large, config_version=version
+    )
     app.state.runtime = Runtime(
         settings=settings,
         auth=Authenticator(settings.gateway.api_keys),
@@ -254,6 +279,15 @@ def _start_telemetry(
     _cleanup(stack, _async(tel.close), "telemetry")
     app.state.metrics_registry = tel.registry
     return tel.metrics
+
+
+async def _audit_operations(store: Store, flags: Flags, version: str, policies: int) -> None:
+    """Record this process's ``config_loaded`` in the operations audit stream and make SIGHUP flag
+    reloads recorded there too (``gateway.ops_audit``)."""
+    ops = OperationsAudit(store.redis, version)
+    if flags.install_sighup_handler():
+        audit_sighup(flags.reload, ops)
+    await ops.record("config_loaded", by="config", policies=policies)
 
 
 async def _with_demo_upstream(

@@ -13,6 +13,7 @@ import functools
 import logging
 import socket
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 
 # Plain (Click-style) help: Typer's rich help prints a value placeholder for every option, flags
 # included (``--help <bool>``, ``--quick --no-quick <bool>``), which reads as if they took a value.
+# ``-h`` as well as ``--help`` on every command (Click inherits ``help_option_names`` from the
+# parent context, so the root's setting reaches every group and command).
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="rollguard",
     help="Staged-rollout guardrail gateway for LLMs.",
@@ -34,11 +38,44 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings=HELP,
 )
 
 
 def _group(help_text: str) -> typer.Typer:
     return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None)
+
+
+def version() -> str:
+    """The installed ``rollguard`` distribution's version (``importlib.metadata``; the source
+    tree's ``pyproject.toml`` when it is not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("rollguard")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"rollguard {version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", is_eager=True, callback=_print_version, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Staged-rollout guardrail gateway for LLMs."""
 
 
 config_app = _group("Configuration tools.")
@@ -55,6 +92,22 @@ register(rollout_app)
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(flags_app, name="flags")
 
+
+class ExportFormat(StrEnum):
+    """``review export --format`` choices (``gateway.review.export``)."""
+
+    DPO = "dpo"
+    KTO = "kto"
+    JSONL = "jsonl"
+
+
+class Scenario(StrEnum):
+    """``demo --scenario`` choices."""
+
+    TRAFFIC = "traffic"
+    ROLLOUT = "rollout"
+
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="YAML config file (default: $ROLLGUARD_CONFIG or built-in)"),
@@ -62,9 +115,13 @@ ConfigOpt = Annotated[
 
 
 def _setup_logging(level: str = "info") -> None:
+    """Log lines name the request they belong to (``[request id]``, ``-`` outside one)."""
+    from gateway.request_id import install_log_field
+
+    install_log_field()
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
     )
 
 
@@ -173,14 +230,12 @@ def demo(
         int, typer.Option("--requests", "-n", help="prompts to replay (>= 1000 for the demo)")
     ] = 1000,
     concurrency: Annotated[int, typer.Option(help="concurrent clients")] = 8,
-    scenario: Annotated[str, typer.Option(help="traffic (default) or rollout")] = "traffic",
+    scenario: Annotated[Scenario, typer.Option(help="the demo to run")] = Scenario.TRAFFIC,
 ) -> None:
     """Start the embedded store, a local demo upstream and the gateway; replay real prompts; print
     a summary. ``--scenario rollout``: a regressed canary caught and rolled back (a report)."""
     _setup_logging("warning")
-    if scenario not in ("traffic", "rollout"):
-        _fail(f"--scenario: unknown scenario {scenario!r} (traffic or rollout)")
-    if scenario == "rollout":
+    if scenario is Scenario.ROLLOUT:
         from gateway.demo.rollout_scenario import run_rollout_demo
 
         raise typer.Exit(run_rollout_demo(Path("var")))
@@ -194,6 +249,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file")])
     """Validate a config file without serving: exit 0 and a summary, or exit 2 naming file and field.
     Runs every check ``serve`` runs before it binds (``gateway.config_check.check_config``)."""
     from gateway.config_check import check_config, litellm_warning
+    from rollguard.config_version import config_version
     from rollguard.errors import ConfigError
     from rollguard.settings import load_settings
 
@@ -210,7 +266,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file")])
     typer.echo(
         f"{file}: ok — {len(settings.model_names())} model alias(es), "
         f"{len(pipeline.policies)} policies ({', '.join(p.id for p in pipeline.policies) or 'none'}), "
-        f"{len(settings.gateway.api_keys)} API key(s)"
+        f"{len(settings.gateway.api_keys)} API key(s), config version {config_version(settings)}"
     )
 
 
@@ -331,21 +387,31 @@ eval_app.command("guardrails")(eval_guardrails)
 
 @review_app.command("export")
 def review_export(
-    fmt: Annotated[str, typer.Option("--format", help="dpo | kto | jsonl")] = "dpo",
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="row shape (TRL)")] = ExportFormat.DPO,
     out: Annotated[Path, typer.Option("--out", help="output file")] = Path("review-export.jsonl"),
     config: ConfigOpt = None,
 ) -> None:
-    """Export reviewer verdicts as preference data (TRL shapes)."""
+    """Export reviewer verdicts as preference data (TRL shapes). Reads the store a gateway wrote:
+    an embedded store that does not exist in this directory, or a store with no rollguard data,
+    is refused (exit 2) instead of exporting 0 rows.
+
+    Exit codes: 0 written; 2 bad config or no such store; 3 the store failed."""
     import asyncio
 
     from gateway.defaults import with_embedded_defaults
     from gateway.review.export import export_from_settings
+    from gateway.store.locate import check_embedded_dir
+    from rollguard.errors import ConfigError, StoreError
     from rollguard.settings import load_settings
 
-    if fmt not in ("dpo", "kto", "jsonl"):
-        _fail("--format must be one of dpo, kto, jsonl")
-    settings = with_embedded_defaults(load_settings(config))
-    res = asyncio.run(export_from_settings(settings, fmt, out))
+    try:
+        settings = with_embedded_defaults(load_settings(config))
+        check_embedded_dir(settings.store)
+        res = asyncio.run(export_from_settings(settings, fmt.value, out))
+    except ConfigError as exc:
+        _fail(str(exc))
+    except StoreError as exc:
+        _fail(exc.message, 3)
     skipped = (
         f" ({res.skipped} decided item(s) skipped: their verdict did not judge the reply)"
         if res.skipped

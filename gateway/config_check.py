@@ -9,7 +9,8 @@ the dotted field; the first problem stops the check):
 2. ``model_list``: every deployment resolves to a transport (``gateway.upstream.transports``),
    its ``api_base`` is an http(s) URL and a deployment served by litellm names a provider litellm
    knows (``gateway.upstream.deployment_check``);
-3. ``policies``: the pipeline builds (unknown type, bad params, unsupported stage);
+3. ``policies``: the pipeline builds (unknown type, bad params, unsupported stage), with the
+   tenants' caps merged into the ``limits`` policies (``gateway.tenants.with_tenant_limits``);
 4. ``flags``: the bootstrap file parses; an ``unleash_url`` needs an ``api_token`` that resolves;
 5. ``detectors``: the window-engine and worker options build (``detectors:`` is read by
    ``rollguard worker``; serve refuses it too, so one file never half-works).
@@ -131,10 +132,11 @@ def _check_models(settings: RollguardSettings) -> None:
 
 
 def _build_pipeline(settings: RollguardSettings) -> Pipeline:
+    from gateway.tenants import with_tenant_limits
     from policies.pipeline import build_pipeline
 
     try:
-        return build_pipeline(settings.policies)
+        return build_pipeline(with_tenant_limits(settings.policies, settings.tenants))
     except ValueError as exc:
         raise ConfigError(str(exc), field="policies") from exc
 

@@ -24,13 +24,14 @@ __all__ = ["ChatResult", "Exchange", "RequestMeta"]
 @dataclass(frozen=True, slots=True)
 class RequestMeta:
     """Who is asking: the tenant from the API key, the flag context the route built once
-    (user/session ids from the body or headers, the client's remote address) and the caller's
-    trace context."""
+    (user/session ids from the body or headers, the client's remote address), the caller's
+    trace context and the request id (``gateway.request_id``)."""
 
     tenant: str
     flags: FlagContext = field(default_factory=FlagContext)
     trace_context: Context | None = None
     """The caller's trace (W3C ``traceparent``, extracted by the route); None: a new trace."""
+    request_id: str | None = None
 
     @property
     def user(self) -> str | None:

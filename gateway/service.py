@@ -39,6 +39,7 @@ from gateway.telemetry import (
 from gateway.upstream import Upstream
 from policies.base import CheckContext, Policy
 from policies.pipeline import ConfiguredPolicy, Enabled, Pipeline, StageResult
+from rollguard.config_version import config_version as compute_config_version
 from rollguard.errors import GuardrailUnavailable, InvalidRequest, RollguardError
 from rollguard.settings import RollguardSettings
 from rollguard.types import Decision, FlagSnapshot, Interaction, Mode, Stage, Verdict, text_of
@@ -100,7 +101,7 @@ def _headers(interaction: Interaction) -> dict[str, str]:
     return h
 
 
-def _new_interaction(body: dict[str, Any], meta: RequestMeta) -> Interaction:
+def _new_interaction(body: dict[str, Any], meta: RequestMeta, config_version: str) -> Interaction:
     return Interaction(
         id="rg-" + uuid.uuid4().hex,
         created_ms=int(time.time() * 1000),
@@ -110,6 +111,8 @@ def _new_interaction(body: dict[str, Any], meta: RequestMeta) -> Interaction:
         session=_subject(meta.session),
         stream=bool(body.get("stream")),
         messages=body["messages"],
+        request_id=meta.request_id,
+        config_version=config_version,
     )
 
 
@@ -125,8 +128,11 @@ class ChatService:
         audit: AuditPort,
         metrics: GatewayMetrics,
         large: LargeInputs | None = None,
+        config_version: str | None = None,
     ) -> None:
         self.settings = settings
+        self.config_version = config_version or compute_config_version(settings)
+        """Stamped on every audit record (``rollguard.config_version``)."""
         self._policy_rollout_flags = frozenset(
             plan.flag for plan in settings.rollouts.plans.values() if plan.subject.kind == "policy"
         )
@@ -262,7 +268,7 @@ class ChatService:
         capability the flags switch off) and blocks are error results, not exceptions; the
         route renders the result and runs ``after`` once the response is sent."""
         t0 = time.perf_counter()
-        interaction = _new_interaction(body, meta)
+        interaction = _new_interaction(body, meta, self.config_version)
         stream = interaction.stream
         label = self._label(interaction.model)
         with _tracer.start_as_current_span(

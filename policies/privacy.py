@@ -67,6 +67,7 @@ SWEEP_EXEMPT = frozenset(
         "latency_ms",
         "upstream_ms",
         "policy_ms",
+        "config_version",
     }
 )
 """Top-level record fields the sweep leaves alone: written by the gateway (ids, hashes, numbers,

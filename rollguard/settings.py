@@ -217,11 +217,37 @@ class StoreSettings(_Strict):
         return _check_redis_url(v)
 
 
+TENANT_LIMIT_FIELDS = ("max_messages", "max_chars", "max_tokens")
+"""The ``TenantSettings`` fields the ``limits`` policy enforces (``gateway.tenants``)."""
+DEFAULT_TENANT = "default"
+"""``tenants.default``: the fallback of limits and retention for tenants not listed (and the
+tenant of a gateway without API keys). Raw-content consent is never inherited from it."""
+
+
 class TenantSettings(_Strict):
-    max_messages: int | None = Field(default=None, ge=1)
-    max_chars: int | None = Field(default=None, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    """One tenant's settings (``tenants.<name>``). Every field has an effect; a setting nothing
+    would read is refused at load (``RollguardSettings._check_tenants``):
+
+    - ``max_messages`` / ``max_chars`` / ``max_tokens``: the caps of every ``limits`` policy for
+      this tenant (messages, characters, completion tokens per request), over the policy's own
+      ``params`` (``gateway.tenants.with_tenant_limits``); needs a ``limits`` policy.
+    - ``retention_ms``: milliseconds the tenant's records are kept in the interactions stream
+      (``gateway.store.tenant_retention``); shorter than ``store.retention_ms``.
+    - ``raw_content_opt_in``: the tenant consented to raw content: its audit records and its
+      reviewers' free text are stored unredacted (``gateway.audit``, ``gateway.review.privacy``).
+    """
+
+    max_messages: int | None = Field(default=None, ge=1, description="messages per request")
+    max_chars: int | None = Field(default=None, ge=1, description="characters of text per request")
+    max_tokens: int | None = Field(default=None, ge=1, description="completion tokens per request")
+    retention_ms: int | None = Field(
+        default=None, ge=1000, description="ms the tenant's interaction records are kept"
+    )
     raw_content_opt_in: bool = False
+
+    def limits(self) -> dict[str, int]:
+        """The limit fields this tenant sets (``TENANT_LIMIT_FIELDS``), unset ones left out."""
+        return {f: v for f in TENANT_LIMIT_FIELDS if (v := getattr(self, f)) is not None}
 
 
 class RollguardSettings(BaseSettings):
@@ -306,7 +332,27 @@ class RollguardSettings(BaseSettings):
             for variant, target in ro.variants.items():
                 if target not in names:
                     raise ValueError(f"flags.rollouts.{alias}.variants.{variant}: unknown model {target!r}")
+        self._check_tenants()
         return self
+
+    def _check_tenants(self) -> None:
+        """Refuse a tenant setting nothing would act on: a cap with no ``limits`` policy, a
+        ``retention_ms`` not shorter than ``store.retention_ms`` (the stream-wide trim already
+        removes the record by then). Raises ``ValueError`` naming ``tenants.<t>.<field>``."""
+        has_limits = any(p.type == "limits" for p in self.policies)
+        global_ms = self.store.retention_ms
+        for name, t in self.tenants.items():
+            for field in t.limits():
+                if not has_limits:
+                    raise ValueError(
+                        f"tenants.{name}.{field}: no 'limits' policy is configured, so nothing would "
+                        "enforce it (add {id: limits, type: limits} to policies)"
+                    )
+            if t.retention_ms is not None and global_ms and t.retention_ms >= global_ms:
+                raise ValueError(
+                    f"tenants.{name}.retention_ms: {t.retention_ms} ms is not shorter than "
+                    f"store.retention_ms ({global_ms} ms), so it would have no effect"
+                )
 
     def source_of(self, field: str) -> str | None:
         """Where the value of ``field`` (a dotted path, ``gateway.host``) came from when it was not
@@ -315,7 +361,13 @@ class RollguardSettings(BaseSettings):
         return self._origin.source_of(field) if self._origin is not None else None
 
     def tenant(self, name: str) -> TenantSettings:
-        return self.tenants.get(name) or self.tenants.get("default") or TenantSettings()
+        """``tenants.<name>``, else ``tenants.default``, else no settings."""
+        return self.tenants.get(name) or self.tenants.get(DEFAULT_TENANT) or TenantSettings()
+
+    def raw_content_tenants(self) -> frozenset[str]:
+        """The tenants that consented to raw content (named explicitly; never by ``default``
+        inheritance, except the keyless gateway's own tenant ``default``)."""
+        return frozenset(name for name, t in self.tenants.items() if t.raw_content_opt_in)
 
     def unresolved_secrets(self) -> list[str]:
         """``model_list[i].litellm_params.KEY`` paths whose ``os.environ/NAME`` is unset (warned at

@@ -205,6 +205,8 @@ class Interaction:
     upstream_ms: float = 0.0
     policy_ms: float = 0.0
     metadata: dict[str, str] = field(default_factory=dict)
+    request_id: str | None = None
+    config_version: str | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -245,6 +247,8 @@ class Interaction:
             "upstream_ms": round(self.upstream_ms, 3),
             "policy_ms": round(self.policy_ms, 3),
             "metadata": dict(self.metadata),
+            "request_id": self.request_id,
+            "config_version": self.config_version,
         }
 
 

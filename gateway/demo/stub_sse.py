@@ -68,19 +68,26 @@ def _sse(obj: Any) -> bytes:
 
 @_quiet_on_disconnect
 async def stream_plain(
-    request: web.Request, body: dict[str, Any], state: StubState, model: str, text: str, usage: Any
+    request: web.Request,
+    body: dict[str, Any],
+    state: StubState,
+    model: str,
+    text: str,
+    usage: Any,
+    n: int = 1,
 ) -> web.StreamResponse:
-    """Stream ``text`` in ``x-stub-chunks`` content chunks (default ``state.chunks``), a finish
-    chunk, the usage chunk if asked, and ``[DONE]``; paced by ``x-stub-chunk-delay-ms``."""
-    n = int(request.headers.get("x-stub-chunks", state.chunks))
+    """Stream ``text`` as each of ``n`` choices (``index`` 0..n-1, one after the other) in
+    ``x-stub-chunks`` content chunks (default ``state.chunks``) and a finish chunk per choice, then
+    the usage chunk if asked, and ``[DONE]``; paced by ``x-stub-chunk-delay-ms``."""
+    pieces = split_text(text, int(request.headers.get("x-stub-chunks", state.chunks)))
     delay = float(request.headers.get("x-stub-chunk-delay-ms", 0)) / 1000
     c = _Chunks(state, model)
     events = []
-    for i, piece in enumerate(split_text(text, n)):
-        events.append(
-            _sse(c.delta({"role": "assistant", "content": piece} if i == 0 else {"content": piece}))
-        )
-    events.append(_sse(c.delta({}, finish="stop")))
+    for index in range(n):
+        for i, piece in enumerate(pieces):
+            delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+            events.append(_sse(c.delta(delta, index)))
+        events.append(_sse(c.delta({}, index, finish="stop")))
     if (body.get("stream_options") or {}).get("include_usage"):
         events.append(_sse(c.usage(usage)))
     events.append(b"data: [DONE]\n\n")

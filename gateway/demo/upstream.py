@@ -2,7 +2,8 @@
 upstream of the tests (aiohttp.web + orjson, minimal work per request).
 
 Endpoints: ``POST /v1/chat/completions`` (streamed or not; ``stream_options.include_usage`` adds a
-final usage chunk with ``"choices": []``), ``GET /v1/models``, and for tests ``GET /stub/calls``
+final usage chunk with ``"choices": []``; ``n`` choices when the request asks for ``n``: the
+same reply in each, usage counting every choice), ``GET /v1/models``, and for tests ``GET /stub/calls``
 (``{"calls": {model: n}, "total": n}``), ``POST /stub/reset``, ``GET /stub/requests`` (the last 100
 requests: model, body and the ``authorization``/``traceparent``/``x-*`` headers), ``POST /stub/script``
 (``{"model": m, "script": {...}, "times": n | null}``: the next ``n`` calls for model ``m``, or all
@@ -182,12 +183,23 @@ async def _reply_text(request: web.Request, body: dict[str, Any], state: StubSta
     return answers.reply(last_user, "regressed" if "regressed" in model.lower() else "good")
 
 
-def _usage(body: dict[str, Any], completion: str) -> dict[str, int]:
+def _usage(body: dict[str, Any], completion: str, n: int = 1) -> dict[str, int]:
+    """Token usage as OpenAI counts it: the prompt once, the completion once per choice (``n``)."""
     prompt_chars = sum(
         len(_text_of(m.get("content"))) for m in body.get("messages") or [] if isinstance(m, dict)
     )
-    p, c = _tokens(prompt_chars), _tokens(len(completion))
+    p, c = _tokens(prompt_chars), _tokens(len(completion)) * n
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+MAX_N = 128
+"""OpenAI's bound on ``n`` (the gateway refuses more before the upstream is called)."""
+
+
+def choices_n(body: dict[str, Any]) -> int:
+    """The number of choices asked for: ``n`` when it is an integer in 1..``MAX_N``, else 1."""
+    n = body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_N else 1
 
 
 def _completion(
@@ -288,11 +300,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if script is not None:
         return await _scripted(request, body, state, model, script)
     text = await _reply_text(request, body, state, model)
-    usage = _usage(body, text)
+    n = choices_n(body)
+    usage = _usage(body, text, n)
     if body.get("stream"):
-        return await stream_plain(request, body, state, model, text, usage)
+        return await stream_plain(request, body, state, model, text, usage, n=n)
+    message = {"role": "assistant", "content": text}
     return web.Response(
-        body=_completion(state, model, {"role": "assistant", "content": text}, "stop", usage),
+        body=_completion(state, model, message, "stop", usage, extra=[(message, "stop")] * (n - 1)),
         content_type="application/json",
     )
 

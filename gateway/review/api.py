@@ -260,7 +260,7 @@ def create_review_router(settings: RollguardSettings, redis: aioredis.Redis) -> 
     from gateway.review.rollout_view import RolloutViewSlot
 
     review = parse_review_settings(settings.review)
-    raw = frozenset(name for name, t in settings.tenants.items() if t.raw_content_opt_in)
+    raw = settings.raw_content_tenants()
     service = ReviewService(
         review, redis, interactions_stream=settings.store.interactions_stream, raw_tenants=raw
     )

@@ -280,10 +280,12 @@ async def export_from_settings(settings: RollguardSettings, fmt: str, out: Path)
     """``rollguard review export``: connect to the configured store (the embedded Valkey under
     ``store.data_dir`` when no URL is set), export every queue named in ``review`` config with
     decided items, and return the ``ExportResult`` (rows written, items skipped). Raises
-    ``InvalidRequest`` for an unknown format, ``ConfigError`` for a bad ``review`` section,
+    ``InvalidRequest`` for an unknown format, ``ConfigError`` for a bad ``review`` section or a store
+    holding no rollguard data (``gateway.store.locate``),
     ``StoreError`` when Redis fails."""
     from gateway.review.config import parse_review_settings
     from gateway.store import Store
+    from gateway.store.locate import require_rollguard_data
 
     if fmt not in ("dpo", "kto", "jsonl"):
         raise InvalidRequest(f"unknown export format {fmt!r} (dpo, kto, jsonl)", param="format")
@@ -291,6 +293,7 @@ async def export_from_settings(settings: RollguardSettings, fmt: str, out: Path)
     store = Store(settings.store, retention_check_s=0)
     await store.start()
     try:
+        await require_rollguard_data(store.redis, settings.store)
         res = await export_preferences(store.redis, fmt, out, settings=review)  # type: ignore[arg-type]
     finally:
         await store.aclose()

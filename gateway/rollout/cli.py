@@ -65,15 +65,19 @@ def _run(config: Path | None, work: Work[T], *, token: str | None, write: bool =
     from gateway.rollout.roles import token_operator
     from gateway.rollout.runtime import build_service
     from gateway.store import Store
+    from gateway.store.locate import check_embedded_dir, require_rollguard_data
     from rollguard.errors import ClientError, ConfigError, Conflict, NotFound, StoreError
     from rollguard.settings import load_settings
 
     async def go() -> T:
         settings = with_embedded_defaults(load_settings(config))
+        check_embedded_dir(settings.store)  # never a new empty store in the wrong directory
         store = Store(settings.store, retention_check_s=0)
         await store.start()
         try:
             who = "reader"
+            if not write:  # an empty or foreign store is a wrong pointer, not "no rollouts"
+                await require_rollguard_data(store.redis, settings.store)
             if write:  # before any work: a refused person changes nothing
                 review = settings.review
                 auth = ReviewAuth(review, store.redis) if review is not None else None
@@ -202,5 +206,5 @@ def list_flags_cmd(config: ConfigOpt = None) -> None:
 def reload_cmd(config: ConfigOpt = None, token: TokenOpt = None) -> None:
     """Ask every gateway process on the store to re-read its bootstrap flags file (lead or
     operator)."""
-    n = _run(config, lambda s, _who: s.overrides.request_reload(), token=token)
+    n = _run(config, lambda s, who: s.overrides.request_reload(who), token=token)
     typer.echo(f"reload requested ({n} process(es) listening)")

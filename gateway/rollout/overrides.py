@@ -39,6 +39,7 @@ import mmh3
 import orjson
 import redis.asyncio as aioredis
 
+from gateway.ops_audit import NoAudit, OperationsAudit
 from gateway.store.errors import redis_errors
 from gateway.store.keys import (
     FLAG_OVERRIDES,
@@ -163,34 +164,49 @@ return v
 class OverrideStore:
     """Reads and writes the override map in the store (see the module docstring)."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, audit: OperationsAudit | None = None) -> None:
         self.redis = redis
         self._patch = redis.register_script(_PATCH)
+        self.audit = audit or NoAudit()
+        """Every change is also an event of the operations audit stream (``gateway.ops_audit``)."""
 
-    async def patch(self, flag: str, fields: Mapping[str, Any]) -> int:
+    async def patch(self, flag: str, fields: Mapping[str, Any], action: str = "flag_override") -> int:
         """Merge ``fields`` into ``flag``'s override (a None value removes the field; an override
-        left with neither ``killed`` nor ``percent`` is deleted), bump the version and push it.
-        Returns the new version. Raises ``StoreError``."""
+        left with neither ``killed`` nor ``percent`` is deleted), bump the version and push it;
+        then record ``action`` in the operations audit. Returns the new version. Raises
+        ``StoreError``."""
         body = orjson.dumps({**fields, "at_ms": int(time.time() * 1000)}).decode()
         with redis_errors("cannot write the flag override"):
             v = await self._patch(
                 keys=[FLAG_OVERRIDES, FLAG_OVERRIDES_VERSION], args=[flag, body, FLAG_OVERRIDES_CHANNEL]
             )
+        extra = {"percent": fields["percent"]} if "percent" in fields else {}
+        await self.audit.record(
+            action,
+            by=str(fields.get("by") or ""),
+            target=flag,
+            reason=str(fields.get("reason") or ""),
+            version=int(v),
+            **extra,
+        )
         return int(v)
 
     async def kill(self, flag: str, by: str, reason: str = "") -> int:
         """Turn ``flag`` off for everyone (kill switch). Returns the new version."""
-        return await self.patch(flag, {"killed": True, "by": by, "reason": reason or "kill switch"})
+        fields = {"killed": True, "by": by, "reason": reason or "kill switch"}
+        return await self.patch(flag, fields, "flag_kill")
 
     async def revive(self, flag: str, by: str, reason: str = "") -> int:
         """Undo ``kill``; a rollout percentage set on the flag stays. Returns the new version."""
-        return await self.patch(flag, {"killed": None, "by": by, "reason": reason or "revived"})
+        return await self.patch(
+            flag, {"killed": None, "by": by, "reason": reason or "revived"}, "flag_revive"
+        )
 
     async def set_percent(self, flag: str, percent: float | None, by: str, reason: str = "") -> int:
         """Set (or with None remove) the flag's rollout percentage. Returns the new version."""
         if percent is not None and not 0 <= percent <= 100:
             raise ValueError(f"percent must be in [0, 100], got {percent}")
-        return await self.patch(flag, {"percent": percent, "by": by, "reason": reason})
+        return await self.patch(flag, {"percent": percent, "by": by, "reason": reason}, "flag_percent")
 
     async def version(self) -> int:
         with redis_errors("cannot read the flag override version"):
@@ -213,11 +229,13 @@ class OverrideStore:
                 log.warning("flags: ignoring an unparseable override for %r", text(k))
         return (int(raw_version) if raw_version is not None else 0), out
 
-    async def request_reload(self) -> int:
+    async def request_reload(self, by: str = "") -> int:
         """Ask every process to re-read its bootstrap flags file (the store-wide SIGHUP). Returns
         how many subscribers received it."""
         with redis_errors("cannot publish the reload request"):
-            return int(await self.redis.publish(FLAGS_RELOAD_CHANNEL, str(int(time.time() * 1000))))
+            n = int(await self.redis.publish(FLAGS_RELOAD_CHANNEL, str(int(time.time() * 1000))))
+        await self.audit.record("flags_reload_request", by=by, receivers=n)
+        return n
 
 
 class OverrideListener:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from gateway.flags import Flags
+from gateway.ops_audit import OperationsAudit, audited_reload
 from gateway.review.service import ReviewService
 from gateway.rollout.actuator import Actuator, OverrideActuator, UnleashActuator
 from gateway.rollout.controller import Controller
@@ -20,6 +21,7 @@ from gateway.rollout.overrides import OverrideListener, OverrideStore
 from gateway.rollout.repo import RolloutRepo
 from gateway.rollout.service import RolloutService
 from gateway.store.keys import consumer_name
+from rollguard.config_version import config_version as compute_config_version
 from rollguard.errors import StoreError
 from rollguard.secrets import resolve_secret
 from rollguard.settings import RollguardSettings
@@ -39,13 +41,19 @@ def build_actuator(settings: RollguardSettings, overrides: OverrideStore) -> Act
     return OverrideActuator(overrides)
 
 
-def build_service(settings: RollguardSettings, redis: aioredis.Redis) -> RolloutService:
-    overrides = OverrideStore(redis)
+def build_service(
+    settings: RollguardSettings, redis: aioredis.Redis, config_version: str | None = None
+) -> RolloutService:
+    """The rollout service; its kill switch, flag overrides and rollbacks are recorded in the
+    operations audit stream under ``config_version`` (default: the version of ``settings``)."""
+    ops = OperationsAudit(redis, config_version or compute_config_version(settings))
+    overrides = OverrideStore(redis, ops)
     return RolloutService(
         RolloutRepo(redis),
         build_actuator(settings, overrides),
         BreachNotifier(redis, settings.review, settings.rollouts),
         overrides,
+        ops=ops,
     )
 
 
@@ -81,14 +89,17 @@ async def _ensure_later(service: RolloutService, settings: RollguardSettings, ev
         return
 
 
-async def start_rollouts(settings: RollguardSettings, redis: aioredis.Redis, flags: Flags) -> RolloutRuntime:
+async def start_rollouts(
+    settings: RollguardSettings, redis: aioredis.Redis, flags: Flags, config_version: str | None = None
+) -> RolloutRuntime:
     """Start the override listener (its first load happens before this returns when the store
     answers: no request is served with a stale kill switch), create the configured plans, start the
     controller. With the store down the gateway still starts (degraded, issue 10): the listener
     and the controller retry in the background, and the plans are created by the first controller
     look that reaches the store."""
-    service = build_service(settings, redis)
-    listener = OverrideListener(redis, flags.overrides, on_reload=flags.reload)
+    service = build_service(settings, redis, config_version)
+    reload = audited_reload(flags.reload, service.ops, "store")
+    listener = OverrideListener(redis, flags.overrides, on_reload=reload)
     await listener.start()
     runtime = RolloutRuntime(service, listener, None)
     try:

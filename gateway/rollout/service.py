@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.ops_audit import NoAudit, OperationsAudit
 from gateway.rollout.actuator import Actuator
 from gateway.rollout.notify import BreachNotifier
 from gateway.rollout.overrides import OverrideStore
@@ -42,12 +43,19 @@ class RolloutService:
     """Rollout transitions over the store (see the module docstring)."""
 
     def __init__(
-        self, repo: RolloutRepo, actuator: Actuator, notifier: BreachNotifier, overrides: OverrideStore
+        self,
+        repo: RolloutRepo,
+        actuator: Actuator,
+        notifier: BreachNotifier,
+        overrides: OverrideStore,
+        ops: OperationsAudit | None = None,
     ) -> None:
         self.repo = repo
         self.actuator = actuator
         self.notifier = notifier
         self.overrides = overrides
+        self.ops = ops or NoAudit()
+        """Rollbacks and pauses also go to the operations audit stream (``gateway.ops_audit``)."""
 
     async def create(
         self, rollout_id: str, plan: RolloutPlan, who: str, *, start: bool = False
@@ -134,6 +142,8 @@ class RolloutService:
                 continue
             if new.percent != cur.percent or event in (Event.START, Event.ROLLBACK):
                 await self.actuate(new, who=who, why=why)
+            if event in (Event.ROLLBACK, Event.PAUSE):
+                await self.ops.record(f"rollout_{event.value}", by=who, target=rollout_id, reason=why)
             log.info(
                 "rollout %s: %s by %s -> %s (step %d, %.4g %%)",
                 rollout_id,

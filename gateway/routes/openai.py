@@ -92,7 +92,8 @@ async def chat_completions(request: Request) -> Response:
             tenant=tenant,
             remote_address=client.host if client is not None else None,
         )
-        meta = RequestMeta(tenant=tenant, flags=flags, trace_context=extract(request.headers))
+        rid = request.scope.get("state", {}).get("request_id")
+        meta = RequestMeta(tenant=tenant, flags=flags, trace_context=extract(request.headers), request_id=rid)
         work = rt.service.chat_completion(body, meta)
         if body.get("stream"):
             result = await work

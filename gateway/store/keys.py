@@ -26,6 +26,8 @@ module that spells them; every reader and writer imports them from here.
     rollguard:{flags}:version           string   override map version (INCR per write)
     rollguard:flags:changed             channel  pub/sub push: the override map changed
     rollguard:flags:reload              channel  pub/sub push: reload the bootstrap flags (SIGHUP)
+    rollguard:audit:operations          stream   config loads, flag reloads, kill switch, rollout
+                                                 rollbacks: who, what, config version (gateway.ops_audit)
 
 Consumer names are unique per process and replica (``consumer_name``): two replicas never share
 a pending-entries list, and a restarted process takes over its predecessor's pending entries by
@@ -82,6 +84,8 @@ FLAG_OVERRIDES = "rollguard:{flags}:overrides"
 FLAG_OVERRIDES_VERSION = "rollguard:{flags}:version"
 FLAG_OVERRIDES_CHANNEL = "rollguard:flags:changed"
 FLAGS_RELOAD_CHANNEL = "rollguard:flags:reload"
+OPERATIONS_AUDIT = "rollguard:audit:operations"
+"""``gateway.ops_audit``: one entry per config load, flag reload, kill switch use, rollout stop."""
 
 
 def rollout_state(rollout_id: str) -> str:

@@ -9,6 +9,7 @@ import logging
 import redis.asyncio as aioredis
 
 from gateway.store import streams
+from gateway.store.tenant_retention import TenantRetention, purge_expired
 from rollguard.errors import StoreError
 from rollguard.settings import StoreSettings
 
@@ -23,6 +24,8 @@ class StreamUpkeep:
     stream: str
     retention_check_s: float
     trimmed: int
+    tenant_retention: TenantRetention
+    _tenant_cursors: dict[int, str] | None = None
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -48,11 +51,25 @@ class StreamUpkeep:
         """``trim_stream`` on the interactions stream with ``retention_ms`` from the settings."""
         return await self.trim_stream(self.stream, self.settings.retention_ms, now_ms)
 
+    async def purge_tenants(self, now_ms: int | None = None) -> int:
+        """Delete the interaction records older than their tenant's ``retention_ms``
+        (``gateway.store.tenant_retention.purge_expired``). Returns the number deleted. Raises
+        ``StoreError``."""
+        if not self.tenant_retention:
+            return 0
+        if self._tenant_cursors is None:
+            self._tenant_cursors = {}
+        removed = await purge_expired(
+            self.redis, self.stream, self.tenant_retention, self._tenant_cursors, now_ms
+        )
+        self.trimmed += removed
+        return removed
+
     async def _retention_loop(self) -> None:
         while True:
             await asyncio.sleep(self.retention_check_s)
             try:
-                removed = await self.trim_interactions()
+                removed = await self.trim_interactions() + await self.purge_tenants()
                 if removed:
                     log.info("store: retention trimmed %d entries from %s", removed, self.stream)
             except StoreError as exc:

@@ -47,6 +47,7 @@ from gateway.store import spill, spool
 from gateway.store.admission import Reservation
 from gateway.store.embedded import EmbeddedValkey
 from gateway.store.errors import redact_url, redis_errors
+from gateway.store.tenant_retention import TenantRetention
 from gateway.store.upkeep import StreamUpkeep
 from rollguard.errors import StoreError, StoreFull, StoreTimeout, StoreUnavailable
 from rollguard.settings import StoreSettings
@@ -66,7 +67,8 @@ class Store(StreamUpkeep):
     keep one pipeline's event-loop time to a few ms);
     ``retention_check_s``: seconds between retention trims of the interactions stream (0 = never);
     ``close_timeout_s``: how long ``aclose`` keeps retrying the final flush before spilling to disk;
-    ``write_timeout_s``: a pipeline that takes longer counts as a failed write (Redis hung: spool).
+    ``write_timeout_s``: a pipeline that takes longer counts as a failed write (Redis hung: spool);
+    ``tenant_retention``: per-tenant retention (``gateway.store.tenant_retention``).
     """
 
     def __init__(
@@ -77,8 +79,10 @@ class Store(StreamUpkeep):
         retention_check_s: float = 60.0,
         close_timeout_s: float = 5.0,
         write_timeout_s: float = 5.0,
+        tenant_retention: TenantRetention | None = None,
     ) -> None:
         self.settings = settings
+        self.tenant_retention = tenant_retention or TenantRetention()
         self.stream = settings.interactions_stream
         self.batch_size = batch_size
         self.retention_check_s = retention_check_s
@@ -141,7 +145,7 @@ class Store(StreamUpkeep):
             await self._abort_start()
             raise
         self._tasks = [asyncio.create_task(self._flush_loop(), name="rollguard-store-flush")]
-        if self.retention_check_s > 0 and self.settings.retention_ms > 0:
+        if self.retention_check_s > 0 and (self.settings.retention_ms > 0 or self.tenant_retention):
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="rollguard-store-retention"))
 
     async def _abort_start(self) -> None:

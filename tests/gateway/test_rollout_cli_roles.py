@@ -14,6 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from gateway.cli import app
+from gateway.ops_audit import OperationsAudit
 from gateway.rollout.overrides import OverrideStore
 
 runner = CliRunner()
@@ -76,10 +77,21 @@ def test_a_lead_token_kills_and_the_audit_names_the_lead(cfg: Path, redis_url: s
     assert listed.exit_code == 0 and '"gate"' in listed.stdout and "lead:ana" in listed.stdout
 
 
-def test_rollout_transitions_need_the_role_reading_does_not(cfg: Path) -> None:
+def test_rollout_transitions_need_the_role_reading_does_not(cfg: Path, redis_url: str) -> None:
     for verb in ("start", "approve", "pause", "resume", "rollback"):
         res = runner.invoke(app, ["rollout", verb, "r1", "--config", str(cfg), "--token", "tok-rev"])
         assert (res.exit_code, res.stderr.strip()) == (2, "error: this needs the lead or operator role"), verb
     res = runner.invoke(app, ["rollout", "approve", "r1", "--config", str(cfg), "--token", "tok-lead"])
     assert res.exit_code == 1 and "r1" in res.stderr  # past the role check: 404, unknown rollout
+    # A gateway's store (it records its config load): reading needs no token. (An empty store is
+    # refused: tests/gateway/test_cli_polish.py.)
+    asyncio.run(_seed_gateway_store(redis_url))
     assert runner.invoke(app, ["rollout", "list", "--config", str(cfg)]).exit_code == 0
+
+
+async def _seed_gateway_store(redis_url: str) -> None:
+    client = aioredis.from_url(redis_url)
+    try:
+        await OperationsAudit(client, "test").record("config_loaded", by="config")
+    finally:
+        await client.aclose()
