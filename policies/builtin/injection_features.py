@@ -46,7 +46,7 @@ import re
 from collections.abc import Sequence
 from importlib.resources.abc import Traversable
 from itertools import pairwise, repeat
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,6 +62,7 @@ __all__ = [
     "HashTable",
     "LinearTextModel",
     "ModelFileError",
+    "TextModel",
     "WordModel",
     "analyze",
     "char_ngram_hashes",
@@ -756,6 +757,21 @@ class LinearTextModel:
         return _sigmoid(self.decision(text))
 
 
+class TextModel(Protocol):
+    """What ``score_text`` needs of a model: ``LinearTextModel`` or the hashed model
+    (``policies.builtin.injection_hashed.HashedTextModel``)."""
+
+    @property
+    def stage2(self) -> BoostedStage | None: ...
+
+    @property
+    def word_model(self) -> object: ...
+
+    def evaluate(self, text: str) -> tuple[float, list[float], NDArray[np.intp]]: ...
+
+    def word_logit(self, ids: NDArray[np.intp]) -> float: ...
+
+
 CHUNK_CHARS = 16_000
 """Texts longer than this are scored in overlapping chunks (max over chunks), so an injection in
 a long tool result is not diluted by the L2 normalisation over the whole document."""
@@ -763,7 +779,7 @@ MAX_CHARS = 64_000
 """At most this many characters of one text are scored (bounds the inline cost: ~40 ms)."""
 
 
-def linear_best(model: LinearTextModel, text: str) -> tuple[float, str, str, list[float]]:
+def linear_best(model: TextModel, text: str) -> tuple[float, str, str, list[float]]:
     """``(logit, view, view_text, hand)``: the linear model's highest logit over the normalised views of
     a raw ``text`` (``policies.builtin.normalize.views``: plain, spaced, base64, hex, rot13), the
     view's name and its normalised text. A JSON object or array is scored on its string values
@@ -774,7 +790,7 @@ def linear_best(model: LinearTextModel, text: str) -> tuple[float, str, str, lis
     return z, view, view_text, hand
 
 
-def _linear_best(model: LinearTextModel, text: str) -> tuple[float, str, str, list[float], NDArray[np.intp]]:
+def _linear_best(model: TextModel, text: str) -> tuple[float, str, str, list[float], NDArray[np.intp]]:
     """``linear_best`` plus the best view's ``word_ids`` (reused by the word model)."""
     best, best_view, best_text, best_hand = -math.inf, "plain", "", []
     best_words: NDArray[np.intp] = np.zeros(0, dtype=np.intp)
@@ -796,7 +812,7 @@ def _linear_best(model: LinearTextModel, text: str) -> tuple[float, str, str, li
     return best, best_view, best_text, best_hand, best_words
 
 
-def score_text(model: LinearTextModel, text: str) -> tuple[float, str]:
+def score_text(model: TextModel, text: str) -> tuple[float, str]:
     """``(score, view)``: P(attack) in [0, 1] of a raw ``text`` and the name of the view it came
     from. The linear model picks the view with the highest logit (``linear_best``); with a second
     stage the score is the trees' probability for that view (``stage2_vector``), else the linear
