@@ -284,10 +284,18 @@ def train_prompt_injection(
     data_dir: Annotated[Path, typer.Option(help="shipped data folder")] = Path("data"),
     out_dir: Annotated[Path, typer.Option(help="where to write the model")] = Path("policies/data"),
     seed: int = 0,
+    model: Annotated[
+        str, typer.Option(help="hashed (the shipped model) or vocabulary (the previous one)")
+    ] = "hashed",
 ) -> None:
     """Retrain the prompt-injection classifier and write its metrics."""
-    from gateway.tools.train_injection import main as train_main
+    from gateway.tools.train_injection import main as vocabulary_main
+    from gateway.tools.train_injection_hashed import main as hashed_main
 
+    if model not in ("hashed", "vocabulary"):
+        typer.echo(f"error: --model must be hashed or vocabulary, got {model!r}", err=True)
+        raise typer.Exit(2)
+    train_main = hashed_main if model == "hashed" else vocabulary_main
     raise typer.Exit(train_main(["--data", str(data_dir), "--out", str(out_dir), "--seed", str(seed)]))
 
 

@@ -82,6 +82,9 @@ IO_EXCEPTIONS = {
     ("policies/builtin/injection_features.py", "load"): "reads the model file a prompt_injection "
     "policy is configured with: the shipped one (importlib.resources) or the operator's retrained "
     "model named by its model_path param (docs/policies.md)",
+    ("policies/builtin/injection_hashed.py", "load"): "reads the hashed model file a prompt_injection "
+    "policy is configured with: the shipped one (importlib.resources) or the operator's retrained "
+    "model named by its model_path param (docs/policies.md)",
     ("policies/builtin/content_safety_model.py", "load"): "reads the model file a content_safety "
     "policy is configured with: the shipped one (importlib.resources) or the operator's retrained "
     "model named by its model_path param (docs/policies.md)",

@@ -3,8 +3,9 @@
 scikit-learn, numpy, scipy; reads the shipped data sets and writes the model files (a tool, so it
 lives outside the pure ``policies`` package). ``train_prompt_injection(data_dir, out_dir, seed)`` writes
 ``prompt_injection.model.json`` (the exported weights, see ``policies.builtin.injection_features``)
-and ``prompt_injection.metrics.json`` into ``out_dir`` and returns the metrics. ``main(argv)`` is
-the command line (``rollguard train prompt-injection`` is wired to it).
+and ``prompt_injection.model.metrics.json`` into ``out_dir`` and returns the metrics (this is the
+vocabulary model, version 2; the shipped version 3 is ``gateway.tools.train_injection_hashed``).
+``main(argv)`` is the command line (``rollguard train prompt-injection --model vocabulary``).
 
 The examples and their split: ``gateway.tools.injection_data``.
 
@@ -81,7 +82,9 @@ __all__ = [
 ]
 
 MODEL_FILE = "prompt_injection.model.json"
-METRICS_FILE = "prompt_injection.metrics.json"
+METRICS_FILE = "prompt_injection.model.metrics.json"
+"""The vocabulary model's metrics (``prompt_injection.metrics.json`` belongs to the shipped hashed
+model, ``gateway.tools.train_injection_hashed``)."""
 TRAINER = "gateway/tools/train_injection.py"
 """Recorded in the model file's ``trained_on`` (provenance)."""
 

@@ -46,7 +46,7 @@ import re
 from collections.abc import Sequence
 from importlib.resources.abc import Traversable
 from itertools import pairwise, repeat
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,6 +62,7 @@ __all__ = [
     "HashTable",
     "LinearTextModel",
     "ModelFileError",
+    "TextModel",
     "WordModel",
     "analyze",
     "char_ngram_hashes",
@@ -436,7 +437,17 @@ class BoostedStage:
     ``x[feature] <= threshold``), exactly scikit-learn's ``HistGradientBoostingClassifier``
     ``predict_proba`` for inputs without missing values."""
 
-    __slots__ = ("baseline", "features", "trees")
+    __slots__ = (
+        "_depth",
+        "_feature",
+        "_next",
+        "_rows",
+        "_threshold",
+        "_value",
+        "baseline",
+        "features",
+        "trees",
+    )
 
     def __init__(self, doc: dict[str, Any]) -> None:
         self.features = tuple(str(f) for f in doc["features"])
@@ -467,16 +478,54 @@ class BoostedStage:
                     raise ModelFileError(f"inconsistent second stage: bad split node {i}")
             trees.append(tree)
         self.trees = tuple(trees)
+        self._pack()
+
+    def _pack(self) -> None:
+        """Node arrays of all trees padded to one width (trees x nodes), a leaf pointing to itself
+        both ways, and the depth of the deepest tree: ``decision`` then walks every tree at once,
+        one numpy step per level, instead of node by node in Python (the shipped 200 trees of
+        depth 3: 23 instead of 38 microseconds per text, measured with ``time.thread_time_ns``)."""
+        width = max(len(t[0]) for t in self.trees)
+        count = len(self.trees)
+        self._feature = np.zeros((count, width), dtype=np.intp)
+        self._threshold = np.zeros((count, width), dtype=np.float64)
+        self._next = np.zeros((2, count, width), dtype=np.intp)
+        self._value = np.zeros((count, width), dtype=np.float64)
+        depth = 0
+        for i, (feature, threshold, left, right, value, leaf) in enumerate(self.trees):
+            size = len(feature)
+            self._value[i, :size] = value
+            own = np.arange(size)
+            is_leaf = np.asarray(leaf, dtype=bool)
+            self._feature[i, :size] = np.where(is_leaf, 0, feature)
+            self._threshold[i, :size] = np.where(is_leaf, 0.0, threshold)
+            self._next[0, i, :size] = np.where(is_leaf, own, left)
+            self._next[1, i, :size] = np.where(is_leaf, own, right)
+            depth = max(depth, _tree_depth(left, right, leaf))
+        self._rows = np.arange(count)
+        self._depth = depth
 
     def decision(self, x: Sequence[float]) -> float:
-        """The raw score (log-odds of attack) of one ``STAGE2_FEATURES`` vector."""
-        z = self.baseline
-        for feature, threshold, left, right, value, leaf in self.trees:
-            node = 0
-            while not leaf[node]:
-                node = left[node] if x[feature[node]] <= threshold[node] else right[node]
-            z += value[node]
-        return z
+        """The raw score (log-odds of attack) of one ``STAGE2_FEATURES`` vector (the sum of the
+        leaf values reached is taken with numpy: equal to the node-by-node walk up to float
+        rounding in the last place)."""
+        xa = np.asarray(x, dtype=np.float64)
+        rows = self._rows
+        node = np.zeros(rows.shape[0], dtype=np.intp)
+        for _ in range(self._depth):
+            right = xa[self._feature[rows, node]] > self._threshold[rows, node]
+            node = self._next[right.astype(np.intp), rows, node]
+        return self.baseline + float(self._value[rows, node].sum())
+
+
+def _tree_depth(left: Sequence[int], right: Sequence[int], leaf: Sequence[bool]) -> int:
+    """Edges on the longest root-to-leaf path of one exported tree (children come after their
+    parent, checked by ``BoostedStage``)."""
+    depth = [0] * len(leaf)
+    for i in range(len(leaf)):
+        if not leaf[i]:
+            depth[left[i]] = depth[right[i]] = depth[i] + 1
+    return max(depth)
 
 
 def _sigmoid(z: float) -> float:
@@ -708,6 +757,21 @@ class LinearTextModel:
         return _sigmoid(self.decision(text))
 
 
+class TextModel(Protocol):
+    """What ``score_text`` needs of a model: ``LinearTextModel`` or the hashed model
+    (``policies.builtin.injection_hashed.HashedTextModel``)."""
+
+    @property
+    def stage2(self) -> BoostedStage | None: ...
+
+    @property
+    def word_model(self) -> object: ...
+
+    def evaluate(self, text: str) -> tuple[float, list[float], NDArray[np.intp]]: ...
+
+    def word_logit(self, ids: NDArray[np.intp]) -> float: ...
+
+
 CHUNK_CHARS = 16_000
 """Texts longer than this are scored in overlapping chunks (max over chunks), so an injection in
 a long tool result is not diluted by the L2 normalisation over the whole document."""
@@ -715,7 +779,7 @@ MAX_CHARS = 64_000
 """At most this many characters of one text are scored (bounds the inline cost: ~40 ms)."""
 
 
-def linear_best(model: LinearTextModel, text: str) -> tuple[float, str, str, list[float]]:
+def linear_best(model: TextModel, text: str) -> tuple[float, str, str, list[float]]:
     """``(logit, view, view_text, hand)``: the linear model's highest logit over the normalised views of
     a raw ``text`` (``policies.builtin.normalize.views``: plain, spaced, base64, hex, rot13), the
     view's name and its normalised text. A JSON object or array is scored on its string values
@@ -726,7 +790,7 @@ def linear_best(model: LinearTextModel, text: str) -> tuple[float, str, str, lis
     return z, view, view_text, hand
 
 
-def _linear_best(model: LinearTextModel, text: str) -> tuple[float, str, str, list[float], NDArray[np.intp]]:
+def _linear_best(model: TextModel, text: str) -> tuple[float, str, str, list[float], NDArray[np.intp]]:
     """``linear_best`` plus the best view's ``word_ids`` (reused by the word model)."""
     best, best_view, best_text, best_hand = -math.inf, "plain", "", []
     best_words: NDArray[np.intp] = np.zeros(0, dtype=np.intp)
@@ -748,7 +812,7 @@ def _linear_best(model: LinearTextModel, text: str) -> tuple[float, str, str, li
     return best, best_view, best_text, best_hand, best_words
 
 
-def score_text(model: LinearTextModel, text: str) -> tuple[float, str]:
+def score_text(model: TextModel, text: str) -> tuple[float, str]:
     """``(score, view)``: P(attack) in [0, 1] of a raw ``text`` and the name of the view it came
     from. The linear model picks the view with the highest logit (``linear_best``); with a second
     stage the score is the trees' probability for that view (``stage2_vector``), else the linear

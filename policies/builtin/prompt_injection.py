@@ -4,11 +4,14 @@ turn the gateway refused before must not block the client's next turn, so earlie
 only with ``scan_history: true`` (for clients that cannot be trusted to write their own history);
 each text's score is cached across turns, so a long chat then pays for its new turn only.
 
-Model: ``policies/data/prompt_injection.model.json`` (TF-IDF word + character n-grams and hand
-features, logistic regression, then gradient-boosted trees over its logit and dense features of the
-best view; trained by ``gateway.tools.train_injection`` on the shipped
-data sets; metrics in ``prompt_injection.metrics.json`` and ``docs/policies.md``). Loaded once in
-``__init__`` from JSON (no pickle). Each text is normalised (NFKC, homoglyph folding, invisible
+Model: ``policies/data/prompt_injection.hashed.npz`` (word + character n-grams hashed into 2**20
+buckets with idf, and hand features, logistic regression, then gradient-boosted trees over its
+logit and dense features of the best view: ``policies.builtin.injection_hashed``; trained by
+``gateway.tools.train_injection_hashed`` on the shipped data sets; metrics in
+``prompt_injection.metrics.json`` and ``docs/policies.md``). The previous vocabulary model
+(``prompt_injection.model.json``, ``gateway.tools.train_injection``) is kept and loads with
+``model_path``. Loaded once in ``__init__`` (numpy without pickle, or JSON).
+Each text is normalised (NFKC, homoglyph folding, invisible
 characters removed) and scored on every view (plain, spaced-out letters collapsed, base64 / hex /
 ROT13 payloads decoded); the score of a text is the maximum over its views. A text that is a JSON
 object or array (typical of tool results) is scored on its string values.
@@ -43,6 +46,7 @@ from opentelemetry import trace
 
 from policies.base import PLACEHOLDER_RE, CheckContext, Execution, PolicyResult
 from policies.builtin.injection_features import LinearTextModel, phrase_counts, score_text
+from policies.builtin.injection_hashed import HashedTextModel
 from policies.builtin.locations import iter_message_texts
 from policies.builtin.normalize import normalize
 from policies.decoding.blobs import mask_binary
@@ -51,10 +55,25 @@ from policies.score_cache import ScoreCache
 from policies.segments import candidate_sentences, data_part, directive_in_data
 from rollguard.types import Evidence, Stage, Verdict
 
-__all__ = ["DEFAULT_MODEL", "PromptInjectionPolicy", "fold_placeholders"]
+__all__ = ["DEFAULT_MODEL", "LINEAR_MODEL", "PromptInjectionPolicy", "fold_placeholders", "load_model"]
 
-DEFAULT_MODEL = resources.files("policies") / "data" / "prompt_injection.model.json"
-"""The shipped model file (package data, read with ``importlib.resources``)."""
+DEFAULT_MODEL = resources.files("policies") / "data" / "prompt_injection.hashed.npz"
+"""The shipped model file (package data, read with ``importlib.resources``): the hashed model
+(``policies.builtin.injection_hashed``). A ``model_path`` ending in ``.json`` loads a
+vocabulary model (``LinearTextModel``, the previous format) instead."""
+
+
+LINEAR_MODEL = resources.files("policies") / "data" / "prompt_injection.model.json"
+"""The previous shipped model (vocabulary TF-IDF, ``LinearTextModel``), kept for ``model_path``."""
+
+
+def load_model(path: Traversable) -> LinearTextModel | HashedTextModel:
+    """The model in ``path``: ``.npz`` -> ``HashedTextModel``, otherwise ``LinearTextModel``.
+    Raises ``ModelFileError`` for a missing or inconsistent file."""
+    if path.name.endswith(".npz"):
+        return HashedTextModel.load(path)
+    return LinearTextModel.load(path)
+
 
 _PLACEHOLDER_RUN = re.compile(rf"{PLACEHOLDER_RE.pattern}(?:[\s,;|/]*{PLACEHOLDER_RE.pattern})*")
 
@@ -141,7 +160,7 @@ class PromptInjectionPolicy:
         self._namespace = f"prompt_injection:{uuid.uuid4().hex}"
         """This instance's key space in ``_SCORES`` (a new configuration never reads old scores)."""
         self.model_path: Traversable = Path(model_path) if model_path is not None else DEFAULT_MODEL
-        self.model = LinearTextModel.load(self.model_path)
+        self.model = load_model(self.model_path)
         if threshold is None:
             threshold = self.model.threshold
         if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold < 1:

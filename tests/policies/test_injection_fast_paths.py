@@ -17,7 +17,7 @@ import pytest
 from policies.builtin import injection_features as features
 from policies.builtin.injection_features import HashTable, LinearTextModel, char_ngram_hashes
 from policies.builtin.normalize import _COMMON, _reads_better_in_rot13, normalize
-from policies.builtin.prompt_injection import DEFAULT_MODEL
+from policies.builtin.prompt_injection import LINEAR_MODEL
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -34,7 +34,7 @@ def _texts() -> list[str]:
 
 @pytest.fixture(scope="module")
 def model() -> LinearTextModel:
-    return LinearTextModel.load(DEFAULT_MODEL)
+    return LinearTextModel.load(LINEAR_MODEL)
 
 
 def test_hash_table_finds_exactly_the_keys_a_dictionary_finds() -> None:
@@ -54,7 +54,7 @@ def test_hash_table_finds_exactly_the_keys_a_dictionary_finds() -> None:
 def test_model_char_lookup_matches_a_dictionary(model: LinearTextModel) -> None:
     """On real texts, the shipped model's table finds the same n-gram columns as a dictionary
     from every vocabulary hash to its column."""
-    vocab = json.loads(DEFAULT_MODEL.read_text(encoding="utf-8"))["vocabulary"]
+    vocab = json.loads(LINEAR_MODEL.read_text(encoding="utf-8"))["vocabulary"]
     index = {t: i for i, t in enumerate(vocab) if isinstance(t, int)}
     for text in _texts()[:40]:
         hashes = char_ngram_hashes(text.lower())

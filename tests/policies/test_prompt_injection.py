@@ -26,7 +26,13 @@ from policies.builtin.injection_features import (
 )
 from policies.builtin.normalize import normalize, views
 from policies.builtin.pii import PiiPolicy
-from policies.builtin.prompt_injection import DEFAULT_MODEL, PromptInjectionPolicy, fold_placeholders
+from policies.builtin.prompt_injection import (
+    DEFAULT_MODEL,
+    LINEAR_MODEL,
+    PromptInjectionPolicy,
+    fold_placeholders,
+    load_model,
+)
 from policies.pipeline import ConfiguredPolicy, Pipeline
 from policies.registry import build
 from rollguard.types import Message, Stage, Verdict
@@ -313,7 +319,7 @@ def test_registered_protocol_and_describe() -> None:
     json.dumps(d)
     assert d["roles"] == ["tool", "user"]
     assert d["scan_history"] is False
-    assert d["threshold"] == pytest.approx(LinearTextModel.load(DEFAULT_MODEL).threshold)
+    assert d["threshold"] == pytest.approx(load_model(DEFAULT_MODEL).threshold)
 
 
 @pytest.mark.parametrize(
@@ -343,7 +349,7 @@ def test_broken_model_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_model_file_is_plain_json() -> None:
-    doc = json.loads(DEFAULT_MODEL.read_text(encoding="utf-8"))
+    doc = json.loads(LINEAR_MODEL.read_text(encoding="utf-8"))
     assert doc["format"] == "rollguard.prompt_injection.stacked/4"
     assert len(doc["vocabulary"]) == len(doc["idf"])
     assert {type(t) for t in doc["vocabulary"]} == {str, int}  # words, character n-gram hashes
@@ -356,7 +362,7 @@ def test_model_file_is_plain_json() -> None:
 
 
 def test_broken_second_stage_is_refused(tmp_path: Path) -> None:
-    doc = json.loads(DEFAULT_MODEL.read_text(encoding="utf-8"))
+    doc = json.loads(LINEAR_MODEL.read_text(encoding="utf-8"))
     doc["stage2"]["trees"][0]["left"][0] = 10**6  # a split pointing outside its tree
     bad = tmp_path / "m.json"
     bad.write_text(json.dumps(doc))
@@ -371,7 +377,7 @@ def test_broken_second_stage_is_refused(tmp_path: Path) -> None:
 def test_second_stage_without_its_word_model_is_refused(tmp_path: Path) -> None:
     """The trees read the word-only logit: a file whose ``word_model`` is missing or broken is
     refused at load time instead of scoring every text with a made-up input."""
-    doc = json.loads(DEFAULT_MODEL.read_text(encoding="utf-8"))
+    doc = json.loads(LINEAR_MODEL.read_text(encoding="utf-8"))
     word = doc.pop("word_model")
     bad = tmp_path / "m.json"
     bad.write_text(json.dumps(doc))

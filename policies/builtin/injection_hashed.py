@@ -1,0 +1,156 @@
+"""The hashed-feature model behind the ``prompt_injection`` policy (``HashedTextModel``).
+
+The same features as ``policies.builtin.injection_features`` (character 3-5-grams of the
+lower-cased normalised text, word unigrams and bigrams, the hand features, the second-stage
+trees over the best view) without a vocabulary: every term is hashed into one of
+``2 ** BUCKET_BITS`` buckets, and the model is a table of one weight and one idf per bucket. A
+text costs the n-gram hashes (numpy), a crc32 per word, one gather and one ``np.unique``: no
+dictionary look-up per term, and no second look-up for the word-only model (its buckets are the
+word part of the same hashes).
+
+Weights: ``(1 + ln tf) * idf`` per bucket, L2-normalised, dot the bucket weights, plus the hand
+features times their coefficients, plus the intercept (scikit-learn's ``LogisticRegression`` on
+that matrix, ``gateway.tools.train_injection_hashed``). The word-only logit (a second-stage input)
+is the same over the word buckets with its own weights. Collisions between terms in one bucket are
+part of the trained model (the trainer hashes the same way).
+
+File: ``.npz`` (``numpy.load(allow_pickle=False)``; nothing executable): ``weights``,
+``word_weights``, ``idf`` (float32, one per bucket), ``hand_coef`` (float64), ``meta`` (a JSON
+string: ``intercept``, ``word_intercept``, ``threshold``, ``bucket_bits``, ``stage2`` as in
+``injection_features.BoostedStage``, provenance).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zlib
+from importlib.resources.abc import Traversable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from policies.builtin.injection_features import (
+    HAND_FEATURES,
+    BoostedStage,
+    ModelFileError,
+    char_ngram_hashes,
+    hand_features,
+)
+
+__all__ = ["BUCKET_BITS", "HashedTextModel", "buckets"]
+
+BUCKET_BITS = 20
+"""``2 ** 20`` buckets (1,048,576): 4 MB per float32 table."""
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_FIB = np.uint64(0x9E3779B97F4A7C15)
+_WORD_TAG = np.uint64(1 << 40)
+_BIGRAM_MULT = np.uint64(0x100000001B3)
+_BIGRAM_TAG = np.uint64(7)
+
+
+def _word_hashes(low: str) -> NDArray[np.uint64]:
+    """64-bit hashes of the word unigrams (crc32 of the UTF-8 word plus ``2 ** 40``) and bigrams
+    (``h(a) * 0x100000001B3 + h(b) + 7``, wrapping) of a lower-cased text."""
+    words = _WORD.findall(low)
+    if not words:
+        return np.zeros(0, dtype=np.uint64)
+    h = np.fromiter(map(zlib.crc32, map(str.encode, words)), dtype=np.uint64, count=len(words))
+    h += _WORD_TAG
+    if len(words) == 1:
+        return h
+    return np.concatenate([h, h[:-1] * _BIGRAM_MULT + h[1:] + _BIGRAM_TAG])
+
+
+def buckets(low: str, bits: int = BUCKET_BITS) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """``(character n-gram buckets, word buckets)`` of a lower-cased normalised text: each 64-bit
+    hash (``char_ngram_hashes``, ``_word_hashes``) times the Fibonacci constant, top ``bits``
+    bits (Knuth, TAOCP vol. 3, 6.4). Repeats kept (they are term counts)."""
+    shift = np.uint64(64 - bits)
+    chars = ((char_ngram_hashes(low) * _FIB) >> shift).astype(np.intp)
+    words = ((_word_hashes(low) * _FIB) >> shift).astype(np.intp)
+    return chars, words
+
+
+def _weighted(
+    terms: NDArray[np.intp], idf: NDArray[np.float32]
+) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """``(distinct buckets, (1 + ln tf) * idf / L2 norm)`` of a bucket array (empty in, empty out)."""
+    u, tf = np.unique(terms, return_counts=True)
+    w = (1.0 + np.log(tf)) * idf[u].astype(np.float64)
+    norm = math.sqrt(float(w @ w))
+    return u, (w / norm if norm > 0.0 else w)
+
+
+class HashedTextModel:
+    """Inference for the hashed model (module docstring). The same interface as
+    ``LinearTextModel`` where ``injection_features.score_text`` uses it: ``evaluate(text)`` ->
+    ``(logit, hand features, word buckets)``, ``word_logit(word buckets)``, ``stage2``,
+    ``word_model`` (truthy), ``threshold``, ``vocab_size`` (the number of buckets)."""
+
+    __slots__ = (
+        "_hand_coef",
+        "_idf",
+        "_weights",
+        "_word_weights",
+        "bits",
+        "intercept",
+        "meta",
+        "stage2",
+        "threshold",
+        "vocab_size",
+        "word_intercept",
+        "word_model",
+    )
+
+    def __init__(self, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]) -> None:
+        self.bits = int(meta["bucket_bits"])
+        n = 1 << self.bits
+        self._weights = np.asarray(arrays["weights"], dtype=np.float32)
+        self._word_weights = np.asarray(arrays["word_weights"], dtype=np.float32)
+        self._idf = np.asarray(arrays["idf"], dtype=np.float32)
+        self._hand_coef = np.asarray(arrays["hand_coef"], dtype=np.float64)
+        if any(a.shape != (n,) for a in (self._weights, self._word_weights, self._idf)):
+            raise ModelFileError(f"inconsistent hashed model: tables must hold {n} buckets")
+        if self._hand_coef.shape != (len(HAND_FEATURES),):
+            raise ModelFileError(
+                f"inconsistent hashed model: {len(HAND_FEATURES)} hand coefficients expected"
+            )
+        self.intercept = float(meta["intercept"])
+        self.word_intercept = float(meta["word_intercept"])
+        self.threshold = float(meta["threshold"])
+        self.stage2 = BoostedStage(meta["stage2"])
+        self.word_model = True
+        self.vocab_size = n
+        self.meta = {k: v for k, v in meta.items() if k != "stage2"}
+
+    @classmethod
+    def load(cls, path: Traversable) -> HashedTextModel:
+        """Read an ``.npz`` written by ``gateway.tools.train_injection_hashed``. Raises
+        ``ModelFileError`` when the file is missing, unreadable or inconsistent."""
+        try:
+            with path.open("rb") as fh, np.load(fh, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            meta = json.loads(str(arrays.pop("meta")))
+            return cls(arrays, meta)
+        except ModelFileError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelFileError(f"cannot read hashed model file {path}: {exc}") from exc
+
+    def evaluate(self, text: str) -> tuple[float, list[float], NDArray[np.intp]]:
+        """``(logit, hand features, word buckets)`` of a normalised ``text``."""
+        chars, words = buckets(text.lower(), self.bits)
+        u, w = _weighted(np.concatenate([chars, words]), self._idf)
+        hand = hand_features(text)
+        z = self.intercept + float(w @ self._weights[u].astype(np.float64))
+        z += float(self._hand_coef @ np.asarray(hand, dtype=np.float64))
+        return z, hand, words
+
+    def word_logit(self, words: NDArray[np.intp]) -> float:
+        """The word-only logit of a text whose word buckets are ``words``."""
+        u, w = _weighted(words, self._idf)
+        return self.word_intercept + float(w @ self._word_weights[u].astype(np.float64))
