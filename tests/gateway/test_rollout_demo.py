@@ -41,7 +41,11 @@ def test_regressed_arms_are_deterministic_and_regressed_as_described() -> None:
 def test_unknown_scenario_is_refused_with_one_line() -> None:
     res = CliRunner().invoke(app, ["demo", "--scenario", "nope"])
     assert res.exit_code == 2
-    assert "--scenario: unknown scenario 'nope'" in res.output
+    # a choice list (issue 12): the refusal names the value and the choices, in one error line
+    errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1
+    assert "'--scenario'" in errors[0] and "'nope'" in errors[0]
+    assert "'traffic'" in errors[0] and "'rollout'" in errors[0]
 
 
 @pytest.mark.integration
