@@ -1,0 +1,54 @@
+"""The cheaper inference of ``prompt_injection`` gives the answers the previous code gave: on
+~5,000 real texts of the shipped data sets and encoded variants (``injection_sample``), every
+``(score, view)`` equals the one recorded with the code before the CPU work of issue 11
+(``fixtures/injection_scores.json``, scores as ``float.hex``), to 1e-9, and every verdict (score at
+or above the threshold) is the same."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from policies.builtin.prompt_injection import PromptInjectionPolicy
+from tests.policies.injection_sample import FIXTURE, sample
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def recorded() -> dict[str, object]:
+    doc: dict[str, object] = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    return doc
+
+
+def test_sample_is_the_recorded_one(recorded: dict[str, object]) -> None:
+    """The sample still holds the texts the scores were recorded on (a data change would make
+    the comparison below meaningless)."""
+    rows = recorded["rows"]
+    assert isinstance(rows, list)
+    texts = sample()
+    assert len(texts) == len(rows) > 5000
+    assert [_digest(t) for _, t in texts] == [r[0] for r in rows]
+
+
+def test_scores_views_and_verdicts_are_unchanged(recorded: dict[str, object]) -> None:
+    policy = PromptInjectionPolicy()
+    assert policy.threshold == recorded["threshold"]
+    rows = recorded["rows"]
+    assert isinstance(rows, list)
+    diffs: list[tuple[int, float, str, str]] = []
+    flipped = 0
+    for i, ((role, text), (_, score_hex, view)) in enumerate(zip(sample(), rows, strict=True)):
+        score, got_view = policy._scorer(role)(text)
+        want = float.fromhex(score_hex)
+        if abs(score - want) > 1e-9 or got_view != view:
+            diffs.append((i, score - want, got_view, view))
+        flipped += (score >= policy.threshold) != (want >= policy.threshold)
+    assert flipped == 0
+    assert diffs == []
+    attacks = sum(float.fromhex(r[1]) >= policy.threshold for r in rows)
+    assert 1000 < attacks < len(rows) - 1000  # the sample holds both kinds
