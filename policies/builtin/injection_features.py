@@ -207,22 +207,36 @@ def char_ngram_hashes(low: str) -> NDArray[np.uint64]:
     Polynomial hash over Unicode code points (multiplier 1,000,003, wrapping modulo 2**64, the
     n-gram length mixed in last), computed with numpy for the whole text at once: no per-n-gram
     string is built. Collisions between the ~10**5 n-grams of a model are negligible at 64 bits.
+    The hashes of all three lengths come from one running polynomial (the (n+1)-gram's is the
+    n-gram's times the multiplier plus the next code point), in the order 3-grams, 4-grams,
+    5-grams (the same numbers as hashing every n-gram from its first code point).
     """
     padded = f" {low} "
     cps = np.frombuffer(padded.encode("utf-32-le"), dtype="<u4").astype(np.uint64)
     m = cps.shape[0]
-    out: list[NDArray[np.uint64]] = []
-    for n in CHAR_NGRAMS:
-        if m < n:
-            continue
-        h = cps[: m - n + 1].copy()
-        for k in range(1, n):
-            h *= _HASH_MULT
-            h += cps[k : m - n + 1 + k]
-        h *= _HASH_MULT
-        h += np.uint64(n)
-        out.append(h)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+    first = CHAR_NGRAMS[0]
+    if m < first:
+        return np.zeros(0, dtype=np.uint64)
+    sizes = [m - n + 1 for n in CHAR_NGRAMS if m >= n]
+    out = np.empty(sum(sizes), dtype=np.uint64)
+    raw = cps[: sizes[0]].copy()
+    for k in range(1, first):
+        raw *= _HASH_MULT
+        raw += cps[k : sizes[0] + k]
+    out[: sizes[0]] = raw
+    start = sizes[0]
+    for n, size in zip(CHAR_NGRAMS[1:], sizes[1:], strict=False):
+        raw = raw[:size]
+        raw *= _HASH_MULT
+        raw += cps[n - 1 : n - 1 + size]
+        out[start : start + size] = raw
+        start += size
+    out *= _HASH_MULT
+    start = 0
+    for n, size in zip(CHAR_NGRAMS, sizes, strict=False):
+        out[start : start + size] += np.uint64(n)
+        start += size
+    return out
 
 
 def word_features(low: str) -> list[str]:
@@ -441,9 +455,13 @@ class BoostedStage:
         "_depth",
         "_feature",
         "_next",
+        "_next_flat",
+        "_roots",
         "_rows",
+        "_span",
         "_threshold",
         "_value",
+        "_value_flat",
         "baseline",
         "features",
         "trees",
@@ -504,18 +522,26 @@ class BoostedStage:
             depth = max(depth, _tree_depth(left, right, leaf))
         self._rows = np.arange(count)
         self._depth = depth
+        # The same arrays flattened (node ``(i, j)`` at ``i * width + j``; ``_next_flat`` holds flat
+        # indices, the right child ``_span`` after the left): one 1-D gather per level.
+        self._span = count * width
+        self._roots = self._rows * width
+        self._next_flat = (self._next + self._roots[None, :, None]).reshape(-1)
+        self._value_flat = self._value.reshape(-1)
 
     def decision(self, x: Sequence[float]) -> float:
         """The raw score (log-odds of attack) of one ``STAGE2_FEATURES`` vector (the sum of the
         leaf values reached is taken with numpy: equal to the node-by-node walk up to float
         rounding in the last place)."""
         xa = np.asarray(x, dtype=np.float64)
-        rows = self._rows
-        node = np.zeros(rows.shape[0], dtype=np.intp)
+        # every split node's test at once (leaves test feature 0 against 0.0: their answer is
+        # never read, a leaf's children are itself), then one gather per level
+        right = (xa[self._feature] > self._threshold).reshape(-1).astype(np.intp)
+        right *= self._span
+        node = self._roots
         for _ in range(self._depth):
-            right = xa[self._feature[rows, node]] > self._threshold[rows, node]
-            node = self._next[right.astype(np.intp), rows, node]
-        return self.baseline + float(self._value[rows, node].sum())
+            node = self._next_flat[right[node] + node]
+        return self.baseline + float(self._value_flat[node].sum())
 
 
 def _tree_depth(left: Sequence[int], right: Sequence[int], leaf: Sequence[bool]) -> int:

@@ -69,17 +69,38 @@ def buckets(low: str, bits: int = BUCKET_BITS) -> tuple[NDArray[np.intp], NDArra
     """``(character n-gram buckets, word buckets)`` of a lower-cased normalised text: each 64-bit
     hash (``char_ngram_hashes``, ``_word_hashes``) times the Fibonacci constant, top ``bits``
     bits (Knuth, TAOCP vol. 3, 6.4). Repeats kept (they are term counts)."""
-    shift = np.uint64(64 - bits)
-    chars = ((char_ngram_hashes(low) * _FIB) >> shift).astype(np.intp)
-    words = ((_word_hashes(low) * _FIB) >> shift).astype(np.intp)
-    return chars, words
+    both, n_chars = _all_buckets(low, bits)
+    wide = both.astype(np.intp)
+    return wide[:n_chars], wide[n_chars:]
 
 
-def _weighted(
-    terms: NDArray[np.intp], idf: NDArray[np.float32]
-) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-    """``(distinct buckets, (1 + ln tf) * idf / L2 norm)`` of a bucket array (empty in, empty out)."""
-    u, tf = np.unique(terms, return_counts=True)
+def _all_buckets(low: str, bits: int) -> tuple[NDArray[np.uint32], int]:
+    """The character n-gram buckets then the word buckets of ``buckets`` in one array (computed
+    with one multiply and one shift), and how many of them are character buckets. ``uint32``
+    (``bits`` <= 32): sorting it is about twice as fast as sorting 64-bit integers."""
+    chars = char_ngram_hashes(low)
+    both = np.concatenate([chars, _word_hashes(low)])
+    both *= _FIB
+    both >>= np.uint64(64 - bits)
+    return both.astype(np.uint32), chars.shape[0]
+
+
+def _weighted(terms: NDArray[Any], idf: NDArray[np.float32]) -> tuple[NDArray[Any], NDArray[np.float64]]:
+    """``(distinct buckets, (1 + ln tf) * idf / L2 norm)`` of a bucket array (empty in, empty out).
+    The distinct buckets come sorted, with their counts, as ``np.unique(terms,
+    return_counts=True)`` gives them (the same sort, mask and differences without its checks)."""
+    n = terms.shape[0]
+    if n == 0:
+        return terms, np.zeros(0, dtype=np.float64)
+    s = np.sort(terms)
+    first = np.empty(n, dtype=bool)
+    first[0] = True
+    np.not_equal(s[1:], s[:-1], out=first[1:])
+    idx = np.flatnonzero(first)
+    tf = np.empty(idx.shape[0], dtype=np.intp)
+    np.subtract(idx[1:], idx[:-1], out=tf[:-1])
+    tf[-1] = n - idx[-1]
+    u = s[idx]
     w = (1.0 + np.log(tf)) * idf[u].astype(np.float64)
     norm = math.sqrt(float(w @ w))
     return u, (w / norm if norm > 0.0 else w)
@@ -141,16 +162,16 @@ class HashedTextModel:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelFileError(f"cannot read hashed model file {path}: {exc}") from exc
 
-    def evaluate(self, text: str) -> tuple[float, list[float], NDArray[np.intp]]:
+    def evaluate(self, text: str) -> tuple[float, list[float], NDArray[np.uint32]]:
         """``(logit, hand features, word buckets)`` of a normalised ``text``."""
-        chars, words = buckets(text.lower(), self.bits)
-        u, w = _weighted(np.concatenate([chars, words]), self._idf)
+        both, n_chars = _all_buckets(text.lower(), self.bits)
+        u, w = _weighted(both, self._idf)
         hand = hand_features(text)
         z = self.intercept + float(w @ self._weights[u].astype(np.float64))
         z += float(self._hand_coef @ np.asarray(hand, dtype=np.float64))
-        return z, hand, words
+        return z, hand, both[n_chars:]
 
-    def word_logit(self, words: NDArray[np.intp]) -> float:
+    def word_logit(self, words: NDArray[Any]) -> float:
         """The word-only logit of a text whose word buckets are ``words``."""
         u, w = _weighted(words, self._idf)
         return self.word_intercept + float(w @ self._word_weights[u].astype(np.float64))
