@@ -785,7 +785,8 @@ class LinearTextModel:
 
 class TextModel(Protocol):
     """What ``score_text`` needs of a model: ``LinearTextModel`` or the hashed model
-    (``policies.builtin.injection_hashed.HashedTextModel``)."""
+    (``policies.builtin.injection_hashed.HashedTextModel``). The third item of ``evaluate`` (word
+    ids or word buckets: an integer array) goes back to the same model's ``word_logit``."""
 
     @property
     def stage2(self) -> BoostedStage | None: ...
@@ -793,9 +794,9 @@ class TextModel(Protocol):
     @property
     def word_model(self) -> object: ...
 
-    def evaluate(self, text: str) -> tuple[float, list[float], NDArray[np.intp]]: ...
+    def evaluate(self, text: str) -> tuple[float, list[float], NDArray[Any]]: ...
 
-    def word_logit(self, ids: NDArray[np.intp]) -> float: ...
+    def word_logit(self, ids: NDArray[Any]) -> float: ...
 
 
 CHUNK_CHARS = 16_000
@@ -816,10 +817,10 @@ def linear_best(model: TextModel, text: str) -> tuple[float, str, str, list[floa
     return z, view, view_text, hand
 
 
-def _linear_best(model: TextModel, text: str) -> tuple[float, str, str, list[float], NDArray[np.intp]]:
+def _linear_best(model: TextModel, text: str) -> tuple[float, str, str, list[float], NDArray[Any]]:
     """``linear_best`` plus the best view's ``word_ids`` (reused by the word model)."""
     best, best_view, best_text, best_hand = -math.inf, "plain", "", []
-    best_words: NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+    best_words: NDArray[Any] = np.zeros(0, dtype=np.intp)
     values = json_strings(text)
     if values is not None:
         text = values
