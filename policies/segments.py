@@ -60,6 +60,9 @@ _CUE = re.compile(
     r"system|override|overrides|must|now|do not|don't|stop|instead)\b",
     re.IGNORECASE,
 )
+_CUE_LOWER = re.compile(_CUE.pattern)
+"""``_CUE`` without ``IGNORECASE``, for lower-cased ASCII text: the same matches (the pattern is
+lower-case ASCII), ~3x faster than the case-insensitive alternation."""
 _MODEL = (
     r"(?:ai|a\.i\.|assistant|ai assistant|chatbot|bot|llm|language model|ai model|model|gpt|chatgpt|"
     r"claude|copilot|agent)"
@@ -117,9 +120,10 @@ def candidate_sentences(data: str) -> list[str]:
     """The instruction-like sentences of ``data`` (at most ``MAX_CANDIDATES``, in order; a
     sentence is cut at 400 characters)."""
     out: list[str] = []
+    ascii_only = data.isascii()
     for sentence in _SENTENCE.split(data):
         s = sentence.strip()
-        if len(s) >= 12 and _CUE.search(s):
+        if len(s) >= 12 and (_CUE_LOWER.search(s.lower()) if ascii_only else _CUE.search(s)):
             out.append(s[:400])
             if len(out) >= MAX_CANDIDATES:
                 break

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 
 import pytest
 
+from policies import segments
+from policies.builtin import normalize
 from policies.builtin.prompt_injection import PromptInjectionPolicy
 from tests.policies.injection_sample import FIXTURE, sample
 
@@ -52,3 +55,24 @@ def test_scores_views_and_verdicts_are_unchanged(recorded: dict[str, object]) ->
     assert diffs == []
     attacks = sum(float.fromhex(r[1]) >= policy.threshold for r in rows)
     assert 1000 < attacks < len(rows) - 1000  # the sample holds both kinds
+
+
+def test_fold_skip_and_lower_case_cues_give_the_full_passes() -> None:
+    """The two pre-checks give what the full passes give on every sample text (and on texts
+    made to hit them): the per-word folding skipped when no character can fold, the sentence
+    cues matched on the lower-cased ASCII text instead of case-insensitively."""
+    made = ["Ｉｇｎｏｒｅ “all” — previous", "Привет, мир", "ignоre the ‘rules’", "Dear ΑΙ, DO NOT stop"]
+    texts = [t for _, t in sample()] + made
+    for text in texts:
+        nfkc = unicodedata.normalize("NFKC", text)
+        full = nfkc if nfkc.isascii() else normalize._NON_ASCII_WORD.sub(normalize._fold_word, nfkc)
+        if "<" in full:
+            full = normalize._PLACEHOLDER.sub(normalize._entity_words, full)
+        assert normalize._fold(text) == full
+        data = segments.data_part(text, "user") or text
+        reference = [
+            s.strip()[:400]
+            for s in segments._SENTENCE.split(data)
+            if len(s.strip()) >= 12 and segments._CUE.search(s.strip())
+        ][: segments.MAX_CANDIDATES]
+        assert segments.candidate_sentences(data) == reference
