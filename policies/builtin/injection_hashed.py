@@ -85,13 +85,14 @@ def _all_buckets(low: str, bits: int) -> tuple[NDArray[np.uint32], int]:
     return both.astype(np.uint32), chars.shape[0]
 
 
-def _weighted(terms: NDArray[Any], idf: NDArray[np.float32]) -> tuple[NDArray[Any], NDArray[np.float64]]:
-    """``(distinct buckets, (1 + ln tf) * idf / L2 norm)`` of a bucket array (empty in, empty out).
-    The distinct buckets come sorted, with their counts, as ``np.unique(terms,
-    return_counts=True)`` gives them (the same sort, mask and differences without its checks)."""
+def _weighted_dot(terms: NDArray[Any], idf: NDArray[np.float32], weights: NDArray[np.float32]) -> float:
+    """``w @ weights[u]`` where ``u`` are the distinct buckets of ``terms`` and ``w`` their
+    ``(1 + ln tf) * idf`` L2-normalised; 0.0 for no terms. The distinct buckets come sorted,
+    with their counts, as ``np.unique(terms, return_counts=True)`` gives them (the same sort,
+    mask and differences without its checks)."""
     n = terms.shape[0]
     if n == 0:
-        return terms, np.zeros(0, dtype=np.float64)
+        return 0.0
     s = np.sort(terms)
     first = np.empty(n, dtype=bool)
     first[0] = True
@@ -103,7 +104,9 @@ def _weighted(terms: NDArray[Any], idf: NDArray[np.float32]) -> tuple[NDArray[An
     u = s[idx]
     w = (1.0 + np.log(tf)) * idf[u].astype(np.float64)
     norm = math.sqrt(float(w @ w))
-    return u, (w / norm if norm > 0.0 else w)
+    if norm > 0.0:
+        w = w / norm
+    return float(w @ weights[u].astype(np.float64))
 
 
 class HashedTextModel:
@@ -165,13 +168,11 @@ class HashedTextModel:
     def evaluate(self, text: str) -> tuple[float, list[float], NDArray[np.uint32]]:
         """``(logit, hand features, word buckets)`` of a normalised ``text``."""
         both, n_chars = _all_buckets(text.lower(), self.bits)
-        u, w = _weighted(both, self._idf)
+        z = self.intercept + _weighted_dot(both, self._idf, self._weights)
         hand = hand_features(text)
-        z = self.intercept + float(w @ self._weights[u].astype(np.float64))
         z += float(self._hand_coef @ np.asarray(hand, dtype=np.float64))
         return z, hand, both[n_chars:]
 
     def word_logit(self, words: NDArray[Any]) -> float:
         """The word-only logit of a text whose word buckets are ``words``."""
-        u, w = _weighted(words, self._idf)
-        return self.word_intercept + float(w @ self._word_weights[u].astype(np.float64))
+        return self.word_intercept + _weighted_dot(words, self._idf, self._word_weights)
