@@ -85,11 +85,16 @@ def _all_buckets(low: str, bits: int) -> tuple[NDArray[np.uint32], int]:
     return both.astype(np.uint32), chars.shape[0]
 
 
-def _weighted_dot(terms: NDArray[Any], idf: NDArray[np.float32], weights: NDArray[np.float32]) -> float:
-    """``w @ weights[u]`` where ``u`` are the distinct buckets of ``terms`` and ``w`` their
-    ``(1 + ln tf) * idf`` L2-normalised; 0.0 for no terms. The distinct buckets come sorted,
-    with their counts, as ``np.unique(terms, return_counts=True)`` gives them (the same sort,
-    mask and differences without its checks)."""
+def _weighted_dot(
+    terms: NDArray[Any], pairs: NDArray[np.uint64], weights: NDArray[np.float32] | None
+) -> float:
+    """``w @ weight[u]`` where ``u`` are the distinct buckets of ``terms`` and ``w`` their
+    ``(1 + ln tf) * idf`` L2-normalised; 0.0 for no terms. ``pairs``: per bucket the float32 pair
+    ``(idf, weight)`` packed in one 8-byte word, so that one gather fetches both (one cache miss
+    per bucket instead of two: the tables are 4 MB each, and a 2,000-character text touches
+    ~3,000 buckets); ``weights``: other weights to use instead of the packed ones. The distinct
+    buckets come sorted, with their counts, as ``np.unique(terms, return_counts=True)`` gives
+    them (the same sort, mask and differences without its checks)."""
     n = terms.shape[0]
     if n == 0:
         return 0.0
@@ -102,11 +107,13 @@ def _weighted_dot(terms: NDArray[Any], idf: NDArray[np.float32], weights: NDArra
     np.subtract(idx[1:], idx[:-1], out=tf[:-1])
     tf[-1] = n - idx[-1]
     u = s[idx]
-    w = (1.0 + np.log(tf)) * idf[u].astype(np.float64)
+    both = pairs[u].view(np.float32)
+    w = (1.0 + np.log(tf)) * both[0::2].astype(np.float64)
     norm = math.sqrt(float(w @ w))
     if norm > 0.0:
         w = w / norm
-    return float(w @ weights[u].astype(np.float64))
+    weight = both[1::2] if weights is None else weights[u]
+    return float(w @ weight.astype(np.float64))
 
 
 class HashedTextModel:
@@ -117,8 +124,7 @@ class HashedTextModel:
 
     __slots__ = (
         "_hand_coef",
-        "_idf",
-        "_weights",
+        "_pairs",
         "_word_weights",
         "bits",
         "intercept",
@@ -133,12 +139,14 @@ class HashedTextModel:
     def __init__(self, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]) -> None:
         self.bits = int(meta["bucket_bits"])
         n = 1 << self.bits
-        self._weights = np.asarray(arrays["weights"], dtype=np.float32)
+        weights = np.asarray(arrays["weights"], dtype=np.float32)
         self._word_weights = np.asarray(arrays["word_weights"], dtype=np.float32)
-        self._idf = np.asarray(arrays["idf"], dtype=np.float32)
+        idf = np.asarray(arrays["idf"], dtype=np.float32)
         self._hand_coef = np.asarray(arrays["hand_coef"], dtype=np.float64)
-        if any(a.shape != (n,) for a in (self._weights, self._word_weights, self._idf)):
+        if any(a.shape != (n,) for a in (weights, self._word_weights, idf)):
             raise ModelFileError(f"inconsistent hashed model: tables must hold {n} buckets")
+        self._pairs = np.stack([idf, weights], axis=1).view(np.uint64).reshape(n)
+        """Per bucket ``(idf, weight)`` as two float32 in one 8-byte word (``_weighted_dot``)."""
         if self._hand_coef.shape != (len(HAND_FEATURES),):
             raise ModelFileError(
                 f"inconsistent hashed model: {len(HAND_FEATURES)} hand coefficients expected"
@@ -168,11 +176,11 @@ class HashedTextModel:
     def evaluate(self, text: str) -> tuple[float, list[float], NDArray[np.uint32]]:
         """``(logit, hand features, word buckets)`` of a normalised ``text``."""
         both, n_chars = _all_buckets(text.lower(), self.bits)
-        z = self.intercept + _weighted_dot(both, self._idf, self._weights)
+        z = self.intercept + _weighted_dot(both, self._pairs, None)
         hand = hand_features(text)
         z += float(self._hand_coef @ np.asarray(hand, dtype=np.float64))
         return z, hand, both[n_chars:]
 
     def word_logit(self, words: NDArray[Any]) -> float:
         """The word-only logit of a text whose word buckets are ``words``."""
-        return self.word_intercept + _weighted_dot(words, self._idf, self._word_weights)
+        return self.word_intercept + _weighted_dot(words, self._pairs, self._word_weights)
