@@ -77,6 +77,9 @@ _ADDRESS = re.compile(
     rf"|\b{_MODEL}\s+(?:reading|processing|summari[sz]ing|translating)\s+this\b",
     re.IGNORECASE,
 )
+_ADDRESS_LOWER = re.compile(_ADDRESS.pattern)
+"""``_ADDRESS`` without ``IGNORECASE``, for lower-cased ASCII text: the same matches (its letters
+are lower-case ASCII), ~2x faster."""
 _OVERRIDE_OBJECT = (
     r"(?:\s+[\w'’-]+){0,4}?\s+(?:instructions?|directions?|task|request|rules|guidelines|prompt|"
     r"assignment|above|previous|prior|earlier|preceding|everything|all else|the rest)\b"
@@ -133,7 +136,9 @@ def candidate_sentences(data: str) -> list[str]:
 def directive_in_data(sentence: str) -> str | None:
     """``"addresses_model"`` or ``"override"`` when a data sentence matches a rule, else
     ``None``."""
-    if _ADDRESS.search(sentence):
+    if (
+        _ADDRESS_LOWER.search(sentence.lower()) if sentence.isascii() else _ADDRESS.search(sentence)
+    ) is not None:
         return "addresses_model"
     if _OVERRIDE.search(sentence):
         return "override"
