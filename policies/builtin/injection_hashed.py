@@ -45,7 +45,7 @@ __all__ = ["BUCKET_BITS", "HashedTextModel", "buckets"]
 BUCKET_BITS = 20
 """``2 ** 20`` buckets (1,048,576): 4 MB per float32 table."""
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_WORD_BYTES = re.compile(rb"[a-z0-9]+(?:'[a-z]+)?")
 _FIB = np.uint64(0x9E3779B97F4A7C15)
 _WORD_TAG = np.uint64(1 << 40)
 _BIGRAM_MULT = np.uint64(0x100000001B3)
@@ -55,10 +55,11 @@ _BIGRAM_TAG = np.uint64(7)
 def _word_hashes(low: str) -> NDArray[np.uint64]:
     """64-bit hashes of the word unigrams (crc32 of the UTF-8 word plus ``2 ** 40``) and bigrams
     (``h(a) * 0x100000001B3 + h(b) + 7``, wrapping) of a lower-cased text."""
-    words = _WORD.findall(low)
+    # the pattern is ASCII: on the UTF-8 bytes it finds the same words, already encoded
+    words = _WORD_BYTES.findall(low.encode("utf-8", "surrogatepass"))
     if not words:
         return np.zeros(0, dtype=np.uint64)
-    h = np.fromiter(map(zlib.crc32, map(str.encode, words)), dtype=np.uint64, count=len(words))
+    h = np.fromiter(map(zlib.crc32, words), dtype=np.uint64, count=len(words))
     h += _WORD_TAG
     if len(words) == 1:
         return h

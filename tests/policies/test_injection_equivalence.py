@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import unicodedata
+import zlib
 
+import numpy as np
 import pytest
 
 from policies import segments
-from policies.builtin import normalize
+from policies.builtin import injection_hashed, normalize
 from policies.builtin.prompt_injection import PromptInjectionPolicy
 from tests.policies.injection_sample import FIXTURE, sample
 
@@ -90,3 +93,16 @@ def test_fold_skip_and_lower_case_cues_give_the_full_passes() -> None:
             if full is None and segments._OVERRIDE.search(sentence):
                 full = "override"
             assert segments.directive_in_data(sentence) == full
+
+
+def test_word_hashes_from_the_utf8_bytes_are_the_per_word_ones() -> None:
+    """Word hashes found on the UTF-8 bytes equal crc32 of each word found on the text (the
+    reference computation), on the sample and on non-ASCII text with a lone surrogate."""
+    pattern = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+    made = ["ünï'co dé a's 'x b' 9\ud800x", "", "!!", "привет world's end"]
+    for text in [t.lower() for _, t in sample()[::3]] + made:
+        words = pattern.findall(text)
+        h = np.array([zlib.crc32(w.encode()) for w in words], dtype=np.uint64) + np.uint64(1 << 40)
+        if len(words) > 1:
+            h = np.concatenate([h, h[:-1] * np.uint64(0x100000001B3) + h[1:] + np.uint64(7)])
+        assert np.array_equal(injection_hashed._word_hashes(text), h)
