@@ -372,7 +372,8 @@ def gcg_features(text: str) -> list[float]:
     tail_s = " ".join(tail)
     head_s = " ".join(tokens[:-_TAIL_TOKENS]) if len(tokens) > _TAIL_TOKENS else ""
     n_tail = max(1, len(tail_s))
-    camel = sum(1 for t in tail if _CAMEL.search(t)) / len(tail)
+    # a join never spans the space between two tokens: none in the joined tail, none in a token
+    camel = sum(1 for t in tail if _CAMEL.search(t)) / len(tail) if _CAMEL.search(tail_s) else 0.0
     alternation = len(_LETTER_SYMBOL.findall(tail_s)) / n_tail
     contrast = _symbols(tail_s) / n_tail - _symbols(head_s) / len(head_s) if head_s else 0.0
     unbalanced = (
