@@ -139,6 +139,8 @@ class HashedTextModel:
 
     def __init__(self, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]) -> None:
         self.bits = int(meta["bucket_bits"])
+        if not 1 <= self.bits <= 32:  # buckets are sorted as uint32 (``_all_buckets``)
+            raise ModelFileError(f"inconsistent hashed model: bucket_bits {self.bits} not in 1..32")
         n = 1 << self.bits
         weights = np.asarray(arrays["weights"], dtype=np.float32)
         self._word_weights = np.asarray(arrays["word_weights"], dtype=np.float32)
