@@ -60,6 +60,9 @@ _CUE = re.compile(
     r"system|override|overrides|must|now|do not|don't|stop|instead)\b",
     re.IGNORECASE,
 )
+_CUE_LOWER = re.compile(_CUE.pattern)
+"""``_CUE`` without ``IGNORECASE``, for lower-cased ASCII text: the same matches (the pattern is
+lower-case ASCII), ~3x faster than the case-insensitive alternation."""
 _MODEL = (
     r"(?:ai|a\.i\.|assistant|ai assistant|chatbot|bot|llm|language model|ai model|model|gpt|chatgpt|"
     r"claude|copilot|agent)"
@@ -74,6 +77,9 @@ _ADDRESS = re.compile(
     rf"|\b{_MODEL}\s+(?:reading|processing|summari[sz]ing|translating)\s+this\b",
     re.IGNORECASE,
 )
+_ADDRESS_LOWER = re.compile(_ADDRESS.pattern)
+"""``_ADDRESS`` without ``IGNORECASE``, for lower-cased ASCII text: the same matches (its letters
+are lower-case ASCII), ~2x faster."""
 _OVERRIDE_OBJECT = (
     r"(?:\s+[\w'’-]+){0,4}?\s+(?:instructions?|directions?|task|request|rules|guidelines|prompt|"
     r"assignment|above|previous|prior|earlier|preceding|everything|all else|the rest)\b"
@@ -117,9 +123,10 @@ def candidate_sentences(data: str) -> list[str]:
     """The instruction-like sentences of ``data`` (at most ``MAX_CANDIDATES``, in order; a
     sentence is cut at 400 characters)."""
     out: list[str] = []
+    ascii_only = data.isascii()
     for sentence in _SENTENCE.split(data):
         s = sentence.strip()
-        if len(s) >= 12 and _CUE.search(s):
+        if len(s) >= 12 and (_CUE_LOWER.search(s.lower()) if ascii_only else _CUE.search(s)):
             out.append(s[:400])
             if len(out) >= MAX_CANDIDATES:
                 break
@@ -129,7 +136,9 @@ def candidate_sentences(data: str) -> list[str]:
 def directive_in_data(sentence: str) -> str | None:
     """``"addresses_model"`` or ``"override"`` when a data sentence matches a rule, else
     ``None``."""
-    if _ADDRESS.search(sentence):
+    if (
+        _ADDRESS_LOWER.search(sentence.lower()) if sentence.isascii() else _ADDRESS.search(sentence)
+    ) is not None:
         return "addresses_model"
     if _OVERRIDE.search(sentence):
         return "override"

@@ -207,22 +207,36 @@ def char_ngram_hashes(low: str) -> NDArray[np.uint64]:
     Polynomial hash over Unicode code points (multiplier 1,000,003, wrapping modulo 2**64, the
     n-gram length mixed in last), computed with numpy for the whole text at once: no per-n-gram
     string is built. Collisions between the ~10**5 n-grams of a model are negligible at 64 bits.
+    The hashes of all three lengths come from one running polynomial (the (n+1)-gram's is the
+    n-gram's times the multiplier plus the next code point), in the order 3-grams, 4-grams,
+    5-grams (the same numbers as hashing every n-gram from its first code point).
     """
     padded = f" {low} "
     cps = np.frombuffer(padded.encode("utf-32-le"), dtype="<u4").astype(np.uint64)
     m = cps.shape[0]
-    out: list[NDArray[np.uint64]] = []
-    for n in CHAR_NGRAMS:
-        if m < n:
-            continue
-        h = cps[: m - n + 1].copy()
-        for k in range(1, n):
-            h *= _HASH_MULT
-            h += cps[k : m - n + 1 + k]
-        h *= _HASH_MULT
-        h += np.uint64(n)
-        out.append(h)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+    first = CHAR_NGRAMS[0]
+    if m < first:
+        return np.zeros(0, dtype=np.uint64)
+    sizes = [m - n + 1 for n in CHAR_NGRAMS if m >= n]
+    out = np.empty(sum(sizes), dtype=np.uint64)
+    raw = cps[: sizes[0]].copy()
+    for k in range(1, first):
+        raw *= _HASH_MULT
+        raw += cps[k : sizes[0] + k]
+    out[: sizes[0]] = raw
+    start = sizes[0]
+    for n, size in zip(CHAR_NGRAMS[1:], sizes[1:], strict=False):
+        raw = raw[:size]
+        raw *= _HASH_MULT
+        raw += cps[n - 1 : n - 1 + size]
+        out[start : start + size] = raw
+        start += size
+    out *= _HASH_MULT
+    start = 0
+    for n, size in zip(CHAR_NGRAMS, sizes, strict=False):
+        out[start : start + size] += np.uint64(n)
+        start += size
+    return out
 
 
 def word_features(low: str) -> list[str]:
@@ -358,7 +372,8 @@ def gcg_features(text: str) -> list[float]:
     tail_s = " ".join(tail)
     head_s = " ".join(tokens[:-_TAIL_TOKENS]) if len(tokens) > _TAIL_TOKENS else ""
     n_tail = max(1, len(tail_s))
-    camel = sum(1 for t in tail if _CAMEL.search(t)) / len(tail)
+    # a join never spans the space between two tokens: none in the joined tail, none in a token
+    camel = sum(1 for t in tail if _CAMEL.search(t)) / len(tail) if _CAMEL.search(tail_s) else 0.0
     alternation = len(_LETTER_SYMBOL.findall(tail_s)) / n_tail
     contrast = _symbols(tail_s) / n_tail - _symbols(head_s) / len(head_s) if head_s else 0.0
     unbalanced = (
@@ -441,9 +456,13 @@ class BoostedStage:
         "_depth",
         "_feature",
         "_next",
+        "_next_flat",
+        "_roots",
         "_rows",
+        "_span",
         "_threshold",
         "_value",
+        "_value_flat",
         "baseline",
         "features",
         "trees",
@@ -504,18 +523,26 @@ class BoostedStage:
             depth = max(depth, _tree_depth(left, right, leaf))
         self._rows = np.arange(count)
         self._depth = depth
+        # The same arrays flattened (node ``(i, j)`` at ``i * width + j``; ``_next_flat`` holds flat
+        # indices, the right child ``_span`` after the left): one 1-D gather per level.
+        self._span = count * width
+        self._roots = self._rows * width
+        self._next_flat = (self._next + self._roots[None, :, None]).reshape(-1)
+        self._value_flat = self._value.reshape(-1)
 
     def decision(self, x: Sequence[float]) -> float:
         """The raw score (log-odds of attack) of one ``STAGE2_FEATURES`` vector (the sum of the
         leaf values reached is taken with numpy: equal to the node-by-node walk up to float
         rounding in the last place)."""
         xa = np.asarray(x, dtype=np.float64)
-        rows = self._rows
-        node = np.zeros(rows.shape[0], dtype=np.intp)
+        # every split node's test at once (leaves test feature 0 against 0.0: their answer is
+        # never read, a leaf's children are itself), then one gather per level
+        right = (xa[self._feature] > self._threshold).reshape(-1).astype(np.intp)
+        right *= self._span
+        node = self._roots
         for _ in range(self._depth):
-            right = xa[self._feature[rows, node]] > self._threshold[rows, node]
-            node = self._next[right.astype(np.intp), rows, node]
-        return self.baseline + float(self._value[rows, node].sum())
+            node = self._next_flat[right[node] + node]
+        return self.baseline + float(self._value_flat[node].sum())
 
 
 def _tree_depth(left: Sequence[int], right: Sequence[int], leaf: Sequence[bool]) -> int:
@@ -759,7 +786,8 @@ class LinearTextModel:
 
 class TextModel(Protocol):
     """What ``score_text`` needs of a model: ``LinearTextModel`` or the hashed model
-    (``policies.builtin.injection_hashed.HashedTextModel``)."""
+    (``policies.builtin.injection_hashed.HashedTextModel``). The third item of ``evaluate`` (word
+    ids or word buckets: an integer array) goes back to the same model's ``word_logit``."""
 
     @property
     def stage2(self) -> BoostedStage | None: ...
@@ -767,9 +795,9 @@ class TextModel(Protocol):
     @property
     def word_model(self) -> object: ...
 
-    def evaluate(self, text: str) -> tuple[float, list[float], NDArray[np.intp]]: ...
+    def evaluate(self, text: str) -> tuple[float, list[float], NDArray[Any]]: ...
 
-    def word_logit(self, ids: NDArray[np.intp]) -> float: ...
+    def word_logit(self, ids: NDArray[Any]) -> float: ...
 
 
 CHUNK_CHARS = 16_000
@@ -790,10 +818,10 @@ def linear_best(model: TextModel, text: str) -> tuple[float, str, str, list[floa
     return z, view, view_text, hand
 
 
-def _linear_best(model: TextModel, text: str) -> tuple[float, str, str, list[float], NDArray[np.intp]]:
+def _linear_best(model: TextModel, text: str) -> tuple[float, str, str, list[float], NDArray[Any]]:
     """``linear_best`` plus the best view's ``word_ids`` (reused by the word model)."""
     best, best_view, best_text, best_hand = -math.inf, "plain", "", []
-    best_words: NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+    best_words: NDArray[Any] = np.zeros(0, dtype=np.intp)
     values = json_strings(text)
     if values is not None:
         text = values

@@ -45,7 +45,7 @@ __all__ = ["BUCKET_BITS", "HashedTextModel", "buckets"]
 BUCKET_BITS = 20
 """``2 ** 20`` buckets (1,048,576): 4 MB per float32 table."""
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_WORD_BYTES = re.compile(rb"[a-z0-9]+(?:'[a-z]+)?")
 _FIB = np.uint64(0x9E3779B97F4A7C15)
 _WORD_TAG = np.uint64(1 << 40)
 _BIGRAM_MULT = np.uint64(0x100000001B3)
@@ -55,10 +55,11 @@ _BIGRAM_TAG = np.uint64(7)
 def _word_hashes(low: str) -> NDArray[np.uint64]:
     """64-bit hashes of the word unigrams (crc32 of the UTF-8 word plus ``2 ** 40``) and bigrams
     (``h(a) * 0x100000001B3 + h(b) + 7``, wrapping) of a lower-cased text."""
-    words = _WORD.findall(low)
+    # the pattern is ASCII: on the UTF-8 bytes it finds the same words, already encoded
+    words = _WORD_BYTES.findall(low.encode("utf-8", "surrogatepass"))
     if not words:
         return np.zeros(0, dtype=np.uint64)
-    h = np.fromiter(map(zlib.crc32, map(str.encode, words)), dtype=np.uint64, count=len(words))
+    h = np.fromiter(map(zlib.crc32, words), dtype=np.uint64, count=len(words))
     h += _WORD_TAG
     if len(words) == 1:
         return h
@@ -69,20 +70,51 @@ def buckets(low: str, bits: int = BUCKET_BITS) -> tuple[NDArray[np.intp], NDArra
     """``(character n-gram buckets, word buckets)`` of a lower-cased normalised text: each 64-bit
     hash (``char_ngram_hashes``, ``_word_hashes``) times the Fibonacci constant, top ``bits``
     bits (Knuth, TAOCP vol. 3, 6.4). Repeats kept (they are term counts)."""
-    shift = np.uint64(64 - bits)
-    chars = ((char_ngram_hashes(low) * _FIB) >> shift).astype(np.intp)
-    words = ((_word_hashes(low) * _FIB) >> shift).astype(np.intp)
-    return chars, words
+    both, n_chars = _all_buckets(low, bits)
+    wide = both.astype(np.intp)
+    return wide[:n_chars], wide[n_chars:]
 
 
-def _weighted(
-    terms: NDArray[np.intp], idf: NDArray[np.float32]
-) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-    """``(distinct buckets, (1 + ln tf) * idf / L2 norm)`` of a bucket array (empty in, empty out)."""
-    u, tf = np.unique(terms, return_counts=True)
-    w = (1.0 + np.log(tf)) * idf[u].astype(np.float64)
+def _all_buckets(low: str, bits: int) -> tuple[NDArray[np.uint32], int]:
+    """The character n-gram buckets then the word buckets of ``buckets`` in one array (computed
+    with one multiply and one shift), and how many of them are character buckets. ``uint32``
+    (``bits`` <= 32): sorting it is about twice as fast as sorting 64-bit integers."""
+    chars = char_ngram_hashes(low)
+    both = np.concatenate([chars, _word_hashes(low)])
+    both *= _FIB
+    both >>= np.uint64(64 - bits)
+    return both.astype(np.uint32), chars.shape[0]
+
+
+def _weighted_dot(
+    terms: NDArray[Any], pairs: NDArray[np.uint64], weights: NDArray[np.float32] | None
+) -> float:
+    """``w @ weight[u]`` where ``u`` are the distinct buckets of ``terms`` and ``w`` their
+    ``(1 + ln tf) * idf`` L2-normalised; 0.0 for no terms. ``pairs``: per bucket the float32 pair
+    ``(idf, weight)`` packed in one 8-byte word, so that one gather fetches both (one cache miss
+    per bucket instead of two: the tables are 4 MB each, and a 2,000-character text touches
+    ~3,000 buckets); ``weights``: other weights to use instead of the packed ones. The distinct
+    buckets come sorted, with their counts, as ``np.unique(terms, return_counts=True)`` gives
+    them (the same sort, mask and differences without its checks)."""
+    n = terms.shape[0]
+    if n == 0:
+        return 0.0
+    s = np.sort(terms)
+    first = np.empty(n, dtype=bool)
+    first[0] = True
+    np.not_equal(s[1:], s[:-1], out=first[1:])
+    idx = np.flatnonzero(first)
+    tf = np.empty(idx.shape[0], dtype=np.intp)
+    np.subtract(idx[1:], idx[:-1], out=tf[:-1])
+    tf[-1] = n - idx[-1]
+    u = s[idx]
+    both = pairs[u].view(np.float32)
+    w = (1.0 + np.log(tf)) * both[0::2].astype(np.float64)
     norm = math.sqrt(float(w @ w))
-    return u, (w / norm if norm > 0.0 else w)
+    if norm > 0.0:
+        w = w / norm
+    weight = both[1::2] if weights is None else weights[u]
+    return float(w @ weight.astype(np.float64))
 
 
 class HashedTextModel:
@@ -93,8 +125,7 @@ class HashedTextModel:
 
     __slots__ = (
         "_hand_coef",
-        "_idf",
-        "_weights",
+        "_pairs",
         "_word_weights",
         "bits",
         "intercept",
@@ -108,13 +139,17 @@ class HashedTextModel:
 
     def __init__(self, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]) -> None:
         self.bits = int(meta["bucket_bits"])
+        if not 1 <= self.bits <= 32:  # buckets are sorted as uint32 (``_all_buckets``)
+            raise ModelFileError(f"inconsistent hashed model: bucket_bits {self.bits} not in 1..32")
         n = 1 << self.bits
-        self._weights = np.asarray(arrays["weights"], dtype=np.float32)
+        weights = np.asarray(arrays["weights"], dtype=np.float32)
         self._word_weights = np.asarray(arrays["word_weights"], dtype=np.float32)
-        self._idf = np.asarray(arrays["idf"], dtype=np.float32)
+        idf = np.asarray(arrays["idf"], dtype=np.float32)
         self._hand_coef = np.asarray(arrays["hand_coef"], dtype=np.float64)
-        if any(a.shape != (n,) for a in (self._weights, self._word_weights, self._idf)):
+        if any(a.shape != (n,) for a in (weights, self._word_weights, idf)):
             raise ModelFileError(f"inconsistent hashed model: tables must hold {n} buckets")
+        self._pairs = np.stack([idf, weights], axis=1).view(np.uint64).reshape(n)
+        """Per bucket ``(idf, weight)`` as two float32 in one 8-byte word (``_weighted_dot``)."""
         if self._hand_coef.shape != (len(HAND_FEATURES),):
             raise ModelFileError(
                 f"inconsistent hashed model: {len(HAND_FEATURES)} hand coefficients expected"
@@ -141,16 +176,14 @@ class HashedTextModel:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelFileError(f"cannot read hashed model file {path}: {exc}") from exc
 
-    def evaluate(self, text: str) -> tuple[float, list[float], NDArray[np.intp]]:
+    def evaluate(self, text: str) -> tuple[float, list[float], NDArray[np.uint32]]:
         """``(logit, hand features, word buckets)`` of a normalised ``text``."""
-        chars, words = buckets(text.lower(), self.bits)
-        u, w = _weighted(np.concatenate([chars, words]), self._idf)
+        both, n_chars = _all_buckets(text.lower(), self.bits)
+        z = self.intercept + _weighted_dot(both, self._pairs, None)
         hand = hand_features(text)
-        z = self.intercept + float(w @ self._weights[u].astype(np.float64))
         z += float(self._hand_coef @ np.asarray(hand, dtype=np.float64))
-        return z, hand, words
+        return z, hand, both[n_chars:]
 
-    def word_logit(self, words: NDArray[np.intp]) -> float:
+    def word_logit(self, words: NDArray[Any]) -> float:
         """The word-only logit of a text whose word buckets are ``words``."""
-        u, w = _weighted(words, self._idf)
-        return self.word_intercept + float(w @ self._word_weights[u].astype(np.float64))
+        return self.word_intercept + _weighted_dot(words, self._pairs, self._word_weights)

@@ -133,6 +133,10 @@ def _build_fold_map() -> dict[int, str]:
 
 
 _FOLD: dict[int, str] = _build_fold_map()
+_FOLDABLE: frozenset[str] = frozenset(map(chr, _FOLD))
+"""The characters ``_FOLD`` changes: a text with none of them is left as it is by the folding
+(``_fold_word`` returns every word unchanged), so the per-word pass is skipped (an ``isdisjoint``
+scan, ~10x cheaper than the pass on a text with curly quotes or dashes)."""
 
 
 def fold_map() -> dict[int, str]:
@@ -178,7 +182,7 @@ def _fold(text: str) -> str:
     whitespace untouched."""
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
-        if not text.isascii():
+        if not text.isascii() and not _FOLDABLE.isdisjoint(text):
             text = _NON_ASCII_WORD.sub(_fold_word, text)
     if "<" in text:
         text = _PLACEHOLDER.sub(_entity_words, text)

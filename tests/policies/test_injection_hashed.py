@@ -78,6 +78,10 @@ def test_broken_hashed_files_are_refused(tmp_path: Path) -> None:
         HashedTextModel.load(bad)
     with pytest.raises(ModelFileError):
         HashedTextModel.load(tmp_path / "missing.npz")
+    meta = json.loads(str(arrays["meta"]))
+    np.savez(bad, **{**arrays, "meta": np.array(json.dumps({**meta, "bucket_bits": 33}))})
+    with pytest.raises(ModelFileError, match="bucket_bits"):
+        HashedTextModel.load(bad)
 
 
 def test_the_previous_model_still_loads_by_model_path() -> None:
