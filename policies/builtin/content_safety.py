@@ -155,9 +155,10 @@ class ContentSafetyPolicy:
         (``fold_placeholders``): unfolded, "write to <EMAIL_ADDRESS_1>" scored 0.67, over the
         threshold of the first request model."""
         out: list[tuple[str, float, bool]] = []
-        if self.lexicon.slurs(text):
+        slurs, minor_sexual = self.lexicon.scan(text)
+        if slurs:
             out.append(("S10", 1.0, True))
-        if self.lexicon.minor_sexual(text):
+        if minor_sexual:
             out.append(("S4", 1.0, True))
         if stage is Stage.PRE_CALL:
             folded = fold_placeholders(text)
