@@ -128,7 +128,7 @@ class Lexicon:
 
     def _slurs(self, folded: str, tokens: list[str]) -> int:
         words = self.slur_words
-        n = 0 if words.isdisjoint(tokens) else sum(1 for t in tokens if t in words)
+        n = 0 if words.isdisjoint(tokens) else sum(map(words.__contains__, tokens))
         if not _may_be_spaced(tokens):
             return n
         for m in _SPACED.finditer(folded):

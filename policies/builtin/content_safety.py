@@ -161,18 +161,15 @@ class ContentSafetyPolicy:
         if minor_sexual:
             out.append(("S4", 1.0, True))
         if stage is Stage.PRE_CALL:
-            folded = fold_placeholders(text)
-            p, thr = self.model.request(folded), self.threshold
+            output, thr = False, self.threshold
         elif self.score_outputs:
-            folded = fold_placeholders(text)
-            p = self.model.output(folded)
+            output = True
             thr = self.output_threshold if stage is Stage.POST_CALL else self.stream_threshold
         else:
             return out
-        if p >= thr:
-            category = self.model.category(folded, p).category
-            if category not in {c for c, _, _ in out}:
-                out.append((category, p, False))
+        p, category = self.model.judge(fold_placeholders(text), output, thr)
+        if category is not None and category not in {c for c, _, _ in out}:
+            out.append((category, p, False))
         return out
 
     def check(self, ctx: CheckContext) -> PolicyResult:

@@ -93,6 +93,16 @@ def score(model: ContentSafetyModel, text: str, output: bool) -> float:
     return _sigmoid(z)
 
 
+def category(model: ContentSafetyModel, text: str) -> str:
+    """The old ``ContentSafetyModel.category(text).category``."""
+    cols = columns(text)
+    words = cols < BUCKETS
+    w, c = float(np.sum(model.idf2[cols[words]])), float(np.sum(model.idf2[cols[~words]]))
+    nw, nc = (1.0 / math.sqrt(w) if w > 0 else 0.0), (1.0 / math.sqrt(c) if c > 0 else 0.0)
+    logits = model.category_intercept + model.category_w[:, cols] @ np.where(words, nw, nc)
+    return model.categories[int(np.argmax(logits))]
+
+
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
 )

@@ -87,11 +87,13 @@ def test_columns_are_the_same_in_the_same_order(texts: list[str]) -> None:
 def test_scores_are_the_same(policy: ContentSafetyPolicy, texts: list[str]) -> None:
     model = policy.model
     worst = 0.0
-    for t in texts:
+    for i, t in enumerate(texts):
         folded = fold_placeholders(t)
         for output in (False, True):
             new = model.output(folded) if output else model.request(folded)
             worst = max(worst, abs(new - ref.score(model, folded, output)))
+        if i % 5 == 0:
+            assert model.category(folded).category == ref.category(model, folded), t[:80]
     assert worst <= 1e-9
 
 
@@ -121,7 +123,7 @@ def test_verdicts_are_the_same(policy: ContentSafetyPolicy, texts: list[str]) ->
             folded = fold_placeholders(t)
             p = ref.score(model, folded, output)
             if p >= thr:
-                cat = model.category(folded, p).category
+                cat = ref.category(model, folded)
                 if cat not in {c for c, _, _ in want}:
                     want.append((cat, p, False))
             got = policy.findings(t, stage)
