@@ -50,9 +50,11 @@ def _powers(n: int) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
     return np.concatenate((one, up[:-1])), np.concatenate((one, down[:-1]))
 
 
-_UP, _DOWN = _powers(MAX_CHARS + 8)
+_UP, _DOWN = _powers(2 * MAX_CHARS + 16)
 """``P**k`` and ``P**-k`` modulo 2**64: the hash of ``s[a:b]`` is ``P**(b-1) * (G[b] - G[a])``
-with ``G`` the prefix sums of ``s[j] * P**-j``, so every n-gram and word hashes in one vector op."""
+with ``G`` the prefix sums of ``s[j] * P**-j``, so every n-gram and word hashes in one vector op.
+The hash does not depend on where ``s[a:b]`` lies, so the words' string and the characters'
+string share one prefix pass (``block_columns``; each at most ``MAX_CHARS + 3`` characters)."""
 
 
 def _clip(text: str) -> str:
@@ -74,11 +76,11 @@ with np.errstate(over="ignore"):
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
-def _prefix(s: str) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
+def _prefix(s: str) -> tuple[NDArray[np.uint32], NDArray[np.uint64]]:
     """``(codes, G)``: the code points of ``s`` and the prefix sums ``G`` of ``codes * P**-j``
     (``G[0] = 0``), with four zeros after ``G[len(s)]`` so that every window start has its 2-5 ends."""
     # surrogatepass: a lone surrogate ("\ud800", valid in JSON) must not raise
-    codes = np.frombuffer(s.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+    codes = np.frombuffer(s.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     n = len(codes)
     g = np.zeros(n + 5, dtype=np.uint64)
     np.multiply(codes, _DOWN[:n], out=g[1 : n + 1])  # array arithmetic wraps modulo 2**64
@@ -98,12 +100,9 @@ _UP_MIX_ROWS = _rows(_UP_MIX, 5, len(_UP_MIX) - 4)
 """``_UP_MIX_ROWS[j, a] = P**(a + j) * _MIX``."""
 
 
-def _words(low: str) -> NDArray[np.int64]:
-    words = _WORD.findall(low)
-    if not words:
-        return _EMPTY
-    codes, g = _prefix(f" {' '.join(words)} ")
-    space = np.flatnonzero(codes == 32)  # words lie between consecutive spaces
+def _words(codes: NDArray[np.uint32], g: NDArray[np.uint64], m: int) -> NDArray[np.int64]:
+    """Word 1-2-gram buckets of the words' string ``" w1 w2 ... "``, ``codes[:m]``."""
+    space = np.flatnonzero(codes[:m] == 32)  # words lie between consecutive spaces
     b = space[1:]
     # word i is s[a_i:b_i] and bigram i is s[a_i:b_(i+1)], hashed P**(b-1) * (G[b] - G[a])
     up, gb, ga = _UP_MIX[b - 1], g[b], g[space[:-1] + 1]
@@ -111,27 +110,24 @@ def _words(low: str) -> NDArray[np.int64]:
     return (h >> _SHIFT).view(np.int64)  # < 2**_BITS, so the same value as int64
 
 
-def _chars(low: str) -> NDArray[np.int64]:
-    """Character n-gram buckets in ``[0, BUCKETS)`` (not yet offset by ``BUCKETS``)."""
-    body = " ".join(low.split())  # = re.sub(r"\s+", " ", low).strip(): both use str.isspace
-    if not body:
-        return _EMPTY
-    codes, g = _prefix(f" {body} ")
-    n = len(codes)
+def _chars(codes: NDArray[np.uint32], g: NDArray[np.uint64], m: int) -> NDArray[np.int64]:
+    """Character n-gram buckets in ``[0, BUCKETS)`` (not yet offset by ``BUCKETS``) of the
+    characters' string ``" body "``, ``codes[m:]``."""
+    n = len(codes) - m
     # all 2-5 character windows [a, a + k) at once, rows k = 2..5, columns a = 0 .. n - 1; row
     # order then column order is the order of one pass per k (the scores' sums see the same order).
     # Kept: no space inside (scikit-learn's char_wb): sp[a + k - 2] == sp[a], sp the space counts;
     # k = 2 always, but for a = n - 1 (past the end). A window past the end (a + k > n) fails the
     # test for k > 2: sp[n - 1] counts the final space, and sp is padded with -1.
     sp = np.full(n + 3, -1, dtype=np.int64)
-    np.cumsum(codes == 32, out=sp[:n])
+    np.cumsum(codes[m:] == 32, out=sp[:n])
     spaces = _rows(sp, 4, n)
     keep = np.empty((4, n), dtype=bool)
     keep[0] = True
     keep[0, n - 1] = False
     np.equal(spaces[1:], spaces[0], out=keep[1:])
-    ends = _rows(g, 6, n)  # ends[j, a] = G[a + j]
-    h: NDArray[np.uint64] = _UP_MIX_ROWS[1:5, :n] * (ends[2:6] - ends[0]) + _CHARGRAM
+    ends = _rows(g[m:], 6, n)  # ends[j, a] = G[m + a + j]
+    h: NDArray[np.uint64] = _UP_MIX_ROWS[1:5, m : m + n] * (ends[2:6] - ends[0]) + _CHARGRAM
     return (h[keep] >> _SHIFT).view(np.int64)
 
 
@@ -141,7 +137,14 @@ def block_columns(text: str) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     are relative to its start (``columns`` adds ``BUCKETS``). Texts longer than ``MAX_CHARS`` are
     clipped to their head and tail."""
     low = _clip(_clip(text).lower())  # lower() can lengthen a text ("İ" -> "i̇")
-    return _words(low), _chars(low)
+    words = _WORD.findall(low)
+    body = " ".join(low.split())  # = re.sub(r"\s+", " ", low).strip(): both use str.isspace
+    if not body:  # no word either: words hold no space
+        return _EMPTY, _EMPTY
+    head = f" {' '.join(words)} " if words else ""
+    codes, g = _prefix(f"{head} {body} ")
+    m = len(head)
+    return (_words(codes, g, m) if words else _EMPTY), _chars(codes, g, m)
 
 
 def columns(text: str) -> NDArray[np.int64]:

@@ -49,10 +49,14 @@ def _fold_lower(low: str) -> str:
     return _REPEAT.sub(r"\1\1", low) if _has_letter_run(low) else low
 
 
+_SHORT = 256
+"""Below this many characters the regular expression itself is cheaper than the numpy pass."""
+
+
 def _has_letter_run(text: str) -> bool:
     """Whether ``text`` has one of ``a``..``z`` three times in a row (what ``_REPEAT`` matches)."""
-    if len(text) < 3:
-        return False
+    if len(text) < _SHORT:
+        return _REPEAT.search(text) is not None
     if text.isascii():
         c = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
     else:
