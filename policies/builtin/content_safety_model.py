@@ -114,11 +114,9 @@ class ContentSafetyModel:
             self._table[:, 0] = idf * idf
             self._table[:, 1] = np.asarray(raw["request_coef"], dtype=np.float64) * idf
             self._table[:, 2] = np.asarray(raw["output_coef"], dtype=np.float64) * idf
-            self.idf2, self.request_w, self.output_w = (self._table[:, j] for j in range(3))
             # one contiguous row of category weights per column (read with ``take``, as above)
             category_w = np.asarray(raw["category_coef"], dtype=np.float64) * idf
             self._category_t = np.ascontiguousarray(category_w.T)
-            self.category_w = self._category_t.T
             self.request_intercept = float(raw["request_intercept"])
             self.output_intercept = float(raw["output_intercept"])
             self.category_intercept = np.asarray(raw["category_intercept"], dtype=np.float64)
@@ -133,6 +131,28 @@ class ContentSafetyModel:
         if self.category_w.shape != (len(self.categories), WIDTH):
             raise ContentModelError("content-safety model: category_coef does not match the categories")
         self.features = int(np.count_nonzero(idf))
+
+    # Views of the tables, as properties so that pickling the model (the gateway's worker process
+    # gets a pickled pipeline) copies each table once, not once more per view.
+    @property
+    def idf2(self) -> NDArray[np.float64]:
+        """IDF squared per column (``WIDTH``)."""
+        return self._table[:, 0]
+
+    @property
+    def request_w(self) -> NDArray[np.float64]:
+        """Request model weights times IDF per column (``WIDTH``)."""
+        return self._table[:, 1]
+
+    @property
+    def output_w(self) -> NDArray[np.float64]:
+        """Output model weights times IDF per column (``WIDTH``)."""
+        return self._table[:, 2]
+
+    @property
+    def category_w(self) -> NDArray[np.float64]:
+        """Category weights times IDF (categories x ``WIDTH``)."""
+        return self._category_t.T
 
     @classmethod
     def load(cls, path: Traversable) -> ContentSafetyModel:

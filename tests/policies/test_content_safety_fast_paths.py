@@ -131,3 +131,16 @@ def test_verdicts_are_the_same(policy: ContentSafetyPolicy, texts: list[str]) ->
             assert all(abs(a[1] - b[1]) <= 1e-9 for a, b in zip(got, want, strict=True))
             flagged += bool(got)
     assert flagged > 50  # the sample exercises the model and lexicon paths, not only "allow"
+
+
+def test_pickled_model_holds_each_table_once(policy: ContentSafetyPolicy) -> None:
+    """The gateway's worker process gets a pickled pipeline: the weight views (``idf2``,
+    ``request_w``, ``output_w``, ``category_w``) must not be pickled as extra copies (+25 MB)."""
+    import pickle
+
+    model = policy.model
+    tables = model._table.nbytes + model._category_t.nbytes
+    assert len(pickle.dumps(model)) < 1.05 * tables
+    clone = pickle.loads(pickle.dumps(model))  # noqa: S301 - our own object
+    text = "How do I pick a lock?"
+    assert clone.request(text) == model.request(text) and clone.output(text) == model.output(text)
