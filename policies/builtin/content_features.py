@@ -18,11 +18,12 @@ so training and inference cannot disagree. Cost: linear in the text length (see
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["BUCKETS", "MAX_CHARS", "WIDTH", "columns"]
+__all__ = ["BUCKETS", "MAX_CHARS", "WIDTH", "block_columns", "columns"]
 
 _BITS = 17
 BUCKETS = 1 << _BITS
@@ -34,7 +35,6 @@ MAX_CHARS = 8_000
 is stated near the start or the end; the bound keeps the cost linear and small)."""
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_SPACES = re.compile(r"\s+")
 _NGRAMS = (2, 3, 4, 5)
 _P = np.uint64(0x100000001B3)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -50,9 +50,11 @@ def _powers(n: int) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
     return np.concatenate((one, up[:-1])), np.concatenate((one, down[:-1]))
 
 
-_UP, _DOWN = _powers(MAX_CHARS + 8)
+_UP, _DOWN = _powers(2 * MAX_CHARS + 16)
 """``P**k`` and ``P**-k`` modulo 2**64: the hash of ``s[a:b]`` is ``P**(b-1) * (G[b] - G[a])``
-with ``G`` the prefix sums of ``s[j] * P**-j``, so every n-gram and word hashes in one vector op."""
+with ``G`` the prefix sums of ``s[j] * P**-j``, so every n-gram and word hashes in one vector op.
+The hash does not depend on where ``s[a:b]`` lies, so the words' string and the characters'
+string share one prefix pass (``block_columns``; each at most ``MAX_CHARS + 3`` characters)."""
 
 
 def _clip(text: str) -> str:
@@ -62,59 +64,92 @@ def _clip(text: str) -> str:
     return text
 
 
-def _bucket(h: NDArray[np.uint64], salt: int) -> NDArray[np.int64]:
-    with np.errstate(over="ignore"):
-        mixed = (h + np.uint64(salt) * _SALT) * _MIX
-    return (mixed >> np.uint64(64 - _BITS)).astype(np.int64)  # [0, BUCKETS)
+_SHIFT = np.uint64(64 - _BITS)
+with np.errstate(over="ignore"):
+    # bucket(h, salt) = ((h + salt * _SALT) * _MIX) >> _SHIFT, with the multiplication by _MIX
+    # distributed (exact modulo 2**64): P**k * _MIX in one table, the salts times _MIX as constants
+    _UP_MIX = _UP * _MIX
+    _UNIGRAM = np.uint64(1) * _SALT * _MIX
+    _BIGRAM = np.uint64(2) * _SALT * _MIX
+    _CHARGRAM = (np.array(_NGRAMS, dtype=np.uint64)[:, None] + np.uint64(10) * _SALT) * _MIX
+    """Per row k = 2..5: (k + 10 * _SALT) * _MIX (a character n-gram's hash has its length added)."""
+_EMPTY = np.zeros(0, dtype=np.int64)
 
 
-def _prefix(s: str) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
-    """``(codes, G)``: the code points of ``s`` and the prefix sums ``G`` of ``codes * P**-j``."""
+def _prefix(s: str) -> tuple[NDArray[np.uint32], NDArray[np.uint64]]:
+    """``(codes, G)``: the code points of ``s`` and the prefix sums ``G`` of ``codes * P**-j``
+    (``G[0] = 0``), with four zeros after ``G[len(s)]`` so that every window start has its 2-5 ends."""
     # surrogatepass: a lone surrogate ("\ud800", valid in JSON) must not raise
-    codes = np.frombuffer(s.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        g = np.cumsum(codes * _DOWN[: len(codes)], dtype=np.uint64)
-    return codes, np.concatenate((np.zeros(1, dtype=np.uint64), g))
-
-
-def _span(g: NDArray[np.uint64], a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.uint64]:
-    with np.errstate(over="ignore"):
-        return _UP[b - 1] * (g[b] - g[a])
-
-
-def _word_columns(low: str) -> NDArray[np.int64]:
-    words = _WORD.findall(low)
-    if not words:
-        return np.zeros(0, dtype=np.int64)
-    codes, g = _prefix(f" {' '.join(words)} ")
-    space = np.flatnonzero(codes == 32)  # words lie between consecutive spaces
-    uni = _bucket(_span(g, space[:-1] + 1, space[1:]), 1)
-    bi = _bucket(_span(g, space[:-2] + 1, space[2:]), 2)
-    return np.concatenate((uni, bi))
-
-
-def _char_columns(low: str) -> NDArray[np.int64]:
-    body = _SPACES.sub(" ", low).strip()
-    if not body:
-        return np.zeros(0, dtype=np.int64)
-    codes, g = _prefix(f" {body} ")
+    codes = np.frombuffer(s.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     n = len(codes)
-    sp = np.cumsum(codes == 32)
-    parts = []
-    with np.errstate(over="ignore"):
-        for k in _NGRAMS:
-            if n < k:
-                break
-            # windows [a, a + k) for a = 0 .. n - k, all as slices: hash P**(a+k-1) * (G[a+k] - G[a])
-            h = _UP[k - 1 : n] * (g[k : n + 1] - g[: n - k + 1]) + np.uint64(k)
-            keep = sp[k - 2 : n - 1] == sp[: n - k + 1]  # no space inside (scikit-learn's char_wb)
-            parts.append(h[keep])
-    return _bucket(np.concatenate(parts), 10) + BUCKETS
+    g = np.zeros(n + 5, dtype=np.uint64)
+    np.multiply(codes, _DOWN[:n], out=g[1 : n + 1])  # array arithmetic wraps modulo 2**64
+    np.cumsum(g[1 : n + 1], out=g[1 : n + 1])
+    return codes, g
+
+
+def _rows(a: NDArray[Any], rows: int, n: int) -> NDArray[Any]:
+    """A read-only view ``v[j, i] = a[i + j]`` of shape ``(rows, n)`` (``a`` contiguous, with at
+    least ``n + rows - 1`` items); cheaper to build than ``sliding_window_view``."""
+    v: NDArray[Any] = np.ndarray((rows, n), a.dtype, a, 0, (a.itemsize, a.itemsize))
+    v.flags.writeable = False
+    return v
+
+
+_UP_MIX_ROWS = _rows(_UP_MIX, 5, len(_UP_MIX) - 4)
+"""``_UP_MIX_ROWS[j, a] = P**(a + j) * _MIX``."""
+
+
+def _words(codes: NDArray[np.uint32], g: NDArray[np.uint64], m: int) -> NDArray[np.int64]:
+    """Word 1-2-gram buckets of the words' string ``" w1 w2 ... "``, ``codes[:m]``."""
+    space = np.flatnonzero(codes[:m] == 32)  # words lie between consecutive spaces
+    b = space[1:]
+    # word i is s[a_i:b_i] and bigram i is s[a_i:b_(i+1)], hashed P**(b-1) * (G[b] - G[a])
+    up, gb, ga = _UP_MIX[b - 1], g[b], g[space[:-1] + 1]
+    h = np.concatenate((up * (gb - ga) + _UNIGRAM, up[1:] * (gb[1:] - ga[:-1]) + _BIGRAM))
+    return (h >> _SHIFT).view(np.int64)  # < 2**_BITS, so the same value as int64
+
+
+def _chars(codes: NDArray[np.uint32], g: NDArray[np.uint64], m: int) -> NDArray[np.int64]:
+    """Character n-gram buckets in ``[0, BUCKETS)`` (not yet offset by ``BUCKETS``) of the
+    characters' string ``" body "``, ``codes[m:]``."""
+    n = len(codes) - m
+    # all 2-5 character windows [a, a + k) at once, rows k = 2..5, columns a = 0 .. n - 1; row
+    # order then column order is the order of one pass per k (the scores' sums see the same order).
+    # Kept: no space inside (scikit-learn's char_wb): sp[a + k - 2] == sp[a], sp the space counts;
+    # k = 2 always, but for a = n - 1 (past the end). A window past the end (a + k > n) fails the
+    # test for k > 2: sp[n - 1] counts the final space, and sp is padded with -1.
+    sp = np.full(n + 3, -1, dtype=np.int64)
+    np.cumsum(codes[m:] == 32, out=sp[:n])
+    spaces = _rows(sp, 4, n)
+    keep = np.empty((4, n), dtype=bool)
+    keep[0] = True
+    keep[0, n - 1] = False
+    np.equal(spaces[1:], spaces[0], out=keep[1:])
+    ends = _rows(g[m:], 6, n)  # ends[j, a] = G[m + a + j]
+    h: NDArray[np.uint64] = _UP_MIX_ROWS[1:5, m : m + n] * (ends[2:6] - ends[0]) + _CHARGRAM
+    return (h[keep] >> _SHIFT).view(np.int64)
+
+
+def block_columns(text: str) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """``(words, characters)``: the hashed feature columns of ``text`` per block, one per
+    occurrence (unsorted, repeats kept), both in ``[0, BUCKETS)``: the character block's columns
+    are relative to its start (``columns`` adds ``BUCKETS``). Texts longer than ``MAX_CHARS`` are
+    clipped to their head and tail."""
+    low = _clip(_clip(text).lower())  # lower() can lengthen a text ("İ" -> "i̇")
+    words = _WORD.findall(low)
+    body = " ".join(low.split())  # = re.sub(r"\s+", " ", low).strip(): both use str.isspace
+    if not body:  # no word either: words hold no space
+        return _EMPTY, _EMPTY
+    head = f" {' '.join(words)} " if words else ""
+    codes, g = _prefix(f"{head} {body} ")
+    m = len(head)
+    return (_words(codes, g, m) if words else _EMPTY), _chars(codes, g, m)
 
 
 def columns(text: str) -> NDArray[np.int64]:
     """The hashed feature columns of ``text``, one per occurrence (unsorted, repeats kept), in
     ``[0, WIDTH)``: words below ``BUCKETS``, characters from ``BUCKETS`` on. Texts longer than
     ``MAX_CHARS`` are clipped to their head and tail."""
-    low = _clip(_clip(text).lower())  # lower() can lengthen a text ("İ" -> "i̇")
-    return np.concatenate((_word_columns(low), _char_columns(low)))
+    words, chars = block_columns(text)
+    return np.concatenate((words, chars + BUCKETS))

@@ -155,23 +155,21 @@ class ContentSafetyPolicy:
         (``fold_placeholders``): unfolded, "write to <EMAIL_ADDRESS_1>" scored 0.67, over the
         threshold of the first request model."""
         out: list[tuple[str, float, bool]] = []
-        if self.lexicon.slurs(text):
+        slurs, minor_sexual = self.lexicon.scan(text)
+        if slurs:
             out.append(("S10", 1.0, True))
-        if self.lexicon.minor_sexual(text):
+        if minor_sexual:
             out.append(("S4", 1.0, True))
         if stage is Stage.PRE_CALL:
-            folded = fold_placeholders(text)
-            p, thr = self.model.request(folded), self.threshold
+            output, thr = False, self.threshold
         elif self.score_outputs:
-            folded = fold_placeholders(text)
-            p = self.model.output(folded)
+            output = True
             thr = self.output_threshold if stage is Stage.POST_CALL else self.stream_threshold
         else:
             return out
-        if p >= thr:
-            category = self.model.category(folded, p).category
-            if category not in {c for c, _, _ in out}:
-                out.append((category, p, False))
+        p, category = self.model.judge(fold_placeholders(text), output, thr)
+        if category is not None and category not in {c for c, _, _ in out}:
+            out.append((category, p, False))
         return out
 
     def check(self, ctx: CheckContext) -> PolicyResult:

@@ -30,7 +30,7 @@ from importlib.resources.abc import Traversable
 import numpy as np
 from numpy.typing import NDArray
 
-from policies.builtin.content_features import BUCKETS, WIDTH, columns
+from policies.builtin.content_features import BUCKETS, WIDTH, block_columns, columns
 
 __all__ = ["FORMAT", "CategoryScore", "ContentModelError", "ContentSafetyModel", "vectors"]
 
@@ -86,6 +86,17 @@ def vectors(texts: list[str], idf: NDArray[np.float64]) -> tuple[NDArray[np.floa
     return np.concatenate(data), np.concatenate(ind).astype(np.float64), np.asarray(ptr, dtype=np.float64)
 
 
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """One feature block of a text: its columns (relative to ``at``, the block's first column),
+    their table rows, its norm."""
+
+    cols: NDArray[np.int64]
+    at: int
+    rows: NDArray[np.float64]
+    norm: float
+
+
 def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
@@ -97,10 +108,15 @@ class ContentSafetyModel:
     def __init__(self, raw: dict[str, NDArray[np.generic]]) -> None:
         try:
             idf = np.asarray(raw["idf"], dtype=np.float64)
-            self.idf2 = idf * idf
-            self.request_w = np.asarray(raw["request_coef"], dtype=np.float64) * idf
-            self.output_w = np.asarray(raw["output_coef"], dtype=np.float64) * idf
-            self.category_w = np.asarray(raw["category_coef"], dtype=np.float64) * idf
+            # one row of 32 bytes per column: idf**2, request and output weights (times idf), 0;
+            # a text's columns are random, so each costs one cache line instead of one per array
+            self._table = np.zeros((len(idf), 4), dtype=np.float64)
+            self._table[:, 0] = idf * idf
+            self._table[:, 1] = np.asarray(raw["request_coef"], dtype=np.float64) * idf
+            self._table[:, 2] = np.asarray(raw["output_coef"], dtype=np.float64) * idf
+            # one contiguous row of category weights per column (read with ``take``, as above)
+            category_w = np.asarray(raw["category_coef"], dtype=np.float64) * idf
+            self._category_t = np.ascontiguousarray(category_w.T)
             self.request_intercept = float(raw["request_intercept"])
             self.output_intercept = float(raw["output_intercept"])
             self.category_intercept = np.asarray(raw["category_intercept"], dtype=np.float64)
@@ -115,6 +131,28 @@ class ContentSafetyModel:
         if self.category_w.shape != (len(self.categories), WIDTH):
             raise ContentModelError("content-safety model: category_coef does not match the categories")
         self.features = int(np.count_nonzero(idf))
+
+    # Views of the tables, as properties so that pickling the model (the gateway's worker process
+    # gets a pickled pipeline) copies each table once, not once more per view.
+    @property
+    def idf2(self) -> NDArray[np.float64]:
+        """IDF squared per column (``WIDTH``)."""
+        return self._table[:, 0]
+
+    @property
+    def request_w(self) -> NDArray[np.float64]:
+        """Request model weights times IDF per column (``WIDTH``)."""
+        return self._table[:, 1]
+
+    @property
+    def output_w(self) -> NDArray[np.float64]:
+        """Output model weights times IDF per column (``WIDTH``)."""
+        return self._table[:, 2]
+
+    @property
+    def category_w(self) -> NDArray[np.float64]:
+        """Category weights times IDF (categories x ``WIDTH``)."""
+        return self._category_t.T
 
     @classmethod
     def load(cls, path: Traversable) -> ContentSafetyModel:
@@ -132,32 +170,57 @@ class ContentSafetyModel:
             raise ContentModelError(f"content-safety model {path} lacks {missing}")
         return cls(raw)
 
-    def _score(
-        self, text: str, weights: NDArray[np.float64], intercept: float
-    ) -> tuple[float, NDArray[np.int64]]:
-        cols = columns(text)
-        nw, nc = _norms(cols, self.idf2)
-        words = cols < BUCKETS
-        z = intercept + nw * float(np.sum(weights[cols[words]])) + nc * float(np.sum(weights[cols[~words]]))
-        return _sigmoid(z), cols
+    def _blocks(self, text: str) -> list[_Block]:
+        """The feature blocks of ``text`` (words, characters), each with its table rows and norm
+        (``1 / sqrt(sum of idf**2)``, 0 for an empty block)."""
+        out = []
+        for cols, at in zip(block_columns(text), (0, BUCKETS), strict=True):
+            rows = self._table[at : at + BUCKETS].take(cols, axis=0)  # (n, 4)
+            s = float(rows[:, 0].sum())
+            out.append(_Block(cols, at, rows, 1.0 / math.sqrt(s) if s > 0 else 0.0))
+        return out
 
-    def request(self, text: str) -> float:
-        """P(``text`` is a harmful request), any length (``content_features.MAX_CHARS``)."""
-        return self._score(text, self.request_w, self.request_intercept)[0]
+    def _harmful(self, blocks: list[_Block], head: int, intercept: float) -> float:
+        """``sigmoid(intercept + sum over blocks of norm * sum(weights))``, ``head`` 1 (request)
+        or 2 (output). Each block's sums (``np.sum``'s pairwise summation, whatever the stride) add
+        the same numbers in the same order as sums over the masked concatenation of both blocks
+        did, so the score is the same to the last bit."""
+        z = intercept
+        for b in blocks:  # words, then characters
+            z += b.norm * float(b.rows[:, head].sum())
+        return _sigmoid(z)
 
-    def output(self, text: str) -> float:
-        """P(``text``, a model's reply or a piece of one, is harmful content)."""
-        return self._score(text, self.output_w, self.output_intercept)[0]
-
-    def category(self, text: str, harmful: float = 1.0) -> CategoryScore:
-        """The most likely hazard category of ``text`` (request or reply), with ``harmful`` as the
-        score to report."""
-        cols = columns(text)
-        nw, nc = _norms(cols, self.idf2)
-        scale = np.where(cols < BUCKETS, nw, nc)
-        logits = self.category_intercept + self.category_w[:, cols] @ scale
+    def _category(self, blocks: list[_Block], harmful: float) -> CategoryScore:
+        cols = np.concatenate([b.cols + b.at for b in blocks])
+        scale = np.concatenate([np.full(len(b.cols), b.norm) for b in blocks])
+        weights = np.ascontiguousarray(self._category_t.take(cols, axis=0).T)  # = category_w[:, cols]
+        logits = self.category_intercept + weights @ scale
         logits -= logits.max()
         p = np.exp(logits)
         p /= p.sum()
         k = int(np.argmax(p))
         return CategoryScore(harmful, self.categories[k], float(p[k]))
+
+    def request(self, text: str) -> float:
+        """P(``text`` is a harmful request), any length (``content_features.MAX_CHARS``)."""
+        return self._harmful(self._blocks(text), 1, self.request_intercept)
+
+    def output(self, text: str) -> float:
+        """P(``text``, a model's reply or a piece of one, is harmful content)."""
+        return self._harmful(self._blocks(text), 2, self.output_intercept)
+
+    def category(self, text: str, harmful: float = 1.0) -> CategoryScore:
+        """The most likely hazard category of ``text`` (request or reply), with ``harmful`` as the
+        score to report."""
+        return self._category(self._blocks(text), harmful)
+
+    def judge(self, text: str, output: bool, threshold: float) -> tuple[float, str | None]:
+        """``(p, category)``: P(harmful) of ``text`` as a reply (``output``) or as a request, and
+        when ``p >= threshold`` its most likely category (else None); the same numbers as
+        ``output`` / ``request`` then ``category``, with the features computed once."""
+        blocks = self._blocks(text)
+        if output:
+            p = self._harmful(blocks, 2, self.output_intercept)
+        else:
+            p = self._harmful(blocks, 1, self.request_intercept)
+        return p, (self._category(blocks, p).category if p >= threshold else None)
