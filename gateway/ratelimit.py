@@ -12,9 +12,14 @@ deployment spends one budget.
   before), so one request may overshoot the budget: the next are refused until the window ends.
   The same rule as LiteLLM's proxy and OpenAI's own token limits.
 
-A refused request gets ``RateLimited``: HTTP 429, OpenAI's ``rate_limit_exceeded`` shape, and
+A request must fit every budget that applies to it: its key's and its tenant's (a tenant without
+an entry of its own: a budget of the ``default`` entry's size, counted for that tenant alone). A
+refused request gets ``RateLimited``: HTTP 429, OpenAI's ``rate_limit_exceeded`` shape, and
 ``Retry-After`` (whole seconds until the oldest request leaves the moving window, or the token
-window ends). The upstream is never called.
+window ends). The upstream is never called, and a refused request spends no budget: every window
+is tested first, and only when all have room are the request budgets hit (the library's
+test-then-hit; the hit is atomic per budget, so concurrent requests near a limit can at worst
+leave one key hit counted for a request the tenant's budget then refuses).
 
 No budget configured (the default), or none that applies to the caller: no store round trip
 (``RateLimits.ticket`` returns None). Store down or slower than ``store_timeout_ms``: the request
@@ -31,7 +36,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import redis.asyncio as aioredis
 from limits import RateLimitItemPerMinute
@@ -149,14 +154,26 @@ class RateLimits:
 
     def ticket(self, tenant: str, key: str | None) -> Ticket | None:
         """The budgets of a request from ``tenant`` with the app key named ``key`` (None: an
-        unnamed key or no auth); None when none applies (no store round trip then)."""
+        unnamed key or no auth), the key's first; None when none applies (no store round trip
+        then). A tenant without an entry of its own gets a budget of the ``default`` entry's size,
+        counted for that tenant alone (its own counters, named by the tenant)."""
         if not self._callers:  # the default: no tenant or key budget, no work
             return None
-        found = self._tenants.get(tenant) or self._default
+        found = self._tenants.get(tenant)
+        if found is None and self._default is not None:
+            found = self._own_default(tenant)
         by_key = self._keys.get(key) if key is not None else None
         if found is None and by_key is None:
             return None
-        return Ticket(tuple(b for b in (found, by_key) if b is not None))
+        return Ticket(tuple(b for b in (by_key, found) if b is not None))
+
+    def _own_default(self, tenant: str) -> Budget:
+        """``tenant``'s budget of the ``default`` entry's limits, made once per tenant (tenant
+        names come from ``gateway.api_keys``: a finite set)."""
+        assert self._default is not None
+        found = self._tenants[tenant] = Budget("tenant", tenant, self._default.limit)
+        self._items[id(found)] = self._items[id(self._default)]
+        return found
 
     def deployment(self, name: str) -> Ticket | None:
         """The budget of the deployment ``name`` (``rpm``/``tpm`` in its ``litellm_params``)."""
@@ -165,24 +182,44 @@ class RateLimits:
     async def admit(self, ticket: Ticket) -> None:
         """Count one request against every budget of ``ticket``, refusing it when one is spent.
 
-        Raises ``RateLimited`` (429, ``retry_after`` seconds). Token budgets are checked first
-        (read only), then each request budget is taken in turn; a refusal by the second leaves
-        the first's count taken (the request was made). Store errors: admitted, warning logged."""
-        assert self._requests is not None and self._tokens is not None
+        Raises ``RateLimited`` (429, ``retry_after`` seconds). A refused request spends no budget:
+        every window is tested first (read only, concurrently), and only when all have room is
+        each request budget hit (key first; the hit is the library's atomic check-and-count).
+        Store errors: admitted, warning logged."""
         try:
             async with asyncio.timeout(self._timeout):
-                for b in ticket.budgets:
-                    tokens = self._items[id(b)][1]
-                    if tokens is not None and not await self._tokens.test(tokens, b.scope, b.name):
-                        stats = await self._tokens.get_window_stats(tokens, b.scope, b.name)
-                        raise _refused(b, f"{b.limit.tpm} tokens per minute", stats.reset_time)
-                for b in ticket.budgets:
-                    requests = self._items[id(b)][0]
-                    if requests is not None and not await self._requests.hit(requests, b.scope, b.name):
-                        stats = await self._requests.get_window_stats(requests, b.scope, b.name)
-                        raise _refused(b, f"{b.limit.rpm} requests per minute", stats.reset_time)
+                await self._admit(ticket)
         except (StorageError, RedisError, OSError, TimeoutError) as exc:
             self._store_down(exc)
+
+    async def _admit(self, ticket: Ticket) -> None:
+        """``admit`` without the store-error handling."""
+        assert self._requests is not None and self._tokens is not None
+        requests = [(b, item) for b in ticket.budgets if (item := self._items[id(b)][0]) is not None]
+        tokens = [(b, item) for b in ticket.budgets if (item := self._items[id(b)][1]) is not None]
+        checks = [self._tokens.test(item, b.scope, b.name) for b, item in tokens]
+        if len(requests) > 1:  # one request budget alone: its hit checks and counts at once
+            checks += [self._requests.test(item, b.scope, b.name) for b, item in requests]
+        room = await asyncio.gather(*checks) if checks else []
+        tested = [(b, item, "tpm") for b, item in tokens] + [(b, item, "rpm") for b, item in requests]
+        for (b, item, unit), ok in zip(tested, room, strict=False):
+            if not ok:
+                await self._refuse(b, item, unit)
+        for b, item in requests:
+            # Racing requests may both pass the test near a limit; the loser of a later hit then
+            # leaves its earlier (key) hit counted: at most one per racing request.
+            if not await self._requests.hit(item, b.scope, b.name):
+                await self._refuse(b, item, "rpm")
+
+    async def _refuse(self, budget: Budget, item: RateLimitItemPerMinute, unit: str) -> NoReturn:
+        """Raise the ``RateLimited`` of ``budget``'s spent ``unit`` (``rpm`` or ``tpm``) window,
+        its ``retry_after`` from the window's reset time."""
+        assert self._requests is not None and self._tokens is not None
+        if unit == "tpm":
+            stats = await self._tokens.get_window_stats(item, budget.scope, budget.name)
+            raise _refused(budget, f"{budget.limit.tpm} tokens per minute", stats.reset_time)
+        stats = await self._requests.get_window_stats(item, budget.scope, budget.name)
+        raise _refused(budget, f"{budget.limit.rpm} requests per minute", stats.reset_time)
 
     async def charge(self, ticket: Ticket, tokens: int) -> None:
         """Add ``tokens`` (a finished reply's ``usage.total_tokens``) to each token budget of

@@ -218,3 +218,46 @@ def test_guard_checks_count_against_the_request_budget(gateway: GatewayFactory) 
         third = httpx.post(f"{url}/v1/guard/check", json=check, timeout=30)
     assert [first.status_code, second.status_code, third.status_code] == [200, 200, 429]
     assert third.json()["error"]["code"] == "rate_limit_exceeded" and "Retry-After" in third.headers
+
+
+def test_tenants_without_an_entry_each_get_their_own_default_budget(gateway: GatewayFactory) -> None:
+    keys = [
+        {"key": "sk-1", "tenant": "a", "name": "k1"},
+        {"key": "sk-2", "tenant": "b", "name": "k2"},
+        {"key": "sk-3", "tenant": "c", "name": "k3"},
+    ]
+    limits = {"tenants": {"default": {"rpm": 2}, "c": {"rpm": 1}}}
+    with gateway(gateway={"api_keys": keys}, policies=[], rate_limits=limits) as url:
+
+        def send(key: str) -> httpx.Response:
+            auth = {"Authorization": f"Bearer {key}"}
+            return httpx.post(f"{url}/v1/chat/completions", json=_chat(), headers=auth, timeout=10)
+
+        a = [send("sk-1").status_code for _ in range(3)]
+        b = [send("sk-2") for _ in range(3)]
+        c = [send("sk-3").status_code for _ in range(2)]
+    assert a == [200, 200, 429]  # the default's size, counted for tenant a alone
+    assert [r.status_code for r in b] == [200, 200, 429]  # b's own budget, untouched by a's
+    assert "tenant 'b'" in b[2].json()["error"]["message"]  # the counter is b's, named so
+    assert "2 requests per minute" in b[2].json()["error"]["message"]
+    assert c == [200, 429]  # an entry of its own wins over the default
+
+
+@pytest.mark.parametrize("path", ["/v1/guard/check", "/v1/chat/completions"])
+def test_a_request_refused_by_one_budget_spends_no_other(gateway: GatewayFactory, path: str) -> None:
+    keys = [
+        {"key": "sk-ci", "tenant": "acme", "name": "ci-bot"},
+        {"key": "sk-web", "tenant": "acme", "name": "web"},
+    ]
+    limits = {"tenants": {"acme": {"rpm": 6}}, "keys": {"ci-bot": {"rpm": 2}}}
+    body: dict[str, Any] = _chat() if path.endswith("completions") else {"messages": _chat()["messages"]}
+    with gateway(gateway={"api_keys": keys}, policies=[], rate_limits=limits) as url:
+
+        def send(key: str) -> int:
+            auth = {"Authorization": f"Bearer {key}"}
+            return httpx.post(f"{url}{path}", json=body, headers=auth, timeout=30).status_code
+
+        ci = [send("sk-ci") for _ in range(6)]
+        web = [send("sk-web") for _ in range(5)]
+    assert ci == [200, 200, 429, 429, 429, 429]  # refused by the key's budget ...
+    assert web == [200, 200, 200, 200, 429]  # ... spent none of the tenant's: 6 - 2 left for web
