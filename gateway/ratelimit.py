@@ -10,7 +10,9 @@ deployment spends one budget.
   charged request. A request is admitted while the window's tokens are below ``tpm``; its
   ``usage.total_tokens`` is charged once the reply is over (the size of a reply is not known
   before), so one request may overshoot the budget: the next are refused until the window ends.
-  The same rule as LiteLLM's proxy and OpenAI's own token limits.
+  The same rule as LiteLLM's proxy and OpenAI's own token limits. A stream that ends without its
+  usage chunk (the client left) is charged ``estimated_tokens``: prompt and delivered completion
+  at ``CHARS_PER_TOKEN`` characters a token.
 
 A request must fit every budget that applies to it: its key's and its tenant's (a tenant without
 an entry of its own: a budget of the ``default`` entry's size, counted for that tenant alone). A
@@ -38,6 +40,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import orjson
 import redis.asyncio as aioredis
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -48,6 +51,7 @@ from redis.exceptions import RedisError
 from gateway.exchange import ChatResult
 from rollguard.errors import RateLimited
 from rollguard.ratelimit_settings import Limit, RateLimitSettings
+from rollguard.types import Interaction
 
 log = logging.getLogger("rollguard.ratelimit")
 
@@ -260,11 +264,16 @@ def _refused(budget: Budget, what: str, reset_time: float) -> RateLimited:
 def charged(result: ChatResult, ticket: Ticket, limits: RateLimits) -> ChatResult:
     """``result`` that charges the reply's tokens (``interaction.usage``, read when the reply is
     over) to ``ticket``'s token budgets: after the audit write of a JSON reply, at the end of a
-    stream (a task of its own: a stream's cleanup may run in a cancelled task)."""
+    stream (a task of its own: a stream's cleanup may run in a cancelled task). A stream that ended
+    without its usage chunk (the client left, the upstream broke off or sent none) is charged
+    ``estimated_tokens`` instead: the upstream was called and spent tokens all the same."""
     interaction = result.interaction
+    stream = result.stream is not None
 
     async def charge() -> None:
-        await limits.charge(ticket, usage_tokens(interaction.usage))
+        usage = interaction.usage
+        spent = usage_tokens(usage) if usage or not stream else estimated_tokens(interaction)
+        await limits.charge(ticket, spent)
 
     if result.stream is not None:
         return dataclasses.replace(result, stream=_then(result.stream, charge))
@@ -308,3 +317,34 @@ def usage_tokens(usage: dict[str, int]) -> int:
     if isinstance(total, int):
         return total
     return int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
+
+
+CHARS_PER_TOKEN = 4
+"""Characters per token of the estimate: OpenAI's rule of thumb for English text ("a token is
+about 4 characters", help.openai.com, "What are tokens and how to count them?")."""
+
+
+def estimated_tokens(interaction: Interaction) -> int:
+    """Tokens of a reply whose usage never came: the prompt (every message's text and tool calls)
+    plus the completion the client was delivered (text and tool calls), each ``ceil(characters /
+    CHARS_PER_TOKEN)``. Lower bounds: image and audio parts are not counted, nor text the upstream
+    sent that was still held back for the stream guardrails when the stream ended."""
+    prompt = sum(
+        _text_chars(m.get("content")) + _json_chars(m.get("tool_calls")) for m in interaction.messages
+    )
+    completion = len(interaction.completion or "") + _json_chars(interaction.tool_calls)
+    return math.ceil(prompt / CHARS_PER_TOKEN) + math.ceil(completion / CHARS_PER_TOKEN)
+
+
+def _text_chars(content: object) -> int:
+    """Characters of a message's ``content``: a string, or a list of parts (their ``text``)."""
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(len(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return 0
+
+
+def _json_chars(calls: object) -> int:
+    """Characters of tool calls as JSON (0 for none)."""
+    return len(orjson.dumps(calls, default=str)) if calls else 0

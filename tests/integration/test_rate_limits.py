@@ -8,7 +8,9 @@ shape and the store-down rule (fail open) on a real refused socket.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -261,3 +263,42 @@ def test_a_request_refused_by_one_budget_spends_no_other(gateway: GatewayFactory
         web = [send("sk-web") for _ in range(5)]
     assert ci == [200, 200, 429, 429, 429, 429]  # refused by the key's budget ...
     assert web == [200, 200, 200, 200, 429]  # ... spent none of the tenant's: 6 - 2 left for web
+
+
+def test_a_stream_the_client_leaves_before_its_usage_is_charged_an_estimate(
+    gateway: GatewayFactory, stub: Stub, redis_url: str
+) -> None:
+    head = "The first part of the reply arrives at once and leaves the hold-back window. " * 4
+    stub.script(
+        "scripted",
+        {"chunks": [{"content": head, "role": "assistant"}, {"delay_ms": 4000}, {"content": "tail"}]},
+    )
+    prompt = "count these words please " * 8  # 200 characters: 50 tokens at 4 characters each
+    body = {"model": "scripted", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    with gateway(policies=[], rate_limits={"tenants": {"default": {"tpm": 60}}}) as url:
+        received = ""
+        with (
+            httpx.Client(timeout=30) as client,
+            client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp,
+        ):
+            assert resp.status_code == 200
+            for line in resp.iter_lines():
+                if line.startswith("data: {"):
+                    received += "".join(
+                        c["delta"].get("content") or "" for c in json.loads(line[6:])["choices"]
+                    )
+                if received:
+                    break  # gone before the usage chunk (the stub is mid-pause)
+        expected = 50 + math.ceil(len(received) / 4)  # prompt + the completion the client got
+        spent: list[str] = []
+        for _ in range(100):  # charged in a task once the relay has cleaned up
+            spent = [store.get(k) or "" for k in store.keys("*tpm*tenant*default*")]
+            if spent:
+                break
+            time.sleep(0.05)
+        after = httpx.post(f"{url}/v1/chat/completions", json=_chat(), timeout=10)
+    store.close()
+    assert received and spent == [str(expected)], (received, spent)
+    assert after.status_code == 429  # the 60-token budget is spent by the stream the client left
+    assert "tenant 'default': 60 tokens per minute" in after.json()["error"]["message"]
