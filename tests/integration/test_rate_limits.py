@@ -25,6 +25,7 @@ import redis
 import yaml
 
 from gateway.ratelimit import RateLimits
+from rollguard.errors import RateLimited
 from rollguard.ratelimit_settings import RateLimitSettings
 from tests.integration.conftest import GatewayFactory, Stub
 from tests.servers import free_port, wait_http
@@ -302,3 +303,40 @@ def test_a_stream_the_client_leaves_before_its_usage_is_charged_an_estimate(
     assert received and spent == [str(expected)], (received, spent)
     assert after.status_code == 429  # the 60-token budget is spent by the stream the client left
     assert "tenant 'default': 60 tokens per minute" in after.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("tenant_rpm", "key_rpm"), [(10000, 150), (150, 10000), (160, 150)])
+def test_concurrent_refusals_leave_no_count_in_the_other_budget(
+    redis_url: str, tenant_rpm: int, key_rpm: int
+) -> None:
+    """600 requests, 48 at once, over two limiters (two processes' worth) on one store."""
+    settings = RateLimitSettings.model_validate(
+        {"tenants": {"t": {"rpm": tenant_rpm}}, "keys": {"k": {"rpm": key_rpm}}, "store_timeout_ms": 5000}
+    )
+
+    async def go() -> int:
+        limiters = [RateLimits.start(settings, redis_url), RateLimits.start(settings, redis_url)]
+        gate = asyncio.Semaphore(48)
+
+        async def one(i: int) -> bool:
+            limiter = limiters[i % 2]
+            ticket = limiter.ticket("t", "k")
+            assert ticket is not None
+            async with gate:
+                try:
+                    await limiter.admit(ticket)
+                except RateLimited:
+                    return False
+                return True
+
+        admitted = sum(await asyncio.gather(*(one(i) for i in range(600))))
+        for limiter in limiters:
+            await limiter.aclose()
+        return admitted
+
+    admitted = asyncio.run(go())
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    counts = {k.split("/")[1]: store.llen(k) for k in store.keys("rollguard:ratelimit:rpm/*")}
+    store.close()
+    assert admitted == min(tenant_rpm, key_rpm)
+    assert counts == {"tenant": admitted, "key": admitted}  # the refused counted in neither
