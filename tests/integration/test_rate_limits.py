@@ -24,11 +24,13 @@ import pytest
 import redis
 import yaml
 
+from gateway.app import create_app
 from gateway.ratelimit import RateLimits
 from rollguard.errors import RateLimited
 from rollguard.ratelimit_settings import RateLimitSettings
-from tests.integration.conftest import GatewayFactory, Stub
-from tests.servers import free_port, wait_http
+from rollguard.settings import RollguardSettings
+from tests.integration.conftest import GatewayFactory, Stub, base_config
+from tests.servers import free_port, serve_app, wait_http
 
 pytestmark = [pytest.mark.integration]
 
@@ -340,3 +342,27 @@ def test_concurrent_refusals_leave_no_count_in_the_other_budget(
     store.close()
     assert admitted == min(tenant_rpm, key_rpm)
     assert counts == {"tenant": admitted, "key": admitted}  # the refused counted in neither
+
+
+def test_a_request_refused_for_a_full_audit_store_spends_no_rate_budget(
+    stub: Stub, redis_url: str, tmp_path: Path
+) -> None:
+    config = base_config(
+        stub,
+        redis_url,
+        policies=[],
+        store={"redis_url": redis_url, "data_dir": str(tmp_path / "var"), "max_buffer": 100},
+        rate_limits={"tenants": {"default": {"rpm": 1}}},
+    )
+    app = create_app(RollguardSettings(**config))
+    with serve_app(app) as srv:
+        store = app.state.runtime.store
+        held = []
+        while store.room() > 0:  # the buffer's every place taken: the next request gets a 503
+            held.append(store.reserve())
+        full = httpx.post(f"{srv.url}/v1/chat/completions", json=_chat(), timeout=10)
+        for reservation in held:
+            reservation.release()
+        after = httpx.post(f"{srv.url}/v1/chat/completions", json=_chat(), timeout=10)
+    assert full.status_code == 503 and full.json()["error"]["code"] == "store_unavailable"
+    assert after.status_code == 200, after.text  # the 503 did not spend the 1 rpm
