@@ -12,7 +12,8 @@ deployment spends one budget.
   before), so one request may overshoot the budget: the next are refused until the window ends.
   The same rule as LiteLLM's proxy and OpenAI's own token limits. A stream that ends without its
   usage chunk (the client left) is charged ``estimated_tokens``: prompt and delivered completion
-  at ``CHARS_PER_TOKEN`` characters a token.
+  at ``CHARS_PER_TOKEN`` characters a token; a non-streamed request the client leaves (its
+  upstream call cancelled) is charged ``prompt_tokens`` by the route.
 
 A request must fit every budget that applies to it: its key's and its tenant's (a tenant without
 an entry of its own: a budget of the ``default`` entry's size, counted for that tenant alone). A
@@ -342,11 +343,21 @@ def estimated_tokens(interaction: Interaction) -> int:
     plus the completion the client was delivered (text and tool calls), each ``ceil(characters /
     CHARS_PER_TOKEN)``. Lower bounds: image and audio parts are not counted, nor text the upstream
     sent that was still held back for the stream guardrails when the stream ended."""
-    prompt = sum(
-        _text_chars(m.get("content")) + _json_chars(m.get("tool_calls")) for m in interaction.messages
-    )
     completion = len(interaction.completion or "") + _json_chars(interaction.tool_calls)
-    return math.ceil(prompt / CHARS_PER_TOKEN) + math.ceil(completion / CHARS_PER_TOKEN)
+    return prompt_tokens(interaction.messages) + math.ceil(completion / CHARS_PER_TOKEN)
+
+
+def prompt_tokens(messages: object) -> int:
+    """The estimate of a prompt's tokens: ``ceil(characters / CHARS_PER_TOKEN)`` of every message's
+    text and tool calls (0 for anything but a list of message objects)."""
+    if not isinstance(messages, list):
+        return 0
+    chars = sum(
+        _text_chars(m.get("content")) + _json_chars(m.get("tool_calls"))
+        for m in messages
+        if isinstance(m, dict)
+    )
+    return math.ceil(chars / CHARS_PER_TOKEN)
 
 
 def _text_chars(content: object) -> int:

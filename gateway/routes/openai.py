@@ -15,7 +15,7 @@ from gateway.disconnect import unless_disconnected
 from gateway.errors import documented_errors, error_response, json_response
 from gateway.exchange import ChatResult, RequestMeta
 from gateway.flags import FlagContext
-from gateway.ratelimit import charged
+from gateway.ratelimit import charged, prompt_tokens
 from gateway.relay import CLIENT_CLOSED_STATUS
 from gateway.routes.chat_schema import (
     CHAT_COMPLETION,
@@ -101,6 +101,8 @@ async def chat_completions(request: Request) -> Response:
         else:
             done = await unless_disconnected(work, request.receive)
             if done is None:  # the client left: upstream cancelled, recorded as 499
+                if ticket is not None:  # its usage never comes: the prompt's estimate is charged
+                    await rt.limits.charge(ticket, prompt_tokens(body.get("messages")))
                 return Response(status_code=CLIENT_CLOSED_STATUS)
             result = done
         if result.after is not None and rt.store.degraded:

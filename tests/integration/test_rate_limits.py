@@ -366,3 +366,25 @@ def test_a_request_refused_for_a_full_audit_store_spends_no_rate_budget(
         after = httpx.post(f"{srv.url}/v1/chat/completions", json=_chat(), timeout=10)
     assert full.status_code == 503 and full.json()["error"]["code"] == "store_unavailable"
     assert after.status_code == 200, after.text  # the 503 did not spend the 1 rpm
+
+
+def test_a_non_streamed_request_the_client_leaves_is_charged_its_prompt(
+    gateway: GatewayFactory, stub: Stub, redis_url: str
+) -> None:
+    stub.script("scripted", {"delay_ms": 3000}, times=None)
+    prompt = "count these words please " * 8  # 200 characters: 50 tokens at 4 characters each
+    body = {"model": "scripted", "messages": [{"role": "user", "content": prompt}]}
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    with gateway(policies=[], rate_limits={"tenants": {"default": {"tpm": 40}}}) as url:
+        with pytest.raises(httpx.ReadTimeout):  # gone while the upstream works: cancelled, a 499
+            httpx.post(f"{url}/v1/chat/completions", json=body, timeout=0.5)
+        spent: list[str] = []
+        for _ in range(100):
+            spent = [store.get(k) or "" for k in store.keys("*tpm*tenant*default*")]
+            if spent:
+                break
+            time.sleep(0.05)
+        after = httpx.post(f"{url}/v1/chat/completions", json=_chat(), timeout=10)
+    store.close()
+    assert stub.calls() == 1 and spent == ["50"], spent  # the upstream read the prompt
+    assert after.status_code == 429
