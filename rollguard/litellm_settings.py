@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ROUTER_KEYS = frozenset(
     {"num_retries", "timeout", "stream_timeout", "fallbacks", "retry_after", "allowed_fails", "cooldown_time"}
@@ -76,6 +76,21 @@ class ModelEntry(BaseModel):
             if key in v and (not isinstance(v[key], int) or isinstance(v[key], bool) or v[key] < 1):
                 raise ValueError(f"litellm_params.{key} must be a whole number >= 1 (per minute)")
         return v
+
+    @model_validator(mode="after")
+    def _stars_filled(self) -> ModelEntry:
+        """Each ``*`` of ``litellm_params.model`` is filled by what a ``*`` of the requested name
+        matched (``gateway.upstream.wildcards``): a model with more ``*`` than ``model_name`` would
+        send a literal ``*`` upstream, so it is refused."""
+        model = str(self.litellm_params["model"])
+        have, need = self.model_name.count("*"), model.count("*")
+        if need > have:
+            raise ValueError(
+                f"litellm_params.model {model!r} has {need} '*' but model_name {self.model_name!r} has"
+                f" {have}: each '*' of the model takes what a '*' of the requested name matched, so a"
+                " wildcard deployment needs a wildcard model_name (e.g. model_name: 'openai/*')"
+            )
+        return self
 
 
 class RouterSettings(BaseModel):

@@ -5,7 +5,7 @@
     rate_limits:
       tenants:
         acme: {rpm: 600, tpm: 200000}
-        default: {rpm: 60}          # tenants without an entry of their own
+        default: {rpm: 60}          # each tenant without an entry: its own 60 rpm
       keys:                         # by ``gateway.api_keys[].name``
         ci-bot: {rpm: 30, tpm: 20000}
 
@@ -37,7 +37,8 @@ class Limit(BaseModel):
 
 
 class RateLimitSettings(BaseModel):
-    """Per-tenant (``tenants``; the ``default`` entry covers tenants without one) and per-key
+    """Per-tenant (``tenants``; the ``default`` entry is the size of the budget each tenant without
+    an entry of its own gets, counted per tenant, not shared) and per-key
     (``keys``: the ``name`` of a ``gateway.api_keys`` entry) budgets. A request must fit every
     budget that applies to it: its tenant's and its key's."""
 
@@ -57,5 +58,5 @@ class RateLimitSettings(BaseModel):
         return bool(self.tenants or self.keys)
 
     def for_tenant(self, tenant: str) -> Limit | None:
-        """The tenant's budget, else the ``default`` entry's, else None."""
+        """The size of the tenant's budget: its entry, else the ``default`` entry, else None."""
         return self.tenants.get(tenant) or self.tenants.get("default")

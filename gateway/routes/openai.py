@@ -15,7 +15,7 @@ from gateway.disconnect import unless_disconnected
 from gateway.errors import documented_errors, error_response, json_response
 from gateway.exchange import ChatResult, RequestMeta
 from gateway.flags import FlagContext
-from gateway.ratelimit import charged
+from gateway.ratelimit import charged, prompt_tokens
 from gateway.relay import CLIENT_CLOSED_STATUS
 from gateway.routes.chat_schema import (
     CHAT_COMPLETION,
@@ -76,15 +76,16 @@ async def chat_completions(request: Request) -> Response:
     tenant, key = rt.auth.caller(request)
     body = await read_json_body(request, rt.settings.gateway.max_body_bytes)
     validate_chat_request(body)
-    ticket = rt.limits.ticket(tenant, key)  # None (no store round trip) unless a limit applies
-    if ticket is not None:
-        await rt.limits.admit(ticket)  # RateLimited: 429 with Retry-After, upstream not called
     # Admission reserves the record's place before anything is accepted (StoreFull: 503 with
     # Retry-After), so an accepted interaction is never dropped from the audit trail. Released
     # once the response is over (here, and by ``gateway.app.FastPath`` on every other exit).
+    # Before the rate limits: a request refused for a full store spends no rate budget.
     reservation = rt.store.reserve()
     request.state.reservation = reservation
     try:
+        ticket = rt.limits.ticket(tenant, key)  # None (no store round trip) unless a limit applies
+        if ticket is not None:
+            await rt.limits.admit(ticket)  # RateLimited: 429 with Retry-After, upstream not called
         client = request.client
         flags = FlagContext.from_request(
             user=body.get("user"),
@@ -100,6 +101,8 @@ async def chat_completions(request: Request) -> Response:
         else:
             done = await unless_disconnected(work, request.receive)
             if done is None:  # the client left: upstream cancelled, recorded as 499
+                if ticket is not None:  # its usage never comes: the prompt's estimate is charged
+                    await rt.limits.charge(ticket, prompt_tokens(body.get("messages")))
                 return Response(status_code=CLIENT_CLOSED_STATUS)
             result = done
         if result.after is not None and rt.store.degraded:

@@ -10,8 +10,11 @@ matched, in order::
 
 A configured alias always wins over a pattern; among patterns the most specific wins (the
 longest, then the one with more ``*``; LiteLLM's order), then config order. A ``*`` in
-``model_name`` matches any characters (also none and ``/``); the match is anchored at both ends.
-More request parts than the model has ``*``: the requested name is sent as is (LiteLLM's rule).
+``model_name`` matches one or more characters (also ``/``; never none, unlike LiteLLM's ``.*``:
+``openai/`` must not send an empty model upstream, it is a 404 ``model_not_found``); the match is
+anchored at both ends. More request parts than the model has ``*``: the requested name is sent
+as is (LiteLLM's rule); fewer ``model_name`` ``*`` than the model has is refused at load
+(``rollguard.litellm_settings.ModelEntry``), so no ``*`` is ever sent upstream.
 
 The deployments made for one requested name keep the pattern's ``alias`` (spans, metric labels
 and rpm/tpm budgets name the configured pattern, never the client's string) and are cached, at
@@ -42,7 +45,7 @@ class _Tables(Protocol):
 
 
 def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(re.escape(pattern).replace(r"\*", "(.*)"), re.DOTALL)
+    return re.compile(re.escape(pattern).replace(r"\*", "(.+)"), re.DOTALL)
 
 
 class Wildcards:

@@ -6,12 +6,14 @@ tests/integration/test_rate_limits.py."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 
+import orjson
 from limits.aio.storage import MemoryStorage
 
 from gateway.exchange import ChatResult
-from gateway.ratelimit import RateLimits, charged
+from gateway.ratelimit import RateLimits, charged, estimated_tokens
 from rollguard.errors import RateLimited
 from rollguard.ratelimit_settings import RateLimitSettings
 from rollguard.types import Interaction
@@ -80,3 +82,49 @@ async def test_json_reply_charged_after_its_audit_write() -> None:
         pass
     else:
         raise AssertionError("7 + 5 tokens were not charged")
+
+
+def test_the_estimate_counts_prompt_and_delivered_completion_at_4_characters_a_token() -> None:
+    rec = interaction()
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    rec.messages = [
+        {"role": "system", "content": "x" * 10},  # 10
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "y" * 7}, {"type": "image_url", "image_url": {}}],
+        },
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+    ]
+    rec.completion = "z" * 9
+    calls_chars = len(orjson.dumps([call]))
+    assert estimated_tokens(rec) == math.ceil((10 + 7 + calls_chars) / 4) + math.ceil(9 / 4)
+    rec.messages, rec.completion = [], None
+    assert estimated_tokens(rec) == 0
+
+
+async def test_a_stream_without_usage_is_charged_the_estimate_a_json_error_nothing() -> None:
+    async def relay() -> AsyncIterator[bytes]:
+        yield b"data: one\n\n"
+
+    limits = limiter()
+    ticket = limits.ticket("t", None)
+    assert ticket is not None
+    errored = interaction()
+    errored.messages = [{"role": "user", "content": "w" * 400}]  # 100 tokens, but no reply
+    plain = charged(ChatResult(interaction=errored), ticket, limits)
+    assert plain.after is not None
+    await plain.after()
+    await limits.admit(ticket)  # a JSON reply without usage (an error) charges nothing
+    rec = interaction()
+    rec.messages = [{"role": "user", "content": "w" * 40}]  # 10 tokens: the 10 tpm budget
+    result = charged(ChatResult(interaction=rec, stream=relay()), ticket, limits)
+    assert result.stream is not None
+    assert [c async for c in result.stream] == [b"data: one\n\n"]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    try:
+        await limits.admit(ticket)
+    except RateLimited:
+        pass
+    else:
+        raise AssertionError("the stream that ended without usage was not charged")

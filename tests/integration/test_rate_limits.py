@@ -8,7 +8,9 @@ shape and the store-down rule (fail open) on a real refused socket.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -22,10 +24,13 @@ import pytest
 import redis
 import yaml
 
+from gateway.app import create_app
 from gateway.ratelimit import RateLimits
+from rollguard.errors import RateLimited
 from rollguard.ratelimit_settings import RateLimitSettings
-from tests.integration.conftest import GatewayFactory, Stub
-from tests.servers import free_port, wait_http
+from rollguard.settings import RollguardSettings
+from tests.integration.conftest import GatewayFactory, Stub, base_config
+from tests.servers import free_port, serve_app, wait_http
 
 pytestmark = [pytest.mark.integration]
 
@@ -218,3 +223,168 @@ def test_guard_checks_count_against_the_request_budget(gateway: GatewayFactory) 
         third = httpx.post(f"{url}/v1/guard/check", json=check, timeout=30)
     assert [first.status_code, second.status_code, third.status_code] == [200, 200, 429]
     assert third.json()["error"]["code"] == "rate_limit_exceeded" and "Retry-After" in third.headers
+
+
+def test_tenants_without_an_entry_each_get_their_own_default_budget(gateway: GatewayFactory) -> None:
+    keys = [
+        {"key": "sk-1", "tenant": "a", "name": "k1"},
+        {"key": "sk-2", "tenant": "b", "name": "k2"},
+        {"key": "sk-3", "tenant": "c", "name": "k3"},
+    ]
+    limits = {"tenants": {"default": {"rpm": 2}, "c": {"rpm": 1}}}
+    with gateway(gateway={"api_keys": keys}, policies=[], rate_limits=limits) as url:
+
+        def send(key: str) -> httpx.Response:
+            auth = {"Authorization": f"Bearer {key}"}
+            return httpx.post(f"{url}/v1/chat/completions", json=_chat(), headers=auth, timeout=10)
+
+        a = [send("sk-1").status_code for _ in range(3)]
+        b = [send("sk-2") for _ in range(3)]
+        c = [send("sk-3").status_code for _ in range(2)]
+    assert a == [200, 200, 429]  # the default's size, counted for tenant a alone
+    assert [r.status_code for r in b] == [200, 200, 429]  # b's own budget, untouched by a's
+    assert "tenant 'b'" in b[2].json()["error"]["message"]  # the counter is b's, named so
+    assert "2 requests per minute" in b[2].json()["error"]["message"]
+    assert c == [200, 429]  # an entry of its own wins over the default
+
+
+@pytest.mark.parametrize("path", ["/v1/guard/check", "/v1/chat/completions"])
+def test_a_request_refused_by_one_budget_spends_no_other(gateway: GatewayFactory, path: str) -> None:
+    keys = [
+        {"key": "sk-ci", "tenant": "acme", "name": "ci-bot"},
+        {"key": "sk-web", "tenant": "acme", "name": "web"},
+    ]
+    limits = {"tenants": {"acme": {"rpm": 6}}, "keys": {"ci-bot": {"rpm": 2}}}
+    body: dict[str, Any] = _chat() if path.endswith("completions") else {"messages": _chat()["messages"]}
+    with gateway(gateway={"api_keys": keys}, policies=[], rate_limits=limits) as url:
+
+        def send(key: str) -> int:
+            auth = {"Authorization": f"Bearer {key}"}
+            return httpx.post(f"{url}{path}", json=body, headers=auth, timeout=30).status_code
+
+        ci = [send("sk-ci") for _ in range(6)]
+        web = [send("sk-web") for _ in range(5)]
+    assert ci == [200, 200, 429, 429, 429, 429]  # refused by the key's budget ...
+    assert web == [200, 200, 200, 200, 429]  # ... spent none of the tenant's: 6 - 2 left for web
+
+
+def test_a_stream_the_client_leaves_before_its_usage_is_charged_an_estimate(
+    gateway: GatewayFactory, stub: Stub, redis_url: str
+) -> None:
+    head = "The first part of the reply arrives at once and leaves the hold-back window. " * 4
+    stub.script(
+        "scripted",
+        {"chunks": [{"content": head, "role": "assistant"}, {"delay_ms": 4000}, {"content": "tail"}]},
+    )
+    prompt = "count these words please " * 8  # 200 characters: 50 tokens at 4 characters each
+    body = {"model": "scripted", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    with gateway(policies=[], rate_limits={"tenants": {"default": {"tpm": 60}}}) as url:
+        received = ""
+        with (
+            httpx.Client(timeout=30) as client,
+            client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp,
+        ):
+            assert resp.status_code == 200
+            for line in resp.iter_lines():
+                if line.startswith("data: {"):
+                    received += "".join(
+                        c["delta"].get("content") or "" for c in json.loads(line[6:])["choices"]
+                    )
+                if received:
+                    break  # gone before the usage chunk (the stub is mid-pause)
+        expected = 50 + math.ceil(len(received) / 4)  # prompt + the completion the client got
+        spent: list[str] = []
+        for _ in range(100):  # charged in a task once the relay has cleaned up
+            spent = [store.get(k) or "" for k in store.keys("*tpm*tenant*default*")]
+            if spent:
+                break
+            time.sleep(0.05)
+        after = httpx.post(f"{url}/v1/chat/completions", json=_chat(), timeout=10)
+    store.close()
+    assert received and spent == [str(expected)], (received, spent)
+    assert after.status_code == 429  # the 60-token budget is spent by the stream the client left
+    assert "tenant 'default': 60 tokens per minute" in after.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("tenant_rpm", "key_rpm"), [(10000, 150), (150, 10000), (160, 150)])
+def test_concurrent_refusals_leave_no_count_in_the_other_budget(
+    redis_url: str, tenant_rpm: int, key_rpm: int
+) -> None:
+    """600 requests, 48 at once, over two limiters (two processes' worth) on one store."""
+    settings = RateLimitSettings.model_validate(
+        {"tenants": {"t": {"rpm": tenant_rpm}}, "keys": {"k": {"rpm": key_rpm}}, "store_timeout_ms": 5000}
+    )
+
+    async def go() -> int:
+        limiters = [RateLimits.start(settings, redis_url), RateLimits.start(settings, redis_url)]
+        gate = asyncio.Semaphore(48)
+
+        async def one(i: int) -> bool:
+            limiter = limiters[i % 2]
+            ticket = limiter.ticket("t", "k")
+            assert ticket is not None
+            async with gate:
+                try:
+                    await limiter.admit(ticket)
+                except RateLimited:
+                    return False
+                return True
+
+        admitted = sum(await asyncio.gather(*(one(i) for i in range(600))))
+        for limiter in limiters:
+            await limiter.aclose()
+        return admitted
+
+    admitted = asyncio.run(go())
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    counts = {k.split("/")[1]: store.llen(k) for k in store.keys("rollguard:ratelimit:rpm/*")}
+    store.close()
+    assert admitted == min(tenant_rpm, key_rpm)
+    assert counts == {"tenant": admitted, "key": admitted}  # the refused counted in neither
+
+
+def test_a_request_refused_for_a_full_audit_store_spends_no_rate_budget(
+    stub: Stub, redis_url: str, tmp_path: Path
+) -> None:
+    config = base_config(
+        stub,
+        redis_url,
+        policies=[],
+        store={"redis_url": redis_url, "data_dir": str(tmp_path / "var"), "max_buffer": 100},
+        rate_limits={"tenants": {"default": {"rpm": 1}}},
+    )
+    app = create_app(RollguardSettings(**config))
+    with serve_app(app) as srv:
+        store = app.state.runtime.store
+        held = []
+        while store.room() > 0:  # the buffer's every place taken: the next request gets a 503
+            held.append(store.reserve())
+        full = httpx.post(f"{srv.url}/v1/chat/completions", json=_chat(), timeout=10)
+        for reservation in held:
+            reservation.release()
+        after = httpx.post(f"{srv.url}/v1/chat/completions", json=_chat(), timeout=10)
+    assert full.status_code == 503 and full.json()["error"]["code"] == "store_unavailable"
+    assert after.status_code == 200, after.text  # the 503 did not spend the 1 rpm
+
+
+def test_a_non_streamed_request_the_client_leaves_is_charged_its_prompt(
+    gateway: GatewayFactory, stub: Stub, redis_url: str
+) -> None:
+    stub.script("scripted", {"delay_ms": 3000}, times=None)
+    prompt = "count these words please " * 8  # 200 characters: 50 tokens at 4 characters each
+    body = {"model": "scripted", "messages": [{"role": "user", "content": prompt}]}
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    with gateway(policies=[], rate_limits={"tenants": {"default": {"tpm": 40}}}) as url:
+        with pytest.raises(httpx.ReadTimeout):  # gone while the upstream works: cancelled, a 499
+            httpx.post(f"{url}/v1/chat/completions", json=body, timeout=0.5)
+        spent: list[str] = []
+        for _ in range(100):
+            spent = [store.get(k) or "" for k in store.keys("*tpm*tenant*default*")]
+            if spent:
+                break
+            time.sleep(0.05)
+        after = httpx.post(f"{url}/v1/chat/completions", json=_chat(), timeout=10)
+    store.close()
+    assert stub.calls() == 1 and spent == ["50"], spent  # the upstream read the prompt
+    assert after.status_code == 429
