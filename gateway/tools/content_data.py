@@ -391,7 +391,9 @@ def reply_rows(data: Path) -> list[Row]:
     ..." of its harmful goals); benign (0) are XSTest completions of safe prompts and refusals of
     unsafe ones, Arena-Hard answers (3 models) and OASST prompt-lottery outputs (4 models), plus
     ``_reply_templates``. ``hh-rlhf-harmless-base`` rejected replies were not used as harmful rows:
-    many are mild or benign (no per-reply label)."""
+    many are mild or benign (no per-reply label). The trainer adds opener counterfactuals of the
+    training replies (``gateway.tools.content_openers``), so that AdvBench's "Sure, here is"
+    does not decide."""
     out = _xstest_replies(data)
     for r in _jsonl(data / "advbench" / "harmful_behaviors.jsonl"):
         out.append(Row(r["target"], 1, "advbench-targets", r["id"], origin="advbench"))

@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
 from gateway.tools.content_data import Row, load_rows, reply_rows, reply_split, split
+from gateway.tools.content_openers import HELDOUT_OPENERS, TRAIN_OPENERS, opener_copies, prefixed
 from gateway.tools.eval_guardrails import wilson
 from policies.builtin.content_features import WIDTH, columns
 from policies.builtin.content_safety_model import FORMAT, vectors
@@ -51,6 +54,8 @@ REQUEST_WEIGHT = 0.5
 replies are shipped, and those are mostly AdvBench's short "Sure, here is ..." openers, so the
 harmful requests teach the topics (without them a pipe-bomb recipe scored 0.27, under the
 threshold)."""
+OPENER_WEIGHT = 1.0
+"""Weight of the opener counterfactual copies (``gateway.tools.content_openers``)."""
 WINDOW = 256
 """Characters per stream window in the window-level reply measurement (the stream guard's window:
 128 released characters of context + the 128 held back)."""
@@ -181,18 +186,54 @@ def _with_windows(rows: list[Row]) -> tuple[list[Row], list[int]]:
     return out, owner
 
 
-def _output_part(train: list[Row], test: list[Row], idf: NDArray[np.float64], seed: int) -> dict[str, Any]:
-    """The reply model, trained on whole replies and their stream windows. Two thresholds from
-    out-of-fold scores: ``threshold`` for whole replies (``post_call``) and ``stream_threshold``
-    for windows, set so that at most ``TARGET_OUTPUT_FPR`` of benign training replies would have
-    any window at or above it."""
+def _opener_check(
+    clf: LogisticRegression, test: list[Row], idf: NDArray[np.float64], thr: float, seed: int
+) -> dict[str, Any]:
+    """Held-out benign replies given a compliance opener: the share flagged at ``thr`` (``rate``)
+    and the share flagged only because of the opener (``opener_induced``: flagged with it, not
+    without it), with an opener from ``TRAIN_OPENERS`` and from ``HELDOUT_OPENERS`` (never
+    trained on), each on the whole reply and on its first sentence (up to 120 characters: the
+    short replies an opener dominates)."""
+    rng = random.Random(seed + 1)
+    benign = [r.text for r in test if r.label == 0]
+    out: dict[str, Any] = {}
+    for part, texts in (("whole", benign), ("first_sentence", [_first_sentence(t) for t in benign])):
+        bare = clf.predict_proba(_matrix(texts, idf))[:, 1] >= thr
+        out[f"no_opener_{part}"] = _rate(bare.tolist())
+        for name, openers in (("train_openers", TRAIN_OPENERS), ("heldout_openers", HELDOUT_OPENERS)):
+            led = (
+                clf.predict_proba(_matrix([prefixed(rng.choice(openers), t) for t in texts], idf))[:, 1]
+                >= thr
+            )
+            out[f"{name}_{part}"] = {**_rate(led.tolist()), "opener_induced": _rate((led & ~bare).tolist())}
+    return out
+
+
+def _first_sentence(text: str) -> str:
+    """``text`` up to its first sentence end or 120 characters (cut at a word)."""
+    head = re.split(r"(?<=[.!?:])\s", text.strip(), maxsplit=1)[0]
+    return head if len(head) <= 120 else head[:120].rsplit(" ", 1)[0]
+
+
+def _output_part(
+    train: list[Row], test: list[Row], idf: NDArray[np.float64], seed: int, copies: list[Row]
+) -> dict[str, Any]:
+    """The reply model, trained on whole replies and their stream windows, plus ``copies`` (the
+    opener counterfactuals, whole texts only). Two thresholds from out-of-fold scores:
+    ``threshold`` for whole replies (``post_call``) and ``stream_threshold`` for windows, set so
+    that at most ``TARGET_OUTPUT_FPR`` of benign training replies would have any window at or
+    above it."""
     rows, owner = _with_windows(train)
+    rows += copies
+    owner += [-1] * len(copies)
     x = _matrix([r.text for r in rows], idf)
     oof = _oof(x, rows, C_OUTPUT, seed)
     benign = [i for i, r in enumerate(train) if r.label == 0 and r.evaluated]
     thr = _cut(oof[benign], TARGET_OUTPUT_FPR)
     worst = np.zeros(len(train))
     for j, i in enumerate(owner):
+        if i < 0:
+            continue
         if rows[j].text is not train[i].text or len(train[i].text) <= WINDOW:
             worst[i] = max(worst[i], oof[j])
     stream_thr = _cut(worst[benign], TARGET_OUTPUT_FPR)
@@ -206,6 +247,7 @@ def _output_part(train: list[Row], test: list[Row], idf: NDArray[np.float64], se
     metrics["stream_threshold"] = round(stream_thr, 6)
     metrics["stream_recall"] = _rate(flagged[1])
     metrics["stream_benign_fpr"] = _rate(flagged[0])
+    metrics["benign_with_opener"] = _opener_check(clf, test, idf, thr, seed)
     return {"metrics": metrics, "clf": clf, "threshold": thr, "stream_threshold": stream_thr}
 
 
@@ -240,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     idf = _idf(train + r_train)
     req = _request_part(train, test, idf, args.seed)
     topics = [Row(r.text, r.label, r.source, r.group, r.category, REQUEST_WEIGHT, False) for r in train]
-    outp = _output_part(r_train + topics, r_test, idf, args.seed)
+    copies = opener_copies(r_train, args.seed, OPENER_WEIGHT)
+    outp = _output_part(r_train + topics, r_test, idf, args.seed, copies)
     metrics = {
         **req["metrics"],
         "output": outp["metrics"],
@@ -248,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_rows": len(train),
         "test_rows": len(test),
         "reply_train_rows": len(r_train),
+        "reply_opener_copies": len(copies),
         "reply_test_rows": len(r_test),
         "features": int(np.count_nonzero(idf)),
     }
