@@ -185,7 +185,9 @@ def worker_app(config: Path | None, cli: dict[str, Any]) -> Any:
     from gateway.app import create_app
     from rollguard.settings import config_source, load_settings
 
-    return create_app(load_settings(config, cli), source=config_source(config))
+    settings = load_settings(config, cli)
+    _setup_logging(settings.gateway.log_level)  # a spawned interpreter: no logging set up yet
+    return create_app(settings, source=config_source(config))
 
 
 def _bind(host: str, port: int) -> socket.socket:
