@@ -266,10 +266,21 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file")])
     if ignored:
         typer.echo(f"warning: {file}: {ignored}", err=True)
     typer.echo(
-        f"{file}: ok — {len(settings.model_names())} model alias(es), "
+        f"{file}: ok — {_served_models(settings)}, "
         f"{len(pipeline.policies)} policies ({', '.join(p.id for p in pipeline.policies) or 'none'}), "
         f"{len(settings.gateway.api_keys)} API key(s), config version {config_version(settings)}"
     )
+
+
+def _served_models(settings: RollguardSettings) -> str:
+    """What ``serve`` will serve: the configured aliases, or with no ``model_list`` the local demo
+    upstream's (``gateway.defaults.demo_model_entries``)."""
+    if not settings.model_list:
+        from gateway.defaults import demo_model_entries
+
+        names = ", ".join(e.model_name for e in demo_model_entries("http://127.0.0.1/v1"))
+        return f"serves the local demo model(s) {names} (no model_list)"
+    return f"{len(settings.model_names())} model alias(es)"
 
 
 @keys_app.command("hash")

@@ -111,3 +111,12 @@ def test_rollout_and_flags_reads_refuse_an_empty_store_and_a_missing_embedded_on
     res = runner.invoke(app, ["rollout", "list"])
     assert res.exit_code == 2 and "no rollguard store in" in res.output
     assert not (tmp_path / "var").exists()
+
+
+def test_config_check_of_an_empty_file_says_what_serve_will_serve(tmp_path: Path) -> None:
+    cfg = tmp_path / "rollguard.yaml"
+    cfg.write_text("")
+    res = runner.invoke(app, ["config", "check", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "serves the local demo model(s) demo, echo (no model_list)" in res.output
+    assert "0 model alias" not in res.output
