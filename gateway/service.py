@@ -146,7 +146,10 @@ class ChatService:
         self.audit = audit
         self.metrics = metrics
         self.variants = VariantResolver(
-            settings.flags, (p.flag for p in pipeline.policies if p.flag), upstream.has_model
+            settings.flags,
+            (p.flag for p in pipeline.policies if p.flag),
+            upstream.has_model,
+            served=settings.model_names(),
         )
         self._privacy: dict[str, tuple[str, frozenset[str]]] = {}
         for p in pipeline.policies:
