@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from gateway.cli_usage import use_click_usage
 from gateway.eval_guardrails_cli import eval_guardrails
 from gateway.rollout.cli import flags_app, register
 from gateway.rollout_cli import rollout_app
@@ -439,6 +440,9 @@ def review_export(
         else ""
     )
     typer.echo(f"wrote {res.rows} rows to {out}{skipped}")
+
+
+use_click_usage(app)  # after the last command: "config check [OPTIONS] FILE", not "{file}"
 
 
 def main() -> None:
