@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway import client_header_log
 from gateway.audit import AuditTrail
 from gateway.auth import Authenticator
 from gateway.config_check import check_config, litellm_warning
@@ -135,6 +136,7 @@ def create_app(settings: RollguardSettings | None = None, *, source: str = "", *
     ignored = litellm_warning(checked.ignored)
     version = config_version(settings)
     install_log_field()
+    client_header_log.install()  # a bad traceparent: one warning a minute, not one per request
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

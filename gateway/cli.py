@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from gateway.cli_usage import use_click_usage
 from gateway.eval_guardrails_cli import eval_guardrails
 from gateway.rollout.cli import flags_app, register
 from gateway.rollout_cli import rollout_app
@@ -185,7 +186,9 @@ def worker_app(config: Path | None, cli: dict[str, Any]) -> Any:
     from gateway.app import create_app
     from rollguard.settings import config_source, load_settings
 
-    return create_app(load_settings(config, cli), source=config_source(config))
+    settings = load_settings(config, cli)
+    _setup_logging(settings.gateway.log_level)  # a spawned interpreter: no logging set up yet
+    return create_app(settings, source=config_source(config))
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -264,10 +267,21 @@ def config_check(file: Annotated[Path, typer.Argument(help="YAML config file")])
     if ignored:
         typer.echo(f"warning: {file}: {ignored}", err=True)
     typer.echo(
-        f"{file}: ok — {len(settings.model_names())} model alias(es), "
+        f"{file}: ok — {_served_models(settings)}, "
         f"{len(pipeline.policies)} policies ({', '.join(p.id for p in pipeline.policies) or 'none'}), "
         f"{len(settings.gateway.api_keys)} API key(s), config version {config_version(settings)}"
     )
+
+
+def _served_models(settings: RollguardSettings) -> str:
+    """What ``serve`` will serve: the configured aliases, or with no ``model_list`` the local demo
+    upstream's (``gateway.defaults.demo_model_entries``)."""
+    if not settings.model_list:
+        from gateway.defaults import demo_model_entries
+
+        names = ", ".join(e.model_name for e in demo_model_entries("http://127.0.0.1/v1"))
+        return f"serves the local demo model(s) {names} (no model_list)"
+    return f"{len(settings.model_names())} model alias(es)"
 
 
 @keys_app.command("hash")
@@ -426,6 +440,9 @@ def review_export(
         else ""
     )
     typer.echo(f"wrote {res.rows} rows to {out}{skipped}")
+
+
+use_click_usage(app)  # after the last command: "config check [OPTIONS] FILE", not "{file}"
 
 
 def main() -> None:

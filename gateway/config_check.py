@@ -17,6 +17,9 @@ the dotted field; the first problem stops the check):
 6. ``rollouts``: every plan names a known flag, model alias and policy
    (``rollguard.rollout.validate_against``).
 7. ``rate_limits``: every ``keys`` entry names a ``gateway.api_keys`` entry (by ``name``).
+8. tenant names: every ``tenants.<t>``, ``rate_limits.tenants.<t>`` and ``limits`` policy
+   ``params.tenants.<t>`` names a tenant requests can carry (``served_tenants``) or ``default``
+   (the fallback): an entry for a tenant no key maps to (a typo) would never be read.
 
 It also lists the configured keys rollguard does not act on (LiteLLM Proxy settings:
 ``rollguard.litellm_settings.ignored_keys``), for the one startup warning ``serve`` logs and
@@ -74,6 +77,7 @@ def check_config(settings: RollguardSettings, source: str = "") -> CheckedConfig
         _check_detectors(settings)
         _check_rollouts(settings)
         _check_rate_limits(settings)
+        _check_tenant_names(settings)
     except ConfigError as exc:
         raise _with_source(exc, settings.source_of(exc.field) or source) from exc
     return CheckedConfig(settings=settings, pipeline=pipeline, ignored=tuple(_ignored(settings)))
@@ -106,6 +110,38 @@ def _check_rate_limits(settings: RollguardSettings) -> None:
             raise ConfigError(
                 f"no gateway.api_keys entry is named {key!r} (set that key's 'name')",
                 field=f"rate_limits.keys.{key}",
+            )
+
+
+def served_tenants(settings: RollguardSettings) -> frozenset[str]:
+    """The tenants a request can carry (``gateway.auth.Authenticator``): the ``tenant`` of every
+    ``gateway.api_keys`` entry; with no keys, the keyless gateway's one tenant ``default``."""
+    from gateway.auth import ANONYMOUS_TENANT
+
+    return frozenset(k.tenant for k in settings.gateway.api_keys) or frozenset({ANONYMOUS_TENANT})
+
+
+def _check_tenant_names(settings: RollguardSettings) -> None:
+    """Refuse a per-tenant entry for a tenant no request can carry (nothing would read it)."""
+    from gateway.tenants import LIMITS_TYPE
+    from rollguard.settings import DEFAULT_TENANT
+
+    served = served_tenants(settings)
+    entries = [("tenants", str(t)) for t in settings.tenants]
+    entries += [("rate_limits.tenants", str(t)) for t in settings.rate_limits.tenants]
+    for i, spec in enumerate(settings.policies):
+        own = spec.params.get("tenants") if spec.type == LIMITS_TYPE else None
+        if isinstance(own, dict):
+            entries += [(f"policies.{i}.params.tenants", str(t)) for t in own]
+    for section, tenant in entries:
+        if tenant != DEFAULT_TENANT and tenant not in served:
+            keys = "no API keys are configured, so every request is tenant 'default'"
+            if settings.gateway.api_keys:
+                keys = f"the API keys map to {', '.join(repr(t) for t in sorted(served))}"
+            raise ConfigError(
+                f"no gateway.api_keys entry maps to tenant {tenant!r} ({keys}), so nothing would "
+                "read this entry (use 'default' for every tenant without an entry of its own)",
+                field=f"{section}.{tenant}",
             )
 
 

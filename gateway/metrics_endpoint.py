@@ -21,10 +21,14 @@ __all__ = ["mount_metrics_route", "serve_on_port"]
 log = logging.getLogger("rollguard.telemetry")
 
 
-def serve_on_port(registry: Any, host: str, port: int, workers: int = 1) -> Callable[[], None]:
+def serve_on_port(
+    registry: Any, host: str, port: int, workers: int = 1, *, from_env: bool = False
+) -> Callable[[], None]:
     """Serve ``registry`` on the first free port of ``port .. port + workers - 1`` (each gateway
     process of ``serve --workers N`` is its own scrape target); returns the server's stop
-    function. Raises ``ConfigError`` (``telemetry.prometheus.port``) when none is free."""
+    function. Raises ``ConfigError`` when none is free, naming where the port came from:
+    ``telemetry.prometheus.port``, or with ``from_env`` the environment's
+    ``OTEL_EXPORTER_PROMETHEUS_PORT`` (``OTEL_METRICS_EXPORTER=prometheus``)."""
     last: OSError | None = None
     for p in range(port, port + max(1, workers)):
         try:
@@ -35,10 +39,10 @@ def serve_on_port(registry: Any, host: str, port: int, workers: int = 1) -> Call
         log.info("prometheus metrics on http://%s:%d/metrics", host, p)
         return _stopper(server, thread)
     ports = f"{port}" if workers <= 1 else f"{port}..{port + workers - 1}"
-    raise ConfigError(
-        f"no free port for the Prometheus endpoint at {host}:{ports} ({last})",
-        field="telemetry.prometheus.port",
-    )
+    message = f"no free port for the Prometheus endpoint at {host}:{ports} ({last})"
+    if from_env:
+        raise ConfigError(message, source="environment", field="OTEL_EXPORTER_PROMETHEUS_PORT")
+    raise ConfigError(message, field="telemetry.prometheus.port")
 
 
 def _stopper(server: Any, thread: Any) -> Callable[[], None]:

@@ -36,6 +36,7 @@ from gateway.telemetry import (
     record_request,
     record_stage,
 )
+from gateway.tenants import TokenCaps
 from gateway.upstream import Upstream
 from policies.base import CheckContext, Policy
 from policies.pipeline import ConfiguredPolicy, Enabled, Pipeline, StageResult
@@ -145,7 +146,10 @@ class ChatService:
         self.audit = audit
         self.metrics = metrics
         self.variants = VariantResolver(
-            settings.flags, (p.flag for p in pipeline.policies if p.flag), upstream.has_model
+            settings.flags,
+            (p.flag for p in pipeline.policies if p.flag),
+            upstream.has_model,
+            served=settings.model_names(),
         )
         self._privacy: dict[str, tuple[str, frozenset[str]]] = {}
         for p in pipeline.policies:
@@ -153,6 +157,7 @@ class ChatService:
                 roles = audit.redactor.eligible_roles(p.policy)
                 if roles is not None:
                     self._privacy[p.id] = (p.type_name, roles)
+        self._token_caps = TokenCaps(pipeline.for_stage(Stage.PRE_CALL))
         self._restore = settings.gateway.restore_redactions
         self._aliases = frozenset(settings.model_names())
 
@@ -332,6 +337,10 @@ class ChatService:
                 ex, err, outcome, policy=pre.blocked_by.policy, interaction_id=ex.interaction.id
             )
         ex.body = {**body, "messages": ctx.messages, "model": target}
+        if ctx.max_tokens is None:
+            cap = self._token_caps.cap(pre.decisions, meta.tenant)
+            if cap is not None:  # a request naming no budget gets the tenant's cap upstream
+                ex.body["max_tokens"] = cap
         return None
 
     async def _complete(self, ex: Exchange) -> ChatResult:

@@ -217,7 +217,8 @@ def setup_telemetry(
         from gateway.metrics_endpoint import serve_on_port
 
         try:
-            tel._closers.append(serve_on_port(registry, prom.host, prom.port, workers))
+            from_env = not settings.prometheus.enabled  # OTEL_METRICS_EXPORTER=prometheus's port
+            tel._closers.append(serve_on_port(registry, prom.host, prom.port, workers, from_env=from_env))
         except Exception:
             tel.close()
             raise

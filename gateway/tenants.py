@@ -6,16 +6,25 @@ Limits: every ``limits`` policy gets the tenants' caps merged over its own ``par
 Precedence, highest first: ``tenants.<t>.<cap>``, the policy's ``params.tenants.<t>.<cap>``,
 ``tenants.default.<cap>``, the policy's ``params.<cap>``, the policy's built-in default.
 
+Completion-token cap: a request that names no ``max_tokens`` / ``max_completion_tokens`` cannot
+exceed a cap, so the gateway sends the cap upstream as its ``max_tokens`` (``TokenCaps``: the
+smallest ``max_tokens`` cap of the enforcing ``limits`` policies that judged the request).
+
 Retention (``tenants.<t>.retention_ms``) is applied by the store (``gateway.store.tenant_retention``);
 raw-content consent (``raw_content_opt_in``) by the audit trail and the review service.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from policies.builtin.limits import LimitsPolicy
 from rollguard.settings import DEFAULT_TENANT, PolicySpec, TenantSettings
+
+if TYPE_CHECKING:
+    from policies.pipeline import ConfiguredPolicy
+    from rollguard.types import Decision
 
 LIMITS_TYPE = "limits"
 
@@ -50,3 +59,37 @@ def _merged(spec: PolicySpec, tenants: Mapping[str, TenantSettings]) -> PolicySp
     if merged:
         params["tenants"] = merged
     return spec.model_copy(update={"params": params})
+
+
+class TokenCaps:
+    """The completion-token caps (``max_tokens``, in tokens) of the configured ``limits`` policies,
+    for requests that name none. Built once per process; ``cap`` is a dictionary lookup per
+    decision and nothing at all when no ``limits`` policy has a ``max_tokens`` cap."""
+
+    def __init__(self, policies: Iterable[ConfiguredPolicy]) -> None:
+        self._limits: dict[str, LimitsPolicy] = {
+            p.id: p.policy
+            for p in policies
+            if isinstance(p.policy, LimitsPolicy) and _has_token_cap(p.policy)
+        }
+
+    def cap(self, decisions: Iterable[Decision], tenant: str) -> int | None:
+        """The smallest ``max_tokens`` cap for ``tenant`` among the ``limits`` policies whose
+        decision in ``decisions`` was enforced (a shadow-mode or flag-disabled policy caps
+        nothing); None when none applies."""
+        if not self._limits:
+            return None
+        caps = [
+            c
+            for d in decisions
+            if d.enforced
+            and (policy := self._limits.get(d.policy)) is not None
+            and (c := policy.caps_for(tenant).max_tokens) is not None
+        ]
+        return min(caps, default=None)
+
+
+def _has_token_cap(policy: LimitsPolicy) -> bool:
+    return policy.default.max_tokens is not None or any(
+        c.max_tokens is not None for c in policy.tenants.values()
+    )

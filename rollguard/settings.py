@@ -336,17 +336,25 @@ class RollguardSettings(BaseSettings):
         return self
 
     def _check_tenants(self) -> None:
-        """Refuse a tenant setting nothing would act on: a cap with no ``limits`` policy, a
+        """Refuse a tenant setting nothing would act on: a cap with no ``limits`` policy in mode
+        ``enforce`` (shadow mode never blocks), a
         ``retention_ms`` not shorter than ``store.retention_ms`` (the stream-wide trim already
         removes the record by then). Raises ``ValueError`` naming ``tenants.<t>.<field>``."""
-        has_limits = any(p.type == "limits" for p in self.policies)
+        limits = [p for p in self.policies if p.type == "limits"]
+        enforcing = any(p.mode is Mode.ENFORCE for p in limits)
         global_ms = self.store.retention_ms
         for name, t in self.tenants.items():
             for field in t.limits():
-                if not has_limits:
+                if not limits:
                     raise ValueError(
                         f"tenants.{name}.{field}: no 'limits' policy is configured, so nothing would "
                         "enforce it (add {id: limits, type: limits} to policies)"
+                    )
+                if not enforcing:
+                    raise ValueError(
+                        f"tenants.{name}.{field}: every 'limits' policy is in mode shadow, which "
+                        "records a verdict but never blocks, so the cap would never be enforced "
+                        "(set mode: enforce on the limits policy)"
                     )
             if t.retention_ms is not None and global_ms and t.retention_ms >= global_ms:
                 raise ValueError(

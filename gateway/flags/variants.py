@@ -5,10 +5,11 @@ request after ``Flags.evaluate``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.upstream.errors import model_not_served
 from rollguard.errors import InvalidRequest, NotFound
 from rollguard.settings import FlagSettings
 from rollguard.types import FlagSnapshot
@@ -28,9 +29,11 @@ class ModelChoice:
     rollout_flag: str | None = None
 
 
-def _not_found(alias: str) -> NotFound:
+def _not_found() -> NotFound:
+    """A model its gate switches off for this caller: the client's value is not echoed and the
+    gated alias is not named."""
     return NotFound(
-        f"the model {alias!r} does not exist or you do not have access to it",
+        "the requested model is not served or you do not have access to it",
         param="model",
         code="model_not_found",
     )
@@ -44,10 +47,16 @@ class VariantResolver:
     """
 
     def __init__(
-        self, config: FlagSettings, policy_flags: Iterable[str], has_model: Callable[[str], bool]
+        self,
+        config: FlagSettings,
+        policy_flags: Iterable[str],
+        has_model: Callable[[str], bool],
+        served: Sequence[str] = (),
     ) -> None:
         self._config = config
         self._has_model = has_model
+        self._served = tuple(served)
+        """The public aliases, named in the 404 for a model nothing serves."""
         names: dict[str, None] = dict.fromkeys(f for f in policy_flags if f)
         for f in (*config.capabilities.values(), *config.models.values()):
             names[f] = None
@@ -60,7 +69,7 @@ class VariantResolver:
         ``control``). Raises ``NotFound`` (404 ``model_not_found``)."""
         gate = self._config.models.get(alias)
         if gate is not None and not snapshot.is_enabled(gate):
-            raise _not_found(alias)
+            raise _not_found()
         ro = self._config.rollouts.get(alias)
         if ro is not None:
             variant = snapshot.variants.get(ro.flag)
@@ -75,7 +84,7 @@ class VariantResolver:
             if target is not None:
                 return ModelChoice(target, variant or "control", ro.flag)
         if not self._has_model(alias):
-            raise _not_found(alias)
+            raise model_not_served(self._served)
         return ModelChoice(alias)
 
     def gate_capabilities(self, body: Mapping[str, Any], snapshot: FlagSnapshot) -> None:

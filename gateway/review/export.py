@@ -284,17 +284,12 @@ async def export_from_settings(settings: RollguardSettings, fmt: str, out: Path)
     holding no rollguard data (``gateway.store.locate``),
     ``StoreError`` when Redis fails."""
     from gateway.review.config import parse_review_settings
-    from gateway.store import Store
+    from gateway.store.client import connect
     from gateway.store.locate import require_rollguard_data
 
     if fmt not in ("dpo", "kto", "jsonl"):
         raise InvalidRequest(f"unknown export format {fmt!r} (dpo, kto, jsonl)", param="format")
     review = parse_review_settings(settings.review)
-    store = Store(settings.store, retention_check_s=0)
-    await store.start()
-    try:
-        await require_rollguard_data(store.redis, settings.store)
-        res = await export_preferences(store.redis, fmt, out, settings=review)  # type: ignore[arg-type]
-    finally:
-        await store.aclose()
-    return res
+    async with connect(settings.store) as redis:
+        await require_rollguard_data(redis, settings.store)
+        return await export_preferences(redis, fmt, out, settings=review)  # type: ignore[arg-type]

@@ -244,6 +244,11 @@ def anomaly_id(bundle: Mapping[str, Any]) -> str:
     return "|".join(str(p) for p in parts)
 
 
+def _step(value: Any) -> int | None:
+    """A bundle's rollout ``step`` (the rollout judge's, 0-based), None when it has none."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def route_anomaly(
     settings: ReviewSettings,
     bundle: Mapping[str, Any],
@@ -263,6 +268,7 @@ def route_anomaly(
         "variant": f.variant,
         "model": bundle.get("model"),
         "tenant": f.tenant,
+        "rollout_step": _step(bundle.get("step")),
     }
     out: list[Routed] = []
     for queue, prio in destinations(settings, f, fallback).items():

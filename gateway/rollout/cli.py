@@ -64,7 +64,7 @@ def _run(config: Path | None, work: Work[T], *, token: str | None, write: bool =
     from gateway.review.auth import ReviewAuth
     from gateway.rollout.roles import token_operator
     from gateway.rollout.runtime import build_service
-    from gateway.store import Store
+    from gateway.store.client import connect
     from gateway.store.locate import check_embedded_dir, require_rollguard_data
     from rollguard.errors import ClientError, ConfigError, Conflict, NotFound, StoreError
     from rollguard.settings import load_settings
@@ -72,19 +72,15 @@ def _run(config: Path | None, work: Work[T], *, token: str | None, write: bool =
     async def go() -> T:
         settings = with_embedded_defaults(load_settings(config))
         check_embedded_dir(settings.store)  # never a new empty store in the wrong directory
-        store = Store(settings.store, retention_check_s=0)
-        await store.start()
-        try:
+        async with connect(settings.store) as redis:  # no degraded mode, no spool: a tool's client
             who = "reader"
             if not write:  # an empty or foreign store is a wrong pointer, not "no rollouts"
-                await require_rollguard_data(store.redis, settings.store)
+                await require_rollguard_data(redis, settings.store)
             if write:  # before any work: a refused person changes nothing
                 review = settings.review
-                auth = ReviewAuth(review, store.redis) if review is not None else None
+                auth = ReviewAuth(review, redis) if review is not None else None
                 who = token_operator(review, auth, token)
-            return await work(build_service(settings, store.redis), who)
-        finally:
-            await store.aclose()
+            return await work(build_service(settings, redis), who)
 
     try:
         return asyncio.run(go())

@@ -19,7 +19,7 @@ import email.utils
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ import orjson
 
 from policies.privacy import redact_text
 from rollguard.errors import (
+    NotFound,
     UpstreamBadRequest,
     UpstreamError,
     UpstreamOverloaded,
@@ -45,6 +46,7 @@ __all__ = [
     "map_litellm_error",
     "map_transport_error",
     "misconfigured",
+    "model_not_served",
     "parse_retry_after",
     "redact_message",
     "stream_error_event",
@@ -316,3 +318,20 @@ def stream_error_event(chunk: Mapping[str, Any]) -> AttemptFailed:
     if code in (429, "429", "rate_limit_exceeded"):
         return failed(UpstreamRateLimited("the upstream reported a rate limit in the stream"), None)
     return failed(UpstreamUnavailable("the upstream reported an error in the stream"), None)
+
+
+MAX_LISTED_MODELS = 20
+"""Aliases named in a ``model_not_found`` message at most (then a count of the others)."""
+
+
+def model_not_served(served: Sequence[str]) -> NotFound:
+    """404 ``model_not_found`` for a model no ``model_list`` alias or pattern serves. The message
+    never repeats the client's value (errors echo no client input: docs/operations.md) and names
+    the configured aliases instead (as ``/v1/models`` lists them; at most ``MAX_LISTED_MODELS``)."""
+    listed = ", ".join(served[:MAX_LISTED_MODELS]) or "none"
+    more = f" and {len(served) - MAX_LISTED_MODELS} more" if len(served) > MAX_LISTED_MODELS else ""
+    return NotFound(
+        f"the requested model is not served; configured models: {listed}{more}",
+        code="model_not_found",
+        param="model",
+    )

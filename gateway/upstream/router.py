@@ -84,7 +84,6 @@ from gateway.upstream.shapes import check_chunk, check_completion
 from gateway.upstream.transports import LEAN_PROVIDERS, Deployment, Transport, checked
 from gateway.upstream.wildcards import Wildcards
 from rollguard.errors import (
-    NotFound,
     UpstreamError,
     UpstreamUnavailable,
 )
@@ -284,6 +283,7 @@ class Upstream:
         }
         """alias -> the aliases to try, in order: itself, then its configured fallbacks."""
         self._rr = {alias: itertools.count() for alias in self._deployments}
+        self._served = tuple(dict.fromkeys(e.model_name for e in settings.model_list))
         self._wildcards = Wildcards(enumerate(settings.model_list))
         """``model_name`` patterns (``*``): requested names they serve are added on first use."""
         self._limits = DeploymentLimits.of(settings, limits, self._deployments)
@@ -364,12 +364,14 @@ class Upstream:
         down for that long, for every request: the next attempt goes to a free deployment of the
         alias at once; if none is free, to a fallback alias with a free deployment at once (a later
         request skips such an alias straight away, as LiteLLM's router skips deployments in
-        cooldown); else it waits until a
-        deployment is free (at least ``retry_after``), unless the waits of this request would then
-        add up to more than ``timeout`` seconds: then it stops retrying and the error (with its
-        hint, passed to the client as ``Retry-After``) is raised now."""
+        cooldown); else it waits until a deployment is free (at least ``retry_after``), unless the
+        waits of this request would then add up to more than ``timeout`` seconds: then it stops
+        retrying and the error (with its hint, passed to the client as ``Retry-After``) is raised
+        now. An alias nothing serves: 404 ``model_not_found`` naming the configured aliases."""
         if alias not in self._deployments and not self._wildcards.add(alias, self):
-            raise NotFound(f"The model `{alias}` does not exist.", code="model_not_found", param="model")
+            from gateway.upstream.errors import model_not_served  # the error path only
+
+            raise model_not_served(self._served)
         chain = self._chains[alias]
         waited = 0.0  # seconds slept on Retry-After hints (no clock read on the hot path)
         last: AttemptFailed | None = None

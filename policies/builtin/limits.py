@@ -3,8 +3,9 @@ characters, or the requested ``max_tokens`` / ``max_completion_tokens``.
 
 Characters are counted over every text location of every message (``locations.iter_message_texts``:
 string content, text parts, tool-call arguments), in Unicode code points. ``max_tokens`` is the
-request's completion-token budget (``CheckContext.max_tokens``); a request without one is not
-checked against that cap. ``None`` means "no cap".
+request's completion-token budget (``CheckContext.max_tokens``); a request without one passes the
+check and the gateway sends the cap upstream as its ``max_tokens`` (``gateway.tenants.TokenCaps``).
+``None`` means "no cap".
 """
 
 from __future__ import annotations

@@ -111,3 +111,32 @@ def test_rollout_and_flags_reads_refuse_an_empty_store_and_a_missing_embedded_on
     res = runner.invoke(app, ["rollout", "list"])
     assert res.exit_code == 2 and "no rollguard store in" in res.output
     assert not (tmp_path / "var").exists()
+
+
+def test_config_check_of_an_empty_file_says_what_serve_will_serve(tmp_path: Path) -> None:
+    cfg = tmp_path / "rollguard.yaml"
+    cfg.write_text("")
+    res = runner.invoke(app, ["config", "check", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "serves the local demo model(s) demo, echo (no model_list)" in res.output
+    assert "0 model alias" not in res.output
+
+
+def _leaf_paths(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for name, cmd in getattr(group, "commands", {}).items():
+        sub = getattr(cmd, "commands", None)
+        out += _leaf_paths(cmd, (*prefix, name)) if sub else [(*prefix, name)]
+    return out
+
+
+def test_every_usage_line_names_arguments_the_click_way() -> None:
+    """``Usage: rollguard config check [OPTIONS] FILE``: no ``{file}`` placeholder on any command."""
+    paths = _leaf_paths(typer.main.get_command(app))
+    assert ("config", "check") in paths and len(paths) > 10
+    for path in paths:
+        res = runner.invoke(app, [*path, "--help"])
+        usage = res.output.splitlines()[0]
+        assert "{" not in usage, usage
+    res = runner.invoke(app, ["config", "check", "--help"])
+    assert res.output.splitlines()[0].endswith("config check [OPTIONS] FILE")

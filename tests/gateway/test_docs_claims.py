@@ -69,3 +69,19 @@ def test_operations_doc_lists_every_client_error_status(status: int) -> None:
     m = re.search(r"^- Every client error is OpenAI-shaped.*?(?=^- )", ops, re.MULTILINE | re.DOTALL)
     assert m is not None and "Every client error is HTTP 400" not in ops
     assert str(status) in m.group(0)
+
+
+def test_the_compose_secret_defaults_are_as_documented() -> None:
+    """docs/operations.md names the secrets with a ``dev-only-change-me`` default and the ones
+    defaulting to empty; deploy/compose.yaml must agree, both ways."""
+    ops = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    compose = (REPO / "deploy" / "compose.yaml").read_text(encoding="utf-8")
+    claim = re.search(r"Every secret the stack needs to start \(([^)]*)\) has a `dev-only-change-me`", ops)
+    assert claim is not None
+    claimed = set(re.findall(r"`(\w+)`", claim.group(1)))
+    defaults = dict(re.findall(r"\$\{(\w+):-([^}]*)\}", compose))
+    with_dev_default = {name for name, value in defaults.items() if "dev-only-change-me" in value}
+    assert claimed == with_dev_default
+    empty = {name for name, value in defaults.items() if value == ""}
+    for name in empty:
+        assert f"`{name}` defaults to empty" in ops.replace("\n", " ")

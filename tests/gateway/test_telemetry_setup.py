@@ -55,6 +55,20 @@ def test_known_exporter_names_warn_nothing(
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
+def test_a_busy_otel_prometheus_port_names_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "prometheus")
+        monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1")
+        monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", str(busy.getsockname()[1]))
+        with pytest.raises(ConfigError) as info:
+            setup_telemetry()
+    message = str(info.value)
+    assert message.startswith("environment: OTEL_EXPORTER_PROMETHEUS_PORT: no free port"), message
+    assert "telemetry.prometheus" not in message
+
+
 def test_a_busy_prometheus_port_moves_to_the_next_worker_port() -> None:
     registry = CollectorRegistry()
     with socket.socket() as busy:

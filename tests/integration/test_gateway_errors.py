@@ -109,7 +109,13 @@ def test_ten_megabyte_body_is_413(gateway: GatewayFactory, stub: Stub) -> None:
 def test_unknown_model_is_404(gateway: GatewayFactory) -> None:
     with gateway() as url:
         resp = httpx.post(f"{url}/v1/chat/completions", json={"model": "gpt-9", "messages": OK_MSG})
+        mail_body = {"model": "jane@example.com", "messages": OK_MSG}
+        mail = httpx.post(f"{url}/v1/chat/completions", json=mail_body)
     _assert_openai_error(resp, 404, code="model_not_found", param="model")
+    message = resp.json()["error"]["message"]
+    # The client's value is never echoed; the configured aliases are named instead.
+    assert "gpt-9" not in message and "jane" not in mail.json()["error"]["message"]
+    assert message.startswith("the requested model is not served; configured models: echo, demo")
 
 
 def test_unknown_route_and_method(gateway: GatewayFactory) -> None:

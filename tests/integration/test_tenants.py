@@ -22,7 +22,7 @@ from gateway.store import Store
 from gateway.store.tenant_retention import TenantRetention
 from rollguard.errors import ConfigError
 from rollguard.settings import StoreSettings, TenantSettings, load_settings
-from tests.integration.conftest import GatewayFactory
+from tests.integration.conftest import GatewayFactory, Stub
 
 pytestmark = pytest.mark.integration
 
@@ -209,3 +209,25 @@ def test_a_tenant_setting_nothing_reads_is_refused(tmp_path: Path, text: str, me
         _load(tmp_path, text)
     assert message in str(info.value)
     assert "rollguard.yaml" in str(info.value)
+
+
+def test_a_request_naming_no_max_tokens_gets_its_tenants_cap_upstream(
+    gateway: GatewayFactory, stub: Stub
+) -> None:
+    """A cap must bind a request that names no budget: the cap is sent upstream as ``max_tokens``
+    (the tenant's own, else ``tenants.default``'s, else the policy's ``params``); a request naming a
+    smaller budget keeps it."""
+    policies = [{"id": "limits", "type": "limits", "params": {"max_tokens": 50}}]
+    tenants = {"acme": {"max_tokens": 10}, "default": {"max_tokens": 20}}
+    with gateway(gateway={"api_keys": KEYS}, policies=policies, tenants=tenants) as url:
+        stub.reset()
+        assert _chat(url, "sk-acme").status_code == 200
+        assert _chat(url, "sk-beta").status_code == 200
+        assert _chat(url, "sk-acme", max_tokens=5).status_code == 200
+        assert _chat(url, "sk-acme", max_tokens=None).status_code == 200
+        sent = [r["body"].get("max_tokens") for r in stub.requests()]
+    assert sent == [10, 20, 5, 10]
+    with gateway(gateway={"api_keys": KEYS}, policies=[{"id": "limits", "type": "limits"}]) as url:
+        stub.reset()
+        assert _chat(url, "sk-acme", max_tokens=None).status_code == 200
+        assert stub.requests()[0]["body"].get("max_tokens") is None  # no cap: nothing added
