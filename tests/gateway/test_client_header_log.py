@@ -26,13 +26,20 @@ def clock() -> Iterator[Clock]:
     clock = Clock()
     limiter = OncePerInterval(60.0, clock)
     loggers = [logging.getLogger(name) for name in CLIENT_HEADER_LOGGERS]
+    # a gateway built earlier in this process installed its own limit (real clock) on these
+    # loggers: set it aside, so only this test's clock decides (restored afterwards)
+    installed = {lg.name: [f for f in lg.filters if isinstance(f, OncePerInterval)] for lg in loggers}
     for lg in loggers:
+        for f in installed[lg.name]:
+            lg.removeFilter(f)
         lg.addFilter(limiter)
     try:
         yield clock
     finally:
         for lg in loggers:
             lg.removeFilter(limiter)
+            for f in installed[lg.name]:
+                lg.addFilter(f)
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
