@@ -63,10 +63,10 @@ def client_id_ok(value: bytes) -> bool:
     """True when a client's ``x-request-id`` may be echoed, logged and stored (the module's rules:
     ``VALID``, no 7-digit run without separators unless a UUID, nothing ``PiiFinder`` finds). About
     10 us for a 36-character id (the recognisers run only on ids that passed the cheap checks)."""
+    if _UUID.fullmatch(value):  # before VALID: a UUID may hold no letter at all
+        return True
     if not VALID.fullmatch(value):
         return False
-    if _UUID.fullmatch(value):
-        return True
     if _DIGIT_RUN.search(_SEPARATORS.sub(b"", value)):
         return False
     finder = _pii_finder()

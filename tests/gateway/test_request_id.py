@@ -104,3 +104,10 @@ def test_generated_opaque_ids_are_echoed() -> None:
     ids = [i if isinstance(i, bytes) else i.encode() for i in ids]
     refused = [i for i in ids if not client_id_ok(i)]
     assert refused == []
+
+
+def test_a_uuid_of_digits_only_is_echoed() -> None:
+    """A canonical UUID with no letter at all (about 1 in 10^6 random v4 UUIDs) is still a UUID:
+    the UUID rule comes before the at-least-one-letter rule (found by a user trial)."""
+    assert client_id_ok(b"12345678-1234-4234-8234-123456789012")
+    assert not client_id_ok(b"1234567812344234823412345678901")  # the same digits, no UUID shape
