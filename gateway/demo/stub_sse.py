@@ -75,6 +75,7 @@ async def stream_plain(
     text: str,
     usage: Any,
     n: int = 1,
+    finish: str = "stop",
 ) -> web.StreamResponse:
     """Stream ``text`` as each of ``n`` choices (``index`` 0..n-1, one after the other) in
     ``x-stub-chunks`` content chunks (default ``state.chunks``) and a finish chunk per choice, then
@@ -87,7 +88,7 @@ async def stream_plain(
         for i, piece in enumerate(pieces):
             delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
             events.append(_sse(c.delta(delta, index)))
-        events.append(_sse(c.delta({}, index, finish="stop")))
+        events.append(_sse(c.delta({}, index, finish=finish)))
     if (body.get("stream_options") or {}).get("include_usage"):
         events.append(_sse(c.usage(usage)))
     events.append(b"data: [DONE]\n\n")

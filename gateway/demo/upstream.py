@@ -192,6 +192,19 @@ def _usage(body: dict[str, Any], completion: str, n: int = 1) -> dict[str, int]:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
+def cap_reply(text: str, body: dict[str, Any]) -> tuple[str, str]:
+    """``(text, finish_reason)`` under the request's ``max_completion_tokens`` / ``max_tokens``
+    (a positive integer; the demo counts 4 characters a token, as ``_usage`` does): a longer reply
+    is cut to the cap and finishes with ``"length"``, as OpenAI's do; else ``(text, "stop")``."""
+    for key in ("max_completion_tokens", "max_tokens"):
+        cap = body.get(key)
+        if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1:
+            if _tokens(len(text)) > cap:
+                return text[: cap * 4], "length"
+            break
+    return text, "stop"
+
+
 MAX_N = 128
 """OpenAI's bound on ``n`` (the gateway refuses more before the upstream is called)."""
 
@@ -299,14 +312,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return _error(400, "invalid stub script JSON")
     if script is not None:
         return await _scripted(request, body, state, model, script)
-    text = await _reply_text(request, body, state, model)
+    text, finish = cap_reply(await _reply_text(request, body, state, model), body)
     n = choices_n(body)
     usage = _usage(body, text, n)
     if body.get("stream"):
-        return await stream_plain(request, body, state, model, text, usage, n=n)
+        return await stream_plain(request, body, state, model, text, usage, n=n, finish=finish)
     message = {"role": "assistant", "content": text}
     return web.Response(
-        body=_completion(state, model, message, "stop", usage, extra=[(message, "stop")] * (n - 1)),
+        body=_completion(state, model, message, finish, usage, extra=[(message, finish)] * (n - 1)),
         content_type="application/json",
     )
 
