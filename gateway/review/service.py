@@ -136,7 +136,7 @@ class ReviewService:
 
     async def consume_anomalies(self, consumer: str | None = None, block_ms: int = 1000) -> int:
         """Handle the anomaly bundles waiting (consumer group ``review-router`` on
-        ``rollguard:anomalies``): idle ones another consumer left pending, then new ones;
+        ``rollguard:{detectors}:anomalies``): idle ones another consumer left pending, then new ones;
         escalate each, then acknowledge it. Returns the number handled. A bundle that cannot be
         parsed is logged (by entry id) and acknowledged. Raises ``StoreError``."""
         return await self.anomalies.read(self.escalate_anomaly, consumer=consumer, block_ms=block_ms)
