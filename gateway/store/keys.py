@@ -18,7 +18,9 @@ module that spells them; every reader and writer imports them from here.
       group "reviewers"                          on the queue's priority streams (claim = lease)
     rollguard:{rollout}:index           set      rollout ids (rollout controller, issue 8)
     rollguard:{rollout}:state:<id>      string   JSON of one rollout's state machine (revision-CAS)
-    rollguard:{rollout}:judgments:<id>  stream   one rollout's judgments with evidence (append-only)
+    rollguard:{rollout}:judgments:<id>  stream   one rollout's judgments with evidence (newest
+                                                 ~JUDGMENTS_KEPT kept, gateway.rollout.repo)
+    rollguard:{rollout}:evidence:<id>   stream   the judgments behind transitions, same ids (kept)
     rollguard:{rollout}:audit           stream   every transition: who, when, why, evidence id
     rollguard:{rollout}:lease           string   the controller lease "<holder> <fence>" (SET NX PX)
     rollguard:{rollout}:fence           string   fencing-token counter (INCR per acquisition)
@@ -107,8 +109,14 @@ def rollout_state(rollout_id: str) -> str:
 
 
 def rollout_judgments(rollout_id: str) -> str:
-    """The stream of one rollout's judgments (append-only, never trimmed)."""
+    """The stream of one rollout's judgments (trimmed to about the newest ``JUDGMENTS_KEPT``)."""
     return f"{ROLLOUT_TAG}:judgments:{rollout_id}"
+
+
+def rollout_evidence(rollout_id: str) -> str:
+    """The stream of one rollout's deciding judgments (action other than ``wait``: the evidence
+    behind a transition), under the ids they have in ``rollout_judgments``; never trimmed."""
+    return f"{ROLLOUT_TAG}:evidence:{rollout_id}"
 
 
 REVIEW_DECIDED_MATCH = f"{REVIEW_PREFIX}:{{*}}:decided"

@@ -150,7 +150,8 @@ async def test_a_request_no_deployment_could_take_is_refunded_other_errors_are_n
     ticket = limits.ticket("t", None)
     assert ticket is not None
     await limits.admit(ticket)
-    await settle(ChatResult(interaction=interaction(), error=UpstreamRateLimited("upstream 429")), ticket, limits)
+    upstream_429 = UpstreamRateLimited("upstream 429")
+    await settle(ChatResult(interaction=interaction(), error=upstream_429), ticket, limits)
     try:
         await limits.admit(ticket)
     except RateLimited:

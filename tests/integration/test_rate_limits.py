@@ -202,7 +202,6 @@ def test_deployment_rpm_counts_in_the_store(gateway: GatewayFactory, stub: Stub,
     client.close()
 
 
-
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_deployment_level_429_spends_no_caller_budget(
     gateway: GatewayFactory, stub: Stub, stream: bool
