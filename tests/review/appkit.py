@@ -134,3 +134,26 @@ def flagged_record(
         },
         "metadata": {"variant": variant} if variant else {},
     }
+
+
+def injection_record(rid: str, user_text: str) -> dict[str, Any]:
+    """A flagged prompt-injection interaction (routed at P2 by ``review_config``) whose last user
+    message is ``user_text``."""
+    rec = flagged_record(rid)
+    rec["messages"] = [{"role": "user", "content": user_text}]
+    rec["decisions"] = [
+        {
+            "policy": "prompt_injection",
+            "policy_type": "prompt_injection",
+            "stage": "pre_call",
+            "verdict": "flag",
+            "score": 0.5,
+            "reason": "score 0.50",
+            "evidence": [],
+            "elapsed_ms": 1.0,
+            "enforced": True,
+            "error": None,
+        }
+    ]
+    rec["signals"] = {}
+    return rec
