@@ -9,6 +9,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,28 @@ def cluster_redis_url() -> Iterator[str]:
             yield f"redis://127.0.0.1:{server.port}/0"
         finally:
             server.stop()
+
+
+@pytest.fixture()
+def browser() -> Iterator[Any]:
+    """Debian's chromium, headless, launched through Playwright (``tests.browser``); closed after
+    the test. A Playwright ``Browser``: ``browser.new_page(viewport=...)``."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_FLAGS
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture()
+def shots(tmp_path: Path) -> Path:
+    """Where a browser test saves its screenshots: ``$ROLLGUARD_SCREENSHOTS`` when set (``docs/img``
+    refreshes the documentation's pictures), else the test's temporary directory."""
+    out = Path(os.environ.get("ROLLGUARD_SCREENSHOTS") or tmp_path / "shots")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
