@@ -46,7 +46,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -257,16 +257,8 @@ class RateLimits:
         """Take back the request ``admit`` counted in each request budget of ``ticket`` (the
         budget's newest moving-window entry: see the module docstring). Store errors: logged, not
         raised."""
-        if self._storage is None:
-            return
-        try:
-            async with asyncio.timeout(self._timeout):
-                for b in ticket.budgets:
-                    item = self._items[id(b)][0]
-                    if item is not None:
-                        await self._unhit(item.key_for(b.scope, b.name))
-        except (StorageError, RedisError, OSError, TimeoutError) as exc:
-            self._store_down(exc)
+        if self._storage is not None:
+            await self._each(ticket, 0, lambda item, b: self._unhit(item.key_for(b.scope, b.name)))
 
     async def _unhit(self, key: str) -> None:
         """Drop the newest entry of the moving window ``key`` (``limits``' layout: in memory a list
@@ -281,14 +273,24 @@ class RateLimits:
     async def charge(self, ticket: Ticket, tokens: int) -> None:
         """Add ``tokens`` (a finished reply's ``usage.total_tokens``) to each token budget of
         ``ticket``. Store errors: logged, not raised (the reply is already out)."""
-        if tokens <= 0 or self._tokens is None:
-            return
+        counter = self._tokens
+        if tokens > 0 and counter is not None:
+            await self._each(ticket, 1, lambda item, b: counter.hit(item, b.scope, b.name, cost=tokens))
+
+    async def _each(
+        self,
+        ticket: Ticket,
+        which: int,
+        act: Callable[[RateLimitItemPerMinute, Budget], Awaitable[object]],
+    ) -> None:
+        """``act(item, budget)`` for each budget of ``ticket`` with a request (``which`` 0) or
+        token (1) window, within ``store_timeout_ms`` in all. Store errors: logged, not raised."""
         try:
             async with asyncio.timeout(self._timeout):
                 for b in ticket.budgets:
-                    item = self._items[id(b)][1]
+                    item = self._items[id(b)][which]
                     if item is not None:
-                        await self._tokens.hit(item, b.scope, b.name, cost=tokens)
+                        await act(item, b)
         except (StorageError, RedisError, OSError, TimeoutError) as exc:
             self._store_down(exc)
 
