@@ -220,9 +220,8 @@ def _queue_routes(ui: APIRouter, service: ReviewService) -> None:
         form = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
         done = (form.get("done") or [""])[0][:128]
         filters = QueueFilter.parse(form)
-        carried = [f"done={quote(done)}"] if done else []
-        carried += [filters.query()] if filters.active or filters.sort is not Sort.OLDEST else []
-        after = "".join("&" + q for q in carried)
+        carried = (f"done={quote(done)}" if done else "", filters.query())
+        after = "".join("&" + q for q in carried if q)
         base = f"/review/queues/{quote(queue)}"
         only = await _visible_matching(service, me, queue, filters) if filters.active else None
         if filters.state is State.MINE and only:  # held already: open the first, nothing to claim

@@ -74,7 +74,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 
-from gateway.ratelimit import RateLimits
+from gateway.ratelimit import DeploymentsAtLimit, RateLimits
 from gateway.upstream.cooldowns import FailureCooldown
 from gateway.upstream.deployment_limits import DeploymentLimits
 from gateway.upstream.errors import AttemptFailed, failed, map_http_error, map_transport_error
@@ -85,7 +85,7 @@ from gateway.upstream.spans import end_span, finish_reasons, record_response, st
 from gateway.upstream.stream import UpstreamStream
 from gateway.upstream.transports import LEAN_PROVIDERS, Deployment, Transport, checked
 from gateway.upstream.wildcards import Wildcards
-from rollguard.errors import UpstreamUnavailable
+from rollguard.errors import UpstreamError, UpstreamRateLimited, UpstreamUnavailable
 from rollguard.settings import RollguardSettings
 
 __all__ = ["LEAN_PROVIDERS", "Deployment", "Upstream", "UpstreamStream", "map_http_error"]
@@ -223,6 +223,7 @@ class Upstream:
         chain = self._chains[alias]
         waited = 0.0  # seconds slept on Retry-After hints (no clock read on the hot path)
         last: AttemptFailed | None = None
+        called = False  # an attempt reached an upstream (not refused by the deployment limits)
         for i, name in enumerate(chain):
             if self._cooldown and self._cooling(name) > 0 and self._free_after(chain, i):
                 continue  # every deployment of this alias asked us to wait; a fallback is free
@@ -234,6 +235,7 @@ class Upstream:
                     return await attempt_fn(dep, attempt)
                 except AttemptFailed as f:
                     last = f
+                    called = called or not isinstance(f.error, DeploymentsAtLimit)
                     hint = f.error.retry_after
                     if hint is not None:
                         self._cool(dep, hint)
@@ -255,7 +257,7 @@ class Upstream:
             if last is not None and not last.fallback:
                 break
         assert last is not None
-        raise last.error from last.error.__cause__
+        raise _upstream_reached(last.error) if called else last.error from last.error.__cause__
 
     # -- calls
     async def complete(self, alias: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -336,6 +338,18 @@ class Upstream:
         await self._lean.aclose()
         if self._given is not None:
             await self._given.aclose()
+
+
+def _upstream_reached(error: UpstreamError) -> UpstreamError:
+    """The error to raise when an attempt before the last reached an upstream: a last
+    ``DeploymentsAtLimit`` becomes a plain ``UpstreamRateLimited`` (same message and hint), so
+    the caller's budgets keep the request an upstream was called for (``gateway.ratelimit.settle``
+    refunds only requests that reached none)."""
+    if not isinstance(error, DeploymentsAtLimit):
+        return error
+    plain = UpstreamRateLimited(error.message)
+    plain.retry_after = error.retry_after
+    return plain
 
 
 async def _aclose(it: AsyncIterator[Any] | None) -> None:
