@@ -26,6 +26,13 @@ a limit could still leave an earlier hit counted for a request a later hit refus
 of 450 refused in 600 requests, 48 at once, over two limiters on one Valkey (key 150 rpm with
 tenant 10000, 160 or the reverse; the old tenant-first hits leaked all 450).
 
+A request the gateway admitted but then refused itself because every deployment of its model was
+at its own ``rpm``/``tpm`` (``DeploymentsAtLimit``: 429 ``upstream_rate_limited``, no upstream
+called) spends no caller budget either: ``settle`` takes its request back (``refund``) before the
+response goes out. The moving window keeps timestamps, not request ids, so the refund removes the
+budget's newest entry: the count is exact, and the window may free a slot earlier by at most the
+time between this request and the newest one counted after it.
+
 No budget configured (the default), or none that applies to the caller: no store round trip
 (``RateLimits.ticket`` returns None). Store down or slower than ``store_timeout_ms``: the request
 is admitted (fail open) and a warning is logged at most every ``WARN_EVERY_S`` seconds; a rate
@@ -39,7 +46,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +60,7 @@ from limits.util import WindowStats
 from redis.exceptions import RedisError
 
 from gateway.exchange import ChatResult
-from rollguard.errors import RateLimited
+from rollguard.errors import RateLimited, UpstreamRateLimited
 from rollguard.ratelimit_settings import Limit, RateLimitSettings
 from rollguard.types import Interaction
 
@@ -61,6 +68,12 @@ log = logging.getLogger("rollguard.ratelimit")
 
 WARN_EVERY_S = 30.0
 """Seconds between two "store down, failing open" warnings."""
+
+
+class DeploymentsAtLimit(UpstreamRateLimited):
+    """Every deployment of the requested model (and of its fallbacks) is at its own ``rpm``/``tpm``
+    (``gateway.upstream.deployment_limits``): 429 ``upstream_rate_limited`` with ``Retry-After``,
+    no upstream called, so the caller's budgets are refunded (``settle``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +131,7 @@ class RateLimits:
         self._requests = MovingWindowRateLimiter(storage) if storage is not None else None
         self._tokens = FixedWindowRateLimiter(storage) if storage is not None else None
         self._pool: aioredis.ConnectionPool | None = None
+        self._key_prefix = settings.key_prefix
         self._warned = -math.inf
 
     @classmethod
@@ -239,17 +253,44 @@ class RateLimits:
             stats = await self._requests.get_window_stats(item, budget.scope, budget.name)
             raise _refused(budget, f"{budget.limit.rpm} requests per minute", stats.reset_time)
 
+    async def refund(self, ticket: Ticket) -> None:
+        """Take back the request ``admit`` counted in each request budget of ``ticket`` (the
+        budget's newest moving-window entry: see the module docstring). Store errors: logged, not
+        raised."""
+        if self._storage is not None:
+            await self._each(ticket, 0, lambda item, b: self._unhit(item.key_for(b.scope, b.name)))
+
+    async def _unhit(self, key: str) -> None:
+        """Drop the newest entry of the moving window ``key`` (``limits``' layout: in memory a list
+        newest first, in Redis a list under ``<key_prefix>:<key>`` pushed at the head)."""
+        if isinstance(self._storage, MemoryStorage):
+            entries = self._storage.events.get(key)
+            if entries:
+                entries.pop(0)
+        elif self._pool is not None:
+            await aioredis.Redis(connection_pool=self._pool).lpop(f"{self._key_prefix}:{key}")
+
     async def charge(self, ticket: Ticket, tokens: int) -> None:
         """Add ``tokens`` (a finished reply's ``usage.total_tokens``) to each token budget of
         ``ticket``. Store errors: logged, not raised (the reply is already out)."""
-        if tokens <= 0 or self._tokens is None:
-            return
+        counter = self._tokens
+        if tokens > 0 and counter is not None:
+            await self._each(ticket, 1, lambda item, b: counter.hit(item, b.scope, b.name, cost=tokens))
+
+    async def _each(
+        self,
+        ticket: Ticket,
+        which: int,
+        act: Callable[[RateLimitItemPerMinute, Budget], Awaitable[object]],
+    ) -> None:
+        """``act(item, budget)`` for each budget of ``ticket`` with a request (``which`` 0) or
+        token (1) window, within ``store_timeout_ms`` in all. Store errors: logged, not raised."""
         try:
             async with asyncio.timeout(self._timeout):
                 for b in ticket.budgets:
-                    item = self._items[id(b)][1]
+                    item = self._items[id(b)][which]
                     if item is not None:
-                        await self._tokens.hit(item, b.scope, b.name, cost=tokens)
+                        await act(item, b)
         except (StorageError, RedisError, OSError, TimeoutError) as exc:
             self._store_down(exc)
 
@@ -273,6 +314,16 @@ def _refused(budget: Budget, what: str, reset_time: float) -> RateLimited:
         f"Rate limit reached for {budget.label}: {what}. Please try again in {int(wait)}s.",
         retry_after=wait,
     )
+
+
+async def settle(result: ChatResult, ticket: Ticket, limits: RateLimits) -> ChatResult:
+    """The route's last step for an admitted request: a ``DeploymentsAtLimit`` refusal gets its
+    request refunded now (before the 429 goes out, so the caller's next request already sees the
+    room); any other result is ``charged``."""
+    if isinstance(result.error, DeploymentsAtLimit):
+        await limits.refund(ticket)
+        return result
+    return charged(result, ticket, limits)
 
 
 def charged(result: ChatResult, ticket: Ticket, limits: RateLimits) -> ChatResult:

@@ -1,18 +1,26 @@
 """Real servers for tests: the gateway under uvicorn in a background thread (so tests can register
-extra policy types and read in-memory spans/metrics of the same process), on a real socket."""
+extra policy types and read in-memory spans/metrics of the same process), on a real socket; and
+``rollguard serve --workers N`` as a real process tree (``serve_workers``)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -88,3 +96,46 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url} not up")
         time.sleep(0.05)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without ``ROLLGUARD_*`` and ``OTEL_*`` (a variable set for one test
+    must not configure a child gateway), with ``PYTHONPATH`` at this checkout and ``extra`` on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROLLGUARD_", "OTEL_"))}
+    env["PYTHONPATH"] = str(REPO)
+    env.update(extra)
+    return env
+
+
+@dataclass(slots=True)
+class ServeRun:
+    """A ``serve`` process tree started by ``serve_workers``: ``output`` is its whole stdout and
+    stderr, set once it has ended."""
+
+    port: int
+    output: str = ""
+
+
+@contextmanager
+def serve_workers(
+    cwd: Path, workers: int = 2, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[ServeRun]:
+    """``python -m gateway.cli serve --port P --workers N`` in ``cwd`` (its config found there, or
+    none: the demo models), with ``env`` (default ``clean_env()``), up once ``/healthz`` answers
+    (within 120 s); terminated (SIGTERM to the parent, which stops its workers) on exit."""
+    run = ServeRun(port or free_port())
+    args = ["serve", "--port", str(run.port), "--workers", str(workers)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=cwd,
+        env=env if env is not None else clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{run.port}/healthz", timeout=120)
+        yield run
+    finally:
+        proc.terminate()
+        run.output, _ = proc.communicate(timeout=60)

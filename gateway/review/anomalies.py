@@ -1,4 +1,4 @@
-"""Anomaly bundles in: the review service's consumer of ``rollguard:anomalies`` (consumer group
+"""Anomaly bundles in: the review service's consumer of ``rollguard:{detectors}:anomalies`` (consumer group
 ``review-router``) and the exemplar records a bundle names.
 
 Consumers: each service process reads under its own name (``gateway.store.keys.consumer_name``).

@@ -31,7 +31,7 @@ from gateway.review.auth import COOKIE, ReviewAuth, current_reviewer, guarded_ro
 from gateway.review.config import ReviewerSpec, Role
 from gateway.review.highlight import highlight_conversation
 from gateway.review.queue import Lease, ReviewItem, now_ms
-from gateway.review.queue_view import Sort, State, detector_choices, queue_rows
+from gateway.review.queue_view import DETECTOR_CHARS, QueueFilter, Sort, State, detector_choices, queue_rows
 from gateway.review.rollout_pages import register_filters, rollout_routes
 from gateway.review.rollout_view import RolloutViewSlot
 from gateway.review.service import ReviewService
@@ -208,31 +208,52 @@ def _queue_routes(ui: APIRouter, service: ReviewService) -> None:
         sort: Sort = Sort.OLDEST,
     ) -> HTMLResponse:
         me = current_reviewer(request)
-        ctx = await _queue_context(service, me, queue, detector, state, sort)
+        ctx = await _queue_context(service, me, queue, QueueFilter(detector[:DETECTOR_CHARS], state, sort))
         return _page("queue.html", me, queue=queue, empty=bool(empty), done=done, **ctx)
 
     @ui.post("/queues/{queue}/claim")
     async def claim(request: Request, queue: str) -> Response:
+        """Claim the next item for the reviewer: among those the queue page's filters (posted
+        with the form: ``detector``, ``state``, ``sort``) keep, P1 first; the filters travel on
+        to the item page and back, so the claim after a verdict keeps them."""
         me = current_reviewer(request)
         form = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
         done = (form.get("done") or [""])[0][:128]
-        after = f"&done={quote(done)}" if done else ""
-        leases = await service.claim(me, queue, count=1)
+        filters = QueueFilter.parse(form)
+        carried = (f"done={quote(done)}" if done else "", filters.query())
+        after = "".join("&" + q for q in carried if q)
+        base = f"/review/queues/{quote(queue)}"
+        only = await _visible_matching(service, me, queue, filters) if filters.active else None
+        if filters.state is State.MINE and only:  # held already: open the first, nothing to claim
+            return RedirectResponse(f"{base}/items/{only[0]}?{filters.query()}", status_code=303)
+        leases = await service.claim(me, queue, count=1, only=only)
         if not leases:
-            return RedirectResponse(f"/review/queues/{quote(queue)}?empty=1{after}", status_code=303)
+            return RedirectResponse(f"{base}?empty=1{after}", status_code=303)
         le = leases[0]
-        url = f"/review/queues/{quote(queue)}/items/{le.item_id}?lease={quote(le.id)}{after}"
-        return RedirectResponse(url, status_code=303)
+        return RedirectResponse(f"{base}/items/{le.item_id}?lease={quote(le.id)}{after}", status_code=303)
+
+
+async def _visible(service: ReviewService, me: ReviewerSpec, queue: str) -> list[ReviewItem]:
+    """The open items of ``queue`` that ``me`` may see (the oldest 200 are read)."""
+    items = await service.queues.open_items(queue, limit=200)
+    return [it for it in items if me.role is Role.OPERATOR or me.can_tenant(it.tenant)]
+
+
+async def _visible_matching(
+    service: ReviewService, me: ReviewerSpec, queue: str, filters: QueueFilter
+) -> list[str]:
+    """Ids of the items the queue page shows ``me`` under ``filters``, in its order."""
+    return filters.matching(await _visible(service, me, queue), me.name, now_ms())
 
 
 async def _queue_context(
-    service: ReviewService, me: ReviewerSpec, queue: str, detector: str, state: State, sort: Sort
+    service: ReviewService, me: ReviewerSpec, queue: str, filters: QueueFilter
 ) -> dict[str, Any]:
     """The queue page's values: stats, the open items ``me`` may see as filtered and sorted rows
     (``gateway.review.queue_view``; the oldest 200 open items are read), the filter's options."""
     st = await service.queues.stats(queue, tenants=service.tenant_scope(me))
-    items = await service.queues.open_items(queue, limit=200)
-    visible = [it for it in items if me.role is Role.OPERATOR or me.can_tenant(it.tenant)]
+    visible = await _visible(service, me, queue)
+    detector, state, sort = filters.detector, filters.state, filters.sort
     rows = queue_rows(
         visible,
         viewer=me.name,
@@ -250,6 +271,7 @@ async def _queue_context(
         "total": len(visible),
         "detectors": detector_choices(visible),
         "filters": {"detector": detector, "state": state.value, "sort": sort.value},
+        "filter_query": filters.query(),
         "states": [s.value for s in State],
         "sorts": [s.value for s in Sort],
         "can_decide": me.role is not Role.OPERATOR,
@@ -261,9 +283,17 @@ def _item_routes(ui: APIRouter, service: ReviewService) -> None:
 
     @ui.get("/queues/{queue}/items/{item_id}")
     async def item__page(
-        request: Request, queue: str, item_id: str, lease: str = "", done: str = ""
+        request: Request,
+        queue: str,
+        item_id: str,
+        lease: str = "",
+        done: str = "",
+        detector: str = "",
+        state: State = State.ALL,
+        sort: Sort = Sort.OLDEST,
     ) -> HTMLResponse:
         me = current_reviewer(request)
+        filter_query = QueueFilter(detector[:DETECTOR_CHARS], state, sort).query()
         it = await service.item(me, queue, item_id)
         held = lease if _lease_for(lease, it) and it.leases.get(lease.rsplit(":", 1)[-1]) == me.name else ""
         if not held:
@@ -292,6 +322,7 @@ def _item_routes(ui: APIRouter, service: ReviewService) -> None:
             anomaly_facts=facts,
             lease=held,
             done=done[:128],
+            filter_query=filter_query,
             taxonomy=service.settings.taxonomy,
             show_verdicts=service.shows_verdicts(me, it),
             lease_ms=service.queues.lease_ms,

@@ -14,7 +14,7 @@ once). Lease ends are decided and reported on the Redis server's clock (see ``sc
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -148,15 +148,21 @@ class ReviewQueues:
         *,
         tenants: Iterable[str] = ("*",),
         count: int = 1,
+        only: Collection[str] | None = None,
     ) -> list[Lease]:
         """Lease up to ``count`` slots for ``reviewer`` (P1 first, parked slots before new ones),
         never two slots of one item and never an item the reviewer already judged or whose
-        tenant is not in ``tenants`` (``"*"`` = any). Empty when nothing is available to them."""
+        tenant is not in ``tenants`` (``"*"`` = any); with ``only``, only slots of those item ids
+        (a slot of another item read meanwhile is parked for the next claimer, as a skipped one
+        always is). Empty when nothing is available to them."""
+        if only is not None and not only:
+            return []
         await self.ensure(queue)
         keys = Keys(queue)
         ts = now_ms()
-        args: list[Any] = [GROUP, reviewer, ts, count, self.scan_limit, keys.item_prefix, PARKED, 0]
-        args += list(tenants) or ["\x00none"]
+        scope = list(tenants) or ["\x00none"]
+        args: list[Any] = [GROUP, reviewer, ts, count, self.scan_limit, keys.item_prefix, PARKED, len(scope)]
+        args += [*scope, *(only or ())]
         raw = await self._claim(keys=[*keys.streams(), keys.audit, keys.claim_by], args=args)
         taken, gone, server_ms = raw
         if gone:

@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlencode
 
 from gateway.review.items import ReviewItem
+from rollguard.errors import InvalidRequest
 
 SNIPPET_CHARS = 160
 """Characters of the snippet shown per row (after redaction; longer text ends with ``…``)."""
@@ -44,6 +46,63 @@ class Sort(StrEnum):
     OLDEST = "oldest"
     NEWEST = "newest"
     SEVERITY = "severity"
+
+
+DETECTOR_CHARS = 128
+"""Longest policy / detector name a filter carries (longer: cut; no name is that long)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFilter:
+    """The queue page's filters and sort as the reviewer set them: the page lists the items they
+    keep, and "claim next" claims only among those (``ReviewService.claim(only=...)``), so the
+    next item matches what the reviewer is looking at."""
+
+    detector: str = ""
+    state: State = State.ALL
+    sort: Sort = Sort.OLDEST
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Sequence[str]]) -> QueueFilter:
+        """From a form or query (``parse_qs`` output: name -> values, the first used). Raises
+        ``InvalidRequest`` (400) for a ``state`` or ``sort`` outside ``State`` / ``Sort``."""
+
+        def first(name: str) -> str:
+            return (values.get(name) or [""])[0]
+
+        try:
+            state = State(first("state") or State.ALL)
+            sort = Sort(first("sort") or Sort.OLDEST)
+        except ValueError as exc:
+            raise InvalidRequest("unknown queue filter: state or sort", param="state") from exc
+        return cls(first("detector")[:DETECTOR_CHARS], state, sort)
+
+    @property
+    def active(self) -> bool:
+        """Whether the filter keeps less than every open item (the sort alone does not)."""
+        return bool(self.detector) or self.state is not State.ALL
+
+    def query(self) -> str:
+        """The filter as URL query parameters (``detector=pii&state=unclaimed``; defaults left
+        out, empty when none), to carry it from page to page."""
+        pairs = [("detector", self.detector), ("state", self.state.value), ("sort", self.sort.value)]
+        defaults = {"detector": "", "state": State.ALL.value, "sort": Sort.OLDEST.value}
+        return urlencode([(k, v) for k, v in pairs if v != defaults[k]])
+
+    def matching(self, items: Iterable[ReviewItem], viewer: str, now_ms: int) -> list[str]:
+        """Ids of the ``items`` this filter keeps for ``viewer`` (a reviewer name) at ``now_ms``
+        (UTC epoch ms), in the page's order."""
+        rows = queue_rows(
+            list(items),
+            viewer=viewer,
+            now_ms=now_ms,
+            redact=str,  # not called: no snippets
+            detector=self.detector,
+            state=self.state,
+            sort=self.sort,
+            snippets=False,
+        )
+        return [r.item.id for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +187,11 @@ def queue_rows(
     detector: str = "",
     state: State = State.ALL,
     sort: Sort = Sort.OLDEST,
+    snippets: bool = True,
 ) -> list[QueueRow]:
     """The rows of the queue page for ``viewer`` (a reviewer name) at ``now_ms`` (UTC epoch ms):
-    items raised by ``detector`` (a policy or detector id; empty: any) in ``state``, sorted."""
+    items raised by ``detector`` (a policy or detector id; empty: any) in ``state``, sorted.
+    ``snippets=False``: every snippet left empty (no text read or redacted)."""
     kept = [it for it in items if _keep(it, viewer, now_ms, detector, state)]
     if sort is Sort.SEVERITY:
         kept.sort(
@@ -141,7 +202,7 @@ def queue_rows(
     return [
         QueueRow(
             item=it,
-            snippet=snippet(it.payload, redact),
+            snippet=snippet(it.payload, redact) if snippets else "",
             severity=severity_of(it),
             age_ms=max(0, now_ms - it.created_ms),
             mine=viewer in it.leases.values(),

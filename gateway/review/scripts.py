@@ -103,14 +103,21 @@ return 1
 
 CLAIM = r"""
 -- KEYS: stream p1, stream p2, stream p3, audit, claim_by
--- ARGV: group, reviewer, now_ms, count, scan_limit, item_prefix, parked, leads_only(0|1), tenants...
+-- ARGV: group, reviewer, now_ms, count, scan_limit, item_prefix, parked, n_tenants, tenants...,
+--       item ids... (none: any item; else only slots of these items are taken)
 -- returns {taken {{priority, entry, item}...}, gone, server_ms}: each lease ends at server_ms + lease
 local group, reviewer, now = ARGV[1], ARGV[2], ARGV[3]
 local want, scan, prefix, parked = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local last_tenant = 8 + tonumber(ARGV[8])
 local any_tenant, tenants = false, {}
-for i = 9, #ARGV do
+for i = 9, last_tenant do
   if ARGV[i] == '*' then any_tenant = true end
   tenants[ARGV[i]] = true
+end
+local only = nil
+if #ARGV > last_tenant then
+  only = {}
+  for i = last_tenant + 1, #ARGV do only[ARGV[i]] = true end
 end
 local taken, gone = {}, 0
 
@@ -131,6 +138,7 @@ local function judge(stream, entry, item_id)
     return 'gone'
   end
   if not any_tenant and not tenants[st[2] or ''] then return 'skip' end
+  if only and not only[item_id] then return 'skip' end
   if redis.call('HEXISTS', ik .. ':verdicts', reviewer) == 1 then return 'skip' end
   local holders = redis.call('HVALS', ik .. ':leases')
   for _, h in ipairs(holders) do

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +136,7 @@ class ReviewService:
 
     async def consume_anomalies(self, consumer: str | None = None, block_ms: int = 1000) -> int:
         """Handle the anomaly bundles waiting (consumer group ``review-router`` on
-        ``rollguard:anomalies``): idle ones another consumer left pending, then new ones;
+        ``rollguard:{detectors}:anomalies``): idle ones another consumer left pending, then new ones;
         escalate each, then acknowledge it. Returns the number handled. A bundle that cannot be
         parsed is logged (by entry id) and acknowledged. Raises ``StoreError``."""
         return await self.anomalies.read(self.escalate_anomaly, consumer=consumer, block_ms=block_ms)
@@ -183,12 +183,15 @@ class ReviewService:
             raise PermissionDenied("no grant for this item's tenant")
         self.check_queue(reviewer, item.queue)
 
-    async def claim(self, reviewer: ReviewerSpec, queue: str, count: int = 1) -> list[Lease]:
-        """Lease up to ``count`` items of ``queue`` (expired leases are swept first)."""
+    async def claim(
+        self, reviewer: ReviewerSpec, queue: str, count: int = 1, only: Collection[str] | None = None
+    ) -> list[Lease]:
+        """Lease up to ``count`` items of ``queue`` (expired leases are swept first); with
+        ``only``, only among those item ids (the console's filtered "claim next")."""
         self.check_queue(reviewer, queue, decide=True)
         await self.queues.reclaim_expired(queue)
         tenants = ["*"] if "*" in reviewer.tenants else list(reviewer.tenants)
-        return await self.queues.claim(queue, reviewer.name, tenants=tenants, count=count)
+        return await self.queues.claim(queue, reviewer.name, tenants=tenants, count=count, only=only)
 
     async def item(self, reviewer: ReviewerSpec, queue: str, item_id: str) -> ReviewItem:
         """The item, if ``reviewer`` may see it. Raises ``NotFound``, ``PermissionDenied``."""

@@ -1,5 +1,5 @@
-"""Rollouts in the store: the state JSON per rollout, the append-only judgments and audit streams,
-and the controller lease. Every key is named in ``gateway.store.keys`` and shares the hash tag
+"""Rollouts in the store: the state JSON per rollout, the judgments and audit streams, and the
+controller lease. Every key is named in ``gateway.store.keys`` and shares the hash tag
 ``{rollout}``, so one Lua script may touch them together.
 
 Writes are compare-and-set in Lua: ``save`` writes a state only when the stored revision is the
@@ -15,6 +15,16 @@ counter), or renews it (PEXPIRE) when the caller already holds it (compare-and-s
 holder). ``release`` deletes it only if still held. Redis' own lease recipe ("Distributed locks
 with Redis", the single-instance algorithm) plus Kleppmann's fencing tokens ("How to do
 distributed locking", 2016).
+
+Judgments (one per controller look, every ``interval_s`` while a step runs: 17,280 a day at 5 s)
+are bounded: ``XADD ... MAXLEN ~ JUDGMENTS_KEPT`` keeps about the newest ``JUDGMENTS_KEPT`` of a
+rollout (Redis trims whole stream nodes, so a few more may stay). A judgment whose action is not
+``wait`` (promote, pause, rollback: the evidence a transition, its audit entry, review item and
+webhook name) is also written, in the same script and under the same id, to the rollout's evidence
+stream, which is never trimmed (one entry per transition). ``judgments`` reads the newest ones plus
+the deciding ones before them, so the console still plots the last judgment of every earlier step
+and every evidence id stays readable, and each record read still reproduces offline
+(``judge_step(plan, step_data_of(record))``).
 
 Errors: ``StoreError`` subclasses (``gateway.store.errors``); ``Conflict`` when a revision moved;
 ``NotFound`` for an unknown rollout id.
@@ -36,6 +46,7 @@ from gateway.store.keys import (
     ROLLOUT_FENCE,
     ROLLOUT_INDEX,
     ROLLOUT_LEASE,
+    rollout_evidence,
     rollout_judgments,
     rollout_state,
 )
@@ -58,6 +69,18 @@ redis.call('SADD', KEYS[4], ARGV[4])
 local id = redis.call('XADD', KEYS[2], '*', 'rollout', ARGV[4], 'data', ARGV[5])
 return {1, id}
 """
+
+_APPEND = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'rollout', ARGV[2], 'data', ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('XADD', KEYS[2], id, 'rollout', ARGV[2], 'data', ARGV[3])
+end
+return id
+"""
+
+JUDGMENTS_KEPT = 10_000
+"""Judgments kept per rollout (about: ``MAXLEN ~``): 13.9 hours of looks at the default 5 s, five
+times the newest 2,000 the console's rollout page reads (``gateway.rollout.views``)."""
 
 _ACQUIRE = """
 local cur = redis.call('GET', KEYS[1])
@@ -90,9 +113,11 @@ class Fenced(Conflict):
 class RolloutRepo:
     """Rollout states, judgments and audit entries in the store."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, judgments_kept: int = JUDGMENTS_KEPT) -> None:
         self.redis = redis
+        self.judgments_kept = judgments_kept
         self._save = redis.register_script(_SAVE)
+        self._append = redis.register_script(_APPEND)
 
     async def ids(self) -> list[str]:
         with redis_errors("cannot list the rollouts"):
@@ -157,17 +182,29 @@ class RolloutRepo:
         return text(detail)
 
     async def append_judgment(self, rollout_id: str, record: Mapping[str, Any]) -> str:
-        """Append one judgment (its evidence) to the rollout's judgments stream; returns the entry
-        id (the evidence id transitions and review items name)."""
+        """Append one judgment (a ``Judgment.to_dict()`` plus the controller's fields) to the
+        rollout's judgments stream, trimmed to about ``judgments_kept``; a deciding one (``action``
+        other than ``wait``) to its evidence stream as well, same id. Returns the entry id (the
+        evidence id transitions and review items name)."""
+        keep = "1" if record.get("action", "wait") != "wait" else "0"
         with redis_errors("cannot append the judgment"):
-            rid = await self.redis.xadd(
-                rollout_judgments(rollout_id), {"rollout": rollout_id, "data": orjson.dumps(record).decode()}
+            rid = await self._append(
+                keys=[rollout_judgments(rollout_id), rollout_evidence(rollout_id)],
+                args=[self.judgments_kept, rollout_id, orjson.dumps(record).decode(), keep],
             )
         return text(rid)
 
     async def judgments(self, rollout_id: str, count: int = 100) -> list[dict[str, Any]]:
-        """The rollout's newest ``count`` judgments, newest first."""
-        return await self._tail(rollout_judgments(rollout_id), None, count)
+        """The rollout's newest ``count`` judgments and, before them, the deciding judgments of
+        its evidence stream (the transitions of earlier steps), newest first, each once."""
+        newest = await self._tail(rollout_judgments(rollout_id), None, count)
+        oldest = _stream_id(newest[-1]["id"]) if newest else None
+        with redis_errors("cannot read the rollout stream"):
+            rows = await self.redis.xrevrange(rollout_evidence(rollout_id))
+        earlier = [
+            _entry(eid, f)[1] for eid, f in rows or [] if oldest is None or _stream_id(text(eid)) < oldest
+        ]
+        return newest + earlier
 
     async def audit(self, rollout_id: str | None = None, count: int = 100) -> list[dict[str, Any]]:
         """The newest ``count`` audit entries (of one rollout when ``rollout_id``), newest first."""
@@ -178,13 +215,26 @@ class RolloutRepo:
             rows = await self.redis.xrevrange(stream, count=count * (1 if rollout_id is None else 20))
         out = []
         for entry_id, fields in rows or []:
-            f = {text(k): text(v) for k, v in (fields or {}).items()}
-            if rollout_id is not None and f.get("rollout") != rollout_id:
+            of, entry = _entry(entry_id, fields)
+            if rollout_id is not None and of != rollout_id:
                 continue
-            out.append({"id": text(entry_id), **orjson.loads(f.get("data", "{}"))})
+            out.append(entry)
             if len(out) >= count:
                 break
         return out
+
+
+def _entry(entry_id: Any, fields: Mapping[Any, Any] | None) -> tuple[str | None, dict[str, Any]]:
+    """A stored judgment or audit entry: the rollout it names and its ``data`` JSON with the
+    stream entry ``id``."""
+    f = {text(k): text(v) for k, v in (fields or {}).items()}
+    return f.get("rollout"), {"id": text(entry_id), **orjson.loads(f.get("data", "{}"))}
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    """A stream entry id (``"<ms>-<seq>"``) as a comparable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 class ControllerLease:

@@ -1,11 +1,11 @@
 """What the controller judges a step on: the detector worker's per-variant running sums (the
-``VariantComparison`` arms in ``rollguard:detectors:state``, the same state ``GET /v1/detectors``
+``VariantComparison`` arms in ``rollguard:{detectors}:state``, the same state ``GET /v1/detectors``
 reads) minus the sums at the step's start (the baseline kept in the rollout state).
 
 Metrics the worker computes, by plan metric name: ``<detector>_rate`` (each shortcut detector's
 flag), ``reply_length_ratio`` (mean log characters), ``block_rate`` (final verdict block),
 ``upstream_error_rate`` (status >= 500 or an error code). From the worker's per-variant sums
-(``rollguard:detectors:variant_sums``, ``gateway.worker.variant_sums``): ``latency_p95_ms`` and
+(``rollguard:{detectors}:variant_sums``, ``gateway.worker.variant_sums``): ``latency_p95_ms`` and
 ``ttft_p95_ms`` (fixed log-bucket histograms, quantiles within 1 %; the step's values are the
 histogram now minus the baseline's) and ``shadow_would_block_rate``. From the review queues
 (``gateway.rollout.review_stats``): ``reviewer_regression_rate`` and
@@ -15,7 +15,7 @@ data for the step (no streamed reply for TTFT, no verdict yet) is ``no_data``: t
 inconclusive, never pass.
 
 Freshness: ``data_age_s`` is the time since the worker last counted an interaction (the newest
-score of ``rollguard:detectors:seen``, the worker's processing clock in UTC epoch ms); None when it
+score of ``rollguard:{detectors}:seen``, the worker's processing clock in UTC epoch ms); None when it
 never counted one. A stopped worker therefore makes every step stale after ``plan.max_data_age_s``
 and the judge answers inconclusive, never pass.
 

@@ -15,7 +15,7 @@ from gateway.disconnect import unless_disconnected
 from gateway.errors import documented_errors, error_response, json_response
 from gateway.exchange import ChatResult, RequestMeta
 from gateway.flags import FlagContext
-from gateway.ratelimit import charged, prompt_tokens
+from gateway.ratelimit import prompt_tokens, settle
 from gateway.relay import CLIENT_CLOSED_STATUS
 from gateway.routes.chat_schema import (
     CHAT_COMPLETION,
@@ -110,8 +110,8 @@ async def chat_completions(request: Request) -> Response:
             # gateway killed right after answering loses nothing (issue 10).
             await result.after()
             result = dataclasses.replace(result, after=None)
-        if ticket is not None:
-            result = charged(result, ticket, rt.limits)
+        if ticket is not None:  # charged once the reply is over; refunded if no upstream could take it
+            result = await settle(result, ticket, rt.limits)
     except BaseException:
         reservation.release()
         raise

@@ -5,20 +5,22 @@ module that spells them; every reader and writer imports them from here.
 
     rollguard:interactions              stream   audit trail (store.interactions_stream default)
       group "detectors"                          detector workers (gateway.detector_worker)
-    rollguard:detectors:state           string   JSON of the window engine (worker; GET /v1/detectors)
-    rollguard:detectors:seen            zset     interaction ids already counted, scored by time
-    rollguard:detectors:variant_sums    string   JSON per flag variant: latency / TTFT histograms,
+    rollguard:{detectors}:state         string   JSON of the window engine (worker; GET /v1/detectors)
+    rollguard:{detectors}:seen          zset     interaction ids already counted, scored by time
+    rollguard:{detectors}:variant_sums  string   JSON per flag variant: latency / TTFT histograms,
                                                  shadow would-block counts (worker; rollout judge)
-    rollguard:signals                   stream   per-interaction detector results
-    rollguard:anomalies                 stream   one anomaly bundle per opened incident
+    rollguard:{detectors}:signals       stream   per-interaction detector results
+    rollguard:{detectors}:anomalies     stream   one anomaly bundle per opened incident
       group "review-router"                      the review service's anomaly consumers
-    rollguard:anomaly_events            stream   alert lifecycle events (open / update / resolve)
+    rollguard:{detectors}:anomaly_events stream  alert lifecycle events (open / update / resolve)
     rollguard:review:session:<sid>      string   reviewer console session -> reviewer name (TTL)
     rollguard:review:{<queue>}:...      per review queue, one hash tag (``ReviewQueueKeys``)
       group "reviewers"                          on the queue's priority streams (claim = lease)
     rollguard:{rollout}:index           set      rollout ids (rollout controller, issue 8)
     rollguard:{rollout}:state:<id>      string   JSON of one rollout's state machine (revision-CAS)
-    rollguard:{rollout}:judgments:<id>  stream   one rollout's judgments with evidence (append-only)
+    rollguard:{rollout}:judgments:<id>  stream   one rollout's judgments with evidence (newest
+                                                 ~JUDGMENTS_KEPT kept, gateway.rollout.repo)
+    rollguard:{rollout}:evidence:<id>   stream   the judgments behind transitions, same ids (kept)
     rollguard:{rollout}:audit           stream   every transition: who, when, why, evidence id
     rollguard:{rollout}:lease           string   the controller lease "<holder> <fence>" (SET NX PX)
     rollguard:{rollout}:fence           string   fencing-token counter (INCR per acquisition)
@@ -45,14 +47,27 @@ INTERACTIONS_STREAM = "rollguard:interactions"
 """Default of ``store.interactions_stream``."""
 
 DETECTORS_GROUP = "detectors"
-STATE_KEY = "rollguard:detectors:state"
-SEEN_KEY = "rollguard:detectors:seen"
-VARIANT_SUMS_KEY = "rollguard:detectors:variant_sums"
+DETECTORS_TAG = "rollguard:{detectors}"
+"""One hash tag for every key the detector worker writes in its batch transaction (state,
+seen-set, sums and the three output streams): one Redis Cluster slot, so the WATCH/MULTI/EXEC is
+Cluster-safe. Until 2026-12 these keys had no tag (``LEGACY_DETECTOR_KEYS``)."""
+STATE_KEY = f"{DETECTORS_TAG}:state"
+SEEN_KEY = f"{DETECTORS_TAG}:seen"
+VARIANT_SUMS_KEY = f"{DETECTORS_TAG}:variant_sums"
 """``gateway.worker.variant_sums`` JSON, written with ``STATE_KEY`` in one transaction."""
-SIGNALS_STREAM = "rollguard:signals"
-ANOMALIES_STREAM = "rollguard:anomalies"
-ANOMALY_EVENTS_STREAM = "rollguard:anomaly_events"
+SIGNALS_STREAM = f"{DETECTORS_TAG}:signals"
+ANOMALIES_STREAM = f"{DETECTORS_TAG}:anomalies"
+ANOMALY_EVENTS_STREAM = f"{DETECTORS_TAG}:anomaly_events"
 """Lifecycle events (``event`` = open / update / resolve, ``id``, ``data`` = JSON of the event)."""
+LEGACY_DETECTOR_KEYS = {
+    "rollguard:detectors:state": STATE_KEY,
+    "rollguard:detectors:seen": SEEN_KEY,
+    "rollguard:detectors:variant_sums": VARIANT_SUMS_KEY,
+    "rollguard:signals": SIGNALS_STREAM,
+    "rollguard:anomalies": ANOMALIES_STREAM,
+    "rollguard:anomaly_events": ANOMALY_EVENTS_STREAM,
+}
+"""Old name -> new name of the detector keys (``gateway.worker.migrate`` renames them once)."""
 ANOMALY_GROUP = "review-router"
 
 REVIEW_PREFIX = "rollguard:review"
@@ -94,8 +109,14 @@ def rollout_state(rollout_id: str) -> str:
 
 
 def rollout_judgments(rollout_id: str) -> str:
-    """The stream of one rollout's judgments (append-only, never trimmed)."""
+    """The stream of one rollout's judgments (trimmed to about the newest ``JUDGMENTS_KEPT``)."""
     return f"{ROLLOUT_TAG}:judgments:{rollout_id}"
+
+
+def rollout_evidence(rollout_id: str) -> str:
+    """The stream of one rollout's deciding judgments (action other than ``wait``: the evidence
+    behind a transition), under the ids they have in ``rollout_judgments``; never trimmed."""
+    return f"{ROLLOUT_TAG}:evidence:{rollout_id}"
 
 
 REVIEW_DECIDED_MATCH = f"{REVIEW_PREFIX}:{{*}}:decided"

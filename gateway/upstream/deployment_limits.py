@@ -1,8 +1,9 @@
 """Per-deployment ``rpm`` / ``tpm`` (``model_list[].litellm_params``, LiteLLM's names), honoured by
 the router: a deployment at its limit is skipped for the next of its alias (round-robin order);
-when every deployment of the alias is at its limit the attempt fails with ``UpstreamRateLimited``
-(429 with ``Retry-After``: the soonest a deployment has room) and the alias's fallbacks are tried,
-as LiteLLM's router skips deployments over their limits before the call.
+when every deployment of the alias is at its limit the attempt fails with ``DeploymentsAtLimit``
+(an ``UpstreamRateLimited``: 429 with ``Retry-After``, the soonest a deployment has room) and the
+alias's fallbacks are tried, as LiteLLM's router skips deployments over their limits before the
+call. A request refused so spends none of its caller's budget (``gateway.ratelimit.settle``).
 
 Counted with ``gateway.ratelimit.RateLimits`` (``scope`` ``deployment``, name ``alias#index``): in
 the shared store when the gateway runs (every process spends one budget), in process memory when
@@ -17,10 +18,10 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from gateway.ratelimit import RateLimits, usage_tokens
+from gateway.ratelimit import DeploymentsAtLimit, RateLimits, usage_tokens
 from gateway.upstream.errors import AttemptFailed
 from gateway.upstream.transports import Deployment
-from rollguard.errors import RateLimited, UpstreamRateLimited
+from rollguard.errors import RateLimited
 from rollguard.ratelimit_settings import Limit
 from rollguard.settings import RollguardSettings
 
@@ -82,7 +83,7 @@ class DeploymentLimits:
                 soonest = min(soonest, exc.retry_after)
                 continue
             return dep
-        error = UpstreamRateLimited(
+        error = DeploymentsAtLimit(
             f"every deployment of model {first.alias!r} is at its rpm/tpm limit; try again later"
         )
         error.retry_after = soonest

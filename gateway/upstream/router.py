@@ -50,7 +50,8 @@ client's) or an ``api_base`` that is not a URL), ``UpstreamInvalidResponse`` 502
 ``upstream_invalid_response`` (invalid JSON, or a reply or chunk that is not a chat completion:
 ``gateway.upstream.shapes``, checked here for every transport).
 
-Modules: this one routes (``Upstream``, ``UpstreamStream``, spans); ``gateway.upstream.transports``
+Modules: this one routes (``Upstream``); ``gateway.upstream.stream`` holds ``UpstreamStream``,
+``gateway.upstream.spans`` the attempt spans; ``gateway.upstream.transports``
 holds ``Deployment`` and the ``Transport`` protocol; ``lean`` and ``litellm_path`` are the two
 transports; ``gateway.upstream.errors`` the error mapping. ``Upstream(settings, transport=...)``
 sends every deployment through one given transport (``rollguard.testing.InMemoryTransport`` in
@@ -72,177 +73,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from gateway.ratelimit import RateLimits
+from gateway.ratelimit import DeploymentsAtLimit, RateLimits
 from gateway.upstream.cooldowns import FailureCooldown
-from gateway.upstream.deployment_limits import Charge, DeploymentLimits
+from gateway.upstream.deployment_limits import DeploymentLimits
 from gateway.upstream.errors import AttemptFailed, failed, map_http_error, map_transport_error
 from gateway.upstream.lean import LeanTransport
 from gateway.upstream.litellm_path import LiteLLMTransport
 from gateway.upstream.shapes import check_chunk, check_completion
+from gateway.upstream.spans import end_span, finish_reasons, record_response, start_span
+from gateway.upstream.stream import UpstreamStream
 from gateway.upstream.transports import LEAN_PROVIDERS, Deployment, Transport, checked
 from gateway.upstream.wildcards import Wildcards
-from rollguard.errors import (
-    UpstreamError,
-    UpstreamUnavailable,
-)
+from rollguard.errors import UpstreamError, UpstreamRateLimited, UpstreamUnavailable
 from rollguard.settings import RollguardSettings
 
 __all__ = ["LEAN_PROVIDERS", "Deployment", "Upstream", "UpstreamStream", "map_http_error"]
 
-_TRACER = trace.get_tracer("rollguard.gateway.upstream")
-
 T = TypeVar("T")
-
-
-# ---------------------------------------------------------------------------------------------- spans
-
-
-def _start_span(dep: Deployment, body: Mapping[str, Any], attempt: int, stream: bool) -> Span:
-    host, port = dep.server
-    attrs: dict[str, Any] = {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.system": dep.provider,
-        "gen_ai.provider.name": dep.provider,
-        "gen_ai.request.model": dep.model,
-        "rollguard.model_alias": dep.alias,
-        "rollguard.upstream.path": dep.path,
-        "rollguard.upstream.attempt": attempt,
-        "rollguard.upstream.stream": stream,
-    }
-    if host:
-        attrs["server.address"] = host
-    if port:
-        attrs["server.port"] = port
-    for key, attr in (
-        ("max_tokens", "gen_ai.request.max_tokens"),
-        ("max_completion_tokens", "gen_ai.request.max_tokens"),
-        ("temperature", "gen_ai.request.temperature"),
-        ("top_p", "gen_ai.request.top_p"),
-    ):
-        v = body.get(key)
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            attrs[attr] = v
-    return _TRACER.start_span(f"chat {dep.model}", kind=SpanKind.CLIENT, attributes=attrs)
-
-
-def _record_response(span: Span, resp: Mapping[str, Any], finish_reasons: list[str]) -> None:
-    if not span.is_recording():
-        return
-    if isinstance(resp.get("model"), str):
-        span.set_attribute("gen_ai.response.model", resp["model"])
-    if isinstance(resp.get("id"), str):
-        span.set_attribute("gen_ai.response.id", resp["id"])
-    usage = resp.get("usage")
-    if isinstance(usage, Mapping):
-        if isinstance(usage.get("prompt_tokens"), int):
-            span.set_attribute("gen_ai.usage.input_tokens", usage["prompt_tokens"])
-        if isinstance(usage.get("completion_tokens"), int):
-            span.set_attribute("gen_ai.usage.output_tokens", usage["completion_tokens"])
-    if finish_reasons:
-        span.set_attribute("gen_ai.response.finish_reasons", finish_reasons)
-
-
-def _end_span(span: Span, error: UpstreamError | None = None) -> None:
-    if error is not None:
-        span.set_attribute("error.type", type(error).__name__)
-        if error.retry_after is not None:
-            span.set_attribute("rollguard.upstream.retry_after_s", error.retry_after)
-        span.set_status(Status(StatusCode.ERROR, error.code or ""))
-    span.end()
-
-
-def _finish_reasons(resp: Mapping[str, Any]) -> list[str]:
-    out = []
-    for c in resp.get("choices") or ():
-        if isinstance(c, Mapping) and c.get("finish_reason"):
-            out.append(str(c["finish_reason"]))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- streams
-
-
-class UpstreamStream:
-    """An open upstream stream whose first chunk has already been read (so connect errors, HTTP
-    errors and a broken start were raised by ``Upstream.open_stream`` as proper errors).
-
-    Async iterator of chunk dicts (OpenAI ``chat.completion.chunk`` shape). Errors after the first
-    chunk raise ``UpstreamTimeout`` / ``UpstreamUnavailable`` / ``UpstreamRateLimited`` from
-    ``__anext__`` (never retried: bytes may already be with the client). Always ``await aclose()``
-    (or use ``async with``); it closes the connection if the stream was not read to its end.
-    ``deployment`` is the deployment that answered; ``usage`` the upstream's usage when seen.
-    """
-
-    charge: Charge | None = None
-    """Charges the stream's tokens to its deployment's ``tpm`` budget at its end (when it has one)."""
-
-    def __init__(
-        self, deployment: Deployment, first: dict[str, Any], rest: AsyncIterator[dict[str, Any]], span: Span
-    ) -> None:
-        self.deployment = deployment
-        self._first: dict[str, Any] | None = first
-        self._rest = rest
-        self._span = span
-        self._finish: list[str] = []
-        self.usage: dict[str, Any] | None = None
-        self.model: str | None = None
-        self._closed = False
-        self._observe(first)
-
-    def _observe(self, chunk: dict[str, Any]) -> None:
-        if self.model is None and isinstance(chunk.get("model"), str):
-            self.model = chunk["model"]
-        u = chunk.get("usage")
-        if isinstance(u, dict):
-            self.usage = u
-        self._finish.extend(_finish_reasons(chunk))
-
-    def __aiter__(self) -> UpstreamStream:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        if self._first is not None:
-            first, self._first = self._first, None
-            return first
-        if self._closed:
-            raise StopAsyncIteration
-        try:
-            chunk = check_chunk(await self._rest.__anext__())
-        except StopAsyncIteration:
-            await self.aclose()
-            raise
-        except AttemptFailed as f:
-            await self._end(f.error)
-            raise f.error from f.error.__cause__ or None
-        self._observe(chunk)
-        return chunk
-
-    async def _end(self, error: UpstreamError | None) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        aclose = getattr(self._rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        _record_response(self._span, {"model": self.model, "usage": self.usage}, self._finish)
-        _end_span(self._span, error)
-        if self.charge is not None:
-            await self.charge(self.deployment, self.usage)
-
-    async def aclose(self) -> None:
-        """Stop reading; close the upstream connection; end the span. Idempotent."""
-        await self._end(None)
-
-    async def __aenter__(self) -> UpstreamStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
-# ---------------------------------------------------------------------------------------------- Upstream
 
 
 class Upstream:
@@ -375,6 +223,7 @@ class Upstream:
         chain = self._chains[alias]
         waited = 0.0  # seconds slept on Retry-After hints (no clock read on the hot path)
         last: AttemptFailed | None = None
+        called = False  # an attempt reached an upstream (not refused by the deployment limits)
         for i, name in enumerate(chain):
             if self._cooldown and self._cooling(name) > 0 and self._free_after(chain, i):
                 continue  # every deployment of this alias asked us to wait; a fallback is free
@@ -386,6 +235,7 @@ class Upstream:
                     return await attempt_fn(dep, attempt)
                 except AttemptFailed as f:
                     last = f
+                    called = called or not isinstance(f.error, DeploymentsAtLimit)
                     hint = f.error.retry_after
                     if hint is not None:
                         self._cool(dep, hint)
@@ -407,7 +257,7 @@ class Upstream:
             if last is not None and not last.fallback:
                 break
         assert last is not None
-        raise last.error from last.error.__cause__
+        raise _upstream_reached(last.error) if called else last.error from last.error.__cause__
 
     # -- calls
     async def complete(self, alias: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -415,19 +265,19 @@ class Upstream:
         shape). Raises ``NotFound`` / ``UpstreamError`` subclasses."""
 
         async def attempt(dep: Deployment, n: int) -> dict[str, Any]:
-            span = _start_span(dep, body, n, stream=False)
+            span = start_span(dep, body, n, stream=False)
             try:
                 with trace.use_span(span, record_exception=False, set_status_on_exception=False):
                     raw = await self._transport(dep).complete(dep, body, dep.timeout or self.timeout)
                 resp = check_completion(raw)
             except AttemptFailed as f:
-                _end_span(span, f.error)
+                end_span(span, f.error)
                 raise
             except BaseException:
-                _end_span(span, UpstreamUnavailable("cancelled"))
+                end_span(span, UpstreamUnavailable("cancelled"))
                 raise
-            _record_response(span, resp, _finish_reasons(resp))
-            _end_span(span)
+            record_response(span, resp, finish_reasons(resp))
+            end_span(span)
             if dep.alias in self._limits.metered:
                 await self._limits.charge(dep, resp.get("usage"))
             return resp
@@ -442,7 +292,7 @@ class Upstream:
         (no retries) after the first chunk."""
 
         async def attempt(dep: Deployment, n: int) -> UpstreamStream:
-            span = _start_span(dep, body, n, stream=True)
+            span = start_span(dep, body, n, stream=True)
             transport = self._transport(dep)
             read_timeout = dep.timeout or self.timeout
             rest: AsyncIterator[dict[str, Any]] | None = None
@@ -455,20 +305,20 @@ class Upstream:
             except StopAsyncIteration as exc:
                 err = failed(UpstreamUnavailable("the upstream stream ended before any chunk"), exc)
                 await _aclose(rest)
-                _end_span(span, err.error)
+                end_span(span, err.error)
                 raise err from exc
             except AttemptFailed as f:
                 await _aclose(rest)
-                _end_span(span, f.error)
+                end_span(span, f.error)
                 raise
             except TimeoutError as exc:
                 await _aclose(rest)
                 err = map_transport_error(exc, f"first chunk after {time.perf_counter() - started:.1f} s")
-                _end_span(span, err.error)
+                end_span(span, err.error)
                 raise err from exc
             except BaseException:
                 await _aclose(rest)
-                _end_span(span, UpstreamUnavailable("cancelled"))
+                end_span(span, UpstreamUnavailable("cancelled"))
                 raise
             stream = UpstreamStream(dep, first, rest, span)
             stream.charge = self._limits.charge if dep.alias in self._limits.metered else None
@@ -488,6 +338,18 @@ class Upstream:
         await self._lean.aclose()
         if self._given is not None:
             await self._given.aclose()
+
+
+def _upstream_reached(error: UpstreamError) -> UpstreamError:
+    """The error to raise when an attempt before the last reached an upstream: a last
+    ``DeploymentsAtLimit`` becomes a plain ``UpstreamRateLimited`` (same message and hint), so
+    the caller's budgets keep the request an upstream was called for (``gateway.ratelimit.settle``
+    refunds only requests that reached none)."""
+    if not isinstance(error, DeploymentsAtLimit):
+        return error
+    plain = UpstreamRateLimited(error.message)
+    plain.retry_after = error.retry_after
+    return plain
 
 
 async def _aclose(it: AsyncIterator[Any] | None) -> None:

@@ -11,22 +11,30 @@ For every batch of entries the worker
    interaction ids scored by the time they were counted, trimmed after ``seen_retention_ms``; so
    a reclaimed entry or a duplicate delivery is never counted twice), feeds the rest to the
    window engine, writes the new state, adds the ids to the seen-set, appends per-interaction
-   results to ``rollguard:signals``, the batch's alert lifecycle events (``WindowEngine.drain``) to
-   ``rollguard:anomaly_events`` and the anomaly of every newly opened incident to
-   ``rollguard:anomalies`` (one entry per incident, not per firing or group: see
-   ``detectors.alerts``; the bundle carries its exemplar records, ``gateway.worker.exemplars``),
-   and acknowledges the entries. A conflicting writer makes EXEC fail and the
-   batch is re-applied on fresh state. Nothing is acknowledged before its results are written.
+   results to ``rollguard:{detectors}:signals``, the batch's alert lifecycle events
+   (``WindowEngine.drain``) to ``rollguard:{detectors}:anomaly_events`` and the anomaly of every
+   newly opened incident to ``rollguard:{detectors}:anomalies`` (one entry per incident, not per
+   firing or group: see ``detectors.alerts``; the bundle carries its exemplar records,
+   ``gateway.worker.exemplars``).
+   A conflicting writer makes EXEC fail and the batch is re-applied on fresh state;
+3. acknowledges the entries (XACK) once EXEC succeeded: nothing is acknowledged before its
+   results are written. A worker that dies between EXEC and XACK leaves the entries pending; they
+   are reclaimed and found in the seen-set, so they count once and write nothing twice.
+
+Every key of the transaction shares the hash tag ``{detectors}`` (``rollguard:{detectors}:state``,
+``:seen``, ``:variant_sums``, ``:signals``, ``:anomalies``, ``:anomaly_events``; one Redis Cluster
+slot); the interactions stream is in its own slot, hence the XACK outside the transaction.
+``gateway.worker.migrate`` moves the untagged names of earlier versions at startup.
 
 Crashed workers: every ``claim_idle_ms`` the worker runs XAUTOCLAIM from cursor ``0-0`` and follows
 the cursor to the end, taking over entries idle in another consumer's pending list. Entries that
 were deleted from the stream meanwhile come back as deleted ids: they are logged, counted
 (``deleted``) and acknowledged so they leave the pending list. A record that cannot be parsed is
-logged, counted (``bad_records``), written to ``rollguard:signals`` as an error and acknowledged.
+logged, counted (``bad_records``), written to ``rollguard:{detectors}:signals`` as an error and acknowledged.
 
-State keys: ``rollguard:detectors:state`` (JSON of ``WindowEngine.to_dict()``; reference windows,
-CUSUM statistics, comparisons, open incidents of the alert lifecycle), ``rollguard:detectors:seen``
-(sorted set of interaction ids), ``rollguard:detectors:variant_sums`` (JSON of
+State keys: ``rollguard:{detectors}:state`` (JSON of ``WindowEngine.to_dict()``; reference windows,
+CUSUM statistics, comparisons, open incidents of the alert lifecycle), ``rollguard:{detectors}:seen``
+(sorted set of interaction ids), ``rollguard:{detectors}:variant_sums`` (JSON of
 ``gateway.worker.variant_sums``: per flag variant, latency / time-to-first-token histograms and
 shadow would-block counts for the rollout judge; written in the same transaction). Reference
 policy: ``detectors.rolling_reference`` (fixed baseline by default) from config.
@@ -66,6 +74,7 @@ from gateway.store.keys import (
 from gateway.store.streams import ensure_group, forget_idle_consumers, text
 from gateway.worker.entries import Entry, dumps, parse_entry
 from gateway.worker.exemplars import ExemplarCache
+from gateway.worker.migrate import migrate_detector_keys
 from gateway.worker.variant_sums import VariantSums, fold
 from rollguard.errors import StoreError
 from rollguard.types import Signal
@@ -95,8 +104,9 @@ class WorkerOptions:
     signals_maxlen: int = 100_000
     seen_retention_ms: int = 7 * 24 * 3600 * 1000
     """How long an interaction id stays in the seen-set after it was counted (0 = forever). An
-    entry is acknowledged in the same transaction that records its id, so only a duplicate
-    delivery (the store's at-least-once retry, seconds later) can arrive after that."""
+    entry is acknowledged right after the transaction that records its id (a worker that dies in
+    between leaves it pending, reclaimed after ``claim_idle_ms``), so only a duplicate delivery or
+    a reclaim, seconds later, can arrive after that."""
     forget_idle_ms: int = 3_600_000
     """Consumers with nothing pending that have not read for this long (processes gone: every
     process has its own name) are deleted from the group after each reclaim; 0 = never."""
@@ -172,10 +182,19 @@ class DetectorWorker:
         """Create the consumer group if missing. Raises ``StoreError``."""
         await ensure_group(self.r, self.stream, self.opt.group)
 
+    async def _start(self) -> None:
+        """Move the untagged detector keys of earlier versions (``gateway.worker.migrate``), then
+        create the consumer group. Raises ``StoreError``."""
+        try:
+            await migrate_detector_keys(self.r)
+        except RedisError as exc:
+            raise StoreError(f"cannot migrate the detector keys: {type(exc).__name__}") from exc
+        await self.ensure_group()
+
     async def run(self) -> WorkerStats:
         """Process until ``stop()`` (or ``idle_exit_s`` without work). Redis errors are logged and
         retried with backoff."""
-        await self.ensure_group()
+        await self._start()
         last_claim = 0.0
         last_work = time.monotonic()
         backoff = 0.1
@@ -302,12 +321,14 @@ class DetectorWorker:
                     break
                 except WatchError:
                     self.stats.conflicts += 1
+        await self.r.xack(self.stream, self.opt.group, *[e.entry_id for e in entries])
         self._account(entries, applied)
         self._export([e for e in entries if e.record is not None], signals, applied.new_ids)
 
     async def _apply(self, pipe: Pipeline, entries: Sequence[Entry], scores: Scores) -> _Applied:
         """One optimistic transaction: WATCH the state and the seen-set, fold the unseen entries
-        into the window engine, write everything and acknowledge. Raises ``WatchError``."""
+        into the window engine, write everything (one hash slot; the caller acknowledges).
+        Raises ``WatchError``."""
         await pipe.watch(STATE_KEY, SEEN_KEY, VARIANT_SUMS_KEY)
         raw = await pipe.get(STATE_KEY)
         raw_sums = await pipe.get(VARIANT_SUMS_KEY)
@@ -323,7 +344,6 @@ class DetectorWorker:
         applied = self._fold(engine, entries, seen, scores, sums)
         pipe.multi()  # type: ignore[no-untyped-call]
         self._write(pipe, applied)
-        pipe.xack(self.stream, self.opt.group, *[e.entry_id for e in entries])
         await pipe.execute()
         return applied
 

@@ -1,5 +1,5 @@
 """The detectors' read model: what ``GET /v1/detectors`` shows of the state the workers keep in
-``rollguard:detectors:state`` (``gateway.store.keys.STATE_KEY``)."""
+``rollguard:{detectors}:state`` (``gateway.store.keys.STATE_KEY``)."""
 
 from __future__ import annotations
 

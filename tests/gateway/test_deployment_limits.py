@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from gateway.ratelimit import DeploymentsAtLimit
 from gateway.upstream import Upstream
-from rollguard.errors import UpstreamRateLimited
+from rollguard.errors import UpstreamOverloaded, UpstreamRateLimited
 from rollguard.settings import RollguardSettings
-from rollguard.testing import InMemoryTransport, Stream, chunks_of, completion
+from rollguard.testing import InMemoryTransport, Reply, ScriptedCall, Stream, chunks_of, completion
 
 
 def entry(alias: str, model: str, **limits: int) -> dict[str, Any]:
@@ -73,4 +74,30 @@ async def test_tpm_is_charged_from_usage_also_for_streams() -> None:
 async def test_no_limits_no_metering() -> None:
     up = make([entry("alias", "a")], InMemoryTransport(replies=[completion()]))
     assert not up._limits.metered  # the hot path skips the limiter entirely
+    await up.aclose()
+
+
+async def test_a_refusal_is_refundable_only_when_no_upstream_was_reached() -> None:
+    """``DeploymentsAtLimit`` (the caller's budgets get the request back) only when no attempt of
+    the request reached an upstream; after a called primary failed, the spent fallback's 429 is a
+    plain ``UpstreamRateLimited`` (the request stays counted)."""
+
+    def answer(call: ScriptedCall) -> Reply:
+        return UpstreamOverloaded("primary busy") if call.model == "primary" else completion()
+
+    transport = InMemoryTransport(answer)
+    up = make(
+        [entry("alias", "primary"), entry("backup", "spare", rpm=1)],
+        transport,
+        fallbacks=[{"alias": ["backup"]}],
+    )
+    await up.complete("backup", ask())  # the fallback's one request of the minute
+    with pytest.raises(UpstreamRateLimited) as reached:
+        await up.complete("alias", ask())
+    assert not isinstance(reached.value, DeploymentsAtLimit)
+    assert [c.model for c in transport.calls] == ["spare", "primary"]
+    assert reached.value.retry_after is not None and reached.value.retry_after >= 1
+    with pytest.raises(DeploymentsAtLimit):  # asked directly: no upstream reached
+        await up.complete("backup", ask())
+    assert len(transport.calls) == 2
     await up.aclose()

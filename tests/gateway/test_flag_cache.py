@@ -6,12 +6,14 @@ memory. The comparison with a real Unleash server's assignment on 10,000 ids is 
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gateway.flags import FlagContext, Flags
+from gateway import service
+from gateway.flags import FlagContext, Flags, source
 from gateway.flags.cache import CachedFlags
 from rollguard.settings import FlagSettings
 from tests.gateway.test_flags import STATE, rollout, write_state
@@ -129,3 +131,25 @@ def test_an_override_map_change_invalidates(flags: Flags) -> None:
     assert not cached.evaluate(["pii-on"], ctx).enabled["pii-on"]
     flags.overrides.replace({}, version=2)
     assert cached.evaluate(["pii-on"], ctx).enabled["pii-on"]
+
+
+def _evaluate_protocols(root: Path) -> list[str]:
+    """``module:Class`` of every ``Protocol`` class under ``root`` that declares ``evaluate``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            protocol = any(ast.unparse(b).endswith("Protocol") for b in node.bases)
+            methods = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+            if protocol and "evaluate" in methods:
+                found.append(f"{path.relative_to(root.parent).as_posix()}:{node.name}")
+    return found
+
+
+def test_one_flag_source_protocol_serves_the_service_and_the_cache() -> None:
+    """The result cache and the service once each declared the same ``evaluate`` signature."""
+    root = Path(__file__).resolve().parents[2] / "gateway"
+    assert _evaluate_protocols(root) == ["gateway/flags/source.py:FlagSource"]
+    assert service.FlagSource is source.FlagSource
+    assert source.FlagSource in source.VersionedFlagSource.__mro__  # the cache's is the same, extended

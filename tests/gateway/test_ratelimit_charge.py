@@ -13,8 +13,8 @@ import orjson
 from limits.aio.storage import MemoryStorage
 
 from gateway.exchange import ChatResult
-from gateway.ratelimit import RateLimits, charged, estimated_tokens
-from rollguard.errors import RateLimited
+from gateway.ratelimit import DeploymentsAtLimit, RateLimits, charged, estimated_tokens, settle
+from rollguard.errors import RateLimited, UpstreamRateLimited
 from rollguard.ratelimit_settings import RateLimitSettings
 from rollguard.types import Interaction
 
@@ -128,3 +128,33 @@ async def test_a_stream_without_usage_is_charged_the_estimate_a_json_error_nothi
         pass
     else:
         raise AssertionError("the stream that ended without usage was not charged")
+
+
+async def test_a_request_no_deployment_could_take_is_refunded_other_errors_are_not() -> None:
+    """Defect: a deployment-level 429 (every deployment at its rpm/tpm, no upstream called) kept
+    the caller's request counted. ``settle`` refunds exactly that refusal."""
+    settings = RateLimitSettings.model_validate({"tenants": {"t": {"rpm": 2}}})
+    limits = RateLimits(settings, MemoryStorage())
+    ticket = limits.ticket("t", None)
+    assert ticket is not None
+    busy = DeploymentsAtLimit("every deployment of model 'm' is at its rpm/tpm limit")
+    assert (busy.status, busy.code) == (429, "upstream_rate_limited")
+    for _ in range(5):  # five refusals in a row: none stays counted
+        await limits.admit(ticket)
+        await settle(ChatResult(interaction=interaction(), error=busy), ticket, limits)
+    await limits.admit(ticket)
+    await limits.admit(ticket)  # both requests of the 2 rpm are still there
+    # an upstream's own failure was a call made: it stays counted
+    settings = RateLimitSettings.model_validate({"tenants": {"t": {"rpm": 1}}})
+    limits = RateLimits(settings, MemoryStorage())
+    ticket = limits.ticket("t", None)
+    assert ticket is not None
+    await limits.admit(ticket)
+    upstream_429 = UpstreamRateLimited("upstream 429")
+    await settle(ChatResult(interaction=interaction(), error=upstream_429), ticket, limits)
+    try:
+        await limits.admit(ticket)
+    except RateLimited:
+        pass
+    else:
+        raise AssertionError("an upstream's own 429 was refunded")

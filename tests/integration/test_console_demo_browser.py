@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -25,17 +25,12 @@ from gateway.demo.run import raise_demo_anomaly
 from gateway.review.config import parse_review_settings
 from gateway.review.demo import DEMO_TOKENS, demo_review_config
 from gateway.review.service import ReviewService
+from tests.browser import BROWSER_TEST
 from tests.integration.test_console_flow_browser import VIEWPORT, assert_verdict_controls_in_view
 from tests.review.appkit import build_app
 from tests.servers import serve_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.integration,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/browser.sh)"),
-]
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+pytestmark = BROWSER_TEST
 
 
 def _open_anomaly_items(redis_url: str) -> list[str]:
@@ -63,61 +58,47 @@ def demo_console(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
         yield srv.url, items[0]
 
 
-@pytest.fixture()
-def shots(tmp_path: Path) -> Path:
-    out = Path(os.environ.get("ROLLGUARD_SCREENSHOTS") or tmp_path / "shots")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def test_demo_anomaly_item_shows_its_canary_control_comparison(
-    demo_console: tuple[str, str], shots: Path
+    demo_console: tuple[str, str], shots: Path, browser: Any
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base, item_id = demo_console
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        try:
-            page = browser.new_page(viewport=VIEWPORT)
-            page.goto(f"{base}/review")
-            page.fill("#token", DEMO_TOKENS["reviewer"])
-            page.click("#login-form button[type=submit]")
-            page.click("#queues a[href='/review/queues/rollout']")
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(f"{base}/review")
+    page.fill("#token", DEMO_TOKENS["reviewer"])
+    page.click("#login-form button[type=submit]")
+    page.click("#queues a[href='/review/queues/rollout']")
 
-            row = page.locator(f"#items tr[data-item='{item_id}']")
-            expect(row.locator("td.detectors")).to_have_text("rollout_judge")
-            expect(row.locator("td.snippet")).to_contain_text("vs threshold")
-            expect(row.locator("td.snippet")).to_contain_text("canary prompt:")
-            expect(row).to_contain_text("critical")
-            page.screenshot(path=str(shots / "review-demo-queue.png"), full_page=True)
+    row = page.locator(f"#items tr[data-item='{item_id}']")
+    expect(row.locator("td.detectors")).to_have_text("rollout_judge")
+    expect(row.locator("td.snippet")).to_contain_text("vs threshold")
+    expect(row.locator("td.snippet")).to_contain_text("canary prompt:")
+    expect(row).to_contain_text("critical")
+    page.screenshot(path=str(shots / "review-demo-queue.png"), full_page=True)
 
-            page.click("#claim-next")
-            page.wait_for_url(f"**/items/{item_id}?lease=*")
-            card = page.locator("#anomaly")
-            expect(card).to_contain_text("rollout_judge")
-            expect(card.locator("tr[data-key=metric] td")).to_have_text(
-                re.compile("refusal_rate|sycophancy_rate")
-            )
-            comparison = page.locator("#comparison")
-            expect(comparison).to_be_visible()
-            box = comparison.bounding_box()  # the comparison starts above the fold
-            assert box is not None and box["y"] < VIEWPORT["height"] - 200, box
-            canary = page.locator("#side-canary .completion")
-            control = page.locator("#side-control .completion")
-            expect(canary).to_contain_text(FLATTERY.strip())
-            assert FLATTERY.strip() not in control.inner_text()
-            assert control.inner_text().strip()
-            canary_prompt = page.locator("#side-canary .role-user .text").inner_text()
-            assert canary_prompt == page.locator("#side-control .role-user .text").inner_text()
-            assert_verdict_controls_in_view(page)
-            page.screenshot(path=str(shots / "review-demo-anomaly.png"))
+    page.click("#claim-next")
+    page.wait_for_url(f"**/items/{item_id}?lease=*")
+    card = page.locator("#anomaly")
+    expect(card).to_contain_text("rollout_judge")
+    expect(card.locator("tr[data-key=metric] td")).to_have_text(re.compile("refusal_rate|sycophancy_rate"))
+    comparison = page.locator("#comparison")
+    expect(comparison).to_be_visible()
+    box = comparison.bounding_box()  # the comparison starts above the fold
+    assert box is not None and box["y"] < VIEWPORT["height"] - 200, box
+    canary = page.locator("#side-canary .completion")
+    control = page.locator("#side-control .completion")
+    expect(canary).to_contain_text(FLATTERY.strip())
+    assert FLATTERY.strip() not in control.inner_text()
+    assert control.inner_text().strip()
+    canary_prompt = page.locator("#side-canary .role-user .text").inner_text()
+    assert canary_prompt == page.locator("#side-control .role-user .text").inner_text()
+    assert_verdict_controls_in_view(page)
+    page.screenshot(path=str(shots / "review-demo-anomaly.png"))
 
-            # The pairwise preference and a verdict; the item needs two reviewers (k = 2).
-            page.keyboard.press("d")
-            page.keyboard.press("3")
-            page.wait_for_url("**/review/queues/rollout?empty=1&done=*")
-            body = page.request.get(f"{base}/v1/review/queues/rollout/items/{item_id}").json()
-            assert body["verdict_count"] == 1 and body["status"] == "open"
-        finally:
-            browser.close()
+    # The pairwise preference and a verdict; the item needs two reviewers (k = 2).
+    page.keyboard.press("d")
+    page.keyboard.press("3")
+    page.wait_for_url("**/review/queues/rollout?empty=1&done=*")
+    body = page.request.get(f"{base}/v1/review/queues/rollout/items/{item_id}").json()
+    assert body["verdict_count"] == 1 and body["status"] == "open"

@@ -4,10 +4,7 @@ and every request is counted exactly once across them."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,11 +12,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import wait_http
+from tests.servers import clean_env, serve_workers, wait_http
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _two_free_ports() -> int:
@@ -50,23 +45,12 @@ def _requests_total(port: int) -> float:
 
 def test_each_worker_is_a_scrape_target_and_counts_once(tmp_path: Path) -> None:
     gw, prom = _two_free_ports(), _two_free_ports()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROLLGUARD_", "OTEL_"))}
-    env.update(
-        PYTHONPATH=str(REPO),
+    env = clean_env(
         OTEL_METRICS_EXPORTER="prometheus",
         OTEL_EXPORTER_PROMETHEUS_HOST="127.0.0.1",
         OTEL_EXPORTER_PROMETHEUS_PORT=str(prom),
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(gw), "--workers", "2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{gw}/healthz", timeout=120)
+    with serve_workers(tmp_path, env=env, port=gw) as run:
         for port in (prom, prom + 1):
             wait_http(f"http://127.0.0.1:{port}/metrics", timeout=120)
         sent = 12
@@ -82,7 +66,4 @@ def test_each_worker_is_a_scrape_target_and_counts_once(tmp_path: Path) -> None:
                 break
             time.sleep(0.2)
         assert total == sent
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=60)
-    assert "Traceback" not in out, out[-3000:]
+    assert "Traceback" not in run.output, run.output[-3000:]

@@ -202,6 +202,35 @@ def test_deployment_rpm_counts_in_the_store(gateway: GatewayFactory, stub: Stub,
     client.close()
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_deployment_level_429_spends_no_caller_budget(
+    gateway: GatewayFactory, stub: Stub, stream: bool
+) -> None:
+    """Defect: a request every deployment refused (429 ``upstream_rate_limited``, no upstream
+    called) still spent the tenant's rpm; the tenant then lost requests it never made upstream."""
+    models = [
+        {
+            "model_name": name,
+            "litellm_params": {"model": f"openai/{name}", "api_base": stub.base_url, "api_key": "k", **extra},
+        }
+        for name, extra in (("echo", {"rpm": 1}), ("demo", {}))
+    ]
+    limits = {"tenants": {"default": {"rpm": 3}}}
+    with gateway(model_list=models, policies=[], rate_limits=limits) as url:
+
+        def send(model: str) -> httpx.Response:
+            body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+            return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10)
+
+        echo = [send("echo") for _ in range(4)]
+        demo = [send("demo") for _ in range(3)]
+    assert [r.status_code for r in echo] == [200, 429, 429, 429]
+    assert {r.json()["error"]["code"] for r in echo[1:]} == {"upstream_rate_limited"}
+    # 1 of the tenant's 3 rpm spent (the echo that went out): two more, then the tenant's own 429
+    assert [r.status_code for r in demo] == [200, 200, 429]
+    assert demo[2].json()["error"]["code"] == "rate_limit_exceeded"
+
+
 def test_streamed_reply_tokens_are_charged(gateway: GatewayFactory) -> None:
     with gateway(policies=[], rate_limits={"tenants": {"default": {"tpm": 30}}}) as url:
         body = {**_chat("word " * 40), "stream": True}

@@ -11,7 +11,6 @@ back rollout shows its failed guardrail metric and no enabled button. Screenshot
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,17 +21,12 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from gateway.review.rollout_view import StaticRollouts
+from tests.browser import BROWSER_TEST
 from tests.review import rollout_fixture as F
 from tests.review.appkit import TOKENS, build_app
 from tests.servers import serve_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.integration,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/browser.sh)"),
-]
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+pytestmark = BROWSER_TEST
 
 
 @pytest.fixture()
@@ -56,52 +50,40 @@ def console(redis_url: str) -> Iterator[tuple[str, list[dict[str, Any]], dict[st
         yield srv.url, approvals, ids
 
 
-@pytest.fixture()
-def shots(tmp_path: Path) -> Path:
-    out = Path(os.environ.get("ROLLGUARD_SCREENSHOTS") or tmp_path)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def test_rollout_page_plot_and_approve(
-    console: tuple[str, list[dict[str, Any]], dict[str, str]], shots: Path
+    console: tuple[str, list[dict[str, Any]], dict[str, str]], shots: Path, browser: Any
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base, approvals, ids = console
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"{base}/review/rollouts")
-            page.fill("#token", TOKENS["lea"])
-            page.click("#login-form button[type=submit]")
-            expect(page.locator("#rollouts tr[data-rollout=chat-v2]")).to_be_visible()
-            page.screenshot(path=str(shots / "rollouts.png"), full_page=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{base}/review/rollouts")
+    page.fill("#token", TOKENS["lea"])
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#rollouts tr[data-rollout=chat-v2]")).to_be_visible()
+    page.screenshot(path=str(shots / "rollouts.png"), full_page=True)
 
-            page.click("#rollouts a[href='/review/rollouts/chat-v2']")
-            expect(page.locator("#percent")).to_have_text("5 %")
-            expect(page.locator("#next-step")).to_have_text("25 %")
-            expect(page.locator("#metrics tr[data-metric=refusal_rate] .tolerance")).to_have_text("1")
-            for name in ("refusal_rate", "hedging_rate", "reply_length_ratio"):
-                expect(page.locator(f"#plot svg g#metric-{name}")).to_be_attached()
-            box = page.locator("#plot svg").bounding_box()
-            assert box is not None and box["width"] > 600 and box["height"] > 150
-            expect(page.locator("#srm-verdict")).to_have_text("split as configured")
-            breach = page.locator(f"#review-items tr[data-item='{ids['breach']}'] td.verdicts")
-            expect(breach).to_contain_text("ana: refusal")
-            page.screenshot(path=str(shots / "rollout.png"), full_page=True)
+    page.click("#rollouts a[href='/review/rollouts/chat-v2']")
+    expect(page.locator("#percent")).to_have_text("5 %")
+    expect(page.locator("#next-step")).to_have_text("25 %")
+    expect(page.locator("#metrics tr[data-metric=refusal_rate] .tolerance")).to_have_text("1")
+    for name in ("refusal_rate", "hedging_rate", "reply_length_ratio"):
+        expect(page.locator(f"#plot svg g#metric-{name}")).to_be_attached()
+    box = page.locator("#plot svg").bounding_box()
+    assert box is not None and box["width"] > 600 and box["height"] > 150
+    expect(page.locator("#srm-verdict")).to_have_text("split as configured")
+    breach = page.locator(f"#review-items tr[data-item='{ids['breach']}'] td.verdicts")
+    expect(breach).to_contain_text("ana: refusal")
+    page.screenshot(path=str(shots / "rollout.png"), full_page=True)
 
-            approve = page.locator("#approve")
-            expect(approve).to_be_enabled()
-            with page.expect_navigation():  # the page reloads after an approval
-                approve.click()
-                expect(page.locator("#approve-message")).to_contain_text("Approved")
-            assert approvals == [{"id": "chat-v2", "body": {"step": 1}, "csrf": "1"}]
+    approve = page.locator("#approve")
+    expect(approve).to_be_enabled()
+    with page.expect_navigation():  # the page reloads after an approval
+        approve.click()
+        expect(page.locator("#approve-message")).to_contain_text("Approved")
+    assert approvals == [{"id": "chat-v2", "body": {"step": 1}, "csrf": "1"}]
 
-            page.goto(f"{base}/review/rollouts/chat-v3")
-            expect(page.locator("#state")).to_have_text("rolled back")
-            expect(page.locator("#metrics tr[data-metric=refusal_rate] .mstatus")).to_have_text("fail")
-            expect(page.locator("#approve")).to_be_disabled()
-        finally:
-            browser.close()
+    page.goto(f"{base}/review/rollouts/chat-v3")
+    expect(page.locator("#state")).to_have_text("rolled back")
+    expect(page.locator("#metrics tr[data-metric=refusal_rate] .mstatus")).to_have_text("fail")
+    expect(page.locator("#approve")).to_be_disabled()

@@ -3,43 +3,25 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.servers import free_port, wait_http
+from tests.servers import serve_workers
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR) [\w.]+ \[([^\]]+)\]: ")
 
 
 def test_every_worker_logs_in_the_gateway_format(tmp_path: Path) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROLLGUARD_", "OTEL_"))}
-    env["PYTHONPATH"] = str(REPO)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--workers", "2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120)
+    with serve_workers(tmp_path) as run:
         body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=60)
+        r = httpx.post(f"http://127.0.0.1:{run.port}/v1/chat/completions", json=body, timeout=60)
         assert r.status_code == 200
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=60)
+    out = run.output
     ready = [line for line in out.splitlines() if "rollguard gateway ready" in line]
     assert len(ready) == 2, out[-3000:]  # one per worker, each in the gateway's format
     for line in ready:

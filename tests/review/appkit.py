@@ -3,6 +3,7 @@ served by a real uvicorn server; reviewer tokens and sample records for the revi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,6 +12,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from gateway.review.api import create_review_router
+from gateway.review.config import parse_review_settings
 from gateway.review.rollout_view import RolloutViews
 from gateway.review.service import ReviewService
 from rollguard.settings import RollguardSettings
@@ -134,3 +136,50 @@ def flagged_record(
         },
         "metadata": {"variant": variant} if variant else {},
     }
+
+
+def injection_record(rid: str, user_text: str) -> dict[str, Any]:
+    """A flagged prompt-injection interaction (routed at P2 by ``review_config``) whose last user
+    message is ``user_text``."""
+    rec = flagged_record(rid)
+    rec["messages"] = [{"role": "user", "content": user_text}]
+    rec["decisions"] = [
+        {
+            "policy": "prompt_injection",
+            "policy_type": "prompt_injection",
+            "stage": "pre_call",
+            "verdict": "flag",
+            "score": 0.5,
+            "reason": "score 0.50",
+            "evidence": [],
+            "elapsed_ms": 1.0,
+            "enforced": True,
+            "error": None,
+        }
+    ]
+    rec["signals"] = {}
+    return rec
+
+
+def seed_safety(redis_url: str, injection_text: str) -> dict[str, str]:
+    """Three acme items in ``safety``: two PII flags (P1, ``pii-a`` then ``pii-b``) and a
+    prompt-injection flag (P2, ``inj``, the newest) whose user text is ``injection_text``; item ids
+    by those names."""
+
+    async def run() -> dict[str, str]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            svc = ReviewService(parse_review_settings(review_config()), client)
+            out = {}
+            for name, rec in (
+                ("pii-a", flagged_record("int-pii-a")),
+                ("pii-b", flagged_record("int-pii-b")),
+                ("inj", injection_record("int-inj", injection_text)),
+            ):
+                out[name] = (await svc.escalate_interaction(rec))[0].item_id
+                await asyncio.sleep(0.01)  # distinct creation times: inj is the newest
+            return out
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())

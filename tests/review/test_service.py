@@ -54,15 +54,15 @@ async def test_anomaly_stream_consumer_resolves_exemplars_from_interactions(ared
         "variant": "canary",
         "exemplars": ["c-1", "k-1"],
     }
-    await aredis.xadd("rollguard:anomalies", {"bundle": orjson.dumps(bundle)})
-    await aredis.xadd("rollguard:anomalies", {"bundle": b"not json"})
+    await aredis.xadd("rollguard:{detectors}:anomalies", {"bundle": orjson.dumps(bundle)})
+    await aredis.xadd("rollguard:{detectors}:anomalies", {"bundle": b"not json"})
     assert await svc.consume_anomalies(block_ms=10) == 1
     (item,) = await svc.queues.open_items("rollout")
     assert item.source_id == "an-7" and item.detectors == ["sycophancy"]
     cmp = item.payload["comparison"]
     assert cmp["similarity"] == 1.0
     assert cmp["canary"]["completion"].startswith("Sure!") and cmp["control"]["variant"] == "control"
-    pending = await aredis.xpending("rollguard:anomalies", "review-router")
+    pending = await aredis.xpending("rollguard:{detectors}:anomalies", "review-router")
     assert pending["pending"] == 0
 
 

@@ -21,17 +21,22 @@
     });
   }
 
-  // After a verdict: claim the next item of the queue (a form post, so the server redirects to
-  // the next item, or back to the queue saying nothing is left).
-  function claimNext(queue, done) {
+  // After a verdict: claim the next item of the queue that matches the queue page's filters
+  // (``filters``: the query string they travel in) with a form post, so the server redirects to
+  // the next item, or back to the queue saying nothing is left.
+  function claimNext(queue, done, filters) {
     var form = document.createElement("form");
     form.method = "post";
     form.action = "/review/queues/" + encodeURIComponent(queue) + "/claim";
-    var input = document.createElement("input");
-    input.type = "hidden";
-    input.name = "done";
-    input.value = done;
-    form.appendChild(input);
+    var fields = [["done", done]];
+    new URLSearchParams(filters || "").forEach(function (value, name) { fields.push([name, value]); });
+    fields.forEach(function (f) {
+      var input = document.createElement("input");
+      input.type = "hidden";
+      input.name = f[0];
+      input.value = f[1];
+      form.appendChild(input);
+    });
     document.body.appendChild(form);
     form.submit();
   }
@@ -43,6 +48,7 @@
 
   function setupItem(root) {
     var queue = root.dataset.queue, item = root.dataset.item, lease = root.dataset.lease;
+    var filters = root.dataset.filters || "";
     var canDecide = root.dataset.canDecide === "1";
     var message = document.getElementById("message");
     var busy = false;
@@ -72,7 +78,7 @@
         corrected: corrected && corrected.value.trim() ? corrected.value : null,
       }).then(function () {
         say("Verdict recorded; claiming the next item…", "ok");
-        claimNext(queue, item);
+        claimNext(queue, item, filters);
       }).catch(function (err) {
         busy = false;
         say("Verdict not recorded: " + err.message, "error");
@@ -81,7 +87,9 @@
 
     function release() {
       api("/v1/review/leases/" + encodeURIComponent(lease) + "/release", { item_id: item })
-        .then(function () { window.location.href = "/review/queues/" + encodeURIComponent(queue); })
+        .then(function () {
+          window.location.href = "/review/queues/" + encodeURIComponent(queue) + (filters ? "?" + filters : "");
+        })
         .catch(function (err) { say("Release failed: " + err.message, "error"); });
     }
 
