@@ -146,7 +146,7 @@ def _plot_content(report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(13, max(3.0, 0.2 * len(rows))), constrained_layout=True)
     for ax, label, title, goal in (
         (axes[0], "attack", "content_safety: harmful detected (recall)", 0.90),
-        (axes[1], "benign", "content_safety: benign flagged or blocked (FP rate)", 0.02),
+        (axes[1], "benign", "benign flagged or blocked (FP rate)", 0.02),
     ):
         sel = [c for c in rows if c["label"] == label]
         names = [f"{c['family'].split('_')[1]}/{c['category']} (n={c['n']})" for c in sel]
@@ -158,7 +158,7 @@ def _plot_content(report: dict[str, Any], path: Path) -> None:
         ax.set_yticks(range(len(sel)), names, fontsize=7)
         ax.invert_yaxis()
         ax.set_xlim(0, 1 if label == "attack" else min(1.0, max(0.05, *(c["ci95"][1] * 1.1 for c in sel))))
-        ax.set_title(title + ", 95 % Wilson intervals; dark: all", fontsize=9)
+        ax.set_title(title + ", 95 % Wilson CI; dark: all", fontsize=9)
         ax.axvline(goal, color="grey", linestyle="--", linewidth=0.8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
