@@ -4,7 +4,8 @@ BIPIA and the held-out part of the shipped sets. Pure and in-process (``pre_call
 configured pipeline, or the default policies); writes ``report.json``, ``guardrails.png`` and
 ``content_safety.png``. With the shipped sets (``--shipped``, split ``test``) it also measures
 ``content_safety`` per hazard category on the held-out harmful / benign requests, replies and
-streams (``gateway.tools.eval_content_safety``; there a flag counts as a detection).
+streams (``gateway.tools.eval_content_safety``: the configured ``content_safety`` policies alone;
+there a flag counts as a detection).
 
 The lead wires it with one line in ``gateway/cli.py``:
 ``eval_app.command("guardrails")(eval_guardrails)``.
@@ -21,23 +22,28 @@ import typer
 
 if TYPE_CHECKING:
     from gateway.tools.eval_guardrails import Cell
-    from policies.pipeline import Pipeline
 
 __all__ = ["eval_guardrails"]
 
 _DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-def _content(pipeline: Pipeline, data_dir: Path, quick: bool, timing: dict[str, float]) -> list[Cell]:
+def _content(specs: list[Any], data_dir: Path, quick: bool, timing: dict[str, float]) -> list[Cell]:
     """The ``content_safety`` cells (``gateway.tools.eval_content_safety``): held-out harmful and
-    benign requests, replies and streams; a content_safety flag counts as a detection."""
+    benign requests, replies and streams through the configured ``content_safety`` policies
+    alone (another policy's block would end the stage before them on some inputs, hiding what
+    they find); a flag counts as a detection. Empty when none is configured."""
     from gateway.tools.eval_content_safety import DETECTED, content_cases, run_content_cases
     from gateway.tools.eval_guardrails import summarise
+    from policies.pipeline import build_pipeline
 
+    own = [s for s in specs if s.type == "content_safety"]
+    if not own:
+        return []
     cases = content_cases(data_dir)
     if quick:
         cases = cases[::5]
-    outcomes, timing["content_ms_per_case"] = run_content_cases(pipeline, cases)
+    outcomes, timing["content_ms_per_case"] = run_content_cases(build_pipeline(own), cases)
     return summarise("content", cases, outcomes, detected=DETECTED)
 
 
@@ -70,7 +76,7 @@ def _measure(
         cells += summarise("shipped", rows, outcomes)
     content: dict[str, Any] = {}
     if shipped and "test" in splits and (data_dir / "xstest").exists():
-        content_cells = _content(pipeline, data_dir, quick, timing)
+        content_cells = _content(list(specs), data_dir, quick, timing)
         cells += content_cells
         content = content_headline(content_cells)
     return {

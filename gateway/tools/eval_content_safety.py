@@ -15,8 +15,10 @@ Families (``Case.family``: the kind, then ``_harmful`` or ``_benign``) and categ
   256-character windows, ``train_content_safety.stream_windows``): a reply counts as detected
   when any window is.
 
-Outcome of one case: ``block`` (the stage blocked: any policy), ``flag`` (``content_safety``
-flagged it: its input findings are flags by default, issue 9 build 3) or ``allow``. Unlike the
+Outcome of one case: ``block`` (the stage blocked), ``flag`` (``content_safety`` flagged it: its
+input findings are flags by default, issue 9 build 3) or ``allow``. ``rollguard eval guardrails``
+runs these cases through the configured ``content_safety`` policies alone, so the numbers are the
+policy's own (in the full pipeline another policy may block first). Unlike the
 injection families, a ``content_safety`` flag *is* a detection here: for a harmful case it counts
 towards recall, for a benign one as a false positive.
 """

@@ -101,3 +101,11 @@ def test_headline_and_plot(tmp_path: Path) -> None:
     path = tmp_path / "content_safety.png"
     _plot_content({"cells": [c.to_dict() for c in cells]}, path)
     assert path.stat().st_size > 1000
+
+
+def test_no_content_section_without_a_content_safety_policy() -> None:
+    from gateway.eval_guardrails_cli import _content
+
+    specs = [s for s in default_policies() if s.type != "content_safety"]
+    timing: dict[str, float] = {}
+    assert _content(specs, DATA, True, timing) == [] and timing == {}
