@@ -138,6 +138,13 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _content_order(cell: dict[str, Any]) -> tuple[str, bool, int, str]:
+    """Family, its ``*`` row first, then hazard codes in number order (S2 before S10)."""
+    code = cell["category"].split(" ", 1)[0]
+    number = int(code[1:]) if code[:1] == "S" and code[1:].isdigit() else 99
+    return cell["family"], cell["category"] != "*", number, cell["category"]
+
+
 def _plot_content(report: dict[str, Any], path: Path) -> None:
     """``content_safety`` per family: harmful recall per hazard category and benign
     false-positive rate per source, with their Wilson intervals (a flag counts)."""
@@ -154,7 +161,7 @@ def _plot_content(report: dict[str, Any], path: Path) -> None:
         (axes[0], "attack", "content_safety: harmful detected (recall)", 0.90),
         (axes[1], "benign", "benign flagged or blocked (FP rate)", 0.02),
     ):
-        sel = [c for c in rows if c["label"] == label]
+        sel = sorted((c for c in rows if c["label"] == label), key=_content_order)
         names = [f"{c['family'].split('_')[1]}/{c['category']} (n={c['n']})" for c in sel]
         rates = [c["rate"] for c in sel]
         err = [[c["rate"] - c["ci95"][0] for c in sel], [c["ci95"][1] - c["rate"] for c in sel]]
