@@ -1,7 +1,11 @@
 """``rollguard eval guardrails``: recall and false-positive rate of the policy pipeline per family
 and category, with 95 % Wilson intervals, on the generated red-team set (``policies.redteam``),
 BIPIA and the held-out part of the shipped sets. Pure and in-process (``pre_call`` stage of the
-configured pipeline, or the default policies); writes ``report.json`` and ``guardrails.png``.
+configured pipeline, or the default policies); writes ``report.json``, ``guardrails.png`` and
+``content_safety.png``. With the shipped sets (``--shipped``, split ``test``) it also measures
+``content_safety`` per hazard category on the held-out harmful / benign requests, replies and
+streams (``gateway.tools.eval_content_safety``: the configured ``content_safety`` policies alone;
+there a flag counts as a detection).
 
 The lead wires it with one line in ``gateway/cli.py``:
 ``eval_app.command("guardrails")(eval_guardrails)``.
@@ -24,9 +28,29 @@ __all__ = ["eval_guardrails"]
 _DATA = Path(__file__).resolve().parents[1] / "data"
 
 
+def _content(specs: list[Any], data_dir: Path, quick: bool, timing: dict[str, float]) -> list[Cell]:
+    """The ``content_safety`` cells (``gateway.tools.eval_content_safety``): held-out harmful and
+    benign requests, replies and streams through the configured ``content_safety`` policies
+    alone (another policy's block would end the stage before them on some inputs, hiding what
+    they find); a flag counts as a detection. Empty when none is configured."""
+    from gateway.tools.eval_content_safety import DETECTED, content_cases, run_content_cases
+    from gateway.tools.eval_guardrails import summarise
+    from policies.pipeline import build_pipeline
+
+    own = [s for s in specs if s.type == "content_safety"]
+    if not own:
+        return []
+    cases = content_cases(data_dir)
+    if quick:
+        cases = cases[::5]
+    outcomes, timing["content_ms_per_case"] = run_content_cases(build_pipeline(own), cases)
+    return summarise("content", cases, outcomes, detected=DETECTED)
+
+
 def _measure(
     config: Path | None, data_dir: Path, split: str, quick: bool, shipped: bool, seed: int
 ) -> dict[str, Any]:
+    from gateway.tools.eval_content_safety import content_headline
     from gateway.tools.eval_guardrails import bipia_cases, headline, run_cases, shipped_cases, summarise
     from policies.pipeline import build_pipeline
     from policies.redteam import generate
@@ -50,11 +74,17 @@ def _measure(
         rows = shipped_cases(data_dir, limit=60 if quick else None, seed=seed)
         outcomes, timing["shipped_ms_per_case"] = run_cases(pipeline, rows)
         cells += summarise("shipped", rows, outcomes)
+    content: dict[str, Any] = {}
+    if shipped and "test" in splits and (data_dir / "xstest").exists():
+        content_cells = _content(list(specs), data_dir, quick, timing)
+        cells += content_cells
+        content = content_headline(content_cells)
     return {
         "split": split,
         "seed": seed,
         "policies": pipeline.describe(),
         "headline": {s: headline(cells, s) for s in splits},
+        "content_safety": content,
         "timing": {k: round(v, 3) for k, v in timing.items()},
         "cells": [c.to_dict() for c in cells],
     }
@@ -82,7 +112,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [c for c in report["cells"] if c["category"] == "*"]
+    rows = [c for c in report["cells"] if c["category"] == "*" and c["source"] != "content"]
     fig, axes = plt.subplots(1, 2, figsize=(13, max(3.0, 0.32 * len(rows))), constrained_layout=True)
     for ax, label, title in (
         (axes[0], "attack", "recall (attacks stopped)"),
@@ -103,6 +133,46 @@ def _plot(report: dict[str, Any], path: Path) -> None:
             ax.axvline(0.95, color="grey", linestyle="--", linewidth=0.8)
         else:
             ax.axvline(0.01, color="grey", linestyle="--", linewidth=0.8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _content_order(cell: dict[str, Any]) -> tuple[str, bool, int, str]:
+    """Family, its ``*`` row first, then hazard codes in number order (S2 before S10)."""
+    code = cell["category"].split(" ", 1)[0]
+    number = int(code[1:]) if code[:1] == "S" and code[1:].isdigit() else 99
+    return cell["family"], cell["category"] != "*", number, cell["category"]
+
+
+def _plot_content(report: dict[str, Any], path: Path) -> None:
+    """``content_safety`` per family: harmful recall per hazard category and benign
+    false-positive rate per source, with their Wilson intervals (a flag counts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [c for c in report["cells"] if c["source"] == "content"]
+    if not rows:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(13, max(3.0, 0.2 * len(rows))), constrained_layout=True)
+    for ax, label, title, goal in (
+        (axes[0], "attack", "content_safety: harmful detected (recall)", 0.90),
+        (axes[1], "benign", "benign flagged or blocked (FP rate)", 0.02),
+    ):
+        sel = sorted((c for c in rows if c["label"] == label), key=_content_order)
+        names = [f"{c['family'].split('_')[1]}/{c['category']} (n={c['n']})" for c in sel]
+        rates = [c["rate"] for c in sel]
+        err = [[c["rate"] - c["ci95"][0] for c in sel], [c["ci95"][1] - c["rate"] for c in sel]]
+        colour = "#4c72b0" if label == "attack" else "#dd8452"
+        colours = ["#333333" if c["category"] == "*" else colour for c in sel]
+        ax.barh(range(len(sel)), rates, xerr=err, color=colours, capsize=3)
+        ax.set_yticks(range(len(sel)), names, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1 if label == "attack" else min(1.0, max(0.05, *(c["ci95"][1] * 1.1 for c in sel))))
+        ax.set_title(title + ", 95 % Wilson CI; dark: all", fontsize=9)
+        ax.axvline(goal, color="grey", linestyle="--", linewidth=0.8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -135,8 +205,10 @@ def eval_guardrails(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     _plot(report, out_dir / "guardrails.png")
+    _plot_content(report, out_dir / "content_safety.png")
     if as_json:
         sys.stdout.write(json.dumps(report, indent=1) + "\n")
     else:
         typer.echo(_table(report))
-        typer.echo(f"\nwrote {out_dir / 'report.json'} and {out_dir / 'guardrails.png'}")
+        pngs = f"{out_dir / 'guardrails.png'} and {out_dir / 'content_safety.png'}"
+        typer.echo(f"\nwrote {out_dir / 'report.json'}, {pngs}")

@@ -17,7 +17,7 @@ import json
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,9 +99,13 @@ class Cell:
         }
 
 
-def summarise(source: str, cases: Sequence[Case], outcomes: Sequence[str]) -> list[Cell]:
+def summarise(
+    source: str, cases: Sequence[Case], outcomes: Sequence[str], detected: Collection[str] | None = None
+) -> list[Cell]:
     """Cells per (split, family, category), per (split, family) with category ``*``, and per
-    payload kind (family ``encoded[override]``, category ``*``) where cases have one."""
+    payload kind (family ``encoded[override]``, category ``*``) where cases have one. A case
+    counts (``Cell.hits``) when its outcome is in ``detected``; by default an attack counts when
+    stopped (``block`` or ``strip``) and a benign case when blocked."""
     cells: dict[tuple[str, str, str], Cell] = {}
     for case, outcome in zip(cases, outcomes, strict=True):
         keys = [(case.family, case.category), (case.family, "*")]
@@ -112,7 +116,10 @@ def summarise(source: str, cases: Sequence[Case], outcomes: Sequence[str]) -> li
             cell = cells.setdefault(key, Cell(source, case.split, family, cat, case.label))
             cell.n += 1
             cell.outcomes[outcome] = cell.outcomes.get(outcome, 0) + 1
-            stopped = outcome in ("block", "strip") if case.label == "attack" else outcome == "block"
+            if detected is not None:
+                stopped = outcome in detected
+            else:
+                stopped = outcome in ("block", "strip") if case.label == "attack" else outcome == "block"
             cell.hits += int(stopped)
     return sorted(cells.values(), key=lambda c: (c.split, c.label, c.family, c.category != "*", c.category))
 
