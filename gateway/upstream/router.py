@@ -83,10 +83,7 @@ from gateway.upstream.litellm_path import LiteLLMTransport
 from gateway.upstream.shapes import check_chunk, check_completion
 from gateway.upstream.transports import LEAN_PROVIDERS, Deployment, Transport, checked
 from gateway.upstream.wildcards import Wildcards
-from rollguard.errors import (
-    UpstreamError,
-    UpstreamUnavailable,
-)
+from rollguard.errors import UpstreamError, UpstreamUnavailable
 from rollguard.settings import RollguardSettings
 
 __all__ = ["LEAN_PROVIDERS", "Deployment", "Upstream", "UpstreamStream", "map_http_error"]
@@ -201,6 +198,11 @@ class UpstreamStream:
 
     def __aiter__(self) -> UpstreamStream:
         return self
+
+    def ready(self) -> bool:
+        """True when the next chunk is already parsed: no network wait (lean transport only)."""
+        ready = getattr(self._rest, "ready", None)
+        return self._first is not None or self._closed or (ready is not None and bool(ready()))
 
     async def __anext__(self) -> dict[str, Any]:
         if self._first is not None:
