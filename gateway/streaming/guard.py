@@ -270,6 +270,13 @@ class StreamGuard:
         elif text:
             out.append(encode_sse(content_chunk(self._template, index, {"content": text})))
 
+    async def flush(self) -> list[bytes]:
+        """Check the text of batched ``feed`` calls now (the upstream failed before the burst's
+        last chunk): the bytes it releases."""
+        out: list[bytes] = []
+        await self._flush(out)
+        return out
+
     async def _flush(self, out: list[bytes]) -> None:
         """Check the text that batched ``feed`` calls appended (every choice that has some)."""
         deferred, self._deferred = sorted(self._deferred), set()
@@ -344,18 +351,25 @@ async def guard_batches(
     it = chunks.__aiter__()
     held: list[bytes] = []
     sent = False
-    async for chunk in it:
-        more = bool(ready()) if ready is not None else False
-        held.extend(await guard.feed(chunk, more=more))
-        if guard.blocked and guard.all_finished:
-            break
-        if held and (not more or not sent):
-            sent = True
+    try:
+        async for chunk in it:
+            more = bool(ready()) if ready is not None else False
+            held.extend(await guard.feed(chunk, more=more))
+            if guard.blocked and guard.all_finished:
+                break
+            if held and (not more or not sent):
+                sent = True
+                yield held
+                held = []
+        else:
+            yield [*held, *await guard.finish()]
+            return
+    except UpstreamError:
+        # what the burst before the failure released goes out first, as it would have chunk by chunk
+        held.extend(await guard.flush())
+        if held:
             yield held
-            held = []
-    else:
-        yield [*held, *await guard.finish()]
-        return
+        raise
     if held:
         yield held
     with contextlib.suppress(TimeoutError, UpstreamError):

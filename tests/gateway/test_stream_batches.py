@@ -22,6 +22,7 @@ from policies.base import CheckContext
 from policies.builtin.content_lexicon import DEFAULT_LEXICON
 from policies.builtin.content_safety import STREAM_WINDOW, ContentSafetyPolicy, stream_windows
 from policies.pipeline import build_pipeline
+from rollguard.errors import UpstreamUnavailable
 from rollguard.settings import RollguardSettings, default_policies
 from rollguard.types import Stage, Verdict
 
@@ -207,6 +208,28 @@ async def test_a_block_in_a_burst_sends_nothing_of_the_burst() -> None:
     assert not content_pieces(batches)  # the burst was judged whole: none of it went out
     assert evs[-1]["choices"][0]["finish_reason"] == "content_filter"
     assert batches[-1][-1] == DONE
+
+
+class Failing(Upstream_):
+    """``Upstream_`` whose stream breaks (``UpstreamUnavailable``) after its chunks."""
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._i >= len(self._chunks):
+            raise UpstreamUnavailable("the upstream stream broke")
+        return await super().__anext__()
+
+
+async def test_an_upstream_failure_mid_burst_still_sends_what_was_checked_before_it() -> None:
+    chunks = reply_chunks("to ana.gomez@example.com and some more words ", 6)[:-1]  # no finish
+    sent: dict[str, list[str]] = {}
+    for name, pattern in (("paced", None), ("burst", [True] * len(chunks))):
+        batches: list[list[bytes]] = []
+        with pytest.raises(UpstreamUnavailable):
+            async for b in guard_batches(Failing(chunks, pattern), StreamGuard(Counted(), holdback=8)):
+                batches.append(b)
+        sent[name] = content_pieces(batches)
+    assert "".join(sent["burst"]) == "".join(sent["paced"]) == "to <EMAIL_ADDRESS_1> and some "  # 8 held back
+    assert len(sent["burst"]) == 1
 
 
 # ---------------------------------------------------------------------------------------- real policies
