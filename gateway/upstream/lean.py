@@ -129,8 +129,12 @@ class SSEChunks:
         return self
 
     def ready(self) -> bool:
-        """True when the next chunk (or the end) is already parsed: no network wait."""
-        return bool(self._events) or self._closed
+        """True when the next chunk (or the end) is already parsed: no network wait. Events with
+        blank data (skipped by ``__anext__`` anyway) are dropped first, so they never count."""
+        events = self._events
+        while events and not events[0].data.strip():
+            events.popleft()
+        return bool(events) or self._closed
 
     async def __anext__(self) -> dict[str, Any]:
         while True:

@@ -304,6 +304,7 @@ def _paced(pause_after: int) -> Iterator[dict[str, Any]]:
     yield {"content": "Hello", "role": "assistant"}
     for i in range(6):
         if i == pause_after:
+            yield {"raw": "data:\n\n"}  # a blank event before the pause: skipped, not "ready"
             yield {"delay_ms": 40}
         yield {"content": f" word{i}"}
     yield {"finish_reason": "stop"}
