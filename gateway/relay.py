@@ -13,7 +13,7 @@ from opentelemetry import trace
 
 from gateway.exchange import Exchange
 from gateway.restore import restore_piece
-from gateway.streaming import StreamGuard, delivered_choice, error_event, guard_stream
+from gateway.streaming import StreamGuard, delivered_choice, error_event, guard_batches
 from gateway.telemetry import GatewayMetrics, record_policy_errors, record_stage
 from gateway.upstream import UpstreamStream
 from policies.base import CheckContext
@@ -127,12 +127,17 @@ class StreamRelay:
         delivered: list[bytes] = []  # pieces the client took (redacted form), for a cut-off record
         ended = False
         try:
-            async for piece in guard_stream(self._upstream, self._guard):
+            # one write per burst of upstream chunks (``guard_batches``); ``delivered`` keeps the
+            # events one by one (``delivered_choice`` reads them)
+            async for batch in guard_batches(self._upstream, self._guard):
                 if not delivered:  # time to first byte, for the rollout judge's ttft_p95_ms
                     ttft_ms = (time.perf_counter() - self._ex.t0) * 1000.0
                     self._ex.interaction.metadata["ttft_ms"] = f"{ttft_ms:.3f}"
-                yield restore_piece(piece, vault) if self._restore else piece
-                delivered.append(piece)  # resumed: the server has written it
+                if self._restore:
+                    yield b"".join([restore_piece(piece, vault) for piece in batch])
+                else:
+                    yield batch[0] if len(batch) == 1 else b"".join(batch)
+                delivered.extend(batch)  # resumed: the server has written it
             ended = True
         except RollguardError as exc:
             # HTTP 200 is already out: OpenAI's mid-stream error event, then the stream closes.

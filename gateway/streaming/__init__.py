@@ -1,5 +1,6 @@
 """Server-sent events in and out (``sse.py``, the codec) and the output guardrail for streamed
-completions (``guard.py``: hold-back window, tool-call assembly, ``StreamGuard``)."""
+completions (``holdback.py``: the hold-back window; ``guard.py``: tool-call assembly,
+``StreamGuard``, the drivers ``guard_batches`` / ``guard_stream``)."""
 
 from gateway.streaming.guard import (
     HoldbackWindow,
@@ -7,6 +8,7 @@ from gateway.streaming.guard import (
     TextCheck,
     ToolCallAssembler,
     ToolCheck,
+    guard_batches,
     guard_stream,
     tool_call_deltas,
 )
@@ -38,6 +40,7 @@ __all__ = [
     "encode_sse",
     "error_event",
     "finish_chunk",
+    "guard_batches",
     "guard_stream",
     "tool_call_deltas",
     "usage_chunk",

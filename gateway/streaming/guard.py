@@ -1,8 +1,8 @@
 """The output guardrail for streamed completions.
 
-* ``HoldbackWindow``: releases streamed text only after it has been checked and is at least
-  ``holdback`` characters behind the end, cut at whitespace, so that a match spanning chunks is
-  still caught and nothing unchecked reaches the client.
+* ``HoldbackWindow`` (``gateway.streaming.holdback``): releases streamed text only after it has
+  been checked and is at least ``holdback`` characters behind the end, cut at whitespace, so that a
+  match spanning chunks is still caught and nothing unchecked reaches the client.
 * ``ToolCallAssembler``: reassembles tool-call deltas per index into whole calls.
 * ``StreamGuard``: the whole output side of a streamed completion. It consumes upstream chunk dicts
   and yields the SSE bytes for the client: content through a ``HoldbackWindow`` per choice, tool
@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.streaming.holdback import HoldbackWindow, TextCheck
 from gateway.streaming.sse import DONE, base_chunk, content_chunk, encode_sse, finish_chunk, usage_chunk
 from rollguard.errors import UpstreamError
 from rollguard.types import Verdict
@@ -31,179 +32,16 @@ __all__ = [
     "TextCheck",
     "ToolCallAssembler",
     "ToolCheck",
+    "guard_batches",
     "guard_stream",
     "tool_call_deltas",
 ]
 
-# --------------------------------------------------------------------------------------------- hold-back
-
-TextCheck = Callable[[str], Awaitable[tuple[Verdict, str]]]
-"""The output check on a text window: ``window_text -> (verdict, rewritten window_text)``. The
-window is already-released context followed by unreleased text. Return the text unchanged unless
-redacting; must not raise (the gateway's wrapper applies the policies' ``on_error``)."""
+# --------------------------------------------------------------------------------------------- tool calls
 
 ToolCheck = Callable[[list[dict[str, Any]]], Awaitable[tuple[Verdict, list[dict[str, Any]]]]]
 """The output check on whole tool calls: ``calls -> (verdict, possibly rewritten calls)``. Calls are
 OpenAI ``tool_calls`` entries: ``{"id", "type": "function", "function": {"name", "arguments"}}``."""
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def _common_suffix(a: str, b: str, limit: int) -> int:
-    i = 0
-    la, lb = len(a), len(b)
-    while i < limit and a[la - 1 - i] == b[lb - 1 - i]:
-        i += 1
-    return i
-
-
-def _last_break(text: str, end: int, start: int = 0) -> int:
-    """Index just after the last whitespace in ``text[start:end]``; ``start`` when there is none."""
-    for i in range(end - 1, start - 1, -1):
-        if text[i].isspace():
-            return i + 1
-    return start
-
-
-class HoldbackWindow:
-    """Hold back streamed text until it is checked and safely behind the end.
-
-    ``feed(delta)`` appends a content delta and returns the text that may be released now ("" if
-    none); ``finish()`` checks and returns the rest. Rules (the invariant: nothing unchecked and
-    nothing within ``holdback`` characters of the end is released, except at ``finish``):
-
-    1. A release point is the last whitespace at least ``holdback`` characters before the end of the
-       text received so far (so no word, hence no e-mail/URL/key, is split at the release point;
-       entities containing spaces, like phone numbers and names, are protected by ``holdback``).
-       A run of more than ``max_pending`` characters without whitespace is cut at the limit.
-    2. The check runs only when a release point exists that frees at least ``min_release``
-       characters (and at ``finish``), on ``context + unreleased`` where ``context`` is the last
-       ``context_chars`` released characters (default ``holdback``).
-    3. If the check rewrites (redacts) the text, the rewritten text is released. The changed region
-       is located by common prefix/suffix; when it reaches past the release point the release point
-       moves back to the whitespace before the change, and the unreleased tail is kept *raw* and
-       checked again with the text that follows (so an entity whose first half already looked
-       complete is judged whole).
-    4. ``Verdict.BLOCK`` stops all release for good (``blocked`` becomes True).
-
-    Attributes: ``verdict`` (most severe seen), ``checks`` (calls of ``check``), ``released`` (all
-    released text, joined, i.e. the redacted completion), ``boundary_rewrites`` (times a rewrite
-    touched already-released context: then the redacted remainder of the entity is sent, but its
-    released start could not be recalled; raise ``holdback`` if this is non-zero).
-    """
-
-    def __init__(
-        self,
-        check: TextCheck,
-        holdback: int = 128,
-        *,
-        context_chars: int | None = None,
-        min_release: int = 1,
-        max_pending: int | None = None,
-    ) -> None:
-        if holdback < 0 or min_release < 1:
-            raise ValueError("holdback must be >= 0 and min_release >= 1")
-        self._check = check
-        self.holdback = holdback
-        self.context_chars = holdback if context_chars is None else context_chars
-        self.min_release = min_release
-        self.max_pending = max_pending if max_pending is not None else max(4096, 8 * holdback)
-        self._pending = ""
-        self._context = ""
-        self._released: list[str] = []
-        self.blocked = False
-        self.verdict = Verdict.ALLOW
-        self.checks = 0
-        self.boundary_rewrites = 0
-
-    @property
-    def released(self) -> str:
-        return "".join(self._released)
-
-    @property
-    def pending(self) -> str:
-        """Received but not yet released text (raw)."""
-        return self._pending
-
-    async def feed(self, delta: str) -> str:
-        """Append ``delta``; return the text released now ("" when none or when blocked)."""
-        if self.blocked:
-            return ""
-        if delta:
-            self._pending += delta
-        limit = len(self._pending) - self.holdback
-        if limit < self.min_release:
-            return ""
-        cut = _last_break(self._pending, limit)
-        if cut == 0 and len(self._pending) > self.max_pending:
-            cut = limit
-        if cut < self.min_release:
-            return ""
-        return await self._run(cut, final=False)
-
-    async def finish(self) -> str:
-        """End of the stream: check everything unreleased and return it ("" when blocked)."""
-        if self.blocked or not self._pending:
-            return ""
-        return await self._run(len(self._pending), final=True)
-
-    async def _run(self, cut: int, *, final: bool) -> str:
-        context, pending = self._context, self._pending
-        window = context + pending
-        verdict, rewritten = await self._check(window)
-        self.checks += 1
-        if verdict.severity > self.verdict.severity:
-            self.verdict = verdict
-        if verdict.is_block():
-            self.blocked = True
-            return ""
-        if rewritten == window:
-            out = pending[:cut]
-            self._pending = pending[cut:]
-            return self._emit(out)
-        nctx = len(context)
-        p = _common_prefix(window, rewritten)
-        s = _common_suffix(window, rewritten, min(len(window), len(rewritten)) - p)
-        change_end = len(window) - s  # end (exclusive) of the changed region in the raw window
-        start = nctx
-        if p < nctx:
-            # The rewrite reaches into text already sent: resend the rewritten remainder from there.
-            self.boundary_rewrites += 1
-            start = p
-        if final:
-            out = rewritten[start:]
-            self._pending = ""
-            return self._emit(out)
-        cut_w = nctx + cut
-        if change_end <= cut_w:
-            out = rewritten[start : len(rewritten) - (len(window) - cut_w)]
-            self._pending = pending[cut:]
-            return self._emit(out)
-        if start < nctx:
-            return ""  # the change straddles both ends: hold everything until more text or the end
-        # The change reaches past the release point: release only the unchanged text before it.
-        safe = _last_break(window, p, nctx) - nctx
-        if safe < self.min_release:
-            return ""
-        out = pending[:safe]
-        self._pending = pending[safe:]
-        return self._emit(out)
-
-    def _emit(self, out: str) -> str:
-        if out:
-            self._released.append(out)
-            if self.context_chars:
-                self._context = (self._context + out)[-self.context_chars :]
-        return out
-
-
-# --------------------------------------------------------------------------------------------- tool calls
 
 
 @dataclass(slots=True)
@@ -296,7 +134,8 @@ class StreamGuard:
 
     ``await feed(chunk)`` takes one upstream chunk dict and returns the SSE byte strings to write to
     the client (possibly none); ``await finish()`` returns the closing bytes (held text, finish
-    chunks, the usage chunk, ``data: [DONE]``). ``guard_stream`` drives both over an iterator.
+    chunks, the usage chunk, ``data: [DONE]``). ``guard_batches`` / ``guard_stream`` drive both
+    over an iterator.
 
     Rules:
 
@@ -304,6 +143,10 @@ class StreamGuard:
       index (``min_release`` 32 characters by default: about half the checks of 1 on a 16-chunk,
       512-character reply, measured with a 128-character hold-back); other text fields
       of a delta (``reasoning_content``, ``refusal``, ...) are dropped: they would be unchecked;
+    * ``feed(chunk, more=True)`` (more upstream chunks are already read, no network wait): the
+      content is only appended to its window, unchecked and unreleased, and checked with the next
+      ``feed`` without ``more`` (every choice with such text then), at its choice's finish or when
+      ``batch_chars`` unreleased characters of a choice are waiting: a burst is checked once;
     * ``delta.tool_calls`` are reassembled and released only when the choice finishes, after
       ``check_tools`` (one chunk, one complete fragment per call);
     * a block (text or tools) sends ``finish_reason: "content_filter"`` for that choice at once and
@@ -322,8 +165,13 @@ class StreamGuard:
         include_usage: bool = False,
         check_tools: ToolCheck | None = None,
         min_release: int = 32,
+        batch_chars: int = 2048,
     ) -> None:
         self._check = check
+        self.batch_chars = batch_chars
+        """At most this many unreleased characters of a choice wait for a batched check."""
+        self._deferred: set[int] = set()
+        """Choices with text appended by ``feed(..., more=True)`` and not checked yet."""
         self._check_tools = check_tools or _allow_tools
         self.holdback = holdback
         self.min_release = min_release
@@ -370,8 +218,9 @@ class StreamGuard:
             ch = self._choices[index] = _Choice(window)
         return ch
 
-    async def feed(self, chunk: Mapping[str, Any]) -> list[bytes]:
-        """Process one upstream chunk; return the bytes to send now."""
+    async def feed(self, chunk: Mapping[str, Any], *, more: bool = False) -> list[bytes]:
+        """Process one upstream chunk; return the bytes to send now. ``more``: further chunks are
+        already waiting (class docstring): its text is checked with theirs."""
         out: list[bytes] = []
         if chunk.get("id") is not None:
             self._template = base_chunk(chunk)
@@ -379,41 +228,62 @@ class StreamGuard:
         if isinstance(usage, Mapping):
             self.usage = dict(usage)
         choices = chunk.get("choices")
-        if not isinstance(choices, list):
-            return out
-        for c in choices:
-            if not isinstance(c, Mapping):
-                continue
-            index = c.get("index", 0)
-            if not isinstance(index, int):
-                index = 0
-            ch = self._choice(index)
-            if ch.finished:
-                continue
-            delta = c.get("delta")
-            if isinstance(delta, Mapping):
-                if not ch.role_sent and delta.get("role"):
-                    ch.role_sent = True
-                    out.append(
-                        encode_sse(
-                            content_chunk(self._template, index, {"role": delta["role"], "content": ""})
-                        )
-                    )
-                tcs = delta.get("tool_calls")
-                if isinstance(tcs, list):
-                    ch.tools.add(tcs)
-                text = delta.get("content")
-                if isinstance(text, str) and text:
-                    released = await ch.window.feed(text)
-                    if ch.window.blocked:
-                        out.append(self._block(index, ch, "content"))
-                        continue
-                    if released:
-                        out.append(encode_sse(content_chunk(self._template, index, {"content": released})))
-            reason = c.get("finish_reason")
-            if reason:
-                out.extend(await self._finish_choice(index, ch, str(reason)))
+        for c in choices if isinstance(choices, list) else ():
+            if isinstance(c, Mapping):
+                index = c.get("index", 0)
+                await self._feed_choice(index if isinstance(index, int) else 0, c, more, out)
+        if not more and self._deferred:
+            await self._flush(out)
         return out
+
+    async def _feed_choice(self, index: int, c: Mapping[str, Any], more: bool, out: list[bytes]) -> None:
+        ch = self._choice(index)
+        if ch.finished:
+            return
+        delta = c.get("delta")
+        if isinstance(delta, Mapping):
+            if not ch.role_sent and delta.get("role"):
+                ch.role_sent = True
+                role = {"role": delta["role"], "content": ""}
+                out.append(encode_sse(content_chunk(self._template, index, role)))
+            tcs = delta.get("tool_calls")
+            if isinstance(tcs, list):
+                ch.tools.add(tcs)
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                if more and len(ch.window.pending) + len(text) <= self.batch_chars:
+                    ch.window.append(text)
+                    self._deferred.add(index)
+                else:
+                    self._deferred.discard(index)
+                    self._released(index, ch, await ch.window.feed(text), out)
+                    if ch.finished:
+                        return
+        reason = c.get("finish_reason")
+        if reason:
+            out.extend(await self._finish_choice(index, ch, str(reason)))
+
+    def _released(self, index: int, ch: _Choice, text: str, out: list[bytes]) -> None:
+        """``text`` released by ``ch``'s window as a content chunk, or its block."""
+        if ch.window.blocked:
+            out.append(self._block(index, ch, "content"))
+        elif text:
+            out.append(encode_sse(content_chunk(self._template, index, {"content": text})))
+
+    async def flush(self) -> list[bytes]:
+        """Check the text of batched ``feed`` calls now (the upstream failed before the burst's
+        last chunk): the bytes it releases."""
+        out: list[bytes] = []
+        await self._flush(out)
+        return out
+
+    async def _flush(self, out: list[bytes]) -> None:
+        """Check the text that batched ``feed`` calls appended (every choice that has some)."""
+        deferred, self._deferred = sorted(self._deferred), set()
+        for index in deferred:
+            ch = self._choices[index]
+            if not ch.finished:
+                self._released(index, ch, await ch.window.feed(""), out)
 
     def _block(self, index: int, ch: _Choice, what: str) -> bytes:
         ch.finished = True
@@ -424,6 +294,7 @@ class StreamGuard:
 
     async def _finish_choice(self, index: int, ch: _Choice, reason: str) -> list[bytes]:
         out: list[bytes] = []
+        self._deferred.discard(index)
         rest = await ch.window.finish()
         if ch.window.blocked:
             return [self._block(index, ch, "content")]
@@ -457,31 +328,61 @@ class StreamGuard:
         return out
 
 
-async def guard_stream(
+async def guard_batches(
     chunks: AsyncIterator[Mapping[str, Any]], guard: StreamGuard, *, drain_after_block_s: float = 2.0
-) -> AsyncIterator[bytes]:
-    """Drive ``guard`` over upstream ``chunks``: yields the client's SSE bytes, ending with
-    ``[DONE]``. Upstream errors raised by ``chunks`` propagate (the caller ends a stream that already
-    started with ``error_event``).
+) -> AsyncIterator[list[bytes]]:
+    """Drive ``guard`` over upstream ``chunks``: yields the client's SSE events (one ``bytes`` each)
+    in batches, one batch per burst of upstream chunks, ending with ``[DONE]``. Upstream errors
+    raised by ``chunks`` propagate (the caller ends a stream that already started with
+    ``error_event``).
+
+    Bursts: when ``chunks`` has ``ready()`` (the lean transport's ``UpstreamStream``: True when the
+    next chunk is already read) each chunk is fed with ``more=ready()``, so the chunks of one
+    network read are checked together and their events leave in one batch (one write). The first
+    event (the role chunk) leaves at once, so the time to first byte does not wait for a burst.
+    Without ``ready()`` every chunk is checked and sent on its own.
 
     Once every choice has finished and one was blocked, the ``content_filter`` finish is already
     out; the upstream is then read on for at most ``drain_after_block_s`` seconds, sending nothing,
     only to get its usage numbers (for the record and the client's usage chunk); after that, or on
     an upstream error, it is abandoned (the caller's ``aclose`` closes the connection) and the
     stream ends, with a usage chunk only if the numbers arrived."""
+    ready = getattr(chunks, "ready", None)
     it = chunks.__aiter__()
-    async for chunk in it:
-        for piece in await guard.feed(chunk):
-            yield piece
-        if guard.blocked and guard.all_finished:
-            break
-    else:
-        for piece in await guard.finish():
-            yield piece
-        return
+    held: list[bytes] = []
+    sent = False
+    try:
+        async for chunk in it:
+            more = bool(ready()) if ready is not None else False
+            held.extend(await guard.feed(chunk, more=more))
+            if guard.blocked and guard.all_finished:
+                break
+            if held and (not more or not sent):
+                sent = True
+                yield held
+                held = []
+        else:
+            yield [*held, *await guard.finish()]
+            return
+    except UpstreamError:
+        # what the burst before the failure released goes out first, as it would have chunk by chunk
+        held.extend(await guard.flush())
+        if held:
+            yield held
+        raise
+    if held:
+        yield held
     with contextlib.suppress(TimeoutError, UpstreamError):
         async with asyncio.timeout(drain_after_block_s):
             async for chunk in it:
                 await guard.feed(chunk)  # every choice is finished: only ``usage`` is taken
-    for piece in await guard.finish():
-        yield piece
+    yield await guard.finish()
+
+
+async def guard_stream(
+    chunks: AsyncIterator[Mapping[str, Any]], guard: StreamGuard, *, drain_after_block_s: float = 2.0
+) -> AsyncIterator[bytes]:
+    """``guard_batches`` one SSE event at a time."""
+    async for batch in guard_batches(chunks, guard, drain_after_block_s=drain_after_block_s):
+        for piece in batch:
+            yield piece

@@ -4,14 +4,15 @@ with our SSE parser. A ``Transport``; raises ``AttemptFailed``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import orjson
 from opentelemetry.propagate import inject
 
-from gateway.streaming.sse import SSEParser, decode_chunk
+from gateway.streaming.sse import SSEEvent, SSEParser, decode_chunk
 from gateway.upstream.errors import (
     AttemptFailed,
     failed,
@@ -22,7 +23,7 @@ from gateway.upstream.errors import (
 from gateway.upstream.transports import Deployment
 from rollguard.errors import UpstreamInvalidResponse, UpstreamUnavailable
 
-__all__ = ["LeanTransport"]
+__all__ = ["LeanTransport", "SSEChunks"]
 
 
 class LeanTransport:
@@ -87,9 +88,7 @@ class LeanTransport:
             raise failed(UpstreamInvalidResponse("the upstream sent invalid JSON"), exc) from exc
         return obj  # type: ignore[no-any-return]  # shape checked by the router (upstream.shapes)
 
-    async def open_stream(
-        self, dep: Deployment, body: Mapping[str, Any], read_timeout: float
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def open_stream(self, dep: Deployment, body: Mapping[str, Any], read_timeout: float) -> SSEChunks:
         data = self._payload(dep, body, stream=True)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=read_timeout, sock_read=read_timeout)
         try:
@@ -103,39 +102,89 @@ class LeanTransport:
                 raw = b""
             resp.release()
             raise http_failure(resp.status, raw, resp.headers)
-        return self._events(resp)
+        return SSEChunks(resp)
 
-    @staticmethod
-    async def _events(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
-        parser = SSEParser()
-        done = False
-        try:
+
+class SSEChunks:
+    """The chunk dicts of an upstream SSE response, one network read at a time: an async iterator
+    (``async for chunk in SSEChunks(resp)``) with ``ready()``, True when the next ``__anext__``
+    returns without waiting for the network (its event, or the end of the stream, was in a read
+    already parsed). The stream guard checks a burst of chunks once instead of per chunk.
+
+    Errors: ``AttemptFailed`` (a mid-stream error event, invalid JSON, a transport error mapped by
+    ``map_transport_error``); after an error or the end the iterator is finished. ``aclose()``
+    releases the connection after a complete stream and closes it otherwise (idempotent)."""
+
+    __slots__ = ("_closed", "_done", "_events", "_parser", "_resp")
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self._parser = SSEParser()
+        self._events: deque[SSEEvent] = deque()
+        self._done = False
+        """The stream ended cleanly (``[DONE]`` or end of body): the connection can be reused."""
+        self._closed = False
+
+    def __aiter__(self) -> SSEChunks:
+        return self
+
+    def ready(self) -> bool:
+        """True when the next chunk (or the end) is already parsed: no network wait. Events with
+        blank data (skipped by ``__anext__`` anyway) are dropped first, so they never count."""
+        events = self._events
+        while events and not events[0].data.strip():
+            events.popleft()
+        return bool(events) or self._closed
+
+    async def __anext__(self) -> dict[str, Any]:
+        while True:
+            while not self._events:
+                if self._closed:
+                    raise StopAsyncIteration
+                await self._read()
             try:
-                async for data in resp.content.iter_any():
-                    for ev in parser.feed(data):
-                        chunk = _decode(ev)
-                        if chunk is None:
-                            done = True
-                            return
-                        if chunk:
-                            yield chunk
-                for ev in parser.close():
-                    chunk = _decode(ev)
-                    if chunk is None:
-                        done = True
-                        return
-                    if chunk:
-                        yield chunk
-                done = True
+                chunk = _decode(self._events.popleft())
             except AttemptFailed:
+                await self.aclose()
                 raise
             except Exception as exc:
+                await self.aclose()
                 raise map_transport_error(exc, "stream") from exc
-        finally:
-            if done:
-                resp.release()
-            else:
-                resp.close()
+            if chunk is None:  # [DONE]
+                self._done = True
+                await self.aclose()
+                raise StopAsyncIteration
+            if chunk:
+                return chunk
+
+    async def _read(self) -> None:
+        """One network read into the event queue; at the end of the body, the parser's last event
+        (or the end itself: ``_closed``)."""
+        try:
+            data = await self._resp.content.readany()
+        except BaseException as exc:
+            await self.aclose()
+            if isinstance(exc, Exception):
+                raise map_transport_error(exc, "stream") from exc
+            raise
+        if data:
+            self._events.extend(self._parser.feed(data))
+            return
+        self._events.extend(self._parser.close())
+        if not self._events:
+            self._done = True
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release (complete stream) or close (anything else) the connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._events.clear()
+        if self._done:
+            self._resp.release()
+        else:
+            self._resp.close()
 
 
 def _decode(ev: Any) -> dict[str, Any] | None:

@@ -59,6 +59,11 @@ class UpstreamStream:
     def __aiter__(self) -> UpstreamStream:
         return self
 
+    def ready(self) -> bool:
+        """True when the next chunk is already parsed: no network wait (lean transport only)."""
+        ready = getattr(self._rest, "ready", None)
+        return self._first is not None or self._closed or (ready is not None and bool(ready()))
+
     async def __anext__(self) -> dict[str, Any]:
         if self._first is not None:
             first, self._first = self._first, None

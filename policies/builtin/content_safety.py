@@ -37,7 +37,7 @@ from policies.builtin.prompt_injection import fold_placeholders
 from policies.registry import register
 from rollguard.types import Evidence, Stage, Verdict
 
-__all__ = ["CATEGORIES", "DEFAULT_MODEL", "ContentSafetyPolicy"]
+__all__ = ["CATEGORIES", "DEFAULT_MODEL", "STREAM_WINDOW", "ContentSafetyPolicy", "stream_windows"]
 
 DEFAULT_MODEL = resources.files("policies") / "data" / "content_safety.model.npz"
 """The shipped model file (package data, read with ``importlib.resources``)."""
@@ -63,6 +63,24 @@ S5-S10 and S12 (what the shipped sets label); S4 and S10 also come from the lexi
 _ACTIONS = ("allow", "flag", "block")
 _DEFAULT_INPUT: Mapping[str, str] = {c: "flag" for c in CATEGORIES}
 _DEFAULT_OUTPUT: Mapping[str, str] = {**{c: "flag" for c in CATEGORIES}, "S4": "block", "S10": "block"}
+
+
+STREAM_WINDOW = 256
+"""Characters of the reply windows ``stream_threshold`` was set on: the trainer scores a reply as a
+stream by its highest-scoring window of 256 characters, one every 128
+(``gateway.tools.train_content_safety.stream_windows``)."""
+
+
+def stream_windows(text: str, size: int = STREAM_WINDOW) -> list[str]:
+    """``text`` as the output model judges it at the ``stream`` stage: whole up to 1.5 x ``size``
+    characters (a hold-back window: 128 released + about 130-190 held-back characters), else
+    windows of ``size`` characters every ``size // 2``, the last ending at the end (the
+    trainer's windows). A burst of stream chunks checked at once (``StreamGuard`` batches) is
+    thus judged as the threshold was set, not diluted in one long text."""
+    if len(text) <= size * 3 // 2:
+        return [text]
+    step = max(size // 2, 1)
+    return [text[i : i + size] for i in [*range(0, len(text) - size, step), len(text) - size]]
 
 
 def _actions(given: Mapping[str, str] | None, default: Mapping[str, str], name: str) -> dict[str, Verdict]:
@@ -167,7 +185,12 @@ class ContentSafetyPolicy:
             thr = self.output_threshold if stage is Stage.POST_CALL else self.stream_threshold
         else:
             return out
-        p, category = self.model.judge(fold_placeholders(text), output, thr)
+        folded = fold_placeholders(text)
+        if stage is Stage.STREAM:
+            judged = [self.model.judge(w, output, thr) for w in stream_windows(folded)]
+            p, category = max(judged, key=lambda r: r[0])
+        else:
+            p, category = self.model.judge(folded, output, thr)
         if category is not None and category not in {c for c, _, _ in out}:
             out.append((category, p, False))
         return out

@@ -364,7 +364,7 @@ def test_public_api_is_pinned() -> None:
     assert set(streaming.__all__) == {
         "DONE", "HoldbackWindow", "SSEEvent", "SSEParser", "StreamGuard", "TextCheck", "ToolCallAssembler",
         "ToolCheck", "content_chunk", "decode_chunk", "delivered_choice", "encode_sse", "error_event",
-        "finish_chunk", "guard_stream", "tool_call_deltas", "usage_chunk",
+        "finish_chunk", "guard_batches", "guard_stream", "tool_call_deltas", "usage_chunk",
     }  # fmt: skip
     assert set(upstream.__all__) == {
         "LEAN_PROVIDERS",
