@@ -225,16 +225,19 @@ class Pipeline:
         clear = [False] * len(segment)  # a whole-span decoding of the blocked text passed
         doubt = [False] * len(segment)  # some reading of it was not clearly benign
         for view in views:
-            if segment[0].policy.transforms:
-                found = [(await self._run_one(cp, view.ctx))[0] for cp in segment]
-            else:
-                found = await self._checks(segment, view.ctx)
+            found = await self._judge_view(segment, view)
             for i, d in enumerate(found):
-                near = view.part == "payload" and d.score >= _CLEAR_SCORE
+                if d is None:
+                    continue
+                if d.stage is not out[i].stage:
+                    d = replace(d, stage=out[i].stage)  # a reply view runs as post_call
+                near = view.part != "text" and d.score >= _CLEAR_SCORE
                 if d.error is not None or d.verdict.severity >= Verdict.FLAG.severity or near:
                     doubt[i] = True
                 elif view.part == "text" and view.encoding in _CLEARING:
                     clear[i] = True
+                if near and not segment[i].policy.transforms and d.verdict is Verdict.ALLOW:
+                    d = _near(d)  # a decoded payload near a threshold: hiding it tips the balance
                 if out[i].verdict is Verdict.BLOCK or d.verdict.severity < Verdict.FLAG.severity:
                     continue
                 out[i] = _encoded(d, view) if d.error is None else d
@@ -243,6 +246,20 @@ class Pipeline:
             if blocked and clear[i] and not doubt[i] and out[i] is original:
                 out[i] = _cleared(original, views)
         return out
+
+    async def _judge_view(self, segment: list[ConfiguredPolicy], view: ContextView) -> list[Decision | None]:
+        """Each policy of ``segment`` on ``view``: a ``reply`` view (a decoded request payload as a
+        completion) only by the read-only policies that also judge completions (``post_call``);
+        ``None`` for the others."""
+        if view.part == "reply":
+            judges = [cp for cp in segment if not cp.policy.transforms and Stage.POST_CALL in cp.stages]
+            if not judges:
+                return [None] * len(segment)
+            by_id = dict(zip((cp.id for cp in judges), await self._checks(judges, view.ctx), strict=True))
+            return [by_id.get(cp.id) for cp in segment]
+        if segment[0].policy.transforms:
+            return [(await self._run_one(cp, view.ctx))[0] for cp in segment]
+        return list(await self._checks(segment, view.ctx))
 
     async def _run_one(self, cp: ConfiguredPolicy, ctx: CheckContext) -> tuple[Decision, PolicyResult | None]:
         # A span per policy only when the request is traced: a no-op span still costs a context
@@ -333,10 +350,24 @@ block that the decoded reading clears came from the encoded letters alone."""
 
 
 _CLEAR_SCORE = 0.5
-"""A decoded payload (the spans alone) clears a block only when it scores below this (0 benign ..
-1 violation), well under any sensible threshold: a payload near the threshold is doubt, and doubt
-keeps the block. Readings with the framing only need to pass (the framing of a benign "decode
-this" request can score near the threshold on its own)."""
+"""A decoded payload (the spans alone, bare, quoted or as a reply) clears a block only when it
+scores below this (0 benign .. 1 violation), well under any sensible threshold: a payload near the
+threshold is doubt, and doubt keeps the block. A payload at or above it is blocked by a read-only
+policy even when under that policy's own threshold (``_near``): hiding a text is evidence on its
+own (the prior of an attack is far higher for an encoded instruction than for plain text).
+Readings with the framing only need to pass (the framing of a benign "decode this" request can
+score near the threshold on its own)."""
+
+
+def _near(d: Decision) -> Decision:
+    """``d`` (an allow of a decoded payload scoring at least ``_CLEAR_SCORE``) as a flag, which the
+    caller turns into a block: a request that hides a payload this close to a policy's threshold
+    is not given the benefit of the doubt that plain text gets."""
+    return replace(
+        d,
+        verdict=Verdict.FLAG,
+        reason=f"decoded payload score {d.score:.2f} >= {_CLEAR_SCORE} ({d.reason})",
+    )
 
 
 def _cleared(d: Decision, views: list[ContextView]) -> Decision:

@@ -99,14 +99,20 @@ class Cell:
         }
 
 
+_BY_KIND = frozenset({"encoded", "benign_encoded", "invisible"})
+"""Families whose cases carry a payload kind, reported per kind and per kind and category too."""
+
+
 def summarise(source: str, cases: Sequence[Case], outcomes: Sequence[str]) -> list[Cell]:
     """Cells per (split, family, category), per (split, family) with category ``*``, and per
-    payload kind (family ``encoded[override]``, category ``*``) where cases have one."""
+    payload kind (family ``encoded[override]``, category ``*`` and each category) where cases
+    have one."""
     cells: dict[tuple[str, str, str], Cell] = {}
     for case, outcome in zip(cases, outcomes, strict=True):
         keys = [(case.family, case.category), (case.family, "*")]
-        if case.payload_kind and case.label == "attack":
-            keys.append((f"{case.family}[{case.payload_kind}]", "*"))
+        if case.payload_kind and case.family in _BY_KIND:
+            kind = f"{case.family}[{case.payload_kind}]"
+            keys += [(kind, "*"), (kind, case.category)]
         for family, cat in keys:
             key = (case.split, family, cat)
             cell = cells.setdefault(key, Cell(source, case.split, family, cat, case.label))
