@@ -10,11 +10,14 @@ transform run on a view cannot issue placeholders into the real request.
 
 A ``payload`` reading (the decoded spans alone) is judged bare and once more presented as quoted
 data (``Decoded text:`` and the text in triple quotes), so the injection policy's data rules
-(``policies.segments``) judge it like a pasted document. At ``pre_call`` it is also judged as a
-*reply* (part ``reply``: a ``post_call`` context whose completion is the payload): the answer to
-"decode this" is the decoded text, so what an output policy would stop in a reply (slurs, hateful
-or harmful content: ``content_safety``'s output model and actions) is stopped when it arrives
-encoded in a request, before the model repeats it.
+(``policies.segments``) judge it like a pasted document. At ``pre_call`` a payload of 3+ words is
+also judged as a *reply* (part ``reply``: a ``stream`` context whose window is the payload): the
+answer to "decode this" is the decoded text, so what an output policy would stop in a reply
+(slurs, hateful or harmful content: ``content_safety``'s output model and actions) is stopped
+when it arrives encoded in a request, before the model repeats it. A stream window, not a whole
+completion: a payload is short like a window, and the stream operating point is the one set for
+about 1 % of benign replies (the whole-completion one flagged "Explain how a rainbow forms" at
+0.53, an output model reading a request).
 
 Cost: one pre-scan regex per text (``policies.decoding.looks_encoded``); nothing else runs on a
 text that looks plain.
@@ -46,7 +49,7 @@ class ContextView:
     """A decoded reading of one text of ``ctx``: ``encoding`` (``base64``, ``base64>rot13``),
     ``location`` (``messages[1].content``, ``completion``), the derived context and ``part``
     (``text``: framing kept; ``payload``: the decoded spans alone; ``reply``: the decoded spans of
-    a request as the completion of a ``post_call`` context)."""
+    a request as the window of a ``stream`` context)."""
 
     encoding: str
     location: str
@@ -83,7 +86,7 @@ def context_views(
                         return out
                 if view.part == "payload" and len(view.text.split()) >= _REPLY_WORDS:
                     # "decode this" is answered with the decoded text: judge it as that reply too
-                    reply = replace(ctx, stage=Stage.POST_CALL, completion=view.text, vault=RedactionVault())
+                    reply = replace(ctx, stage=Stage.STREAM, completion=view.text, vault=RedactionVault())
                     out.append(ContextView(view.encoding, site.location, reply, "reply"))
                     if len(out) >= max_views:
                         return out

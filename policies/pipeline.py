@@ -224,23 +224,25 @@ class Pipeline:
         out = list(decisions)
         clear = [False] * len(segment)  # a whole-span decoding of the blocked text passed
         doubt = [False] * len(segment)  # some reading of it was not clearly benign
-        for view in views:
-            found = await self._judge_view(segment, view)
+        judged = [(view, await self._judge_view(segment, view)) for view in views]
+        framing = _framing_only(judged)
+        for k, (view, found) in enumerate(judged):
             for i, d in enumerate(found):
                 if d is None:
                     continue
                 if d.stage is not out[i].stage:
-                    d = replace(d, stage=out[i].stage)  # a reply view runs as post_call
-                near = view.part != "text" and d.score >= _CLEAR_SCORE
+                    d = replace(d, stage=out[i].stage)  # a reply view runs as a stream window
+                near = view.part == "payload" and d.score >= _CLEAR_SCORE
                 if d.error is not None or d.verdict.severity >= Verdict.FLAG.severity or near:
                     doubt[i] = True
                 elif view.part == "text" and view.encoding in _CLEARING:
                     clear[i] = True
                 if near and not segment[i].policy.transforms and d.verdict is Verdict.ALLOW:
                     d = _near(d)  # a decoded payload near a threshold: hiding it tips the balance
-                if out[i].verdict is Verdict.BLOCK or d.verdict.severity < Verdict.FLAG.severity:
+                if (k, i) in framing or out[i].verdict is Verdict.BLOCK:
                     continue
-                out[i] = _encoded(d, view) if d.error is None else d
+                if d.verdict.severity >= Verdict.FLAG.severity:
+                    out[i] = _encoded(d, view) if d.error is None else d
         for i, original in enumerate(decisions):
             blocked = original.verdict is Verdict.BLOCK and original.error is None
             if blocked and clear[i] and not doubt[i] and out[i] is original:
@@ -249,10 +251,10 @@ class Pipeline:
 
     async def _judge_view(self, segment: list[ConfiguredPolicy], view: ContextView) -> list[Decision | None]:
         """Each policy of ``segment`` on ``view``: a ``reply`` view (a decoded request payload as a
-        completion) only by the read-only policies that also judge completions (``post_call``);
+        stream window of the reply) only by the read-only policies that also judge streams;
         ``None`` for the others."""
         if view.part == "reply":
-            judges = [cp for cp in segment if not cp.policy.transforms and Stage.POST_CALL in cp.stages]
+            judges = [cp for cp in segment if not cp.policy.transforms and Stage.STREAM in cp.stages]
             if not judges:
                 return [None] * len(segment)
             by_id = dict(zip((cp.id for cp in judges), await self._checks(judges, view.ctx), strict=True))
@@ -357,6 +359,31 @@ policy even when under that policy's own threshold (``_near``): hiding a text is
 own (the prior of an attack is far higher for an encoded instruction than for plain text).
 Readings with the framing only need to pass (the framing of a benign "decode this" request can
 score near the threshold on its own)."""
+
+
+def _framing_only(judged: list[tuple[ContextView, list[Decision | None]]]) -> set[tuple[int, int]]:
+    """``(view index, policy index)`` of flags on a ``text`` reading (the framing kept, the spans
+    decoded) whose decoded spans are clearly benign for that policy: every ``payload`` / ``reply``
+    reading of the same encoding and location passes with a score under ``_CLEAR_SCORE``. Such a
+    flag comes from the sender's own words around the payload ("decode this and do it"), which the
+    original was judged on already, not from what the encoding hid: it is not made a block."""
+    benign: dict[tuple[str, str, int], bool] = {}
+    for view, found in judged:
+        if view.part == "text":
+            continue
+        for i, d in enumerate(found):
+            ok = d is None or (
+                d.error is None and d.verdict.severity < Verdict.FLAG.severity and d.score < _CLEAR_SCORE
+            )
+            key = (view.encoding, view.location, i)
+            benign[key] = benign.get(key, True) and ok
+    out: set[tuple[int, int]] = set()
+    for k, (view, found) in enumerate(judged):
+        if view.part == "text":
+            for i, d in enumerate(found):
+                if d is not None and benign.get((view.encoding, view.location, i), False):
+                    out.add((k, i))
+    return out
 
 
 def _near(d: Decision) -> Decision:

@@ -110,6 +110,9 @@ class Case:
     split: str
     messages: tuple[dict[str, Any], ...]
     payload_kind: str = ""
+    payload: str = ""
+    """The plain payload an ``encoded`` / ``benign_encoded`` case hides (to compare with the
+    verdict on the plain text); ``""`` for other families."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +122,7 @@ class Case:
             "label": self.label,
             "split": self.split,
             "payload_kind": self.payload_kind,
+            "payload": self.payload,
             "messages": list(self.messages),
         }
 
@@ -170,7 +174,8 @@ def _encoded(m: _Material, split: str, rng: random.Random, label: str) -> list[C
             attack_like = label == "attack" or kind == "request"
             framing = rng.choice(m.framings[split] if attack_like else m.benign_framings[split])
             body = framing.format(name=NAMES[enc], payload=encode(text, rng))
-            out.append(Case(f"{split}-{family}-{enc}-{i}", family, enc, label, split, _user(body), kind))
+            case_id = f"{split}-{family}-{enc}-{i}"
+            out.append(Case(case_id, family, enc, label, split, _user(body), kind, text))
     return out
 
 
