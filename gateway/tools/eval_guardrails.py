@@ -131,7 +131,9 @@ def parity(pipeline: Pipeline, cases: Sequence[Case], outcomes: Sequence[str]) -
     payload is caught (cells ``encoded[plain-caught]`` per encoding and ``*``: the share of them
     stopped encoded)."""
     attacks = [(c, o) for c, o in zip(cases, outcomes, strict=True) if c.family == "encoded" and c.payload]
-    unique = sorted({(c.split, c.payload): c for c, _ in attacks}.values(), key=lambda c: (c.split, c.payload))
+    unique = sorted(
+        {(c.split, c.payload): c for c, _ in attacks}.values(), key=lambda c: (c.split, c.payload)
+    )
     plain = [
         Case(f"plain-{i}", f"plain[{c.payload_kind}]", "plain", "attack", c.split, _one_user(c.payload))
         for i, c in enumerate(unique)

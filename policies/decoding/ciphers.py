@@ -23,15 +23,136 @@ from policies.decoding.prescan import ATBASH_SIGNATURES, MORSE_SYMBOLS, NATO_WOR
 __all__ = ["CIPHERS", "tag_text"]
 
 _COMMON = frozenset(
-    (
-        "the and you to of a is in that it for your all are with this be on as or not i me my what"
-        " do can will from have an by if any now no was how tell print say give show make write"
-        " ignore previous instructions at we they he she his her them our us but so up out about"
-        " into than then there their these those who when where why which would should could been"
-        " has had did does just like only also more most some such very one two new way use used"
-        " get got go going know want need please help explain describe list step steps how"
-        " instead other over after before never always every people him its were am being here"
-    ).split()
+    [
+        "the",
+        "and",
+        "you",
+        "to",
+        "of",
+        "a",
+        "is",
+        "in",
+        "that",
+        "it",
+        "for",
+        "your",
+        "all",
+        "are",
+        "with",
+        "this",
+        "be",
+        "on",
+        "as",
+        "or",
+        "not",
+        "i",
+        "me",
+        "my",
+        "what",
+        "do",
+        "can",
+        "will",
+        "from",
+        "have",
+        "an",
+        "by",
+        "if",
+        "any",
+        "now",
+        "no",
+        "was",
+        "how",
+        "tell",
+        "print",
+        "say",
+        "give",
+        "show",
+        "make",
+        "write",
+        "ignore",
+        "previous",
+        "instructions",
+        "at",
+        "we",
+        "they",
+        "he",
+        "she",
+        "his",
+        "her",
+        "them",
+        "our",
+        "us",
+        "but",
+        "so",
+        "up",
+        "out",
+        "about",
+        "into",
+        "than",
+        "then",
+        "there",
+        "their",
+        "these",
+        "those",
+        "who",
+        "when",
+        "where",
+        "why",
+        "which",
+        "would",
+        "should",
+        "could",
+        "been",
+        "has",
+        "had",
+        "did",
+        "does",
+        "just",
+        "like",
+        "only",
+        "also",
+        "more",
+        "most",
+        "some",
+        "such",
+        "very",
+        "one",
+        "two",
+        "new",
+        "way",
+        "use",
+        "used",
+        "get",
+        "got",
+        "go",
+        "going",
+        "know",
+        "want",
+        "need",
+        "please",
+        "help",
+        "explain",
+        "describe",
+        "list",
+        "step",
+        "steps",
+        "how",
+        "instead",
+        "other",
+        "over",
+        "after",
+        "before",
+        "never",
+        "always",
+        "every",
+        "people",
+        "him",
+        "its",
+        "were",
+        "am",
+        "being",
+        "here",
+    ]
 )
 """Common English words (the most frequent function words and the verbs of instructions): the
 measure of "reads as English" that decides which chunks a cipher applies to."""
@@ -46,8 +167,8 @@ def _common(text: str) -> int:
 
 _CHUNKS = re.compile(r"([\n:`«»“”\"]+|(?<=[.?!])[ \t]+)")
 _QUOTES = re.compile(r"((?<![A-Za-z])'|'(?![A-Za-z]))")
-"""Lines, sentences, colon- and double-quote-delimited chunks first; within a chunk that does not read as
-English either way, single quotes that are not apostrophes (``'V unir'`` but not ``it's``)."""
+"""Lines, sentences, colon- and double-quote-delimited chunks first; within a chunk that does not
+read as English either way, single quotes that are not apostrophes (``'V unir'`` but not ``it's``)."""
 
 
 def _gain(chunk: str, table: dict[int, int]) -> tuple[int, str]:
@@ -57,16 +178,16 @@ def _gain(chunk: str, table: dict[int, int]) -> tuple[int, str]:
 
 def _rotate_spans(text: str, table: dict[int, int], named: bool) -> str | None:
     """Apply ``table`` to each chunk (``_CHUNKS``) that reads more like English after it (more
-    common words, at least one); a chunk that does not is tried in its single-quote parts. When
-    the cipher is ``named`` in the text and no chunk qualifies, the chunk that gains most (the
-    longest of equals) is rotated. ``None`` when nothing is."""
+    common words, at least two: "NB" is "MY" in Atbash); a chunk that does not is tried in its
+    single-quote parts. When the cipher is ``named`` in the text and no chunk qualifies, the chunk
+    that gains most (the longest of equals) is rotated. ``None`` when nothing is."""
     chunks = _CHUNKS.split(text)
     changed = False
     best: tuple[int, int, int] | None = None  # (gain, length, index) for the named fallback
     for i in range(0, len(chunks), 2):
         chunk = chunks[i]
         gain, rotated = _gain(chunk, table)
-        if gain > 0 and _common(rotated) >= 1:
+        if gain > 0 and _common(rotated) >= 2:
             chunks[i] = OPEN + rotated + CLOSE
             changed = True
             continue
@@ -111,6 +232,8 @@ def _cued(low: str, cue: re.Pattern[str], signatures: frozenset[str]) -> bool:
     if cue.search(low) is not None:
         return True
     return not signatures.isdisjoint(w.strip(".,;:!?\"'()[]") for w in low.split())
+
+
 _ASCII_FOLDS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
 """The non-ASCII letters ``re.IGNORECASE`` matches to ASCII ones (dotted and dotless i, long s,
 Kelvin sign; Python ``re`` docs), mapped before lower-casing."""
@@ -207,7 +330,6 @@ _MORSE_FOLD = str.maketrans(
 )
 """Typographic dots (middle dot, bullet, ...) and dashes (minus, en / em dash, underscore) of
 Morse written outside ASCII, folded to ``.`` and ``-``."""
-
 
 
 def decode_morse(text: str, limit: int) -> str | None:

@@ -79,7 +79,9 @@ _B64_WRAPPED = re.compile(
     r"(?<![A-Za-z0-9+/=_-])(?:[A-Za-z0-9+/_-]{16,}[ \t]*\r?\n)+[A-Za-z0-9+/_-]+={0,2}(?=[ \t]*(?:\r?\n|$))"
 )
 """Lines of 16+ base64 characters (no padding but on the last line), each a whole line."""
-_B32_WRAPPED = re.compile(r"(?<![A-Za-z0-9=])(?:[A-Z2-7]{16,}[ \t]*\r?\n)+[A-Z2-7]+={0,6}(?=[ \t]*(?:\r?\n|$))")
+_B32_WRAPPED = re.compile(
+    r"(?<![A-Za-z0-9=])(?:[A-Z2-7]{16,}[ \t]*\r?\n)+[A-Z2-7]+={0,6}(?=[ \t]*(?:\r?\n|$))"
+)
 
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 
