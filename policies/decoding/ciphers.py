@@ -535,6 +535,16 @@ def _leet_token(m: re.Match[str]) -> str:
     return tok.translate(_LEET_MAP)
 
 
+def _first_leet(line: str) -> int:
+    """Where the first leet word of ``line`` starts (a word with a letter and a look-alike; same
+    length before and after decoding, so the offset holds in the decoded line too)."""
+    for m in _LEET_WORD.finditer(line):
+        word = m.group(0)
+        if any(c.isalpha() for c in word) and not word.isalpha() and word[:2] not in ("0x", "0X"):
+            return m.start()
+    return 0
+
+
 def decode_leet(text: str, limit: int) -> str | None:
     """Leetspeak: words mixing letters with look-alike digits/symbols (0->o 1->i 3->e 4->a 5->s
     7->t 8->b @->a $->s |->l !->i), in any mix of cases; ``11`` after a letter reads ``ll``
@@ -570,7 +580,8 @@ def decode_leet(text: str, limit: int) -> str | None:
         else:
             if not _LEET_DIGITS.isdisjoint(new):
                 new = _LEET_TOKEN.sub(_leet_token, new)
-            lines.append(OPEN + new + CLOSE)
+            at = _first_leet(line)  # the framing before the first leet word is not payload
+            lines.append(new[:at] + OPEN + new[at:] + CLOSE)
     return "\n".join(lines) if changed >= 2 else None
 
 
