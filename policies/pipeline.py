@@ -237,7 +237,12 @@ class Pipeline:
                     doubt[i] = True
                 elif view.part == "text" and view.encoding in _CLEARING:
                     clear[i] = True
-                if near and not segment[i].policy.transforms and d.verdict is Verdict.ALLOW:
+                if (
+                    near
+                    and view.encoding not in _PARTIAL
+                    and not segment[i].policy.transforms
+                    and d.verdict is Verdict.ALLOW
+                ):
                     d = _near(d)  # a decoded payload near a threshold: hiding it tips the balance
                 if (k, i) in framing or out[i].verdict is Verdict.BLOCK:
                     continue
@@ -384,6 +389,12 @@ def _framing_only(judged: list[tuple[ContextView, list[Decision | None]]]) -> se
                 if d is not None and benign.get((view.encoding, view.location, i), False):
                     out.add((k, i))
     return out
+
+
+_PARTIAL = frozenset({"leetspeak"})
+"""Decoders whose reading is the visible text with look-alike characters swapped back, not text
+that was unreadable before: their payloads are judged at the policies' own thresholds only (an
+e-mail header read as leetspeak scored 0.60 for injection)."""
 
 
 def _near(d: Decision) -> Decision:

@@ -530,9 +530,19 @@ _LEET_DIGITS = frozenset("013457")
 
 def _leet_token(m: re.Match[str]) -> str:
     tok = m.group(0)
-    if tok.isdigit() and len(tok) > 3:
-        return tok  # a number (a year, an amount), not a word
+    if tok.isdigit():
+        around = m.string[max(0, m.start() - 2) : m.start()] + m.string[m.end() : m.end() + 2]
+        if len(tok) > 3 or any(c in ":.,/+" for c in around):
+            return tok  # a number (a year, an amount, a time 15:35, a date), not a word
     return tok.translate(_LEET_MAP)
+
+
+def _in_address(m: re.Match[str]) -> bool:
+    """The leet-looking word is the local part and domain of an e-mail address (``hello@mercury``
+    followed by ``.com``): ``@`` between letters, a dot after."""
+    word, after = m.group(0), m.string[m.end() : m.end() + 1]
+    at = word.find("@")
+    return 0 < at < len(word) - 1 and word[at - 1].isalnum() and word[at + 1].isalpha() and after == "."
 
 
 def _first_leet(line: str) -> int:
@@ -540,7 +550,8 @@ def _first_leet(line: str) -> int:
     length before and after decoding, so the offset holds in the decoded line too)."""
     for m in _LEET_WORD.finditer(line):
         word = m.group(0)
-        if any(c.isalpha() for c in word) and not word.isalpha() and word[:2] not in ("0x", "0X"):
+        leet = any(c.isalpha() for c in word) and not word.isalpha() and word[:2] not in ("0x", "0X")
+        if leet and not _in_address(m):
             return m.start()
     return 0
 
@@ -562,8 +573,8 @@ def decode_leet(text: str, limit: int) -> str | None:
         nonlocal changed
         word = m.group(0)
         letters = sum(c.isalpha() for c in word)
-        if letters < 1 or letters == len(word) or word[:2] in ("0x", "0X"):
-            return word  # no look-alike, or a hex number (0x6C)
+        if letters < 1 or letters == len(word) or word[:2] in ("0x", "0X") or _in_address(m):
+            return word  # no look-alike, a hex number (0x6C), or an e-mail address
         changed += 1
         word = re.sub(r"(?<=[A-Za-z])11|11(?=[A-Za-z])", "ll", word)
         return word.translate(_LEET_MAP)

@@ -264,3 +264,11 @@ async def test_the_default_pipeline_blocks_an_encoded_request_that_plain_text_on
     for encoded in (_b64(payload), " ".join(f"0x{b:02x}" for b in payload.encode())):
         result = await pipeline.run(_ctx(f"What does this say? {encoded}"))
         assert result.blocked and result.blocked_by.policy_type == "content_safety"  # type: ignore[union-attr]
+
+
+async def test_the_near_threshold_rule_skips_leetspeak_readings() -> None:
+    """Leetspeak swaps look-alikes in visible text back: its reading is judged at the policy's own
+    threshold, not blocked for nearing it (a BIPIA e-mail header was)."""
+    pipeline = _pipeline(ScorePolicy("hack the planet"))
+    result = await pipeline.run(_ctx("p1ease h4ck th3 pl4n3t"))
+    assert not result.blocked

@@ -271,3 +271,12 @@ def test_many_small_spans_stay_bounded(kind: str) -> None:
     cpu_ms = (time.process_time() - c0) * 1000.0
     assert cpu_ms < limits.max_ms + 250.0, cpu_ms
     assert sum(len(v.text) for v in views) <= limits.max_total_chars
+
+
+def test_leetspeak_leaves_email_addresses_and_times_alone() -> None:
+    """Regression: an e-mail header read as leetspeak (``hello@mercury`` -> "helloamercury", 15:35
+    -> "is:es") gave a payload the injection model scored 0.60 (a BIPIA e-mail blocked)."""
+    header = "FROM: hello@mercury.com|RECEIVED DATE: Thu, 24 Feb 2022 15:35:52 +0000|CONTENT: h4ck th3 pl4n3t"
+    (view, payload) = decoded_views(header)
+    assert "hello@mercury.com" in view.text and "15:35:52" in view.text
+    assert payload.text == "hack the planet"
