@@ -371,7 +371,9 @@ def _framing_only(judged: list[tuple[ContextView, list[Decision | None]]]) -> se
     decoded) whose decoded spans are clearly benign for that policy: every ``payload`` / ``reply``
     reading of the same encoding and location passes with a score under ``_CLEAR_SCORE``. Such a
     flag comes from the sender's own words around the payload ("decode this and do it"), which the
-    original was judged on already, not from what the encoding hid: it is not made a block."""
+    original was judged on already, not from what the encoding hid: it is not made a block. Not
+    for leetspeak (``_PARTIAL``): its text reading swaps look-alikes all through the text, so it
+    is no framing around a payload."""
     benign: dict[tuple[str, str, int], bool] = {}
     for view, found in judged:
         if view.part == "text":
@@ -384,7 +386,7 @@ def _framing_only(judged: list[tuple[ContextView, list[Decision | None]]]) -> se
             benign[key] = benign.get(key, True) and ok
     out: set[tuple[int, int]] = set()
     for k, (view, found) in enumerate(judged):
-        if view.part == "text":
+        if view.part == "text" and view.encoding not in _PARTIAL:
             for i, d in enumerate(found):
                 if d is not None and benign.get((view.encoding, view.location, i), False):
                     out.add((k, i))
@@ -394,7 +396,8 @@ def _framing_only(judged: list[tuple[ContextView, list[Decision | None]]]) -> se
 _PARTIAL = frozenset({"leetspeak"})
 """Decoders whose reading is the visible text with look-alike characters swapped back, not text
 that was unreadable before: their payloads are judged at the policies' own thresholds only (an
-e-mail header read as leetspeak scored 0.60 for injection)."""
+e-mail header read as leetspeak scored 0.60 for injection), and their text reading is no framing
+(``_framing_only``)."""
 
 
 def _near(d: Decision) -> Decision:
