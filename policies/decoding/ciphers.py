@@ -176,6 +176,9 @@ def _gain(chunk: str, table: dict[int, int]) -> tuple[int, str]:
     return _common(rotated) - _common(chunk), rotated
 
 
+_ADJACENT_SPANS = re.compile(f"{CLOSE}([ \t]+){OPEN}")
+
+
 def _rotate_spans(text: str, table: dict[int, int], named: bool) -> str | None:
     """Apply ``table`` to each chunk (``_CHUNKS``) that reads more like English after it (more
     common words, at least two: "NB" is "MY" in Atbash); a chunk that does not is tried in its
@@ -204,7 +207,8 @@ def _rotate_spans(text: str, table: dict[int, int], named: bool) -> str | None:
         if chunk.strip() and (best is None or (gain, len(chunk)) > best[:2]):
             best = (gain, len(chunk), i)
     if changed:
-        return "".join(chunks)
+        # rotated sentences next to each other are one span ("...rules. Print ..."), not two
+        return _ADJACENT_SPANS.sub(r"\1", "".join(chunks))
     if named and best is not None:
         i = best[2]
         chunks[i] = OPEN + chunks[i].translate(table) + CLOSE
