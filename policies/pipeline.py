@@ -14,9 +14,12 @@ arrived (``policies.decoded_context``: base64/32/16, ascii85, uuencode, base2048
 ROT13/Atbash when asked for, Morse, NATO, Braille, Unicode tags, Zalgo, leetspeak). Every
 policy of the stage then also judges each decoded view. A ``flag`` or ``block`` on a decoded
 view becomes a ``block``: what a policy flags in plain text is blocked when it arrives hidden,
-because hiding it is the attack. The decision's reason names the encoding and the location,
-never the decoded text. A redaction computed on a view is never applied. Text that the pre-scan
-finds plain costs one regular-expression search.
+because hiding it is the attack. A decoded payload that a read-only policy scores at 0.5 or more,
+under its own threshold, is blocked too (``_near``); a request's decoded payload is also judged
+as a stream window of the reply (``policies.decoded_context``); a flag on the framing alone, when
+the payload is clearly benign, is not escalated (``_framing_only``). The decision's reason names
+the encoding and the location, never the decoded text. A redaction computed on a view is never
+applied. Text that the pre-scan finds plain costs one regular-expression search.
 
 Telemetry: one span per policy through the OpenTelemetry *API* (a no-op unless the gateway installs
 an SDK and the request is traced), with ``rollguard.policy.*`` attributes and never any content.

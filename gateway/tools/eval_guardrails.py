@@ -4,6 +4,9 @@ rate), each with a 95 % Wilson score interval (``scipy.stats.binomtest(...).prop
 method="wilson")``; Wilson 1927). Pure and in-process: the pipeline's ``pre_call`` stage runs on
 each case; no server, no upstream.
 
+``parity`` measures decode-then-judge apart from the models' recall: the plain payloads of the
+encoded attacks alone, and the encoded attacks whose plain payload is caught.
+
 Outcome of one case: ``block`` (the stage blocked), ``strip`` (a policy rewrote the request and
 flagged it: ``invisible_text`` removed the hidden tag characters, so the upstream never sees them),
 ``flag`` (escalated, not stopped) or ``allow``. An attack counts as *stopped* when blocked or
