@@ -136,7 +136,7 @@ def test_what_is_caught_in_plain_text_is_stopped_encoded(held_out: dict[tuple[st
 
 @pytest.mark.xfail(
     strict=True,
-    reason="measured on the held-out half: harmful 0.76, offensive 0.27 (all encoded 0.67): the "
+    reason="measured on the held-out half: harmful 0.765, offensive 0.275 (all encoded 0.68): the "
     "content_safety models miss most offensive payloads in plain text too (plain caught 2/12)",
 )
 @pytest.mark.parametrize("family", ["encoded", "encoded[harmful]", "encoded[offensive]"])
