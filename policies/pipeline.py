@@ -353,7 +353,7 @@ def _views_of(ctx: CheckContext) -> list[ContextView]:
 
 _CLEARING = frozenset(
     {"base64", "base32", "hex", "ascii85", "uuencode", "base2048", "emoji", "morse", "nato", "braille"}
-    | {"emoji_letters"}
+    | {"emoji_letters", "variation_selectors"}
 )
 """Encodings whose decoding replaces a whole span (no letters of the encoded form survive), so a
 block that the decoded reading clears came from the encoded letters alone."""

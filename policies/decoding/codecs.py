@@ -248,6 +248,26 @@ def decode_emoji(text: str, limit: int) -> str | None:
     return _substitute(_EMOJI, text, one)
 
 
+_SELECTORS = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]{4,}")
+
+
+def _selector_byte(c: str) -> int:
+    o = ord(c)
+    return o - 0xFE00 if o <= 0xFE0F else o - 0xE0100 + 16
+
+
+def decode_variation_selectors(text: str, limit: int) -> str | None:
+    """Bytes hidden in Unicode variation selectors after a visible character ("emoji
+    smuggling"): VS1-VS16 (U+FE00-FE0F) carry bytes 0-15, VS17-VS256 (U+E0100-E01EF) bytes
+    16-255, one selector per byte. A run of 4+ selectors (an emoji takes at most one) that decodes
+    to readable text."""
+
+    def one(token: str) -> str | None:
+        return readable(bytes(_selector_byte(c) for c in token[:limit]))
+
+    return _substitute(_SELECTORS, text, one)
+
+
 BINARY_CODECS: tuple[tuple[str, Callable[[str, int], str | None]], ...] = (
     ("base64", decode_base64),
     ("base32", decode_base32),
@@ -256,5 +276,6 @@ BINARY_CODECS: tuple[tuple[str, Callable[[str, int], str | None]], ...] = (
     ("uuencode", decode_uu),
     ("base2048", decode_base2048),
     ("emoji", decode_emoji),
+    ("variation_selectors", decode_variation_selectors),
 )
 """``(encoding name, decoder)`` in the order they are tried."""

@@ -15,7 +15,7 @@ import ecoji
 
 from policies.decoding.ciphers import MORSE_TABLE
 
-__all__ = ["ENCODERS", "tags"]
+__all__ = ["ENCODERS", "selectors", "tags"]
 
 _MORSE = {char: code for code, char in MORSE_TABLE.items() if char.isalnum()}
 _NATO = dict(
@@ -86,6 +86,12 @@ def braille(text: str, r: random.Random) -> str:
 def tags(text: str) -> str:
     """``text`` as invisible Unicode tag characters (U+E0020-U+E007E)."""
     return "".join(chr(0xE0000 + ord(c)) for c in text if 0x20 <= ord(c) <= 0x7E)
+
+
+def selectors(text: str) -> str:
+    """``text``'s UTF-8 bytes as variation selectors (byte < 16: U+FE00 + b; else U+E0100 + b - 16),
+    invisible after the emoji they follow ("emoji smuggling")."""
+    return "".join(chr(0xFE00 + b) if b < 16 else chr(0xE0100 + b - 16) for b in text.encode())
 
 
 def zalgo(text: str, r: random.Random) -> str:
@@ -188,6 +194,7 @@ ENCODERS: dict[str, Callable[[str, random.Random], str]] = {
     "leetspeak": leet,
     "regional_letters": regional,
     "unicode_tags": lambda t, r: tags(t),
+    "variation_selectors": lambda t, r: r.choice("😊🙂👍🌟🔥") + selectors(t),
 }
 """Encoding name -> ``(text, rng) -> encoded text``."""
 
@@ -209,5 +216,6 @@ NAMES = {
     "leetspeak": "leetspeak",
     "regional_letters": "emoji letters",
     "unicode_tags": "invisible text",
+    "variation_selectors": "emoji",
 }
 """How a framing names each encoding."""

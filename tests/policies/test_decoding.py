@@ -288,3 +288,13 @@ def test_leetspeak_leaves_email_addresses_and_times_alone() -> None:
     (view, payload) = decoded_views(header)
     assert "hello@mercury.com" in view.text and "15:35:52" in view.text
     assert payload.text == "hack the planet"
+
+
+def test_emoji_variation_selectors_are_not_hidden_text_but_a_run_of_them_is() -> None:
+    """One selector after an emoji (❤️) or a CJK ideograph (an ideographic variation sequence) is
+    ordinary text; a run of them carrying readable bytes is "emoji smuggling"."""
+    assert decoded_views("I love it \u2764\ufe0f and \U0001f44d\U0001f3fd and \u845b\U000e0100 too") == []
+    from policies.redteam.encoders import selectors
+
+    views = decoded_views("What does this emoji mean? \U0001f60a" + selectors(PAYLOAD))
+    assert [(v.encoding, v.part, v.text) for v in views][1] == ("variation_selectors", "payload", PAYLOAD)
