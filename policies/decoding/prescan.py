@@ -14,8 +14,8 @@ would produce a view):
 - a Morse-looking run (4+ groups of dots and dashes);
 - a Braille cell (U+2800-U+28FF), a Unicode tag character (U+E0000-U+E007F), a run of 2+
   combining marks (Zalgo; light Zalgo has pairs), an enclosed / regional-indicator / circled
-  letter (U+1F100-U+1F1FF, U+24B6-U+24E9), a typographic Morse dot or dash, a run of 4+
-  variation selectors (bytes hidden after an emoji), an emoji
+  letter (U+1F100-U+1F1FF, U+24B6-U+24E9), a typographic Morse dot or dash, a supplementary
+  variation selector (U+E0100-E01EF: a printable byte hidden after an emoji), an emoji
   run (ecoji, base100) or a run of 8+ non-ASCII letters without spaces (base2048);
 - a cue word naming a cipher (``rot13``, ``atbash``, ``caesar``, ``cipher``, ``decode``,
   ``morse``, ``nato``, ``braille``, ``leet``, ``base64`` ...);
@@ -111,10 +111,9 @@ _SPACED_HEX = re.compile(r"[ :](?<=[0-9A-Fa-f]{2}[ :])(?:[0-9A-Fa-f]{2}[ :]){6}[
 ``(?:[0-9A-Fa-f]{2}[ :]){7,}[0-9A-Fa-f]{2}``, ~2x faster."""
 _MORSE = re.compile(r"(?:[.\-]{1,7}[ /|\n]{1,3}){4,}")
 _NON_ASCII = re.compile(
-    "[\u2800-\u28ff\U000e0000-\U000e007f\U0001f100-\U0001f1ff\u24b6-\u24e9]"
+    "[\u2800-\u28ff\U000e0000-\U000e007f\U000e0100-\U000e01ef\U0001f100-\U0001f1ff\u24b6-\u24e9]"
     "|[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u20d0-\u20ff]{2,}"
     "|[\U0001f300-\U0001faff\u2600-\u27bf]{4,}"
-    "|[\ufe00-\ufe0f\U000e0100-\U000e01ef]{4,}"
     r"|[^\x00-\x7f\s\d\W]{8,}"
 )
 _DIGITS = frozenset("0134578")
