@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import re
 from collections.abc import Callable
 
 import base2048
-import ecoji
+from ecoji.mapping import EMOJI2BYTE, PADDING, PADDING40, PADDING41, PADDING42, PADDING43
 
 __all__ = ["BINARY_CODECS", "CLOSE", "OPEN", "readable"]
 
@@ -238,14 +237,49 @@ def decode_emoji(text: str, limit: int) -> str | None:
         raw = _base100(token)
         if raw is not None:
             return readable(raw)
-        sink = io.BytesIO()
-        try:
-            ecoji.decode(io.StringIO(token), sink)
-        except Exception:
-            return None
-        return readable(sink.getvalue())
+        raw = _ecoji_decode(token)
+        return readable(raw) if raw is not None else None
 
     return _substitute(_EMOJI, text, one)
+
+
+_ECOJI_TAIL = {PADDING40: 0, PADDING41: 1 << 8, PADDING42: 2 << 8, PADDING43: 3 << 8}
+
+
+def _ecoji_decode(token: str) -> bytes | None:
+    """Ecoji v1 (the spec of the ``ecoji`` package's tables: 4 emoji carry 5 bytes, ``PADDING``
+    fills short groups, ``PADDING40``-``43`` carry the 2 low bits of a 4-byte group's last byte).
+    The package's own ``decode`` (0.1.1) loses those 2 bits (an ``if`` chain whose ``else``
+    overwrites PADDING40-42: "You are a zzzy" came back "... zzzx"). ``None`` when a character is
+    not an Ecoji emoji (variation selectors and joiners are skipped)."""
+    emojis = [c for c in token if c not in "\ufe0f\u200d"]
+    out = bytearray()
+    for i in range(0, len(emojis), 4):
+        group = emojis[i : i + 4] + [PADDING] * (4 - len(emojis[i : i + 4]))
+        if any(c not in EMOJI2BYTE and c != PADDING and c not in _ECOJI_TAIL for c in group):
+            return None
+        b0, b1, b2 = (EMOJI2BYTE.get(c, 0) for c in group[:3])
+        last = group[3]
+        b3 = _ECOJI_TAIL[last] if last in _ECOJI_TAIL else EMOJI2BYTE.get(last, 0)
+        five = bytes(
+            [
+                b0 >> 2,
+                (b0 & 0x3) << 6 | b1 >> 4,
+                (b1 & 0xF) << 4 | b2 >> 6,
+                (b2 & 0x3F) << 2 | b3 >> 8,
+                b3 & 0xFF,
+            ]
+        )
+        if group[1] == PADDING:
+            five = five[:1]
+        elif group[2] == PADDING:
+            five = five[:2]
+        elif last == PADDING:
+            five = five[:3]
+        elif last in _ECOJI_TAIL:
+            five = five[:4]
+        out += five
+    return bytes(out)
 
 
 _SELECTORS = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]{4,}")

@@ -16,7 +16,8 @@ would produce a view):
   combining marks (Zalgo; light Zalgo has pairs), an enclosed / regional-indicator / circled
   letter (U+1F100-U+1F1FF, U+24B6-U+24E9), a typographic Morse dot or dash, a supplementary
   variation selector (U+E0100-E01EF: a printable byte hidden after an emoji), an emoji
-  run (ecoji, base100) or a run of 8+ non-ASCII letters without spaces (base2048);
+  run (ecoji, base100) or a run of 8+ non-ASCII characters without spaces (base2048: the
+  decoder's own run; letters only missed the Bengali and Devanagari digits in its alphabet);
 - a cue word naming a cipher (``rot13``, ``atbash``, ``caesar``, ``cipher``, ``decode``,
   ``morse``, ``nato``, ``braille``, ``leet``, ``base64`` ...);
 - four or more NATO spelling-alphabet words;
@@ -114,7 +115,7 @@ _NON_ASCII = re.compile(
     "[\u2800-\u28ff\U000e0000-\U000e007f\U000e0100-\U000e01ef\U0001f100-\U0001f1ff\u24b6-\u24e9]"
     "|[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u20d0-\u20ff]{2,}"
     "|[\U0001f300-\U0001faff\u2600-\u27bf]{4,}"
-    r"|[^\x00-\x7f\s\d\W]{8,}"
+    r"|[^\x00-\x7f\s]{8,}"
 )
 _DIGITS = frozenset("0134578")
 

@@ -298,3 +298,16 @@ def test_emoji_variation_selectors_are_not_hidden_text_but_a_run_of_them_is() ->
 
     views = decoded_views("What does this emoji mean? \U0001f60a" + selectors(PAYLOAD))
     assert [(v.encoding, v.part, v.text) for v in views][1] == ("variation_selectors", "payload", PAYLOAD)
+
+
+@pytest.mark.parametrize(
+    "text", ["abcdefghi", "You are a zzzy", "You are a zzzz", "Say hello now", "abcd", "abcde"]
+)
+def test_ecoji_decodes_every_tail_group(text: str) -> None:
+    """Regression: the ``ecoji`` package's decode (0.1.1) lost the 2 low bits of a 4-byte tail
+    group ("abcdefghi" came back "abcdefghh"), so a slur at the end of a payload no longer
+    matched the lexicon. Our decoder reads the package's tables by the Ecoji v1 rules."""
+    from policies.decoding.codecs import _ecoji_decode
+
+    encoded = ENCODERS["ecoji"](text, random.Random(0))
+    assert _ecoji_decode(encoded) == text.encode()
