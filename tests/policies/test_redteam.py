@@ -134,7 +134,7 @@ def test_what_is_caught_in_plain_text_is_stopped_encoded(held_out: dict[tuple[st
 
 @pytest.mark.xfail(
     strict=True,
-    reason="measured on the held-out half: harmful 0.764, offensive 0.269 (all encoded 0.681): the "
+    reason="measured on the held-out half: harmful 0.767, offensive 0.278 (all encoded 0.685): the "
     "content_safety models miss most offensive payloads in plain text too (plain caught 2/12)",
 )
 @pytest.mark.parametrize("family", ["encoded", "encoded[harmful]", "encoded[offensive]"])
