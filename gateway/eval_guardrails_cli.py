@@ -51,7 +51,14 @@ def _measure(
     config: Path | None, data_dir: Path, split: str, quick: bool, shipped: bool, seed: int
 ) -> dict[str, Any]:
     from gateway.tools.eval_content_safety import content_headline
-    from gateway.tools.eval_guardrails import bipia_cases, headline, run_cases, shipped_cases, summarise
+    from gateway.tools.eval_guardrails import (
+        bipia_cases,
+        headline,
+        parity,
+        run_cases,
+        shipped_cases,
+        summarise,
+    )
     from policies.pipeline import build_pipeline
     from policies.redteam import generate
     from rollguard.settings import default_policies, load_settings
@@ -66,6 +73,7 @@ def _measure(
         cases = cases[::5]
     outcomes, timing["redteam_ms_per_case"] = run_cases(pipeline, cases)
     cells += summarise("redteam", cases, outcomes)
+    cells += parity(pipeline, cases, outcomes)
     if (data_dir / "bipia-indirect-injection").exists():
         bipia = [c for c in bipia_cases(data_dir, seed) if c.split in splits]
         outcomes, timing["bipia_ms_per_case"] = run_cases(pipeline, bipia)

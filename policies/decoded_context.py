@@ -10,7 +10,14 @@ transform run on a view cannot issue placeholders into the real request.
 
 A ``payload`` reading (the decoded spans alone) is judged bare and once more presented as quoted
 data (``Decoded text:`` and the text in triple quotes), so the injection policy's data rules
-(``policies.segments``) judge it like a pasted document.
+(``policies.segments``) judge it like a pasted document. At ``pre_call`` a payload of 3+ words is
+also judged as a *reply* (part ``reply``: a ``stream`` context whose window is the payload): the
+answer to "decode this" is the decoded text, so what an output policy would stop in a reply
+(slurs, hateful or harmful content: ``content_safety``'s output model and actions) is stopped
+when it arrives encoded in a request, before the model repeats it. A stream window, not a whole
+completion: a payload is short like a window, and the stream operating point is the one set for
+about 1 % of benign replies (the whole-completion one flagged "Explain how a rainbow forms" at
+0.53, an output model reading a request).
 
 Cost: one pre-scan regex per text (``policies.decoding.looks_encoded``); nothing else runs on a
 text that looks plain.
@@ -31,12 +38,18 @@ DEFAULT_LIMITS = DecodeLimits()
 
 _DATA_ROLES = frozenset({"user", "tool", "function"})
 
+_REPLY_WORDS = 3
+"""A payload is judged as a reply only from this many words: an output model scores a lone word
+or a code (``gbsct``) at random; a single slur is still found by the lexicon, which every
+payload reading goes through as input."""
+
 
 @dataclass(frozen=True, slots=True)
 class ContextView:
     """A decoded reading of one text of ``ctx``: ``encoding`` (``base64``, ``base64>rot13``),
     ``location`` (``messages[1].content``, ``completion``), the derived context and ``part``
-    (``text``: framing kept; ``payload``: the decoded spans alone)."""
+    (``text``: framing kept; ``payload``: the decoded spans alone; ``reply``: the decoded spans of
+    a request as the window of a ``stream`` context)."""
 
     encoding: str
     location: str
@@ -54,7 +67,7 @@ def _readings(view: DecodedView) -> list[str]:
 
 
 def context_views(
-    ctx: CheckContext, limits: DecodeLimits = DEFAULT_LIMITS, max_views: int = 16
+    ctx: CheckContext, limits: DecodeLimits = DEFAULT_LIMITS, max_views: int = 24
 ) -> list[ContextView]:
     """The decoded views of ``ctx`` (see the module docstring), at most ``max_views`` in all;
     ``[]`` for a context with nothing encoded. Never raises for well-formed contexts."""
@@ -69,6 +82,12 @@ def context_views(
                     messages[site.message_index] = {**messages[site.message_index], "content": reading}
                     derived = replace(ctx, messages=messages, vault=RedactionVault())
                     out.append(ContextView(view.encoding, site.location, derived, view.part))
+                    if len(out) >= max_views:
+                        return out
+                if view.part == "payload" and len(view.text.split()) >= _REPLY_WORDS:
+                    # "decode this" is answered with the decoded text: judge it as that reply too
+                    reply = replace(ctx, stage=Stage.STREAM, completion=view.text, vault=RedactionVault())
+                    out.append(ContextView(view.encoding, site.location, reply, "reply"))
                     if len(out) >= max_views:
                         return out
     elif ctx.completion and looks_encoded(ctx.completion):

@@ -14,9 +14,12 @@ arrived (``policies.decoded_context``: base64/32/16, ascii85, uuencode, base2048
 ROT13/Atbash when asked for, Morse, NATO, Braille, Unicode tags, Zalgo, leetspeak). Every
 policy of the stage then also judges each decoded view. A ``flag`` or ``block`` on a decoded
 view becomes a ``block``: what a policy flags in plain text is blocked when it arrives hidden,
-because hiding it is the attack. The decision's reason names the encoding and the location,
-never the decoded text. A redaction computed on a view is never applied. Text that the pre-scan
-finds plain costs one regular-expression search.
+because hiding it is the attack. A decoded payload that a read-only policy scores at 0.5 or more,
+under its own threshold, is blocked too (``_near``); a request's decoded payload is also judged
+as a stream window of the reply (``policies.decoded_context``); a flag on the framing alone, when
+the payload is clearly benign, is not escalated (``_framing_only``). The decision's reason names
+the encoding and the location, never the decoded text. A redaction computed on a view is never
+applied. Text that the pre-scan finds plain costs one regular-expression search.
 
 Telemetry: one span per policy through the OpenTelemetry *API* (a no-op unless the gateway installs
 an SDK and the request is traced), with ``rollguard.policy.*`` attributes and never any content.
@@ -224,25 +227,49 @@ class Pipeline:
         out = list(decisions)
         clear = [False] * len(segment)  # a whole-span decoding of the blocked text passed
         doubt = [False] * len(segment)  # some reading of it was not clearly benign
-        for view in views:
-            if segment[0].policy.transforms:
-                found = [(await self._run_one(cp, view.ctx))[0] for cp in segment]
-            else:
-                found = await self._checks(segment, view.ctx)
+        judged = [(view, await self._judge_view(segment, view)) for view in views]
+        framing = _framing_only(judged)
+        for k, (view, found) in enumerate(judged):
             for i, d in enumerate(found):
+                if d is None:
+                    continue
+                if d.stage is not out[i].stage:
+                    d = replace(d, stage=out[i].stage)  # a reply view runs as a stream window
                 near = view.part == "payload" and d.score >= _CLEAR_SCORE
                 if d.error is not None or d.verdict.severity >= Verdict.FLAG.severity or near:
                     doubt[i] = True
                 elif view.part == "text" and view.encoding in _CLEARING:
                     clear[i] = True
-                if out[i].verdict is Verdict.BLOCK or d.verdict.severity < Verdict.FLAG.severity:
+                if (
+                    near
+                    and view.encoding not in _PARTIAL
+                    and not segment[i].policy.transforms
+                    and d.verdict is Verdict.ALLOW
+                ):
+                    d = _near(d)  # a decoded payload near a threshold: hiding it tips the balance
+                if (k, i) in framing or out[i].verdict is Verdict.BLOCK:
                     continue
-                out[i] = _encoded(d, view) if d.error is None else d
+                if d.verdict.severity >= Verdict.FLAG.severity:
+                    out[i] = _encoded(d, view) if d.error is None else d
         for i, original in enumerate(decisions):
             blocked = original.verdict is Verdict.BLOCK and original.error is None
             if blocked and clear[i] and not doubt[i] and out[i] is original:
                 out[i] = _cleared(original, views)
         return out
+
+    async def _judge_view(self, segment: list[ConfiguredPolicy], view: ContextView) -> list[Decision | None]:
+        """Each policy of ``segment`` on ``view``: a ``reply`` view (a decoded request payload as a
+        stream window of the reply) only by the read-only policies that also judge streams;
+        ``None`` for the others."""
+        if view.part == "reply":
+            judges = [cp for cp in segment if not cp.policy.transforms and Stage.STREAM in cp.stages]
+            if not judges:
+                return [None] * len(segment)
+            by_id = dict(zip((cp.id for cp in judges), await self._checks(judges, view.ctx), strict=True))
+            return [by_id.get(cp.id) for cp in segment]
+        if segment[0].policy.transforms:
+            return [(await self._run_one(cp, view.ctx))[0] for cp in segment]
+        return list(await self._checks(segment, view.ctx))
 
     async def _run_one(self, cp: ConfiguredPolicy, ctx: CheckContext) -> tuple[Decision, PolicyResult | None]:
         # A span per policy only when the request is traced: a no-op span still costs a context
@@ -326,17 +353,65 @@ def _views_of(ctx: CheckContext) -> list[ContextView]:
 
 _CLEARING = frozenset(
     {"base64", "base32", "hex", "ascii85", "uuencode", "base2048", "emoji", "morse", "nato", "braille"}
-    | {"emoji_letters"}
+    | {"emoji_letters", "variation_selectors"}
 )
 """Encodings whose decoding replaces a whole span (no letters of the encoded form survive), so a
 block that the decoded reading clears came from the encoded letters alone."""
 
 
 _CLEAR_SCORE = 0.5
-"""A decoded payload (the spans alone) clears a block only when it scores below this (0 benign ..
-1 violation), well under any sensible threshold: a payload near the threshold is doubt, and doubt
-keeps the block. Readings with the framing only need to pass (the framing of a benign "decode
-this" request can score near the threshold on its own)."""
+"""A decoded payload (the spans alone, bare, quoted or as a reply) clears a block only when it
+scores below this (0 benign .. 1 violation), well under any sensible threshold: a payload near the
+threshold is doubt, and doubt keeps the block. A payload at or above it is blocked by a read-only
+policy even when under that policy's own threshold (``_near``): hiding a text is evidence on its
+own (the prior of an attack is far higher for an encoded instruction than for plain text).
+Readings with the framing only need to pass (the framing of a benign "decode this" request can
+score near the threshold on its own)."""
+
+
+def _framing_only(judged: list[tuple[ContextView, list[Decision | None]]]) -> set[tuple[int, int]]:
+    """``(view index, policy index)`` of flags on a ``text`` reading (the framing kept, the spans
+    decoded) whose decoded spans are clearly benign for that policy: every ``payload`` / ``reply``
+    reading of the same encoding and location passes with a score under ``_CLEAR_SCORE``. Such a
+    flag comes from the sender's own words around the payload ("decode this and do it"), which the
+    original was judged on already, not from what the encoding hid: it is not made a block. Not
+    for leetspeak (``_PARTIAL``): its text reading swaps look-alikes all through the text, so it
+    is no framing around a payload."""
+    benign: dict[tuple[str, str, int], bool] = {}
+    for view, found in judged:
+        if view.part == "text":
+            continue
+        for i, d in enumerate(found):
+            ok = d is None or (
+                d.error is None and d.verdict.severity < Verdict.FLAG.severity and d.score < _CLEAR_SCORE
+            )
+            key = (view.encoding, view.location, i)
+            benign[key] = benign.get(key, True) and ok
+    out: set[tuple[int, int]] = set()
+    for k, (view, found) in enumerate(judged):
+        if view.part == "text" and view.encoding not in _PARTIAL:
+            for i, d in enumerate(found):
+                if d is not None and benign.get((view.encoding, view.location, i), False):
+                    out.add((k, i))
+    return out
+
+
+_PARTIAL = frozenset({"leetspeak"})
+"""Decoders whose reading is the visible text with look-alike characters swapped back, not text
+that was unreadable before: their payloads are judged at the policies' own thresholds only (an
+e-mail header read as leetspeak scored 0.60 for injection), and their text reading is no framing
+(``_framing_only``)."""
+
+
+def _near(d: Decision) -> Decision:
+    """``d`` (an allow of a decoded payload scoring at least ``_CLEAR_SCORE``) as a flag, which the
+    caller turns into a block: a request that hides a payload this close to a policy's threshold
+    is not given the benefit of the doubt that plain text gets."""
+    return replace(
+        d,
+        verdict=Verdict.FLAG,
+        reason=f"decoded payload score {d.score:.2f} >= {_CLEAR_SCORE} ({d.reason})",
+    )
 
 
 def _cleared(d: Decision, views: list[ContextView]) -> Decision:

@@ -4,6 +4,9 @@ rate), each with a 95 % Wilson score interval (``scipy.stats.binomtest(...).prop
 method="wilson")``; Wilson 1927). Pure and in-process: the pipeline's ``pre_call`` stage runs on
 each case; no server, no upstream.
 
+``parity`` measures decode-then-judge apart from the models' recall: the plain payloads of the
+encoded attacks alone, and the encoded attacks whose plain payload is caught.
+
 Outcome of one case: ``block`` (the stage blocked), ``strip`` (a policy rewrote the request and
 flagged it: ``invisible_text`` removed the hidden tag characters, so the upstream never sees them),
 ``flag`` (escalated, not stopped) or ``allow``. An attack counts as *stopped* when blocked or
@@ -18,7 +21,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,7 @@ from policies.pipeline import Pipeline
 from policies.redteam.generate import Case
 from rollguard.types import Stage, Verdict
 
-__all__ = ["Cell", "bipia_cases", "run_cases", "shipped_cases", "summarise", "wilson"]
+__all__ = ["Cell", "bipia_cases", "parity", "run_cases", "shipped_cases", "summarise", "wilson"]
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -99,18 +102,23 @@ class Cell:
         }
 
 
+_BY_KIND = frozenset({"encoded", "benign_encoded", "invisible"})
+"""Families whose cases carry a payload kind, reported per kind and per kind and category too."""
+
+
 def summarise(
     source: str, cases: Sequence[Case], outcomes: Sequence[str], detected: Collection[str] | None = None
 ) -> list[Cell]:
     """Cells per (split, family, category), per (split, family) with category ``*``, and per
-    payload kind (family ``encoded[override]``, category ``*``) where cases have one. A case
-    counts (``Cell.hits``) when its outcome is in ``detected``; by default an attack counts when
-    stopped (``block`` or ``strip``) and a benign case when blocked."""
+    payload kind (family ``encoded[override]``, category ``*`` and each category) where cases
+    have one. A case counts (``Cell.hits``) when its outcome is in ``detected``; by default an
+    attack counts when stopped (``block`` or ``strip``) and a benign case when blocked."""
     cells: dict[tuple[str, str, str], Cell] = {}
     for case, outcome in zip(cases, outcomes, strict=True):
         keys = [(case.family, case.category), (case.family, "*")]
-        if case.payload_kind and case.label == "attack":
-            keys.append((f"{case.family}[{case.payload_kind}]", "*"))
+        if case.payload_kind and case.family in _BY_KIND:
+            kind = f"{case.family}[{case.payload_kind}]"
+            keys += [(kind, "*"), (kind, case.category)]
         for family, cat in keys:
             key = (case.split, family, cat)
             cell = cells.setdefault(key, Cell(source, case.split, family, cat, case.label))
@@ -122,6 +130,35 @@ def summarise(
                 stopped = outcome in ("block", "strip") if case.label == "attack" else outcome == "block"
             cell.hits += int(stopped)
     return sorted(cells.values(), key=lambda c: (c.split, c.label, c.family, c.category != "*", c.category))
+
+
+def parity(pipeline: Pipeline, cases: Sequence[Case], outcomes: Sequence[str]) -> list[Cell]:
+    """Decode-then-judge on its own, apart from the policies' recall ("what a policy flags in
+    plain text is blocked when it arrives encoded"): each unique plain payload of the ``encoded``
+    attacks sent alone as the user message (cells ``plain[<kind>]``, category ``plain``: the
+    share *caught*, i.e. flagged or blocked, in plain text), and the encoded attacks whose plain
+    payload is caught (cells ``encoded[plain-caught]`` per encoding and ``*``: the share of them
+    stopped encoded)."""
+    attacks = [(c, o) for c, o in zip(cases, outcomes, strict=True) if c.family == "encoded" and c.payload]
+    unique = sorted(
+        {(c.split, c.payload): c for c, _ in attacks}.values(), key=lambda c: (c.split, c.payload)
+    )
+    plain = [
+        Case(f"plain-{i}", f"plain[{c.payload_kind}]", "plain", "attack", c.split, _one_user(c.payload))
+        for i, c in enumerate(unique)
+    ]
+    plain_out, _ = run_cases(pipeline, plain)
+    caught = {(c.split, c.payload) for c, o in zip(unique, plain_out, strict=True) if o != "allow"}
+    flagged_as_stopped = ["block" if o == "flag" else o for o in plain_out]
+    both = [(c, o) for c, o in attacks if (c.split, c.payload) in caught]
+    relabelled = [replace(c, family="encoded[plain-caught]", payload_kind="") for c, _ in both]
+    return summarise("redteam", plain, flagged_as_stopped) + summarise(
+        "redteam", relabelled, [o for _, o in both]
+    )
+
+
+def _one_user(text: str) -> tuple[dict[str, Any], ...]:
+    return ({"role": "user", "content": text},)
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:

@@ -164,6 +164,11 @@ class ContentSafetyPolicy:
         )
 
     def findings(self, text: str, stage: Stage = Stage.PRE_CALL) -> list[tuple[str, float, bool]]:
+        """``(category, score, exact)`` for every category found in ``text`` at ``stage`` (see
+        ``judge``)."""
+        return self.judge(text, stage)[0]
+
+    def judge(self, text: str, stage: Stage = Stage.PRE_CALL) -> tuple[list[tuple[str, float, bool]], float]:
         """``(category, score, exact)`` for every category found in ``text`` at ``stage``: S10 / S4
         from the lexicon (score 1.0, ``exact`` True); the request model (``pre_call``) or, with
         ``score_outputs``, the output model (``post_call`` / ``stream``, each with its threshold)
@@ -171,7 +176,8 @@ class ContentSafetyPolicy:
         (score = P(harmful), ``exact`` False).
         Redaction placeholders left by ``pii`` / ``secrets`` are folded to one neutral word first
         (``fold_placeholders``): unfolded, "write to <EMAIL_ADDRESS_1>" scored 0.67, over the
-        threshold of the first request model."""
+        threshold of the first request model. Returns the findings and the model's P(harmful)
+        (0.0 when no model ran)."""
         out: list[tuple[str, float, bool]] = []
         slurs, minor_sexual = self.lexicon.scan(text)
         if slurs:
@@ -184,7 +190,7 @@ class ContentSafetyPolicy:
             output = True
             thr = self.output_threshold if stage is Stage.POST_CALL else self.stream_threshold
         else:
-            return out
+            return out, 0.0
         folded = fold_placeholders(text)
         if stage is Stage.STREAM:
             judged = [self.model.judge(w, output, thr) for w in stream_windows(folded)]
@@ -193,11 +199,12 @@ class ContentSafetyPolicy:
             p, category = self.model.judge(folded, output, thr)
         if category is not None and category not in {c for c, _, _ in out}:
             out.append((category, p, False))
-        return out
+        return out, p
 
     def check(self, ctx: CheckContext) -> PolicyResult:
         """Judge the current turn's input texts (``pre_call``) or the completion / stream window
-        (``post_call`` / ``stream``); the most severe category action decides."""
+        (``post_call`` / ``stream``); the most severe category action decides. An allow carries
+        the model's highest P(harmful) as its score."""
         if ctx.stage is Stage.PRE_CALL:
             actions = self.input_actions
             sites = [
@@ -208,8 +215,11 @@ class ContentSafetyPolicy:
             actions = self.output_actions
             sites = [("completion", ctx.completion)] if ctx.completion else []
         verdict, best, evidence = Verdict.ALLOW, 0.0, []
+        p_max = 0.0
         for location, text in sites:
-            for category, score, exact in self.findings(text, ctx.stage):
+            found, p = self.judge(text, ctx.stage)
+            p_max = max(p_max, p)
+            for category, score, exact in found:
                 v = actions[category]
                 if v is Verdict.ALLOW:
                     continue
@@ -220,7 +230,9 @@ class ContentSafetyPolicy:
                 if v.severity > verdict.severity:
                     verdict = v
         if not evidence:
-            return PolicyResult.allow("no harmful content found")
+            # the model's highest P(harmful) as the score: the pipeline blocks a decoded payload
+            # that scores near a threshold (``policies.pipeline``)
+            return PolicyResult.allow("no harmful content found", p_max)
         cats = sorted({e.kind.split(":", 1)[1] for e in evidence}, key=lambda c: int(c[1:]))
         named = ", ".join(f"{c} {CATEGORIES[c]}" for c in cats)
         return PolicyResult(verdict, best, f"harmful content: {named}", tuple(evidence))

@@ -3,7 +3,8 @@ every policy can judge the decoded text beside the original (``policies.pipeline
 
 Modules: ``prescan`` (one regex: may this text carry an encoding?), ``codecs`` (binary-to-text:
 base64/32/16, ascii85, uuencode, base2048, emoji), ``ciphers`` (ROT13, Atbash, Morse, NATO,
-Braille, Unicode tags, Zalgo, leetspeak, emoji letters), ``views`` (the bounded orchestration).
+Braille, Unicode tags; the registry of text decoders), ``lookalikes`` (Zalgo, leetspeak, emoji
+letters), ``views`` (the bounded orchestration).
 """
 
 from policies.decoding.ciphers import tag_text

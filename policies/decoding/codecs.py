@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import re
 from collections.abc import Callable
 
 import base2048
-import ecoji
+from ecoji.mapping import EMOJI2BYTE, PADDING, PADDING40, PADDING41, PADDING42, PADDING43
 
 __all__ = ["BINARY_CODECS", "CLOSE", "OPEN", "readable"]
 
@@ -67,12 +66,29 @@ def _substitute(pattern: re.Pattern[str], text: str, decode: Callable[[str], str
     return result if changed else None
 
 
+def _unwrap(pattern: re.Pattern[str], text: str) -> str:
+    """``text`` with each block of ``pattern`` (lines of one alphabet, as an encoder or a mail
+    client wraps them at 76 or any width) joined into one line, so the run decodes whole."""
+    if "\n" not in text:
+        return text
+    return pattern.sub(lambda m: "".join(m.group(0).split()), text)
+
+
+_B64_WRAPPED = re.compile(
+    r"(?<![A-Za-z0-9+/=_-])(?:[A-Za-z0-9+/_-]{16,}[ \t]*\r?\n)+[A-Za-z0-9+/_-]+={0,2}(?=[ \t]*(?:\r?\n|$))"
+)
+"""Lines of 16+ base64 characters (no padding but on the last line), each a whole line."""
+_B32_WRAPPED = re.compile(
+    r"(?<![A-Za-z0-9=])(?:[A-Z2-7]{16,}[ \t]*\r?\n)+[A-Z2-7]+={0,6}(?=[ \t]*(?:\r?\n|$))"
+)
+
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 
 
 def decode_base64(text: str, limit: int) -> str | None:
     """Standard and URL-safe base64 (RFC 4648 sections 4-5) runs of 16+ characters; padding
-    optional. A run of letters only in one case is a word, not a payload."""
+    optional; wrapped lines joined first (``_unwrap``). A run of letters only in one case is a
+    word, not a payload."""
 
     def one(token: str) -> str | None:
         body = token.rstrip("=")
@@ -86,14 +102,15 @@ def decode_base64(text: str, limit: int) -> str | None:
             return None
         return readable(raw)
 
-    return _substitute(_B64, text, one)
+    return _substitute(_B64, _unwrap(_B64_WRAPPED, text), one)
 
 
 _B32 = re.compile(r"(?<![A-Za-z0-9=])[A-Z2-7]{16,}={0,6}(?![A-Za-z0-9=])")
 
 
 def decode_base32(text: str, limit: int) -> str | None:
-    """Base32 (RFC 4648 section 6) runs of 16+ upper-case characters; padding optional."""
+    """Base32 (RFC 4648 section 6) runs of 16+ upper-case characters; padding optional; wrapped
+    lines joined first."""
 
     def one(token: str) -> str | None:
         body = token.rstrip("=")[: limit - limit % 8]
@@ -103,16 +120,16 @@ def decode_base32(text: str, limit: int) -> str | None:
             return None
         return readable(raw)
 
-    return _substitute(_B32, text, one)
+    return _substitute(_B32, _unwrap(_B32_WRAPPED, text), one)
 
 
-_HEX = re.compile(r"(?<![0-9A-Za-z\\])(?:(?:\\x|0x)?[0-9A-Fa-f]{2}[ :,]?){8,}")
-_HEX_SEP = re.compile(r"\\x|0x|[ :,]")
+_HEX = re.compile(r"(?<![0-9A-Za-z\\])(?:(?:\\x|0[xX])?[0-9A-Fa-f]{2}(?:, |[ :,]|\r?\n)?){8,}")
+_HEX_SEP = re.compile(r"\\x|0[xX]|[\s:,]")
 
 
 def decode_hex(text: str, limit: int) -> str | None:
-    """Base16 / hex: 8+ byte pairs, bare or as ``\\xNN`` / ``0xNN``, optionally separated by a
-    space, colon or comma."""
+    """Base16 / hex: 8+ byte pairs, bare or as ``\\xNN`` / ``0xNN`` / ``0XNN``, optionally separated
+    by a space, colon, comma, ``", "`` or a line break (a dump wrapped at 16 bytes a line)."""
 
     def one(token: str) -> str | None:
         digits = _HEX_SEP.sub("", token)[:limit]
@@ -125,17 +142,20 @@ def decode_hex(text: str, limit: int) -> str | None:
     return _substitute(_HEX, text, one)
 
 
-_A85 = re.compile(r"<~[!-uz\s]{4,}?~>")
-_A85_BARE = re.compile(r"(?<=[:\s])[!-uz]{20,}(?=\s|$)")
-_A85_CUE = re.compile(r"(?i)ascii[\s_-]?85|base[\s_-]?85|a85")
+_A85 = re.compile(r"<\s*~[!-uz\s]{4,}?~\s*>")
+_A85_BARE = re.compile(r"(?<![!-~])[!-uz]{20,}(?![!-~])")
+_A85_WRAPPED = re.compile(r"(?<![!-~])(?:[!-uz]{20,}[ \t]*\r?\n)+[!-uz]+(?=[ \t]*(?:\r?\n|$))")
 
 
 def decode_ascii85(text: str, limit: int) -> str | None:
-    """Ascii85: Adobe-framed ``<~ ... ~>`` spans always; bare runs of 20+ characters only when the
-    text names ascii85/base85 (the alphabet is most of printable ASCII)."""
+    """Ascii85: Adobe-framed ``<~ ... ~>`` spans, and bare runs of 20+ characters of its alphabet
+    (wrapped lines joined first). The alphabet is most of printable ASCII, so a bare run of words,
+    a URL or code rarely decodes at all, and what does must still be ``readable`` (a random
+    4-character group gives 4 bytes that are 95 % printable with probability ~0.1, a 20-character
+    run 5 groups)."""
 
     def one(token: str) -> str | None:
-        body = token[:limit]
+        body = "".join(token.split())[:limit]  # whitespace is no part of the encoding
         adobe = body.startswith("<~") and body.endswith("~>")
         tries: list[Callable[[], bytes]] = (
             [lambda: base64.a85decode(body, adobe=True)]
@@ -153,9 +173,7 @@ def decode_ascii85(text: str, limit: int) -> str | None:
         return None
 
     out = _substitute(_A85, text, one)
-    if _A85_CUE.search(text):
-        return _substitute(_A85_BARE, out or text, one) or out
-    return out
+    return _substitute(_A85_BARE, _unwrap(_A85_WRAPPED, out or text), one) or out
 
 
 _UU = re.compile(r"\bbegin [0-7]{3} [^\n]*\n((?:[^\n]*\n)*?)(?:`\n)?end\b")
@@ -219,14 +237,69 @@ def decode_emoji(text: str, limit: int) -> str | None:
         raw = _base100(token)
         if raw is not None:
             return readable(raw)
-        sink = io.BytesIO()
-        try:
-            ecoji.decode(io.StringIO(token), sink)
-        except Exception:
-            return None
-        return readable(sink.getvalue())
+        raw = _ecoji_decode(token)
+        return readable(raw) if raw is not None else None
 
     return _substitute(_EMOJI, text, one)
+
+
+_ECOJI_TAIL = {PADDING40: 0, PADDING41: 1 << 8, PADDING42: 2 << 8, PADDING43: 3 << 8}
+
+
+def _ecoji_decode(token: str) -> bytes | None:
+    """Ecoji v1 (the spec of the ``ecoji`` package's tables: 4 emoji carry 5 bytes, ``PADDING``
+    fills short groups, ``PADDING40``-``43`` carry the 2 low bits of a 4-byte group's last byte).
+    The package's own ``decode`` (0.1.1) loses those 2 bits (an ``if`` chain whose ``else``
+    overwrites PADDING40-42: "You are a zzzy" came back "... zzzx"). ``None`` when a character is
+    not an Ecoji emoji (variation selectors and joiners are skipped)."""
+    emojis = [c for c in token if c not in "\ufe0f\u200d"]
+    out = bytearray()
+    for i in range(0, len(emojis), 4):
+        group = emojis[i : i + 4] + [PADDING] * (4 - len(emojis[i : i + 4]))
+        if any(c not in EMOJI2BYTE and c != PADDING and c not in _ECOJI_TAIL for c in group):
+            return None
+        b0, b1, b2 = (EMOJI2BYTE.get(c, 0) for c in group[:3])
+        last = group[3]
+        b3 = _ECOJI_TAIL[last] if last in _ECOJI_TAIL else EMOJI2BYTE.get(last, 0)
+        five = bytes(
+            [
+                b0 >> 2,
+                (b0 & 0x3) << 6 | b1 >> 4,
+                (b1 & 0xF) << 4 | b2 >> 6,
+                (b2 & 0x3F) << 2 | b3 >> 8,
+                b3 & 0xFF,
+            ]
+        )
+        if group[1] == PADDING:
+            five = five[:1]
+        elif group[2] == PADDING:
+            five = five[:2]
+        elif last == PADDING:
+            five = five[:3]
+        elif last in _ECOJI_TAIL:
+            five = five[:4]
+        out += five
+    return bytes(out)
+
+
+_SELECTORS = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]{4,}")
+
+
+def _selector_byte(c: str) -> int:
+    o = ord(c)
+    return o - 0xFE00 if o <= 0xFE0F else o - 0xE0100 + 16
+
+
+def decode_variation_selectors(text: str, limit: int) -> str | None:
+    """Bytes hidden in Unicode variation selectors after a visible character ("emoji
+    smuggling"): VS1-VS16 (U+FE00-FE0F) carry bytes 0-15, VS17-VS256 (U+E0100-E01EF) bytes
+    16-255, one selector per byte. A run of 4+ selectors (an emoji takes at most one) that decodes
+    to readable text."""
+
+    def one(token: str) -> str | None:
+        return readable(bytes(_selector_byte(c) for c in token[:limit]))
+
+    return _substitute(_SELECTORS, text, one)
 
 
 BINARY_CODECS: tuple[tuple[str, Callable[[str, int], str | None]], ...] = (
@@ -237,5 +310,6 @@ BINARY_CODECS: tuple[tuple[str, Callable[[str, int], str | None]], ...] = (
     ("uuencode", decode_uu),
     ("base2048", decode_base2048),
     ("emoji", decode_emoji),
+    ("variation_selectors", decode_variation_selectors),
 )
 """``(encoding name, decoder)`` in the order they are tried."""

@@ -61,7 +61,7 @@ def decoded_views(text: str, limits: DecodeLimits | None = None) -> list[Decoded
     limits = limits or DecodeLimits()
     deadline = time.perf_counter() + limits.max_ms / 1000.0
     out: list[DecodedView] = []
-    seen = {text}
+    seen = {("text", text)}
     budget = limits.max_total_chars
     source_text = text[: limits.max_input_chars]
     if OPEN in source_text or CLOSE in source_text:
@@ -87,14 +87,14 @@ def decoded_views(text: str, limits: DecodeLimits | None = None) -> list[Decoded
                 for view in _readings(label, marked[:budget]):
                     if (
                         budget <= 0
-                        or view.text in seen
+                        or (view.part, view.text) in seen
                         or not view.text.strip()
                         or len(out) >= limits.max_views
                     ):
                         continue
                     if len(view.text) > budget:
                         view = DecodedView(view.encoding, view.text[:budget], view.part)
-                    seen.add(view.text)
+                    seen.add((view.part, view.text))
                     budget -= len(view.text)
                     out.append(view)
                     if view.part == "text":
@@ -109,11 +109,12 @@ _SPAN = re.compile(f"{OPEN}(.*?){CLOSE}", re.DOTALL)
 
 
 def _readings(label: str, marked: str) -> list[DecodedView]:
-    """The ``text`` reading of a decoder's marked output and, when it differs, the ``payload``."""
+    """The ``text`` reading of a decoder's marked output and the ``payload`` (the decoded spans
+    alone; the same text when the whole text was encoded: it is judged as a payload too)."""
     full = marked.replace(OPEN, "").replace(CLOSE, "")
     spans = [s.strip() for s in _SPAN.findall(marked) if s.strip()]
     out = [DecodedView(label, full)]
     payload = "\n".join(spans)
-    if payload and payload != full.strip():
+    if payload:
         out.append(DecodedView(label, payload, "payload"))
     return out

@@ -9,7 +9,7 @@ import random
 import re
 from collections import Counter
 
-from policies.decoding import ciphers, prescan
+from policies.decoding import ciphers, lookalikes, prescan
 from policies.decoding.prescan import NATO_WORDS
 from policies.redteam.encoders import ENCODERS
 
@@ -96,10 +96,10 @@ def test_leet_hint_and_word_filter_keep_every_leet_word() -> None:
     mixed = 0
     for text in _cases():
         plain = [w for w in plain_word.findall(text) if not w.isalpha()]
-        assert ciphers._LEET_WORD.findall(text) == plain, text
-        if ciphers.decode_leet(text, 10_000) is not None:
+        assert lookalikes._LEET_WORD.findall(text) == plain, text
+        if lookalikes.decode_leet(text, 10_000) is not None:
             mixed += 1
-            assert ciphers._LEET_HINT.search(text), text
+            assert lookalikes._LEET_HINT.search(text), text
     assert mixed >= 20
 
 
