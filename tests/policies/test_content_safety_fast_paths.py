@@ -16,7 +16,7 @@ import pytest
 
 from policies.builtin.content_features import MAX_CHARS, columns
 from policies.builtin.content_lexicon import fold
-from policies.builtin.content_safety import ContentSafetyPolicy
+from policies.builtin.content_safety import ContentSafetyPolicy, stream_windows
 from policies.builtin.prompt_injection import fold_placeholders
 from rollguard.types import Stage
 from tests.policies import content_safety_reference as ref
@@ -121,9 +121,11 @@ def test_verdicts_are_the_same(policy: ContentSafetyPolicy, texts: list[str]) ->
             if ref.minor_sexual(lex, t):
                 want.append(("S4", 1.0, True))
             folded = fold_placeholders(t)
-            p = ref.score(model, folded, output)
+            # the stream stage judges long windows in the trainer's windows (``stream_windows``)
+            windows = stream_windows(folded) if stage is Stage.STREAM else [folded]
+            p, judged = max(((ref.score(model, w, output), w) for w in windows), key=lambda r: r[0])
             if p >= thr:
-                cat = ref.category(model, folded)
+                cat = ref.category(model, judged)
                 if cat not in {c for c, _, _ in want}:
                     want.append((cat, p, False))
             got = policy.findings(t, stage)
