@@ -52,6 +52,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from policies.builtin.normalize import json_strings, views
+from policies.native import module as native_module
 
 __all__ = [
     "CHAR_NGRAMS",
@@ -200,6 +201,10 @@ HAND_FEATURES: tuple[str, ...] = (
 
 _HASH_MULT = np.uint64(1_000_003)
 
+_NATIVE = native_module()
+"""``policies._native`` (compiled: ``BoostedStage.decision``'s walk), or ``None``: numpy
+(``policies.native``). A module global, not a model attribute: models are pickled to workers."""
+
 
 def char_ngram_hashes(low: str) -> NDArray[np.uint64]:
     """64-bit hashes of the character n-grams (``CHAR_NGRAMS``) of ``" " + low + " "``.
@@ -212,7 +217,7 @@ def char_ngram_hashes(low: str) -> NDArray[np.uint64]:
     5-grams (the same numbers as hashing every n-gram from its first code point).
     """
     padded = f" {low} "
-    cps = np.frombuffer(padded.encode("utf-32-le"), dtype="<u4").astype(np.uint64)
+    cps = np.frombuffer(padded.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.uint64)
     m = cps.shape[0]
     first = CHAR_NGRAMS[0]
     if m < first:
@@ -533,7 +538,13 @@ class BoostedStage:
     def decision(self, x: Sequence[float]) -> float:
         """The raw score (log-odds of attack) of one ``STAGE2_FEATURES`` vector (the sum of the
         leaf values reached is taken with numpy: equal to the node-by-node walk up to float
-        rounding in the last place)."""
+        rounding in the last place). With ``policies._native`` the same walk runs compiled (the
+        values summed in tree order: the same to float rounding)."""
+        if _NATIVE is not None:
+            total = _NATIVE.tree_sum(
+                x, self._feature, self._threshold, self._next_flat, self._roots, self._value_flat, self._depth
+            )
+            return self.baseline + float(total)
         xa = np.asarray(x, dtype=np.float64)
         # every split node's test at once (leaves test feature 0 against 0.0: their answer is
         # never read, a leaf's children are itself), then one gather per level
