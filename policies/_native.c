@@ -19,6 +19,8 @@
  *       by every tree of the packed second stage, summed.
  *   blob_candidate
  *       policies/decoding/blobs.py (_QUICK): whether a text may hold a binary blob.
+ *   has_run
+ *       policies/builtin/normalize.py (_has_run): the decoders' byte-level pre-check.
  *
  * Sums are taken in index order (numpy's pairwise summation orders them differently): results
  * agree with the reference to float rounding (|diff| ~1e-15), buckets and columns bit for bit.
@@ -658,6 +660,49 @@ static PyObject *blob_candidate(PyObject *self, PyObject *arg)
     Py_RETURN_FALSE;
 }
 
+PyDoc_STRVAR(has_run_doc,
+             "has_run(text, table, length, ignore) -> bool\n\n"
+             "policies.builtin.normalize._has_run: whether text.encode(\"ascii\", \"replace\")\n"
+             ".translate(table) has a run without NUL of at least ``length`` bytes outside\n"
+             "``ignore`` (bytes: the translated values not counted). table: 256 bytes.");
+
+static PyObject *has_run(PyObject *self, PyObject *args)
+{
+    PyObject *text;
+    Py_buffer table, ignore;
+    Py_ssize_t length;
+    if (!PyArg_ParseTuple(args, "Uy*ny*", &text, &table, &length, &ignore)) return NULL;
+    int found = 0;
+    if (table.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "table: expected 256 bytes");
+    } else {
+        const unsigned char *tab = table.buf, *ign = ignore.buf;
+        unsigned char skip[256] = {0};
+        for (Py_ssize_t i = 0; i < ignore.len; i++) skip[ign[i]] = 1;
+        Py_ssize_t n = PyUnicode_GET_LENGTH(text), run = 0, counted = 0;
+        int kind = PyUnicode_KIND(text);
+        const void *data = PyUnicode_DATA(text);
+        for (Py_ssize_t i = 0; i <= n && !found; i++) {
+            unsigned char v = 0;
+            if (i < n) {
+                Py_UCS4 c = PyUnicode_READ(kind, data, i);
+                v = tab[c < 128 ? c : '?']; /* "replace" encodes a non-ASCII character as "?" */
+            }
+            if (v == 0) {
+                found = run >= length && counted >= length;
+                run = counted = 0;
+            } else {
+                run++;
+                counted += !skip[v];
+            }
+        }
+    }
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&ignore);
+    if (PyErr_Occurred()) return NULL;
+    return PyBool_FromLong(found);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 static PyMethodDef native_methods[] = {
@@ -668,6 +713,7 @@ static PyMethodDef native_methods[] = {
     {"content_blocks", content_blocks, METH_VARARGS, content_blocks_doc},
     {"tree_sum", tree_sum, METH_VARARGS, tree_sum_doc},
     {"blob_candidate", blob_candidate, METH_O, blob_candidate_doc},
+    {"has_run", has_run, METH_VARARGS, has_run_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -23,6 +23,7 @@ import pytest
 
 import policies.native
 from policies.builtin import content_safety_model, injection_features, injection_hashed
+from policies.builtin import normalize as norm
 from policies.builtin.content_features import BUCKET_BITS, MAX_CHARS, block_columns, prepared
 from policies.builtin.content_safety import ContentSafetyPolicy
 from policies.builtin.content_safety_model import ContentSafetyModel
@@ -33,7 +34,7 @@ from policies.builtin.prompt_injection import PromptInjectionPolicy, fold_placeh
 from policies.decoding import blobs
 
 DATA = Path(__file__).resolve().parents[2] / "data"
-SWITCHED = (injection_hashed, injection_features, content_safety_model, blobs)
+SWITCHED = (injection_hashed, injection_features, content_safety_model, blobs, norm)
 
 
 def test_the_native_module_is_built_and_current() -> None:
@@ -233,6 +234,29 @@ def test_blob_precheck_matches_the_regex(nat: ModuleType, texts: list[str]) -> N
         assert blobs.mask_binary(t) == want
 
 
+def test_run_precheck_matches_the_byte_operations(nat: ModuleType, texts: list[str]) -> None:
+    """``normalize._has_run`` (the base64 / hex decoders' pre-check), compiled and not, with the
+    tables the decoders use and random ones."""
+    rng = random.Random(3)
+    tables = [
+        (norm._B64_BYTES, 16, ()),
+        (norm._HEX_BYTES, 16, norm._HEX_SEPARATORS),
+        (norm._HEX_BYTES, 3, ()),
+    ]
+    for _ in range(5):
+        keep = "".join(rng.sample("abcdefxyz0123 :,-_?/+=.", 9))
+        tables.append((norm._byte_table(keep), rng.randrange(1, 20), (b" ", b"?")))
+    crafted = ["0a " * 8, "0a:" * 20, "é" * 40, "a" * 15 + "é" + "a" * 15, "ab?" * 30, "x" * 16]
+    hits = 0
+    for t in texts + crafted:
+        for table, length, ignore in tables:
+            got = norm._has_run(t, table, length, ignore)
+            with reference():
+                assert got is norm._has_run(t, table, length, ignore), (t[:80], length)
+            hits += got
+    assert hits > 100
+
+
 def test_bad_arguments_raise_not_crash(nat: ModuleType) -> None:
     model = PromptInjectionPolicy().model
     assert isinstance(model, HashedTextModel)
@@ -249,6 +273,8 @@ def test_bad_arguments_raise_not_crash(nat: ModuleType) -> None:
         nat.content_blocks("text", BUCKET_BITS, np.zeros((10, 4)))
     with pytest.raises(TypeError):
         nat.blob_candidate(b"bytes")
+    with pytest.raises(ValueError, match="256"):
+        nat.has_run("text", b"short", 3, b"")
     stage = model.stage2
     arrays = (stage._feature, stage._threshold, stage._next_flat, stage._roots, stage._value_flat)
     with pytest.raises(ValueError, match="out of range"):
