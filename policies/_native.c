@@ -14,6 +14,8 @@
  *       policies/builtin/content_features.py (block_columns) and
  *       policies/builtin/content_safety_model.py (_blocks): word 1-2-grams and char_wb 2-5-grams
  *       hashed with a polynomial hash modulo 2**64, and the per-block sums of the model table.
+ *   hand_token_stats
+ *       policies/builtin/injection_features.py (_token_stats): the hand features' counts.
  *   tree_sum
  *       policies/builtin/injection_features.py (BoostedStage.decision): the leaf values reached
  *       by every tree of the packed second stage, summed.
@@ -660,6 +662,80 @@ static PyObject *blob_candidate(PyObject *self, PyObject *arg)
     Py_RETURN_FALSE;
 }
 
+static inline int ascii_punct(Py_UCS4 c)
+{
+    return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
+}
+
+static inline int ascii_letter(Py_UCS4 c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+
+PyDoc_STRVAR(hand_token_stats_doc,
+             "hand_token_stats(text) -> (letters, upper, symbols, tokens, noisy, noisy_tail, inner,\n"
+             "last_punct, last_len)\n\n"
+             "injection_features._token_stats: the character and token counts of the hand\n"
+             "features (ASCII letters, capitals and symbols; str.split() tokens and the noisy,\n"
+             "tail and last-20 token statistics).");
+
+static PyObject *hand_token_stats(PyObject *self, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) return PyErr_Format(PyExc_TypeError, "text must be a str");
+    const Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    const int kind = PyUnicode_KIND(arg);
+    const void *data = PyUnicode_DATA(arg);
+    Py_ssize_t letters = 0, upper = 0, symbols = 0, count = 0;
+    for (Py_ssize_t i = 0, in_token = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c < 128) {
+            letters += ascii_letter(c);
+            upper += c >= 'A' && c <= 'Z';
+            symbols += ascii_punct(c) && c != '.' && c != ',' && c != '\'';
+        }
+        int space = Py_UNICODE_ISSPACE(c);
+        if (!space && !in_token) count++;
+        in_token = !space;
+    }
+    const Py_ssize_t tail_start = count >= 4 ? count - count / 4 : count;
+    const Py_ssize_t last_start = count > 20 ? count - 20 : 0;
+    Py_ssize_t noisy = 0, noisy_tail = 0, inner = 0, last_punct = 0, last_len = 0, t = 0;
+    for (Py_ssize_t i = 0; i < n;) {
+        if (Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i))) {
+            i++;
+            continue;
+        }
+        Py_ssize_t s = i, alen = 0, p = 0, first_p = 0, last_p = 0;
+        int alnum = 1, has_letter = 0;
+        for (; i < n; i++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (Py_UNICODE_ISSPACE(c)) break;
+            alnum &= Py_UNICODE_ISALNUM(c) ? 1 : 0;
+            if (c < 128) {
+                int q = ascii_punct(c);
+                if (alen == 0) first_p = q;
+                last_p = q;
+                p += q;
+                has_letter |= ascii_letter(c);
+                alen++;
+            }
+        }
+        const Py_ssize_t len = i - s;
+        if (t >= last_start) last_len += len;
+        if (!alnum) {
+            if (len > 2 && p >= 2 && (alen < len || has_letter)) {
+                noisy++;
+                noisy_tail += t >= tail_start;
+            }
+            if (t >= last_start) {
+                last_punct += p;
+                inner += alen > 2 && p - first_p - last_p > 0;
+            }
+        }
+        t++;
+    }
+    last_len += (count - last_start) - 1;
+    return Py_BuildValue("nnnnnnnnn", letters, upper, symbols, count, noisy, noisy_tail, inner, last_punct,
+                         last_len);
+}
+
 PyDoc_STRVAR(has_run_doc,
              "has_run(text, table, length, ignore) -> bool\n\n"
              "policies.builtin.normalize._has_run: whether text.encode(\"ascii\", \"replace\")\n"
@@ -714,6 +790,7 @@ static PyMethodDef native_methods[] = {
     {"tree_sum", tree_sum, METH_VARARGS, tree_sum_doc},
     {"blob_candidate", blob_candidate, METH_O, blob_candidate_doc},
     {"has_run", has_run, METH_VARARGS, has_run_doc},
+    {"hand_token_stats", hand_token_stats, METH_O, hand_token_stats_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -273,12 +273,12 @@ def _punct(b: bytes) -> int:
     return len(b) - len(b.translate(None, _PUNCT))
 
 
-def hand_features(text: str) -> list[float]:
-    """Dense features of a normalised ``text``, in ``HAND_FEATURES`` order (all >= 0, mostly < 3).
-
-    Character statistics count ASCII only (``text`` encoded with non-ASCII dropped)."""
-    low = text.lower()
-    n = len(text)
+def _token_stats(text: str) -> tuple[int, int, int, int, int, int, int, int, int]:
+    """``(letters, upper, symbols, tokens, noisy, noisy_tail, inner, last_punct, last_len)``: the
+    counts behind ``hand_features`` (ASCII letters, capitals and symbols other than ``.,'``; the
+    ``str.split()`` tokens; noisy tokens overall and in the last quarter; in the last 20 tokens,
+    those with a symbol inside and their symbols; the length of those 20 joined by spaces).
+    ``policies._native.hand_token_stats`` computes the same in one pass."""
     b = text.encode("ascii", "ignore")
     letters = len(b) - len(b.translate(None, _LETTERS))
     upper = len(b) - len(b.translate(None, _UPPER))
@@ -302,9 +302,21 @@ def hand_features(text: str) -> list[float]:
             last_punct += p
             if len(a) > 2 and _punct(a[1:-1]) > 0:
                 inner += 1
-    last_n = count - last_start
+    last_len = sum(len(t) for t in tokens[last_start:]) + count - last_start - 1
+    return letters, upper, symbols, count, noisy, noisy_tail, inner, last_punct, last_len
+
+
+def hand_features(text: str) -> list[float]:
+    """Dense features of a normalised ``text``, in ``HAND_FEATURES`` order (all >= 0, mostly < 3).
+
+    Character statistics count ASCII only (``text`` encoded with non-ASCII dropped)."""
+    low = text.lower()
+    n = len(text)
+    stats = _NATIVE.hand_token_stats(text) if _NATIVE is not None else _token_stats(text)
+    letters, upper, symbols, count, noisy, noisy_tail, inner, last_punct, last_len = stats
+    tail_start = count - count // 4 if count >= 4 else count
+    last_n = count - max(0, count - 20)
     one_line = 0.0 if "\n" in text else 1.0
-    last_len = sum(len(t) for t in tokens[last_start:]) + last_n - 1
     override, roleplay, extraction, forcing = _phrase_counts(low)
     return [
         math.log1p(override),

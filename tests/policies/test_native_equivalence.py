@@ -257,6 +257,27 @@ def test_run_precheck_matches_the_byte_operations(nat: ModuleType, texts: list[s
     assert hits > 100
 
 
+def test_hand_token_stats_match(nat: ModuleType, texts: list[str]) -> None:
+    """The hand features' counts (``injection_features._token_stats``) on raw and normalised
+    texts, and the features built from them."""
+    crafted = [
+        "a!! b",
+        "é!!",
+        "x.,'y",
+        "!a!",
+        "'ab'",
+        "a-b-c " * 30,
+        "\u00e9\u00e9! !!!! " * 9,
+        "\u2003a!!\u3000b",
+    ]
+    for t in texts + crafted:
+        for view in (t, normalize(t)):
+            assert nat.hand_token_stats(view) == injection_features._token_stats(view), view[:80]
+    with reference():
+        want = [injection_features.hand_features(t) for t in texts]
+    assert [injection_features.hand_features(t) for t in texts] == want
+
+
 def test_bad_arguments_raise_not_crash(nat: ModuleType) -> None:
     model = PromptInjectionPolicy().model
     assert isinstance(model, HashedTextModel)
