@@ -16,6 +16,8 @@
  *       hashed with a polynomial hash modulo 2**64, and the per-block sums of the model table.
  *   hand_token_stats
  *       policies/builtin/injection_features.py (_token_stats): the hand features' counts.
+ *   gcg_features
+ *       policies/builtin/injection_features.py (gcg_features): the adversarial-suffix features.
  *   tree_sum
  *       policies/builtin/injection_features.py (BoostedStage.decision): the leaf values reached
  *       by every tree of the packed second stage, summed.
@@ -34,7 +36,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define NATIVE_VERSION 1
+#define NATIVE_VERSION 2
 
 /* ------------------------------------------------------------------------------------------ */
 /* helpers                                                                                    */
@@ -736,6 +738,136 @@ static PyObject *hand_token_stats(PyObject *self, PyObject *arg)
                          last_len);
 }
 
+/* re's classes on str (_sre): \w is Py_UNICODE_ISALNUM or "_", \s is Py_UNICODE_ISSPACE */
+static inline int re_not_word_space(Py_UCS4 c)
+{
+    return !(Py_UNICODE_ISALNUM(c) || c == '_') && !Py_UNICODE_ISSPACE(c);
+}
+
+static inline int ascii_digit(Py_UCS4 c) { return c >= '0' && c <= '9'; }
+
+/* len(_SYMBOL.findall(s)) for _SYMBOL = [^\w\s.,'] */
+static Py_ssize_t gcg_symbols(const Py_UCS4 *s, Py_ssize_t n)
+{
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) k += re_not_word_space(s[i]) && s[i] != '.' && s[i] != ',' && s[i] != '\'';
+    return k;
+}
+
+/* " ".join(tokens[a:b]) of the str.split() tokens whose (start, end) are in ``bounds``. */
+static Py_ssize_t join_tokens(int kind, const void *data, const Py_ssize_t *bounds, Py_ssize_t a,
+                              Py_ssize_t b, Py_UCS4 *out)
+{
+    Py_ssize_t m = 0;
+    for (Py_ssize_t t = a; t < b; t++) {
+        if (t > a) out[m++] = 32;
+        for (Py_ssize_t i = bounds[2 * t]; i < bounds[2 * t + 1]; i++) out[m++] = PyUnicode_READ(kind, data, i);
+    }
+    return m;
+}
+
+PyDoc_STRVAR(gcg_features_doc,
+             "gcg_features(text) -> list of 6 floats\n\n"
+             "injection_features.gcg_features: the adversarial-suffix features of the last 25\n"
+             "str.split() tokens (the same regular-expression semantics, computed in one pass).");
+
+static PyObject *gcg_features(PyObject *self, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) return PyErr_Format(PyExc_TypeError, "text must be a str");
+    const Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    const int kind = PyUnicode_KIND(arg);
+    const void *data = PyUnicode_DATA(arg);
+    Py_ssize_t *bounds = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n + 4));
+    Py_UCS4 *buf = PyMem_Malloc(sizeof(Py_UCS4) * (size_t)(n + 1));
+    if (bounds == NULL || buf == NULL) {
+        PyMem_Free(bounds);
+        PyMem_Free(buf);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t count = 0;
+    for (Py_ssize_t i = 0; i < n;) {
+        if (Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i))) {
+            i++;
+            continue;
+        }
+        bounds[2 * count] = i;
+        while (i < n && !Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i))) i++;
+        bounds[2 * count + 1] = i;
+        count++;
+    }
+    double f[6] = {0, 0, 0, 0, 0, 0};
+    if (count > 0) {
+        const Py_ssize_t first = count > 25 ? count - 25 : 0, n_tokens = count - first;
+        double contrast_head = 0.0;
+        int has_head = first > 0;
+        if (has_head) {
+            Py_ssize_t h = join_tokens(kind, data, bounds, 0, first, buf);
+            contrast_head = (double)gcg_symbols(buf, h) / (double)h;
+        }
+        const Py_ssize_t m = join_tokens(kind, data, bounds, first, count, buf);
+        const Py_UCS4 *s = buf;
+        const double n_tail = (double)(m > 1 ? m : 1);
+        /* camel: tokens with [a-z][A-Z] inside (the joined tail has one iff a token has) */
+        Py_ssize_t camel = 0, alternation = 0, changes = 0, capitals = 0;
+        for (Py_ssize_t t = first, at = 0; t < count; t++) {
+            Py_ssize_t len = bounds[2 * t + 1] - bounds[2 * t];
+            for (Py_ssize_t i = at; i + 1 < at + len; i++) {
+                if (s[i] >= 'a' && s[i] <= 'z' && s[i + 1] >= 'A' && s[i + 1] <= 'Z') {
+                    camel++;
+                    break;
+                }
+            }
+            if (t > first) {
+                Py_UCS4 prev_last = s[at - 2], head = s[at];
+                capitals += Py_UNICODE_ISUPPER(head) && prev_last != '.' && prev_last != '!' &&
+                            prev_last != '?' && prev_last != ':';
+            }
+            at += len + 1;
+        }
+        /* _LETTER_SYMBOL findall: [A-Za-z][^A-Za-z0-9\s] | [^A-Za-z0-9\s][A-Za-z], 2 characters each */
+        for (Py_ssize_t i = 0; i + 1 < m;) {
+            int x0 = !ascii_letter(s[i]) && !ascii_digit(s[i]) && !Py_UNICODE_ISSPACE(s[i]);
+            int x1 = !ascii_letter(s[i + 1]) && !ascii_digit(s[i + 1]) && !Py_UNICODE_ISSPACE(s[i + 1]);
+            if ((ascii_letter(s[i]) && x1) || (x0 && ascii_letter(s[i + 1]))) {
+                alternation++;
+                i += 2;
+            } else {
+                i++;
+            }
+        }
+        /* _CLASS_CHANGE findall: one character each, with a lookahead */
+        for (Py_ssize_t i = 0; i + 1 < m; i++) {
+            Py_UCS4 a = s[i], b = s[i + 1];
+            if ((ascii_letter(a) && (ascii_digit(b) || re_not_word_space(b))) ||
+                (ascii_digit(a) && (ascii_letter(b) || re_not_word_space(b))) ||
+                (re_not_word_space(a) && (ascii_letter(b) || ascii_digit(b))))
+                changes++;
+        }
+        Py_ssize_t opens[4] = {0, 0, 0, 0}, closes[3] = {0, 0, 0};
+        for (Py_ssize_t i = 0; i < m; i++) {
+            Py_UCS4 c = s[i];
+            opens[0] += c == '(';
+            closes[0] += c == ')';
+            opens[1] += c == '[';
+            closes[1] += c == ']';
+            opens[2] += c == '{';
+            closes[2] += c == '}';
+            opens[3] += c == '"';
+        }
+        Py_ssize_t unbalanced = opens[3] % 2;
+        for (int k = 0; k < 3; k++) unbalanced += opens[k] > closes[k] ? opens[k] - closes[k] : closes[k] - opens[k];
+        f[0] = camel > 0 ? (double)camel / (double)n_tokens : 0.0;
+        f[1] = (double)alternation / n_tail;
+        f[2] = has_head ? (double)gcg_symbols(s, m) / n_tail - contrast_head : 0.0;
+        f[3] = log1p((double)unbalanced);
+        f[4] = (double)changes / n_tail;
+        f[5] = (double)capitals / (double)n_tokens;
+    }
+    PyMem_Free(bounds);
+    PyMem_Free(buf);
+    return Py_BuildValue("[dddddd]", f[0], f[1], f[2], f[3], f[4], f[5]);
+}
+
 PyDoc_STRVAR(has_run_doc,
              "has_run(text, table, length, ignore) -> bool\n\n"
              "policies.builtin.normalize._has_run: whether text.encode(\"ascii\", \"replace\")\n"
@@ -791,6 +923,7 @@ static PyMethodDef native_methods[] = {
     {"blob_candidate", blob_candidate, METH_O, blob_candidate_doc},
     {"has_run", has_run, METH_VARARGS, has_run_doc},
     {"hand_token_stats", hand_token_stats, METH_O, hand_token_stats_doc},
+    {"gcg_features", gcg_features, METH_O, gcg_features_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -31,7 +31,7 @@ from types import ModuleType
 
 __all__ = ["VERSION", "module", "probe"]
 
-VERSION = 1
+VERSION = 2
 """The ``NATIVE_VERSION`` of ``policies/_native.c`` this Python code calls."""
 
 _log = logging.getLogger(__name__)

@@ -381,7 +381,11 @@ def gcg_features(text: str) -> list[float]:
     tokens with a lower-to-upper case join inside (``similarlyNow``), letter/symbol adjacencies
     per character, symbol share of the tail minus that of the head (0 for texts of <= 25 tokens),
     ``ln(1 +`` unbalanced brackets and quotes ``)``, letter/digit/symbol class changes per
-    character, and the share of capitalised tokens not after a sentence end."""
+    character, and the share of capitalised tokens not after a sentence end. Compiled in
+    ``policies._native.gcg_features`` when it is built (the same numbers; this code is the
+    reference)."""
+    if _NATIVE is not None:
+        return list(_NATIVE.gcg_features(text))
     tokens = text.split()
     if not tokens:
         return [0.0] * len(GCG_FEATURES)
