@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install lint typecheck bench eval serve clean
 
-$(STAMP): pyproject.toml
+# setup.py and the C source too: `make install` rebuilds policies._native when they change
+$(STAMP): pyproject.toml setup.py policies/_native.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["BUCKETS", "MAX_CHARS", "WIDTH", "block_columns", "columns"]
+__all__ = ["BUCKETS", "BUCKET_BITS", "MAX_CHARS", "WIDTH", "block_columns", "columns", "prepared"]
 
 _BITS = 17
+BUCKET_BITS = _BITS
+"""Bits of a block's column (``policies._native.content_blocks`` takes it)."""
 BUCKETS = 1 << _BITS
 """Columns per block (words, characters); the feature vector has ``WIDTH = 2 * BUCKETS`` columns:
 words in ``[0, BUCKETS)``, characters in ``[BUCKETS, 2 * BUCKETS)``."""
@@ -131,12 +133,18 @@ def _chars(codes: NDArray[np.uint32], g: NDArray[np.uint64], m: int) -> NDArray[
     return (h[keep] >> _SHIFT).view(np.int64)
 
 
+def prepared(text: str) -> str:
+    """The lower-cased text whose n-grams ``block_columns`` hashes (clipped to ``MAX_CHARS``
+    before and after lower-casing); what ``policies._native.content_blocks`` takes."""
+    return _clip(_clip(text).lower())  # lower() can lengthen a text ("İ" -> "i̇")
+
+
 def block_columns(text: str) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """``(words, characters)``: the hashed feature columns of ``text`` per block, one per
     occurrence (unsorted, repeats kept), both in ``[0, BUCKETS)``: the character block's columns
     are relative to its start (``columns`` adds ``BUCKETS``). Texts longer than ``MAX_CHARS`` are
     clipped to their head and tail."""
-    low = _clip(_clip(text).lower())  # lower() can lengthen a text ("İ" -> "i̇")
+    low = prepared(text)
     words = _WORD.findall(low)
     body = " ".join(low.split())  # = re.sub(r"\s+", " ", low).strip(): both use str.isspace
     if not body:  # no word either: words hold no space

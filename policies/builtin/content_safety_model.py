@@ -30,7 +30,8 @@ from importlib.resources.abc import Traversable
 import numpy as np
 from numpy.typing import NDArray
 
-from policies.builtin.content_features import BUCKETS, WIDTH, block_columns, columns
+from policies.builtin.content_features import BUCKET_BITS, BUCKETS, WIDTH, block_columns, columns, prepared
+from policies.native import module as native_module
 
 __all__ = ["FORMAT", "CategoryScore", "ContentModelError", "ContentSafetyModel", "vectors"]
 
@@ -86,14 +87,19 @@ def vectors(texts: list[str], idf: NDArray[np.float64]) -> tuple[NDArray[np.floa
     return np.concatenate(data), np.concatenate(ind).astype(np.float64), np.asarray(ptr, dtype=np.float64)
 
 
+_NATIVE = native_module()
+"""``policies._native`` (compiled ``block_columns`` + the blocks' table sums), or ``None``: numpy
+(``policies.native``). A module global, not a model attribute: models are pickled to workers."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Block:
     """One feature block of a text: its columns (relative to ``at``, the block's first column),
-    their table rows, its norm."""
+    the sums over them of the table's columns (idf**2, request, output weights), its norm."""
 
     cols: NDArray[np.int64]
     at: int
-    rows: NDArray[np.float64]
+    sums: tuple[float, float, float]
     norm: float
 
 
@@ -173,11 +179,20 @@ class ContentSafetyModel:
     def _blocks(self, text: str) -> list[_Block]:
         """The feature blocks of ``text`` (words, characters), each with its table rows and norm
         (``1 / sqrt(sum of idf**2)``, 0 for an empty block)."""
+        if _NATIVE is not None:
+            words, chars, ws, cs = _NATIVE.content_blocks(prepared(text), BUCKET_BITS, self._table)
+            pairs = (
+                (np.frombuffer(words, dtype=np.int64), 0, ws),
+                (np.frombuffer(chars, dtype=np.int64), BUCKETS, cs),
+            )
+            return [
+                _Block(c, at, sums, 1.0 / math.sqrt(sums[0]) if sums[0] > 0 else 0.0) for c, at, sums in pairs
+            ]
         out = []
         for cols, at in zip(block_columns(text), (0, BUCKETS), strict=True):
             rows = self._table[at : at + BUCKETS].take(cols, axis=0)  # (n, 4)
-            s = float(rows[:, 0].sum())
-            out.append(_Block(cols, at, rows, 1.0 / math.sqrt(s) if s > 0 else 0.0))
+            sums = (float(rows[:, 0].sum()), float(rows[:, 1].sum()), float(rows[:, 2].sum()))
+            out.append(_Block(cols, at, sums, 1.0 / math.sqrt(sums[0]) if sums[0] > 0 else 0.0))
         return out
 
     def _harmful(self, blocks: list[_Block], head: int, intercept: float) -> float:
@@ -187,7 +202,7 @@ class ContentSafetyModel:
         did, so the score is the same to the last bit."""
         z = intercept
         for b in blocks:  # words, then characters
-            z += b.norm * float(b.rows[:, head].sum())
+            z += b.norm * b.sums[head]
         return _sigmoid(z)
 
     def _category(self, blocks: list[_Block], harmful: float) -> CategoryScore:

@@ -52,6 +52,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from policies.builtin.normalize import json_strings, views
+from policies.native import module as native_module
 
 __all__ = [
     "CHAR_NGRAMS",
@@ -200,6 +201,10 @@ HAND_FEATURES: tuple[str, ...] = (
 
 _HASH_MULT = np.uint64(1_000_003)
 
+_NATIVE = native_module()
+"""``policies._native`` (compiled: ``BoostedStage.decision``'s walk), or ``None``: numpy
+(``policies.native``). A module global, not a model attribute: models are pickled to workers."""
+
 
 def char_ngram_hashes(low: str) -> NDArray[np.uint64]:
     """64-bit hashes of the character n-grams (``CHAR_NGRAMS``) of ``" " + low + " "``.
@@ -212,7 +217,7 @@ def char_ngram_hashes(low: str) -> NDArray[np.uint64]:
     5-grams (the same numbers as hashing every n-gram from its first code point).
     """
     padded = f" {low} "
-    cps = np.frombuffer(padded.encode("utf-32-le"), dtype="<u4").astype(np.uint64)
+    cps = np.frombuffer(padded.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.uint64)
     m = cps.shape[0]
     first = CHAR_NGRAMS[0]
     if m < first:
@@ -268,12 +273,12 @@ def _punct(b: bytes) -> int:
     return len(b) - len(b.translate(None, _PUNCT))
 
 
-def hand_features(text: str) -> list[float]:
-    """Dense features of a normalised ``text``, in ``HAND_FEATURES`` order (all >= 0, mostly < 3).
-
-    Character statistics count ASCII only (``text`` encoded with non-ASCII dropped)."""
-    low = text.lower()
-    n = len(text)
+def _token_stats(text: str) -> tuple[int, int, int, int, int, int, int, int, int]:
+    """``(letters, upper, symbols, tokens, noisy, noisy_tail, inner, last_punct, last_len)``: the
+    counts behind ``hand_features`` (ASCII letters, capitals and symbols other than ``.,'``; the
+    ``str.split()`` tokens; noisy tokens overall and in the last quarter; in the last 20 tokens,
+    those with a symbol inside and their symbols; the length of those 20 joined by spaces).
+    ``policies._native.hand_token_stats`` computes the same in one pass."""
     b = text.encode("ascii", "ignore")
     letters = len(b) - len(b.translate(None, _LETTERS))
     upper = len(b) - len(b.translate(None, _UPPER))
@@ -297,9 +302,21 @@ def hand_features(text: str) -> list[float]:
             last_punct += p
             if len(a) > 2 and _punct(a[1:-1]) > 0:
                 inner += 1
-    last_n = count - last_start
+    last_len = sum(len(t) for t in tokens[last_start:]) + count - last_start - 1
+    return letters, upper, symbols, count, noisy, noisy_tail, inner, last_punct, last_len
+
+
+def hand_features(text: str) -> list[float]:
+    """Dense features of a normalised ``text``, in ``HAND_FEATURES`` order (all >= 0, mostly < 3).
+
+    Character statistics count ASCII only (``text`` encoded with non-ASCII dropped)."""
+    low = text.lower()
+    n = len(text)
+    stats = _NATIVE.hand_token_stats(text) if _NATIVE is not None else _token_stats(text)
+    letters, upper, symbols, count, noisy, noisy_tail, inner, last_punct, last_len = stats
+    tail_start = count - count // 4 if count >= 4 else count
+    last_n = count - max(0, count - 20)
     one_line = 0.0 if "\n" in text else 1.0
-    last_len = sum(len(t) for t in tokens[last_start:]) + last_n - 1
     override, roleplay, extraction, forcing = _phrase_counts(low)
     return [
         math.log1p(override),
@@ -364,7 +381,11 @@ def gcg_features(text: str) -> list[float]:
     tokens with a lower-to-upper case join inside (``similarlyNow``), letter/symbol adjacencies
     per character, symbol share of the tail minus that of the head (0 for texts of <= 25 tokens),
     ``ln(1 +`` unbalanced brackets and quotes ``)``, letter/digit/symbol class changes per
-    character, and the share of capitalised tokens not after a sentence end."""
+    character, and the share of capitalised tokens not after a sentence end. Compiled in
+    ``policies._native.gcg_features`` when it is built (the same numbers; this code is the
+    reference)."""
+    if _NATIVE is not None:
+        return list(_NATIVE.gcg_features(text))
     tokens = text.split()
     if not tokens:
         return [0.0] * len(GCG_FEATURES)
@@ -533,7 +554,13 @@ class BoostedStage:
     def decision(self, x: Sequence[float]) -> float:
         """The raw score (log-odds of attack) of one ``STAGE2_FEATURES`` vector (the sum of the
         leaf values reached is taken with numpy: equal to the node-by-node walk up to float
-        rounding in the last place)."""
+        rounding in the last place). With ``policies._native`` the same walk runs compiled (the
+        values summed in tree order: the same to float rounding)."""
+        if _NATIVE is not None:
+            total = _NATIVE.tree_sum(
+                x, self._feature, self._threshold, self._next_flat, self._roots, self._value_flat, self._depth
+            )
+            return self.baseline + float(total)
         xa = np.asarray(x, dtype=np.float64)
         # every split node's test at once (leaves test feature 0 against 0.0: their answer is
         # never read, a leaf's children are itself), then one gather per level

@@ -39,6 +39,7 @@ from policies.builtin.injection_features import (
     char_ngram_hashes,
     hand_features,
 )
+from policies.native import module as native_module
 
 __all__ = ["BUCKET_BITS", "HashedTextModel", "buckets"]
 
@@ -50,6 +51,10 @@ _FIB = np.uint64(0x9E3779B97F4A7C15)
 _WORD_TAG = np.uint64(1 << 40)
 _BIGRAM_MULT = np.uint64(0x100000001B3)
 _BIGRAM_TAG = np.uint64(7)
+
+_NATIVE = native_module()
+"""``policies._native`` (the compiled ``_all_buckets`` + ``_weighted_dot``), or ``None``: the
+numpy reference below (``policies.native``). A module global: models are pickled to workers."""
 
 
 def _word_hashes(low: str) -> NDArray[np.uint64]:
@@ -178,12 +183,23 @@ class HashedTextModel:
 
     def evaluate(self, text: str) -> tuple[float, list[float], NDArray[np.uint32]]:
         """``(logit, hand features, word buckets)`` of a normalised ``text``."""
-        both, n_chars = _all_buckets(text.lower(), self.bits)
-        z = self.intercept + _weighted_dot(both, self._pairs, None)
+        low = text.lower()
+        words: NDArray[np.uint32]
+        if _NATIVE is not None:
+            dot, raw = _NATIVE.injection_dot(low, self.bits, self._pairs)
+            z = self.intercept + dot
+            words = np.frombuffer(raw, dtype=np.uint32)
+        else:
+            both, n_chars = _all_buckets(low, self.bits)
+            z = self.intercept + _weighted_dot(both, self._pairs, None)
+            words = both[n_chars:]
         hand = hand_features(text)
         z += float(self._hand_coef @ np.asarray(hand, dtype=np.float64))
-        return z, hand, both[n_chars:]
+        return z, hand, words
 
     def word_logit(self, words: NDArray[Any]) -> float:
         """The word-only logit of a text whose word buckets are ``words``."""
+        if _NATIVE is not None and words.dtype == np.uint32:
+            dot = _NATIVE.weighted_dot(words, self.bits, self._pairs, self._word_weights)
+            return self.word_intercept + float(dot)
         return self.word_intercept + _weighted_dot(words, self._pairs, self._word_weights)

@@ -12,6 +12,7 @@ import binascii
 import re
 
 from policies.decoding.codecs import readable
+from policies.native import module as native_module
 
 __all__ = ["mask_binary"]
 
@@ -20,6 +21,8 @@ _BLOB = re.compile(
     r"|(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{64,}={0,2}(?![A-Za-z0-9+/=_-])"
 )
 _QUICK = re.compile(r"[A-Za-z0-9+/_=-]{64,}|;base64,")
+_NATIVE = native_module()
+"""``policies._native`` (``blob_candidate``: ``_QUICK``'s search, compiled), or ``None``."""
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _SAMPLE = 256
 """Characters of a run decoded to decide whether it is readable text."""
@@ -41,6 +44,6 @@ def _is_text(run: str) -> bool:
 def mask_binary(text: str, token: str = " x ") -> str:  # noqa: S107 - a neutral word, not a secret
     """``text`` with every data URI and every base64 run of 64+ characters that does not decode
     to readable text replaced by ``token``. One regex search when there is none; O(len(text))."""
-    if _QUICK.search(text) is None:
+    if not (_NATIVE.blob_candidate(text) if _NATIVE is not None else _QUICK.search(text) is not None):
         return text
     return _BLOB.sub(lambda m: m.group(0) if _is_text(m.group(0)) else token, text)
