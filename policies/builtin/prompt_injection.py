@@ -55,7 +55,13 @@ from policies.score_cache import ScoreCache
 from policies.segments import candidate_sentences, data_part, directive_in_data
 from rollguard.types import Evidence, Stage, Verdict
 
-__all__ = ["DEFAULT_MODEL", "LINEAR_MODEL", "PromptInjectionPolicy", "fold_placeholders", "load_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "LINEAR_MODEL",
+    "PromptInjectionPolicy",
+    "fold_placeholders",
+    "load_model",
+]
 
 DEFAULT_MODEL = resources.files("policies") / "data" / "prompt_injection.hashed.npz"
 """The shipped model file (package data, read with ``importlib.resources``): the hashed model
@@ -111,7 +117,11 @@ class PromptInjectionPolicy:
     ``segment_threshold`` (default none: data sentences are judged by the rules only; a number
     also scores each instruction-like data sentence with the model and counts it at or above that
     score. Off by default: a sentence alone is far shorter than the model's training texts, and
-    benign imperatives such as "Ignore any e-mail asking for your password" scored 0.99).
+    benign imperatives such as "Ignore any e-mail asking for your password" scored 0.99),
+    ``override_gate`` (default none: a data sentence matching the *override* rule always counts;
+    a number: it counts only when the model scores the sentence alone at least that, so "Please
+    ignore my earlier e-mail" inside a text to translate passes; 0.1, chosen on the red-team dev
+    half, cost 3 of 48 held-out hijacks, see docs/policies.md).
 
     Stages: ``pre_call`` (read-only, inline). Raises ``ValueError`` for bad params and
     ``policies.builtin.injection_features.ModelFileError`` for an unreadable model file.
@@ -133,7 +143,15 @@ class PromptInjectionPolicy:
         flag_threshold: float | None = None,
         segments: bool = True,
         segment_threshold: float | None = None,
+        override_gate: float | None = None,
     ) -> None:
+        if override_gate is not None and (
+            isinstance(override_gate, bool)
+            or not isinstance(override_gate, int | float)
+            or not 0 < override_gate < 1
+        ):
+            raise ValueError(f"override_gate must be in (0, 1) or null, got {override_gate!r}")
+        self.override_gate = None if override_gate is None else float(override_gate)
         if segment_threshold is not None and (
             isinstance(segment_threshold, bool)
             or not isinstance(segment_threshold, int | float)
@@ -240,7 +258,10 @@ class PromptInjectionPolicy:
         for sentence in sentences:
             rule = directive_in_data(sentence)
             if rule is not None:
-                return max(self.threshold, score_text(self.model, sentence)[0]), f"segment:{rule}"
+                own = score_text(self.model, sentence)[0]
+                if rule == "override" and self.override_gate is not None and own < self.override_gate:
+                    continue  # "Please ignore my earlier e-mail": an override of something else
+                return max(self.threshold, own), f"segment:{rule}"
         if self.segment_threshold is None:
             return best
         for sentence in sentences:
@@ -267,4 +288,5 @@ class PromptInjectionPolicy:
             "model_terms": self.model.vocab_size,
             "segments": self.segments,
             "segment_threshold": self.segment_threshold,
+            "override_gate": self.override_gate,
         }
