@@ -95,6 +95,17 @@ def fold_placeholders(text: str) -> str:
     return _PLACEHOLDER_RUN.sub(" x ", text)
 
 
+def _optional_score(name: str, value: object, high: float) -> float | None:
+    """``value`` as a float in ``(0, high]``, or ``None`` for ``None``. Raises ``ValueError``
+    (naming ``name``) for anything else, booleans included."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+        bound = "(0, 1]" if high >= 1.0 else "(0, 1)"
+        raise ValueError(f"{name} must be in {bound} or null, got {value!r}")
+    return float(value)
+
+
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 _SCORES: ScoreCache[tuple[float, str]] = ScoreCache(max_entries=8192)
@@ -145,20 +156,8 @@ class PromptInjectionPolicy:
         segment_threshold: float | None = None,
         override_gate: float | None = None,
     ) -> None:
-        if override_gate is not None and (
-            isinstance(override_gate, bool)
-            or not isinstance(override_gate, int | float)
-            or not 0 < override_gate < 1
-        ):
-            raise ValueError(f"override_gate must be in (0, 1) or null, got {override_gate!r}")
-        self.override_gate = None if override_gate is None else float(override_gate)
-        if segment_threshold is not None and (
-            isinstance(segment_threshold, bool)
-            or not isinstance(segment_threshold, int | float)
-            or not 0 < segment_threshold <= 1
-        ):
-            raise ValueError(f"segment_threshold must be in (0, 1] or null, got {segment_threshold!r}")
-        self.segment_threshold = None if segment_threshold is None else float(segment_threshold)
+        self.override_gate = _optional_score("override_gate", override_gate, 1.0 - 1e-12)
+        self.segment_threshold = _optional_score("segment_threshold", segment_threshold, 1.0)
         if not isinstance(segments, bool):
             raise ValueError(f"segments must be true or false, got {segments!r}")
         self.segments = segments
