@@ -40,6 +40,7 @@ from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
+from gateway.tools.injection_augment import augment_examples
 from gateway.tools.injection_data import (
     Example,
     assign_splits,
@@ -255,11 +256,14 @@ def stage2_inputs(model: LinearTextModel, texts: Iterable[str]) -> NDArray[np.fl
 
 
 def fit_stage2(
-    x: NDArray[np.float64], labels: NDArray[np.int64], seed: int = 0
+    x: NDArray[np.float64],
+    labels: NDArray[np.int64],
+    seed: int = 0,
+    sample_weight: NDArray[np.float64] | None = None,
 ) -> tuple[dict[str, Any], Callable[[NDArray[np.float64]], NDArray[np.float64]]]:
     """Fit the second stage (``HistGradientBoostingClassifier``, ``STAGE2_PARAMS``, balanced
     classes, non-decreasing in the linear logit, no early stopping: deterministic) on
-    ``x`` (rows x ``STAGE2_FEATURES``).
+    ``x`` (rows x ``STAGE2_FEATURES``), rows weighted by ``sample_weight`` (default 1 each).
 
     Returns the exported trees (the ``stage2`` document of the model file) and scikit-learn's own
     ``predict_proba(...)[:, 1]``, to check the export against."""
@@ -270,7 +274,7 @@ def fit_stage2(
         monotonic_cst=[1] + [0] * (len(STAGE2_FEATURES) - 1),
         random_state=seed,
     )
-    clf.fit(x, labels)
+    clf.fit(x, labels, sample_weight=sample_weight)
     trees = []
     for (predictor,) in clf._predictors:
         nodes = predictor.nodes
@@ -330,14 +334,20 @@ def _cross_validate(
     return threshold_at_fpr(oof[benign]), oof, inputs, linear
 
 
-def split_examples(data_dir: Path, seed: int = 0) -> tuple[list[Example], list[Example]]:
+def split_examples(
+    data_dir: Path, seed: int = 0, augment: bool = False
+) -> tuple[list[Example], list[Example]]:
     """``(train, test)``: the shipped examples under ``data_dir`` (``load_examples``) plus the
-    template rows (``gateway.tools.injection_templates``), each split by group; the two are split
-    apart, so the shipped rows fall exactly as without the templates. Rows with ``fit=False``
+    template rows (``gateway.tools.injection_templates``) and, with ``augment``, the hijack
+    augmentation rows (``gateway.tools.injection_augment``), each split by group; the parts are
+    split apart, so the shipped rows fall exactly as without the templates. Rows with ``fit=False``
     (operator system prompts) are left out of ``train``. Raises ``FileNotFoundError``."""
     shipped, templates = load_examples(data_dir, seed), template_examples(seed)
-    is_test = assign_splits(shipped, seed) + assign_splits(templates, seed)
-    examples = shipped + templates
+    augment_rows = augment_examples(seed) if augment else []
+    is_test = (
+        assign_splits(shipped, seed) + assign_splits(templates, seed) + assign_splits(augment_rows, seed)
+    )
+    examples = shipped + templates + augment_rows
     train = [e for e, t in zip(examples, is_test, strict=True) if not t and e.fit]
     test = [e for e, t in zip(examples, is_test, strict=True) if t]
     return train, test

@@ -6,10 +6,15 @@ most 1 % of the out-of-fold benign scores of a 5-fold group cross-validation on 
 are at or above it). Features per text: the hashed buckets of ``injection_hashed.buckets`` with
 smooth idf from the training part's plain views, ``(1 + ln tf) * idf``, L2 norm, plus the hand
 features; logistic regression (liblinear, C = ``C_REGULARISATION``, balanced classes); a word-only
-model over the word buckets alone. Writes ``prompt_injection.hashed.npz`` and
-``prompt_injection.metrics.json``. About 10 minutes on 2 loaded cores.
+model over the word buckets alone. With ``--augment`` the rows of ``gateway.tools.injection_augment``
+(hijacks inside a task and their benign twins) are added (``split_examples(augment=True)``), their
+attacks weighing ``AUGMENT_WEIGHT`` in both stages (the candidate of docs/policies.md; the shipped
+model is trained without). Writes ``prompt_injection.hashed.npz`` and
+``prompt_injection.metrics.json`` (held-out metrics, plus ``cross_validation``: the out-of-fold
+metrics of the training part, the numbers to compare candidates on). About 3 minutes on an idle
+2-core machine, 15-20 under a load of 10.
 
-``python -m gateway.tools.train_injection_hashed [--data DIR] [--out DIR] [--seed N]``.
+``python -m gateway.tools.train_injection_hashed [--data DIR] [--out DIR] [--seed N] [--augment]``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,12 @@ C_REGULARISATION = 16.0
 """Chosen among 4, 16, 48 (without idf) and 16 (with idf) on the held-out split's recall at 1 %
 FPR: 0.81 / 0.83 (linear alone, plain view), 0.931 / 0.943 / 0.949 stacked."""
 
+AUGMENT_WEIGHT = 0.3
+"""Sample weight of the augmentation *attacks* (``gateway.tools.injection_augment``; every other
+row weighs 1): enough to teach the hijack form, little enough that 300 rows of one template family
+do not outweigh the 1,400 real attacks. Chosen among 0.3, 0.5 and 1.0 on the cross-validated
+recall at 1 % benign FPR of the training part (the held-out split's numbers were not used)."""
+
 _N = 1 << BUCKET_BITS
 
 
@@ -74,11 +85,19 @@ def _rows(texts: Sequence[str], idf: NDArray[np.float64], words_only: bool) -> s
     return sp.hstack([x, sp.csr_matrix(np.array([hand_features(t) for t in texts]))]).tocsr()
 
 
-def _fit(x: sp.csr_matrix, y: NDArray[np.int64], seed: int) -> LogisticRegression:
+def _fit(
+    x: sp.csr_matrix, y: NDArray[np.int64], seed: int, w: NDArray[np.float64] | None = None
+) -> LogisticRegression:
     clf = LogisticRegression(
         C=C_REGULARISATION, class_weight="balanced", max_iter=5000, solver="liblinear", random_state=seed
     )
-    return clf.fit(x, y)
+    return clf.fit(x, y, sample_weight=w)
+
+
+def _weights(train: Sequence[Example]) -> NDArray[np.float64]:
+    """Per training row: ``AUGMENT_WEIGHT`` for the augmentation rows
+    (``gateway.tools.injection_augment``), 1.0 for every other row."""
+    return np.array([AUGMENT_WEIGHT if e.group.startswith("aug:") and e.label == 1 else 1.0 for e in train])
 
 
 def _arrays(
@@ -129,10 +148,14 @@ def _empty_stage2() -> dict[str, Any]:
 _LEAF = {"feature": [0], "threshold": [0.0], "left": [0], "right": [0], "value": [0.0], "leaf": [1]}
 
 
-def train_hashed(data_dir: Path, out_dir: Path, seed: int = 0, log: Any = print) -> dict[str, Any]:
+def train_hashed(
+    data_dir: Path, out_dir: Path, seed: int = 0, log: Any = print, augment: bool = False
+) -> dict[str, Any]:
     """Train, write ``MODEL_FILE`` and ``METRICS_FILE`` into ``out_dir``, return the metrics
-    (``evaluate`` on the held-out part, ``must_hold``: ``injection_report.headline``)."""
-    train, test = split_examples(data_dir, seed)
+    (``evaluate`` on the held-out part, ``must_hold``: ``injection_report.headline``;
+    ``cross_validation``: the same on the out-of-fold scores of the training part). ``augment``:
+    add the hijack augmentation rows (module docstring)."""
+    train, test = split_examples(data_dir, seed, augment)
     plain = [normalize(e.text) for e in train]
     y = np.array([e.label for e in train], dtype=np.int64)
     idf = _idf(plain)
@@ -141,16 +164,19 @@ def train_hashed(data_dir: Path, out_dir: Path, seed: int = 0, log: Any = print)
     folds = list(GroupKFold(n_splits=FOLDS).split(plain, y, np.array([e.group for e in train])))
     inputs = np.zeros((len(train), len(STAGE2_FEATURES)))
     stub = {"threshold": 0.5, "stage2": _empty_stage2()}
+    w = _weights(train) if augment else None
     for tr, va in folds:
-        fold_model = _model(_fit(x[tr], y[tr], seed), _fit(xw[tr], y[tr], seed), idf, stub)
+        wt = None if w is None else w[tr]
+        fold_model = _model(_fit(x[tr], y[tr], seed, wt), _fit(xw[tr], y[tr], seed, wt), idf, stub)
         inputs[va] = _stage2_inputs(fold_model, [train[i].text for i in va])
     oof = np.zeros(len(train))
     for tr, va in folds:
-        oof[va] = fit_stage2(inputs[tr], y[tr], seed)[1](inputs[va])
+        oof[va] = fit_stage2(inputs[tr], y[tr], seed, None if w is None else w[tr])[1](inputs[va])
     threshold = threshold_at_fpr(oof[np.array([e.kind == "benign" for e in train])])
-    log(f"threshold {threshold:.4f}")
-    stage2, _ = fit_stage2(inputs, y, seed)
-    lin, word = _fit(x, y, seed), _fit(xw, y, seed)
+    cv = _metrics(oof, train, threshold, len(train))
+    log(f"threshold {threshold:.4f}; cross-validated {json.dumps(_cv_line(cv))}")
+    stage2, _ = fit_stage2(inputs, y, seed, w)
+    lin, word = _fit(x, y, seed, w), _fit(xw, y, seed, w)
     meta = {
         "format": "rollguard.prompt_injection.hashed/1",
         "threshold": threshold,
@@ -162,6 +188,10 @@ def train_hashed(data_dir: Path, out_dir: Path, seed: int = 0, log: Any = print)
     scores = np.array([score_text(model, e.text)[0] for e in test])
     metrics = _metrics(scores, test, threshold, len(train))
     metrics["seed"] = seed
+    metrics["cross_validation"] = {
+        k: cv[k] for k in ("recall", "benign_fpr", "recall_at_1pct_fpr", "roc_auc")
+    }
+    metrics["cross_validation"]["must_hold"] = cv["must_hold"]
     out_dir.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     full_meta = {**meta, **{k: v for k, v in model.meta.items() if k not in meta}}
@@ -183,6 +213,13 @@ def _metrics(
     return metrics
 
 
+def _cv_line(cv: dict[str, Any]) -> dict[str, Any]:
+    """The headline of the out-of-fold metrics, for the training log."""
+    h = cv["must_hold"]
+    keys = ("recall", "benign_fpr", "recall_at_1pct_fpr", "mt_bench_blocked", "xstest_safe_blocked")
+    return {k: h[k] for k in keys} | {k: v for k, v in h.items() if k.startswith("templates-")}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line; returns the exit code (0 ok, 2 missing data)."""
     repo = Path(__file__).resolve().parents[2]
@@ -190,9 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=repo / "data")
     parser.add_argument("--out", type=Path, default=repo / "policies" / "data")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--augment", action="store_true", help="add the hijack augmentation rows")
     args = parser.parse_args(argv)
     try:
-        m = train_hashed(args.data, args.out, args.seed, log=lambda s: print(s, file=sys.stderr))
+        m = train_hashed(
+            args.data, args.out, args.seed, log=lambda s: print(s, file=sys.stderr), augment=args.augment
+        )
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

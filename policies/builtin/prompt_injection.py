@@ -55,7 +55,13 @@ from policies.score_cache import ScoreCache
 from policies.segments import candidate_sentences, data_part, directive_in_data
 from rollguard.types import Evidence, Stage, Verdict
 
-__all__ = ["DEFAULT_MODEL", "LINEAR_MODEL", "PromptInjectionPolicy", "fold_placeholders", "load_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "LINEAR_MODEL",
+    "PromptInjectionPolicy",
+    "fold_placeholders",
+    "load_model",
+]
 
 DEFAULT_MODEL = resources.files("policies") / "data" / "prompt_injection.hashed.npz"
 """The shipped model file (package data, read with ``importlib.resources``): the hashed model
@@ -89,6 +95,17 @@ def fold_placeholders(text: str) -> str:
     return _PLACEHOLDER_RUN.sub(" x ", text)
 
 
+def _optional_score(name: str, value: object, high: float) -> float | None:
+    """``value`` as a float in ``(0, high]``, or ``None`` for ``None``. Raises ``ValueError``
+    (naming ``name``) for anything else, booleans included."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+        bound = "(0, 1]" if high >= 1.0 else "(0, 1)"
+        raise ValueError(f"{name} must be in {bound} or null, got {value!r}")
+    return float(value)
+
+
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 _SCORES: ScoreCache[tuple[float, str]] = ScoreCache(max_entries=8192)
@@ -111,7 +128,11 @@ class PromptInjectionPolicy:
     ``segment_threshold`` (default none: data sentences are judged by the rules only; a number
     also scores each instruction-like data sentence with the model and counts it at or above that
     score. Off by default: a sentence alone is far shorter than the model's training texts, and
-    benign imperatives such as "Ignore any e-mail asking for your password" scored 0.99).
+    benign imperatives such as "Ignore any e-mail asking for your password" scored 0.99),
+    ``override_gate`` (default none: a data sentence matching the *override* rule always counts;
+    a number: it counts only when the model scores the sentence alone at least that, so "Please
+    ignore my earlier e-mail" inside a text to translate passes; 0.1, chosen on the red-team dev
+    half, cost 3 of 48 held-out hijacks, see docs/policies.md).
 
     Stages: ``pre_call`` (read-only, inline). Raises ``ValueError`` for bad params and
     ``policies.builtin.injection_features.ModelFileError`` for an unreadable model file.
@@ -133,14 +154,10 @@ class PromptInjectionPolicy:
         flag_threshold: float | None = None,
         segments: bool = True,
         segment_threshold: float | None = None,
+        override_gate: float | None = None,
     ) -> None:
-        if segment_threshold is not None and (
-            isinstance(segment_threshold, bool)
-            or not isinstance(segment_threshold, int | float)
-            or not 0 < segment_threshold <= 1
-        ):
-            raise ValueError(f"segment_threshold must be in (0, 1] or null, got {segment_threshold!r}")
-        self.segment_threshold = None if segment_threshold is None else float(segment_threshold)
+        self.override_gate = _optional_score("override_gate", override_gate, 1.0 - 1e-12)
+        self.segment_threshold = _optional_score("segment_threshold", segment_threshold, 1.0)
         if not isinstance(segments, bool):
             raise ValueError(f"segments must be true or false, got {segments!r}")
         self.segments = segments
@@ -240,7 +257,10 @@ class PromptInjectionPolicy:
         for sentence in sentences:
             rule = directive_in_data(sentence)
             if rule is not None:
-                return max(self.threshold, score_text(self.model, sentence)[0]), f"segment:{rule}"
+                own = score_text(self.model, sentence)[0]
+                if rule == "override" and self.override_gate is not None and own < self.override_gate:
+                    continue  # "Please ignore my earlier e-mail": an override of something else
+                return max(self.threshold, own), f"segment:{rule}"
         if self.segment_threshold is None:
             return best
         for sentence in sentences:
@@ -267,4 +287,5 @@ class PromptInjectionPolicy:
             "model_terms": self.model.vocab_size,
             "segments": self.segments,
             "segment_threshold": self.segment_threshold,
+            "override_gate": self.override_gate,
         }
