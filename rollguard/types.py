@@ -158,8 +158,9 @@ class Decision:
         return {
             "policy": self.policy,
             "policy_type": self.policy_type,
-            "stage": self.stage.value,
-            "verdict": self.verdict.value,
+            # ``_value_``: the same str as ``.value`` without the enum property (~10x slower)
+            "stage": self.stage._value_,
+            "verdict": self.verdict._value_,
             "score": round(self.score, 4),
             "reason": self.reason,
             "evidence": [e.to_dict() for e in self.evidence],

@@ -43,6 +43,8 @@ def test_a_decision_stays_frozen_comparable_and_copyable() -> None:
         d.verdict = Verdict.ALLOW  # type: ignore[misc]
     assert pickle.loads(pickle.dumps(d)) == d  # noqa: S301 - our own bytes (the large-input worker pickles decisions)
     assert dataclasses.replace(d, enforced=False).enforced is False and d.enforced is True
-    assert d.to_dict()["verdict"] == "block"
+    record = d.to_dict()
+    assert (record["verdict"], record["stage"]) == (d.verdict.value, d.stage.value) == ("block", "pre_call")
+    assert type(record["verdict"]) is str and type(record["stage"]) is str  # plain JSON strings
     with pytest.raises(TypeError):
         Decision("pii", "pii", Stage.PRE_CALL, Verdict.BLOCK, 1.0)  # type: ignore[call-arg]
