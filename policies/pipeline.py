@@ -27,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 from typing import Any
 
 from opentelemetry import trace
@@ -161,7 +162,7 @@ class Pipeline:
         # decoded views of the content as it arrived (before any redaction or stripping, so text
         # hidden in Unicode tag characters is judged even when a transform strips the tags);
         # computed once, when a segment did not already block (``limits`` first keeps 1 MB away)
-        original = replace(ctx) if self.decode_views else None
+        original = _snapshot(ctx) if self.decode_views else None
         views: list[ContextView] | None = None
         # A span per policy only when the request is traced (a no-op span still costs a context
         # attach/detach per policy); the current span is the same for the whole stage, so it is
@@ -326,6 +327,15 @@ class Pipeline:
             enforced=enforce,
         )
         return decision, out
+
+
+_CONTEXT_FIELDS = attrgetter(*(f.name for f in fields(CheckContext)))
+
+
+def _snapshot(ctx: CheckContext) -> CheckContext:
+    """A shallow copy of ``ctx`` (what ``dataclasses.replace(ctx)`` returns, every field in
+    declaration order, in ~1 us instead of ~5)."""
+    return CheckContext(*_CONTEXT_FIELDS(ctx))
 
 
 def _views_of(ctx: CheckContext) -> list[ContextView]:
