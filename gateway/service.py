@@ -91,11 +91,13 @@ def _subject(raw: str | None) -> str | None:
 
 
 def _headers(interaction: Interaction) -> dict[str, str]:
-    h = {"x-rollguard-interaction-id": interaction.id, "x-rollguard-verdict": interaction.verdict.value}
-    for d in interaction.decisions:
-        if d.enforced and d.verdict is interaction.verdict and d.verdict is not Verdict.ALLOW:
-            h["x-rollguard-policy"] = d.policy
-            break
+    verdict = interaction.verdict  # a property that walks every decision: computed once
+    h = {"x-rollguard-interaction-id": interaction.id, "x-rollguard-verdict": verdict.value}
+    if verdict is not Verdict.ALLOW:
+        for d in interaction.decisions:
+            if d.enforced and d.verdict is verdict:
+                h["x-rollguard-policy"] = d.policy
+                break
     variant = interaction.metadata.get("variant")
     if variant:
         h["x-rollguard-variant"] = variant

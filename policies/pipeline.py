@@ -30,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 from typing import Any
 
 from opentelemetry import trace
@@ -164,19 +165,23 @@ class Pipeline:
         # decoded views of the content as it arrived (before any redaction or stripping, so text
         # hidden in Unicode tag characters is judged even when a transform strips the tags);
         # computed once, when a segment did not already block (``limits`` first keeps 1 MB away)
-        original = replace(ctx) if self.decode_views else None
+        original = _snapshot(ctx) if self.decode_views else None
         views: list[ContextView] | None = None
+        # A span per policy only when the request is traced (a no-op span still costs a context
+        # attach/detach per policy); the current span is the same for the whole stage, so it is
+        # looked up once here rather than once per policy (~2 us each).
+        traced = trace.get_current_span().is_recording()
         for segment in _segments(active):
             if segment[0].policy.transforms:
-                decisions = [await self._transform(cp, ctx, result) for cp in segment]
+                decisions = [await self._transform(cp, ctx, result, traced) for cp in segment]
             else:
-                decisions = await self._checks(segment, ctx)
+                decisions = await self._checks(segment, ctx, traced)
             if original is not None and not any(
                 d.verdict is Verdict.BLOCK and d.policy_type == "limits" for d in decisions
             ):
                 views = _views_of(original) if views is None else views
                 if views:
-                    decisions = await self._judge_views(segment, views, decisions)
+                    decisions = await self._judge_views(segment, views, decisions, traced)
             for d in decisions:
                 result.decisions.append(d)
                 if d.enforced and d.verdict.severity > result.verdict.severity:
@@ -188,8 +193,10 @@ class Pipeline:
         result.elapsed_ms = (time.perf_counter() - t0) * 1000.0
         return result
 
-    async def _transform(self, cp: ConfiguredPolicy, ctx: CheckContext, result: StageResult) -> Decision:
-        decision, out = await self._run_one(cp, ctx)
+    async def _transform(
+        self, cp: ConfiguredPolicy, ctx: CheckContext, result: StageResult, traced: bool
+    ) -> Decision:
+        decision, out = await self._run_one(cp, ctx, traced)
         rewrites = out is not None and out.verdict in (Verdict.REDACT, Verdict.FLAG)
         if out is not None and decision.enforced and rewrites:
             if out.messages is not None:
@@ -203,21 +210,27 @@ class Pipeline:
                 result.completion_tool_calls = out.completion_tool_calls
         return decision
 
-    async def _checks(self, segment: list[ConfiguredPolicy], ctx: CheckContext) -> list[Decision]:
+    async def _checks(
+        self, segment: list[ConfiguredPolicy], ctx: CheckContext, traced: bool
+    ) -> list[Decision]:
         """Read-only checks: threaded ones concurrently (started first), inline ones in order on
         the loop meanwhile. Decisions come back in list order."""
         slots: dict[str, Decision] = {}
         threaded = [cp for cp in segment if cp.policy.execution is not Execution.INLINE]
-        pending = [asyncio.ensure_future(self._run_one(cp, ctx)) for cp in threaded]
+        pending = [asyncio.ensure_future(self._run_one(cp, ctx, traced)) for cp in threaded]
         for cp in segment:
             if cp.policy.execution is Execution.INLINE:
-                slots[cp.id] = (await self._run_one(cp, ctx))[0]
+                slots[cp.id] = (await self._run_one(cp, ctx, traced))[0]
         for cp, (decision, _) in zip(threaded, await asyncio.gather(*pending), strict=True):
             slots[cp.id] = decision
         return [slots[cp.id] for cp in segment]
 
     async def _judge_views(
-        self, segment: list[ConfiguredPolicy], views: list[ContextView], decisions: list[Decision]
+        self,
+        segment: list[ConfiguredPolicy],
+        views: list[ContextView],
+        decisions: list[Decision],
+        traced: bool,
     ) -> list[Decision]:
         """Run ``segment`` on each decoded view; a flag or block there (or a policy failure) replaces
         the original decision unless that already blocks. A block of the original that a whole-span
@@ -227,7 +240,7 @@ class Pipeline:
         out = list(decisions)
         clear = [False] * len(segment)  # a whole-span decoding of the blocked text passed
         doubt = [False] * len(segment)  # some reading of it was not clearly benign
-        judged = [(view, await self._judge_view(segment, view)) for view in views]
+        judged = [(view, await self._judge_view(segment, view, traced)) for view in views]
         framing = _framing_only(judged)
         for k, (view, found) in enumerate(judged):
             for i, d in enumerate(found):
@@ -257,7 +270,9 @@ class Pipeline:
                 out[i] = _cleared(original, views)
         return out
 
-    async def _judge_view(self, segment: list[ConfiguredPolicy], view: ContextView) -> list[Decision | None]:
+    async def _judge_view(
+        self, segment: list[ConfiguredPolicy], view: ContextView, traced: bool
+    ) -> list[Decision | None]:
         """Each policy of ``segment`` on ``view``: a ``reply`` view (a decoded request payload as a
         stream window of the reply) only by the read-only policies that also judge streams;
         ``None`` for the others."""
@@ -265,16 +280,18 @@ class Pipeline:
             judges = [cp for cp in segment if not cp.policy.transforms and Stage.STREAM in cp.stages]
             if not judges:
                 return [None] * len(segment)
-            by_id = dict(zip((cp.id for cp in judges), await self._checks(judges, view.ctx), strict=True))
+            found = await self._checks(judges, view.ctx, traced)
+            by_id = dict(zip((cp.id for cp in judges), found, strict=True))
             return [by_id.get(cp.id) for cp in segment]
         if segment[0].policy.transforms:
-            return [(await self._run_one(cp, view.ctx))[0] for cp in segment]
-        return list(await self._checks(segment, view.ctx))
+            return [(await self._run_one(cp, view.ctx, traced))[0] for cp in segment]
+        return list(await self._checks(segment, view.ctx, traced))
 
-    async def _run_one(self, cp: ConfiguredPolicy, ctx: CheckContext) -> tuple[Decision, PolicyResult | None]:
-        # A span per policy only when the request is traced: a no-op span still costs a context
-        # attach/detach per policy on the hot path.
-        if trace.get_current_span().is_recording():
+    async def _run_one(
+        self, cp: ConfiguredPolicy, ctx: CheckContext, traced: bool
+    ) -> tuple[Decision, PolicyResult | None]:
+        # ``traced``: the stage's request is traced (``run``): one span per policy.
+        if traced:
             with _tracer.start_as_current_span(f"policy {cp.id}") as span:
                 decision, out = await self._evaluate(cp, ctx, span)
                 _annotate(span, decision)
@@ -340,6 +357,15 @@ class Pipeline:
             enforced=enforce,
         )
         return decision, out
+
+
+_CONTEXT_FIELDS = attrgetter(*(f.name for f in fields(CheckContext)))
+
+
+def _snapshot(ctx: CheckContext) -> CheckContext:
+    """A shallow copy of ``ctx`` (what ``dataclasses.replace(ctx)`` returns, every field in
+    declaration order, in ~1 us instead of ~5)."""
+    return CheckContext(*_CONTEXT_FIELDS(ctx))
 
 
 def _views_of(ctx: CheckContext) -> list[ContextView]:

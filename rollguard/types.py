@@ -101,7 +101,7 @@ class Evidence:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Decision:
     """One policy's judgement on one stage of one interaction.
 
@@ -123,12 +123,44 @@ class Decision:
     enforced: bool = True
     error: str | None = None
 
+    def __init__(
+        self,
+        policy: str,
+        policy_type: str,
+        stage: Stage,
+        verdict: Verdict,
+        score: float,
+        reason: str,
+        evidence: tuple[Evidence, ...] = (),
+        elapsed_ms: float = 0.0,
+        enforced: bool = True,
+        error: str | None = None,
+    ) -> None:
+        """The dataclass ``__init__`` of a frozen class sets each field through
+        ``object.__setattr__`` (~3 us for these ten fields); the slots' own setters
+        (``_DECISION_SLOTS``) do the same in about half of that. The pipeline builds one
+        ``Decision`` per policy and stage, ~20 per request."""
+        (s_policy, s_type, s_stage, s_verdict, s_score, s_reason, s_evidence, s_ms, s_enf, s_err) = (
+            _DECISION_SLOTS
+        )
+        s_policy(self, policy)
+        s_type(self, policy_type)
+        s_stage(self, stage)
+        s_verdict(self, verdict)
+        s_score(self, score)
+        s_reason(self, reason)
+        s_evidence(self, evidence)
+        s_ms(self, elapsed_ms)
+        s_enf(self, enforced)
+        s_err(self, error)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "policy": self.policy,
             "policy_type": self.policy_type,
-            "stage": self.stage.value,
-            "verdict": self.verdict.value,
+            # ``_value_``: the same str as ``.value`` without the enum property (~10x slower)
+            "stage": self.stage._value_,
+            "verdict": self.verdict._value_,
             "score": round(self.score, 4),
             "reason": self.reason,
             "evidence": [e.to_dict() for e in self.evidence],
@@ -136,6 +168,10 @@ class Decision:
             "enforced": self.enforced,
             "error": self.error,
         }
+
+
+_DECISION_SLOTS: tuple[Any, ...] = tuple(Decision.__dict__[f].__set__ for f in Decision.__slots__)
+"""The setters of ``Decision``'s slots, in field order (``Decision.__init__``)."""
 
 
 @dataclass(frozen=True, slots=True)

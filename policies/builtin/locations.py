@@ -36,6 +36,7 @@ __all__ = [
     "Rewrite",
     "TextSite",
     "iter_message_texts",
+    "message_texts",
     "rewrite_messages",
     "rewrite_text",
     "rewrite_tool_calls",
@@ -73,13 +74,17 @@ def iter_message_texts(
 ) -> Iterator[tuple[TextSite, str]]:
     """``(site, text)`` for every text in ``messages[start:]`` whose role is in ``roles`` (all
     roles when ``None``). Tool-call arguments come as their raw JSON string. Never raises for odd
-    shapes: anything that is not text is skipped."""
+    shapes: anything that is not text is skipped. (Hot: called by most policies on every request,
+    so a plain ``dict`` skips the ``Mapping`` ABC check and a message without ``tool_calls`` /
+    ``function_call`` keys skips their generator.)"""
     for i in range(max(0, start), len(messages)):
         msg = messages[i]
-        if not isinstance(msg, Mapping):
+        if type(msg) is not dict and not isinstance(msg, Mapping):
             continue
-        role = str(msg.get("role", ""))
-        if not _wanted(role, roles):
+        role = msg.get("role", "")
+        if type(role) is not str:
+            role = str(role)
+        if roles is not None and not _wanted(role, roles):
             continue
         content = msg.get("content")
         if isinstance(content, str):
@@ -89,7 +94,28 @@ def iter_message_texts(
             for j, part in enumerate(content):
                 if isinstance(part, Mapping) and isinstance(part.get("text"), str) and part["text"]:
                     yield TextSite(f"messages[{i}].content[{j}].text", role, i), part["text"]
-        yield from _iter_call_arguments(msg, f"messages[{i}]", role, i)
+        if "tool_calls" in msg or "function_call" in msg:
+            yield from _iter_call_arguments(msg, f"messages[{i}]", role, i)
+
+
+def message_texts(messages: Sequence[Message]) -> Iterator[str]:
+    """The texts ``iter_message_texts(messages)`` yields (every role), in the same order, without
+    their ``TextSite``: for callers that need only the strings (``redaction.reserve_lookalikes``,
+    three times per request), at about a third of the cost."""
+    for msg in messages:
+        if type(msg) is not dict and not isinstance(msg, Mapping):
+            continue
+        content = msg.get("content")
+        if isinstance(content, str):
+            if content:
+                yield content
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, Mapping) and isinstance(part.get("text"), str) and part["text"]:
+                    yield part["text"]
+        if "tool_calls" in msg or "function_call" in msg:
+            for _, text in _iter_call_arguments(msg, "", "", 0):
+                yield text
 
 
 def _iter_call_arguments(
@@ -119,10 +145,12 @@ def rewrite_messages(
     nothing changed. Changed messages are shallow copies with only the changed fields replaced."""
     out: list[Message] | None = None
     for i, msg in enumerate(messages):
-        if not isinstance(msg, Mapping):
+        if type(msg) is not dict and not isinstance(msg, Mapping):
             continue
-        role = str(msg.get("role", ""))
-        if not _wanted(role, roles):
+        role = msg.get("role", "")
+        if type(role) is not str:
+            role = str(role)
+        if roles is not None and not _wanted(role, roles):
             continue
         new = _rewrite_message(msg, i, role, rewrite)
         if new is not None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from policies.base import CheckContext, PolicyResult, RedactionVault
 from policies.builtin.locations import (
     TextSite,
-    iter_message_texts,
+    message_texts,
     rewrite_messages,
     rewrite_text,
     rewrite_tool_calls,
@@ -258,7 +258,7 @@ def reserve_lookalikes(ctx: CheckContext) -> None:
     ``stream``. Linear in the text length."""
     vault = ctx.vault
     if ctx.stage is Stage.PRE_CALL:
-        for _, text in iter_message_texts(ctx.messages):
+        for text in message_texts(ctx.messages):
             vault.reserve(text)
         return
     if ctx.completion:

@@ -172,7 +172,7 @@ def decode_ascii85(text: str, limit: int) -> str | None:
                 return out
         return None
 
-    out = _substitute(_A85, text, one)
+    out = _substitute(_A85, text, one) if "~" in text else None  # ``_A85`` needs ``<~ ... ~>``
     return _substitute(_A85_BARE, _unwrap(_A85_WRAPPED, out or text), one) or out
 
 
@@ -182,6 +182,9 @@ _UU = re.compile(r"\bbegin [0-7]{3} [^\n]*\n((?:[^\n]*\n)*?)(?:`\n)?end\b")
 def decode_uu(text: str, limit: int) -> str | None:
     """uuencode (POSIX ``uuencode`` format: ``begin MODE NAME``, lines, ``end``), line by line with
     ``binascii.a2b_uu``."""
+
+    if "begin " not in text:  # ``_UU`` starts with ``begin ``: no scan of the text for nothing
+        return None
 
     def one(block: str) -> str | None:
         raw = bytearray()

@@ -120,10 +120,28 @@ _NON_ASCII = re.compile(
 _DIGITS = frozenset("0134578")
 
 
+_last: tuple[str, bool] = ("", False)
+
+
 def looks_encoded(text: str) -> bool:
     """True when ``text`` may carry an encoded span. Ordered cheapest first: substring tests
     (C-speed ``in``), then small regular expressions guarded by a character test, so ordinary
-    prose costs a few microseconds. O(len(text))."""
+    prose costs a few microseconds. O(len(text)).
+
+    The answer for the last text asked about (the same object) is kept: a text that looks encoded
+    is asked about twice in a row (``decoded_context`` asks, then ``views.decoded_views`` asks
+    again before decoding it), so the second answer costs nothing. One entry, one reference."""
+    global _last
+    last = _last
+    if last[0] is text:
+        return last[1]
+    found = _scan(text)
+    _last = (text, found)
+    return found
+
+
+def _scan(text: str) -> bool:
+    """``looks_encoded`` without the memo."""
     if not text.isascii() and (_NON_ASCII.search(text) or _typographic_morse(text)):
         return True
     low = text.lower()

@@ -23,7 +23,7 @@ from policies.decoding.ciphers import CIPHERS
 from policies.decoding.codecs import BINARY_CODECS, CLOSE, OPEN
 from policies.decoding.prescan import looks_encoded
 
-__all__ = ["DecodeLimits", "DecodedView", "decoded_views"]
+__all__ = ["NON_ASCII_ONLY", "DecodeLimits", "DecodedView", "decoded_views"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,10 @@ class DecodedView:
 
 _DECODERS = BINARY_CODECS + CIPHERS
 _INVOLUTIONS = frozenset({"rot13", "atbash"})
+NON_ASCII_ONLY = frozenset({"base2048", "emoji", "unicode_tags", "zalgo", "braille", "emoji_letters"})
+"""Decoders whose patterns match only non-ASCII characters (Braille, tag characters, combining
+marks, emoji, enclosed letters, base2048's alphabet): on an ASCII text they find nothing, so they
+are not called (one ``str.isascii()`` instead of six scans; most flagged texts are ASCII)."""
 
 
 def decoded_views(text: str, limits: DecodeLimits | None = None) -> list[DecodedView]:
@@ -72,9 +76,12 @@ def decoded_views(text: str, limits: DecodeLimits | None = None) -> list[Decoded
         for chain, source in frontier:
             if not looks_encoded(source):
                 continue
+            ascii_only = source.isascii()
             for name, decode in _DECODERS:
                 if name in _INVOLUTIONS and chain.endswith(name):
                     continue  # ROT13 of ROT13 is the text again
+                if ascii_only and name in NON_ASCII_ONLY:
+                    continue
                 if len(out) >= limits.max_views or budget <= 0 or time.perf_counter() > deadline:
                     return out
                 try:

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from policies.builtin.locations import TextSite, iter_message_texts, rewrite_messages, rewrite_tool_calls
+from policies.builtin.locations import (
+    TextSite,
+    iter_message_texts,
+    message_texts,
+    rewrite_messages,
+    rewrite_tool_calls,
+)
 
 MESSAGES: list[dict[str, Any]] = [
     {"role": "system", "content": "sys"},
@@ -92,3 +99,52 @@ def test_object_keys_in_tool_call_arguments_are_rewritten_in_place() -> None:
     doc = json.loads(out[0]["function"]["arguments"])
     assert doc == {"<PII>": {"<PII>": ["ok"]}, "to": "b", "z": 1}
     assert list(doc) == ["<PII>", "to", "z"]  # key order kept
+
+
+class _Msg(Mapping[str, Any]):
+    """A read-only ``Mapping`` message that is not a ``dict`` (the walkers' slow path)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+ODD: list[Any] = [
+    *MESSAGES,
+    "not a message",
+    None,
+    {"role": 7, "content": "numeric role"},
+    {"content": "no role"},
+    {"role": "user", "content": ""},
+    {"role": "user", "content": ["bare string part", {"text": 3}, {"type": "text", "text": "p"}]},
+    {"role": "assistant", "tool_calls": "not a list", "function_call": {"arguments": 5}},
+    {"role": "assistant", "tool_calls": [None, {"function": {"arguments": ""}}, {"function": "x"}]},
+    {"role": "function", "name": "legacy", "content": "function result"},
+    _Msg({"role": "user", "content": "from a Mapping", "function_call": {"arguments": "m"}}),
+]
+
+
+def test_message_texts_are_exactly_the_texts_iter_message_texts_yields() -> None:
+    texts = [t for _, t in iter_message_texts(ODD)]
+    assert list(message_texts(ODD)) == texts
+    assert "numeric role" in texts and "from a Mapping" in texts and "m" in texts
+    assert "" not in texts and "bare string part" not in texts
+
+
+def test_the_walkers_treat_a_mapping_like_a_dict_and_a_numeric_role_as_its_text() -> None:
+    as_dicts = [dict(m) if isinstance(m, _Msg) else m for m in ODD]
+    assert [(s, t) for s, t in iter_message_texts(ODD)] == list(iter_message_texts(as_dicts))
+    sites = {s.location: s.role for s, _ in iter_message_texts(ODD, roles={"7", "function"})}
+    assert sites == {"messages[6].content": "7", "messages[12].content": "function"}
+    out = rewrite_messages(ODD, lambda site, text: text.upper(), roles={"7", "user"})
+    assert out is not None
+    assert out[6]["content"] == "NUMERIC ROLE" and out[13]["content"] == "FROM A MAPPING"
+    assert out[13]["function_call"] == {"arguments": "M"} and out[8] is ODD[8]

@@ -3,6 +3,7 @@ configured id."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import threading
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from policies import pipeline as pipeline_module
 from policies.base import CheckContext, Execution, PolicyResult
 from policies.pipeline import ConfiguredPolicy, Pipeline, build_pipeline
 from rollguard.settings import PolicySpec
@@ -239,3 +241,15 @@ def test_two_instances_of_one_type_are_keyed_by_id() -> None:
         ]
     )
     assert [c.id for c in p.policies] == ["pii_users", "pii_all"]
+
+
+def test_the_stage_snapshot_carries_every_field_of_the_context() -> None:
+    """``pipeline._snapshot`` (the content as it arrived, for decoded views) is
+    ``dataclasses.replace(ctx)``: a new context holding the same object in every field."""
+    ctx = CheckContext(Stage.POST_CALL, [{"role": "user", "content": "hi"}])
+    for f in dataclasses.fields(CheckContext):
+        setattr(ctx, f.name, object())  # a distinct sentinel per field, a new field included
+    snap = pipeline_module._snapshot(ctx)
+    assert snap is not ctx
+    for f in dataclasses.fields(CheckContext):
+        assert getattr(snap, f.name) is getattr(ctx, f.name) is getattr(dataclasses.replace(ctx), f.name)

@@ -3,6 +3,10 @@ notes), pure and usable on any text or JSON value."""
 
 from __future__ import annotations
 
+import enum
+from collections import OrderedDict
+from typing import Any
+
 from policies.base import RedactionVault
 from policies.builtin.redaction import Span
 from policies.privacy import PrivacyRedactor, redact_text
@@ -42,3 +46,67 @@ def test_the_finders_are_configurable() -> None:
 
     redactor = PrivacyRedactor(finders=[bob])
     assert redactor.redact_text(f"Bob <{EMAIL}>", RedactionVault()) == f"<PERSON_1> <{EMAIL}>"
+
+
+class _ReferenceSweep(PrivacyRedactor):
+    """The sweep as it was before its fast path (isinstance dispatch, ``redact_text`` on every
+    string and key): the fast path must give the same output and issue the same placeholders in
+    the same order."""
+
+    def sweep(self, value: Any, vault: RedactionVault) -> Any:
+        if isinstance(value, str):
+            return self.redact_text(value, vault) if value else value
+        if isinstance(value, bool) or value is None or isinstance(value, float):
+            return value
+        if isinstance(value, int):
+            text = str(value)
+            out = self.redact_text(text, vault)
+            return value if out == text else out
+        if isinstance(value, list | tuple):
+            return [self.sweep(v, vault) for v in value]
+        if isinstance(value, dict):
+            return {self._key(k, vault): self.sweep(v, vault) for k, v in value.items()}
+        return value
+
+
+class _Kind(enum.StrEnum):
+    MAIL = EMAIL
+
+
+def _records() -> list[Any]:
+    card = 4111111111111111
+    decision = {"policy": "pii", "reason": "redacted 1 EMAIL_ADDRESS", "score": 1.0, "enforced": True}
+    return [
+        {"a": [EMAIL, {"b": EMAIL, EMAIL: 1}], "n": card, "ok": True, "x": 1.5, "none": None},
+        {"decisions": [decision, dict(decision), {**decision, "reason": f"to {EMAIL}"}], "e": ""},
+        {"": "", KEY: [KEY, (EMAIL, card)], "k": _Kind.MAIL, "od": OrderedDict([(EMAIL, "x")])},
+        [["plain", "plain", f"{EMAIL} and bob.smith@example.org"], [1, 2, 3, False, True]],
+        {"nested": {"deep": {"deeper": [{EMAIL: {KEY: card}}]}}, "obj": object.__name__},
+        EMAIL,
+        card,
+        "",
+        (EMAIL, "tuple"),
+    ]
+
+
+def test_the_fast_sweep_matches_the_reference_value_for_value_and_placeholder_for_placeholder() -> None:
+    fast, slow = PrivacyRedactor(), _ReferenceSweep()
+    for _ in range(2):  # the second round: the clean-string cache is warm
+        fast_vault, slow_vault = RedactionVault(), RedactionVault()
+        for record in _records():
+            assert fast.sweep(record, fast_vault) == slow.sweep(record, slow_vault)
+        assert fast_vault._by_placeholder == slow_vault._by_placeholder
+        assert len(fast_vault) >= 4  # the records do carry findings
+    out = fast.sweep({EMAIL: EMAIL, "k": _Kind.MAIL}, RedactionVault())
+    assert out == {"<EMAIL_ADDRESS_1>": "<EMAIL_ADDRESS_1>", "k": "<EMAIL_ADDRESS_1>"}
+
+
+def test_a_string_seen_clean_is_kept_and_one_with_a_finding_is_never_cached() -> None:
+    redactor = PrivacyRedactor()
+    assert redactor.sweep({"within limits": ["within limits"]}, RedactionVault()) == {
+        "within limits": ["within limits"]
+    }
+    assert "within limits" in redactor._clean
+    for _ in range(2):
+        assert redactor.sweep([EMAIL], RedactionVault()) == ["<EMAIL_ADDRESS_1>"]
+    assert EMAIL not in redactor._clean
