@@ -347,21 +347,14 @@ def decoded_views(plain: str, folded: str | None = None) -> list[tuple[str, str]
     tokens = plain.split()
     if not tokens:
         return out
-    singles = 0
-    hex_pairs = 0
-    long_tokens = False
-    for tok in tokens:
-        n = len(tok)
-        if n == 1:
-            singles += 1
-        elif n == 2 and tok[0] in _HEXDIGITS and tok[1] in _HEXDIGITS:
-            hex_pairs += 1
-        elif n >= 16:
-            long_tokens = True
-        if n >= 7 and tok[1] in _SEPARATORS and tok[3] == tok[1] and tok[5] == tok[1]:
-            singles += 3  # "I.g.n.o.r.e": letters joined by one separator
+    lengths = list(map(len, tokens))
+    long_tokens = max(lengths) >= 16
     source = plain if folded is None else folded
-    if (singles >= 3 or long_tokens) and _has_spaced_run(source) and _SPACED.search(source):
+    if (
+        (long_tokens or _spaced_tokens(tokens, lengths))
+        and _has_spaced_run(source)
+        and _SPACED.search(source)
+    ):
         # a run of 4+ spaced letters is the trigger; then shorter runs ("a l l") are words too
         spaced = _SPACED_SHORT.sub(lambda m: _SPACE_SEP.sub("", m.group(0)), source)
         out.append(("spaced", _collapse(spaced)))
@@ -370,7 +363,9 @@ def decoded_views(plain: str, folded: str | None = None) -> list[tuple[str, str]
         if decoded != plain:
             out.append(("base64", " ".join(decoded.split())))
     prefixed = "\\x" in plain or "0x" in plain
-    hex_run = (long_tokens or hex_pairs >= 8) and _has_run(plain, _HEX_BYTES, 16, _HEX_SEPARATORS)
+    hex_run = (long_tokens or _hex_pairs(tokens, lengths) >= 8) and _has_run(
+        plain, _HEX_BYTES, 16, _HEX_SEPARATORS
+    )
     if (prefixed or hex_run) and _HEX.search(plain):
         decoded = _HEX.sub(_decode_hex, plain)
         if decoded != plain:
@@ -382,14 +377,37 @@ def decoded_views(plain: str, folded: str | None = None) -> list[tuple[str, str]
     return out
 
 
+def _spaced_tokens(tokens: list[str], lengths: list[int]) -> bool:
+    """Whether the tokens hint at spaced-out letters: three one-character tokens, or one token
+    of 7+ characters whose 2nd, 4th and 6th characters are the same separator ("I.g.n.o.r.e").
+    ``lengths``: ``len`` of each token. Counted with ``list.count`` first; the per-token test only
+    runs on the long tokens of a text with fewer than three single characters."""
+    if lengths.count(1) >= 3:
+        return True
+    for tok, n in zip(tokens, lengths, strict=True):
+        if n >= 7 and tok[1] in _SEPARATORS and tok[3] == tok[1] and tok[5] == tok[1]:
+            return True
+    return False
+
+
+def _hex_pairs(tokens: list[str], lengths: list[int]) -> int:
+    """How many tokens are two hex digits (``lengths``: ``len`` of each token); 0 without
+    looking when fewer than 8 tokens have two characters (the caller needs 8)."""
+    if lengths.count(2) < 8:
+        return 0
+    return sum(
+        1
+        for tok, n in zip(tokens, lengths, strict=True)
+        if n == 2 and tok[0] in _HEXDIGITS and tok[1] in _HEXDIGITS
+    )
+
+
 def _reads_better_in_rot13(words: list[str]) -> bool:
     """Whether the ROT13 of the lower-cased ``words`` has more common English words than they
     do (and more than two). One pass: a word's ROT13 is common iff the word is in the ROT13 of
     the common-word set."""
-    plain = rot = 0
-    for w in words:
-        if w in _COMMON:
-            plain += 1
-        if w in _COMMON_ROT13:  # not elif: "or" and its ROT13 "be" are both common
-            rot += 1
-    return rot > max(2, plain)
+    rot = sum(map(_COMMON_ROT13.__contains__, words))
+    if rot <= 2:
+        return False  # most texts: one counting pass
+    # not exclusive: "or" and its ROT13 "be" are both common
+    return rot > sum(map(_COMMON.__contains__, words))

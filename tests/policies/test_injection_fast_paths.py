@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from policies.builtin import injection_features as features
+from policies.builtin import normalize as normalize_module
 from policies.builtin.injection_features import HashTable, LinearTextModel, char_ngram_hashes
 from policies.builtin.normalize import _COMMON, _reads_better_in_rot13, normalize
 from policies.builtin.prompt_injection import LINEAR_MODEL
@@ -150,3 +151,48 @@ def test_symbol_count_matches_the_regex() -> None:
     for text in cases:
         joined = " ".join(text.split())
         assert features._symbols(joined) == len(features._SYMBOL.findall(joined)), joined
+
+
+def test_token_prechecks_of_decoded_views_match_the_per_token_loop() -> None:
+    """``_spaced_tokens`` and ``_hex_pairs`` (``list.count`` first, per-token tests only when
+    needed) give the answers of the per-token loop they replaced: ``singles >= 3`` (one-character
+    tokens, +3 per "I.g.n.o.r.e" token) and ``hex_pairs >= 8`` (two-hex-digit tokens)."""
+
+    def loop(tokens: list[str]) -> tuple[bool, bool]:
+        singles = hex_pairs = 0
+        for tok in tokens:
+            n = len(tok)
+            if n == 1:
+                singles += 1
+            elif n == 2 and tok[0] in normalize_module._HEXDIGITS and tok[1] in normalize_module._HEXDIGITS:
+                hex_pairs += 1
+            if n >= 7 and tok[1] in normalize_module._SEPARATORS and tok[3] == tok[1] and tok[5] == tok[1]:
+                singles += 3
+        return singles >= 3, hex_pairs >= 8
+
+    cases = [
+        *_texts(),
+        "I.g.n.o.r.e all",
+        "a b c",
+        "a b",
+        "de ad be ef 00 11 22 33",
+        "de ad be ef 00 11 22 zz",
+    ]
+    cases += [" ".join(["ab"] * 8), " ".join(["0f"] * 7 + ["xy"] * 3), "x-y-z-w and a", "x-y-zzw"]
+    rng = random.Random(5)
+    alphabet = "ab0f1.-| "
+    cases += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60))) for _ in range(3000)]
+    hits = [0, 0]
+    for text in cases:
+        tokens = text.split()
+        if not tokens:
+            continue
+        lengths = list(map(len, tokens))
+        got = (
+            normalize_module._spaced_tokens(tokens, lengths),
+            normalize_module._hex_pairs(tokens, lengths) >= 8,
+        )
+        assert got == loop(tokens), text
+        hits[0] += got[0]
+        hits[1] += got[1]
+    assert hits[0] > 100 and hits[1] > 0  # both branches are exercised

@@ -155,3 +155,30 @@ def test_concurrent_use_from_threads_is_safe() -> None:
 def test_bad_size_is_refused() -> None:
     with pytest.raises(ValueError):
         ScoreCache(max_entries=0)
+
+
+def test_memoised_digests_are_the_plain_digests_and_the_memo_stays_bounded() -> None:
+    """``text_key`` of a long text is its BLAKE2b digest whether or not the memo answers (first
+    call, repeat, a string equal but not identical, a lone surrogate, past the memo's size); the
+    memo keeps at most ``DIGEST_MEMO_ENTRIES`` texts and none longer than ``DIGEST_MEMO_CHARS``."""
+    import hashlib
+
+    from policies import score_cache
+
+    def plain(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    score_cache._memo_digest.cache_clear()
+    texts = [f"{i} " + "system prompt text " * 40 for i in range(3 * score_cache.DIGEST_MEMO_ENTRIES)]
+    texts += ["x" * (SHORT_KEY_CHARS + 1), "\ud800" + "y" * 400, "z" * (score_cache.DIGEST_MEMO_CHARS + 1)]
+    for text in texts + texts[::-1]:
+        assert text_key(text) == plain(text)
+        assert text_key("".join(list(text))) == plain(text)
+    info = score_cache._memo_digest.cache_info()
+    assert info.hits > 0
+    assert info.currsize <= score_cache.DIGEST_MEMO_ENTRIES == info.maxsize
+    big = "w" * (score_cache.DIGEST_MEMO_CHARS + 1)
+    before = score_cache._memo_digest.cache_info()
+    assert text_key(big) == plain(big)
+    assert score_cache._memo_digest.cache_info() == before  # a text past the bound is not memoised
+    assert text_key("short") == "short"
