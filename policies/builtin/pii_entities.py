@@ -31,6 +31,10 @@ Look-alike rules (what is deliberately *not* PII):
   one of ``PHONE_REGIONS``, or have the North American shape ``(NXX) NXX-XXXX`` / ``NXX-NXX-XXXX``
   (N = 2-9, one separator style). So bare digit runs (epoch milliseconds ``1714567890123``, order ids),
   street numbers (``17151 2450 Crown St``) and ZIP+4 (``90010-170``) are not phone numbers.
+- Hex dumps and number runs: no phone, card, SSN, IBAN or e-mail on a hex-dump line
+  (``on_dump_line``: an offset then 4+ hex groups, or 8+ groups of 2 / 6+ of 4); no phone that is a
+  space-separated slice of a longer run of same-width hex/number tokens (``_in_number_run``), nor a
+  dotted version string of 4+ groups (``4.50.666.791``, ``_version_like``).
 - US SSN: ``AAA-GG-SSSS`` or ``AAA GG SSSS`` with area not 000/666/900-999, group not 00, serial
   not 0000; nine bare digits only right after "SSN" / "social security".
 - IBAN: country code with its registered length, then the ISO 13616 mod-97 checksum. Only IBANs

@@ -50,3 +50,20 @@ def test_hex_dumps_reach_the_model_unaltered(gateway: GatewayFactory) -> None:
             assert resp.status_code == 200, resp.text[:300]
             assert resp.json()["choices"][0]["message"]["content"] == text
             assert "PHONE_NUMBER" not in json.dumps(resp.json())
+
+
+def test_an_output_guardrail_failure_withholds_the_reply_as_documented(
+    gateway: GatewayFactory, stub: Stub
+) -> None:
+    # README "The block contract": a policy failing on the output (here pii over a 1 ms budget on
+    # a 390 KB reply) withholds the reply like an output block, not a 503 (the model has answered;
+    # a 503 would make the OpenAI SDKs call it again).
+    policies = [{"id": "pii", "type": "pii", "timeout_ms": 1, "stages": ["post_call"]}]
+    with gateway(policies=policies) as url:
+        stub.script("scripted", {"content": numeric_csv(), "finish_reason": "stop"})
+        resp = chat(url, {"model": "scripted", "messages": [{"role": "user", "content": "the table"}]})
+        assert resp.status_code == 200, resp.text[:300]
+        assert resp.headers["x-rollguard-verdict"] == "block"
+        assert resp.headers["x-rollguard-policy"] == "pii"
+        choice = resp.json()["choices"][0]
+        assert choice["finish_reason"] == "content_filter" and choice["message"]["content"] == ""
