@@ -111,18 +111,28 @@ def _scan(pattern: re.Pattern[str], text: str, windows: _Windows) -> Iterator[re
 
 # A hex dump / byte listing line: an offset (``00000510:``, ``0020300``) then 4+ hexadecimal
 # groups of 2, 4, 6 or 8 digits one or two spaces apart (``xxd``, ``od -x``/``-o``, ``hexdump -C``),
-# or, without an offset (``od -An``, ``xxd -p -c``, a table of fixed-width numbers), 8+ groups of
-# 2 or 6+ groups of 4 (a French phone number is 5 groups of 2, a card 4 groups of 4).
+# or, without an offset (``od -An``), 8+ groups of 2 or 6+ groups of 4 with a hex letter among
+# them (a French phone number is 5 groups of 2; two cards in a row, ``4111 1111 1111 1111 4111
+# ...``, are 8 groups of 4 digits and stay cards).
 _HEX2, _HEX4 = r"[0-9A-Fa-f]{2}", r"[0-9A-Fa-f]{4}"
 _DUMP_LINE_RE = re.compile(
     r"[ \t]*(?:"
     r"(?:[0-9A-Fa-f]{4,16}:|[0-9A-Fa-f]{6,16})"
     r"(?:[ \t]{1,2}(?:[0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}|[0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})){4}"
     rf"|(?:{_HEX2}[ \t]{{1,2}}){{7}}{_HEX2}(?!\S)"
-    rf"|(?:{_HEX4}[ \t]{{1,2}}){{5}}{_HEX4}(?!\S)"
+    rf"|(?P<w4>(?:{_HEX4}[ \t]{{1,2}}){{5}}{_HEX4})(?!\S)"
     r")"
 )
+_HEX_LETTER_RE = re.compile(r"[a-fA-F]")
 _HEX_TOKENS_RE = re.compile(r"[0-9A-Fa-f \t]*")
+
+
+def _is_dump_line(text: str, line_start: int) -> bool:
+    m = _DUMP_LINE_RE.match(text, line_start)
+    if m is None:
+        return False
+    w4 = m.group("w4")
+    return w4 is None or _HEX_LETTER_RE.search(w4) is not None
 
 
 def on_dump_line(text: str, pos: int) -> bool:
@@ -133,12 +143,12 @@ def on_dump_line(text: str, pos: int) -> bool:
     nl = text.rfind("\n", max(0, pos - 160), pos)
     if nl < 0 and pos > 160:
         return False
-    if _DUMP_LINE_RE.match(text, nl + 1) is not None:
+    if _is_dump_line(text, nl + 1):
         return True
     if nl >= 0 or _HEX_TOKENS_RE.fullmatch(text, 0, pos) is None:
         return False
     nxt = text.find("\n", pos, pos + 160)
-    return nxt >= 0 and _DUMP_LINE_RE.match(text, nxt + 1) is not None
+    return nxt >= 0 and _is_dump_line(text, nxt + 1)
 
 
 # --- e-mail ---------------------------------------------------------------------------------
