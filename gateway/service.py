@@ -4,8 +4,9 @@ the route renders it (``routes/openai.py``), so HTTP-framework details stay in `
 
 Contracts (docs/architecture.md): an input block is HTTP 400 ``code: content_filter`` with the
 policy id and interaction id and the upstream is never called; a policy failure with
-``on_error: block`` is HTTP 503 ``guardrail_unavailable``; an output block ends with
-``finish_reason: "content_filter"``; the matched text is never sent or echoed.
+``on_error: block`` is HTTP 503 ``guardrail_unavailable`` on the input and an output block on the
+output; an output block ends with ``finish_reason: "content_filter"``; the matched text is never
+sent or echoed.
 """
 
 from __future__ import annotations

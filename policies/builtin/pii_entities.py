@@ -31,6 +31,10 @@ Look-alike rules (what is deliberately *not* PII):
   one of ``PHONE_REGIONS``, or have the North American shape ``(NXX) NXX-XXXX`` / ``NXX-NXX-XXXX``
   (N = 2-9, one separator style). So bare digit runs (epoch milliseconds ``1714567890123``, order ids),
   street numbers (``17151 2450 Crown St``) and ZIP+4 (``90010-170``) are not phone numbers.
+- Hex dumps and number runs: no phone, card, SSN, IBAN or e-mail on a hex-dump line
+  (``on_dump_line``: an offset then 4+ hex groups, or 8+ groups of 2 / 6+ of 4); no phone that is a
+  space-separated slice of a longer run of same-width hex/number tokens (``_in_number_run``), nor a
+  dotted version string of 4+ groups (``4.50.666.791``, ``_version_like``).
 - US SSN: ``AAA-GG-SSSS`` or ``AAA GG SSSS`` with area not 000/666/900-999, group not 00, serial
   not 0000; nine bare digits only right after "SSN" / "social security".
 - IBAN: country code with its registered length, then the ISO 13616 mod-97 checksum. Only IBANs
@@ -47,6 +51,7 @@ Look-alike rules (what is deliberately *not* PII):
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -79,15 +84,71 @@ _CLUSTER_RE = re.compile(r"[+(\d][\d \-.()x#+et]{6,}")
 _Windows = list[tuple[int, int]]
 
 
+_MERGE_GAP = 64
+"""Clusters closer than this many characters share one window: every match of the windowed
+patterns consists of cluster characters only and is at least 7 long, so it lies inside one cluster
+whatever the windows; merging only saves one ``finditer`` call per cluster and finder (a CSV or a
+table has a cluster every few characters), keeping the scan linear with a small constant."""
+
+
 def _clusters(text: str) -> _Windows:
     n = len(text)
-    return [(m.start(), min(n, m.end() + 2)) for m in _CLUSTER_RE.finditer(text)]
+    out: _Windows = []
+    for m in _CLUSTER_RE.finditer(text):
+        start, end = m.start(), min(n, m.end() + 2)
+        if out and start - out[-1][1] <= _MERGE_GAP:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
 
 
 def _scan(pattern: re.Pattern[str], text: str, windows: _Windows) -> Iterator[re.Match[str]]:
     """``pattern.finditer`` restricted to ``windows`` (look-behinds still see the text before)."""
     for start, end in windows:
         yield from pattern.finditer(text, start, end)
+
+
+# A hex dump / byte listing line: an offset (``00000510:``, ``0020300``) then 4+ hexadecimal
+# groups of 2, 4, 6 or 8 digits one or two spaces apart (``xxd``, ``od -x``/``-o``, ``hexdump -C``),
+# or, without an offset (``od -An``), 8+ groups of 2 or 6+ groups of 4 with a hex letter among
+# them (a French phone number is 5 groups of 2; two cards in a row, ``4111 1111 1111 1111 4111
+# ...``, are 8 groups of 4 digits and stay cards).
+_HEX2, _HEX4 = r"[0-9A-Fa-f]{2}", r"[0-9A-Fa-f]{4}"
+_DUMP_LINE_RE = re.compile(
+    r"[ \t]*(?:"
+    r"(?:[0-9A-Fa-f]{4,16}:|[0-9A-Fa-f]{6,16})"
+    r"(?:[ \t]{1,2}(?:[0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}|[0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})){4}"
+    rf"|(?:{_HEX2}[ \t]{{1,2}}){{7}}{_HEX2}(?!\S)"
+    rf"|(?P<w4>(?:{_HEX4}[ \t]{{1,2}}){{5}}{_HEX4})(?!\S)"
+    r")"
+)
+_HEX_LETTER_RE = re.compile(r"[a-fA-F]")
+_HEX_TOKENS_RE = re.compile(r"[0-9A-Fa-f \t]*")
+
+
+def _is_dump_line(text: str, line_start: int) -> bool:
+    m = _DUMP_LINE_RE.match(text, line_start)
+    if m is None:
+        return False
+    w4 = m.group("w4")
+    return w4 is None or _HEX_LETTER_RE.search(w4) is not None
+
+
+def on_dump_line(text: str, pos: int) -> bool:
+    """Whether ``pos`` lies on a hex-dump line (``_DUMP_LINE_RE`` matches at the line's start).
+    Looks back at most 160 characters for the line start (a dump line's data starts within 80).
+    A text that starts mid-line (a cut paste: only hex groups before ``pos``) is judged by its
+    second line."""
+    nl = text.rfind("\n", max(0, pos - 160), pos)
+    if nl < 0 and pos > 160:
+        return False
+    if _is_dump_line(text, nl + 1):
+        return True
+    if nl >= 0 or _HEX_TOKENS_RE.fullmatch(text, 0, pos) is None:
+        return False
+    nxt = text.find("\n", pos, pos + 160)
+    return nxt >= 0 and _is_dump_line(text, nxt + 1)
 
 
 # --- e-mail ---------------------------------------------------------------------------------
@@ -123,7 +184,7 @@ def _find_emails(text: str) -> Iterable[Span]:
             start += 1
         m = _EMAIL_RE.match(text, start, min(n, at + 256)) if start < at else None
         if m is not None:
-            if m.group().rsplit(".", 1)[1].lower() not in _FILE_TLDS:
+            if m.group().rsplit(".", 1)[1].lower() not in _FILE_TLDS and not on_dump_line(text, at):
                 yield Span(EMAIL, m.start(), m.end(), _PRIORITY[EMAIL])
             pos = m.end()
         at = text.find("@", max(at + 1, pos))
@@ -199,6 +260,8 @@ def _find_cards(text: str, windows: _Windows) -> Iterable[Span]:
         digits = raw.replace(" ", "").replace("-", "")
         if len(digits) < 12 or len(set(digits)) < 2 or not _issuer_ok(digits) or not luhn_ok(digits):
             continue
+        if on_dump_line(text, m.start()):
+            continue  # bytes of a hex dump
         before = text[max(0, m.start() - 32) : m.start()]
         if _CARD_NEGATIVE.search(before) and not _CARD_POSITIVE.search(before):
             continue
@@ -259,7 +322,7 @@ def _find_ibans(text: str, windows: _Windows) -> Iterable[Span]:
             end += 1
         if need or (end < len(text) and text[end].isalnum()):
             continue
-        if iban_ok(text[start:end].replace(" ", "")):
+        if iban_ok(text[start:end].replace(" ", "")) and not on_dump_line(text, start):
             yield Span(IBAN, start, end, _PRIORITY[IBAN])
 
 
@@ -267,6 +330,7 @@ def _find_ibans(text: str, windows: _Windows) -> Iterable[Span]:
 _SSN_RE = re.compile(r"(\d(?<![\w\-.]\d)\d{2})([- ])(\d{2})\2(\d{4})(?![\w\-]|\.\d)")
 _SSN_BARE_RE = re.compile(r"\d(?<!\w\d)\d{8}(?!\w)")
 _SSN_WORD_BEFORE = re.compile(r"(?i)\b(?:ssn|social security(?: number| no\.?)?)\W{0,4}$")
+_SSN_WORD_ANY = re.compile(r"(?i)ssn|social security")
 _SSN_EXAMPLES = frozenset({"078051120", "219099999", "123456789"})
 
 
@@ -280,8 +344,10 @@ def ssn_ok(area: str, group: str, serial: str) -> bool:
 
 def _find_ssns(text: str, windows: _Windows) -> Iterable[Span]:
     for m in _scan(_SSN_RE, text, windows):
-        if ssn_ok(m.group(1), m.group(3), m.group(4)):
+        if ssn_ok(m.group(1), m.group(3), m.group(4)) and not on_dump_line(text, m.start()):
             yield Span(SSN, m.start(), m.end(), _PRIORITY[SSN])
+    if _SSN_WORD_ANY.search(text) is None:
+        return
     for m in _scan(_SSN_BARE_RE, text, windows):
         d = m.group()
         if _SSN_WORD_BEFORE.search(text, max(0, m.start() - 30), m.start()) and ssn_ok(d[:3], d[3:5], d[5:]):
@@ -347,9 +413,15 @@ def _find_ipv6(text: str) -> Iterable[Span]:
 
 
 # --- phone numbers --------------------------------------------------------------------------
-_PHONE_RE = re.compile(
+_PHONE_START = (
     r"(?=[+(\d])"  # lets the regex engine skip quickly to candidate characters
     r"(?<![\w+\-./:\\])"
+    r"(?=(?:[^\d\n]{0,6}\d){7})"  # 7+ digits ahead, at most 6 other characters apart
+)
+# Only candidates ``_shaped`` may accept: a ``+``/``0``/``(`` start, a parenthesis, or 3+ digit
+# groups (a superset; used when the text holds no phone word at all).
+_SHAPED_AHEAD = r"(?=[+(0]|[\d \-.]{0,48}\(|\d+[ \-.()x#et]{1,8}\d+[ \-.()x#et]{1,8}\d)"
+_PHONE_BODY = (
     r"(?>"  # atomic: a long digit run is rejected once, not re-split thousands of ways
     r"(?:(?:\+|\b00|\b011)[ \-.]?)?"
     r"(?:\(\d{1,4}\)|\d{1,5})"
@@ -358,6 +430,8 @@ _PHONE_RE = re.compile(
     r"(?:[ ]?(?:x|ext\.?|#)[ ]?\d{1,5})?"
     r"(?![\w:/\\]|[.\-]\d)"
 )
+_PHONE_RE = re.compile(_PHONE_START + _PHONE_BODY)
+_PHONE_SHAPED_RE = re.compile(_PHONE_START + _SHAPED_AHEAD + _PHONE_BODY)
 _PHONE_CONTEXT_BEFORE = re.compile(
     r"(?i)\b(?:phone|tel(?:ephone)?|mobile|cell(?:phone)?|fax|desk|landline|whats ?app|sms|hotline|"
     r"call(?:ed)?(?: me| us| him| her| them)?(?: at| on)?|text (?:me|us)(?: at| on)?|dial|reach (?:me|us)"
@@ -394,6 +468,19 @@ def _trunk_two_groups(groups: list[str]) -> bool:
     )
 
 
+def _version_like(cand: str) -> bool:
+    """``4.50.666.791``, ``15.61.319.1407``: 4+ dot-separated groups, not all two digits wide (the
+    French ``06.12.34.56.78``), not a trunk ``0`` area code (``030.1234.567.8``) or the North
+    American ``1.NXX.NXX.XXXX``."""
+    if cand.strip("0123456789."):
+        return False
+    groups = cand.split(".")
+    first = groups[0]
+    trunk = len(first) >= 2 and first[0] == "0"
+    nanp = first == "1" and [len(g) for g in groups[1:]] == [3, 3, 4]
+    return len(groups) >= 4 and not (trunk or nanp) and any(len(g) != 2 for g in groups)
+
+
 def _phone_ok(cand: str, text: str, start: int, end: int) -> bool:
     digits = sum(c.isdigit() for c in cand)
     if not 7 <= digits <= 15 or _DATE_RE.search(cand) or _DECIMAL_RE.search(cand):
@@ -406,6 +493,8 @@ def _phone_ok(cand: str, text: str, start: int, end: int) -> bool:
         return True  # a phone word right next to it ("To order, call 415 555 2671")
     if _PHONE_NEGATIVE.search(text, max(0, start - 40), start):
         return False  # another kind of number named shortly before it
+    if _version_like(cand):
+        return False
     if "(" in cand and _DIGIT_PAREN_RE.search(cand):
         return False  # 542(7639): a citation's volume(issue), not an area code
     if _SSN_SHAPE_RE.fullmatch(cand):
@@ -432,11 +521,78 @@ def _phone_ok(cand: str, text: str, start: int, end: int) -> bool:
     return False
 
 
+# Any phone word of ``_PHONE_CONTEXT_BEFORE`` / ``_PHONE_CONTEXT_AFTER`` starts with one of these.
+# Searched in the lower-cased text without ``\b`` or ``(?i)``: plain literals let the regex engine
+# skip ahead fast (5-10x faster on 400 KB); a few extra positions only cost a ``_phone_ok`` call.
+_PHONE_WORD_START_RE = re.compile(
+    r"ph|tel|mob|cel|fax|desk|land|whats|sms|hot|call|text|dial|reach|contact|office|home|work"
+)
+
+_PHONE_WORD_START_CI = re.compile(_PHONE_WORD_START_RE.pattern, re.IGNORECASE)
+
+
+def _phone_word_starts(text: str) -> list[int]:
+    """Sorted start offsets of every possible phone word in ``text`` (a superset)."""
+    low = text.lower()
+    if len(low) != len(text):  # "İ" lower-cases to two characters: offsets would shift
+        return [w.start() for w in _PHONE_WORD_START_CI.finditer(text)]
+    return [w.start() for w in _PHONE_WORD_START_RE.finditer(low)]
+
+
+def _shaped(cand: str, groups: list[str]) -> bool:
+    """Whether ``cand`` can be a phone number without a phone word next to it (see ``_phone_ok``):
+    an international prefix, an area code in parentheses, 3+ digit groups or a trunk ``0`` area
+    code and subscriber number."""
+    return (
+        cand[0] == "+"
+        or cand.startswith(("00", "011"))
+        or "(" in cand
+        or len(groups) >= 3
+        or _trunk_two_groups(groups)
+    )
+
+
+_TOKEN_BEFORE_RE = re.compile(r"(?<!\S)[0-9A-Fa-f]+[ \t]{1,2}\Z")
+_TOKEN_AFTER_RE = re.compile(r"[ \t]{1,2}([0-9A-Fa-f]+)(?!\S)")
+
+
+def _in_number_run(cand: str, text: str, start: int, end: int) -> bool:
+    """Whether ``cand`` (digit groups separated by spaces) is a slice of a longer run of
+    space-separated number tokens: a hex dump (``xxd``, ``od -x``, ``hexdump``: ``3340 4602 9714``
+    between ``062b`` and ``a354``), a byte listing or a table of numbers. True when the token
+    right before or after it (same line, 1-2 spaces away) is hexadecimal and as wide as the group
+    next to it. A phone number is written whole, so this loses no phone number unless another
+    number of the same width is glued to it by spaces."""
+    if cand.strip("0123456789 ") or "  " in cand:
+        return False  # other separators: dashes, dots, parentheses, a prefix or an extension
+    tokens = cand.split()
+    before = _TOKEN_BEFORE_RE.search(text, max(0, start - 20), start)
+    if before is not None and len(before.group().rstrip()) == len(tokens[0]):
+        return True
+    after = _TOKEN_AFTER_RE.match(text, end, end + 20)
+    return after is not None and len(after.group(1)) == len(tokens[-1])
+
+
 def _find_phones(text: str, windows: _Windows) -> Iterable[Span]:
-    for m in _scan(_PHONE_RE, text, windows):
+    # Cheap structural checks first: a table of numbers yields thousands of candidates per 100 KB
+    # and most are bare or two-group numbers that only a phone word nearby could make a phone
+    # number. Phone words are located once (``bisect`` per candidate), so the cost per candidate
+    # is a few microseconds and the scan stays linear (docs/policies.md, "pii", for numbers).
+    words = _phone_word_starts(text)
+    for m in _scan(_PHONE_RE if words else _PHONE_SHAPED_RE, text, windows):
         cand = m.group()
-        if _phone_ok(cand, text, m.start(), m.end()):
-            yield Span(PHONE, m.start(), m.end(), _PRIORITY[PHONE])
+        start, end = m.start(), m.end()
+        groups = _PHONE_GROUP_RE.findall(cand)
+        if not 7 <= sum(map(len, groups)) <= 15:
+            continue
+        if not _shaped(cand, groups):
+            i = bisect.bisect_left(words, start - 46)
+            if i == len(words) or words[i] > end + 12:
+                continue  # no phone word within reach: _phone_ok would reject it
+        if _in_number_run(cand, text, start, end) or on_dump_line(text, start):
+            continue
+        if _phone_ok(cand, text, start, end):
+            yield Span(PHONE, start, end, _PRIORITY[PHONE])
 
 
 _DIGIT_RE = re.compile(r"\d")
