@@ -827,19 +827,63 @@ class TextModel(Protocol):
     def word_logit(self, ids: NDArray[Any]) -> float: ...
 
 
-CHUNK_CHARS = 16_000
-"""Texts longer than this are scored in overlapping chunks (max over chunks), so an injection in
-a long tool result is not diluted by the L2 normalisation over the whole document."""
+WINDOW_CHARS = 2_000
+"""Texts longer than this are scored in overlapping windows of this many characters (the score
+is the window with the highest linear logit), never whole. The model's training texts are short
+(``gateway.tools.train_injection.split_examples``, seed 0: 99 % of the benign ones under 2,400
+characters, 0.4 % over 4,000; 2.2 % of the attacks over 4,000), and its ``length`` hand feature
+(``ln(1 + chars) / 8``, coefficient 11) and the trees fitted on it only ever saw long texts that
+were jailbreaks: scored whole, a 10,000-character licence read as one (0.92, against 0.03 for
+its first 4,000 characters). A window keeps every input inside the lengths the model was fitted
+on, and keeps an injection in a long document from being diluted by the L2 normalisation over
+the whole document."""
+WINDOW_OVERLAP = 500
+"""Characters shared by consecutive windows: an injection of up to this length lies whole in one."""
+CHUNK_CHARS = WINDOW_CHARS
+"""The former name of ``WINDOW_CHARS``."""
 MAX_CHARS = 64_000
-"""At most this many characters of one text are scored (bounds the inline cost: ~40 ms)."""
+"""At most this many characters of one text are scored (bounds the inline cost)."""
+
+
+_REPEAT_RUN = re.compile(r"(?<!\S)(\S+(?:[ \t]+\S+){0,2}?)(?:[ \t]+\1(?!\S)){3,}")
+REPEAT_KEEP = 3
+"""Copies of a repeated unit that ``fold_repeats`` keeps."""
+
+
+def fold_repeats(text: str) -> str:
+    """``text`` with every run of four or more copies of one unit of 1-3 whitespace-separated
+    tokens on one line (``word word word ...``) cut to ``REPEAT_KEEP`` copies, when at most a
+    quarter of its 20 or more tokens are distinct (else ``text`` itself, checked with one
+    ``str.split``: the regex runs only on such texts). A repeated unit adds length (the ``length``
+    hand feature: long one-line texts were jailbreaks in training) and nothing the model could
+    read as content: ``"Summarise: " + "word " * 100`` scored 0.77 (an attack), with three copies
+    0.07."""
+    tokens = text.split()
+    if len(tokens) < 20 or 4 * len(set(tokens)) > len(tokens):
+        return text
+    return _REPEAT_RUN.sub(" ".join([r"\1"] * REPEAT_KEEP), text)
+
+
+def windows(text: str) -> list[str]:
+    """``text`` itself when it has at most ``WINDOW_CHARS`` characters, else its windows of
+    ``WINDOW_CHARS`` characters starting every ``WINDOW_CHARS - WINDOW_OVERLAP`` characters within
+    the first ``MAX_CHARS`` (the last one ends at the end of the text or at ``MAX_CHARS``; a window
+    shorter than ``WINDOW_OVERLAP`` is never needed: the one before covers it)."""
+    n = len(text)
+    if n <= WINDOW_CHARS:
+        return [text]
+    end = min(n, MAX_CHARS)
+    step = WINDOW_CHARS - WINDOW_OVERLAP
+    starts = [*range(0, end - WINDOW_CHARS, step), end - WINDOW_CHARS]
+    return [text[i : i + WINDOW_CHARS] for i in starts]
 
 
 def linear_best(model: TextModel, text: str) -> tuple[float, str, str, list[float]]:
     """``(logit, view, view_text, hand)``: the linear model's highest logit over the normalised views of
     a raw ``text`` (``policies.builtin.normalize.views``: plain, spaced, base64, hex, rot13), the
     view's name and its normalised text. A JSON object or array is scored on its string values
-    (``normalize.json_strings``). Texts over ``CHUNK_CHARS`` are scored in chunks (overlap 1,000
-    characters) up to ``MAX_CHARS``. ``hand`` is the view's ``hand_features``. An empty text gives
+    (``normalize.json_strings``). Texts over ``WINDOW_CHARS`` are scored in overlapping windows
+    (``windows``) up to ``MAX_CHARS``. ``hand`` is the view's ``hand_features``. An empty text gives
     ``(-inf, "plain", "", [])``."""
     z, view, view_text, hand, _ = _linear_best(model, text)
     return z, view, view_text, hand
@@ -852,12 +896,7 @@ def _linear_best(model: TextModel, text: str) -> tuple[float, str, str, list[flo
     values = json_strings(text)
     if values is not None:
         text = values
-    if len(text) > CHUNK_CHARS:
-        step = CHUNK_CHARS - 1_000
-        chunks = [text[i : i + CHUNK_CHARS] for i in range(0, min(len(text), MAX_CHARS), step)]
-    else:
-        chunks = [text]
-    for chunk in chunks:
+    for chunk in windows(fold_repeats(text)):
         for name, view in views(chunk):
             if not view:
                 continue

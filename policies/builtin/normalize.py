@@ -41,6 +41,7 @@ import unicodedata
 
 from confusable_homoglyphs import confusables as _confusables
 
+from policies.decoding.codecs import decimal_only_hex
 from policies.native import module as native_module
 
 __all__ = [
@@ -286,6 +287,8 @@ def _decode_b64(m: re.Match[str]) -> str:
 def _decode_hex(m: re.Match[str]) -> str:
     token = m.group(0)
     digits = _HEXCHARS.sub("", token)
+    if decimal_only_hex(token, digits):
+        return token  # numbers, not hex (``policies.decoding.codecs.decimal_only_hex``)
     if len(digits) % 2:
         digits = digits[:-1]
     try:

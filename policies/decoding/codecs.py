@@ -22,7 +22,7 @@ from collections.abc import Callable
 import base2048
 from ecoji.mapping import EMOJI2BYTE, PADDING, PADDING40, PADDING41, PADDING42, PADDING43
 
-__all__ = ["BINARY_CODECS", "CLOSE", "OPEN", "readable"]
+__all__ = ["BINARY_CODECS", "CLOSE", "OPEN", "decimal_only_hex", "readable"]
 
 OPEN, CLOSE = "\x02", "\x03"
 """Markers (STX / ETX) around each decoded span in a decoder's output, so ``views`` can also judge
@@ -127,12 +127,25 @@ _HEX = re.compile(r"(?<![0-9A-Za-z\\])(?:(?:\\x|0[xX])?[0-9A-Fa-f]{2}(?:, |[ :,]
 _HEX_SEP = re.compile(r"\\x|0[xX]|[\s:,]")
 
 
+def decimal_only_hex(token: str, digits: str) -> bool:
+    """True when a hex candidate ``token`` (its hex ``digits`` without separators) is no hex
+    evidence: every digit is a decimal one and no ``\\x`` / ``0x`` marks it as hex. Numbers
+    (a CSV, a table, phone numbers) look like byte pairs, and their pairs 41-59 and 61-79 read as
+    letters; but text whose hex has no digit a-f can spell no ``j``-``o`` or ``z`` in either case,
+    no ``.``, ``,``, ``?`` or line break ("ignore", "prompt", "only" all need one): such a run is
+    numbers, not an encoded instruction."""
+    return not any(c in "abcdefABCDEF" for c in digits) and "\\x" not in token and "0x" not in token.lower()
+
+
 def decode_hex(text: str, limit: int) -> str | None:
     """Base16 / hex: 8+ byte pairs, bare or as ``\\xNN`` / ``0xNN`` / ``0XNN``, optionally separated
-    by a space, colon, comma, ``", "`` or a line break (a dump wrapped at 16 bytes a line)."""
+    by a space, colon, comma, ``", "`` or a line break (a dump wrapped at 16 bytes a line). A run of
+    decimal digits alone is numbers, not hex (``decimal_only_hex``)."""
 
     def one(token: str) -> str | None:
         digits = _HEX_SEP.sub("", token)[:limit]
+        if decimal_only_hex(token, digits):
+            return None
         digits = digits[: len(digits) - len(digits) % 2]
         try:
             return readable(bytes.fromhex(digits))

@@ -8,9 +8,14 @@ not included. A text the pre-scan (``prescan.looks_encoded``) passes over costs 
 Bounds (``DecodeLimits``; defaults in brackets), so decoding can never become a denial of service:
 ``max_depth`` [3] nesting levels, ``max_views`` [12] views, ``max_span_chars`` [65,536] characters of
 one encoded span decoded, ``max_total_chars`` [65,536] decoded characters in all views together,
-``max_input_chars`` [262,144] characters of the input scanned, and ``max_ms`` [25] milliseconds of
-wall time (checked between decoders). A 1 MB prompt of nested base64 decodes its first 64 KB to
-depth 3 and stops (measured in ``tests/policies/test_decoding.py``).
+``max_input_chars`` [262,144] characters of the input scanned, ``max_work_chars`` [1,048,576]
+characters handed to decoders in all (each decoder call costs the length of the text it scans;
+checked before each call, so the decoders that run, and the views, are a function of the text
+alone), and ``max_ms`` [1,000] milliseconds of wall time, a backstop that normal operation never
+reaches (checked between decoders). Every bound but ``max_ms`` counts work, not time: a wall-clock
+budget (25 ms until 2026-12) cut a 320 KB CSV's decoding at a point that moved with the machine's
+load, so one request got a block in one run and a flag in the next. A 1 MB prompt of nested
+base64 decodes its first 64 KB to depth 3 and stops (measured in ``tests/policies/test_decoding.py``).
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ class DecodeLimits:
     max_span_chars: int = 65_536
     max_total_chars: int = 65_536
     max_input_chars: int = 262_144
-    max_ms: float = 25.0
+    max_work_chars: int = 1_048_576
+    max_ms: float = 1_000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,7 @@ def decoded_views(text: str, limits: DecodeLimits | None = None) -> list[Decoded
     out: list[DecodedView] = []
     seen = {("text", text)}
     budget = limits.max_total_chars
+    work = limits.max_work_chars
     source_text = text[: limits.max_input_chars]
     if OPEN in source_text or CLOSE in source_text:
         source_text = source_text.replace(OPEN, " ").replace(CLOSE, " ")
@@ -81,8 +88,11 @@ def decoded_views(text: str, limits: DecodeLimits | None = None) -> list[Decoded
                 if name in _INVOLUTIONS and chain.endswith(name):
                     continue  # ROT13 of ROT13 is the text again
                 if ascii_only and name in NON_ASCII_ONLY:
-                    continue
-                if len(out) >= limits.max_views or budget <= 0 or time.perf_counter() > deadline:
+                    continue  # nothing to find: charged no work
+                work -= len(source)
+                if len(out) >= limits.max_views or budget <= 0 or work < 0:
+                    return out
+                if time.perf_counter() > deadline:  # the backstop (module docstring)
                     return out
                 try:
                     marked = decode(source, min(limits.max_span_chars, budget))

@@ -247,8 +247,8 @@ def test_a_1mb_nested_base64_prompt_is_bounded_in_time_and_size() -> None:
     t0 = time.perf_counter()
     views = decoded_views(text, limits)
     elapsed_ms = (time.perf_counter() - t0) * 1000.0
-    # the wall-time bound is checked between decoders; one decoder on 256 KB is a few ms
-    assert elapsed_ms < limits.max_ms + 250.0, elapsed_ms
+    # bounded by work (characters decoded and scanned), not by the wall-time backstop: ~4 ms
+    assert elapsed_ms < 250.0, elapsed_ms
     assert sum(len(v.text) for v in views) <= limits.max_total_chars
     assert len(views) <= limits.max_views
 
@@ -270,14 +270,15 @@ def _adversarial(kind: str) -> str:
 @pytest.mark.parametrize("kind", ["ascii85 runs", "leet words", "nato words", "morse symbols", "rot13"])
 def test_many_small_spans_stay_bounded(kind: str) -> None:
     """~300 KB made of thousands of short candidate spans (each decoder's worst case: a Python
-    callback per span): CPU time stays near the 25 ms budget (measured 11-30 ms), the output within
+    callback per span): CPU time stays bounded by the work bounds (measured 15-113 ms, ascii85 the
+    worst; the wall-time backstop of ``max_ms`` is not what stops it), the output within
     the size bound."""
     text = _adversarial(kind)
     limits = DecodeLimits()
     c0 = time.process_time()
     views = decoded_views(text, limits)
     cpu_ms = (time.process_time() - c0) * 1000.0
-    assert cpu_ms < limits.max_ms + 250.0, cpu_ms
+    assert cpu_ms < 400.0, cpu_ms
     assert sum(len(v.text) for v in views) <= limits.max_total_chars
 
 

@@ -2,7 +2,11 @@
 ~5,000 real texts of the shipped data sets and encoded variants (``injection_sample``), every
 ``(score, view)`` equals the one recorded with the code before the CPU work of issue 11
 (``fixtures/injection_scores.json``, scores as ``float.hex``), to 1e-9, and every verdict (score at
-or above the threshold) is the same."""
+or above the threshold) is the same. Re-recorded once for an intended change (2026-12-08: texts
+over 2,000 characters scored in windows, ``injection_features.windows``): 483 of the 5,162 scores
+moved (339 down, 144 up), 3 verdicts flipped (two long benign user turns, nested LaTeX fractions
+and an OCR invoice in JSON, 0.00 -> 0.83 / 0.87; a 3,548-character holodeck role-play jailbreak
+0.87 -> 0.62)."""
 
 from __future__ import annotations
 

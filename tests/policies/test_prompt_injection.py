@@ -519,7 +519,9 @@ def test_redaction_placeholders_score_neutrally(policy: PromptInjectionPolicy) -
     assert redacted is not None
     text = redacted[0]["content"]
     assert text.count("<EMAIL_ADDRESS_") == 1000
-    assert score_text(policy.model, text)[0] >= policy.threshold  # unfolded: the false positive
+    # unfolded they still look like a suffix (scored whole, >= the threshold: the false positive;
+    # in 2,000-character windows 0.57), folded they are one neutral word
+    assert score_text(policy.model, text)[0] > 0.5
     assert fold_placeholders(text).split() == ["x"]
     result = policy.check(CheckContext(stage=Stage.PRE_CALL, messages=redacted))
     assert result.verdict is Verdict.ALLOW and result.score < 0.1
