@@ -68,3 +68,73 @@ def test_harmful_request_is_flagged_and_still_answered(gateway: GatewayFactory, 
     assert resp.status_code == 200
     decisions = {d["policy"]: d["verdict"] for d in check.json()["decisions"]}
     assert decisions.get("content_safety") == "flag"
+
+
+def _records(redis_url: str) -> list[dict[str, Any]]:
+    import orjson
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    return [orjson.loads(fields[b"record"]) for _, fields in r.xrange("rollguard:interactions")]
+
+
+def _finishes(resp: httpx.Response, stream: bool) -> list[Any]:
+    if not stream:
+        return [c.get("finish_reason") for c in resp.json()["choices"]]
+    return [
+        c.get("finish_reason") for e in sse_events(resp) if isinstance(e, dict) for c in e.get("choices", [])
+    ]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_slur_in_tool_call_arguments_is_blocked(gateway: GatewayFactory, stub: Stub, stream: bool) -> None:
+    """Trial fault: a slur in a reply's tool-call arguments passed (PII there was redacted)."""
+    args = json.dumps({"text": f"you {SLUR}"})
+    if stream:
+        script: dict[str, Any] = {
+            "chunks": [
+                {"tool_call": {"index": 0, "id": "call_1", "name": "post", "arguments": args[:9]}},
+                {"tool_call": {"index": 0, "arguments": args[9:]}},
+                {"finish_reason": "tool_calls"},
+            ]
+        }
+    else:
+        script = {
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "post", "arguments": args}}
+            ]
+        }
+    stub.script("scripted", script)
+    with gateway() as url:
+        resp = chat(
+            url, {"model": "scripted", "stream": stream, "messages": [{"role": "user", "content": "go"}]}
+        )
+    assert resp.status_code == 200, resp.text
+    assert "content_filter" in _finishes(resp, stream)
+    assert SLUR not in resp.text
+
+
+@pytest.mark.parametrize("field", ["function_call", "refusal"])
+def test_slur_in_function_call_or_refusal_is_blocked(gateway: GatewayFactory, stub: Stub, field: str) -> None:
+    """The legacy ``function_call`` and a ``refusal`` are reply text too (they passed unchecked)."""
+    value: Any = f"Sorry, you {SLUR}, I won't."
+    if field == "function_call":
+        value = {"name": "post", "arguments": json.dumps({"text": f"you {SLUR}"})}
+    stub.script("scripted", {field: value, "content": "ok" if field == "refusal" else ""})
+    with gateway() as url:
+        resp = chat(url, {"model": "scripted", "messages": [{"role": "user", "content": "go"}]})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["choices"][0]["finish_reason"] == "content_filter"
+    assert SLUR not in resp.text
+
+
+def test_pii_in_function_call_and_refusal_is_redacted(gateway: GatewayFactory, stub: Stub) -> None:
+    fc = {"name": "send", "arguments": json.dumps({"to": "mary.major@example.org"})}
+    stub.script("scripted", {"function_call": fc, "refusal": "I can't mail rhea.lane@example.net"})
+    with gateway() as url:
+        resp = chat(url, {"model": "scripted", "messages": [{"role": "user", "content": "go"}]})
+    assert resp.status_code == 200, resp.text
+    msg = resp.json()["choices"][0]["message"]
+    assert "mary.major" not in resp.text and "rhea.lane" not in resp.text
+    assert msg["function_call"]["name"] == "send" and "<EMAIL_ADDRESS_" in msg["function_call"]["arguments"]
+    assert "<EMAIL_ADDRESS_" in msg["refusal"]
