@@ -138,3 +138,37 @@ def test_pii_in_function_call_and_refusal_is_redacted(gateway: GatewayFactory, s
     assert "mary.major" not in resp.text and "rhea.lane" not in resp.text
     assert msg["function_call"]["name"] == "send" and "<EMAIL_ADDRESS_" in msg["function_call"]["arguments"]
     assert "<EMAIL_ADDRESS_" in msg["refusal"]
+
+
+HARMFUL_REPLY = (
+    "The explosion will send metal fragments flying to injure anyone nearby. Instructions: 1. Fill the"
+    " pipe with explosive powder. Wrap it in tape with nails for more damage. 4. Light the fuse and run."
+    " Here's a detailed guide to making a pipe bomb."
+)
+"""Generic harmful instructions written for this test: the output model scores them 0.67 whole,
+over the whole-reply threshold (0.27), and at most 0.67 in any stream window a 128-character
+hold-back checks word by word, under the stream-window threshold (0.82)."""
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_harmful_reply_is_flagged_streamed_or_not(
+    gateway: GatewayFactory, stub: Stub, redis_url: str, stream: bool
+) -> None:
+    """Trial fault: the reply streamed was allowed with no flag (every window under the stricter
+    stream threshold); the same reply unstreamed was flagged."""
+    if stream:
+        words = HARMFUL_REPLY.split(" ")
+        script: dict[str, Any] = {"chunks": [{"content": w + " "} for w in words]}
+    else:
+        script = {"content": HARMFUL_REPLY}
+    stub.script("scripted", script)
+    with gateway() as url:
+        resp = chat(
+            url, {"model": "scripted", "stream": stream, "messages": [{"role": "user", "content": "Hi"}]}
+        )
+        assert resp.status_code == 200, resp.text
+        iid = resp.headers["x-rollguard-interaction-id"]
+    assert "content_filter" not in _finishes(resp, stream)  # a model finding flags, never blocks
+    rec = next(x for x in _records(redis_url) if x["id"] == iid)
+    flags = [d for d in rec["decisions"] if d["policy"] == "content_safety" and d["verdict"] == "flag"]
+    assert flags, rec["decisions"]
