@@ -157,8 +157,8 @@ class PrivacyRedactor:
         """``value`` (a JSON value) with every run of 16+ non-space characters whose decoded
         reading (``policies.decoding.decoded_views``: base64, hex, nested ...) holds PII or a
         secret replaced whole by a placeholder ``<ENCODED_{KIND}_n>`` (a trial fault: a base64
-        GitHub token was stored verbatim). A string with no such run costs one regex search (about
-20 us per plain record, measured on a 446-character reply and two short messages)."""
+        GitHub token was stored verbatim). A string with no such run costs one regex search
+        (about 20 us per plain record: a 446-character reply and two short messages)."""
         if isinstance(value, str):
             if _RUN.search(value) is None or not looks_encoded(value):  # no run: nothing to mask
                 return value
