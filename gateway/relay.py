@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 from opentelemetry import trace
@@ -17,10 +18,10 @@ from gateway.streaming import StreamGuard, delivered_choice, error_event, guard_
 from gateway.telemetry import GatewayMetrics, record_policy_errors, record_stage
 from gateway.upstream import UpstreamStream
 from policies.base import CheckContext
-from policies.pipeline import Pipeline, StageResult
+from policies.pipeline import ConfiguredPolicy, Pipeline, StageResult
 from rollguard.errors import RollguardError
 from rollguard.settings import GatewaySettings
-from rollguard.types import Decision, Stage, Verdict
+from rollguard.types import Decision, Mode, Stage, Verdict
 
 __all__ = ["CLIENT_CLOSED_STATUS", "CLIENT_DISCONNECTED", "StreamRelay"]
 
@@ -101,6 +102,33 @@ class StreamRelay:
         self._checked_calls[:] = pctx.completion_tool_calls
         return res.verdict, pctx.completion_tool_calls
 
+    async def _judge_whole(self) -> None:
+        """Each whole released reply judged once more at ``post_call`` by the read-only policies
+        (as a non-streamed reply is), findings recorded as flags (the reply is delivered; a flag
+        changes nothing for the client). A stream window is judged at a stricter threshold than a
+        whole reply (a reply has many windows: ``content_safety``'s ``stream_threshold`` 0.82 vs
+        ``output_threshold`` 0.27), so a harmful reply under every window's bar passed with no
+        flag when streamed and was flagged unstreamed (a trial fault). Skipped after a block."""
+        guard, ex = self._guard, self._ex
+        if guard.blocked:
+            return
+
+        def judges(cp: ConfiguredPolicy) -> bool | Mode:
+            return False if cp.policy.transforms else ex.enabled(cp)
+
+        for index in guard.indexes():
+            text = guard.completion(index)
+            if not text:
+                continue
+            res = await self._pipeline.run(self._context(Stage.POST_CALL, text, None), judges)
+            ex.interaction.policy_ms += res.elapsed_ms
+            ex.interaction.decisions.extend(
+                replace(d, verdict=Verdict.FLAG, reason=f"whole streamed reply: {d.reason}")
+                for d in res.decisions
+                if d.verdict.severity >= Verdict.FLAG.severity
+            )
+            record_policy_errors(self._metrics, res.decisions)
+
     def _record_window(self, result: StageResult) -> None:
         """The window is checked many times per stream: keep each policy's most severe decision."""
         interaction = self._ex.interaction
@@ -139,6 +167,7 @@ class StreamRelay:
                     yield batch[0] if len(batch) == 1 else b"".join(batch)
                 delivered.extend(batch)  # resumed: the server has written it
             ended = True
+            await self._judge_whole()  # after [DONE]: the client does not wait for it
         except RollguardError as exc:
             # HTTP 200 is already out: OpenAI's mid-stream error event, then the stream closes.
             ended = True

@@ -27,6 +27,7 @@ from gateway.flags.source import FlagSource
 from gateway.flags.variants import CAPABILITY_STREAMING, CAPABILITY_TOOLS, VariantResolver
 from gateway.large import LargeInputs
 from gateway.relay import CLIENT_CLOSED_STATUS, CLIENT_DISCONNECTED, StreamRelay
+from gateway.reply_fields import extra_texts, put_calls, reply_calls
 from gateway.restore import restore_calls
 from gateway.telemetry import (
     GatewayMetrics,
@@ -365,32 +366,29 @@ class ChatService:
 
     async def _post_call(self, ex: Exchange, choice: dict[str, Any], *, first: bool) -> None:
         """Run the post_call stage on one choice of a completion; rewrite it in place (blocked:
-        empty content, ``finish_reason: content_filter``; redacted; placeholders restored)."""
+        empty content, no calls, ``finish_reason: content_filter``; redacted; placeholders
+        restored). Tool calls and a legacy ``function_call`` are judged with the content; every
+        other text field (``refusal``, ...) as a completion of its own (``gateway.reply_fields``)."""
         ctx, interaction = ex.ctx, ex.interaction
         msg = choice.get("message") or {}
         text = msg.get("content") if isinstance(msg.get("content"), str) else text_of(msg.get("content"))
-        calls = msg.get("tool_calls") or []
-        post_ctx = CheckContext(
-            stage=Stage.POST_CALL,
-            messages=ctx.messages,
-            tenant=ctx.tenant,
-            completion=text or "",
-            completion_tool_calls=list(calls),
-            vault=ctx.vault,
-        )
-        if self.large is not None and len(post_ctx.completion or "") > self.large.threshold_chars:
-            post = await self.large.run_stage(self.pipeline, post_ctx, ex.enabled)
-        else:
-            post = await self.pipeline.run(post_ctx, ex.enabled)
-        self._record_decisions(ex, post)
+        calls, legacy = reply_calls(msg)
+        post_ctx, post = await self._judge_reply(ex, text or "", calls)
         if first:
             interaction.completion = post_ctx.completion
             interaction.tool_calls = list(post_ctx.completion_tool_calls)
             interaction.finish_reason = choice.get("finish_reason")
         new_msg = dict(msg)
-        if post.blocked:
+        blocked = post.blocked
+        for key, value in extra_texts(msg) if not blocked else []:
+            field_ctx, field_res = await self._judge_reply(ex, value, [])
+            blocked = blocked or field_res.blocked
+            out = field_ctx.completion or ""
+            new_msg[key] = ctx.vault.restore(out) if self._restore else out
+        if blocked:
             new_msg["content"] = ""
-            new_msg.pop("tool_calls", None)
+            for key in ("tool_calls", "function_call", *(k for k, _ in extra_texts(msg))):
+                new_msg.pop(key, None)
             choice["finish_reason"] = "content_filter"
             if first:
                 interaction.finish_reason = "content_filter"
@@ -401,8 +399,28 @@ class ChatService:
                 new_msg["content"] = restored if msg.get("content") is not None else None
             if calls:
                 checked = post_ctx.completion_tool_calls
-                new_msg["tool_calls"] = restore_calls(checked, ctx.vault) if self._restore else checked
+                put_calls(new_msg, restore_calls(checked, ctx.vault) if self._restore else checked, legacy)
         choice["message"] = new_msg
+
+    async def _judge_reply(
+        self, ex: Exchange, text: str, calls: list[dict[str, Any]]
+    ) -> tuple[CheckContext, StageResult]:
+        """The post_call stage on one reply text and its calls; decisions recorded."""
+        ctx = ex.ctx
+        post_ctx = CheckContext(
+            stage=Stage.POST_CALL,
+            messages=ctx.messages,
+            tenant=ctx.tenant,
+            completion=text,
+            completion_tool_calls=list(calls),
+            vault=ctx.vault,
+        )
+        if self.large is not None and len(post_ctx.completion or "") > self.large.threshold_chars:
+            post = await self.large.run_stage(self.pipeline, post_ctx, ex.enabled)
+        else:
+            post = await self.pipeline.run(post_ctx, ex.enabled)
+        self._record_decisions(ex, post)
+        return post_ctx, post
 
     def _upstream_failed(self, ex: Exchange, exc: RollguardError) -> ChatResult:
         """Record an upstream failure before any byte went to the client; its error result."""

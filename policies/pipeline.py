@@ -262,6 +262,9 @@ class Pipeline:
                     d = _near(d)  # a decoded payload near a threshold: hiding it tips the balance
                 if (k, i) in framing or out[i].verdict is Verdict.BLOCK:
                     continue
+                if d.verdict is Verdict.REDACT and out[i].verdict is not Verdict.FLAG:
+                    out[i] = _hidden(out[i], d, view) or out[i]
+                    continue
                 if d.verdict.severity >= Verdict.FLAG.severity:
                     out[i] = _encoded(d, view) if d.error is None else d
         for i, original in enumerate(decisions):
@@ -453,6 +456,25 @@ def _cleared(d: Decision, views: list[ContextView]) -> Decision:
         evidence=d.evidence,
         elapsed_ms=d.elapsed_ms,
         enforced=d.enforced,
+    )
+
+
+def _hidden(original: Decision, d: Decision, view: ContextView) -> Decision | None:
+    """A transform (``pii``, ``secrets``) that redacts more at ``view.location`` in a decoded
+    reading than in the text as it arrived found a value the encoding hid: ``original`` as a flag
+    with the encoding and location added (the redaction of a view is never applied, so the
+    encoded value itself is not masked here: the audit record masks the encoded span,
+    ``policies.privacy``). ``None`` when the view finds nothing new (a value in plain text)."""
+    seen = sum(1 for e in original.evidence if e.location == view.location)
+    if sum(1 for e in d.evidence if e.location == view.location) <= seen:
+        return None
+    where = Evidence(f"encoded:{view.encoding}", view.location)
+    return replace(
+        original,
+        verdict=Verdict.FLAG,
+        score=max(original.score, d.score),
+        reason=f"found encoded ({view.encoding}) in {view.location}: {d.reason}",
+        evidence=(*original.evidence, where),
     )
 
 

@@ -34,6 +34,7 @@ Script (all keys optional)::
      "headers": {...},                # on an error or a non-streamed reply, e.g. {"Retry-After": "1"}
      "delay_ms": 0,                   # before the response starts
      "content": "text", "tool_calls": [...], "finish_reason": "stop",     # non-streamed reply
+     "function_call": {"name", "arguments"}, "refusal": "text",           # non-streamed, optional
      "choices": [{"content", "tool_calls"?, "finish_reason"?}, ...],      # non-streamed, n > 1
      "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
      "chunks": [item, ...],           # streamed: exactly these events, in order
@@ -275,10 +276,13 @@ def _scripted_choice(spec: dict[str, Any]) -> tuple[dict[str, Any], str]:
     text = str(spec.get("content") or "")
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": text if text or not spec.get("tool_calls") else None,
+        "content": text if text or not (spec.get("tool_calls") or spec.get("function_call")) else None,
     }
     if spec.get("tool_calls"):
         message["tool_calls"] = spec["tool_calls"]
+    for key in ("function_call", "refusal"):  # the legacy call and a refusal, as OpenAI sends them
+        if spec.get(key) is not None:
+            message[key] = spec[key]
     finish = str(spec.get("finish_reason") or ("tool_calls" if spec.get("tool_calls") else "stop"))
     return message, finish
 

@@ -194,6 +194,10 @@ class StreamGuard:
         ch = self._choices.get(index)
         return ch.tools.calls() if ch else []
 
+    def indexes(self) -> list[int]:
+        """The choice indexes seen, in order."""
+        return sorted(self._choices)
+
     def finish_reasons(self) -> list[str]:
         return [c.finish_reason for _, c in sorted(self._choices.items()) if c.finish_reason]
 

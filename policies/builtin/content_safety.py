@@ -23,6 +23,7 @@ score, never the text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -37,7 +38,14 @@ from policies.builtin.prompt_injection import fold_placeholders
 from policies.registry import register
 from rollguard.types import Evidence, Stage, Verdict
 
-__all__ = ["CATEGORIES", "DEFAULT_MODEL", "STREAM_WINDOW", "ContentSafetyPolicy", "stream_windows"]
+__all__ = [
+    "CATEGORIES",
+    "DEFAULT_MODEL",
+    "STREAM_WINDOW",
+    "ContentSafetyPolicy",
+    "output_sites",
+    "stream_windows",
+]
 
 DEFAULT_MODEL = resources.files("policies") / "data" / "content_safety.model.npz"
 """The shipped model file (package data, read with ``importlib.resources``)."""
@@ -81,6 +89,45 @@ def stream_windows(text: str, size: int = STREAM_WINDOW) -> list[str]:
         return [text]
     step = max(size // 2, 1)
     return [text[i : i + size] for i in [*range(0, len(text) - size, step), len(text) - size]]
+
+
+def _argument_text(raw: str) -> str:
+    """A tool call's ``arguments`` as the text a reader sees: every object key and string value
+    of the JSON, one a line (a model judges words, not JSON punctuation); the raw string when it
+    is not JSON."""
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        return raw
+    out: list[str] = []
+    stack: list[Any] = [parsed]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                out.append(str(key))
+                stack.append(item)
+        elif isinstance(value, list):
+            stack.extend(value)
+    return "\n".join(t for t in out if t)
+
+
+def output_sites(ctx: CheckContext) -> list[tuple[str, str]]:
+    """``(location, text)`` of every text of a reply at ``post_call`` / ``stream``: the completion
+    and each tool call's arguments (``completion_tool_calls[k].function.arguments``, as
+    ``_argument_text``; the chat service passes a legacy ``function_call`` as one more call).
+    Tool names and ids are not text."""
+    sites = [("completion", ctx.completion)] if ctx.completion else []
+    for k, call in enumerate(ctx.completion_tool_calls):
+        fn = call.get("function") if isinstance(call, Mapping) else None
+        args = fn.get("arguments") if isinstance(fn, Mapping) else None
+        if isinstance(args, str) and args:
+            text = _argument_text(args)
+            if text:
+                sites.append((f"completion_tool_calls[{k}].function.arguments", text))
+    return sites
 
 
 def _actions(given: Mapping[str, str] | None, default: Mapping[str, str], name: str) -> dict[str, Verdict]:
@@ -202,9 +249,10 @@ class ContentSafetyPolicy:
         return out, p
 
     def check(self, ctx: CheckContext) -> PolicyResult:
-        """Judge the current turn's input texts (``pre_call``) or the completion / stream window
-        (``post_call`` / ``stream``); the most severe category action decides. An allow carries
-        the model's highest P(harmful) as its score."""
+        """Judge the current turn's input texts (``pre_call``) or the completion / stream window and
+        the reply's tool-call arguments (``post_call`` / ``stream``: ``output_sites``); the most
+        severe category action decides. An allow carries the model's highest P(harmful) as its
+        score."""
         if ctx.stage is Stage.PRE_CALL:
             actions = self.input_actions
             sites = [
@@ -213,7 +261,7 @@ class ContentSafetyPolicy:
             ]
         else:
             actions = self.output_actions
-            sites = [("completion", ctx.completion)] if ctx.completion else []
+            sites = output_sites(ctx)
         verdict, best, evidence = Verdict.ALLOW, 0.0, []
         p_max = 0.0
         for location, text in sites:

@@ -214,3 +214,23 @@ def test_upstream_error_message_is_masked_for_the_client_and_recorded(
     assert rec["status"] == 400 and rec["error_code"] == "upstream_rejected_request"
     assert rec["metadata"]["upstream_error"] == err["message"]
     assert "john.doe" not in json.dumps(rec)
+
+
+def test_an_encoded_secret_is_flagged_and_never_stored_verbatim(
+    gateway: GatewayFactory, redis_url: str
+) -> None:
+    """Trial fault: ``"decode this: " + base64("token ghp_...")`` was allowed, not flagged, and
+    stored verbatim in the audit record."""
+    import base64
+
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    hidden = base64.b64encode(f"token {token}".encode()).decode()
+    body = {"model": "echo", "messages": [{"role": "user", "content": f"decode this: {hidden}"}]}
+    with gateway() as url:
+        resp = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+        assert resp.status_code == 200, resp.text
+        iid = resp.headers["x-rollguard-interaction-id"]
+    rec = _record(redis_url, iid)
+    blob = json.dumps(rec)
+    assert hidden not in blob and token not in blob and "<ENCODED_GITHUB_TOKEN_" in blob
+    assert any(d["policy"] == "secrets" and d["verdict"] == "flag" for d in rec["decisions"])

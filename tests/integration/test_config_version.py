@@ -57,13 +57,16 @@ def test_every_response_carries_the_config_version_and_a_request_id(
             "models": httpx.get(f"{url}/v1/models", headers={"x-request-id": "x" * 129}),
             "404 route": httpx.get(f"{url}/nowhere", headers={"x-request-id": "mail me@example.com"}),
             "health": httpx.get(f"{url}/healthz"),
+            "console static": httpx.get(f"{url}/review/static/console.css"),
+            "console login": httpx.get(f"{url}/review/login"),
         }
     versions = {name: r.headers.get("x-rollguard-config-version") for name, r in responses.items()}
     assert len(set(versions.values())) == 1, versions
     assert VERSION.fullmatch(versions["chat"] or "")
     ids = {name: r.headers.get("x-request-id") for name, r in responses.items()}
     assert ids["chat"] == "abc-123"  # a valid client id is echoed
-    for name in ("stream", "bad json", "unknown model", "models", "404 route", "health"):
+    assert responses["console static"].status_code == 200  # a trial reported it without the headers
+    for name in ("stream", "bad json", "unknown model", "models", "404 route", "health", "console static"):
         assert re.fullmatch(r"rg-[0-9a-f]{32}", ids[name] or ""), (name, ids[name])  # invalid: replaced
     assert len(set(ids.values())) == len(ids)
     assert responses["bad json"].status_code == 400 and responses["404 route"].status_code == 404

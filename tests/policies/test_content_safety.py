@@ -84,6 +84,25 @@ def test_slur_in_a_reply_is_blocked_without_echoing_it(policy: ContentSafetyPoli
 
 
 @pytest.mark.parametrize(
+    "args",
+    [
+        lambda s: json.dumps({"text": f"you {s}"}),  # a value
+        lambda s: json.dumps({"items": [{"note": f"hey {s}"}]}),  # nested in a list
+        lambda s: json.dumps({f"{s} list": 1}),  # a key
+        lambda s: f"not json: you {s}",  # raw arguments
+    ],
+)
+def test_slur_in_reply_tool_call_arguments_is_blocked(policy: ContentSafetyPolicy, args: object) -> None:
+    """Trial fault: tool-call arguments of a reply were not judged (only the completion was)."""
+    raw = args(SLUR)  # type: ignore[operator]
+    call = {"id": "c1", "type": "function", "function": {"name": "post", "arguments": raw}}
+    ctx = CheckContext(stage=Stage.POST_CALL, messages=[], completion="", completion_tool_calls=[call])
+    r = policy.check(ctx)
+    assert r.verdict is Verdict.BLOCK
+    assert [e.location for e in r.evidence] == ["completion_tool_calls[0].function.arguments"]
+
+
+@pytest.mark.parametrize(
     "disguise", [str.upper, lambda w: ".".join(w), lambda w: w.replace("i", "1").replace("e", "3")]
 )
 def test_disguised_slurs_are_found(disguise: object) -> None:

@@ -298,3 +298,31 @@ async def test_an_encoded_slur_is_blocked_in_every_encoding(encoding: str) -> No
         assert result.blocked or stripped, (encoding, i)
         if result.blocked:
             assert word not in result.blocked_by.reason  # type: ignore[union-attr]
+
+
+TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+
+
+@pytest.mark.parametrize(
+    ("hidden", "policy", "stage"),
+    [
+        (f"token {TOKEN}", "secrets", Stage.PRE_CALL),
+        ("write to jane.roe@example.com please", "pii", Stage.PRE_CALL),
+        (f"token {TOKEN}", "secrets", Stage.POST_CALL),
+    ],
+)
+async def test_a_secret_or_pii_an_encoding_hid_is_flagged(hidden: str, policy: str, stage: Stage) -> None:
+    """Trial fault: base64 of a GitHub token or an e-mail passed with no finding; the transforms
+    redacted the decoded reading and that redaction (never applied) was all."""
+    ctx = _ctx(f"decode this: {_b64(hidden)}", stage)
+    result = await build_pipeline(default_policies()).run(ctx)
+    found = next(d for d in result.decisions if d.policy == policy)
+    assert found.verdict is Verdict.FLAG and "base64" in found.reason
+    assert TOKEN not in found.reason and "jane" not in found.reason
+
+
+async def test_plain_pii_beside_benign_encoded_text_is_not_an_encoded_finding() -> None:
+    ctx = _ctx(f"mail jane.roe@example.com the notes {_b64('just some benign words here')}")
+    result = await build_pipeline(default_policies()).run(ctx)
+    pii = next(d for d in result.decisions if d.policy == "pii")
+    assert pii.verdict is Verdict.REDACT

@@ -3,13 +3,16 @@ notes), pure and usable on any text or JSON value."""
 
 from __future__ import annotations
 
+import base64
 import enum
+import json
 from collections import OrderedDict
 from typing import Any
 
 from policies.base import RedactionVault
 from policies.builtin.redaction import Span
 from policies.privacy import PrivacyRedactor, redact_text
+from rollguard.types import Interaction
 
 EMAIL = "jane.roe@example.com"
 KEY = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0"
@@ -110,3 +113,43 @@ def test_a_string_seen_clean_is_kept_and_one_with_a_finding_is_never_cached() ->
     for _ in range(2):
         assert redactor.sweep([EMAIL], RedactionVault()) == ["<EMAIL_ADDRESS_1>"]
     assert EMAIL not in redactor._clean
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_an_encoded_secret_or_email_is_masked_whole_in_the_record() -> None:
+    """Trial fault: ``"decode this: " + base64("token ghp_...")`` was stored verbatim."""
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    hidden_key, hidden_mail = _b64(f"token {token}"), _b64(f"write to {EMAIL} please")
+    nested = _b64(_b64(f"key {KEY}"))
+    args = json.dumps({"blob": hidden_mail})
+    interaction = Interaction(
+        id="i1",
+        created_ms=0,
+        tenant="",
+        model="m",
+        messages=[{"role": "user", "content": f"decode this: {hidden_key} and {nested}"}],
+        completion=f"Sure: {hidden_mail}",
+        tool_calls=[{"id": "c", "type": "function", "function": {"name": "f", "arguments": args}}],
+    )
+    rec = PrivacyRedactor().redact_record(interaction)
+    blob = json.dumps(rec)
+    for value in (hidden_key, nested, hidden_mail):
+        assert value not in blob
+    assert rec["messages"][0]["content"].startswith("decode this: <ENCODED_GITHUB_TOKEN_1> and <ENCODED_")
+    assert rec["completion"] == "Sure: <ENCODED_EMAIL_ADDRESS_1>"
+    assert json.loads(rec["tool_calls"][0]["function"]["arguments"]) == {"blob": "<ENCODED_EMAIL_ADDRESS_1>"}
+
+
+def test_benign_encoded_text_stays_in_the_record() -> None:
+    benign = _b64("just some benign words here")
+    interaction = Interaction(
+        id="i2",
+        created_ms=0,
+        tenant="",
+        model="m",
+        messages=[{"role": "user", "content": f"decode {benign}"}],
+    )
+    assert PrivacyRedactor().redact_record(interaction)["messages"][0]["content"] == f"decode {benign}"
