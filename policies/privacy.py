@@ -31,6 +31,7 @@ from policies.builtin.redaction import Finder, resolve_overlaps, substitute
 from policies.builtin.secret_patterns import SecretFinder
 from policies.decoding import decoded_views, looks_encoded
 from policies.registry import build
+from policies.score_cache import ScoreCache
 from rollguard.types import Interaction, Stage, Verdict
 
 __all__ = [
@@ -82,6 +83,10 @@ _RUN = re.compile(r'[^\s"\\]{16,}')
 shortest base64 run decoded; a JSON string's quotes and escapes stay, so masked tool-call
 arguments stay valid JSON)."""
 
+_ENCODED_CACHE = 4096
+"""Texts whose encoded runs ``_mask_encoded`` remembers (``ScoreCache``: the system prompt and
+history re-sent with every turn are scanned once)."""
+
 _CLEAN_CACHE = 4096
 _CLEAN_MAX_CHARS = 64
 
@@ -111,6 +116,7 @@ class PrivacyRedactor:
         self._cache: dict[tuple[str, frozenset[str]], Policy] = {}
         self._finders: tuple[Finder, ...] = tuple(finders) if finders is not None else default_finders()
         self._clean: dict[str, None] = {}
+        self._encoded: ScoreCache[tuple[tuple[int, int, str], ...]] = ScoreCache(_ENCODED_CACHE)
         # ``describe()`` of each privacy policy with its default params and every role (built
         # here, at startup, rather than on the first request).
         self.defaults = {t: dict(self._policy(t, ALL_ROLES).describe()) for t in PRIVACY_TYPES}
@@ -160,22 +166,43 @@ class PrivacyRedactor:
         GitHub token was stored verbatim). A string with no such run costs one regex search
         (about 20 us per plain record: a 446-character reply and two short messages)."""
         if isinstance(value, str):
-            if _RUN.search(value) is None or not looks_encoded(value):  # no run: nothing to mask
+            runs = self._encoded.get_or_compute("encoded-runs", value, self._encoded_runs)
+            if not runs:
                 return value
-            return _RUN.sub(lambda m: self._masked_run(m.group(0), vault), value)
+            parts: list[str] = []
+            last = 0
+            for start, end, kind in runs:
+                parts += (value[last:start], vault.placeholder(f"ENCODED_{kind}", value[start:end]))
+                last = end
+            parts.append(value[last:])
+            return "".join(parts)
         if isinstance(value, list):
             return [self._mask_encoded(v, vault) for v in value]
         if isinstance(value, dict):
             return {k: self._mask_encoded(v, vault) for k, v in value.items()}
         return value
 
-    def _masked_run(self, run: str, vault: RedactionVault) -> str:
+    def _encoded_runs(self, text: str) -> tuple[tuple[int, int, str], ...]:
+        """``(start, end, kind)`` of each run of ``text`` (``_RUN``) whose decoded reading holds
+        PII or a secret of entity ``kind`` (the first finding), left to right. A pure function of
+        the text and this redactor's finders, so ``_mask_encoded`` caches it per text and issues
+        the placeholders per record."""
+        if _RUN.search(text) is None or not looks_encoded(text):  # no run: nothing to mask
+            return ()
+        out: list[tuple[int, int, str]] = []
+        for m in _RUN.finditer(text):
+            kind = self._run_kind(m.group(0))
+            if kind is not None:
+                out.append((m.start(), m.end(), kind))
+        return tuple(out)
+
+    def _run_kind(self, run: str) -> str | None:
         for view in decoded_views(run):
             for finder in self._finders:
                 spans = finder(view.text)
                 if spans:
-                    return vault.placeholder(f"ENCODED_{spans[0].kind}", run)
-        return run
+                    return spans[0].kind
+        return None
 
     def redact_note(self, note: str, corrected: str | None) -> tuple[str, str | None]:
         """Free text a person wrote (a reviewer's ``note`` and ``corrected`` reply) with PII and

@@ -153,3 +153,38 @@ def test_benign_encoded_text_stays_in_the_record() -> None:
         messages=[{"role": "user", "content": f"decode {benign}"}],
     )
     assert PrivacyRedactor().redact_record(interaction)["messages"][0]["content"] == f"decode {benign}"
+
+
+def test_encoded_runs_are_scanned_once_per_text_and_placeholders_are_issued_per_record() -> None:
+    """The system prompt and history are re-sent with every turn: a text's encoded runs are
+    decoded once (cached per text), yet each record gets its own placeholders from its own vault,
+    and a second record with the same text is masked exactly like the first."""
+    hidden = _b64(f"write to {EMAIL} please")
+    text = f"decode this: {hidden} then {hidden} and also {_b64('harmless words only here')}"
+    redactor = PrivacyRedactor()
+    calls: list[str] = []
+    original = redactor._run_kind
+
+    def counting(run: str) -> str | None:
+        calls.append(run)
+        return original(run)
+
+    redactor._run_kind = counting  # type: ignore[method-assign]
+
+    def record(i: int) -> dict[str, Any]:
+        return redactor.redact_record(
+            Interaction(
+                id=f"i{i}", created_ms=0, tenant="", model="m", messages=[{"role": "user", "content": text}]
+            )
+        )
+
+    first, second = record(1), record(2)
+    assert first["messages"] == second["messages"]
+    masked = first["messages"][0]["content"]
+    assert hidden not in masked
+    assert masked.count("<ENCODED_EMAIL_ADDRESS_1>") == 2  # one value, one placeholder per record
+    assert _b64("harmless words only here") in masked
+    scanned = len(calls)
+    assert scanned >= 2
+    record(3)
+    assert len(calls) == scanned  # the third record read the cached runs
