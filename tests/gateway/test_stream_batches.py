@@ -25,6 +25,7 @@ from policies.pipeline import build_pipeline
 from rollguard.errors import UpstreamUnavailable
 from rollguard.settings import RollguardSettings, default_policies
 from rollguard.types import Stage, Verdict
+from tests.gateway.chunks import chunk
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 SLUR: str = json.loads(DEFAULT_LEXICON.read_text(encoding="utf-8"))["S10"][0]
@@ -44,21 +45,6 @@ class Counted:
         self.windows.append(text)
         new = EMAIL.sub("<EMAIL_ADDRESS_1>", text)
         return (Verdict.REDACT if new != text else Verdict.ALLOW), new
-
-
-def chunk(
-    content: str | None = None, *, index: int = 0, finish: str | None = None, **delta: Any
-) -> dict[str, Any]:
-    d: dict[str, Any] = dict(delta)
-    if content is not None:
-        d["content"] = content
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": "m",
-        "choices": [{"index": index, "delta": d, "finish_reason": finish}],
-    }
 
 
 class Upstream_:

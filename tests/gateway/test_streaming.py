@@ -24,6 +24,7 @@ from gateway.streaming import (
 )
 from rollguard.errors import UpstreamUnavailable
 from rollguard.types import Verdict
+from tests.gateway.chunks import chunk
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
@@ -231,19 +232,6 @@ def test_tool_call_assembler_reassembles_per_index() -> None:
 
 
 # ---------------------------------------------------------------------------------------- guard
-
-
-def chunk(content: str | None = None, *, finish: str | None = None, **delta: Any) -> dict[str, Any]:
-    d: dict[str, Any] = dict(delta)
-    if content is not None:
-        d["content"] = content
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": "m",
-        "choices": [{"index": 0, "delta": d, "finish_reason": finish}],
-    }
 
 
 USAGE = {"id": "chatcmpl-1", "created": 1, "model": "m", "choices": [], "usage": {"prompt_tokens": 3}}

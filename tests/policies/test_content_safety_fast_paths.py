@@ -7,7 +7,6 @@ leetspeak, spaced-out letters, lone surrogates, texts over ``MAX_CHARS``)."""
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -20,17 +19,9 @@ from policies.builtin.content_safety import ContentSafetyPolicy, stream_windows
 from policies.builtin.prompt_injection import fold_placeholders
 from rollguard.types import Stage
 from tests.policies import content_safety_reference as ref
+from tests.policies.corpus import rows as _rows
 
 DATA = Path(__file__).resolve().parents[2] / "data"
-
-
-def _rows(path: Path, *keys: str) -> list[str]:
-    out = []
-    for line in path.open(encoding="utf-8"):
-        if line.strip():
-            row = json.loads(line)
-            out += [str(row[k]) for k in keys if isinstance(row.get(k), str) and row[k]]
-    return out
 
 
 def _real_texts() -> list[str]:

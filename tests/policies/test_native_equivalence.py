@@ -9,7 +9,6 @@ ships). In CI (``CI=true``) a missing module is a failure, so the fast path cann
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pickle
 import random
@@ -32,6 +31,7 @@ from policies.builtin.injection_hashed import HashedTextModel, _all_buckets
 from policies.builtin.normalize import normalize, views
 from policies.builtin.prompt_injection import PromptInjectionPolicy, fold_placeholders
 from policies.decoding import blobs
+from tests.policies.corpus import rows as _rows
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 SWITCHED = (injection_hashed, injection_features, content_safety_model, blobs, norm)
@@ -96,15 +96,6 @@ def reference() -> Iterator[None]:
     finally:
         for m, s in zip(SWITCHED, saved, strict=True):
             m._NATIVE = s  # type: ignore[attr-defined]
-
-
-def _rows(path: Path, *keys: str) -> list[str]:
-    out = []
-    for line in path.open(encoding="utf-8"):
-        if line.strip():
-            row = json.loads(line)
-            out += [str(row[k]) for k in keys if isinstance(row.get(k), str) and row[k]]
-    return out
 
 
 def _edge_texts() -> list[str]:
